@@ -1,0 +1,286 @@
+package sheen
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// DefaultBaseURL is the worker the SDK talks to when no base URL is given.
+const DefaultBaseURL = "https://worker.sheenapps.com"
+
+// MinSecretLength is the shortest shared secret the worker accepts.
+const MinSecretLength = 32
+
+// Environment variables read by NewWorkerClientFromEnv.
+const (
+	EnvBaseURL  = "WORKER_BASE_URL"
+	EnvSecret   = "WORKER_SHARED_SECRET"
+	EnvSecretV2 = "WORKER_SHARED_SECRET_V2"
+	EnvSigning  = "WORKER_SIGNING"
+)
+
+// Option configures a WorkerClient.
+type Option func(*config) error
+
+type config struct {
+	baseURL       string
+	secret        string
+	secretV2      string
+	signing       Signing
+	httpClient    *http.Client
+	logger        *slog.Logger
+	perMinute     int
+	maxAttempts   int
+	maxWait       time.Duration
+	backoffBase   time.Duration
+	allowInsecure bool
+	clock         Clock
+	userAgent     string
+
+	// names say where each setting came from, for error messages.
+	secretFrom, secretV2From, baseURLFrom string
+}
+
+func defaultConfig() config {
+	return config{
+		baseURL:      DefaultBaseURL,
+		signing:      SigningBodyPath,
+		perMinute:    DefaultRatePerMinute,
+		maxAttempts:  DefaultMaxAttempts,
+		maxWait:      DefaultMaxWait,
+		backoffBase:  defaultBackoffBase,
+		clock:        systemClock{},
+		logger:       slog.New(slog.DiscardHandler),
+		secretFrom:   "WithSecret",
+		secretV2From: "WithSecretV2",
+		baseURLFrom:  "WithBaseURL",
+		userAgent:    "sheen-go/" + Version,
+	}
+}
+
+// WithBaseURL sets the worker's base URL, for example
+// "https://worker.sheenapps.com". A path prefix is kept. Plain http:// is
+// refused unless the host is loopback or WithInsecureHTTP is given.
+func WithBaseURL(baseURL string) Option {
+	return func(c *config) error { c.baseURL, c.baseURLFrom = baseURL, "WithBaseURL"; return nil }
+}
+
+// WithSecret sets the shared secret (at least 32 characters, used as-is).
+func WithSecret(secret string) Option {
+	return func(c *config) error { c.secret, c.secretFrom = secret, "WithSecret"; return nil }
+}
+
+// WithSecretV2 sets a separate secret for x-sheen-sig-v2 signatures
+// (SigningDual), for workers configured with HMAC_SECRET_V2.
+func WithSecretV2(secret string) Option {
+	return func(c *config) error { c.secretV2, c.secretV2From = secret, "WithSecretV2"; return nil }
+}
+
+// WithSigning selects the signing scheme; SigningBodyPath (v2.1) is the
+// default, SigningDual is what the deployed worker wants.
+func WithSigning(s Signing) Option {
+	return func(c *config) error {
+		if !s.valid() {
+			return fmt.Errorf("sheen: WithSigning: unknown scheme %v", s)
+		}
+		c.signing = s
+		return nil
+	}
+}
+
+// WithHTTPClient sets the HTTP client whose transport and timeout carry the
+// requests. The SDK wraps its transport with signing and rate limiting and
+// never follows redirects (a redirect would carry signatures elsewhere).
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *config) error {
+		if hc == nil {
+			return errors.New("sheen: WithHTTPClient: client is nil")
+		}
+		c.httpClient = hc
+		return nil
+	}
+}
+
+// WithLogger sets the structured logger. The SDK logs one debug record per
+// attempt (method, path without query, status, attempt, wait) and never logs
+// secrets, signatures or signed URLs. The default discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("sheen: WithLogger: logger is nil")
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithRateLimit sets the client's own pace in requests per minute (default
+// 60, v2.1's limit). The worker's rate-limit headers can only lower it.
+func WithRateLimit(perMinute int) Option {
+	return func(c *config) error {
+		if perMinute <= 0 {
+			return fmt.Errorf("sheen: WithRateLimit: %d requests per minute; it must be positive", perMinute)
+		}
+		c.perMinute = perMinute
+		return nil
+	}
+}
+
+// WithRetry sets how many times a call is tried in all (default 4; 1 turns
+// retries off) and the longest single wait between attempts or for rate-limit
+// quota (default 5 minutes).
+func WithRetry(maxAttempts int, maxWait time.Duration) Option {
+	return func(c *config) error {
+		if maxAttempts < 1 || maxAttempts > 100 {
+			return fmt.Errorf("sheen: WithRetry: %d attempts; it must be between 1 and 100", maxAttempts)
+		}
+		if maxWait <= 0 {
+			return fmt.Errorf("sheen: WithRetry: maximum wait %s; it must be positive", maxWait)
+		}
+		c.maxAttempts, c.maxWait = maxAttempts, maxWait
+		c.backoffBase = min(c.backoffBase, maxWait)
+		return nil
+	}
+}
+
+// WithBackoffBase sets the first step of the exponential backoff used when
+// the worker gives no Retry-After (default 1s); step n waits about 2^n times
+// it, with jitter, capped by the maximum wait.
+func WithBackoffBase(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("sheen: WithBackoffBase: %s; it must be positive", d)
+		}
+		c.backoffBase = d
+		return nil
+	}
+}
+
+// WithInsecureHTTP allows a plain http:// base URL on a host that is not
+// loopback. Signatures protect integrity, not secrecy: use it only inside a
+// trusted network.
+func WithInsecureHTTP() Option {
+	return func(c *config) error { c.allowInsecure = true; return nil }
+}
+
+// WithClock sets the clock used by the rate limiter, the caches and the
+// signatures' timestamps. Tests use it to avoid sleeping.
+func WithClock(clock Clock) Option {
+	return func(c *config) error {
+		if clock == nil {
+			return errors.New("sheen: WithClock: clock is nil")
+		}
+		c.clock = clock
+		return nil
+	}
+}
+
+// WithUserAgent sets the User-Agent header sent to the worker.
+func WithUserAgent(ua string) Option {
+	return func(c *config) error { c.userAgent = ua; return nil }
+}
+
+// fromEnv turns the environment into options that explicit options, applied
+// after them, override.
+func fromEnv() []Option {
+	var opts []Option
+	if v, ok := os.LookupEnv(EnvBaseURL); ok && v != "" {
+		opts = append(opts, func(c *config) error { c.baseURL, c.baseURLFrom = v, EnvBaseURL; return nil })
+	}
+	if v, ok := os.LookupEnv(EnvSecret); ok {
+		opts = append(opts, func(c *config) error { c.secret, c.secretFrom = v, EnvSecret; return nil })
+	}
+	if v, ok := os.LookupEnv(EnvSecretV2); ok && v != "" {
+		opts = append(opts, func(c *config) error { c.secretV2, c.secretV2From = v, EnvSecretV2; return nil })
+	}
+	if v, ok := os.LookupEnv(EnvSigning); ok && v != "" {
+		opts = append(opts, func(c *config) error {
+			s, err := ParseSigning(v)
+			if err != nil {
+				return fmt.Errorf("sheen: %s: %w", EnvSigning, err)
+			}
+			c.signing = s
+			return nil
+		})
+	}
+	return opts
+}
+
+// validate checks the finished configuration. Errors name the setting and
+// what is wrong, never its value when it is a secret.
+func (c *config) validate() (*url.URL, error) {
+	if c.secret == "" {
+		return nil, fmt.Errorf("sheen: %s is not set: the shared secret is required", c.secretFrom)
+	}
+	if n := len(c.secret); n < MinSecretLength {
+		return nil, fmt.Errorf("sheen: %s is %d characters; it must be at least %d", c.secretFrom, n, MinSecretLength)
+	}
+	if c.secretV2 != "" && len(c.secretV2) < MinSecretLength {
+		return nil, fmt.Errorf("sheen: %s is %d characters; it must be at least %d", c.secretV2From, len(c.secretV2), MinSecretLength)
+	}
+	u, err := url.Parse(strings.TrimSuffix(c.baseURL, "/"))
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return nil, fmt.Errorf("sheen: %s %q is not an absolute URL", c.baseURLFrom, c.baseURL)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("sheen: %s must not carry credentials, a query or a fragment", c.baseURLFrom)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !c.allowInsecure && !isLoopback(u.Hostname()) {
+			return nil, fmt.Errorf("sheen: %s uses plain http:// on %s, which is not loopback; use https:// (or WithInsecureHTTP inside a trusted network)", c.baseURLFrom, u.Hostname())
+		}
+	default:
+		return nil, fmt.Errorf("sheen: %s has scheme %q; want https:// (or http:// on loopback)", c.baseURLFrom, u.Scheme)
+	}
+	return u, nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CallOption changes one call made with WorkerClient.Do.
+type CallOption func(*callConfig)
+
+type callConfig struct {
+	idempotencyKey string
+	correlationID  string
+	header         http.Header
+}
+
+// WithIdempotencyKey sends an Idempotency-Key header. Every attempt of the
+// call carries the same key, and the call becomes safe to retry after
+// ambiguous failures.
+func WithIdempotencyKey(key string) CallOption {
+	return func(c *callConfig) { c.idempotencyKey = key }
+}
+
+// WithCorrelationID sends the given X-Correlation-Id instead of a fresh
+// UUIDv4.
+func WithCorrelationID(id string) CallOption {
+	return func(c *callConfig) { c.correlationID = id }
+}
+
+// WithHeader adds a header to the call. x-sheen-* headers are refused: the
+// signer owns them.
+func WithHeader(key, value string) CallOption {
+	return func(c *callConfig) {
+		if c.header == nil {
+			c.header = make(http.Header)
+		}
+		c.header.Add(key, value)
+	}
+}
