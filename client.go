@@ -64,6 +64,10 @@ type core struct {
 	maxWait     time.Duration
 	backoffBase time.Duration
 	userAgent   string
+
+	// balanceChanged, when set, hears of every user whose balance the
+	// client learnt has changed (a 402 for that user, a build started).
+	balanceChanged func(userID string)
 }
 
 // NewWorkerClient makes a client. WithSecret is required; everything else
@@ -206,9 +210,21 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		correlationID = req.Header.Get("X-Correlation-Id")
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return c.errorFromResponse(resp, policy, correlationID)
+		err := c.errorFromResponse(resp, policy, correlationID)
+		if resp.StatusCode == http.StatusPaymentRequired {
+			c.noteBalanceChanged(cc.userID)
+		}
+		return err
 	}
 	return decodeResponse(resp, out, policy, correlationID)
+}
+
+// noteBalanceChanged tells the balanceChanged hook that userID's balance is
+// no longer what was last seen.
+func (c *core) noteBalanceChanged(userID string) {
+	if userID != "" && c.balanceChanged != nil {
+		c.balanceChanged(userID)
+	}
 }
 
 // newRequest builds the retryable request with the headers every attempt

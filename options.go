@@ -256,6 +256,9 @@ func isLoopback(host string) bool {
 type CallOption func(*callConfig)
 
 type callConfig struct {
+	// userID is the user a service call acts for; when the worker answers
+	// 402 for it, the client's balanceChanged hook hears of it.
+	userID         string
 	idempotencyKey string
 	correlationID  string
 	header         http.Header

@@ -1,0 +1,145 @@
+package sheen
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// ttlCache holds values until they expire, bounded in size, with one load at
+// a time per key (concurrent misses share it). Billing balances and export
+// links both live in one.
+type ttlCache[V any] struct {
+	clock Clock
+	max   int
+
+	mu      sync.Mutex
+	entries map[string]cacheEntry[V]
+	epoch   uint64 // bumped by Delete, so a load started before it is not stored
+	group   singleflight.Group
+}
+
+type cacheEntry[V any] struct {
+	value   V
+	expires time.Time
+}
+
+func newTTLCache[V any](clock Clock, max int) *ttlCache[V] {
+	if max <= 0 {
+		max = 1
+	}
+	return &ttlCache[V]{clock: clock, max: max, entries: make(map[string]cacheEntry[V])}
+}
+
+// Get returns the value for key if it has not expired.
+func (c *ttlCache[V]) Get(key string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok || !c.clock.Now().Before(e.expires) {
+		var zero V
+		return zero, false
+	}
+	return e.value, true
+}
+
+// Set stores value for key until expires. A value already expired is not
+// stored.
+func (c *ttlCache[V]) Set(key string, value V, expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setLocked(key, value, expires)
+}
+
+func (c *ttlCache[V]) setLocked(key string, value V, expires time.Time) {
+	now := c.clock.Now()
+	if !now.Before(expires) {
+		delete(c.entries, key)
+		return
+	}
+	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.max {
+		c.evictLocked(now)
+	}
+	c.entries[key] = cacheEntry[V]{value: value, expires: expires}
+}
+
+// evictLocked drops expired entries, and if none were, the one closest to
+// expiry.
+func (c *ttlCache[V]) evictLocked(now time.Time) {
+	var soonest string
+	var soonestAt time.Time
+	dropped := false
+	for k, e := range c.entries {
+		if !now.Before(e.expires) {
+			delete(c.entries, k)
+			dropped = true
+			continue
+		}
+		if soonestAt.IsZero() || e.expires.Before(soonestAt) {
+			soonest, soonestAt = k, e.expires
+		}
+	}
+	if !dropped && soonest != "" {
+		delete(c.entries, soonest)
+	}
+}
+
+// Delete drops key, and makes sure a load already under way for it is
+// neither stored nor shared with later callers.
+func (c *ttlCache[V]) Delete(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, key)
+	c.epoch++
+	c.group.Forget(key)
+}
+
+// Len reports how many entries are held, expired ones included.
+func (c *ttlCache[V]) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
+// Fetch returns the cached value for key, or loads it. Concurrent callers
+// missing on one key share one load. load returns the value and when it
+// expires; an error is returned to every caller sharing the load and nothing
+// is stored. Each caller stops waiting when its own ctx ends; the load itself
+// runs on the first caller's context without its cancellation (but with its
+// deadline), so one impatient caller cannot fail the others.
+func (c *ttlCache[V]) Fetch(ctx context.Context, key string, load func(context.Context) (V, time.Time, error)) (V, error) {
+	if v, ok := c.Get(key); ok {
+		return v, nil
+	}
+	ch := c.group.DoChan(key, func() (any, error) {
+		loadCtx := context.WithoutCancel(ctx)
+		if deadline, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			loadCtx, cancel = context.WithDeadline(loadCtx, deadline)
+			defer cancel()
+		}
+		c.mu.Lock()
+		epoch := c.epoch
+		c.mu.Unlock()
+		v, expires, err := load(loadCtx)
+		if err != nil {
+			return v, err
+		}
+		c.mu.Lock()
+		if c.epoch == epoch {
+			c.setLocked(key, v, expires)
+		}
+		c.mu.Unlock()
+		return v, nil
+	})
+	select {
+	case <-ctx.Done():
+		var zero V
+		return zero, ctx.Err()
+	case r := <-ch:
+		v, _ := r.Val.(V)
+		return v, r.Err
+	}
+}
