@@ -114,3 +114,11 @@ type recommendationWire struct {
 func (w *recommendationWire) toRecommendation() *Recommendation {
 	return &Recommendation{SuggestedPackage: w.SuggestedPackage, CostToComplete: w.CostToComplete.Float, PurchaseURL: w.PurchaseURL}
 }
+
+// billingConfig holds the Billing service's options.
+type billingConfig struct{}
+
+// billingState is the Billing service's share of the client's core.
+type billingState struct{}
+
+func (s *billingState) init(c *core, cfg billingConfig) {}

@@ -65,6 +65,12 @@ type core struct {
 	backoffBase time.Duration
 	userAgent   string
 
+	// Per-service state (caches and the like), declared in each service's
+	// file and set up by its init method.
+	billing billingState
+	builds  buildsState
+	exports exportsState
+
 	// balanceChanged, when set, hears of every user whose balance the
 	// client learnt has changed (a 402 for that user, a build started).
 	balanceChanged func(userID string)
@@ -127,6 +133,9 @@ func newClient(cfg config) (*WorkerClient, error) {
 		backoffBase: cfg.backoffBase,
 		userAgent:   cfg.userAgent,
 	}
+	c.billing.init(c, cfg.billing)
+	c.builds.init(c, cfg.builds)
+	c.exports.init(c, cfg.exports)
 	wc := &WorkerClient{core: c}
 	wc.common.client = wc
 	wc.Billing = (*BillingService)(&wc.common)

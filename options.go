@@ -44,6 +44,11 @@ type config struct {
 	clock         Clock
 	userAgent     string
 
+	// Per-service settings, declared in each service's file.
+	billing billingConfig
+	builds  buildsConfig
+	exports exportsConfig
+
 	// names say where each setting came from, for error messages.
 	secretFrom, secretV2From, baseURLFrom string
 }
