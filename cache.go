@@ -122,6 +122,12 @@ func (c *ttlCache[V]) Fetch(ctx context.Context, key string, load func(context.C
 		}
 		c.mu.Lock()
 		epoch := c.epoch
+		// A caller that missed just before another's load stored its value
+		// starts a flight of its own: serve what is now cached instead.
+		if e, ok := c.entries[key]; ok && c.clock.Now().Before(e.expires) {
+			c.mu.Unlock()
+			return e.value, nil
+		}
 		c.mu.Unlock()
 		v, expires, err := load(loadCtx)
 		if err != nil {
