@@ -1,0 +1,289 @@
+package sheen
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/jarcoal/httpmock"
+)
+
+// sequence answers each attempt with the next responder, repeating the last.
+func sequence(rs ...httpmock.Responder) (httpmock.Responder, *int) {
+	var mu sync.Mutex
+	n := 0
+	return func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		i := min(n, len(rs)-1)
+		n++
+		mu.Unlock()
+		return rs[i](r)
+	}, &n
+}
+
+var errReset = &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+
+func TestRetryDecisions(t *testing.T) {
+	ok := httpmock.NewStringResponder(200, `{}`)
+	status := func(s int) httpmock.Responder { return httpmock.NewStringResponder(s, `{"error":"x"}`) }
+	fail := func(err error) httpmock.Responder { return httpmock.NewErrorResponder(err) }
+	for _, tc := range []struct {
+		name     string
+		method   string
+		key      string
+		first    httpmock.Responder
+		attempts int // attempts made in all
+		success  bool
+	}{
+		{"503 POST retried", "POST", "", status(503), 2, true},
+		{"502 POST retried", "POST", "", status(502), 2, true},
+		{"504 DELETE retried", "DELETE", "", status(504), 2, true},
+		{"500 GET retried", "GET", "", status(500), 2, true},
+		{"500 POST not retried", "POST", "", status(500), 1, false},
+		{"500 POST with Idempotency-Key retried", "POST", "k1", status(500), 2, true},
+		{"501 GET not retried", "GET", "", status(501), 1, false},
+		{"400 not retried", "GET", "", status(400), 1, false},
+		{"404 not retried", "GET", "", status(404), 1, false},
+		{"429 POST retried", "POST", "", status(429), 2, true},
+		{"dial refused POST retried", "POST", "", fail(errRefused), 2, true},
+		{"reset after send POST not retried", "POST", "", fail(errReset), 1, false},
+		{"reset GET retried", "GET", "", fail(errReset), 2, true},
+		{"reset POST with key retried", "POST", "k2", fail(errReset), 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, mock := newMockClient(t, WithRetry(4, time.Second))
+			r, n := sequence(tc.first, ok)
+			mock.RegisterResponder(tc.method, "=~/v1/op", r)
+			var in any
+			if tc.method == "POST" {
+				in = map[string]int{"a": 1}
+			}
+			var opts []CallOption
+			if tc.key != "" {
+				opts = append(opts, WithIdempotencyKey(tc.key))
+			}
+			err := c.Do(context.Background(), tc.method, "/v1/op", in, nil, opts...)
+			if *n != tc.attempts {
+				t.Errorf("%d attempts, want %d", *n, tc.attempts)
+			}
+			if (err == nil) != tc.success {
+				t.Errorf("err = %v, want success %v", err, tc.success)
+			}
+		})
+	}
+}
+
+func TestRetryGivesUpAfterMaxAttempts(t *testing.T) {
+	c, mock := newMockClient(t, WithRetry(4, time.Second))
+	r, n := sequence(httpmock.NewStringResponder(503, `{"error":"down"}`))
+	mock.RegisterResponder("GET", "=~/v1/op", r)
+	err := c.Do(context.Background(), "GET", "/v1/op", nil, nil)
+	if *n != 4 || !errors.Is(err, ErrServer) {
+		t.Fatalf("%d attempts, err %v; want 4 attempts and the last 503", *n, err)
+	}
+}
+
+func TestRetryGivesUpOnTransportErrorWithoutURL(t *testing.T) {
+	c, mock := newMockClient(t, WithRetry(3, time.Second))
+	r, n := sequence(httpmock.NewErrorResponder(errRefused))
+	mock.RegisterResponder("GET", "=~/v1/op", r)
+	err := c.Do(context.Background(), "GET", "/v1/op?userId=u1", nil, nil)
+	if *n != 3 || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("%d attempts, err %v", *n, err)
+	}
+	if want := "sheen: GET /base/v1/op: after 3 attempt(s): dial tcp: connection refused"; err.Error() != want {
+		t.Fatalf("error %q, want %q", err, want)
+	}
+}
+
+// Every attempt carries the same correlation id and idempotency key, and a
+// fresh nonce.
+func TestRetryKeepsCallHeaders(t *testing.T) {
+	c, mock := newMockClient(t, WithRetry(3, time.Second), WithSigning(SigningDual))
+	var mu sync.Mutex
+	var corr, keys, nonces []string
+	mock.RegisterResponder("POST", "=~/v1/versions/rollback", func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		corr = append(corr, r.Header.Get("X-Correlation-Id"))
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
+		nonces = append(nonces, r.Header.Get(HeaderNonce))
+		if len(corr) < 3 {
+			return nil, errReset
+		}
+		return httpmock.NewStringResponse(200, `{}`), nil
+	})
+	if err := c.Do(context.Background(), "POST", "/v1/versions/rollback", map[string]string{"projectId": "p"}, nil, WithIdempotencyKey("idem-1")); err != nil {
+		t.Fatal(err)
+	}
+	if len(corr) != 3 || corr[0] == "" || corr[0] != corr[1] || corr[1] != corr[2] {
+		t.Errorf("correlation ids %q: one per call", corr)
+	}
+	if keys[0] != "idem-1" || keys[1] != "idem-1" || keys[2] != "idem-1" {
+		t.Errorf("idempotency keys %q", keys)
+	}
+	if nonces[0] == nonces[1] || nonces[1] == nonces[2] {
+		t.Errorf("nonces %q: each attempt needs its own", nonces)
+	}
+}
+
+func TestRetryAfterHonouredAndCapped(t *testing.T) {
+	// synctest's fake time lets the test wait out Retry-After instantly.
+	synctest.Test(t, func(t *testing.T) {
+		c, mock := newMockClient(t, WithRetry(4, 10*time.Second))
+		var times []time.Time
+		mock.RegisterResponder("GET", "=~/v1/op", func(r *http.Request) (*http.Response, error) {
+			times = append(times, time.Now())
+			if len(times) == 1 {
+				resp := httpmock.NewStringResponse(429, `{"error":"slow"}`)
+				resp.Header.Set("Retry-After", "7")
+				return resp, nil
+			}
+			return httpmock.NewStringResponse(200, `{}`), nil
+		})
+		if err := c.Do(context.Background(), "GET", "/v1/op", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := times[1].Sub(times[0]); got < 7*time.Second {
+			t.Fatalf("second attempt after %s, want the 7s Retry-After", got)
+		}
+	})
+}
+
+func TestRetryAfterBeyondMaxWaitReturnsRateLimitError(t *testing.T) {
+	c, mock := newMockClient(t, WithRetry(4, 10*time.Second))
+	r, n := sequence(func(r *http.Request) (*http.Response, error) {
+		resp := httpmock.NewStringResponse(429, `{"error":"Rate limit exceeded"}`)
+		resp.Header.Set("Retry-After", "3600")
+		resp.Header.Set("X-Ratelimit-Limit", "100")
+		resp.Header.Set("X-Ratelimit-Remaining", "0")
+		resp.Header.Set("X-Ratelimit-Reset", "3600")
+		return resp, nil
+	})
+	mock.RegisterResponder("POST", "=~/v1/create", r)
+	err := c.Do(context.Background(), "POST", "/v1/create", map[string]string{}, nil)
+	var rl *RateLimitError
+	if !errors.As(err, &rl) || *n != 1 {
+		t.Fatalf("want a *RateLimitError after one attempt, got %d attempts, %T %v", *n, err, err)
+	}
+	if rl.RetryAfter != time.Hour || rl.Limit != 100 || rl.Remaining != 0 || time.Until(rl.Reset) < 59*time.Minute {
+		t.Fatalf("fields %+v", rl)
+	}
+}
+
+func TestRetryAfterBeyondDeadlineReturnsAtOnce(t *testing.T) {
+	c, mock := newMockClient(t, WithRetry(4, time.Hour))
+	r, n := sequence(func(r *http.Request) (*http.Response, error) {
+		resp := httpmock.NewStringResponse(429, `{"error":"slow"}`)
+		resp.Header.Set("Retry-After", strconv.Itoa(120))
+		return resp, nil
+	})
+	mock.RegisterResponder("GET", "=~/v1/op", r)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := c.Do(ctx, "GET", "/v1/op", nil, nil)
+	var rl *RateLimitError
+	if !errors.As(err, &rl) || *n != 1 {
+		t.Fatalf("want *RateLimitError after one attempt, got %d, %v", *n, err)
+	}
+	// Not a timing assertion: only that it did not wait out the deadline.
+	if ctx.Err() != nil {
+		t.Fatalf("returned only after the deadline (%s)", time.Since(start))
+	}
+}
+
+func TestContextCancelStopsRetries(t *testing.T) {
+	c, mock := newMockClient(t, WithRetry(10, time.Hour), WithBackoffBase(time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	mock.RegisterResponder("GET", "=~/v1/op", func(r *http.Request) (*http.Response, error) {
+		cancel()
+		return httpmock.NewStringResponse(503, `{}`), nil
+	})
+	err := c.Do(ctx, "GET", "/v1/op", nil, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+}
+
+// A 408 TIMESTAMP_OUT_OF_RANGE teaches the client the worker's clock, and
+// the retry (and later calls) are signed with the corrected time.
+func TestClockSkewCorrected(t *testing.T) {
+	serverNow := time.Now().Add(-10 * time.Minute)
+	ver := &Verifier{Secret: testSecret, Scheme: SigningDual, Now: func() time.Time { return serverNow }}
+	n := 0
+	rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		n++
+		var body []byte
+		if r.Body != nil {
+			body, _ = io.ReadAll(r.Body)
+		}
+		if err := ver.VerifyRequest(r, body); err != nil {
+			var ae *AuthError
+			errors.As(err, &ae)
+			resp := jsonResponse(r, ae.StatusCode, `{"error":"Timestamp out of range","code":"`+ae.Code+`"}`)
+			resp.Header.Set("Date", serverNow.UTC().Format(http.TimeFormat))
+			return resp, nil
+		}
+		return jsonResponse(r, 200, `{}`), nil
+	})
+	c := newTestClient(t, rt, WithSigning(SigningDual))
+	if err := c.Do(context.Background(), "GET", "/v1/op", nil, nil); err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	if n != 2 {
+		t.Fatalf("%d attempts, want 2 (one refused, one corrected)", n)
+	}
+	if off := c.ClockOffset(); off > -9*time.Minute || off < -11*time.Minute {
+		t.Fatalf("offset %s, want about -10m", off)
+	}
+	n = 0
+	if err := c.Do(context.Background(), "GET", "/v1/op", nil, nil); err != nil || n != 1 {
+		t.Fatalf("later calls use the offset: %d attempts, %v", n, err)
+	}
+}
+
+func TestClockSkewRetriedOnlyOnce(t *testing.T) {
+	c, mock := newMockClient(t, WithRetry(4, time.Second), WithSigning(SigningTimestamp))
+	r, n := sequence(func(r *http.Request) (*http.Response, error) {
+		resp := httpmock.NewStringResponse(408, `{"code":"TIMESTAMP_OUT_OF_RANGE","error":"skew","serverTime":1}`)
+		return resp, nil
+	})
+	mock.RegisterResponder("GET", "=~/v1/op", r)
+	err := c.Do(context.Background(), "GET", "/v1/op", nil, nil)
+	var ae *AuthError
+	if !errors.As(err, &ae) || ae.Code != CodeTimestampOutOfRange || *n != 2 {
+		t.Fatalf("%d attempts, %v; want 2 then *AuthError", *n, err)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"30", 30 * time.Second, true},
+		{"1.5", 1500 * time.Millisecond, true},
+		{"Thu, 26 Nov 2026 12:01:00 GMT", time.Minute, true},
+		{"Thu, 26 Nov 2026 11:00:00 GMT", 0, true},
+		{"-1", 0, false},
+		{"soon", 0, false},
+		{"", 0, false},
+	} {
+		got, ok := parseRetryAfter(tc.in, now)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseRetryAfter(%q) = %s %v, want %s %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
