@@ -152,7 +152,8 @@ func (l *adaptiveLimiter) checkWait(ctx context.Context, now time.Time, d time.D
 		return nil
 	}
 	why := ""
-	if deadline, ok := ctx.Deadline(); ok && now.Add(d).After(deadline) {
+	// Deadlines are wall-clock time whatever the limiter's clock says.
+	if deadline, ok := ctx.Deadline(); ok && d > time.Until(deadline) {
 		why = "the context deadline"
 	} else if l.maxWait > 0 && d > l.maxWait {
 		why = "the maximum wait of " + l.maxWait.String()

@@ -120,7 +120,7 @@ func (p *retryPolicy) exponential() time.Duration {
 // fits reports whether waiting d still leaves the call inside ctx's deadline.
 func (p *retryPolicy) fits(ctx context.Context, d time.Duration) bool {
 	deadline, ok := ctx.Deadline()
-	return !ok || p.c.clock.Now().Add(d).Before(deadline)
+	return !ok || d < time.Until(deadline)
 }
 
 // adjustClock handles 408 TIMESTAMP_OUT_OF_RANGE once per call: it measures
