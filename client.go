@@ -202,6 +202,7 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		path:       c.basePath + path,
 		idempotent: method == http.MethodGet || method == http.MethodHead || cc.idempotencyKey != "",
 	}
+	req.SetResponseHandler(policy.readBody)
 	rc := &retryablehttp.Client{
 		HTTPClient:   c.http,
 		RetryMax:     c.maxAttempts - 1,

@@ -35,11 +35,21 @@ type retryPolicy struct {
 	attempt       int
 	wait          time.Duration // the wait decided for the next attempt
 	clockAdjusted bool
+	bodyRead      bool // readBody ran since the last checkRetry
 }
 
 // checkRetry is go-retryablehttp's CheckRetry for one call.
 func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	p.attempt++
+	// After the response handler read the body, go-retryablehttp asks
+	// again about the same attempt: count and log each attempt once.
+	secondLook := p.bodyRead
+	p.bodyRead = false
+	if secondLook && err == nil {
+		return false, nil
+	}
+	if !secondLook {
+		p.attempt++
+	}
 	retry, wait := p.decide(ctx, resp, err)
 	if retry && !p.fits(ctx, wait) {
 		retry = false
@@ -64,6 +74,10 @@ func (p *retryPolicy) backoff(_, _ time.Duration, _ int, _ *http.Response) time.
 func (p *retryPolicy) decide(ctx context.Context, resp *http.Response, err error) (bool, time.Duration) {
 	if ctx.Err() != nil {
 		return false, 0
+	}
+	if err != nil && resp != nil {
+		// The body was cut short: the request reached the server.
+		return p.idempotent, p.exponential()
 	}
 	if err != nil {
 		var abort *clientAbort
@@ -168,6 +182,31 @@ func (p *retryPolicy) log(ctx context.Context, resp *http.Response, err error, r
 	}
 	p.c.logger.LogAttrs(ctx, slog.LevelDebug, "sheen: attempt", attrs...)
 }
+
+// readBody is the call's go-retryablehttp response handler: it reads the
+// body into memory (capped: error bodies at a few KiB, others at
+// maxResponseBody plus one byte so the excess is noticed) inside the retry
+// loop, so a body cut short is retried like any other transport failure.
+func (p *retryPolicy) readBody(resp *http.Response) error {
+	p.bodyRead = true
+	limit := int64(maxResponseBody + 1)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		limit = maxErrorBody * 4
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return &bodyReadError{err}
+	}
+	return nil
+}
+
+// bodyReadError is a response body that could not be read in full.
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return "reading response body: " + e.err.Error() }
+func (e *bodyReadError) Unwrap() error { return e.err }
 
 // neverReachedServer reports errors that prove the request was not
 // delivered (connection refused, DNS failure), so any method may be retried.

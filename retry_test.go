@@ -287,3 +287,48 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// failingBody yields some bytes, then a connection error.
+type failingBody struct{ sent bool }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, `{"balance":`), nil
+	}
+	return 0, io.ErrUnexpectedEOF
+}
+func (b *failingBody) Close() error { return nil }
+
+// A body cut short is retried for GET (the answer is safe to fetch again)
+// and not for POST (the worker may have acted on it).
+func TestTruncatedBodyRetriedOnlyWhenIdempotent(t *testing.T) {
+	for _, method := range []string{"GET", "POST"} {
+		n := 0
+		rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			n++
+			resp := jsonResponse(r, 200, `{"ok":true}`)
+			if n == 1 {
+				resp.Body = &failingBody{}
+			}
+			return resp, nil
+		})
+		c := newTestClient(t, rt)
+		var in any
+		if method == "POST" {
+			in = map[string]string{}
+		}
+		var out struct{ OK bool }
+		err := c.Do(context.Background(), method, "/v1/x", in, &out)
+		switch method {
+		case "GET":
+			if err != nil || !out.OK || n != 2 {
+				t.Errorf("GET: %d attempts, %v", n, err)
+			}
+		case "POST":
+			if !errors.Is(err, io.ErrUnexpectedEOF) || n != 1 {
+				t.Errorf("POST: %d attempts, %v", n, err)
+			}
+		}
+	}
+}
