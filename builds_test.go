@@ -1,0 +1,573 @@
+package sheen
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"github.com/jarcoal/httpmock"
+)
+
+const buildsBase = "https://worker.test/base"
+
+// buildsClient makes a client over an httpmock transport (the SDK's signer
+// still runs on top), with fast retries and a balance-change recorder.
+func buildsClient(t *testing.T, opts ...Option) (*WorkerClient, *httpmock.MockTransport, *buildsBalanceNotes) {
+	t.Helper()
+	mt := httpmock.NewMockTransport()
+	c := newTestClient(t, mt, opts...)
+	notes := &buildsBalanceNotes{}
+	c.core.balanceChanged = notes.add
+	return c, mt, notes
+}
+
+type buildsBalanceNotes struct {
+	mu    sync.Mutex
+	users []string
+}
+
+func (n *buildsBalanceNotes) add(u string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.users = append(n.users, u)
+}
+
+func (n *buildsBalanceNotes) list() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.users...)
+}
+
+// buildsRequest is one request as the worker saw it.
+type buildsRequest struct {
+	Method, Path, Query string
+	Body                string
+	Header              http.Header
+}
+
+// buildsRecorder answers each request with the next of answers (the
+// last one repeats) and records the request.
+type buildsRecorder struct {
+	mu      sync.Mutex
+	answers []httpmock.Responder
+	reqs    []buildsRequest
+}
+
+func (r *buildsRecorder) respond(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body)
+	}
+	r.mu.Lock()
+	i := len(r.reqs)
+	r.reqs = append(r.reqs, buildsRequest{Method: req.Method, Path: req.URL.EscapedPath(), Query: req.URL.RawQuery, Body: string(body), Header: req.Header.Clone()})
+	answer := r.answers[min(i, len(r.answers)-1)]
+	r.mu.Unlock()
+	return answer(req)
+}
+
+func (r *buildsRecorder) requests() []buildsRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]buildsRequest(nil), r.reqs...)
+}
+
+func buildsRecord(answers ...httpmock.Responder) *buildsRecorder {
+	return &buildsRecorder{answers: answers}
+}
+
+func buildsAnswer(status int, body string) httpmock.Responder {
+	return func(*http.Request) (*http.Response, error) {
+		resp := httpmock.NewStringResponse(status, body)
+		resp.Header.Set("Content-Type", "application/json")
+		return resp, nil
+	}
+}
+
+func TestBuildsCreatePreviewSendsTheBodyAndDropsTheBalance(t *testing.T) {
+	c, mt, notes := buildsClient(t)
+	rec := buildsRecord(buildsAnswer(200, `{"success":true,"jobId":42,"buildId":"01BUILD","planId":"01BUILD","projectId":"p-new",
+		"status":"queued","message":"queued","estimatedTime":"60-90 seconds for new projects","correlationId":"req_1"}`))
+	mt.RegisterResponder("POST", buildsBase+"/v1/create-preview-for-new-project", rec.respond)
+
+	b, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{
+		UserID:        "u1",
+		Prompt:        "a <b>todo</b> app & more",
+		Framework:     FrameworkReact,
+		TemplateFiles: map[string]string{"src/b.js": "b", "src/a.js": "a"},
+		Metadata:      map[string]any{"source": "test"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Build{
+		BuildID: "01BUILD", JobID: "42", PlanID: "01BUILD", ProjectID: "p-new", Status: "queued",
+		Message: "queued", EstimatedTime: "60-90 seconds for new projects", CorrelationID: "req_1",
+	}
+	if diff := cmp.Diff(want, b); diff != "" {
+		t.Errorf("build (-want +got):\n%s", diff)
+	}
+	reqs := rec.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests, want 1", len(reqs))
+	}
+	// Compact, key order as the spec lists them, no HTML escaping, optional
+	// projectId left out.
+	wantBody := `{"userId":"u1","prompt":"a <b>todo</b> app & more","framework":"react","templateFiles":{"src/a.js":"a","src/b.js":"b"},"metadata":{"source":"test"}}`
+	if reqs[0].Body != wantBody {
+		t.Errorf("body\n got %s\nwant %s", reqs[0].Body, wantBody)
+	}
+	if reqs[0].Header.Get("x-sheen-signature") == "" {
+		t.Error("the request was not signed")
+	}
+	if diff := cmp.Diff([]string{"u1"}, notes.list()); diff != "" {
+		t.Errorf("balance-changed notes (-want +got):\n%s", diff)
+	}
+}
+
+func TestBuildsUpdateProjectRequest(t *testing.T) {
+	c, mt, notes := buildsClient(t)
+	rec := buildsRecord(buildsAnswer(200, `{"success":true,"buildId":"B2","jobId":"J2","projectId":"p1","message":"ok","baseVersionId":"V1","estimatedTime":45}`))
+	mt.RegisterResponder("POST", buildsBase+"/v1/update-project", rec.respond)
+	b, err := c.Builds.UpdateProject(context.Background(), UpdateProjectRequest{UserID: "u1", ProjectID: "p1", Prompt: "add login"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Build{BuildID: "B2", JobID: "J2", ProjectID: "p1", Message: "ok", BaseVersionID: "V1", EstimatedTime: "45"}
+	want.CorrelationID = b.CorrelationID // the SDK's own, since the worker sent none
+	if diff := cmp.Diff(want, b); diff != "" {
+		t.Errorf("build (-want +got):\n%s", diff)
+	}
+	if _, err := uuid.Parse(b.CorrelationID); err != nil {
+		t.Errorf("correlation id %q is not the UUID the SDK sent", b.CorrelationID)
+	}
+	if got, want := rec.requests()[0].Body, `{"userId":"u1","projectId":"p1","prompt":"add login"}`; got != want {
+		t.Errorf("body %s, want %s", got, want)
+	}
+	if got := rec.requests()[0].Header.Get("X-Correlation-Id"); got != b.CorrelationID {
+		t.Errorf("Build.CorrelationID %q is not the header sent (%q)", b.CorrelationID, got)
+	}
+	if diff := cmp.Diff([]string{"u1"}, notes.list()); diff != "" {
+		t.Errorf("balance-changed notes (-want +got):\n%s", diff)
+	}
+}
+
+func TestBuildsAnswerWithoutBuildIDIsAnError(t *testing.T) {
+	for _, tc := range []struct {
+		name, path, answer string
+		call               func(*WorkerClient) error
+		wantCode           string // for success:false answers
+	}{
+		{
+			name: "create with empty job and build ids", path: "/v1/create-preview-for-new-project",
+			answer: `{"success":true,"jobId":"","buildId":"","message":"Preview creation job queued"}`,
+			call: func(c *WorkerClient) error {
+				_, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x"})
+				return err
+			},
+		},
+		{
+			name: "update without build id", path: "/v1/update-project",
+			answer: `{"success":true,"jobId":"","projectId":"p1"}`,
+			call: func(c *WorkerClient) error {
+				_, err := c.Builds.UpdateProject(context.Background(), UpdateProjectRequest{UserID: "u1", ProjectID: "p1", Prompt: "x"})
+				return err
+			},
+		},
+		{
+			name: "rebuild without job id", path: "/v1/versions/v1/rebuild",
+			answer: `{"success":true,"versionId":"v1"}`,
+			call: func(c *WorkerClient) error {
+				_, err := c.Builds.Rebuild(context.Background(), "v1")
+				return err
+			},
+		},
+		{
+			name: "create answered success:false with 200", path: "/v1/create-preview-for-new-project",
+			answer: `{"success":false,"error":"queue_unavailable","message":"try later"}`, wantCode: "queue_unavailable",
+			call: func(c *WorkerClient) error {
+				_, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x"})
+				return err
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, mt, notes := buildsClient(t)
+			mt.RegisterResponder("POST", buildsBase+tc.path, buildsAnswer(200, tc.answer))
+			err := tc.call(c)
+			if err == nil {
+				t.Fatal("no error for an answer that started no build")
+			}
+			if tc.wantCode != "" {
+				var apiErr *APIError
+				if !errors.As(err, &apiErr) || apiErr.Code != tc.wantCode || apiErr.Message != "try later" {
+					t.Errorf("error %v, want an *APIError with code %s", err, tc.wantCode)
+				}
+			} else if !errors.Is(err, ErrBuildNotQueued) || !errors.Is(err, ErrInvalidResponse) {
+				t.Errorf("error %v does not match ErrBuildNotQueued and ErrInvalidResponse", err)
+			}
+			if n := notes.list(); len(n) != 0 {
+				t.Errorf("balance dropped for %v although no build started", n)
+			}
+		})
+	}
+}
+
+func TestBuildsCreatePreviewInsufficientBalance(t *testing.T) {
+	c, mt, notes := buildsClient(t, WithRetry(1, time.Second))
+	mt.RegisterResponder("POST", buildsBase+"/v1/create-preview-for-new-project", buildsAnswer(402,
+		`{"success":false,"error":"insufficient_ai_time","message":"Insufficient AI time balance to start build","balance":{"welcomeBonus":0,"dailyGift":60,"paid":0,"total":60},"required":180}`))
+	_, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x"})
+	var ib *InsufficientBalanceError
+	if !errors.As(err, &ib) {
+		t.Fatalf("error %v, want *InsufficientBalanceError", err)
+	}
+	if ib.Required != 180*time.Second || ib.Available != 60*time.Second {
+		t.Errorf("required %s available %s, want 3m0s and 1m0s", ib.Required, ib.Available)
+	}
+	if diff := cmp.Diff([]string{"u1"}, notes.list()); diff != "" {
+		t.Errorf("a 402 must drop the cached balance (-want +got):\n%s", diff)
+	}
+}
+
+func TestBuildsPreBuildCheck(t *testing.T) {
+	files := map[string]string{}
+	for i := range 12 {
+		files[string(rune('a'+i))+".js"] = "x"
+	}
+	const created = `{"success":true,"buildId":"B1","jobId":"J1"}`
+	for _, tc := range []struct {
+		name        string
+		clientOpts  []Option
+		callOpts    []BuildOption
+		check       httpmock.Responder
+		wantChecks  int
+		wantCreates int
+		wantShort   bool
+	}{
+		{
+			name:     "v2.1 answers 200 sufficient:false",
+			callOpts: []BuildOption{WithPreCheck(true)},
+			check: buildsAnswer(200, `{"sufficient":false,"estimate":{"estimatedSeconds":300,"confidence":"high","basedOnSamples":12},
+				"balance":{"welcomeBonus":0,"dailyGift":60,"paid":0,"total":60},"recommendation":{"suggestedPackage":"mini","costToComplete":5,"purchaseUrl":"https://pay.example/mini"}}`),
+			wantChecks: 1, wantShort: true,
+		},
+		{
+			name:       "deployed worker answers 402",
+			clientOpts: []Option{WithPreBuildCheck(true)},
+			check:      buildsAnswer(402, `{"error":"INSUFFICIENT_AI_TIME","http_status":402,"balance_seconds":120,"resume_token":"0123456789abcdef0123456789abcdef"}`),
+			wantChecks: 1, wantShort: true,
+		},
+		{
+			name:       "sufficient",
+			clientOpts: []Option{WithPreBuildCheck(true)},
+			check:      buildsAnswer(200, `{"sufficient":true,"estimate":null,"balance":{"welcomeBonus":0,"dailyGift":0,"paid":3600,"total":3600}}`),
+			wantChecks: 1, wantCreates: 1,
+		},
+		{
+			name:        "turned off for one call",
+			clientOpts:  []Option{WithPreBuildCheck(true)},
+			callOpts:    []BuildOption{WithPreCheck(false)},
+			check:       buildsAnswer(200, `{"sufficient":false}`),
+			wantCreates: 1,
+		},
+		{
+			name:        "off by default",
+			check:       buildsAnswer(200, `{"sufficient":false}`),
+			wantCreates: 1,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, mt, _ := buildsClient(t, tc.clientOpts...)
+			checks, creates := buildsRecord(tc.check), buildsRecord(buildsAnswer(200, created))
+			mt.RegisterResponder("POST", buildsBase+"/v1/billing/check-sufficient", checks.respond)
+			mt.RegisterResponder("POST", buildsBase+"/v1/create-preview-for-new-project", creates.respond)
+			b, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x", TemplateFiles: files}, tc.callOpts...)
+			if n := len(checks.requests()); n != tc.wantChecks {
+				t.Errorf("%d balance checks, want %d", n, tc.wantChecks)
+			}
+			if n := len(creates.requests()); n != tc.wantCreates {
+				t.Errorf("%d builds started, want %d", n, tc.wantCreates)
+			}
+			if tc.wantShort {
+				var ib *InsufficientBalanceError
+				if !errors.As(err, &ib) || !errors.Is(err, ErrInsufficientBalance) {
+					t.Fatalf("error %v, want *InsufficientBalanceError", err)
+				}
+				if !strings.EqualFold(ib.Code, CodeInsufficientAITime) {
+					t.Errorf("code %q, want %q", ib.Code, CodeInsufficientAITime)
+				}
+				if !ib.HasAvailable {
+					t.Error("the balance the check reported is missing from the error")
+				}
+				return
+			}
+			if err != nil || b.BuildID != "B1" {
+				t.Fatalf("got %+v, %v; want build B1", b, err)
+			}
+			if tc.wantChecks > 0 {
+				var sent struct {
+					UserID, OperationType, ProjectSize string
+					IsUpdate                           bool
+				}
+				if err := json.Unmarshal([]byte(checks.requests()[0].Body), &sent); err != nil {
+					t.Fatal(err)
+				}
+				want := struct {
+					UserID, OperationType, ProjectSize string
+					IsUpdate                           bool
+				}{"u1", "main_build", "medium", false}
+				if sent != want {
+					t.Errorf("check asked %+v, want %+v (12 template files are a medium project)", sent, want)
+				}
+			}
+		})
+	}
+}
+
+func TestBuildsRollbackIdempotencyKeyReusedAcrossRetries(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	rec := buildsRecord(
+		buildsAnswer(500, `{"error":"internal"}`),
+		buildsAnswer(200, `{"success":true,"rollbackVersionId":"V9","targetVersionId":"V3","previewUrl":"https://p.example/V9","status":"rollingBack","jobId":"J9"}`),
+	)
+	mt.RegisterResponder("POST", buildsBase+"/v1/versions/rollback", rec.respond)
+	req := RollbackRequest{UserID: "u1", ProjectID: "p1", TargetVersionID: "V3"}
+	res, err := c.Builds.Rollback(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := rec.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d attempts, want 2: a 500 is retried because the key makes the call idempotent", len(reqs))
+	}
+	key := reqs[0].Header.Get("Idempotency-Key")
+	if _, err := uuid.Parse(key); err != nil {
+		t.Fatalf("Idempotency-Key %q is not a UUID", key)
+	}
+	if got := reqs[1].Header.Get("Idempotency-Key"); got != key {
+		t.Errorf("retry sent Idempotency-Key %q, first attempt %q: a retried rollback could run twice", got, key)
+	}
+	wantBody := `{"projectId":"p1","targetVersionId":"V3","userId":"u1"}`
+	for i, r := range reqs {
+		if r.Body != wantBody {
+			t.Errorf("attempt %d body %s, want %s", i+1, r.Body, wantBody)
+		}
+	}
+	want := &RollbackResult{RollbackVersionID: "V9", TargetVersionID: "V3", PreviewURL: "https://p.example/V9", Status: "rollingBack", JobID: "J9", IdempotencyKey: key}
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("result (-want +got):\n%s", diff)
+	}
+
+	// A second call is a second rollback: a new key.
+	if _, err := c.Builds.Rollback(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.requests()[2].Header.Get("Idempotency-Key"); got == key || got == "" {
+		t.Errorf("second call sent key %q; want a fresh one", got)
+	}
+	// A caller's key is sent as given.
+	req.IdempotencyKey = "rollback-p1-V3"
+	res, err = c.Builds.Rollback(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.requests()[3].Header.Get("Idempotency-Key"); got != "rollback-p1-V3" || res.IdempotencyKey != got {
+		t.Errorf("sent key %q, result key %q; want the caller's", got, res.IdempotencyKey)
+	}
+}
+
+func TestBuildsRollbackInProgress(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	mt.RegisterResponder("POST", buildsBase+"/v1/versions/rollback",
+		buildsAnswer(409, `{"error":"rollback_in_progress","message":"A rollback is already running"}`))
+	_, err := c.Builds.Rollback(context.Background(), RollbackRequest{UserID: "u1", ProjectID: "p1", TargetVersionID: "V3"})
+	var apiErr *APIError
+	if !errors.Is(err, ErrConflict) || !errors.As(err, &apiErr) || apiErr.Code != CodeRollbackInProgress {
+		t.Fatalf("error %v, want a conflict with code %s", err, CodeRollbackInProgress)
+	}
+}
+
+func TestBuildsRebuild(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	rec := buildsRecord(buildsAnswer(200, `{"success":true,"jobId":123,"versionId":"v 1"}`))
+	mt.RegisterResponder("POST", buildsBase+"/v1/versions/v%201/rebuild", rec.respond)
+	b, err := c.Builds.Rebuild(context.Background(), "v 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.BuildID != "123" || b.JobID != "123" || b.VersionID != "v 1" {
+		t.Errorf("got %+v; want build and job 123 of version %q", b, "v 1")
+	}
+	r := rec.requests()[0]
+	if r.Body != "" || r.Header.Get("Content-Type") != "" {
+		t.Errorf("rebuild sent body %q with Content-Type %q; want none", r.Body, r.Header.Get("Content-Type"))
+	}
+}
+
+func TestBuildsStatus(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	rec := buildsRecord(buildsAnswer(200, `{"buildId":"B1","status":"failed","progress":60,"previewUrl":null,
+		"error":"Build failed: missing module","currentPhase":"build","finished":true,"eventCount":"17","lastUpdate":"2025-03-04T05:06:07.000Z"}`))
+	mt.RegisterResponder("GET", buildsBase+"/v1/builds/B1/status", rec.respond)
+	st, err := c.Builds.Status(context.Background(), "B1", "user 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &BuildStatus{
+		BuildID: "B1", Status: "failed", Progress: 0.6, Error: &BuildEventError{Message: "Build failed: missing module"},
+		CurrentPhase: "build", Finished: true, EventCount: 17, LastUpdate: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
+	}
+	if diff := cmp.Diff(want, st); diff != "" {
+		t.Errorf("status (-want +got):\n%s", diff)
+	}
+	if q := rec.requests()[0].Query; q != "userId=user+1" {
+		t.Errorf("query %q, want userId=user+1", q)
+	}
+}
+
+func TestBuildsVersionsWalksEveryPage(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	pages := map[string]string{
+		"0": `{"success":true,"versions":[{"id":"v5","semver":"1.4.0","createdAt":"2025-01-05T00:00:00Z","isPublished":true,"hasArtifact":true,"artifactSize":"2048","canPreview":true,"canRollback":true,"extra":1},{"id":"v4"}],"pagination":{"total":5,"limit":2,"offset":0,"hasMore":true}}`,
+		"2": `{"success":true,"versions":[{"id":"v3"},{"id":"v2"}],"pagination":{"total":5,"limit":2,"offset":2,"hasMore":true}}`,
+		"4": `{"success":true,"versions":[{"id":"v1"}],"pagination":{"total":5,"limit":2,"offset":4,"hasMore":false}}`,
+	}
+	var mu sync.Mutex
+	var queries []url.Values
+	mt.RegisterResponder("GET", `=~^`+buildsBase+`/v1/projects/p%201/versions`, func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		queries = append(queries, r.URL.Query())
+		mu.Unlock()
+		return buildsAnswer(200, pages[r.URL.Query().Get("offset")])(r)
+	})
+	var ids []string
+	var first ProjectVersion
+	for v, err := range c.Builds.Versions(context.Background(), "p 1", WithVersionsPageSize(2), WithVersionState(VersionsPublished)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first.ID == "" {
+			first = v
+		}
+		ids = append(ids, v.ID)
+	}
+	if diff := cmp.Diff([]string{"v5", "v4", "v3", "v2", "v1"}, ids); diff != "" {
+		t.Errorf("versions (-want +got):\n%s", diff)
+	}
+	var offsets []string
+	for _, q := range queries {
+		offsets = append(offsets, q.Get("offset"))
+		if q.Get("limit") != "2" || q.Get("state") != "published" {
+			t.Errorf("query %v, want limit=2 and state=published", q)
+		}
+	}
+	if diff := cmp.Diff([]string{"0", "2", "4"}, offsets); diff != "" {
+		t.Errorf("offsets requested (-want +got):\n%s", diff)
+	}
+	if !first.IsPublished || !first.HasArtifact || first.ArtifactSize != 2048 || first.Semver != "1.4.0" || !strings.Contains(string(first.Raw), `"extra":1`) {
+		t.Errorf("first version decoded as %+v", first)
+	}
+
+	// Breaking out stops the requests.
+	queries = nil
+	for range c.Builds.Versions(context.Background(), "p 1", WithVersionsPageSize(2)) {
+		break
+	}
+	if len(queries) != 1 {
+		t.Errorf("%d requests after breaking on the first version, want 1", len(queries))
+	}
+}
+
+func TestBuildsVersionsStopsAtFirstError(t *testing.T) {
+	c, mt, _ := buildsClient(t, WithRetry(1, time.Second))
+	mt.RegisterResponder("GET", `=~^`+buildsBase+`/v1/projects/p1/versions`, func(r *http.Request) (*http.Response, error) {
+		if r.URL.Query().Get("offset") == "0" {
+			return buildsAnswer(200, `{"versions":[{"id":"v2"},{"id":"v1"}],"pagination":{"hasMore":true}}`)(r)
+		}
+		return buildsAnswer(404, `{"error":"project_not_found","message":"gone"}`)(r)
+	})
+	var ids []string
+	var errs []error
+	for v, err := range c.Builds.Versions(context.Background(), "p1", WithVersionsPageSize(2)) {
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ids = append(ids, v.ID)
+	}
+	if diff := cmp.Diff([]string{"v2", "v1"}, ids); diff != "" {
+		t.Errorf("versions before the error (-want +got):\n%s", diff)
+	}
+	if len(errs) != 1 || !errors.Is(errs[0], ErrNotFound) {
+		t.Errorf("errors %v, want one not-found", errs)
+	}
+}
+
+func TestBuildsRefuseBadInputBeforeSending(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	ctx := context.Background()
+	for name, call := range map[string]func() error{
+		"create: empty user": func() error {
+			_, err := c.Builds.CreatePreview(ctx, CreatePreviewRequest{Prompt: "x"})
+			return err
+		},
+		"create: empty prompt": func() error {
+			_, err := c.Builds.CreatePreview(ctx, CreatePreviewRequest{UserID: "u1", Prompt: "  "})
+			return err
+		},
+		"create: project id with a slash": func() error {
+			_, err := c.Builds.CreatePreview(ctx, CreatePreviewRequest{UserID: "u1", ProjectID: "a/../b", Prompt: "x"})
+			return err
+		},
+		"update: dot-dot project": func() error {
+			_, err := c.Builds.UpdateProject(ctx, UpdateProjectRequest{UserID: "u1", ProjectID: "..", Prompt: "x"})
+			return err
+		},
+		"rollback: empty target": func() error {
+			_, err := c.Builds.Rollback(ctx, RollbackRequest{UserID: "u1", ProjectID: "p1"})
+			return err
+		},
+		"rebuild: version with a slash": func() error {
+			_, err := c.Builds.Rebuild(ctx, "v1/../../admin")
+			return err
+		},
+		"status: control character": func() error {
+			_, err := c.Builds.Status(ctx, "B1\n", "u1")
+			return err
+		},
+		"versions: empty project": func() error {
+			for _, err := range c.Builds.Versions(ctx, "") {
+				return err
+			}
+			return nil
+		},
+		"versions: page size over 100": func() error {
+			for _, err := range c.Builds.Versions(ctx, "p1", WithVersionsPageSize(500)) {
+				return err
+			}
+			return nil
+		},
+		"wait: empty user": func() error {
+			_, err := c.Builds.Wait(ctx, "B1", "")
+			return err
+		},
+	} {
+		var ve *ValidationError
+		if err := call(); !errors.As(err, &ve) {
+			t.Errorf("%s: error %v, want *ValidationError", name, err)
+		}
+	}
+	if n := mt.GetTotalCallCount(); n != 0 {
+		t.Errorf("%d requests were sent for invalid input", n)
+	}
+}
