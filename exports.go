@@ -1,13 +1,440 @@
 package sheen
 
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sheenapps/sheen-go/internal/jsonx"
+)
+
 // ExportsService hands out signed download links for projects and versions
 // and downloads their archives. Get it from WorkerClient.Exports.
+//
+// Links are cached per (project or version, user) until DefaultLinkMargin
+// before they expire, so asking again is cheap; concurrent askers for one
+// link share one request to the worker.
 type ExportsService service
 
+// DefaultLinkMargin is how long before its expiry a cached download link
+// stops being handed out (v2.1's rule); see WithExportLinkMargin.
+const DefaultLinkMargin = time.Hour
+
+// DefaultLinkCacheSize is how many download links a client keeps at most;
+// see WithExportLinkCacheSize.
+const DefaultLinkCacheSize = 1000
+
+// linkKind says which endpoint a link came from.
+type linkKind string
+
+const (
+	linkProject linkKind = "project"
+	linkVersion linkKind = "version"
+)
+
+// DownloadLink is a pre-signed object-store URL for a project's or a
+// version's archive.
+//
+// URL is a bearer credential: whoever holds it can download the archive
+// until it expires. String, GoString and LogValue show it without its
+// query, so printing or logging a link never leaks it; only reading the URL
+// field itself does.
+type DownloadLink struct {
+	// URL is the pre-signed download URL (valid 24 hours when issued).
+	URL string
+	// ExpiresAt is when the URL stops working, zero when the worker's
+	// expiresAt could not be read (such a link is never cached).
+	ExpiresAt time.Time
+	// Filename is the name the worker suggests, for example
+	// "<id>-latest.zip". The archive is often a .tar.gz whatever the name
+	// says: DownloadResult.Format reports what the bytes are.
+	Filename string
+	// Size is the build output's size in bytes as the worker reports it,
+	// not the archive's; zero when not given.
+	Size int64
+	// Version is the version the archive holds, nil when the worker did
+	// not say.
+	Version *ExportVersion
+
+	// Where the link came from, so a download can fetch a fresh one when
+	// the object store says this one has expired. Empty for links built by
+	// the caller.
+	kind       linkKind
+	id, userID string
+}
+
+// ExportVersion is the version an export or download link is for.
+type ExportVersion struct {
+	ID        string
+	Prompt    string
+	CreatedAt time.Time
+	// ProjectID is set on version downloads.
+	ProjectID string
+}
+
+// String describes the link with its URL's query (the credential) replaced
+// by "REDACTED".
+func (l DownloadLink) String() string {
+	var sb strings.Builder
+	sb.WriteString("sheen.DownloadLink{")
+	sb.WriteString(redactURL(l.URL))
+	if l.Filename != "" {
+		fmt.Fprintf(&sb, " filename=%q", l.Filename)
+	}
+	if l.Size > 0 {
+		fmt.Fprintf(&sb, " size=%d", l.Size)
+	}
+	if !l.ExpiresAt.IsZero() {
+		sb.WriteString(" expires=" + l.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if l.Version != nil && l.Version.ID != "" {
+		sb.WriteString(" version=" + l.Version.ID)
+	}
+	sb.WriteString("}")
+	return sb.String()
+}
+
+// GoString is String, so %#v redacts too.
+func (l DownloadLink) GoString() string { return l.String() }
+
+// LogValue makes slog log the link with its URL's query redacted.
+func (l DownloadLink) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("url", redactURL(l.URL))}
+	if l.Filename != "" {
+		attrs = append(attrs, slog.String("filename", l.Filename))
+	}
+	if !l.ExpiresAt.IsZero() {
+		attrs = append(attrs, slog.Time("expires_at", l.ExpiresAt))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// clone returns a copy the caller may change without touching the cache.
+func (l *DownloadLink) clone() *DownloadLink {
+	c := *l
+	if l.Version != nil {
+		v := *l.Version
+		c.Version = &v
+	}
+	return &c
+}
+
+// redactURL returns u without user info, query or fragment; a present query
+// becomes "?REDACTED". Something that does not parse is not shown at all.
+func redactURL(u string) string {
+	if u == "" {
+		return "<no url>"
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return "<unparseable url>"
+	}
+	s := p.Scheme + "://" + p.Host + p.EscapedPath()
+	if p.RawQuery != "" || p.ForceQuery {
+		s += "?REDACTED"
+	}
+	return s
+}
+
+// ArtifactMissingError is a 404 from an export endpoint whose body says
+// whether the archive can be rebuilt (canRebuild, rebuildUrl): the version
+// exists but its build output is gone. It wraps the *APIError, so
+// errors.As(err, &apiErr) and errors.Is(err, ErrNotFound) both hold.
+//
+// To get the archive back, rebuild the version (POST
+// /v1/versions/{versionId}/rebuild, or RebuildURL), wait for the build, then
+// ask for the link again.
+type ArtifactMissingError struct {
+	*APIError
+	// CanRebuild says whether the worker can rebuild the archive.
+	CanRebuild bool
+	// RebuildURL is where the worker says a rebuild is started, as sent
+	// (it may be a path relative to the worker).
+	RebuildURL string
+}
+
+// Unwrap gives errors.As the *APIError.
+func (e *ArtifactMissingError) Unwrap() error { return e.APIError }
+
+// ExportProject returns a download link for the latest archive of
+// projectID, for userID. A cached link is returned while it has more than
+// the link margin (1 hour by default) left; concurrent calls for the same
+// link make one request.
+//
+// Failures: *ValidationError for a bad ID; *ArtifactMissingError when the
+// archive is gone; *PayloadTooLargeError when it is over the worker's 2 GiB
+// limit; *APIError (and its typed wrappers) otherwise.
+//
+// A link whose expiresAt is missing, unreadable or already within the
+// margin is returned (the object store, not the local clock, decides when
+// it stops working) but not cached: the next call asks the worker again.
+func (s *ExportsService) ExportProject(ctx context.Context, projectID, userID string) (*DownloadLink, error) {
+	return s.link(ctx, linkProject, projectID, userID)
+}
+
+// DownloadVersion returns a download link for the archive of versionID, for
+// userID. Caching and failures are as for ExportProject.
+func (s *ExportsService) DownloadVersion(ctx context.Context, versionID, userID string) (*DownloadLink, error) {
+	return s.link(ctx, linkVersion, versionID, userID)
+}
+
+// InvalidateProject drops the cached link for projectID and userID, so the
+// next ExportProject asks the worker. A request already under way is not
+// cached either.
+func (s *ExportsService) InvalidateProject(projectID, userID string) {
+	s.client.core.exports.links.Delete(linkKey(linkProject, projectID, userID))
+}
+
+// InvalidateVersion drops the cached link for versionID and userID.
+func (s *ExportsService) InvalidateVersion(versionID, userID string) {
+	s.client.core.exports.links.Delete(linkKey(linkVersion, versionID, userID))
+}
+
+// Invalidate drops the cached link that link came from (call it when you
+// learn a link no longer works). Links built by the caller are ignored.
+func (s *ExportsService) Invalidate(link *DownloadLink) {
+	if link != nil && link.kind != "" {
+		s.client.core.exports.links.Delete(linkKey(link.kind, link.id, link.userID))
+	}
+}
+
+func (s *ExportsService) link(ctx context.Context, kind linkKind, id, userID string) (*DownloadLink, error) {
+	target, err := linkTarget(kind, id, userID)
+	if err != nil {
+		return nil, err
+	}
+	st := &s.client.core.exports
+	l, err := st.links.Fetch(ctx, linkKey(kind, id, userID), func(ctx context.Context) (*DownloadLink, time.Time, error) {
+		l, err := s.fetchLink(ctx, kind, target, id, userID)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		return l, st.cacheUntil(l), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l.clone(), nil
+}
+
+// refresh asks the worker for a new link for the one given, bypassing the
+// cache, and caches the answer.
+func (s *ExportsService) refresh(ctx context.Context, old *DownloadLink) (*DownloadLink, error) {
+	target, err := linkTarget(old.kind, old.id, old.userID)
+	if err != nil {
+		return nil, err
+	}
+	l, err := s.fetchLink(ctx, old.kind, target, old.id, old.userID)
+	if err != nil {
+		return nil, err
+	}
+	st := &s.client.core.exports
+	st.links.Set(linkKey(l.kind, l.id, l.userID), l, st.cacheUntil(l))
+	return l.clone(), nil
+}
+
+func linkKey(kind linkKind, id, userID string) string {
+	// IDs cannot hold control characters (escapeID), so NUL separates.
+	return string(kind) + "\x00" + id + "\x00" + userID
+}
+
+func linkTarget(kind linkKind, id, userID string) (string, error) {
+	if _, err := escapeID("userId", userID); err != nil {
+		return "", err
+	}
+	q := url.Values{"userId": {userID}}.Encode()
+	switch kind {
+	case linkProject:
+		p, err := escapeID("projectId", id)
+		if err != nil {
+			return "", err
+		}
+		return "/v1/projects/" + p + "/export?" + q, nil
+	case linkVersion:
+		v, err := escapeID("versionId", id)
+		if err != nil {
+			return "", err
+		}
+		return "/v1/versions/" + v + "/download?" + q, nil
+	}
+	return "", &ValidationError{Field: "link", Reason: "was not made by ExportProject or DownloadVersion"}
+}
+
+type exportVersionWire struct {
+	ID        string `json:"id"`
+	Prompt    string `json:"prompt"`
+	CreatedAt string `json:"createdAt"`
+	ProjectID string `json:"projectId"`
+}
+
+type downloadLinkWire struct {
+	Success     *bool              `json:"success"`
+	DownloadURL string             `json:"downloadUrl"`
+	ExpiresAt   string             `json:"expiresAt"`
+	Filename    string             `json:"filename"`
+	Size        jsonx.Number       `json:"size"`
+	Version     *exportVersionWire `json:"version"`
+}
+
+type artifactMissingWire struct {
+	CanRebuild *bool  `json:"canRebuild"`
+	RebuildURL string `json:"rebuildUrl"`
+}
+
+// fetchLink asks the worker for a link, bypassing the cache.
+func (s *ExportsService) fetchLink(ctx context.Context, kind linkKind, target, id, userID string) (*DownloadLink, error) {
+	var w downloadLinkWire
+	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{userID: userID}); err != nil {
+		return nil, artifactMissing(err)
+	}
+	path, _, _ := strings.Cut(target, "?")
+	bad := func(reason string) error {
+		return &ResponseError{StatusCode: http.StatusOK, Method: http.MethodGet, Path: s.client.core.basePath + path, Err: errors.New(reason)}
+	}
+	if w.Success != nil && !*w.Success {
+		return nil, bad(`"success" is false in a 200 answer`)
+	}
+	if w.DownloadURL == "" {
+		return nil, bad("no downloadUrl")
+	}
+	if u, err := url.Parse(w.DownloadURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		// Never quote the URL: its query is a credential.
+		return nil, bad("downloadUrl is not an absolute http(s) URL")
+	}
+	l := &DownloadLink{
+		URL:      w.DownloadURL,
+		Filename: w.Filename,
+		Size:     w.Size.Int(),
+		kind:     kind,
+		id:       id,
+		userID:   userID,
+	}
+	l.ExpiresAt, _ = parseISOTime(w.ExpiresAt)
+	if v := w.Version; v != nil {
+		l.Version = &ExportVersion{ID: v.ID, Prompt: v.Prompt, ProjectID: v.ProjectID}
+		l.Version.CreatedAt, _ = parseISOTime(v.CreatedAt)
+	}
+	return l, nil
+}
+
+// parseISOTime reads an ISO 8601 time as JavaScript's toISOString writes it
+// (or with an offset).
+func parseISOTime(s string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// artifactMissing turns a 404 whose body carries canRebuild into an
+// *ArtifactMissingError; other errors pass through.
+func artifactMissing(err error) error {
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusNotFound {
+		return err
+	}
+	var w artifactMissingWire
+	if json.Unmarshal(ae.Body, &w) != nil || (w.CanRebuild == nil && w.RebuildURL == "") {
+		return err
+	}
+	return &ArtifactMissingError{APIError: ae, CanRebuild: w.CanRebuild != nil && *w.CanRebuild, RebuildURL: w.RebuildURL}
+}
+
 // exportsConfig holds the Exports service's options.
-type exportsConfig struct{}
+type exportsConfig struct {
+	margin         time.Duration
+	marginSet      bool
+	cacheSize      int
+	cacheSizeSet   bool
+	downloadClient *http.Client
+}
+
+// WithExportLinkMargin sets how long before its expiry a cached download
+// link stops being reused (default DefaultLinkMargin, 1 hour). Zero reuses
+// a link until it expires.
+func WithExportLinkMargin(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("sheen: WithExportLinkMargin: %s; it must not be negative", d)
+		}
+		c.exports.margin, c.exports.marginSet = d, true
+		return nil
+	}
+}
+
+// WithExportLinkCacheSize sets how many download links are cached at most
+// (default DefaultLinkCacheSize); when full, the link closest to expiry
+// goes. Zero turns caching off (concurrent calls still share one request).
+func WithExportLinkCacheSize(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("sheen: WithExportLinkCacheSize: %d; it must not be negative", n)
+		}
+		c.exports.cacheSize, c.exports.cacheSizeSet = n, true
+		return nil
+	}
+}
+
+// WithDownloadHTTPClient sets the HTTP client that downloads archives from
+// the object store. It gets plain requests: no x-sheen-* headers, no
+// signature, no share of the worker's rate limit. Its Timeout bounds a whole
+// download, so leave it zero for large archives and use contexts instead.
+//
+// By default downloads use a client of their own over the transport given
+// with WithHTTPClient (http.DefaultTransport when none), without its timeout.
+func WithDownloadHTTPClient(hc *http.Client) Option {
+	return func(c *config) error {
+		if hc == nil {
+			return errors.New("sheen: WithDownloadHTTPClient: client is nil")
+		}
+		c.exports.downloadClient = hc
+		return nil
+	}
+}
 
 // exportsState is the Exports service's share of the client's core.
-type exportsState struct{}
+type exportsState struct {
+	links    *ttlCache[*DownloadLink]
+	margin   time.Duration
+	noCache  bool
+	download *http.Client
+	clock    Clock
+}
 
-func (s *exportsState) init(c *core, cfg exportsConfig) {}
+func (s *exportsState) init(c *core, cfg exportsConfig) {
+	s.clock = c.clock
+	s.margin = DefaultLinkMargin
+	if cfg.marginSet {
+		s.margin = cfg.margin
+	}
+	size := DefaultLinkCacheSize
+	if cfg.cacheSizeSet {
+		size = cfg.cacheSize
+	}
+	s.noCache = size == 0
+	s.links = newTTLCache[*DownloadLink](c.clock, size)
+	s.download = cfg.downloadClient
+	if s.download == nil {
+		var inner http.RoundTripper = http.DefaultTransport
+		if st, ok := c.http.Transport.(*signingTransport); ok && st.base != nil {
+			inner = st.base // the caller's transport, without signer or limiter
+		}
+		s.download = &http.Client{Transport: inner}
+	}
+}
+
+// cacheUntil is when a link stops being served from the cache: the margin
+// before it expires, or never cached (zero) when its expiry is unknown.
+func (s *exportsState) cacheUntil(l *DownloadLink) time.Time {
+	if s.noCache || l.ExpiresAt.IsZero() {
+		return time.Time{}
+	}
+	return l.ExpiresAt.Add(-s.margin)
+}

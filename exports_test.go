@@ -1,0 +1,490 @@
+package sheen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/jarcoal/httpmock"
+)
+
+// exportsStart is the fake clock's start in the exports tests.
+var exportsStart = time.Date(2025, 6, 7, 8, 0, 0, 0, time.UTC)
+
+// exportsSecretQuery is the credential part of the links the tests hand
+// out: it must never show in a string, a log line or an error.
+const exportsSecretQuery = "X-Amz-Signature=deadbeefcafe0123456789&X-Amz-Credential=AKIA-TEST-CREDENTIAL"
+
+const (
+	exportsProjectURL = "https://worker.test/base/v1/projects/p1/export"
+	exportsVersionURL = "https://worker.test/base/v1/versions/v1/download"
+)
+
+// exportsLinkBody is a 200 export answer whose URL carries n and expires at
+// expires (any string, to test bad values).
+func exportsLinkBody(n int, expires string) string {
+	return fmt.Sprintf(`{"success":true,"downloadUrl":"https://store.test/exports/p1-%d.zip?%s","expiresAt":%q,"filename":"p1-latest.zip","size":"123456","version":{"id":"ver-9","prompt":"make a shop","createdAt":"2025-06-01T10:00:00.000Z"}}`,
+		n, exportsSecretQuery, expires)
+}
+
+// newExportsClient makes a client over httpmock driven by a fake clock.
+func newExportsClient(t *testing.T, opts ...Option) (*WorkerClient, *httpmock.MockTransport, *fakeClock) {
+	t.Helper()
+	clock := newFakeClock(exportsStart)
+	c, mock := newMockClient(t, append([]Option{WithClock(clock)}, opts...)...)
+	return c, mock, clock
+}
+
+// exportsCounting answers each request with body(n) for the n-th request.
+func exportsCounting(calls *atomic.Int32, body func(n int) string) httpmock.Responder {
+	return func(r *http.Request) (*http.Response, error) {
+		n := int(calls.Add(1))
+		return httpmock.NewStringResponse(200, body(n)), nil
+	}
+}
+
+func iso(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+var linkCmp = cmpopts.IgnoreUnexported(DownloadLink{})
+
+func TestExportsProjectLink(t *testing.T) {
+	c, mock, _ := newExportsClient(t)
+	expires := exportsStart.Add(24 * time.Hour)
+	var got *http.Request
+	mock.RegisterResponder("GET", exportsProjectURL, func(r *http.Request) (*http.Response, error) {
+		got = r
+		return httpmock.NewStringResponse(200, exportsLinkBody(1, iso(expires))), nil
+	})
+	link, err := c.Exports.ExportProject(context.Background(), "p1", "user 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &DownloadLink{
+		URL:       "https://store.test/exports/p1-1.zip?" + exportsSecretQuery,
+		ExpiresAt: expires,
+		Filename:  "p1-latest.zip",
+		Size:      123456,
+		Version:   &ExportVersion{ID: "ver-9", Prompt: "make a shop", CreatedAt: time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)},
+	}
+	if d := cmp.Diff(want, link, linkCmp); d != "" {
+		t.Errorf("link (-want +got):\n%s", d)
+	}
+	if got.URL.RequestURI() != "/base/v1/projects/p1/export?userId=user+1" {
+		t.Errorf("request target %q", got.URL.RequestURI())
+	}
+	if got.Header.Get("x-sheen-signature") == "" {
+		t.Error("the worker request is not signed")
+	}
+}
+
+func TestExportsVersionLink(t *testing.T) {
+	c, mock, _ := newExportsClient(t)
+	var target string
+	mock.RegisterResponder("GET", exportsVersionURL, func(r *http.Request) (*http.Response, error) {
+		target = r.URL.RequestURI()
+		return httpmock.NewStringResponse(200, `{"success":true,"downloadUrl":"https://store.test/v/v1.zip?sig=abc","expiresAt":"2025-06-08T08:00:00+02:00","filename":"v1.zip","size":42,"version":{"id":"v1","prompt":"p","createdAt":"bad date","projectId":"p1"}}`), nil
+	})
+	link, err := c.Exports.DownloadVersion(context.Background(), "v1", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &DownloadLink{
+		URL:       "https://store.test/v/v1.zip?sig=abc",
+		ExpiresAt: time.Date(2025, 6, 8, 6, 0, 0, 0, time.UTC),
+		Filename:  "v1.zip",
+		Size:      42,
+		Version:   &ExportVersion{ID: "v1", Prompt: "p", ProjectID: "p1"},
+	}
+	if d := cmp.Diff(want, link, linkCmp, cmpopts.EquateApproxTime(0)); d != "" {
+		t.Errorf("link (-want +got):\n%s", d)
+	}
+	if target != "/base/v1/versions/v1/download?userId=u1" {
+		t.Errorf("request target %q", target)
+	}
+}
+
+func TestExportsRefusesBadIDs(t *testing.T) {
+	c, mock, _ := newExportsClient(t)
+	for _, tc := range []struct{ id, user string }{
+		{"", "u1"}, {"p1", ""}, {"../p", "u1"}, {"a/b", "u1"}, {"p1", "u\n1"}, {"..", "u1"},
+	} {
+		_, err := c.Exports.ExportProject(context.Background(), tc.id, tc.user)
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			t.Errorf("ExportProject(%q, %q): %v, want *ValidationError", tc.id, tc.user, err)
+		}
+		_, err = c.Exports.DownloadVersion(context.Background(), tc.id, tc.user)
+		if !errors.As(err, &ve) {
+			t.Errorf("DownloadVersion(%q, %q): %v, want *ValidationError", tc.id, tc.user, err)
+		}
+	}
+	if n := mock.GetTotalCallCount(); n != 0 {
+		t.Errorf("%d requests reached the worker", n)
+	}
+}
+
+func TestExportsLinkRedaction(t *testing.T) {
+	link := DownloadLink{
+		URL:       "https://user:pw@store.test/exports/p1.zip?" + exportsSecretQuery + "#frag",
+		ExpiresAt: exportsStart,
+		Filename:  "p1.zip",
+		Size:      7,
+		Version:   &ExportVersion{ID: "ver-9"},
+	}
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("got link", "link", link, "ptr", &link)
+	outputs := map[string]string{
+		"String":        link.String(),
+		"%v":            fmt.Sprintf("%v", link),
+		"%+v pointer":   fmt.Sprintf("%+v", &link),
+		"%#v":           fmt.Sprintf("%#v", link),
+		"%s in a slice": fmt.Sprintf("%s", []*DownloadLink{&link}),
+		"slog":          logged.String(),
+	}
+	for name, out := range outputs {
+		for _, secret := range []string{"X-Amz-Signature", "deadbeef", "AKIA", "pw@", "frag"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%s shows %q: %s", name, secret, out)
+			}
+		}
+		if !strings.Contains(out, "https://store.test/exports/p1.zip?REDACTED") {
+			t.Errorf("%s does not show the redacted URL: %s", name, out)
+		}
+	}
+	if s := (DownloadLink{URL: "https://store.test/a b%zz?x=1"}).String(); strings.Contains(s, "x=1") {
+		t.Errorf("unparseable URL shown: %s", s)
+	}
+}
+
+func ExampleDownloadLink_String() {
+	link := &DownloadLink{
+		URL:       "https://store.example.com/exports/p1.zip?X-Amz-Signature=0123abcd",
+		ExpiresAt: time.Date(2025, 6, 8, 8, 0, 0, 0, time.UTC),
+		Filename:  "p1-latest.zip",
+	}
+	fmt.Println(link)
+	// Output: sheen.DownloadLink{https://store.example.com/exports/p1.zip?REDACTED filename="p1-latest.zip" expires=2025-06-08T08:00:00Z}
+}
+
+func TestExportsLinkCacheReuseAndMargin(t *testing.T) {
+	c, mock, clock := newExportsClient(t)
+	expires := exportsStart.Add(24 * time.Hour)
+	var calls atomic.Int32
+	mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls, func(n int) string {
+		return exportsLinkBody(n, iso(expires))
+	}))
+	ctx := context.Background()
+	get := func() string {
+		t.Helper()
+		l, err := c.Exports.ExportProject(ctx, "p1", "u1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.URL
+	}
+	first := get()
+	clock.Advance(22*time.Hour + 59*time.Minute) // 1h01m left: still reused
+	if again := get(); again != first || calls.Load() != 1 {
+		t.Fatalf("within the margin: %d requests, same link %v", calls.Load(), again == first)
+	}
+	clock.Advance(time.Minute) // exactly 1 h left: fetched anew
+	if fresh := get(); fresh == first || calls.Load() != 2 {
+		t.Fatalf("at the margin: %d requests, new link %v", calls.Load(), fresh != first)
+	}
+	// The new link (same expiry) is within the margin too, so not cached.
+	get()
+	if calls.Load() != 3 {
+		t.Fatalf("a link within the margin was served from cache (%d requests)", calls.Load())
+	}
+}
+
+func TestExportsLinkCacheKeys(t *testing.T) {
+	c, mock, _ := newExportsClient(t)
+	expires := iso(exportsStart.Add(24 * time.Hour))
+	var projectCalls, versionCalls atomic.Int32
+	mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&projectCalls, func(n int) string { return exportsLinkBody(n, expires) }))
+	mock.RegisterResponder("GET", "https://worker.test/base/v1/versions/p1/download", exportsCounting(&versionCalls, func(n int) string { return exportsLinkBody(100+n, expires) }))
+	ctx := context.Background()
+	for range 3 {
+		for _, user := range []string{"u1", "u2"} {
+			if _, err := c.Exports.ExportProject(ctx, "p1", user); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Exports.DownloadVersion(ctx, "p1", user); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if projectCalls.Load() != 2 || versionCalls.Load() != 2 {
+		t.Errorf("want one request per (kind, id, user): project %d, version %d", projectCalls.Load(), versionCalls.Load())
+	}
+}
+
+func TestExportsLinkMarginOption(t *testing.T) {
+	c, mock, clock := newExportsClient(t, WithExportLinkMargin(10*time.Minute))
+	var calls atomic.Int32
+	mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls, func(n int) string {
+		return exportsLinkBody(n, iso(exportsStart.Add(24*time.Hour)))
+	}))
+	ctx := context.Background()
+	c.Exports.ExportProject(ctx, "p1", "u1")
+	clock.Advance(23*time.Hour + 49*time.Minute)
+	c.Exports.ExportProject(ctx, "p1", "u1")
+	if calls.Load() != 1 {
+		t.Fatalf("11 minutes before expiry with a 10-minute margin: %d requests", calls.Load())
+	}
+	clock.Advance(time.Minute)
+	c.Exports.ExportProject(ctx, "p1", "u1")
+	if calls.Load() != 2 {
+		t.Fatalf("at a 10-minute margin: %d requests", calls.Load())
+	}
+	if _, err := NewWorkerClient(WithSecret(testSecret), WithExportLinkMargin(-time.Second)); err == nil {
+		t.Error("a negative margin was accepted")
+	}
+}
+
+func TestExportsBadExpiresAtIsNeverCached(t *testing.T) {
+	for _, tc := range []struct {
+		name, expires string
+		wantZero      bool
+	}{
+		{"unparseable", "tomorrow-ish", true},
+		{"empty", "", true},
+		{"numeric", "1767225600", true},
+		{"past", iso(exportsStart.Add(-time.Hour)), false},
+		{"within the margin", iso(exportsStart.Add(30 * time.Minute)), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, mock, _ := newExportsClient(t)
+			var calls atomic.Int32
+			mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls, func(n int) string { return exportsLinkBody(n, tc.expires) }))
+			for i := 1; i <= 2; i++ {
+				l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Still handed to the caller: the object store decides.
+				if want := fmt.Sprintf("/exports/p1-%d.zip", i); !strings.Contains(l.URL, want) {
+					t.Errorf("call %d got %s, want a fresh link %s", i, l, want)
+				}
+				if l.ExpiresAt.IsZero() != tc.wantZero {
+					t.Errorf("ExpiresAt = %v", l.ExpiresAt)
+				}
+			}
+			if calls.Load() != 2 {
+				t.Errorf("%d requests for two calls: the link was cached", calls.Load())
+			}
+		})
+	}
+}
+
+// Tests that make more requests than the limiter's burst use the real clock:
+// with the fake one, the limiter would wait for it to move.
+
+func TestExportsInvalidate(t *testing.T) {
+	c, mock := newMockClient(t)
+	expires := iso(time.Now().Add(24 * time.Hour))
+	var calls atomic.Int32
+	mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls, func(n int) string { return exportsLinkBody(n, expires) }))
+	var vcalls atomic.Int32
+	mock.RegisterResponder("GET", exportsVersionURL, exportsCounting(&vcalls, func(n int) string { return exportsLinkBody(n, expires) }))
+	ctx := context.Background()
+	l, _ := c.Exports.ExportProject(ctx, "p1", "u1")
+	c.Exports.InvalidateProject("p1", "u1")
+	l2, _ := c.Exports.ExportProject(ctx, "p1", "u1")
+	c.Exports.Invalidate(l2)
+	c.Exports.ExportProject(ctx, "p1", "u1")
+	if calls.Load() != 3 || l.URL == l2.URL {
+		t.Errorf("after invalidation: %d requests", calls.Load())
+	}
+	c.Exports.DownloadVersion(ctx, "v1", "u1")
+	c.Exports.InvalidateVersion("v1", "u1")
+	c.Exports.DownloadVersion(ctx, "v1", "u1")
+	if vcalls.Load() != 2 {
+		t.Errorf("after InvalidateVersion: %d requests", vcalls.Load())
+	}
+	c.Exports.Invalidate(&DownloadLink{URL: "https://x.test/"}) // not ours: ignored
+	c.Exports.Invalidate(nil)
+}
+
+func TestExportsReturnsCopies(t *testing.T) {
+	c, mock, _ := newExportsClient(t)
+	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
+	ctx := context.Background()
+	l, _ := c.Exports.ExportProject(ctx, "p1", "u1")
+	l.URL, l.Version.ID = "https://evil.test/", "changed"
+	l2, _ := c.Exports.ExportProject(ctx, "p1", "u1")
+	if l2.URL == l.URL || l2.Version.ID == "changed" {
+		t.Errorf("changing a returned link changed the cached one: %s", l2)
+	}
+}
+
+func TestExportsCacheIsBounded(t *testing.T) {
+	c, mock := newMockClient(t, WithExportLinkCacheSize(2))
+	var calls atomic.Int32
+	now := time.Now()
+	mock.RegisterResponder("GET", `=~^https://worker\.test/base/v1/projects/\w+/export`, exportsCounting(&calls, func(n int) string {
+		return exportsLinkBody(n, iso(now.Add(time.Duration(10+n)*time.Hour)))
+	}))
+	ctx := context.Background()
+	for _, p := range []string{"a", "b", "c", "c", "b", "a"} {
+		if _, err := c.Exports.ExportProject(ctx, p, "u1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a (closest to expiry) made room for c; a is fetched again at the end.
+	if calls.Load() != 4 {
+		t.Errorf("%d requests, want 4", calls.Load())
+	}
+	if n := c.core.exports.links.Len(); n > 2 {
+		t.Errorf("cache holds %d links, limit 2", n)
+	}
+
+	off, mock2, _ := newExportsClient(t, WithExportLinkCacheSize(0))
+	var calls2 atomic.Int32
+	mock2.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls2, func(n int) string { return exportsLinkBody(n, iso(exportsStart.Add(24*time.Hour))) }))
+	off.Exports.ExportProject(ctx, "p1", "u1")
+	off.Exports.ExportProject(ctx, "p1", "u1")
+	if calls2.Load() != 2 {
+		t.Errorf("with caching off: %d requests, want 2", calls2.Load())
+	}
+}
+
+func TestExportsConcurrentMissesMakeOneRequest(t *testing.T) {
+	c, mock := newMockClient(t)
+	var calls atomic.Int32
+	release := make(chan struct{})
+	mock.RegisterResponder("GET", exportsProjectURL, func(r *http.Request) (*http.Response, error) {
+		calls.Add(1)
+		<-release
+		return httpmock.NewStringResponse(200, exportsLinkBody(1, iso(time.Now().Add(24*time.Hour)))), nil
+	})
+	const n = 1000
+	var ready, done sync.WaitGroup
+	start := make(chan struct{})
+	urls := make([]string, n)
+	errs := make([]error, n)
+	ready.Add(n)
+	done.Add(n)
+	for i := range n {
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-start
+			l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+			errs[i] = err
+			if l != nil {
+				urls[i] = l.URL
+			}
+		}()
+	}
+	ready.Wait()
+	close(start)
+	// Let the first request through only once it is under way; everyone
+	// else has missed by then or finds the link cached.
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	done.Wait()
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("the worker saw %d requests, want 1", got)
+	}
+	for i := range n {
+		if errs[i] != nil || urls[i] != urls[0] {
+			t.Fatalf("caller %d: %v, %q", i, errs[i], urls[i])
+		}
+	}
+}
+
+func TestExportsArtifactMissing(t *testing.T) {
+	c, mock := newMockClient(t)
+	var calls atomic.Int32
+	mock.RegisterResponder("GET", exportsVersionURL, func(r *http.Request) (*http.Response, error) {
+		calls.Add(1)
+		return httpmock.NewStringResponse(404, `{"error":"ARTIFACT_NOT_FOUND","message":"The build output for this version is gone","canRebuild":true,"rebuildUrl":"/v1/versions/v1/rebuild"}`), nil
+	})
+	_, err := c.Exports.DownloadVersion(context.Background(), "v1", "u1")
+	var am *ArtifactMissingError
+	if !errors.As(err, &am) {
+		t.Fatalf("got %T %v, want *ArtifactMissingError", err, err)
+	}
+	want := ArtifactMissingError{CanRebuild: true, RebuildURL: "/v1/versions/v1/rebuild"}
+	if d := cmp.Diff(want, *am, cmpopts.IgnoreFields(ArtifactMissingError{}, "APIError")); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+	if am.Code != "ARTIFACT_NOT_FOUND" || am.Message != "The build output for this version is gone" {
+		t.Errorf("code %q, message %q", am.Code, am.Message)
+	}
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.StatusCode != 404 {
+		t.Errorf("errors.As *APIError: %v", ae)
+	}
+	if !errors.Is(err, ErrNotFound) {
+		t.Error("not errors.Is(err, ErrNotFound)")
+	}
+	c.Exports.DownloadVersion(context.Background(), "v1", "u1")
+	if calls.Load() != 2 {
+		t.Errorf("a failure was cached: %d requests", calls.Load())
+	}
+
+	// A 404 that says nothing of rebuilding stays a plain *APIError.
+	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(404, `{"error":"Project not found"}`))
+	_, err = c.Exports.ExportProject(context.Background(), "p1", "u1")
+	if errors.As(err, &am) || !errors.As(err, &ae) || !errors.Is(err, ErrNotFound) {
+		t.Errorf("plain 404: got %T %v", err, err)
+	}
+}
+
+func TestExportsPayloadTooLarge(t *testing.T) {
+	c, mock, _ := newExportsClient(t)
+	body := `{"error":"Export too large","message":"Project exceeds the export size limit","size":3221225472,"limit":2147483648,"suggestion":"Remove large assets"}`
+	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(413, body))
+	mock.RegisterResponder("GET", exportsVersionURL, httpmock.NewStringResponder(413, body))
+	for name, call := range map[string]func() (*DownloadLink, error){
+		"ExportProject":   func() (*DownloadLink, error) { return c.Exports.ExportProject(context.Background(), "p1", "u1") },
+		"DownloadVersion": func() (*DownloadLink, error) { return c.Exports.DownloadVersion(context.Background(), "v1", "u1") },
+	} {
+		_, err := call()
+		var pt *PayloadTooLargeError
+		if !errors.As(err, &pt) || !errors.Is(err, ErrPayloadTooLarge) {
+			t.Fatalf("%s: got %T %v", name, err, err)
+		}
+		if pt.Size != 3221225472 || pt.Limit != 2147483648 || pt.Suggestion != "Remove large assets" {
+			t.Errorf("%s: size %d limit %d suggestion %q", name, pt.Size, pt.Limit, pt.Suggestion)
+		}
+	}
+}
+
+func TestExportsUnusableAnswers(t *testing.T) {
+	for _, tc := range []struct{ name, body string }{
+		{"no url", `{"success":true,"expiresAt":"2025-06-08T08:00:00Z"}`},
+		{"success false", `{"success":false,"downloadUrl":"https://store.test/a.zip?sig=s3cr3t"}`},
+		{"relative url", `{"success":true,"downloadUrl":"/a.zip?sig=s3cr3t"}`},
+		{"ftp url", `{"success":true,"downloadUrl":"ftp://store.test/a.zip?sig=s3cr3t"}`},
+		{"garbage url", `{"success":true,"downloadUrl":"https://store.test/%zz?sig=s3cr3t"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, mock, _ := newExportsClient(t)
+			mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, tc.body))
+			_, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+			if !errors.Is(err, ErrInvalidResponse) {
+				t.Fatalf("got %v, want ErrInvalidResponse", err)
+			}
+			if strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("error shows the link's query: %v", err)
+			}
+		})
+	}
+}
