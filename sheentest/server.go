@@ -144,11 +144,6 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /_store/{key}", s.handleStore)
 }
 
-// apiRequest carries what the pipeline learnt about a request.
-type apiRequest struct {
-	body []byte
-}
-
 // serve is the pipeline every request goes through: log, injected faults,
 // body cap, signature, rate limit, then the route.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
