@@ -45,7 +45,7 @@ func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err e
 	secondLook := p.bodyRead
 	p.bodyRead = false
 	if secondLook && err == nil {
-		return false, nil
+		return false, ctx.Err()
 	}
 	if !secondLook {
 		p.attempt++
