@@ -44,6 +44,12 @@ func main() {
 type options struct {
 	build  bool
 	userID string
+	// signing and step configure the fake worker: its scheme (the deployed
+	// worker's dual scheme by default) and the time between build steps.
+	signing sheen.Signing
+	step    time.Duration
+	// perMinute, when set, raises both sides' rate limit above v2.1's 60.
+	perMinute int
 	// fake is the fake worker in use, nil against a real one.
 	fake *sheentest.Server
 }
@@ -54,11 +60,19 @@ func run(ctx context.Context, out io.Writer, opt options) error {
 	if os.Getenv(sheen.EnvBaseURL) == "" {
 		// No worker configured: start the fake one, signing like the
 		// deployed worker, moving builds a step every 300 ms.
-		fake := sheentest.NewServer(sheentest.WithSigning(sheen.SigningDual),
-			sheentest.WithBuildPace(sheentest.PaceTimed, 300*time.Millisecond))
+		if opt.step == 0 {
+			opt.signing, opt.step = sheen.SigningDual, 300*time.Millisecond
+		}
+		fakeOpts := []sheentest.Option{sheentest.WithSigning(opt.signing), sheentest.WithBuildPace(sheentest.PaceTimed, opt.step)}
+		var clientOpts []sheen.Option
+		if opt.perMinute > 0 {
+			fakeOpts = append(fakeOpts, sheentest.WithRateLimit(opt.perMinute))
+			clientOpts = append(clientOpts, sheen.WithRateLimit(opt.perMinute))
+		}
+		fake := sheentest.NewServer(fakeOpts...)
 		defer fake.Close()
-		fmt.Fprintf(out, "No WORKER_BASE_URL: started the fake worker at %s\n", fake.URL)
-		c, err := fake.Client()
+		fmt.Fprintf(out, "No WORKER_BASE_URL: started the fake worker at %s (%s signing)\n", fake.URL, opt.signing)
+		c, err := fake.Client(clientOpts...)
 		if err != nil {
 			return err
 		}

@@ -9,18 +9,40 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	sheen "github.com/sheenapps/sheen-go"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // The README's first command must keep working: run the quickstart's whole
-// path against the fake worker.
+// path against the fake worker as `go run` does.
 func TestQuickstartAgainstFakeWorker(t *testing.T) {
 	t.Setenv("WORKER_BASE_URL", "")
+	checkQuickstart(t, options{})
+}
+
+// A client with each signing scheme completes the whole flow against a fake
+// worker that verifies that scheme.
+func TestQuickstartEverySigningScheme(t *testing.T) {
+	t.Setenv("WORKER_BASE_URL", "")
+	for _, scheme := range []sheen.Signing{sheen.SigningBodyPath, sheen.SigningTimestamp, sheen.SigningDual} {
+		t.Run(scheme.String(), func(t *testing.T) {
+			t.Parallel()
+			out := checkQuickstart(t, options{signing: scheme, step: 20 * time.Millisecond, perMinute: 6000})
+			if !strings.Contains(out, "("+scheme.String()+" signing)") {
+				t.Errorf("the fake worker did not use %s:\n%s", scheme, out)
+			}
+		})
+	}
+}
+
+func checkQuickstart(t *testing.T, opt options) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	if err := run(ctx, &out, options{}); err != nil {
+	if err := run(ctx, &out, opt); err != nil {
 		t.Fatalf("quickstart failed: %v\n%s", err, out.String())
 	}
 	text := out.String()
@@ -38,4 +60,5 @@ func TestQuickstartAgainstFakeWorker(t *testing.T) {
 	if strings.Contains(text, "X-Signature") {
 		t.Error("the output shows a signed URL's query")
 	}
+	return text
 }
