@@ -1,0 +1,41 @@
+// Package sheentest is an in-process fake of the SheenApps Worker API, in the
+// spirit of net/http/httptest: a real HTTP server on a loopback port, as
+// strict as the deployed worker, for testing code that uses the sheen SDK
+// without a worker, and for demos.
+//
+//	srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithSigning(sheen.SigningDual))
+//	client, err := srv.Client()
+//
+// What it serves, from memory:
+//
+//   - Billing: balances (the deployed bucketed shape by default, the v2.1
+//     shape with WithShapes(ShapesV21)), check-sufficient (402 or
+//     sufficient:false when short, by shape), the batch check, usage and
+//     billing events. New users start with a welcome bonus and daily gift;
+//     WithUser, SetBalance and Credit set balances. A build's AI time is
+//     charged when it deploys.
+//   - Builds: create, update, rollback (Idempotency-Key replayed for 24 h),
+//     rebuild, status, versions, and build events with increasing ids. Builds
+//     walk development, dependencies, build, deploy and metadata; WithBuildPace
+//     chooses instant (the default), step by step (Step, Finish) or timed.
+//     FailNextBuild and FailNextMetadata script failures.
+//   - Exports: links to a fake object store on the same server that checks its
+//     own signed query, answers 403 once a link expires (ExpireLinks), honours
+//     Range and serves a real .tar.gz named .zip, as the worker does. A dropped
+//     artifact (DropArtifact) answers 404 with canRebuild; archives over
+//     WithMaxExportSize answer 413.
+//
+// Every /v1 request is verified with sheen.Verifier exactly as the deployed
+// worker does for the configured scheme: 401 MISSING_SIGNATURE, 403
+// INVALID_SIGNATURE, 408 TIMESTAMP_OUT_OF_RANGE (120 s, against the server's
+// clock, which WithClockSkew can move), 409 REPLAY_ATTACK_DETECTED (nonces
+// kept 600 s). Bodies over 1 MiB answer 413. Each client gets a fixed window
+// of WithRateLimit requests per minute (60 by default) with accurate
+// x-ratelimit-* headers and 429 with retry-after;
+// WithDeployedRateHeaders sends the deployed worker's fixed headers instead.
+//
+// AddFault plays misbehaviour on chosen calls of a route: any status with any
+// body (HTML, an empty 402, each 402 shape), delays, connections dropped
+// before the answer or after some bytes of it, bodies cut short. Requests
+// lists what arrived, with signatures and signed queries redacted.
+package sheentest
