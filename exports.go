@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -147,9 +148,9 @@ func redactURL(u string) string {
 // exists but its build output is gone. It wraps the *APIError, so
 // errors.As(err, &apiErr) and errors.Is(err, ErrNotFound) both hold.
 //
-// To get the archive back, rebuild the version (POST
-// /v1/versions/{versionId}/rebuild, or RebuildURL), wait for the build, then
-// ask for the link again.
+// To get the archive back, call ExportsService.RebuildMissing (it rebuilds
+// the version through the Builds service and waits for the build), then ask
+// for the link again.
 type ArtifactMissingError struct {
 	*APIError
 	// CanRebuild says whether the worker can rebuild the archive.
@@ -157,6 +158,15 @@ type ArtifactMissingError struct {
 	// RebuildURL is where the worker says a rebuild is started, as sent
 	// (it may be a path relative to the worker).
 	RebuildURL string
+	// VersionID is the version whose archive is gone: the one asked for,
+	// or the one RebuildURL names; empty when neither says.
+	VersionID string
+	// UserID is the user the link was asked for.
+	UserID string
+
+	// The link request that failed, to drop its cache entry after a rebuild.
+	kind linkKind
+	id   string
 }
 
 // Unwrap gives errors.As the *APIError.
@@ -291,7 +301,7 @@ type artifactMissingWire struct {
 func (s *ExportsService) fetchLink(ctx context.Context, kind linkKind, target, id, userID string) (*DownloadLink, error) {
 	var w downloadLinkWire
 	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{userID: userID}); err != nil {
-		return nil, artifactMissing(err)
+		return nil, artifactMissing(err, kind, id, userID)
 	}
 	path, _, _ := strings.Cut(target, "?")
 	bad := func(reason string) error {
@@ -335,7 +345,7 @@ func parseISOTime(s string) (time.Time, bool) {
 
 // artifactMissing turns a 404 whose body carries canRebuild into an
 // *ArtifactMissingError; other errors pass through.
-func artifactMissing(err error) error {
+func artifactMissing(err error, kind linkKind, id, userID string) error {
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.StatusCode != http.StatusNotFound {
 		return err
@@ -344,7 +354,54 @@ func artifactMissing(err error) error {
 	if json.Unmarshal(ae.Body, &w) != nil || (w.CanRebuild == nil && w.RebuildURL == "") {
 		return err
 	}
-	return &ArtifactMissingError{APIError: ae, CanRebuild: w.CanRebuild != nil && *w.CanRebuild, RebuildURL: w.RebuildURL}
+	missing := &ArtifactMissingError{
+		APIError: ae, CanRebuild: w.CanRebuild != nil && *w.CanRebuild, RebuildURL: w.RebuildURL,
+		UserID: userID, kind: kind, id: id,
+	}
+	if kind == linkVersion {
+		missing.VersionID = id
+	} else if m := rebuildURLVersion.FindStringSubmatch(w.RebuildURL); m != nil {
+		if v, err := url.PathUnescape(m[1]); err == nil {
+			missing.VersionID = v
+		}
+	}
+	return missing
+}
+
+// rebuildURLVersion finds the version id in a rebuildUrl such as
+// "/v1/versions/ver_1/rebuild" (absolute URLs too).
+var rebuildURLVersion = regexp.MustCompile(`/v1/versions/([^/?#]+)/rebuild(?:$|[?#])`)
+
+// RebuildMissing gets an archive back after an *ArtifactMissingError: it
+// rebuilds the version through the Builds service, waits for the build to
+// deploy (opts are passed to Builds.Wait; by default it does not wait for
+// the metadata phase) and drops the cached link, so the next ExportProject
+// or DownloadVersion hands out a link to the new archive.
+//
+// It fails with a *ValidationError when the worker said the archive cannot
+// be rebuilt or did not say which version it was, and with the Builds
+// service's errors (*BuildFailedError, ...) otherwise.
+func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMissingError, opts ...FollowOption) (*BuildResult, error) {
+	switch {
+	case missing == nil:
+		return nil, &ValidationError{Field: "missing", Reason: "is nil"}
+	case !missing.CanRebuild:
+		return nil, &ValidationError{Field: "missing", Reason: "the worker said this archive cannot be rebuilt"}
+	case missing.VersionID == "":
+		return nil, &ValidationError{Field: "missing", Reason: "the worker did not say which version to rebuild"}
+	}
+	b, err := s.client.Builds.Rebuild(ctx, missing.VersionID)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.client.Builds.Wait(ctx, b.BuildID, missing.UserID, append([]FollowOption{WithMetadataWait(0)}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	if missing.kind != "" {
+		s.client.core.exports.links.Delete(linkKey(missing.kind, missing.id, missing.UserID))
+	}
+	return res, nil
 }
 
 // exportsConfig holds the Exports service's options.

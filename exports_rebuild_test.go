@@ -1,0 +1,76 @@
+package sheen_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+
+	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheentest"
+)
+
+// An archive gone from the object store comes back through RebuildMissing,
+// for both kinds of link.
+func TestRebuildMissingArtifact(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range []string{"project", "version"} {
+		t.Run(kind, func(t *testing.T) {
+			srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithRateLimit(6000))
+			c, err := srv.Client(sheen.WithRateLimit(6000))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := c.Builds.CreatePreview(ctx, sheen.CreatePreviewRequest{UserID: "u1", Prompt: "a bakery"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			versionID := srv.LatestVersion(b.ProjectID)
+			getLink := func() (*sheen.DownloadLink, error) {
+				if kind == "project" {
+					return c.Exports.ExportProject(ctx, b.ProjectID, "u1")
+				}
+				return c.Exports.DownloadVersion(ctx, versionID, "u1")
+			}
+			srv.DropArtifact(versionID)
+			_, err = getLink()
+			var missing *sheen.ArtifactMissingError
+			if !errors.As(err, &missing) || !missing.CanRebuild || missing.VersionID != versionID || !errors.Is(err, sheen.ErrNotFound) {
+				t.Fatalf("want *ArtifactMissingError for %s, got %v", versionID, err)
+			}
+			res, err := c.Exports.RebuildMissing(ctx, missing)
+			if err != nil || res.VersionID != versionID {
+				t.Fatalf("rebuild: %+v %v", res, err)
+			}
+			link, err := getLink()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if _, err := c.Exports.Download(ctx, link, &buf); err != nil || !bytes.Equal(buf.Bytes(), srv.Artifact(versionID)) {
+				t.Fatalf("download after rebuild: %v", err)
+			}
+		})
+	}
+}
+
+func TestRebuildMissingRefusesWhatCannotBeRebuilt(t *testing.T) {
+	srv := sheentest.NewServer(sheentest.WithTest(t))
+	srv.AddFault(sheentest.Fault{Route: "GET /v1/projects/{projectId}/export", Status: 404,
+		Body: `{"error":"Artifact not found","canRebuild":false}`, Header: http.Header{"Content-Type": {"application/json"}}})
+	c, _ := srv.Client()
+	_, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+	var missing *sheen.ArtifactMissingError
+	if !errors.As(err, &missing) || missing.CanRebuild {
+		t.Fatalf("got %v", err)
+	}
+	_, err = c.Exports.RebuildMissing(context.Background(), missing)
+	var ve *sheen.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want *ValidationError, got %v", err)
+	}
+	if n := srv.Calls("POST /v1/versions/{versionId}/rebuild"); n != 0 {
+		t.Fatalf("%d rebuilds requested", n)
+	}
+}
