@@ -420,8 +420,8 @@ func TestExportsArtifactMissing(t *testing.T) {
 	if !errors.As(err, &am) {
 		t.Fatalf("got %T %v, want *ArtifactMissingError", err, err)
 	}
-	want := ArtifactMissingError{CanRebuild: true, RebuildURL: "/v1/versions/v1/rebuild"}
-	if d := cmp.Diff(want, *am, cmpopts.IgnoreFields(ArtifactMissingError{}, "APIError")); d != "" {
+	want := ArtifactMissingError{CanRebuild: true, RebuildURL: "/v1/versions/v1/rebuild", VersionID: "v1", UserID: "u1"}
+	if d := cmp.Diff(want, *am, cmpopts.IgnoreFields(ArtifactMissingError{}, "APIError"), cmpopts.IgnoreUnexported(ArtifactMissingError{})); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
 	}
 	if am.Code != "ARTIFACT_NOT_FOUND" || am.Message != "The build output for this version is gone" {
