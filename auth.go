@@ -1,16 +1,20 @@
 package sheen
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -73,11 +77,11 @@ func ParseSigning(name string) (Signing, error) {
 // concurrent use; the clock offset learnt from the server is shared by every
 // request of the client.
 type signer struct {
-	scheme   Signing
-	secret   []byte
-	secretV2 []byte // nil: v2 uses secret
-	clock    Clock
-	offset   atomic.Int64 // server time minus local time, in seconds
+	scheme Signing
+	key    *macKey
+	keyV2  *macKey // the v2 signature's key: the v2 secret, or key
+	clock  Clock
+	offset atomic.Int64 // server time minus local time, in seconds
 }
 
 // sign sets the signature headers of one attempt. target is the request
@@ -85,7 +89,7 @@ type signer struct {
 // the exact bytes sent. Every call uses a fresh timestamp and nonce.
 func (s *signer) sign(h http.Header, method, target string, body []byte) error {
 	if s.scheme == SigningBodyPath {
-		h.Set(HeaderSignature, signBodyPath(s.secret, body, target))
+		h.Set(HeaderSignature, signBodyPath(s.key, body, target))
 		return nil
 	}
 	ts := strconv.FormatInt(s.clock.Now().Unix()+s.offset.Load(), 10)
@@ -95,18 +99,11 @@ func (s *signer) sign(h http.Header, method, target string, body []byte) error {
 	}
 	h.Set(HeaderTimestamp, ts)
 	h.Set(HeaderNonce, nonce)
-	h.Set(HeaderSignature, signTimestamp(s.secret, ts, body))
+	h.Set(HeaderSignature, signTimestamp(s.key, ts, body))
 	if s.scheme == SigningDual {
-		h.Set(HeaderSignatureV2, signV2(s.v2Secret(), method, target, ts, nonce, body))
+		h.Set(HeaderSignatureV2, signV2(s.keyV2, method, target, ts, nonce, body))
 	}
 	return nil
-}
-
-func (s *signer) v2Secret() []byte {
-	if s.secretV2 != nil {
-		return s.secretV2
-	}
-	return s.secret
 }
 
 // newNonce returns 16 random bytes as lowercase hex.
@@ -118,28 +115,45 @@ func newNonce() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-func hmacHex(secret []byte, parts ...string) string {
-	m := hmac.New(sha256.New, secret)
+// macKey is a secret with a pool of HMAC-SHA256 states keyed with it, so
+// signing a request does not set up a new HMAC each time.
+type macKey struct {
+	pool sync.Pool
+}
+
+func newMACKey(secret []byte) *macKey {
+	secret = bytes.Clone(secret)
+	k := &macKey{}
+	k.pool.New = func() any { return hmac.New(sha256.New, secret) }
+	return k
+}
+
+// sum returns the lowercase hex HMAC of the parts, concatenated.
+func (k *macKey) sum(parts ...string) string {
+	m := k.pool.Get().(hash.Hash)
+	m.Reset()
 	for _, p := range parts {
-		m.Write([]byte(p))
+		io.WriteString(m, p)
 	}
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(m.Sum(sum[:0]))
+	out := hex.EncodeToString(m.Sum(sum[:0]))
+	k.pool.Put(m)
+	return out
 }
 
 // signBodyPath is the v2.1 signature: HMAC over body + pathWithQuery.
-func signBodyPath(secret, body []byte, target string) string {
-	return hmacHex(secret, string(body), target)
+func signBodyPath(k *macKey, body []byte, target string) string {
+	return k.sum(string(body), target)
 }
 
 // signTimestamp is the v1 signature: HMAC over timestamp + body.
-func signTimestamp(secret []byte, timestamp string, body []byte) string {
-	return hmacHex(secret, timestamp, string(body))
+func signTimestamp(k *macKey, timestamp string, body []byte) string {
+	return k.sum(timestamp, string(body))
 }
 
 // signV2 is the deployed worker's v2 signature.
-func signV2(secret []byte, method, target, timestamp, nonce string, body []byte) string {
-	return hmacHex(secret, canonicalV2(method, target, timestamp, nonce, body))
+func signV2(k *macKey, method, target, timestamp, nonce string, body []byte) string {
+	return k.sum(canonicalV2(method, target, timestamp, nonce, body))
 }
 
 func canonicalV2(method, target, timestamp, nonce string, body []byte) string {

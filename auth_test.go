@@ -82,16 +82,16 @@ func TestSigningVectors(t *testing.T) {
 			if got := string(body) + tc.Path; got != tc.SeedV21Canonical {
 				t.Errorf("v2.1 canonical = %q, want %q", got, tc.SeedV21Canonical)
 			}
-			if got := signBodyPath(secret, body, tc.Path); got != tc.SeedV21Signature {
+			if got := signBodyPath(newMACKey(secret), body, tc.Path); got != tc.SeedV21Signature {
 				t.Errorf("v2.1 signature = %s, want %s", got, tc.SeedV21Signature)
 			}
-			if got := signTimestamp(secret, tc.Timestamp, body); got != tc.V1Signature {
+			if got := signTimestamp(newMACKey(secret), tc.Timestamp, body); got != tc.V1Signature {
 				t.Errorf("v1 signature = %s, want %s", got, tc.V1Signature)
 			}
 			if got := canonicalV2(tc.Method, tc.Path, tc.Timestamp, tc.Nonce, body); got != tc.V2Canonical {
 				t.Errorf("v2 canonical:\n%s", cmp.Diff(tc.V2Canonical, got))
 			}
-			if got := signV2(secret, tc.Method, tc.Path, tc.Timestamp, tc.Nonce, body); got != tc.V2Signature {
+			if got := signV2(newMACKey(secret), tc.Method, tc.Path, tc.Timestamp, tc.Nonce, body); got != tc.V2Signature {
 				t.Errorf("v2 signature = %s, want %s", got, tc.V2Signature)
 			}
 		})
@@ -161,8 +161,8 @@ func TestVerifierFailures(t *testing.T) {
 		return http.Header{
 			HeaderTimestamp:   {ts},
 			HeaderNonce:       {"n1"},
-			HeaderSignature:   {signTimestamp([]byte(secret), ts, body)},
-			HeaderSignatureV2: {signV2([]byte(secret), "POST", target, ts, "n1", body)},
+			HeaderSignature:   {signTimestamp(newMACKey([]byte(secret)), ts, body)},
+			HeaderSignatureV2: {signV2(newMACKey([]byte(secret)), "POST", target, ts, "n1", body)},
 		}
 	}
 	type check struct {
@@ -183,13 +183,13 @@ func TestVerifierFailures(t *testing.T) {
 		{"no timestamp", SigningTimestamp, func() http.Header { h := good(); h.Del(HeaderTimestamp); return h }, body, target, 408, CodeTimestampOutOfRange},
 		{"not hex", SigningBodyPath, func() http.Header { return http.Header{HeaderSignature: {"zz"}} }, body, target, 403, CodeInvalidSignature},
 		{"short signature", SigningBodyPath, func() http.Header {
-			return http.Header{HeaderSignature: {signBodyPath([]byte(secret), body, target)[:62]}}
+			return http.Header{HeaderSignature: {signBodyPath(newMACKey([]byte(secret)), body, target)[:62]}}
 		}, body, target, 403, CodeInvalidSignature},
 		{"body-path good", SigningBodyPath, func() http.Header {
-			return http.Header{HeaderSignature: {signBodyPath([]byte(secret), body, target)}}
+			return http.Header{HeaderSignature: {signBodyPath(newMACKey([]byte(secret)), body, target)}}
 		}, body, target, 0, ""},
 		{"body-path tampered path", SigningBodyPath, func() http.Header {
-			return http.Header{HeaderSignature: {signBodyPath([]byte(secret), body, target)}}
+			return http.Header{HeaderSignature: {signBodyPath(newMACKey([]byte(secret)), body, target)}}
 		}, body, "/v1/billing/check-sufficient?x=1&userId=other", 403, CodeInvalidSignature},
 	}
 	for _, c := range checks {
@@ -226,7 +226,7 @@ func TestVerifierRefusesReplayEvenAfterBadSignature(t *testing.T) {
 	if err := v.Verify("GET", "/v1/x", h, nil); !errors.As(err, &ae) || ae.Code != CodeInvalidSignature {
 		t.Fatalf("first: %v", err)
 	}
-	h.Set(HeaderSignature, signTimestamp([]byte(secret), ts, nil))
+	h.Set(HeaderSignature, signTimestamp(newMACKey([]byte(secret)), ts, nil))
 	if err := v.Verify("GET", "/v1/x", h, nil); !errors.As(err, &ae) || ae.StatusCode != 409 || ae.Code != CodeReplayAttackDetected {
 		t.Fatalf("a burnt nonce must be refused as a replay, got %v", err)
 	}
@@ -236,7 +236,7 @@ func TestVerifierSecretV2(t *testing.T) {
 	const s1, s2 = "first-secret-0123456789abcdef01234567", "second-secret-0123456789abcdef0123456"
 	now := time.Unix(1_800_000_000, 0)
 	ts := "1800000000"
-	h := http.Header{HeaderTimestamp: {ts}, HeaderNonce: {"n"}, HeaderSignature: {"00"}, HeaderSignatureV2: {signV2([]byte(s2), "GET", "/v1/x", ts, "n", nil)}}
+	h := http.Header{HeaderTimestamp: {ts}, HeaderNonce: {"n"}, HeaderSignature: {"00"}, HeaderSignatureV2: {signV2(newMACKey([]byte(s2)), "GET", "/v1/x", ts, "n", nil)}}
 	v := &Verifier{Secret: s1, SecretV2: s2, Scheme: SigningDual, Now: func() time.Time { return now }}
 	if err := v.Verify("GET", "/v1/x", h, nil); err != nil {
 		t.Fatalf("v2 signed with the v2 secret: %v", err)

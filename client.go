@@ -2,11 +2,11 @@ package sheen
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -110,9 +110,10 @@ func newClient(cfg config) (*WorkerClient, error) {
 		}
 		timeout = cfg.httpClient.Timeout
 	}
-	s := &signer{scheme: cfg.signing, secret: []byte(cfg.secret), clock: cfg.clock}
+	s := &signer{scheme: cfg.signing, key: newMACKey([]byte(cfg.secret)), clock: cfg.clock}
+	s.keyV2 = s.key
 	if cfg.secretV2 != "" {
-		s.secretV2 = []byte(cfg.secretV2)
+		s.keyV2 = newMACKey([]byte(cfg.secretV2))
 	}
 	lim := newAdaptiveLimiter(cfg.perMinute, cfg.maxWait, cfg.clock)
 	c := &core{
@@ -343,7 +344,7 @@ func (c *core) transportError(ctx context.Context, p *retryPolicy, err error) er
 
 // errorFromResponse reads an error response into the typed error it means.
 func (c *core) errorFromResponse(resp *http.Response, p *retryPolicy, correlationID string) error {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody*4))
+	body, _ := p.responseBody(resp)
 	e := newAPIError(resp.StatusCode, resp.Header, body)
 	e.Method, e.Path = p.method, p.path
 	if e.CorrelationID == "" {
@@ -361,10 +362,9 @@ func decodeResponse(resp *http.Response, out any, p *retryPolicy, correlationID 
 		}
 	}
 	if out == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
 		return nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
+	body, err := p.responseBody(resp)
 	if err != nil {
 		return fail(fmt.Errorf("reading body: %w", err))
 	}
@@ -381,9 +381,10 @@ func decodeResponse(resp *http.Response, out any, p *retryPolicy, correlationID 
 		}
 		return fail(errors.New("empty body where JSON was expected"))
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		if mt, _, _ := mime.ParseMediaType(ct); mt != "" && !strings.Contains(mt, "json") && looksHTML(body) {
-			return fail(errors.New("got a page of " + mt + " where JSON was expected"))
+	if looksHTML(body) {
+		mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		if !strings.Contains(mt, "json") {
+			return fail(errors.New("got a page of " + cmp.Or(mt, "markup") + " where JSON was expected"))
 		}
 	}
 	if err := json.Unmarshal(body, out); err != nil {

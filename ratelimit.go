@@ -69,6 +69,7 @@ type adaptiveLimiter struct {
 
 	mu          sync.Mutex
 	changed     chan struct{} // closed and replaced whenever a waiter may proceed
+	waiters     int           // goroutines waiting on changed
 	window      rateWindow
 	pausedUntil time.Time
 	inFlight    int
@@ -121,12 +122,20 @@ func (l *adaptiveLimiter) acquire(ctx context.Context) (release func(*http.Respo
 			return nil, err
 		}
 		changed := l.changed
+		l.waiters++
 		l.mu.Unlock()
+		var err error
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			err = ctx.Err()
 		case <-l.clock.After(until.Sub(now)):
 		case <-changed:
+		}
+		l.mu.Lock()
+		l.waiters--
+		l.mu.Unlock()
+		if err != nil {
+			return nil, err
 		}
 	}
 }
@@ -178,8 +187,15 @@ func (l *adaptiveLimiter) release(resp *http.Response) {
 	if resp != nil {
 		l.observeLocked(resp.StatusCode, resp.Header, l.clock.Now())
 	}
-	close(l.changed)
-	l.changed = make(chan struct{})
+	l.wakeLocked()
+}
+
+// wakeLocked lets every waiting goroutine look at the state again.
+func (l *adaptiveLimiter) wakeLocked() {
+	if l.waiters > 0 {
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
 }
 
 // observe learns from one response's status and headers.
@@ -187,8 +203,7 @@ func (l *adaptiveLimiter) observe(status int, h http.Header) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.observeLocked(status, h, l.clock.Now())
-	close(l.changed)
-	l.changed = make(chan struct{})
+	l.wakeLocked()
 }
 
 func (l *adaptiveLimiter) observeLocked(status int, h http.Header, now time.Time) {

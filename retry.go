@@ -36,6 +36,8 @@ type retryPolicy struct {
 	wait          time.Duration // the wait decided for the next attempt
 	clockAdjusted bool
 	bodyRead      bool // readBody ran since the last checkRetry
+	body          []byte
+	haveBody      bool // body holds the final response's body
 }
 
 // checkRetry is go-retryablehttp's CheckRetry for one call.
@@ -199,7 +201,21 @@ func (p *retryPolicy) readBody(resp *http.Response) error {
 	if err != nil {
 		return &bodyReadError{err}
 	}
+	p.body, p.haveBody = body, true
 	return nil
+}
+
+// responseBody returns the final response's body: the one readBody kept,
+// or, when retries ran out before it could run, read now (capped).
+func (p *retryPolicy) responseBody(resp *http.Response) ([]byte, error) {
+	if p.haveBody {
+		return p.body, nil
+	}
+	limit := int64(maxResponseBody + 1)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		limit = maxErrorBody * 4
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, limit))
 }
 
 // bodyReadError is a response body that could not be read in full.

@@ -1,6 +1,7 @@
 package sheen
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"encoding/hex"
 	"net/http"
@@ -17,7 +18,8 @@ const DefaultNonceTTL = 600 * time.Second
 
 // Verifier checks signed requests the way the deployed worker does. The fake
 // worker (sheentest) and inbound middleware use it. A Verifier is safe for
-// concurrent use; its zero value is not usable: set at least Secret.
+// concurrent use; its zero value is not usable: set at least Secret. Its
+// fields must not change once Verify has been called.
 type Verifier struct {
 	// Secret is the shared secret, used as-is.
 	Secret string
@@ -36,7 +38,8 @@ type Verifier struct {
 	// Now tells the time; nil means time.Now.
 	Now func() time.Time
 
-	once sync.Once
+	once       sync.Once
+	key, keyV2 *macKey
 }
 
 // NonceStore remembers nonces so a replayed request can be refused.
@@ -59,6 +62,7 @@ func (v *Verifier) Verify(method, target string, h http.Header, body []byte) err
 		if v.Nonces == nil {
 			v.Nonces = NewMemoryNonceStore(DefaultNonceTTL, 100_000)
 		}
+		v.key, v.keyV2 = newMACKey([]byte(v.Secret)), newMACKey([]byte(cmp.Or(v.SecretV2, v.Secret)))
 	})
 	sig := h.Get(HeaderSignature)
 	sigV2 := h.Get(HeaderSignatureV2)
@@ -66,7 +70,7 @@ func (v *Verifier) Verify(method, target string, h http.Header, body []byte) err
 		return authFailure(http.StatusUnauthorized, CodeMissingSignature, "missing signature header")
 	}
 	if v.Scheme == SigningBodyPath {
-		if !equalHex(sig, signBodyPath([]byte(v.Secret), body, target)) {
+		if !equalHex(sig, signBodyPath(v.key, body, target)) {
 			return authFailure(http.StatusForbidden, CodeInvalidSignature, "signature validation failed")
 		}
 		return nil
@@ -92,17 +96,11 @@ func (v *Verifier) Verify(method, target string, h http.Header, body []byte) err
 	if nonce != "" && v.Nonces.Seen(nonce, at) {
 		return authFailure(http.StatusConflict, CodeReplayAttackDetected, "nonce has already been used")
 	}
-	if equalHex(sig, signTimestamp([]byte(v.Secret), ts, body)) {
+	if equalHex(sig, signTimestamp(v.key, ts, body)) {
 		return nil
 	}
-	if v.Scheme == SigningDual && sigV2 != "" {
-		secret := v.Secret
-		if v.SecretV2 != "" {
-			secret = v.SecretV2
-		}
-		if equalHex(sigV2, signV2([]byte(secret), method, target, ts, nonce, body)) {
-			return nil
-		}
+	if v.Scheme == SigningDual && sigV2 != "" && equalHex(sigV2, signV2(v.keyV2, method, target, ts, nonce, body)) {
+		return nil
 	}
 	return authFailure(http.StatusForbidden, CodeInvalidSignature, "signature validation failed")
 }
