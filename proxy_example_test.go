@@ -1,0 +1,127 @@
+package sheen_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheentest"
+)
+
+// A web backend mounts the proxy under /api/worker/ so its browser front end
+// can call the worker as the signed-in user, and only as that user.
+func ExampleNewProxy() {
+	worker := sheentest.NewServer(sheentest.WithUser("user-123", time.Hour))
+	defer worker.Close()
+	client, err := worker.Client()
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	sessions := map[string]string{"s3cr3t-session": "user-123"} // your session store
+	proxy, err := sheen.NewProxy(client, sheen.ProxyConfig{
+		Prefix: "/api/worker",
+		Authorize: func(r *http.Request) (string, error) {
+			c, err := r.Cookie("session")
+			if err != nil || sessions[c.Value] == "" {
+				return "", errors.New("not signed in")
+			}
+			return sessions[c.Value], nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/worker/", proxy)
+	app := httptest.NewServer(mux)
+	defer app.Close()
+
+	// What the browser's fetch calls do.
+	call := func(method, path, body string) {
+		req, _ := http.NewRequest(method, app.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.AddCookie(&http.Cookie{Name: "session", Value: "s3cr3t-session"})
+		resp, err := app.Client().Do(req)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Code       string `json:"code"`
+			Sufficient *bool  `json:"sufficient"`
+			Totals     *struct {
+				Seconds json.Number `json:"total_seconds"` // the worker may send "3600"
+			} `json:"totals"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		switch {
+		case out.Totals != nil:
+			fmt.Println(resp.StatusCode, "balance:", out.Totals.Seconds, "s")
+		case out.Sufficient != nil:
+			fmt.Println(resp.StatusCode, "sufficient:", *out.Sufficient)
+		default:
+			fmt.Println(resp.StatusCode, out.Code)
+		}
+	}
+	call("GET", "/api/worker/v1/billing/balance/user-123", "")
+	// No userId in the body: the proxy fills in the signed-in user.
+	call("POST", "/api/worker/v1/billing/check-sufficient", `{"operationType":"main_build","projectSize":"small","isUpdate":false}`)
+	call("GET", "/api/worker/v1/billing/balance/user-456", "")
+	call("POST", "/api/worker/v1/billing/check-sufficient", `{"userId":"user-456","operationType":"main_build"}`)
+	call("GET", "/api/worker/v1/admin/users", "")
+	fmt.Println("requests that reached the worker:", len(worker.Requests()))
+	// Output:
+	// 200 balance: 3600 s
+	// 200 sufficient: true
+	// 403 FORBIDDEN
+	// 403 FORBIDDEN
+	// 404 NOT_FOUND
+	// requests that reached the worker: 2
+}
+
+// A Go service that receives signed requests (v2.1 webhooks, or calls from
+// another service holding the secret) verifies them before its handler runs.
+func ExampleVerifyMiddleware() {
+	const secret = "example-shared-secret-0123456789abcdef"
+	verify, err := sheen.VerifyMiddleware(&sheen.VerifyConfig{Secret: secret, Scheme: sheen.SigningDual})
+	if err != nil {
+		log.Fatal(err)
+	}
+	hook := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body) // the exact bytes that were signed
+		fmt.Printf("handler got %s %s\n", r.URL.Path, body)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	srv := httptest.NewServer(verify(hook))
+	defer srv.Close()
+
+	// A signed request, as a WorkerClient sends it.
+	sender, err := sheen.NewWorkerClient(sheen.WithBaseURL(srv.URL), sheen.WithSecret(secret), sheen.WithSigning(sheen.SigningDual))
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = sender.Do(context.Background(), "POST", "/v1/hooks/build-finished", map[string]string{"buildId": "b1"}, nil)
+	fmt.Println("signed request:", err)
+
+	// An unsigned one.
+	resp, err := srv.Client().Post(srv.URL+"/v1/hooks/build-finished", "application/json", strings.NewReader(`{"buildId":"b1"}`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println("unsigned request:", resp.StatusCode, string(body))
+	// Output:
+	// handler got /v1/hooks/build-finished {"buildId":"b1"}
+	// signed request: <nil>
+	// unsigned request: 401 {"code":"MISSING_SIGNATURE","error":"missing signature header"}
+}
