@@ -85,6 +85,60 @@
 // hour, no limit header) do not slow it down. WorkerClient.RateLimit
 // returns a snapshot.
 //
+// # Billing and caching
+//
+// Billing.Balance keeps each user's balance for 5 minutes
+// (WithBalanceCacheTTL), shared by concurrent callers (one request for many
+// misses), and drops it as soon as the client learns it changed: a 402 for
+// that user from any call, a build started for them, or InvalidateBalance.
+// BalanceFresh skips the cache. CheckSufficient treats "not enough" as an
+// answer, not a failure: a 200 with sufficient:false and a 402 in any of
+// the worker's shapes both give Sufficient == false and a nil error.
+// WaitForBalance polls until a payment lands.
+//
+// # Builds and their events
+//
+// Builds.CreatePreview starts a build (WithPreCheck runs v2.1's balance check
+// first); Builds.Wait follows it to the end and returns a *BuildResult or a
+// *BuildFailedError with the worker's code and user-facing message; a
+// metadata failure after a successful deploy is reported in the result and
+// does not turn the build into a failure. Builds.Events yields every event
+// once, in order, resuming from the largest id seen; its poll interval
+// follows the phase as the worker's own UI does (1 s build and deploy, 3 s
+// dependencies, 2 s otherwise). Events come from the worker's HTTP endpoint
+// by default (which spends the client's rate limit), or straight from the
+// Postgres table the worker writes, through package pgevents.
+//
+// # Exports
+//
+// Exports.ExportProject and Exports.DownloadVersion hand out download links,
+// cached until an hour before they expire. A link's URL is a bearer
+// credential: DownloadLink's String, GoString and LogValue redact its query.
+// Exports.Download streams an archive with flat memory through a plain HTTP
+// client of its own (no signature headers reach the object store), resumes
+// with Range after a break, fetches a fresh link once when the store answers
+// 403, refuses a body cut short, and reports the archive's real format. An
+// archive that is gone gives an *ArtifactMissingError; RebuildMissing gets it
+// back.
+//
+// # Browser front ends and inbound requests
+//
+// NewProxy is a handler a Go web backend mounts so a browser can reach the
+// worker without the secret: it signs with the client's signer and passes
+// through its rate limiter, but only for an allowlist of routes, only for the
+// user ProxyConfig.Authorize names (a different user id in the path, query or
+// JSON body is refused with 403 before anything reaches the worker), with
+// browser headers dropped, bodies capped and responses streamed. Routes that
+// name no user (rebuild, version lists) need ProxyConfig.AuthorizeResource.
+//
+// VerifyMiddleware and VerifyHTTPRequest check signed requests a Go service
+// receives, with the deployed worker's status codes and JSON codes.
+//
+// # Testing
+//
+// Package sheentest is an in-process fake worker as strict as the real one,
+// with fault injection; its Server.Client returns a client pointed at it.
+//
 // # Logging
 //
 // WithLogger takes a *slog.Logger; the client writes one debug record per
