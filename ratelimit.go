@@ -303,21 +303,25 @@ type rateInfo struct {
 // unprefixed ratelimit-* forms. A reset above 10^9 is epoch seconds, else
 // seconds from now (fractions accepted).
 func parseRateHeaders(h http.Header, now time.Time) (rateInfo, bool) {
-	get := func(name string) string {
-		if v := h.Get("X-Ratelimit-" + name); v != "" {
-			return v
+	// Direct lookups of the canonical keys: this runs on every response.
+	get := func(prefixed, plain string) string {
+		if v := h[prefixed]; len(v) > 0 {
+			return v[0]
 		}
-		return h.Get("Ratelimit-" + name)
+		if v := h[plain]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
 	}
 	info := rateInfo{limit: -1, remaining: -1}
 	found := false
-	if n, err := strconv.Atoi(strings.TrimSpace(get("Limit"))); err == nil && n >= 0 {
+	if n, err := strconv.Atoi(strings.TrimSpace(get("X-Ratelimit-Limit", "Ratelimit-Limit"))); err == nil && n >= 0 {
 		info.limit, found = n, true
 	}
-	if n, err := strconv.Atoi(strings.TrimSpace(get("Remaining"))); err == nil && n >= 0 {
+	if n, err := strconv.Atoi(strings.TrimSpace(get("X-Ratelimit-Remaining", "Ratelimit-Remaining"))); err == nil && n >= 0 {
 		info.remaining, found = n, true
 	}
-	if f, err := strconv.ParseFloat(strings.TrimSpace(get("Reset")), 64); err == nil && f >= 0 && !math.IsInf(f, 0) {
+	if f, err := strconv.ParseFloat(strings.TrimSpace(get("X-Ratelimit-Reset", "Ratelimit-Reset")), 64); err == nil && f >= 0 && !math.IsInf(f, 0) {
 		if f > 1e9 {
 			sec, frac := math.Modf(f)
 			info.reset = time.Unix(int64(sec), int64(frac*1e9))
