@@ -201,7 +201,7 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		c:          c,
 		method:     method,
 		path:       c.basePath + path,
-		idempotent: method == http.MethodGet || method == http.MethodHead || cc.idempotencyKey != "",
+		idempotent: method == http.MethodGet || method == http.MethodHead || req.Header.Get("Idempotency-Key") != "",
 	}
 	req.SetResponseHandler(policy.readBody)
 	rc := &retryablehttp.Client{

@@ -82,6 +82,17 @@ func TestRetryDecisions(t *testing.T) {
 	}
 }
 
+// An Idempotency-Key given as a plain header makes the call as safe to
+// retry as one given with WithIdempotencyKey.
+func TestIdempotencyKeyHeaderAllowsRetry(t *testing.T) {
+	c, mock := newMockClient(t, WithRetry(4, time.Second))
+	r, n := sequence(httpmock.NewStringResponder(500, `{}`), httpmock.NewStringResponder(200, `{}`))
+	mock.RegisterResponder("POST", "=~/v1/op", r)
+	if err := c.Do(context.Background(), "POST", "/v1/op", map[string]int{}, nil, WithHeader("Idempotency-Key", "k")); err != nil || *n != 2 {
+		t.Fatalf("%d attempts, %v", *n, err)
+	}
+}
+
 func TestRetryGivesUpAfterMaxAttempts(t *testing.T) {
 	c, mock := newMockClient(t, WithRetry(4, time.Second))
 	r, n := sequence(httpmock.NewStringResponder(503, `{"error":"down"}`))
