@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -51,7 +52,7 @@ func (n *Number) UnmarshalJSON(b []byte) error {
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return fmt.Errorf("jsonx: %s is not a number", b)
 	}
 	*n = Number{Float: f, Valid: true}

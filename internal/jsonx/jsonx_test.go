@@ -1,0 +1,82 @@
+package jsonx
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+func TestMarshalLikeJSONStringify(t *testing.T) {
+	in := struct {
+		B string `json:"b"`
+		A []int  `json:"a"`
+	}{`<a href="x">&</a>`, []int{1, 2}}
+	got, err := Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Field order kept, no HTML escaping, no trailing newline.
+	if want := `{"b":"<a href=\"x\">&</a>","a":[1,2]}`; string(got) != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+}
+
+func TestNumber(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		want  float64
+		valid bool
+		err   bool
+	}{
+		{`3000`, 3000, true, false},
+		{`"3000"`, 3000, true, false},
+		{`" 12.5 "`, 12.5, true, false},
+		{`null`, 0, false, false},
+		{`""`, 0, false, false},
+		{`"abc"`, 0, false, true},
+		{`"NaN"`, 0, false, true},
+		{`"Infinity"`, 0, false, true},
+		{`true`, 0, false, true},
+		{`{}`, 0, false, true},
+	} {
+		var n Number
+		err := json.Unmarshal([]byte(tc.in), &n)
+		if (err != nil) != tc.err || n.Valid != tc.valid || n.Float != tc.want {
+			t.Errorf("%s: got %+v, %v", tc.in, n, err)
+		}
+	}
+	var s struct{ N Number }
+	if err := json.Unmarshal([]byte(`{}`), &s); err != nil || s.N.Valid {
+		t.Fatalf("an absent field is not Valid: %+v %v", s, err)
+	}
+	if d := (Number{Float: 1.5, Valid: true}).Seconds(); d != 1500*time.Millisecond {
+		t.Fatalf("Seconds = %s", d)
+	}
+	if d := (Number{Float: 2, Valid: true}).Minutes(); d != 2*time.Minute {
+		t.Fatalf("Minutes = %s", d)
+	}
+	b, _ := json.Marshal(struct{ A, B Number }{Number{Float: 2.5, Valid: true}, Number{}})
+	if string(b) != `{"A":2.5,"B":null}` {
+		t.Fatalf("marshal: %s", b)
+	}
+}
+
+func FuzzNumber(f *testing.F) {
+	for _, s := range []string{`1`, `"2"`, `null`, `""`, `"1e400"`, `-0`, `"0x10"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		var n Number
+		if json.Unmarshal([]byte(in), &n) == nil && n.Valid {
+			// Whatever decodes re-encodes to a number that decodes the same.
+			b, err := json.Marshal(n)
+			if err != nil {
+				return // NaN or Inf cannot be written as JSON
+			}
+			var back Number
+			if err := json.Unmarshal(b, &back); err != nil || back != n {
+				t.Fatalf("%s -> %s -> %+v (%v)", in, b, back, err)
+			}
+		}
+	})
+}
