@@ -36,6 +36,16 @@ const (
 	FrameworkSvelte = "svelte"
 )
 
+// checkFramework refuses a framework the worker does not know; empty lets
+// the worker choose.
+func checkFramework(framework string) error {
+	switch framework {
+	case "", FrameworkReact, FrameworkNextJS, FrameworkVue, FrameworkSvelte:
+		return nil
+	}
+	return &ValidationError{Field: "framework", Reason: fmt.Sprintf("%q is not one of react, nextjs, vue, svelte", framework)}
+}
+
 // CreatePreviewRequest starts a build of a new project from a prompt.
 type CreatePreviewRequest struct {
 	// UserID is the user the project belongs to; required.
@@ -63,7 +73,8 @@ type UpdateProjectRequest struct {
 	ProjectID string
 	// Prompt says what to change; required.
 	Prompt string
-	// Framework is optional.
+	// Framework is one of the Framework constants; empty leaves it as it
+	// is.
 	Framework string
 }
 
@@ -438,6 +449,9 @@ func (s *BuildsService) CreatePreview(ctx context.Context, req CreatePreviewRequ
 	if strings.TrimSpace(req.Prompt) == "" {
 		return nil, &ValidationError{Field: "prompt", Reason: "is empty"}
 	}
+	if err := checkFramework(req.Framework); err != nil {
+		return nil, err
+	}
 	call := buildCall{preCheck: s.client.core.builds.preCheck}
 	for _, o := range opts {
 		o(&call)
@@ -500,6 +514,9 @@ func (s *BuildsService) UpdateProject(ctx context.Context, req UpdateProjectRequ
 	}
 	if strings.TrimSpace(req.Prompt) == "" {
 		return nil, &ValidationError{Field: "prompt", Reason: "is empty"}
+	}
+	if err := checkFramework(req.Framework); err != nil {
+		return nil, err
 	}
 	return s.startBuild(ctx, "/v1/update-project", updateProjectBody(req), req.UserID)
 }

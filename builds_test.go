@@ -529,6 +529,14 @@ func TestBuildsRefuseBadInputBeforeSending(t *testing.T) {
 			_, err := c.Builds.CreatePreview(ctx, CreatePreviewRequest{UserID: "u1", ProjectID: "a/../b", Prompt: "x"})
 			return err
 		},
+		"create: unknown framework": func() error {
+			_, err := c.Builds.CreatePreview(ctx, CreatePreviewRequest{UserID: "u1", Prompt: "x", Framework: "angular"})
+			return err
+		},
+		"update: framework in the wrong case": func() error {
+			_, err := c.Builds.UpdateProject(ctx, UpdateProjectRequest{UserID: "u1", ProjectID: "p1", Prompt: "x", Framework: "React"})
+			return err
+		},
 		"update: dot-dot project": func() error {
 			_, err := c.Builds.UpdateProject(ctx, UpdateProjectRequest{UserID: "u1", ProjectID: "..", Prompt: "x"})
 			return err
