@@ -862,3 +862,56 @@ func TestDownloadSlowWriterIsNotAStall(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 }
+
+// An object store may redirect a download to another host (a regional
+// endpoint, a CDN). That host must not learn the signed link: Go's client
+// would send it whole, query included, as the Referer.
+func TestDownloadRedirectDoesNotLeakTheLink(t *testing.T) {
+	content := downloadContent(4096)
+	var referers []string
+	var mu sync.Mutex
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		referers = append(referers, r.Header.Get("Referer"))
+		mu.Unlock()
+		w.Write(content)
+	}))
+	t.Cleanup(other.Close)
+	store := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/elsewhere/a.zip", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(store.Close)
+	link := &DownloadLink{URL: store.URL + "/exports/p1.zip?" + exportsSecretQuery}
+
+	for name, opts := range map[string][]Option{
+		"default client":         {WithHTTPClient(&http.Client{})},
+		"WithDownloadHTTPClient": {WithDownloadHTTPClient(&http.Client{})},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mu.Lock()
+			referers = nil
+			mu.Unlock()
+			c, err := NewWorkerClient(append([]Option{WithBaseURL("https://worker.test"), WithSecret(testSecret)}, opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if _, err := c.Exports.Download(context.Background(), link, &buf); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(buf.Bytes(), content) {
+				t.Fatal("the redirected download brought other bytes")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(referers) != 1 {
+				t.Fatalf("the other host got %d requests", len(referers))
+			}
+			for _, ref := range referers {
+				if strings.Contains(ref, "X-Amz-Signature") || strings.Contains(ref, "deadbeef") {
+					t.Fatalf("the other host got the signed link as Referer: %s", ref)
+				}
+			}
+		})
+	}
+}

@@ -441,7 +441,10 @@ func WithExportLinkCacheSize(n int) Option {
 
 // WithDownloadHTTPClient sets the HTTP client that downloads archives from
 // the object store. It gets plain requests: no x-sheen-* headers, no
-// signature, no share of the worker's rate limit. Its Timeout bounds a whole
+// signature, no share of the worker's rate limit, and (the SDK uses a copy
+// of hc with a CheckRedirect wrapped around hc's) no Referer when the object
+// store redirects, so another host never sees the signed link. Its Timeout
+// bounds a whole
 // download, so leave it zero for large archives and use contexts instead.
 //
 // By default downloads use a client of their own over the transport given
@@ -477,14 +480,34 @@ func (s *exportsState) init(c *core, cfg exportsConfig) {
 	}
 	s.noCache = size == 0
 	s.links = newTTLCache[*DownloadLink](c.clock, size)
-	s.download = cfg.downloadClient
-	if s.download == nil {
+	hc := cfg.downloadClient
+	if hc == nil {
 		var inner http.RoundTripper = http.DefaultTransport
 		if st, ok := c.http.Transport.(*signingTransport); ok && st.base != nil {
 			inner = st.base // the caller's transport, without signer or limiter
 		}
-		s.download = &http.Client{Transport: inner}
+		hc = &http.Client{Transport: inner}
 	}
+	s.download = withoutReferer(hc)
+}
+
+// withoutReferer returns a copy of hc that sends no Referer when it follows
+// a redirect. net/http would otherwise send the previous URL, signed query
+// and all, to the host redirected to: the link is a bearer credential.
+func withoutReferer(hc *http.Client) *http.Client {
+	c := *hc
+	next := hc.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		req.Header.Del("Referer")
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &c
 }
 
 // cacheUntil is when a link stops being served from the cache: the margin
