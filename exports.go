@@ -444,8 +444,8 @@ func WithExportLinkCacheSize(n int) Option {
 // signature, no share of the worker's rate limit, and (the SDK uses a copy
 // of hc with a CheckRedirect wrapped around hc's) no Referer when the object
 // store redirects, so another host never sees the signed link. Its Timeout
-// bounds a whole
-// download, so leave it zero for large archives and use contexts instead.
+// bounds a whole download, so leave it zero for large archives and use
+// contexts instead.
 //
 // By default downloads use a client of their own over the transport given
 // with WithHTTPClient (http.DefaultTransport when none), without its timeout.
