@@ -676,8 +676,10 @@ func (s *BillingService) Events(ctx context.Context, userID string, limit int) (
 // Total is at least atLeast: what to do after a payment. It asks every
 // DefaultBalancePollInterval for up to DefaultBalanceWaitTimeout (see
 // WithBalancePollInterval and WithBalanceWaitTimeout), measured on the
-// client's clock. When time runs out it returns a *BalanceTimeoutError with
-// the last balance seen; when ctx ends it returns at once with ctx's error.
+// client's clock; a poll the worker does not answer is cut at the timeout
+// (or after one interval, for the last poll).
+// When time runs out it returns a *BalanceTimeoutError with the last
+// balance seen; when ctx ends it returns at once with ctx's error.
 // A failed poll is tried again at the next interval if the failure may pass
 // (5xx, 429, network); other failures end the wait.
 func (s *BillingService) WaitForBalance(ctx context.Context, userID string, atLeast time.Duration, opts ...BalanceWaitOption) (*Balance, error) {
@@ -706,12 +708,24 @@ func (s *BillingService) WaitForBalance(ctx context.Context, userID string, atLe
 	var last *Balance
 	var lastErr error
 	polls := 0
+	timedOut := func(now time.Time) error {
+		return &BalanceTimeoutError{UserID: userID, AtLeast: atLeast, Waited: now.Sub(start), Polls: polls, Last: last, Err: lastErr}
+	}
 	for {
-		b, err := s.BalanceFresh(ctx, userID)
+		// The wait's timeout also bounds each poll (the last one, made at
+		// the deadline, gets one interval), so a worker that never answers
+		// cannot hold the wait for long past it.
+		pollCtx, cancel := context.WithTimeout(ctx, max(deadline.Sub(clock.Now()), w.interval))
+		b, err := s.BalanceFresh(pollCtx, userID)
+		pollCut := err != nil && pollCtx.Err() != nil // an answer that made it counts
+		cancel()
 		polls++
 		switch {
 		case ctx.Err() != nil:
 			return nil, stopped()
+		case pollCut:
+			lastErr = err
+			return nil, timedOut(clock.Now())
 		case err == nil:
 			if b.Total >= atLeast {
 				return b, nil
@@ -725,7 +739,7 @@ func (s *BillingService) WaitForBalance(ctx context.Context, userID string, atLe
 		now := clock.Now()
 		left := deadline.Sub(now)
 		if left <= 0 {
-			return nil, &BalanceTimeoutError{UserID: userID, AtLeast: atLeast, Waited: now.Sub(start), Polls: polls, Last: last, Err: lastErr}
+			return nil, timedOut(now)
 		}
 		if err := sleep(ctx, clock, min(w.interval, left)); err != nil {
 			return nil, stopped()

@@ -727,3 +727,22 @@ func TestBillingWaitForBalanceOptions(t *testing.T) {
 		t.Errorf("%d requests sent for bad options", n)
 	}
 }
+
+func TestBillingWaitForBalanceTimeoutBoundsAHungPoll(t *testing.T) {
+	c, mock := newMockClient(t) // the real clock: the wait's timeout must cut the request itself
+	mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
+		<-r.Context().Done() // a worker that never answers
+		return nil, r.Context().Err()
+	})
+	// The caller's own context is far off: only the wait's timeout can end this.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := c.Billing.WaitForBalance(ctx, "u1", time.Minute, WithBalanceWaitTimeout(20*time.Millisecond), WithBalancePollInterval(10*time.Millisecond))
+	var te *BalanceTimeoutError
+	if !errors.As(err, &te) || ctx.Err() != nil {
+		t.Fatalf("got %v (caller's context: %v); want a *BalanceTimeoutError from the wait's own timeout", err, ctx.Err())
+	}
+	if te.Polls != 1 || te.Last != nil || te.Err == nil {
+		t.Errorf("timeout error %+v; want the one hung poll and its error", te)
+	}
+}
