@@ -175,7 +175,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	if err := s.verifier.VerifyRequest(r, body); err != nil {
+	// As on the deployed worker: the target exactly as it came on the wire,
+	// and GET and DELETE signed over an empty body whatever was sent.
+	target := r.RequestURI
+	if !strings.HasPrefix(target, "/") {
+		target = r.URL.RequestURI()
+	}
+	signed := body
+	if r.Method == http.MethodGet || r.Method == http.MethodDelete {
+		signed = nil
+	}
+	if err := s.verifier.Verify(r.Method, target, r.Header, signed); err != nil {
 		var ae *sheen.AuthError
 		errors.As(err, &ae)
 		writeJSON(rec, ae.StatusCode, map[string]any{

@@ -262,3 +262,34 @@ func TestServerBodyLimit(t *testing.T) {
 	}
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 }
+
+// strayBody sends a body on GET requests after the SDK has signed them
+// (over the empty body, as the spec asks).
+type strayBody struct{ base *http.Transport }
+
+func (s strayBody) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodGet {
+		return s.base.RoundTrip(r)
+	}
+	b := []byte(`{"userId":"someone-else"}`)
+	r = r.Clone(r.Context())
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+	return s.base.RoundTrip(r)
+}
+
+// The deployed worker signs GET and DELETE over an empty body whatever is
+// sent; the fake must verify them the same way, or a client that signs a
+// GET's body would pass here and fail in production.
+func TestServerVerifiesGETOverAnEmptyBody(t *testing.T) {
+	for _, scheme := range []sheen.Signing{sheen.SigningBodyPath, sheen.SigningTimestamp, sheen.SigningDual} {
+		t.Run(scheme.String(), func(t *testing.T) {
+			srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithSigning(scheme))
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			c := client(t, srv, sheen.WithHTTPClient(&http.Client{Transport: strayBody{tr}}))
+			if err := c.Do(context.Background(), "GET", "/v1/billing/balance/u1", nil, nil); err != nil {
+				t.Fatalf("a GET signed over the empty body, sent with a stray body: %v", err)
+			}
+		})
+	}
+}
