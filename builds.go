@@ -637,8 +637,10 @@ func (s *BuildsService) Status(ctx context.Context, buildID, userID string) (*Bu
 
 // Versions lists a project's versions (GET
 // /v1/projects/{projectId}/versions), newest first as the worker orders
-// them, walking every page. It yields an error, once, only when it has to
-// stop; breaking out of the loop stops it without further requests.
+// them, walking every page; a version is yielded once even when a version
+// published meanwhile shifts the pages. It yields an error, once, only when
+// it has to stop (also when a page brings nothing new: the worker is not
+// paging); breaking out of the loop stops it without further requests.
 func (s *BuildsService) Versions(ctx context.Context, projectID string, opts ...VersionsOption) iter.Seq2[ProjectVersion, error] {
 	return func(yield func(ProjectVersion, error) bool) {
 		id, err := escapeID("projectId", projectID)
@@ -661,6 +663,10 @@ func (s *BuildsService) Versions(ctx context.Context, projectID string, opts ...
 			return
 		}
 		c := s.client.core
+		// Offsets move when versions are published meanwhile: a version seen
+		// on an earlier page is not yielded again, and a page that brings
+		// nothing new means the worker is not paging at all.
+		seen := make(map[string]struct{})
 		for offset := 0; ; {
 			q := url.Values{}
 			q.Set("limit", strconv.Itoa(cfg.pageSize))
@@ -678,16 +684,27 @@ func (s *BuildsService) Versions(ctx context.Context, projectID string, opts ...
 				yield(ProjectVersion{}, err)
 				return
 			}
+			fresh := 0
 			for _, raw := range w.Versions {
 				var vw versionWire
 				if err := json.Unmarshal(raw, &vw); err != nil {
-					path, _, _ := strings.Cut(target, "?")
-					yield(ProjectVersion{}, &ResponseError{StatusCode: http.StatusOK, Method: http.MethodGet, Path: c.basePath + path, Err: fmt.Errorf("decoding a version: %w", err)})
+					yield(ProjectVersion{}, versionsResponseError(c, target, fmt.Errorf("decoding a version: %w", err)))
 					return
 				}
+				if vw.ID.Text != "" {
+					if _, ok := seen[vw.ID.Text]; ok {
+						continue
+					}
+					seen[vw.ID.Text] = struct{}{}
+				}
+				fresh++
 				if !yield(vw.toVersion(raw), nil) {
 					return
 				}
+			}
+			if len(w.Versions) > 0 && fresh == 0 {
+				yield(ProjectVersion{}, versionsResponseError(c, target, fmt.Errorf("the page at offset %d repeats versions listed already", offset)))
+				return
 			}
 			offset += len(w.Versions)
 			more := len(w.Versions) == cfg.pageSize
@@ -702,6 +719,12 @@ func (s *BuildsService) Versions(ctx context.Context, projectID string, opts ...
 			}
 		}
 	}
+}
+
+// versionsResponseError is a versions page the SDK cannot use.
+func versionsResponseError(c *core, target string, err error) error {
+	path, _, _ := strings.Cut(target, "?")
+	return &ResponseError{StatusCode: http.StatusOK, Method: http.MethodGet, Path: c.basePath + path, Err: err}
 }
 
 func (w *versionWire) toVersion(raw json.RawMessage) ProjectVersion {

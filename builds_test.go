@@ -488,6 +488,44 @@ func TestBuildsVersionsWalksEveryPage(t *testing.T) {
 	}
 }
 
+func TestBuildsVersionsNeverRepeatAVersion(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	var offsets []string
+	mt.RegisterResponder("GET", `=~^`+buildsBase+`/v1/projects/p1/versions`, func(r *http.Request) (*http.Response, error) {
+		offset := r.URL.Query().Get("offset")
+		offsets = append(offsets, offset)
+		switch offset {
+		case "0":
+			return buildsAnswer(200, `{"versions":[{"id":"v5"},{"id":"v4"}],"pagination":{"hasMore":true}}`)(r)
+		case "2": // v6 was published meanwhile: everything moved down by one
+			return buildsAnswer(200, `{"versions":[{"id":"v4"},{"id":"v3"}],"pagination":{"hasMore":true}}`)(r)
+		}
+		// From here on the worker ignores the offset and answers one page forever.
+		return buildsAnswer(200, `{"versions":[{"id":"v2"},{"id":"v1"}],"pagination":{"hasMore":true}}`)(r)
+	})
+	var ids []string
+	var errs []error
+	for v, err := range c.Builds.Versions(context.Background(), "p1", WithVersionsPageSize(2)) {
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ids = append(ids, v.ID)
+		if len(ids) > 10 {
+			t.Fatalf("still listing after %v", ids)
+		}
+	}
+	if diff := cmp.Diff([]string{"v5", "v4", "v3", "v2", "v1"}, ids); diff != "" {
+		t.Errorf("versions (-want +got):\n%s", diff)
+	}
+	if len(errs) != 1 || !errors.Is(errs[0], ErrInvalidResponse) {
+		t.Errorf("errors %v, want one ErrInvalidResponse for the page that brought nothing new", errs)
+	}
+	if diff := cmp.Diff([]string{"0", "2", "4", "6"}, offsets); diff != "" {
+		t.Errorf("offsets requested (-want +got):\n%s", diff)
+	}
+}
+
 func TestBuildsVersionsStopsAtFirstError(t *testing.T) {
 	c, mt, _ := buildsClient(t, WithRetry(1, time.Second))
 	mt.RegisterResponder("GET", `=~^`+buildsBase+`/v1/projects/p1/versions`, func(r *http.Request) (*http.Response, error) {
