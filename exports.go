@@ -277,16 +277,16 @@ func linkTarget(kind linkKind, id, userID string) (string, error) {
 }
 
 type exportVersionWire struct {
-	ID        string `json:"id"`
-	Prompt    string `json:"prompt"`
-	CreatedAt string `json:"createdAt"`
-	ProjectID string `json:"projectId"`
+	ID        string  `json:"id"`
+	Prompt    string  `json:"prompt"`
+	CreatedAt isoTime `json:"createdAt"`
+	ProjectID string  `json:"projectId"`
 }
 
 type downloadLinkWire struct {
 	Success     *bool              `json:"success"`
 	DownloadURL string             `json:"downloadUrl"`
-	ExpiresAt   string             `json:"expiresAt"`
+	ExpiresAt   isoTime            `json:"expiresAt"`
 	Filename    string             `json:"filename"`
 	Size        jsonx.Number       `json:"size"`
 	Version     *exportVersionWire `json:"version"`
@@ -325,12 +325,29 @@ func (s *ExportsService) fetchLink(ctx context.Context, kind linkKind, target, i
 		id:       id,
 		userID:   userID,
 	}
-	l.ExpiresAt, _ = parseISOTime(w.ExpiresAt)
+	l.ExpiresAt = time.Time(w.ExpiresAt)
 	if v := w.Version; v != nil {
-		l.Version = &ExportVersion{ID: v.ID, Prompt: v.Prompt, ProjectID: v.ProjectID}
-		l.Version.CreatedAt, _ = parseISOTime(v.CreatedAt)
+		l.Version = &ExportVersion{ID: v.ID, Prompt: v.Prompt, CreatedAt: time.Time(v.CreatedAt), ProjectID: v.ProjectID}
 	}
 	return l, nil
+}
+
+// isoTime is a time the worker writes as an ISO 8601 string. Anything else
+// (a number, an object, a string that does not parse) reads as the zero
+// time rather than failing the answer: a link of unknown expiry is still
+// handed out, just never cached.
+type isoTime time.Time
+
+// UnmarshalJSON implements json.Unmarshaler; it never fails.
+func (t *isoTime) UnmarshalJSON(b []byte) error {
+	var s string
+	*t = isoTime{}
+	if json.Unmarshal(b, &s) == nil {
+		if v, ok := parseISOTime(s); ok {
+			*t = isoTime(v)
+		}
+	}
+	return nil
 }
 
 // parseISOTime reads an ISO 8601 time as JavaScript's toISOString writes it

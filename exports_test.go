@@ -488,3 +488,40 @@ func TestExportsUnusableAnswers(t *testing.T) {
 		})
 	}
 }
+
+// An expiresAt or createdAt that is not a string (epoch seconds, an
+// object) is unreadable like a bad string: the link is still handed out,
+// never cached, rather than the whole answer refused.
+func TestExportsNonStringTimesAreUnreadable(t *testing.T) {
+	for name, fields := range map[string]string{
+		"epoch expiresAt":      `"expiresAt":1767225600`,
+		"object expiresAt":     `"expiresAt":{"seconds":1767225600}`,
+		"epoch createdAt":      `"expiresAt":"2099-01-01T00:00:00Z","version":{"id":"ver-9","createdAt":1748772000}`,
+		"null expiresAt":       `"expiresAt":null`,
+		"bool version created": `"expiresAt":null,"version":{"id":"ver-9","createdAt":false}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, mock, _ := newExportsClient(t)
+			var calls atomic.Int32
+			mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls, func(n int) string {
+				return fmt.Sprintf(`{"success":true,"downloadUrl":"https://store.test/exports/p1-%d.zip?%s",%s}`, n, exportsSecretQuery, fields)
+			}))
+			l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+			if err != nil {
+				t.Fatalf("the link was refused: %v", err)
+			}
+			if l.Version != nil && !l.Version.CreatedAt.IsZero() {
+				t.Errorf("CreatedAt = %v", l.Version.CreatedAt)
+			}
+			if strings.Contains(fields, `"expiresAt":"2099`) {
+				return
+			}
+			if !l.ExpiresAt.IsZero() {
+				t.Errorf("ExpiresAt = %v", l.ExpiresAt)
+			}
+			if _, err := c.Exports.ExportProject(context.Background(), "p1", "u1"); err != nil || calls.Load() != 2 {
+				t.Errorf("second call: %v, %d requests: a link of unknown expiry was cached", err, calls.Load())
+			}
+		})
+	}
+}
