@@ -236,6 +236,18 @@ func TestBuildsEventDecoding(t *testing.T) {
 			want: BuildEvent{ID: 44, BuildID: "B9", Type: "progress", Kind: KindProgress, Progress: 0.5, HasProgress: true,
 				PreviewURL: "https://p.example", CreatedAt: time.Date(2025, 1, 1, 0, 0, 2, 0, time.UTC)},
 		},
+		{
+			name: "a field of an unexpected type is left out, not the event",
+			raw:  `{"id":45,"event_type":"completed","phase":"deploy","title":{"en":"Deployed"},"overall_progress":"n/a","finished":true,"preview_url":"https://p.example/y"}`,
+			want: BuildEvent{ID: 45, Type: "completed", Kind: KindCompleted, Phase: PhaseDeploy, Finished: true, PreviewURL: "https://p.example/y"},
+		},
+		{
+			name: "legacy data with a field of an unexpected type",
+			raw:  `{"id":46,"event_type":"deploy_completed","event_data":{"message":"Deployed!","previewUrl":"https://p.example/z","errorCode":500,"progress":"done"}}`,
+			want: BuildEvent{ID: 46, Type: "deploy_completed", Kind: KindCompleted, Phase: PhaseDeploy, Title: "Deployed!",
+				PreviewURL: "https://p.example/z",
+				Data:       json.RawMessage(`{"message":"Deployed!","previewUrl":"https://p.example/z","errorCode":500,"progress":"done"}`)},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := decodeEvent(json.RawMessage(tc.raw))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -167,14 +168,14 @@ type legacyData struct {
 	Phase           string          `json:"phase"`
 	PreviewURL      string          `json:"previewUrl"`
 	PreviewURLSnake string          `json:"preview_url"`
-	Progress        jsonx.Number    `json:"progress"`
-	OverallProgress jsonx.Number    `json:"overall_progress"`
+	Progress        looseNumber     `json:"progress"`
+	OverallProgress looseNumber     `json:"overall_progress"`
 	Finished        looseBool       `json:"finished"`
 	Error           json.RawMessage `json:"error"`
 	ErrorCode       string          `json:"errorCode"`
 	VersionID       string          `json:"versionId"`
 	VersionName     string          `json:"versionName"`
-	Duration        jsonx.Number    `json:"duration_seconds"`
+	Duration        looseNumber     `json:"duration_seconds"`
 }
 
 // Event turns the row into a BuildEvent: the clean columns first, a legacy
@@ -210,7 +211,7 @@ func (r EventRow) Event() BuildEvent {
 	if data := nonNullJSON(r.EventData); len(data) > 0 && !bytes.Equal(bytes.TrimSpace(data), []byte("{}")) {
 		ev.Data = data
 		var d legacyData
-		if json.Unmarshal(data, &d) == nil {
+		if decodeLoosely(data, &d) {
 			ev.fillLegacy(d)
 		}
 	}
@@ -409,6 +410,27 @@ func (id looseID) Int64() (int64, bool) {
 	return 0, false
 }
 
+// decodeLoosely decodes raw into v, leaving out the fields whose JSON type
+// does not fit (encoding/json decodes the others all the same); false only
+// when raw is not JSON at all or a field's own decoder refused it.
+func decodeLoosely(raw json.RawMessage, v any) bool {
+	err := json.Unmarshal(raw, v)
+	var typeErr *json.UnmarshalTypeError
+	return err == nil || errors.As(err, &typeErr)
+}
+
+// looseNumber is a jsonx.Number that reads anything it cannot parse ("n/a",
+// an object) as absent instead of failing the whole body.
+type looseNumber struct{ jsonx.Number }
+
+// UnmarshalJSON never fails.
+func (n *looseNumber) UnmarshalJSON(b []byte) error {
+	if n.Number.UnmarshalJSON(b) != nil {
+		n.Number = jsonx.Number{}
+	}
+	return nil
+}
+
 // looseBool is a boolean that may arrive as true, "true", 1 or "1".
 type looseBool struct {
 	Bool  bool
@@ -484,8 +506,8 @@ type eventWire struct {
 	EventTitle       string          `json:"event_title"`
 	Description      string          `json:"description"`
 	EventDescription string          `json:"event_description"`
-	OverallProgress  jsonx.Number    `json:"overall_progress"`
-	ProgressCamel    jsonx.Number    `json:"overallProgress"`
+	OverallProgress  looseNumber     `json:"overall_progress"`
+	ProgressCamel    looseNumber     `json:"overallProgress"`
 	Finished         looseBool       `json:"finished"`
 	PreviewURL       string          `json:"preview_url"`
 	PreviewURLCamel  string          `json:"previewUrl"`
@@ -502,14 +524,15 @@ type eventWire struct {
 	VersionIDSnake   string          `json:"version_id"`
 	VersionName      string          `json:"versionName"`
 	VersionNameSnake string          `json:"version_name"`
-	DurationSeconds  jsonx.Number    `json:"duration_seconds"`
+	DurationSeconds  looseNumber     `json:"duration_seconds"`
 }
 
 // decodeEvent reads one event of the HTTP endpoint; ok is false when it is
-// not an object or has no usable id.
+// not an object or has no usable id. A field of an unexpected type is left
+// out rather than the event: dropping it could drop the build's end.
 func decodeEvent(raw json.RawMessage) (BuildEvent, bool) {
 	var w eventWire
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if !decodeLoosely(raw, &w) {
 		return BuildEvent{}, false
 	}
 	id, ok := w.ID.Int64()
