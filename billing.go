@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
@@ -667,7 +666,7 @@ func (s *BillingService) Events(ctx context.Context, userID string, limit int) (
 	}
 	out := make([]BillingEvent, len(w.Events))
 	for i, e := range w.Events {
-		out[i] = BillingEvent{Type: string(e.Type), Amount: e.Seconds.Seconds(), Reason: string(e.Reason), Timestamp: e.Timestamp.t}
+		out[i] = BillingEvent{Type: string(e.Type), Amount: e.Seconds.Seconds(), Reason: string(e.Reason), Timestamp: e.Timestamp.Time}
 	}
 	return out, nil
 }
@@ -872,7 +871,7 @@ type balanceWire struct {
 	// v2.1
 	Balance      json.RawMessage  `json:"balance"`
 	Usage        *usageTotalsWire `json:"usage"`
-	DailyResetAt billingTime      `json:"dailyResetAt"`
+	DailyResetAt looseTime        `json:"dailyResetAt"`
 	// bucketed
 	Version            billingText         `json:"version"`
 	PlanKey            billingText         `json:"plan_key"`
@@ -892,13 +891,13 @@ type balanceTotalsWire struct {
 	TotalSeconds jsonx.Number `json:"total_seconds"`
 	PaidSeconds  jsonx.Number `json:"paid_seconds"`
 	BonusSeconds jsonx.Number `json:"bonus_seconds"`
-	NextExpiryAt billingTime  `json:"next_expiry_at"`
+	NextExpiryAt looseTime    `json:"next_expiry_at"`
 }
 
 type balanceBucketWire struct {
 	Source    billingText  `json:"source"`
 	Seconds   jsonx.Number `json:"seconds"`
-	ExpiresAt billingTime  `json:"expires_at"`
+	ExpiresAt looseTime    `json:"expires_at"`
 }
 
 type bonusAllowanceWire struct {
@@ -916,7 +915,7 @@ func (w *balanceWire) toBalance() (*Balance, bool) {
 			Paid:               t.PaidSeconds.Seconds(),
 			Bonus:              t.BonusSeconds.Seconds(),
 			Total:              t.TotalSeconds.Seconds(),
-			NextExpiryAt:       t.NextExpiryAt.t,
+			NextExpiryAt:       t.NextExpiryAt.Time,
 			Plan:               string(w.PlanKey),
 			SubscriptionStatus: string(w.SubscriptionStatus),
 			CatalogVersion:     string(w.CatalogVersion),
@@ -926,7 +925,7 @@ func (w *balanceWire) toBalance() (*Balance, bool) {
 		for _, k := range w.Buckets {
 			d := k.Seconds.Seconds()
 			sum += d
-			b.Buckets = append(b.Buckets, BalanceBucket{Source: string(k.Source), Remaining: d, ExpiresAt: k.ExpiresAt.t})
+			b.Buckets = append(b.Buckets, BalanceBucket{Source: string(k.Source), Remaining: d, ExpiresAt: k.ExpiresAt.Time})
 		}
 		if !t.TotalSeconds.Valid {
 			if t.PaidSeconds.Valid || t.BonusSeconds.Valid {
@@ -955,7 +954,7 @@ func (w *balanceWire) toBalance() (*Balance, bool) {
 		Bonus:        bd.WelcomeBonus + bd.DailyGift,
 		WelcomeBonus: bd.WelcomeBonus,
 		DailyGift:    bd.DailyGift,
-		DailyResetAt: w.DailyResetAt.t,
+		DailyResetAt: w.DailyResetAt.Time,
 	}
 	if w.Usage != nil {
 		b.Usage = &BalanceUsage{TodayUsed: w.Usage.TodayUsed.Seconds(), LifetimeUsed: w.Usage.LifetimeUsed.Seconds()}
@@ -1009,7 +1008,7 @@ type eventsWire struct {
 		Type      billingText  `json:"type"`
 		Seconds   jsonx.Number `json:"seconds"`
 		Reason    billingText  `json:"reason"`
-		Timestamp billingTime  `json:"timestamp"`
+		Timestamp looseTime    `json:"timestamp"`
 	} `json:"events"`
 }
 
@@ -1031,43 +1030,6 @@ func (s *billingText) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("sheen: %.20s is not text", b)
 	default:
 		*s = billingText(b) // a number or a boolean, as written
-	}
-	return nil
-}
-
-// billingTime is a time field: an ISO 8601 string, Unix seconds or
-// milliseconds, or null. A value that cannot be read is left zero rather
-// than failing the whole response.
-type billingTime struct{ t time.Time }
-
-var billingTimeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05", "2006-01-02"}
-
-func (bt *billingTime) UnmarshalJSON(b []byte) error {
-	bt.t = time.Time{}
-	var n jsonx.Number
-	if b = bytes.TrimSpace(b); len(b) > 0 && b[0] != '"' {
-		if json.Unmarshal(b, &n) == nil && n.Valid && n.Float > 0 {
-			if n.Float > 1e12 {
-				bt.t = time.UnixMilli(int64(n.Float)).UTC()
-			} else {
-				bt.t = time.Unix(int64(n.Float), 0).UTC()
-			}
-		}
-		return nil
-	}
-	var s string
-	if json.Unmarshal(b, &s) != nil {
-		return nil
-	}
-	s = strings.TrimSpace(s)
-	if json.Unmarshal([]byte(s), &n) == nil && n.Valid {
-		return bt.UnmarshalJSON([]byte(s))
-	}
-	for _, layout := range billingTimeLayouts {
-		if t, err := time.Parse(layout, s); err == nil {
-			bt.t = t
-			return nil
-		}
 	}
 	return nil
 }

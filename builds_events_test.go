@@ -717,3 +717,29 @@ func FuzzBuildsDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+func TestBuildsLooseTime(t *testing.T) {
+	utc := func(y int, m time.Month, d, h, mi, s, ns int) time.Time {
+		return time.Date(y, m, d, h, mi, s, ns, time.UTC)
+	}
+	for raw, want := range map[string]time.Time{
+		`"2025-03-04T10:00:00.123Z"`:  utc(2025, 3, 4, 10, 0, 0, 123e6),
+		`"2025-03-04T12:00:00+02:00"`: utc(2025, 3, 4, 10, 0, 0, 0),
+		`"2025-03-04T10:00:00"`:       utc(2025, 3, 4, 10, 0, 0, 0),
+		`"2025-03-04 10:00:00.5+00"`:  utc(2025, 3, 4, 10, 0, 0, 5e8),
+		`"2025-03-04 10:00:00"`:       utc(2025, 3, 4, 10, 0, 0, 0),
+		`"2025-03-04"`:                utc(2025, 3, 4, 0, 0, 0, 0),
+		`1741082400`:                  time.Unix(1741082400, 0).UTC(),
+		`1741082400123`:               time.UnixMilli(1741082400123).UTC(),
+		`" 1741082400 "`:              time.Unix(1741082400, 0).UTC(),
+		`null`:                        {},
+		`"not a time"`:                {},
+		`{"at":1}`:                    {},
+		`-5`:                          {},
+	} {
+		var lt looseTime
+		if err := json.Unmarshal([]byte(raw), &lt); err != nil || !lt.Time.Equal(want) {
+			t.Errorf("%s: got %v, %v; want %v", raw, lt.Time, err, want)
+		}
+	}
+}

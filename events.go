@@ -452,8 +452,9 @@ func (v *looseBool) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// looseTime is a timestamp as the worker writes it: RFC 3339, or Postgres's
-// text form with or without a zone, or Unix seconds or milliseconds.
+// looseTime is a timestamp as the worker writes it: RFC 3339, Postgres's
+// text form with or without a zone, a bare date, or Unix seconds or
+// milliseconds (as a number or a string).
 type looseTime struct{ Time time.Time }
 
 var looseTimeLayouts = []string{
@@ -462,6 +463,7 @@ var looseTimeLayouts = []string{
 	"2006-01-02 15:04:05.999999999Z07:00",
 	"2006-01-02 15:04:05.999999999Z07",
 	"2006-01-02 15:04:05.999999999",
+	time.DateOnly,
 }
 
 // UnmarshalJSON never fails: an unreadable time is zero.
@@ -477,7 +479,7 @@ func (t *looseTime) UnmarshalJSON(b []byte) error {
 				return nil
 			}
 		}
-		return nil
+		b = []byte(s) // perhaps Unix time in a string
 	}
 	var n float64
 	if json.Unmarshal(b, &n) == nil && n > 0 {
