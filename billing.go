@@ -522,14 +522,22 @@ func (s *BillingService) fetchBalance(ctx context.Context, target, userID string
 // nil error. Unknown operation types or sizes are refused with a
 // *ValidationError before any request; other failures are typed errors.
 func (s *BillingService) CheckSufficient(ctx context.Context, req CheckSufficientRequest) (*SufficientCheck, error) {
+	c, _, err := s.checkSufficient(ctx, req)
+	return c, err
+}
+
+// checkSufficient is CheckSufficient that also returns the answer as an
+// *InsufficientBalanceError: the worker's 402, or for a 200 one whose
+// APIError is nil.
+func (s *BillingService) checkSufficient(ctx context.Context, req CheckSufficientRequest) (*SufficientCheck, *InsufficientBalanceError, error) {
 	if _, err := escapeID("userId", req.UserID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !req.OperationType.valid() {
-		return nil, &ValidationError{Field: "operationType", Reason: fmt.Sprintf("%q is not one of main_build, metadata_generation, update", req.OperationType)}
+		return nil, nil, &ValidationError{Field: "operationType", Reason: fmt.Sprintf("%q is not one of main_build, metadata_generation, update", req.OperationType)}
 	}
 	if !req.ProjectSize.valid() {
-		return nil, &ValidationError{Field: "projectSize", Reason: fmt.Sprintf("%q is not one of small, medium, large (see EstimateProjectSize)", req.ProjectSize)}
+		return nil, nil, &ValidationError{Field: "projectSize", Reason: fmt.Sprintf("%q is not one of small, medium, large (see EstimateProjectSize)", req.ProjectSize)}
 	}
 	body := checkSufficientBody(req)
 	var w checkSufficientWire
@@ -539,16 +547,16 @@ func (s *BillingService) CheckSufficient(ctx context.Context, req CheckSufficien
 		if errors.As(err, &ib) {
 			c := checkFromInsufficient(ib)
 			c.PaymentRequired = ib
-			return c, nil
+			return c, ib, nil
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	sufficient := w.Sufficient
 	if sufficient == nil {
 		sufficient = w.OK
 	}
 	if sufficient == nil {
-		return nil, &ResponseError{
+		return nil, nil, &ResponseError{
 			StatusCode: http.StatusOK, Method: http.MethodPost, Path: s.client.core.basePath + "/v1/billing/check-sufficient",
 			Err: errors.New(`check-sufficient response has no "sufficient" field`),
 		}
@@ -557,7 +565,7 @@ func (s *BillingService) CheckSufficient(ctx context.Context, req CheckSufficien
 	ib.fill(w.errorWire)
 	c := checkFromInsufficient(ib)
 	c.Sufficient = *sufficient
-	return c, nil
+	return c, ib, nil
 }
 
 func checkFromInsufficient(ib *InsufficientBalanceError) *SufficientCheck {

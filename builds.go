@@ -468,37 +468,22 @@ func (s *BuildsService) CreatePreview(ctx context.Context, req CreatePreviewRequ
 // preCheck runs v2.1's pre-build check: nil when the user can afford a main
 // build of the given size, an *InsufficientBalanceError when not.
 func (s *BuildsService) preCheck(ctx context.Context, userID string, size ProjectSize) error {
-	check, err := s.client.Billing.CheckSufficient(ctx, CheckSufficientRequest{
+	check, ib, err := s.client.Billing.checkSufficient(ctx, CheckSufficientRequest{
 		UserID: userID, OperationType: OperationMainBuild, ProjectSize: size,
 	})
-	if err != nil {
+	if err != nil || check.Sufficient {
 		return err
 	}
-	if check.Sufficient {
-		return nil
-	}
-	if check.PaymentRequired != nil {
-		return check.PaymentRequired
-	}
-	return &InsufficientBalanceError{
-		APIError: &APIError{
+	if ib.APIError == nil { // a 200 with sufficient:false: the 402 the build would have had
+		ib.APIError = &APIError{
 			StatusCode: http.StatusPaymentRequired,
 			Code:       CodeInsufficientAITime,
 			Message:    insufficientFallbackMessage + " (pre-build check)",
 			Method:     http.MethodPost,
 			Path:       s.client.core.basePath + "/v1/billing/check-sufficient",
-		},
-		Balance:        check.Balance,
-		Available:      check.Available,
-		HasAvailable:   check.HasAvailable,
-		Required:       check.Required,
-		Estimate:       check.Estimate,
-		Breakdown:      check.Breakdown,
-		Suggestions:    check.Suggestions,
-		Recommendation: check.Recommendation,
-		ResumeToken:    check.ResumeToken,
-		CatalogVersion: check.CatalogVersion,
+		}
 	}
+	return ib
 }
 
 // UpdateProject starts a build that changes an existing project (POST
