@@ -566,6 +566,8 @@ func (s *BuildsService) Rollback(ctx context.Context, req RollbackRequest) (*Rol
 	key := req.IdempotencyKey
 	if key == "" {
 		key = uuid.NewString()
+	} else if len(key) > 256 || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, &ValidationError{Field: "idempotencyKey", Reason: "must be at most 256 bytes without control characters"}
 	}
 	const target = "/v1/versions/rollback"
 	c := s.client.core

@@ -583,6 +583,10 @@ func TestBuildsRefuseBadInputBeforeSending(t *testing.T) {
 			_, err := c.Builds.Rollback(ctx, RollbackRequest{UserID: "u1", ProjectID: "p1"})
 			return err
 		},
+		"rollback: idempotency key with a line break": func() error {
+			_, err := c.Builds.Rollback(ctx, RollbackRequest{UserID: "u1", ProjectID: "p1", TargetVersionID: "v1", IdempotencyKey: "k1\r\nX-Evil: 1"})
+			return err
+		},
 		"rebuild: version with a slash": func() error {
 			_, err := c.Builds.Rebuild(ctx, "v1/../../admin")
 			return err
