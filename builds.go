@@ -116,6 +116,7 @@ type RollbackRequest struct {
 	// the call carries the same one, and the worker replays its answer for
 	// 24 h. Empty means a fresh UUID per call; set it to retry a rollback
 	// safely across calls (RollbackResult.IdempotencyKey is the key used).
+	// At most 256 bytes, without control characters.
 	IdempotencyKey string
 }
 
