@@ -132,6 +132,7 @@ const (
 	proxyCodeRateLimited  = "client_rate_limited"
 	proxyCodeUnavailable  = "WORKER_UNAVAILABLE"
 	proxyCodeInternal     = "INTERNAL_ERROR"
+	proxyCodeSigning      = "PROXY_SIGNATURE_REJECTED"
 )
 
 // maxProxyJSONDepth caps how deeply a proxied JSON body may nest.
@@ -305,8 +306,9 @@ func isUnreserved(r rune) bool {
 	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '.' || r == '_' || r == '~'
 }
 
-// isUserKey reports whether a query or JSON key means the user: "userId" in
-// any case, with any punctuation ("user_id", "USER-ID", "userId[]").
+// isUserKey reports whether a query or JSON key may mean the user: one that
+// holds "userId" in any case, with any punctuation ("user_id", "USER-ID",
+// "userId[]", "a[userId]", for parsers that nest keys).
 func isUserKey(k string) bool {
 	var sb strings.Builder
 	for _, r := range strings.ToLower(k) {
@@ -314,7 +316,7 @@ func isUserKey(k string) bool {
 			sb.WriteRune(r)
 		}
 	}
-	return strings.HasPrefix(sb.String(), "userid")
+	return strings.Contains(sb.String(), "userid")
 }
 
 // proxyRefusal is an answer the proxy gives itself.
@@ -649,6 +651,20 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 		return
 	}
 	defer resp.Body.Close()
+	refused, peeked := workerRefusedSignature(resp)
+	if refused {
+		// The worker refused the proxy's own signature: a server
+		// misconfiguration (secret, scheme, clock), not something the
+		// browser can act on; a 401 would send its user to sign in again.
+		c.logger.LogAttrs(ctx, slog.LevelError, "sheen: proxy: the worker refused the proxy's signature; check the secret, the signing scheme and the clock",
+			slog.Int("status", resp.StatusCode), slog.String("method", fw.route.method), slog.String("path", c.basePath+pathOnly(fw.target)))
+		writeProxyError(w, http.StatusBadGateway, proxyCodeSigning, "The worker refused the proxy's request")
+		return
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(peeked), resp.Body), resp.Body}
 	if resp.StatusCode == http.StatusPaymentRequired ||
 		fw.route.method == http.MethodPost && resp.StatusCode/100 == 2 && !strings.HasPrefix(fw.target, "/v1/billing/") {
 		c.noteBalanceChanged(fw.userID)
@@ -672,6 +688,32 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(resp.StatusCode)
 	streamBody(ctx, w, resp.Body)
+}
+
+// workerRefusedSignature reports whether the worker answered with one of
+// its signature refusals (401, or a MISSING_SIGNATURE, INVALID_SIGNATURE,
+// TIMESTAMP_OUT_OF_RANGE or REPLAY_ATTACK_DETECTED code). It reads at most a
+// few KiB of an error body to find the code and returns what it read, to be
+// sent on when the answer is anything else.
+func workerRefusedSignature(resp *http.Response) (bool, []byte) {
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return true, nil
+	case http.StatusForbidden, http.StatusRequestTimeout, http.StatusConflict:
+	default:
+		return false, nil
+	}
+	peek, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	switch newAPIError(resp.StatusCode, nil, peek).Code {
+	case CodeMissingSignature, CodeInvalidSignature, CodeTimestampOutOfRange, CodeReplayAttackDetected:
+		return true, peek
+	}
+	return false, peek
+}
+
+func pathOnly(target string) string {
+	p, _, _ := strings.Cut(target, "?")
+	return p
 }
 
 // pausedFor is how long the client's limiter will send nothing: the rest of

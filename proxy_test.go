@@ -198,6 +198,7 @@ func TestProxyRefusesAttacks(t *testing.T) {
 		{"query key snake case", pxCall{method: "GET", path: status, query: "user_id=" + pxBob, session: sess}, 403, "FORBIDDEN"},
 		{"query key percent-encoded", pxCall{method: "GET", path: status, query: "user%49d=" + pxBob, session: sess}, 403, "FORBIDDEN"},
 		{"query key with brackets", pxCall{method: "GET", path: status, query: "userId[]=" + pxBob, session: sess}, 403, "FORBIDDEN"},
+		{"query key nested for qs-style parsers", pxCall{method: "GET", path: status, query: "a[userId]=" + pxBob, session: sess}, 403, "FORBIDDEN"},
 		{"user in query of a path route", pxCall{method: "GET", path: pxBalance, query: "userId=" + pxBob, session: sess}, 403, "FORBIDDEN"},
 		{"query that does not parse", pxCall{method: "GET", path: status, query: "userId=" + pxAlice + ";userId=" + pxBob, session: sess}, 400, "BAD_REQUEST"},
 
@@ -801,5 +802,48 @@ func TestProxyWorkerUnreachable(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != 502 || !strings.Contains(rec.Body.String(), `"code":"WORKER_UNAVAILABLE"`) || strings.Contains(rec.Body.String(), base) {
 		t.Errorf("got %d %s", rec.Code, rec.Body)
+	}
+}
+
+// The worker refusing the proxy's own signature is the server's
+// misconfiguration: the browser gets a 502 (not a 401 that would send its
+// user to sign in again), and other refusals pass through as they are.
+func TestProxyWorkerRefusesItsSignature(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		want   int
+		code   string
+	}{
+		{"bad signature", 403, `{"error":"Signature validation failed","code":"INVALID_SIGNATURE"}`, 502, "PROXY_SIGNATURE_REJECTED"},
+		{"missing signature", 401, `{"error":"Missing signature","code":"MISSING_SIGNATURE"}`, 502, "PROXY_SIGNATURE_REJECTED"},
+		{"clock", 408, `{"error":"skew","code":"TIMESTAMP_OUT_OF_RANGE"}`, 502, "PROXY_SIGNATURE_REJECTED"},
+		{"a real conflict passes", 409, `{"success":false,"error":"rollback_in_progress","message":"busy"}`, 409, "rollback_in_progress"},
+		{"a real forbidden passes", 403, `{"success":false,"error":"forbidden","message":"no"}`, 403, "forbidden"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			worker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			defer worker.Close()
+			c, err := sheen.NewWorkerClient(sheen.WithBaseURL(worker.URL), sheen.WithSecret(pxSecret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := sheen.NewProxy(c, sheen.ProxyConfig{Authorize: pxAuthorize})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest("GET", "/v1/billing/balance/"+pxAlice, nil)
+			req.AddCookie(&http.Cookie{Name: "session", Value: "sess-alice"})
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.want || !strings.Contains(rec.Body.String(), tc.code) {
+				t.Errorf("got %d %s, want %d with %s", rec.Code, rec.Body, tc.want, tc.code)
+			}
+		})
 	}
 }
