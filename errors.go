@@ -247,15 +247,15 @@ type envelope struct {
 	Error      json.RawMessage `json:"error"`
 	Message    string          `json:"message"`
 	StatusCode int             `json:"statusCode"`
-	RetryAfter jsonx.Number    `json:"retryAfter"`
+	RetryAfter looseNumber     `json:"retryAfter"`
 	ServerTime json.RawMessage `json:"serverTime"`
 }
 
 type nestedError struct {
-	Code       string       `json:"code"`
-	Message    string       `json:"message"`
-	RetryAfter jsonx.Number `json:"retryAfter"`
-	Hint       string       `json:"hint"`
+	Code       string      `json:"code"`
+	Message    string      `json:"message"`
+	RetryAfter looseNumber `json:"retryAfter"`
+	Hint       string      `json:"hint"`
 }
 
 var codeShaped = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)+$|^[A-Z][A-Z0-9]+$`)
@@ -276,8 +276,9 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 			e.RetryAfter = d
 		}
 	}
+	// Loosely: one field of an odd type must not lose the others.
 	var env envelope
-	if json.Unmarshal(body, &env) == nil {
+	if decodeLoosely(body, &env) {
 		e.Code = env.Code
 		e.Message = env.Message
 		if env.RetryAfter.Valid && e.RetryAfter == 0 {
@@ -296,7 +297,7 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 				} else if !codeShaped.MatchString(s) && s != e.Message && env.StatusCode == 0 {
 					e.Message = s + ": " + e.Message
 				}
-			case json.Unmarshal(env.Error, &n) == nil:
+			case decodeLoosely(env.Error, &n):
 				if e.Code == "" {
 					e.Code = n.Code
 				}
@@ -409,23 +410,23 @@ func newRateLimitError(e *APIError, snap LimiterSnapshot) *RateLimitError {
 
 // errorWire is every field a 402 body is known to carry.
 type errorWire struct {
-	Balance          json.RawMessage         `json:"balance"`
-	BalanceSeconds   jsonx.Number            `json:"balance_seconds"`
-	Available        jsonx.Number            `json:"available"`
-	Required         jsonx.Number            `json:"required"`
-	Estimate         *estimateWire           `json:"estimate"`
-	Breakdown        map[string]jsonx.Number `json:"breakdown"`
-	BreakdownSeconds map[string]jsonx.Number `json:"breakdown_seconds"`
-	Suggestions      []suggestionWire        `json:"suggestions"`
-	Recommendation   *recommendationWire     `json:"recommendation"`
-	ResumeToken      string                  `json:"resume_token"`
-	CatalogVersion   string                  `json:"catalog_version"`
+	Balance          json.RawMessage        `json:"balance"`
+	BalanceSeconds   looseNumber            `json:"balance_seconds"`
+	Available        looseNumber            `json:"available"`
+	Required         looseNumber            `json:"required"`
+	Estimate         *estimateWire          `json:"estimate"`
+	Breakdown        map[string]looseNumber `json:"breakdown"`
+	BreakdownSeconds map[string]looseNumber `json:"breakdown_seconds"`
+	Suggestions      []suggestionWire       `json:"suggestions"`
+	Recommendation   *recommendationWire    `json:"recommendation"`
+	ResumeToken      string                 `json:"resume_token"`
+	CatalogVersion   string                 `json:"catalog_version"`
 }
 
 func newInsufficientBalanceError(e *APIError, body []byte) *InsufficientBalanceError {
 	ib := &InsufficientBalanceError{APIError: e}
 	var w errorWire
-	if len(bytes.TrimSpace(body)) == 0 || json.Unmarshal(body, &w) != nil {
+	if len(bytes.TrimSpace(body)) == 0 || !decodeLoosely(body, &w) {
 		// A CDN stripped the body: v2.1's fallback.
 		e.Code = CodeInsufficientAITime
 		e.Message = insufficientFallbackMessage

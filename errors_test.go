@@ -52,6 +52,8 @@ func TestErrorEnvelopes(t *testing.T) {
 			"http_502", "Bad Gateway (an HTML page, probably from a proxy or CDN)", 0, ErrServer},
 		{"garbage", 500, "text/plain", `oops`, "http_500", "Internal Server Error (body is not a JSON error)", 0, ErrServer},
 		{"gone", 410, "application/json", `{"error":"expired"}`, "http_410", "expired", 0, ErrGone},
+		{"odd-typed code", 400, "application/json", `{"code":400,"message":"prompt is required","retryAfter":"soon"}`,
+			"http_400", "prompt is required", 0, nil},
 		{"json array", 400, "application/json", `[1,2]`, "http_400", "Bad Request (body is not a JSON error)", 0, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,6 +132,8 @@ func TestInsufficientBalanceShapes(t *testing.T) {
 				Estimate:       &Estimate{Duration: 5 * time.Minute},
 				Recommendation: &Recommendation{SuggestedPackage: "mini", CostToComplete: 5, PurchaseURL: "https://x/buy"},
 			}, insufficientFallbackMessage},
+		{"odd-typed fields lose only themselves", `{"error":"INSUFFICIENT_AI_TIME","balance_seconds":"n/a","resume_token":42,"suggestions":[{"type":"upgrade","plan":"starter"}]}`,
+			InsufficientBalanceError{Suggestions: []Suggestion{{Type: "upgrade", Plan: "starter"}}}, insufficientFallbackMessage},
 		{"empty", ``, InsufficientBalanceError{}, insufficientFallbackMessage},
 		{"html", `<html>Payment Required</html>`, InsufficientBalanceError{}, insufficientFallbackMessage},
 	} {
