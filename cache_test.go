@@ -78,6 +78,7 @@ func TestCacheDeleteDuringLoadAndImpatientCaller(t *testing.T) {
 		})
 		secondDone <- err
 	}()
+	waitForWaiters(c, "k", 2)
 	cancel()
 	if err := <-firstDone; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the impatient caller: %v", err)
@@ -99,5 +100,58 @@ func TestCacheDeleteDuringLoadAndImpatientCaller(t *testing.T) {
 	<-done
 	if _, ok := c.Get("x"); ok {
 		t.Fatal("a value loaded before its invalidation was cached")
+	}
+}
+
+// A load whose callers have all given up is cancelled: a hung worker does
+// not keep a goroutine once nobody waits, and the next caller starts afresh.
+func TestCacheAbandonedLoadIsCancelled(t *testing.T) {
+	clock := newFakeClock(limiterStart)
+	c := newTTLCache[int](clock, 10)
+	cancelled := make(chan struct{})
+	started := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Fetch(ctx, "k", func(lctx context.Context) (int, time.Time, error) {
+			close(started)
+			<-lctx.Done() // a worker that never answers
+			close(cancelled)
+			return 0, time.Time{}, lctx.Err()
+		})
+		done <- err
+	}()
+	<-started
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("caller: %v", err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the abandoned load was not cancelled")
+	}
+	v, err := c.Fetch(context.Background(), "k", func(context.Context) (int, time.Time, error) {
+		return 3, clock.Now().Add(time.Minute), nil
+	})
+	if err != nil || v != 3 {
+		t.Fatalf("the next caller joined the dead load: %d %v", v, err)
+	}
+}
+
+// waitForWaiters blocks until n callers wait on key's load.
+func waitForWaiters[V any](c *ttlCache[V], key string, n int) {
+	for {
+		c.mu.Lock()
+		f := c.flights[key]
+		got := 0
+		if f != nil {
+			got = f.waiters
+		}
+		c.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
