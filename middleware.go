@@ -18,8 +18,9 @@ import (
 // webhooks, or calls from another service holding the shared secret).
 //
 // SigningBodyPath (v2.1) carries no timestamp or nonce, so a captured request
-// passes again whenever it is replayed; SigningDual with RequireV2 is the
-// scheme that refuses replays.
+// passes again whenever it is replayed; SigningDual (which by default
+// requires the v2 signature, over method, path, timestamp, nonce and body)
+// is the scheme that refuses replays.
 //
 // Make one and share it by pointer: it holds the nonce store, and is safe for
 // concurrent use once in use. Do not change it after its first use.
@@ -29,15 +30,17 @@ type VerifyConfig struct {
 	Secret string
 	// SecretV2, when set, is the secret of x-sheen-sig-v2 signatures.
 	SecretV2 string
-	// Scheme is what senders must sign with; for SigningDual a request
-	// passes when its v1 or its v2 signature is valid, as on the deployed
-	// worker, unless RequireV2 is set.
+	// Scheme is what senders must sign with. For SigningDual a request
+	// needs a valid x-sheen-sig-v2 (the deployed worker's behaviour after
+	// its rollout window), unless AcceptV1 is set.
 	Scheme Signing
-	// RequireV2, with SigningDual, accepts only a valid x-sheen-sig-v2 (the
-	// deployed worker's behaviour after its rollout window). The v1
-	// signature does not cover the nonce, so a v1-only request can be
-	// replayed with a new nonce inside the skew window; v2 cannot.
-	RequireV2 bool
+	// AcceptV1, with SigningDual, also lets through a request whose only
+	// valid signature is the v1 one, as the deployed worker does during its
+	// rollout window. Set it only for senders that cannot sign v2: the v1
+	// signature covers neither the path nor the nonce, so such a request
+	// can be sent to another path, or replayed with a new nonce, inside the
+	// skew window.
+	AcceptV1 bool
 	// Skew is the accepted distance between a request's timestamp and now
 	// for the timestamped schemes; zero means DefaultSkew (120 s).
 	Skew time.Duration
@@ -68,8 +71,8 @@ func (c *VerifyConfig) setup() error {
 			c.err = fmt.Errorf("sheen: VerifyConfig.SecretV2 must be at least %d characters", MinSecretLength)
 		case !c.Scheme.valid():
 			c.err = fmt.Errorf("sheen: VerifyConfig.Scheme: unknown scheme %v", c.Scheme)
-		case c.RequireV2 && c.Scheme != SigningDual:
-			c.err = errors.New("sheen: VerifyConfig.RequireV2 needs SigningDual")
+		case c.AcceptV1 && c.Scheme != SigningDual:
+			c.err = errors.New("sheen: VerifyConfig.AcceptV1 needs SigningDual")
 		case c.MaxBody < 0:
 			c.err = errors.New("sheen: VerifyConfig.MaxBody is negative")
 		case c.Skew < 0:
@@ -130,14 +133,11 @@ func VerifyHTTPRequest(r *http.Request, cfg *VerifyConfig) ([]byte, error) {
 		}
 		body = b
 	}
-	target := r.RequestURI
-	if target == "" || target[0] != '/' {
-		target = r.URL.RequestURI()
-	}
+	target := requestTarget(r)
 	if err := cfg.verifier.Verify(r.Method, target, r.Header, body); err != nil {
 		return nil, err
 	}
-	if cfg.RequireV2 {
+	if cfg.Scheme == SigningDual && !cfg.AcceptV1 {
 		// Verify has passed, so the verifier's keys are set up.
 		sigV2 := r.Header.Get(HeaderSignatureV2)
 		nonce := r.Header.Get(HeaderNonce)

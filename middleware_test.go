@@ -107,9 +107,9 @@ func TestVerifyMiddlewareVectors(t *testing.T) {
 			{SigningDual, true, http.Header{HeaderSignature: {tc.V1Signature}, HeaderSignatureV2: {tc.V2Signature}, HeaderTimestamp: {tc.Timestamp}, HeaderNonce: {tc.Nonce}}},
 		} {
 			if vr.requireV2 && tc.Nonce == "" {
-				continue // v2 without a nonce is refused under RequireV2
+				continue // v2 without a nonce is refused unless AcceptV1
 			}
-			cfg := &VerifyConfig{Secret: v.Secret, Scheme: vr.scheme, RequireV2: vr.requireV2, Now: now}
+			cfg := &VerifyConfig{Secret: v.Secret, Scheme: vr.scheme, AcceptV1: vr.scheme == SigningDual && !vr.requireV2, Now: now}
 			r := httptest.NewRequest(tc.Method, tc.Path, strings.NewReader(tc.Body))
 			r.Header = vr.h
 			res := mwServe(t, cfg, r)
@@ -193,7 +193,7 @@ func TestVerifyMiddlewareRefusals(t *testing.T) {
 			if tc.change != nil {
 				r = tc.change(r)
 			}
-			cfg := &VerifyConfig{Secret: mwSecret, Scheme: tc.scheme, RequireV2: tc.requireV2, Now: func() time.Time { return now }}
+			cfg := &VerifyConfig{Secret: mwSecret, Scheme: tc.scheme, AcceptV1: tc.scheme == SigningDual && !tc.requireV2, Now: func() time.Time { return now }}
 			res := mwServe(t, cfg, r)
 			if res.status != tc.want {
 				t.Fatalf("status %d %v, want %d", res.status, res.body, tc.want)
@@ -347,7 +347,7 @@ func TestVerifyHTTPRequest(t *testing.T) {
 func TestVerifyMiddlewareAcceptsClientRequests(t *testing.T) {
 	for _, scheme := range []Signing{SigningBodyPath, SigningTimestamp, SigningDual} {
 		t.Run(scheme.String(), func(t *testing.T) {
-			mw, err := VerifyMiddleware(&VerifyConfig{Secret: mwSecret, SecretV2: mwSecret + "-v2", Scheme: scheme, RequireV2: scheme == SigningDual})
+			mw, err := VerifyMiddleware(&VerifyConfig{Secret: mwSecret, SecretV2: mwSecret + "-v2", Scheme: scheme})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -398,7 +398,7 @@ func TestVerifyConfigErrors(t *testing.T) {
 		{"short secret", &VerifyConfig{Secret: "short"}},
 		{"short v2 secret", &VerifyConfig{Secret: mwSecret, SecretV2: "short"}},
 		{"unknown scheme", &VerifyConfig{Secret: mwSecret, Scheme: Signing(9)}},
-		{"RequireV2 without dual", &VerifyConfig{Secret: mwSecret, RequireV2: true}},
+		{"AcceptV1 without dual", &VerifyConfig{Secret: mwSecret, AcceptV1: true}},
 		{"negative MaxBody", &VerifyConfig{Secret: mwSecret, MaxBody: -1}},
 	}
 	for _, tc := range tests {
@@ -410,6 +410,25 @@ func TestVerifyConfigErrors(t *testing.T) {
 			t.Errorf("%s: VerifyHTTPRequest accepted it", tc.name)
 		} else if tc.cfg != nil && strings.Contains(err.Error(), tc.cfg.Secret) {
 			t.Errorf("%s: the error holds the secret", tc.name)
+		}
+	}
+}
+
+// By default a dual-scheme middleware needs the v2 signature: a request
+// whose v2 signature was stripped (so only v1, which covers neither path nor
+// nonce, is valid) is refused, unless AcceptV1 says the sender cannot do v2.
+func TestVerifyDualNeedsV2ByDefault(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	body := []byte(`{"event":"build.completed"}`)
+	for _, acceptV1 := range []bool{false, true} {
+		r := mwSigned(t, SigningDual, now, "POST", "/hooks/worker", body)
+		r.Header.Del(HeaderSignatureV2)
+		res := mwServe(t, &VerifyConfig{Secret: mwSecret, Scheme: SigningDual, AcceptV1: acceptV1, Now: func() time.Time { return now }}, r)
+		switch {
+		case !acceptV1 && (res.reached || res.status != http.StatusForbidden):
+			t.Errorf("default: a v1-only request got %d and reached the handler: %v", res.status, res.reached)
+		case acceptV1 && !res.reached:
+			t.Errorf("AcceptV1: a v1-only request was refused with %d", res.status)
 		}
 	}
 }

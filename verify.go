@@ -106,9 +106,21 @@ func (v *Verifier) Verify(method, target string, h http.Header, body []byte) err
 }
 
 // VerifyRequest is Verify for an incoming *http.Request whose body has
-// already been read into body.
+// already been read into body. It checks the request target exactly as it
+// arrived on the wire (r.RequestURI), not as net/url re-encodes it; for a
+// request that has no RequestURI (one built by a client) it uses
+// r.URL.RequestURI().
 func (v *Verifier) VerifyRequest(r *http.Request, body []byte) error {
-	return v.Verify(r.Method, r.URL.RequestURI(), r.Header, body)
+	return v.Verify(r.Method, requestTarget(r), r.Header, body)
+}
+
+// requestTarget is the target a request was signed over: as it arrived on
+// the wire when it did, else as its URL writes it.
+func requestTarget(r *http.Request) string {
+	if t := r.RequestURI; t != "" && t[0] == '/' {
+		return t
+	}
+	return r.URL.RequestURI()
 }
 
 // equalHex compares a received hex signature with the expected one in
