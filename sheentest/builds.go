@@ -374,7 +374,9 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
 	key := r.Header.Get("Idempotency-Key")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.idem[key]; key != "" && ok && s.now().Sub(e.at) < 24*time.Hour {
+	// Replays are kept per user: one user's key never replays another's answer.
+	idemKey := in.UserID + "\x00" + key
+	if e, ok := s.idem[idemKey]; key != "" && ok && s.now().Sub(e.at) < 24*time.Hour {
 		w.Header().Set("Idempotent-Replayed", "true")
 		writeJSON(w, e.status, e.body)
 		return
@@ -403,7 +405,7 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
 		"previewUrl": v.previewURL, "status": "deployed",
 	}
 	if key != "" {
-		s.idem[key] = idemEntry{status: http.StatusOK, body: body, at: s.now()}
+		s.idem[idemKey] = idemEntry{status: http.StatusOK, body: body, at: s.now()}
 	}
 	writeJSON(w, http.StatusOK, body)
 }
