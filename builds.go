@@ -309,6 +309,17 @@ type buildWire struct {
 	EstimatedTime json.RawMessage `json:"estimatedTime"`
 }
 
+// UnmarshalJSON reads the answer loosely: a queued build must not be taken
+// for a failure (and started again by a caller who retries) because one
+// field it does not need came with an odd type.
+func (w *buildWire) UnmarshalJSON(b []byte) error {
+	type plain buildWire
+	if !decodeLoosely(b, (*plain)(w)) {
+		return errors.New("not a JSON object")
+	}
+	return nil
+}
+
 type rollbackWire struct {
 	answerWire
 	RollbackVersionID looseID `json:"rollbackVersionId"`
@@ -316,6 +327,15 @@ type rollbackWire struct {
 	PreviewURL        string  `json:"previewUrl"`
 	Status            string  `json:"status"`
 	JobID             looseID `json:"jobId"`
+}
+
+// UnmarshalJSON reads the answer loosely, as buildWire does.
+func (w *rollbackWire) UnmarshalJSON(b []byte) error {
+	type plain rollbackWire
+	if !decodeLoosely(b, (*plain)(w)) {
+		return errors.New("not a JSON object")
+	}
+	return nil
 }
 
 type statusWire struct {

@@ -621,3 +621,16 @@ func TestBuildsRefuseBadInputBeforeSending(t *testing.T) {
 		t.Errorf("%d requests were sent for invalid input", n)
 	}
 }
+
+// A queued build is a success even when a field it does not need comes with
+// an odd type: taking it for a failure would make a retrying caller start a
+// second build.
+func TestBuildsOddTypedFieldDoesNotHideAQueuedBuild(t *testing.T) {
+	c, mock := newMockClient(t)
+	mock.RegisterResponder("POST", "=~/v1/create-preview-for-new-project", httpmock.NewStringResponder(200,
+		`{"success":true,"jobId":"j1","buildId":"b1","projectId":"p1","status":"queued","message":{"text":"queued"},"code":7,"correlationId":12}`))
+	b, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x"})
+	if err != nil || b.BuildID != "b1" || b.ProjectID != "p1" {
+		t.Fatalf("got %+v, %v", b, err)
+	}
+}
