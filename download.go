@@ -295,11 +295,16 @@ func checkDownloadArgs(ctx context.Context, link *DownloadLink) error {
 	if link == nil {
 		return &ValidationError{Field: "link", Reason: "is nil"}
 	}
-	u, err := url.Parse(link.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if !isAbsoluteHTTPURL(link.URL) {
 		return &ValidationError{Field: "link URL", Reason: "is not an absolute http(s) URL"}
 	}
 	return nil
+}
+
+// isAbsoluteHTTPURL reports whether s is an absolute http or https URL.
+func isAbsoluteHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
 }
 
 // writerReset returns a function that forgets what was written to w, or

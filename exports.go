@@ -313,7 +313,7 @@ func (s *ExportsService) fetchLink(ctx context.Context, kind linkKind, target, i
 	if w.DownloadURL == "" {
 		return nil, bad("no downloadUrl")
 	}
-	if u, err := url.Parse(w.DownloadURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if !isAbsoluteHTTPURL(w.DownloadURL) {
 		// Never quote the URL: its query is a credential.
 		return nil, bad("downloadUrl is not an absolute http(s) URL")
 	}
