@@ -528,6 +528,11 @@ func (d *downloader) attempt(ctx context.Context) *failure {
 	d.progress()
 
 	for {
+		// Bytes already buffered are read without touching the network, so
+		// a cancelled context is noticed here, not only by the next read.
+		if err := ctx.Err(); err != nil {
+			return &failure{err: err}
+		}
 		n, rerr := resp.Body.Read(d.buf)
 		if n > 0 {
 			// The watchdog times the network only, not a slow writer or
