@@ -259,3 +259,24 @@ func TestClientExposesLimiterSnapshot(t *testing.T) {
 		t.Fatalf("snapshot %+v", s)
 	}
 }
+
+func FuzzRateHeaders(f *testing.F) {
+	f.Add("60", "59", "30", "")
+	f.Add("", "45", "1764146400", "Thu, 26 Nov 2026 12:01:00 GMT")
+	f.Add("-1", "abc", "1e400", "NaN")
+	f.Fuzz(func(t *testing.T, limit, remaining, reset, retryAfter string) {
+		now := limiterStart
+		h := http.Header{"X-Ratelimit-Limit": {limit}, "X-Ratelimit-Remaining": {remaining}, "X-Ratelimit-Reset": {reset}, "Retry-After": {retryAfter}}
+		if d, ok := parseRetryAfter(retryAfter, now); ok && d < 0 {
+			t.Fatalf("negative Retry-After %s from %q", d, retryAfter)
+		}
+		// Whatever the headers say, the limiter does not panic and its
+		// state stays sane: a 429 pauses it from now on, never in the past.
+		l := newAdaptiveLimiter(600, time.Minute, newFakeClock(now))
+		l.observe(http.StatusTooManyRequests, h)
+		s := l.snapshot()
+		if s.PausedUntil.Before(now) || s.Remaining < -1 || s.AdvertisedLimit < -1 || s.PerSecond <= 0 {
+			t.Fatalf("snapshot %+v from %v", s, h)
+		}
+	})
+}
