@@ -274,7 +274,13 @@ func (c *Cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 // ConnString returns a keyword/value connection string for database
 // dbname, as the superuser over the cluster's Unix socket.
 func (c *Cluster) ConnString(dbname string) string {
-	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", c.dir, port, Superuser, dbname)
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", connValue(c.dir), port, connValue(Superuser), connValue(dbname))
+}
+
+// connValue quotes a keyword/value connection string value, so a socket
+// directory under a TMPDIR with spaces still works.
+func connValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 // CreateDatabase creates database name.
