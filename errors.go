@@ -209,6 +209,7 @@ type ValidationError struct {
 	Err error
 }
 
+// Error returns "sheen: invalid FIELD: reason".
 func (e *ValidationError) Error() string { return "sheen: invalid " + e.Field + ": " + e.Reason }
 
 // Unwrap returns the sentinel the error matches, if any.
@@ -224,6 +225,7 @@ type ResponseError struct {
 	Err           error
 }
 
+// Error says which call got what kind of unusable answer, and why.
 func (e *ResponseError) Error() string {
 	msg := fmt.Sprintf("sheen: %s %s: unusable %d response", e.Method, e.Path, e.StatusCode)
 	if e.ContentType != "" {
