@@ -788,18 +788,7 @@ func TestProxyWorkerUnreachable(t *testing.T) {
 	worker := httptest.NewServer(http.NotFoundHandler())
 	base := worker.URL
 	worker.Close()
-	c, err := sheen.NewWorkerClient(sheen.WithBaseURL(base), sheen.WithSecret(pxSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := sheen.NewProxy(c, sheen.ProxyConfig{Authorize: pxAuthorize})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := httptest.NewRequest("GET", "/v1/billing/balance/"+pxAlice, nil)
-	req.AddCookie(&http.Cookie{Name: "session", Value: "sess-alice"})
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
+	rec := aliceBalanceVia(t, base)
 	if rec.Code != 502 || !strings.Contains(rec.Body.String(), `"code":"WORKER_UNAVAILABLE"`) || strings.Contains(rec.Body.String(), base) {
 		t.Errorf("got %d %s", rec.Code, rec.Body)
 	}
@@ -829,21 +818,29 @@ func TestProxyWorkerRefusesItsSignature(t *testing.T) {
 				io.WriteString(w, tc.body)
 			}))
 			defer worker.Close()
-			c, err := sheen.NewWorkerClient(sheen.WithBaseURL(worker.URL), sheen.WithSecret(pxSecret))
-			if err != nil {
-				t.Fatal(err)
-			}
-			h, err := sheen.NewProxy(c, sheen.ProxyConfig{Authorize: pxAuthorize})
-			if err != nil {
-				t.Fatal(err)
-			}
-			req := httptest.NewRequest("GET", "/v1/billing/balance/"+pxAlice, nil)
-			req.AddCookie(&http.Cookie{Name: "session", Value: "sess-alice"})
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
+			rec := aliceBalanceVia(t, worker.URL)
 			if rec.Code != tc.want || !strings.Contains(rec.Body.String(), tc.code) {
 				t.Errorf("got %d %s, want %d with %s", rec.Code, rec.Body, tc.want, tc.code)
 			}
 		})
 	}
+}
+
+// aliceBalanceVia asks a default proxy in front of the worker at base for
+// Alice's balance, signed in as Alice.
+func aliceBalanceVia(t *testing.T, base string) *httptest.ResponseRecorder {
+	t.Helper()
+	c, err := sheen.NewWorkerClient(sheen.WithBaseURL(base), sheen.WithSecret(pxSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := sheen.NewProxy(c, sheen.ProxyConfig{Authorize: pxAuthorize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/v1/billing/balance/"+pxAlice, nil)
+	req.AddCookie(&http.Cookie{Name: "session", Value: "sess-alice"})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
 }
