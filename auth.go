@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,130 +153,6 @@ func signTimestamp(k *macKey, timestamp string, body []byte) string {
 // signV2 is the deployed worker's v2 signature.
 func signV2(k *macKey, method, target, timestamp, nonce string, body []byte) string {
 	return k.sum(canonicalV2(method, target, timestamp, nonce, body))
-}
-
-func canonicalV2(method, target, timestamp, nonce string, body []byte) string {
-	return method + "\n" + canonicalPath(target) + "\n" + timestamp + "\n" + nonce + "\n" + string(body)
-}
-
-// canonicalPath is the v2 canonical form of a request target: the path as
-// sent, and the query parsed as a form, its pairs stably sorted by key with a
-// case-insensitive, locale-style comparison and re-encoded as a form.
-func canonicalPath(target string) string {
-	path, query, ok := strings.Cut(target, "?")
-	if !ok {
-		return path
-	}
-	pairs := parseForm(query)
-	if len(pairs) == 0 {
-		return path
-	}
-	slices.SortStableFunc(pairs, func(a, b [2]string) int { return localeCompare(a[0], b[0]) })
-	var sb strings.Builder
-	sb.Grow(len(target) + 16)
-	sb.WriteString(path)
-	for i, p := range pairs {
-		if i == 0 {
-			sb.WriteByte('?')
-		} else {
-			sb.WriteByte('&')
-		}
-		formEscape(&sb, p[0])
-		sb.WriteByte('=')
-		formEscape(&sb, p[1])
-	}
-	return sb.String()
-}
-
-// parseForm splits a query like URLSearchParams does: '&'-separated pairs,
-// '+' is a space, percent escapes decoded (invalid ones kept literally), empty
-// pairs skipped, order kept.
-func parseForm(query string) [][2]string {
-	var pairs [][2]string
-	for part := range strings.SplitSeq(query, "&") {
-		if part == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(part, "=")
-		pairs = append(pairs, [2]string{formUnescape(k), formUnescape(v)})
-	}
-	return pairs
-}
-
-func formUnescape(s string) string {
-	s = strings.ReplaceAll(s, "+", " ")
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	var out []byte
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-			out = append(out, unhex(s[i+1])<<4|unhex(s[i+2]))
-			i += 2
-			continue
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0'
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
-}
-
-// formEscape writes s as application/x-www-form-urlencoded, the way
-// URLSearchParams serialises: A-Za-z0-9 and *-._ bare, space as '+', every
-// other byte of the UTF-8 encoding as %XX.
-func formEscape(sb *strings.Builder, s string) {
-	const hexUpper = "0123456789ABCDEF"
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '*', c == '-', c == '.', c == '_':
-			sb.WriteByte(c)
-		case c == ' ':
-			sb.WriteByte('+')
-		default:
-			sb.WriteByte('%')
-			sb.WriteByte(hexUpper[c>>4])
-			sb.WriteByte(hexUpper[c&15])
-		}
-	}
-}
-
-// localeCompare orders keys as JavaScript's localeCompare does for the ASCII
-// keys the worker uses: case-insensitively first, and for keys equal but for
-// case, lowercase before uppercase.
-func localeCompare(a, b string) int {
-	if c := strings.Compare(strings.ToLower(a), strings.ToLower(b)); c != 0 {
-		return c
-	}
-	// Equal ignoring case: the lowercase letter sorts first, so compare with
-	// cases swapped.
-	return strings.Compare(swapCase(a), swapCase(b))
-}
-
-func swapCase(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case 'a' <= r && r <= 'z':
-			return r - 'a' + 'A'
-		case 'A' <= r && r <= 'Z':
-			return r - 'A' + 'a'
-		}
-		return r
-	}, s)
 }
 
 // escapeID path-escapes one ID for a route after checking that it cannot be
