@@ -2,13 +2,16 @@ package sheen
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Signing selects how requests to the worker are signed.
@@ -73,21 +77,43 @@ func ParseSigning(name string) (Signing, error) {
 }
 
 // signer adds signature headers to outgoing requests. It is safe for
-// concurrent use; the clock offset learnt from the server is shared by every
-// request of the client.
+// concurrent use. What it learns from the worker's refusals (the worker's
+// clock; that the worker is the deployed one, which wants SigningDual) is
+// shared by every request of the client.
 type signer struct {
-	scheme Signing
+	scheme atomic.Int32 // a Signing
+	auto   bool         // the scheme was not chosen: it may move to SigningDual once
 	key    *macKey
 	keyV2  *macKey // the v2 signature's key: the v2 secret, or key
 	clock  Clock
-	offset atomic.Int64 // server time minus local time, in seconds
+	logger *slog.Logger
+	offset atomic.Int64  // server time minus local time, in seconds
+	gen    atomic.Uint64 // bumped on every correction of offset or scheme
 }
+
+func newSigner(scheme Signing, auto bool, secret, secretV2 string, clock Clock, logger *slog.Logger) *signer {
+	s := &signer{auto: auto, key: newMACKey([]byte(secret)), clock: clock, logger: logger}
+	s.scheme.Store(int32(scheme))
+	s.keyV2 = s.key
+	if secretV2 != "" {
+		s.keyV2 = newMACKey([]byte(secretV2))
+	}
+	return s
+}
+
+// current is the scheme requests are signed with now.
+func (s *signer) current() Signing { return Signing(s.scheme.Load()) }
+
+// generation counts the signer's corrections, so a caller can tell whether
+// one happened since it last looked.
+func (s *signer) generation() uint64 { return s.gen.Load() }
 
 // sign sets the signature headers of one attempt. target is the request
 // target exactly as written on the wire (escaped path plus raw query); body is
 // the exact bytes sent. Every call uses a fresh timestamp and nonce.
 func (s *signer) sign(h http.Header, method, target string, body []byte) error {
-	if s.scheme == SigningBodyPath {
+	scheme := s.current()
+	if scheme == SigningBodyPath {
 		h.Set(HeaderSignature, signBodyPath(s.key, body, target))
 		return nil
 	}
@@ -96,13 +122,82 @@ func (s *signer) sign(h http.Header, method, target string, body []byte) error {
 	if err != nil {
 		return err
 	}
+	payload := signedPayload(method, h.Get("Content-Type"), body)
 	h.Set(HeaderTimestamp, ts)
 	h.Set(HeaderNonce, nonce)
-	h.Set(HeaderSignature, signTimestamp(s.key, ts, body))
-	if s.scheme == SigningDual {
-		h.Set(HeaderSignatureV2, signV2(s.keyV2, method, target, ts, nonce, body))
+	h.Set(HeaderSignature, signTimestamp(s.key, ts, payload))
+	if scheme == SigningDual {
+		h.Set(HeaderSignatureV2, signV2(s.keyV2, method, target, ts, nonce, payload))
 	}
 	return nil
+}
+
+// observe reads a refusal that only the deployed worker gives (see
+// deployedRefusal) and learns from it: the worker's clock, and, when the
+// scheme was left to the client, that SigningDual is needed. It leaves the
+// response's body readable.
+func (s *signer) observe(resp *http.Response) {
+	if resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusUnauthorized {
+		return
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+	if !deployedRefusal(resp.StatusCode, body) {
+		return
+	}
+	if s.auto && s.scheme.CompareAndSwap(int32(SigningBodyPath), int32(SigningDual)) {
+		s.gen.Add(1)
+		s.logger.LogAttrs(context.Background(), slog.LevelWarn,
+			"sheen: the worker refused a v2.1 body+path signature as only the deployed worker does; signing with the dual v1+v2 scheme from now on (set WithSigning or "+EnvSigning+" to choose)")
+	}
+	t, ok := serverTime(resp.Header, body)
+	if !ok {
+		return
+	}
+	offset := t.Unix() - s.clock.Now().Unix()
+	if old := s.offset.Load(); abs(offset-old) >= minClockCorrection && s.offset.CompareAndSwap(old, offset) {
+		s.gen.Add(1)
+		s.logger.LogAttrs(context.Background(), slog.LevelWarn, "sheen: local clock differs from the worker's; adjusting signatures",
+			slog.Int64("offset_seconds", offset))
+	}
+}
+
+// minClockCorrection is the smallest change of the clock offset, in
+// seconds, worth a retry: the worker allows 120 s of skew, and its clock is
+// read to the second.
+const minClockCorrection = 5
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// deployedRefusal reports the answers that only the deployed worker's
+// timestamp checks give: its middleware's 408 TIMESTAMP_OUT_OF_RANGE, and
+// the inline checks' 401 with a serverTime field.
+func deployedRefusal(status int, body []byte) bool {
+	switch status {
+	case http.StatusRequestTimeout:
+		return newAPIError(status, nil, body).Code == CodeTimestampOutOfRange
+	case http.StatusUnauthorized:
+		var b struct {
+			ServerTime json.RawMessage `json:"serverTime"`
+		}
+		return json.Unmarshal(body, &b) == nil && len(b.ServerTime) > 0 && string(b.ServerTime) != "null"
+	}
+	return false
+}
+
+// signedPayload is the body the deployed worker's middleware signs
+// (worker-api.md 1.1): nothing for GET and DELETE and for falsy JSON, the
+// text of a JSON string, otherwise the bytes as sent.
+func signedPayload(method, contentType string, body []byte) []byte {
+	return body
 }
 
 // newNonce returns 16 random bytes as lowercase hex.
@@ -159,16 +254,47 @@ func signV2(k *macKey, method, target, timestamp, nonce string, body []byte) str
 // mistaken for a path of its own. what names the ID in the error ("userId").
 func escapeID(what, id string) (string, error) {
 	switch {
-	case id == "":
-		return "", &ValidationError{Field: what, Reason: "is empty"}
-	case len(id) > 256:
-		return "", &ValidationError{Field: what, Reason: "is longer than 256 bytes"}
+	case strings.TrimSpace(id) == "":
+		return "", &ValidationError{Field: what, Reason: "is empty or only white space"}
 	case id == "." || id == ".." || strings.Contains(id, "/") || strings.Contains(id, `\`):
 		return "", &ValidationError{Field: what, Reason: fmt.Sprintf("%q would change the request path", id)}
 	case strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 		return "", &ValidationError{Field: what, Reason: "contains control characters"}
 	}
-	return url.PathEscape(id), nil
+	esc := url.PathEscape(id)
+	if len(esc) > MaxIDLength {
+		return "", &ValidationError{Field: what, Reason: fmt.Sprintf("is %d characters once escaped; the worker's router answers 404 past %d", len(esc), MaxIDLength)}
+	}
+	return esc, nil
+}
+
+// MaxIDLength is the longest ID the worker's router matches, counted as it
+// appears in the path (escaped): longer ones are answered 404 before any
+// other check, so the SDK refuses them before sending.
+const MaxIDLength = 100
+
+// escapeNonASCII percent-encodes the bytes of target outside ASCII, which
+// the worker's HTTP parser refuses raw (400). Everything else is kept as
+// the caller wrote it.
+func escapeNonASCII(target string) string {
+	i := strings.IndexFunc(target, func(r rune) bool { return r >= utf8.RuneSelf })
+	if i < 0 {
+		return target
+	}
+	const hexUpper = "0123456789ABCDEF"
+	var sb strings.Builder
+	sb.Grow(len(target) + 16)
+	sb.WriteString(target[:i])
+	for j := i; j < len(target); j++ {
+		if c := target[j]; c >= utf8.RuneSelf {
+			sb.WriteByte('%')
+			sb.WriteByte(hexUpper[c>>4])
+			sb.WriteByte(hexUpper[c&15])
+		} else {
+			sb.WriteByte(c)
+		}
+	}
+	return sb.String()
 }
 
 // parseUnixSeconds parses a decimal Unix timestamp.

@@ -285,7 +285,7 @@ func TestClientSignaturesVerify(t *testing.T) {
 			})
 			c := newTestClient(t, rt, WithSigning(scheme))
 			var out struct{ OK bool }
-			err := c.Do(context.Background(), "POST", "/v1/projects/p%20q/versions?userId=a%20b~c&state=un+published&Zeta=1&alpha=2", map[string]string{"prompt": "<b>&</b>"}, &out)
+			err := c.Do(context.Background(), "POST", "/v1/projects/p%20q/versions?userId=a%20b~c&state=un+published&Zeta=1&alpha=2", map[string]string{"prompt": "<b>&</b>"}, &out, WithIdempotencyKey("sig-test"))
 			if err != nil || !out.OK {
 				t.Fatalf("Do: %v (out %+v)", err, out)
 			}

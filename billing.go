@@ -541,7 +541,7 @@ func (s *BillingService) checkSufficient(ctx context.Context, req CheckSufficien
 	}
 	body := checkSufficientBody(req)
 	var w checkSufficientWire
-	err := s.client.core.do(ctx, http.MethodPost, "/v1/billing/check-sufficient", body, &w, callConfig{userID: req.UserID})
+	err := s.client.core.do(ctx, http.MethodPost, "/v1/billing/check-sufficient", body, &w, callConfig{userID: req.UserID, safe: true})
 	if err != nil {
 		var ib *InsufficientBalanceError
 		if errors.As(err, &ib) {
@@ -605,7 +605,7 @@ func (s *BillingService) CheckBatch(ctx context.Context, req CheckBatchRequest) 
 		body.Operations[i] = batchOperationBody{Operation: op.Type, EstimateSeconds: int64(math.Ceil(op.Estimate.Seconds()))}
 	}
 	var w []batchResultWire
-	if err := s.client.core.do(ctx, http.MethodPost, "/v1/billing/check-sufficient-batch", body, &w, callConfig{userID: req.UserID}); err != nil {
+	if err := s.client.core.do(ctx, http.MethodPost, "/v1/billing/check-sufficient-batch", body, &w, callConfig{userID: req.UserID, safe: true}); err != nil {
 		return nil, err
 	}
 	out := make([]BatchResult, len(w))

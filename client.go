@@ -1,7 +1,6 @@
 package sheen
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -81,7 +80,10 @@ type core struct {
 // 4 attempts, waits of at most 5 minutes).
 func NewWorkerClient(opts ...Option) (*WorkerClient, error) {
 	cfg := defaultConfig()
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("sheen: NewWorkerClient: option %d is nil", i+1)
+		}
 		if err := opt(&cfg); err != nil {
 			return nil, err
 		}
@@ -102,25 +104,17 @@ func newClient(cfg config) (*WorkerClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	var inner http.RoundTripper = http.DefaultTransport
 	var timeout time.Duration
 	if cfg.httpClient != nil {
-		if cfg.httpClient.Transport != nil {
-			inner = cfg.httpClient.Transport
-		}
 		timeout = cfg.httpClient.Timeout
 	}
-	s := &signer{scheme: cfg.signing, key: newMACKey([]byte(cfg.secret)), clock: cfg.clock}
-	s.keyV2 = s.key
-	if cfg.secretV2 != "" {
-		s.keyV2 = newMACKey([]byte(cfg.secretV2))
-	}
+	s := newSigner(cfg.signing, !cfg.signingSet, cfg.secret, cfg.secretV2, cfg.clock, cfg.logger)
 	lim := newAdaptiveLimiter(cfg.perMinute, cfg.maxWait, cfg.clock)
 	c := &core{
 		baseURL:  base,
 		basePath: strings.TrimSuffix(base.Path, "/"),
 		http: &http.Client{
-			Transport: &signingTransport{base: inner, signer: s, limiter: lim},
+			Transport: &signingTransport{user: cfg.httpClient, signer: s, limiter: lim, attemptTimeout: cfg.attemptTimeout},
 			Timeout:   timeout,
 			// A redirect would carry signed headers to another target.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -149,7 +143,7 @@ func newClient(cfg config) (*WorkerClient, error) {
 func (c *WorkerClient) BaseURL() string { return c.core.baseURL.String() }
 
 // Signing returns the signing scheme in use.
-func (c *WorkerClient) Signing() Signing { return c.core.signer.scheme }
+func (c *WorkerClient) Signing() Signing { return c.core.signer.current() }
 
 // RateLimit returns a snapshot of the client's rate limiter.
 func (c *WorkerClient) RateLimit() LimiterSnapshot { return c.core.limiter.snapshot() }
@@ -167,20 +161,29 @@ func (c *WorkerClient) ClockOffset() time.Duration {
 //
 // pathWithQuery is the request target below the base URL, already escaped,
 // for example "/v1/billing/usage/u1?period=day"; use url.PathEscape for IDs.
-// in is JSON-encoded (compact, no HTML escaping), or sent as-is when it is a
-// []byte or json.RawMessage; it must be nil for GET, HEAD and DELETE. out,
-// when non-nil, receives the JSON response (a *[]byte receives the raw bytes).
-// Failures are typed: *APIError and the errors that wrap it, *ValidationError
-// for bad input, *ResponseError for an unusable response.
+// Bytes outside ASCII are percent-encoded before sending and signing. in is
+// JSON-encoded the way JavaScript's JSON.stringify writes it, or sent as-is
+// when it is a []byte or json.RawMessage; it must be nil for GET, HEAD and
+// DELETE. out, when non-nil, receives the JSON response (a *[]byte receives
+// the raw bytes). Failures are typed: *APIError and the errors that wrap it,
+// *ValidationError for bad input, *ResponseError for an unusable response,
+// and ErrOutcomeUnknown when a POST may have been acted on (see the retry
+// rule in the package documentation).
 func (c *WorkerClient) Do(ctx context.Context, method, pathWithQuery string, in, out any, opts ...CallOption) error {
-	var cc callConfig
-	for _, o := range opts {
-		o(&cc)
+	if c == nil || c.core == nil {
+		return ErrNotConfigured
 	}
-	return c.core.do(ctx, method, pathWithQuery, in, out, cc)
+	cc, err := newCallConfig(opts)
+	if err != nil {
+		return err
+	}
+	return c.core.do(ctx, method, escapeNonASCII(pathWithQuery), in, out, cc)
 }
 
 func (c *core) do(ctx context.Context, method, target string, in, out any, cc callConfig) error {
+	if c == nil {
+		return ErrNotConfigured
+	}
 	if ctx == nil {
 		return &ValidationError{Field: "context", Reason: "is nil"}
 	}
@@ -201,7 +204,9 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		c:          c,
 		method:     method,
 		path:       c.basePath + path,
-		idempotent: method == http.MethodGet || method == http.MethodHead || req.Header.Get("Idempotency-Key") != "",
+		idempotent: cc.safe || isIdempotent(method) || req.Header.Get("Idempotency-Key") != "",
+		out:        out,
+		signerGen:  c.signer.generation(),
 	}
 	req.SetResponseHandler(policy.readBody)
 	rc := &retryablehttp.Client{
@@ -212,22 +217,50 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 	resp, err := rc.Do(req)
+	correlationID := req.Header.Get("X-Correlation-Id")
 	if err != nil {
-		return c.transportError(ctx, policy, err)
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return policy.outcome(c.transportError(ctx, policy, resp, err, correlationID), correlationID)
 	}
 	defer resp.Body.Close()
-	correlationID := resp.Header.Get("X-Correlation-Id")
-	if correlationID == "" {
-		correlationID = req.Header.Get("X-Correlation-Id")
+	if id := resp.Header.Get("X-Correlation-Id"); id != "" {
+		correlationID = id
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		err := c.errorFromResponse(resp, policy, correlationID)
 		if resp.StatusCode == http.StatusPaymentRequired {
 			c.noteBalanceChanged(cc.userID)
 		}
+		return policy.outcome(err, correlationID)
+	}
+	if policy.decodeErr != nil {
+		return &ResponseError{
+			StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),
+			CorrelationID: correlationID, Method: policy.method, Path: policy.path, Err: policy.decodeErr,
+		}
+	}
+	return nil
+}
+
+// isIdempotent reports the methods HTTP defines as idempotent.
+func isIdempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodOptions:
+		return true
+	}
+	return false
+}
+
+// outcome wraps the final error of a call that is not safe to repeat, and
+// whose last attempt the worker may have acted on, in an
+// *OutcomeUnknownError.
+func (p *retryPolicy) outcome(err error, correlationID string) error {
+	if p.idempotent || !p.ambiguous || err == nil {
 		return err
 	}
-	return decodeResponse(resp, out, policy, correlationID)
+	return &OutcomeUnknownError{Method: p.method, Path: p.path, CorrelationID: correlationID, Attempts: p.attempt, Err: err}
 }
 
 // noteBalanceChanged tells the balanceChanged hook that userID's balance is
@@ -325,12 +358,20 @@ func encodeBody(method string, in any) ([]byte, error) {
 	return body, nil
 }
 
-// transportError turns a failure without a usable response into an error
-// that names the call but not its URL.
-func (c *core) transportError(ctx context.Context, p *retryPolicy, err error) error {
+// transportError turns a failure without a usable response (none at all,
+// or one whose body was cut short) into an error that names the call but
+// not its URL.
+func (c *core) transportError(ctx context.Context, p *retryPolicy, resp *http.Response, err error, correlationID string) error {
 	var abort *clientAbort
 	if errors.As(err, &abort) {
 		return abort.err
+	}
+	var cut *bodyReadError
+	if resp != nil && errors.As(err, &cut) && ctx.Err() == nil {
+		return &ResponseError{
+			StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),
+			CorrelationID: correlationID, Method: p.method, Path: p.path, Err: cut,
+		}
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil && (errors.Is(err, ctxErr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return fmt.Errorf("sheen: %s %s: %w", p.method, p.path, ctxErr)
@@ -344,51 +385,25 @@ func (c *core) transportError(ctx context.Context, p *retryPolicy, err error) er
 
 // errorFromResponse reads an error response into the typed error it means.
 func (c *core) errorFromResponse(resp *http.Response, p *retryPolicy, correlationID string) error {
-	body, _ := p.responseBody(resp)
+	body := p.errorBody(resp)
 	e := newAPIError(resp.StatusCode, resp.Header, body)
 	e.Method, e.Path = p.method, p.path
 	if e.CorrelationID == "" {
 		e.CorrelationID = correlationID
 	}
+	if c.signer.current() == SigningBodyPath && deployedRefusal(resp.StatusCode, body) {
+		e.Message += "; this worker wants the deployed worker's timestamped signatures: use sheen.WithSigning(sheen.SigningDual) or set " + EnvSigning + "=dual"
+	}
 	return typedError(e, body, c.limiter.snapshot())
 }
 
-// decodeResponse reads a 2xx response into out.
-func decodeResponse(resp *http.Response, out any, p *retryPolicy, correlationID string) error {
-	fail := func(err error) error {
-		return &ResponseError{
-			StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),
-			CorrelationID: correlationID, Method: p.method, Path: p.path, Err: err,
-		}
-	}
-	if out == nil {
-		return nil
-	}
-	body, err := p.responseBody(resp)
-	if err != nil {
-		return fail(fmt.Errorf("reading body: %w", err))
-	}
-	if len(body) > maxResponseBody {
-		return fail(fmt.Errorf("body is over %d bytes", maxResponseBody))
-	}
-	if raw, ok := out.(*[]byte); ok {
-		*raw = body
-		return nil
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		if resp.StatusCode == http.StatusNoContent {
-			return nil
-		}
-		return fail(errors.New("empty body where JSON was expected"))
-	}
-	if looksHTML(body) {
-		mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-		if !strings.Contains(mt, "json") {
-			return fail(errors.New("got a page of " + cmp.Or(mt, "markup") + " where JSON was expected"))
-		}
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fail(fmt.Errorf("decoding JSON: %w", err))
-	}
-	return nil
+// isJSONType reports a JSON media type (application/json, +json suffixes).
+func isJSONType(contentType string) bool {
+	return strings.Contains(mediaType(contentType, ""), "json")
+}
+
+// mediaType is contentType's media type, or def when there is none.
+func mediaType(contentType, def string) string {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return cmp.Or(mt, def)
 }

@@ -26,6 +26,17 @@ var (
 	ErrConflict            = errors.New("sheen: conflict")
 	ErrGone                = errors.New("sheen: gone")
 	ErrServer              = errors.New("sheen: worker server error")
+	// ErrOutcomeUnknown is matched by the failure of a call that is not
+	// safe to repeat (it may start and bill a build) when the worker may
+	// have acted on it: a gateway's 502/503/504, a 5xx, a connection lost
+	// or an attempt timeout after the request was sent, an answer cut
+	// short. The SDK does not send such a call again; reconcile (list the
+	// project's builds, ask the worker with the correlation id) before
+	// trying again yourself.
+	ErrOutcomeUnknown = errors.New("sheen: outcome unknown: the worker may have acted on the request")
+	// ErrNotConfigured is returned by the methods of a WorkerClient (or
+	// service) that was not made by NewWorkerClient.
+	ErrNotConfigured = errors.New("sheen: client not configured: make it with NewWorkerClient")
 	// ErrInvalidResponse is matched by errors about a response the SDK
 	// could not make sense of (HTML where JSON was due, a body cut short).
 	ErrInvalidResponse = errors.New("sheen: invalid response from worker")
@@ -242,6 +253,51 @@ func (e *ResponseError) Unwrap() error { return e.Err }
 
 // Is matches ErrInvalidResponse.
 func (e *ResponseError) Is(target error) bool { return target == ErrInvalidResponse }
+
+// OutcomeUnknownError is the failure of a call that is not safe to repeat
+// when the worker may have acted on it (see ErrOutcomeUnknown, which it
+// matches). Err is what happened: an *APIError for a 5xx (so errors.As and
+// the status sentinels still work), a transport error, a *ResponseError.
+type OutcomeUnknownError struct {
+	// Method and Path say which call it was; Path has no query.
+	Method, Path string
+	// CorrelationID identifies the request for the worker's logs.
+	CorrelationID string
+	// Attempts is how many times the request was sent.
+	Attempts int
+	// Err is the last attempt's failure.
+	Err error
+}
+
+// Error says that the outcome is unknown, why, and the correlation id.
+func (e *OutcomeUnknownError) Error() string {
+	if e == nil {
+		return "<nil>"
+	}
+	msg := "sheen: outcome unknown, not sent again (the worker may have acted on it)"
+	inner := ""
+	if e.Err != nil {
+		inner = e.Err.Error()
+	}
+	if e.CorrelationID != "" && !strings.Contains(inner, e.CorrelationID) {
+		msg += " (correlation id " + e.CorrelationID + ")"
+	}
+	if inner != "" {
+		msg += ": " + strings.TrimPrefix(inner, "sheen: ")
+	}
+	return msg
+}
+
+// Unwrap returns the last attempt's failure.
+func (e *OutcomeUnknownError) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Err
+}
+
+// Is matches ErrOutcomeUnknown.
+func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcomeUnknown }
 
 // envelope is the union of every error body shape the worker sends.
 type envelope struct {

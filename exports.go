@@ -500,8 +500,8 @@ func (s *exportsState) init(c *core, cfg exportsConfig) {
 	hc := cfg.downloadClient
 	if hc == nil {
 		var inner http.RoundTripper = http.DefaultTransport
-		if st, ok := c.http.Transport.(*signingTransport); ok && st.base != nil {
-			inner = st.base // the caller's transport, without signer or limiter
+		if st, ok := c.http.Transport.(*signingTransport); ok {
+			inner = unsignedTransport{st} // the caller's transport, without signer or limiter
 		}
 		hc = &http.Client{Transport: inner}
 	}

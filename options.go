@@ -30,19 +30,21 @@ const (
 type Option func(*config) error
 
 type config struct {
-	baseURL       string
-	secret        string
-	secretV2      string
-	signing       Signing
-	httpClient    *http.Client
-	logger        *slog.Logger
-	perMinute     int
-	maxAttempts   int
-	maxWait       time.Duration
-	backoffBase   time.Duration
-	allowInsecure bool
-	clock         Clock
-	userAgent     string
+	baseURL        string
+	secret         string
+	secretV2       string
+	signing        Signing
+	signingSet     bool // WithSigning or WORKER_SIGNING chose the scheme
+	httpClient     *http.Client
+	logger         *slog.Logger
+	perMinute      int
+	maxAttempts    int
+	maxWait        time.Duration
+	backoffBase    time.Duration
+	attemptTimeout time.Duration
+	allowInsecure  bool
+	clock          Clock
+	userAgent      string
 
 	// Per-service settings, declared in each service's file.
 	billing billingConfig
@@ -55,18 +57,19 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		baseURL:      DefaultBaseURL,
-		signing:      SigningBodyPath,
-		perMinute:    DefaultRatePerMinute,
-		maxAttempts:  DefaultMaxAttempts,
-		maxWait:      DefaultMaxWait,
-		backoffBase:  defaultBackoffBase,
-		clock:        systemClock{},
-		logger:       slog.New(slog.DiscardHandler),
-		secretFrom:   "WithSecret",
-		secretV2From: "WithSecretV2",
-		baseURLFrom:  "WithBaseURL",
-		userAgent:    "sheen-go/" + Version,
+		baseURL:        DefaultBaseURL,
+		signing:        SigningBodyPath,
+		perMinute:      DefaultRatePerMinute,
+		maxAttempts:    DefaultMaxAttempts,
+		maxWait:        DefaultMaxWait,
+		backoffBase:    defaultBackoffBase,
+		attemptTimeout: DefaultAttemptTimeout,
+		clock:          systemClock{},
+		logger:         slog.New(slog.DiscardHandler),
+		secretFrom:     "WithSecret",
+		secretV2From:   "WithSecretV2",
+		baseURLFrom:    "WithBaseURL",
+		userAgent:      "sheen-go/" + Version,
 	}
 }
 
@@ -88,14 +91,18 @@ func WithSecretV2(secret string) Option {
 	return func(c *config) error { c.secretV2, c.secretV2From = secret, "WithSecretV2"; return nil }
 }
 
-// WithSigning selects the signing scheme; SigningBodyPath (v2.1) is the
-// default, SigningDual is what the deployed worker wants.
+// WithSigning selects the signing scheme; SigningDual is what the deployed
+// worker wants. Without it (or WORKER_SIGNING) the client starts with
+// SigningBodyPath (v2.1) and switches to SigningDual, once and for good, the
+// first time the worker refuses a request in a way only the deployed worker
+// does; with it, the scheme never changes and such a refusal is an
+// *AuthError that says which scheme to choose.
 func WithSigning(s Signing) Option {
 	return func(c *config) error {
 		if !s.valid() {
 			return fmt.Errorf("sheen: WithSigning: unknown scheme %v", s)
 		}
-		c.signing = s
+		c.signing, c.signingSet = s, true
 		return nil
 	}
 }
@@ -103,6 +110,8 @@ func WithSigning(s Signing) Option {
 // WithHTTPClient sets the HTTP client whose transport and timeout carry the
 // requests. The SDK wraps its transport with signing and rate limiting and
 // never follows redirects (a redirect would carry signatures elsewhere).
+// The transport is looked up on every request, so one swapped in later (as
+// httpmock.ActivateNonDefault does) is used from then on.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *config) error {
 		if hc == nil {
@@ -187,9 +196,32 @@ func WithClock(clock Clock) Option {
 	}
 }
 
-// WithUserAgent sets the User-Agent header sent to the worker.
+// WithAttemptTimeout bounds each attempt of a call to the worker, from
+// sending the request to the end of its answer (default
+// DefaultAttemptTimeout). An attempt that runs out is a failed attempt like a
+// dropped connection: retried when the call is safe to retry, otherwise
+// reported as ErrOutcomeUnknown. The call as a whole is bounded by its
+// context and the retry settings; downloads have their own stall timeout.
+func WithAttemptTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("sheen: WithAttemptTimeout: %s; it must be positive", d)
+		}
+		c.attemptTimeout = d
+		return nil
+	}
+}
+
+// WithUserAgent sets the User-Agent header sent to the worker. A value that
+// is not a valid header value (empty, or with control characters) is refused.
 func WithUserAgent(ua string) Option {
-	return func(c *config) error { c.userAgent = ua; return nil }
+	return func(c *config) error {
+		if strings.TrimSpace(ua) == "" || strings.ContainsFunc(ua, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
+			return errors.New("sheen: WithUserAgent: not a valid header value")
+		}
+		c.userAgent = ua
+		return nil
+	}
 }
 
 // fromEnv turns the environment into options that explicit options, applied
@@ -211,7 +243,7 @@ func fromEnv() []Option {
 			if err != nil {
 				return fmt.Errorf("sheen: %s: %w", EnvSigning, err)
 			}
-			c.signing = s
+			c.signing, c.signingSet = s, true
 			return nil
 		})
 	}
@@ -232,7 +264,8 @@ func (c *config) validate() (*url.URL, error) {
 	}
 	u, err := url.Parse(strings.TrimSuffix(c.baseURL, "/"))
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		return nil, fmt.Errorf("sheen: %s %q is not an absolute URL", c.baseURLFrom, c.baseURL)
+		// The value is not quoted: it may hold a password.
+		return nil, fmt.Errorf("sheen: %s is not an absolute URL (want https://host or https://host/prefix)", c.baseURLFrom)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("sheen: %s must not carry credentials, a query or a fragment", c.baseURLFrom)
@@ -261,12 +294,27 @@ func isLoopback(host string) bool {
 type CallOption func(*callConfig)
 
 type callConfig struct {
+	// safe marks a call that only reads (a POST that asks a question), so
+	// it may be retried after ambiguous failures like a GET.
+	safe bool
 	// userID is the user a service call acts for; when the worker answers
 	// 402 for it, the client's balanceChanged hook hears of it.
 	userID         string
 	idempotencyKey string
 	correlationID  string
 	header         http.Header
+}
+
+// newCallConfig applies opts, refusing nil ones.
+func newCallConfig(opts []CallOption) (callConfig, error) {
+	var cc callConfig
+	for i, o := range opts {
+		if o == nil {
+			return cc, &ValidationError{Field: "call option", Reason: fmt.Sprintf("option %d is nil", i+1)}
+		}
+		o(&cc)
+	}
+	return cc, nil
 }
 
 // WithIdempotencyKey sends an Idempotency-Key header. Every attempt of the

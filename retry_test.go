@@ -32,6 +32,8 @@ func sequence(rs ...httpmock.Responder) (httpmock.Responder, *int) {
 var errReset = &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
 var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 
+// One case per cell of the retry rule in retry.go (and the package doc):
+// failure x kind of call -> attempts made, success, outcome unknown.
 func TestRetryDecisions(t *testing.T) {
 	ok := httpmock.NewStringResponder(200, `{}`)
 	status := func(s int) httpmock.Responder { return httpmock.NewStringResponder(s, `{"error":"x"}`) }
@@ -43,28 +45,38 @@ func TestRetryDecisions(t *testing.T) {
 		first    httpmock.Responder
 		attempts int // attempts made in all
 		success  bool
+		unknown  bool // the error matches ErrOutcomeUnknown
 	}{
-		{"503 POST retried", "POST", "", status(503), 2, true},
-		{"502 POST retried", "POST", "", status(502), 2, true},
-		{"504 DELETE retried", "DELETE", "", status(504), 2, true},
-		{"500 GET retried", "GET", "", status(500), 2, true},
-		{"500 POST not retried", "POST", "", status(500), 1, false},
-		{"500 POST with Idempotency-Key retried", "POST", "k1", status(500), 2, true},
-		{"501 GET not retried", "GET", "", status(501), 1, false},
-		{"400 not retried", "GET", "", status(400), 1, false},
-		{"404 not retried", "GET", "", status(404), 1, false},
-		{"429 POST retried", "POST", "", status(429), 2, true},
-		{"dial refused POST retried", "POST", "", fail(errRefused), 2, true},
-		{"reset after send POST not retried", "POST", "", fail(errReset), 1, false},
-		{"reset GET retried", "GET", "", fail(errReset), 2, true},
-		{"reset POST with key retried", "POST", "k2", fail(errReset), 2, true},
+		{"503 POST not sent again", "POST", "", status(503), 1, false, true},
+		{"502 POST not sent again", "POST", "", status(502), 1, false, true},
+		{"504 POST not sent again", "POST", "", status(504), 1, false, true},
+		{"500 POST not sent again", "POST", "", status(500), 1, false, true},
+		{"503 POST with Idempotency-Key retried", "POST", "k0", status(503), 2, true, false},
+		{"500 POST with Idempotency-Key retried", "POST", "k1", status(500), 2, true, false},
+		{"504 DELETE retried", "DELETE", "", status(504), 2, true, false},
+		{"503 PUT retried", "PUT", "", status(503), 2, true, false},
+		{"500 GET retried", "GET", "", status(500), 2, true, false},
+		{"501 GET not retried", "GET", "", status(501), 1, false, false},
+		{"501 POST not retried, not ambiguous", "POST", "", status(501), 1, false, false},
+		{"400 not retried", "GET", "", status(400), 1, false, false},
+		{"400 POST final, known", "POST", "", status(400), 1, false, false},
+		{"404 not retried", "GET", "", status(404), 1, false, false},
+		{"408 without a clock lesson not retried", "POST", "", status(408), 1, false, false},
+		{"429 POST retried", "POST", "", status(429), 2, true, false},
+		{"429 GET retried", "GET", "", status(429), 2, true, false},
+		{"dial refused POST retried", "POST", "", fail(errRefused), 2, true, false},
+		{"dial refused GET retried", "GET", "", fail(errRefused), 2, true, false},
+		{"DNS failure POST retried", "POST", "", fail(&net.DNSError{Err: "no such host", Name: "worker.invalid", IsNotFound: true}), 2, true, false},
+		{"reset after send POST not sent again", "POST", "", fail(errReset), 1, false, true},
+		{"reset GET retried", "GET", "", fail(errReset), 2, true, false},
+		{"reset POST with key retried", "POST", "k2", fail(errReset), 2, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, mock := newMockClient(t, WithRetry(4, time.Second))
 			r, n := sequence(tc.first, ok)
 			mock.RegisterResponder(tc.method, "=~/v1/op", r)
 			var in any
-			if tc.method == "POST" {
+			if tc.method == "POST" || tc.method == "PUT" {
 				in = map[string]int{"a": 1}
 			}
 			var opts []CallOption
@@ -78,7 +90,27 @@ func TestRetryDecisions(t *testing.T) {
 			if (err == nil) != tc.success {
 				t.Errorf("err = %v, want success %v", err, tc.success)
 			}
+			if got := errors.Is(err, ErrOutcomeUnknown); got != tc.unknown {
+				t.Errorf("errors.Is(err, ErrOutcomeUnknown) = %v, want %v (err %v)", got, tc.unknown, err)
+			}
 		})
+	}
+}
+
+// A 5xx that ends a billed POST keeps its type: the caller can still ask
+// errors.As for the *APIError and errors.Is for ErrServer, and reads the
+// correlation id to reconcile.
+func TestOutcomeUnknownKeepsTheAPIError(t *testing.T) {
+	c, mock := newMockClient(t)
+	mock.RegisterResponder("POST", "=~/v1/op", httpmock.NewStringResponder(504, `<html>Gateway Timeout</html>`))
+	err := c.Do(context.Background(), "POST", "/v1/op", map[string]int{"a": 1}, nil, WithCorrelationID("corr-1"))
+	var ou *OutcomeUnknownError
+	var ae *APIError
+	if !errors.As(err, &ou) || !errors.As(err, &ae) || !errors.Is(err, ErrServer) {
+		t.Fatalf("err = %#v; want an *OutcomeUnknownError around an *APIError", err)
+	}
+	if ou.CorrelationID != "corr-1" || ou.Attempts != 1 || ae.StatusCode != 504 {
+		t.Fatalf("correlation %q, attempts %d, status %d", ou.CorrelationID, ou.Attempts, ae.StatusCode)
 	}
 }
 

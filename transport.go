@@ -4,19 +4,44 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // signingTransport is where every request to the worker is signed. It sits
 // inside the retry loop (it is the retry client's HTTP transport), so each
 // attempt waits for the rate limiter, gets a fresh timestamp, nonce and
-// signature, and reports its response headers back to the limiter.
+// signature, runs under the attempt timeout, and reports its response
+// headers back to the limiter.
 type signingTransport struct {
-	base    http.RoundTripper
-	signer  *signer
-	limiter *adaptiveLimiter
+	// user is the caller's *http.Client from WithHTTPClient, or nil. Its
+	// Transport is read on every request, so a transport swapped in after
+	// the client was built (httpmock.ActivateNonDefault) is honoured.
+	user           *http.Client
+	signer         *signer
+	limiter        *adaptiveLimiter
+	attemptTimeout time.Duration
+}
+
+// base is the transport that carries a signed request.
+func (t *signingTransport) base() http.RoundTripper {
+	if t.user != nil && t.user.Transport != nil {
+		return t.user.Transport
+	}
+	return http.DefaultTransport
+}
+
+// unsignedTransport carries requests over the caller's transport (looked up
+// on every request, as signingTransport does) without signing or rate
+// limiting them: for downloads from the object store.
+type unsignedTransport struct{ t *signingTransport }
+
+// RoundTrip implements http.RoundTripper.
+func (u unsignedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return u.t.base().RoundTrip(r)
 }
 
 type bodyKey struct{}
@@ -45,17 +70,84 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		return nil, &clientAbort{err}
 	}
-	signed := req.Clone(req.Context())
+	parent := req.Context()
+	ctx, cancel := context.WithTimeoutCause(parent, t.attemptTimeout, errAttemptTimeout)
+	signed := req.Clone(ctx)
 	if !ok && body != nil {
 		signed.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	if err := t.signer.sign(signed.Header, signed.Method, signed.URL.RequestURI(), body); err != nil {
+		cancel()
 		release(nil)
 		return nil, &clientAbort{err}
 	}
-	resp, err := t.base.RoundTrip(signed)
+	resp, err := t.base().RoundTrip(signed)
 	release(resp)
-	return resp, err
+	if err != nil {
+		cancel()
+		return nil, t.timeoutError(ctx, parent, err)
+	}
+	t.signer.observe(resp)
+	resp.Body = &attemptBody{ReadCloser: resp.Body, t: t, ctx: ctx, parent: parent, cancel: cancel}
+	return resp, nil
+}
+
+// errAttemptTimeout is the cause of an attempt's context when the attempt
+// timeout ran out.
+var errAttemptTimeout = errors.New("attempt timeout")
+
+// AttemptTimeoutError is an attempt of a call that got no complete answer
+// within the attempt timeout (WithAttemptTimeout). It matches
+// context.DeadlineExceeded with errors.Is.
+type AttemptTimeoutError struct {
+	// Timeout is the attempt timeout that ran out.
+	Timeout time.Duration
+	// Err is what the transport reported when the timeout struck.
+	Err error
+}
+
+// Error says how long the attempt waited.
+func (e *AttemptTimeoutError) Error() string {
+	return fmt.Sprintf("no complete answer within the attempt timeout of %s", e.Timeout)
+}
+
+// Is matches context.DeadlineExceeded.
+func (e *AttemptTimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// Unwrap returns the transport's error, so a dial that timed out is still
+// known to have sent nothing.
+func (e *AttemptTimeoutError) Unwrap() error { return e.Err }
+
+// timeoutError turns an error caused by the attempt timeout (and not by the
+// caller's own context) into an *AttemptTimeoutError.
+func (t *signingTransport) timeoutError(ctx, parent context.Context, err error) error {
+	if parent.Err() == nil && context.Cause(ctx) == errAttemptTimeout {
+		return &AttemptTimeoutError{Timeout: t.attemptTimeout, Err: err}
+	}
+	return err
+}
+
+// attemptBody is a response body read under its attempt's timeout; closing
+// it (or reading it to the end) releases the timer.
+type attemptBody struct {
+	io.ReadCloser
+	t           *signingTransport
+	ctx, parent context.Context
+	cancel      context.CancelFunc
+}
+
+func (b *attemptBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = b.t.timeoutError(b.ctx, b.parent, err)
+	}
+	return n, err
+}
+
+func (b *attemptBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // redactedError describes a transport error without the URL it carries.

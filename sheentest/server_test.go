@@ -159,8 +159,8 @@ func TestServerFaults(t *testing.T) {
 	c := client(t, srv)
 
 	srv.AddFault(sheentest.Fault{Route: route, Calls: []int{1}, Status: 503, Body: "<html>busy</html>"})
-	if err := c.Do(context.Background(), "POST", route[5:], in, nil); err != nil {
-		t.Fatalf("a 503 is retried: %v", err)
+	if err := c.Do(context.Background(), "POST", route[5:], in, nil, sheen.WithIdempotencyKey("faults-1")); err != nil {
+		t.Fatalf("a 503 is retried when the call is safe to repeat: %v", err)
 	}
 	srv.ClearFaults()
 
