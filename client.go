@@ -26,8 +26,11 @@ const Version = "0.1.0"
 // larger bodies are refused before they are sent.
 const MaxRequestBody = 1 << 20
 
-// maxResponseBody caps how much of a successful JSON response is read.
-const maxResponseBody = 32 << 20
+// maxResponseBody caps a successful JSON answer (the worker's largest, a
+// page of versions or events, is a few hundred KiB). Answers are decoded as
+// they arrive: an oversized answer costs a small multiple of this, however
+// large it is.
+const maxResponseBody = 2 << 20
 
 // WorkerClient talks to the SheenApps Worker API. Its services share one
 // core: one signer, one rate limiter, one retry policy, one logger. It is

@@ -89,6 +89,9 @@ type APIError struct {
 
 // Error returns "sheen: METHOD PATH: STATUS CODE: message (correlation id)".
 func (e *APIError) Error() string {
+	if e == nil {
+		return "sheen: <nil APIError>"
+	}
 	var sb strings.Builder
 	sb.WriteString("sheen: ")
 	if e.Method != "" {
@@ -107,6 +110,9 @@ func (e *APIError) Error() string {
 
 // Is matches the sentinel that fits the status and code.
 func (e *APIError) Is(target error) bool {
+	if e == nil {
+		return false
+	}
 	switch target {
 	case ErrInsufficientBalance:
 		return e.StatusCode == http.StatusPaymentRequired || strings.EqualFold(e.Code, CodeInsufficientAITime)
@@ -151,7 +157,12 @@ type AuthError struct {
 }
 
 // Unwrap gives errors.As the *APIError.
-func (e *AuthError) Unwrap() error { return e.APIError }
+func (e *AuthError) Unwrap() error {
+	if e == nil || e.APIError == nil {
+		return nil
+	}
+	return e.APIError
+}
 
 // RateLimitError is a 429, or a wait for quota that could not fit in the
 // caller's context deadline or the configured maximum wait.
@@ -164,7 +175,12 @@ type RateLimitError struct {
 }
 
 // Unwrap gives errors.As the *APIError.
-func (e *RateLimitError) Unwrap() error { return e.APIError }
+func (e *RateLimitError) Unwrap() error {
+	if e == nil || e.APIError == nil {
+		return nil
+	}
+	return e.APIError
+}
 
 // PayloadTooLargeError is a 413: an export over the size limit, or a request
 // body over the worker's 1 MiB limit.
@@ -177,7 +193,12 @@ type PayloadTooLargeError struct {
 }
 
 // Unwrap gives errors.As the *APIError.
-func (e *PayloadTooLargeError) Unwrap() error { return e.APIError }
+func (e *PayloadTooLargeError) Unwrap() error {
+	if e == nil || e.APIError == nil {
+		return nil
+	}
+	return e.APIError
+}
 
 // InsufficientBalanceError is a 402: the user has too little AI time. Every
 // 402 body the worker is known to send fills what it carries; an empty or
@@ -207,7 +228,12 @@ type InsufficientBalanceError struct {
 }
 
 // Unwrap gives errors.As the *APIError.
-func (e *InsufficientBalanceError) Unwrap() error { return e.APIError }
+func (e *InsufficientBalanceError) Unwrap() error {
+	if e == nil || e.APIError == nil {
+		return nil
+	}
+	return e.APIError
+}
 
 // ValidationError is bad input refused before any request is made.
 type ValidationError struct {
@@ -221,10 +247,20 @@ type ValidationError struct {
 }
 
 // Error returns "sheen: invalid FIELD: reason".
-func (e *ValidationError) Error() string { return "sheen: invalid " + e.Field + ": " + e.Reason }
+func (e *ValidationError) Error() string {
+	if e == nil {
+		return "sheen: <nil ValidationError>"
+	}
+	return "sheen: invalid " + e.Field + ": " + e.Reason
+}
 
 // Unwrap returns the sentinel the error matches, if any.
-func (e *ValidationError) Unwrap() error { return e.Err }
+func (e *ValidationError) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Err
+}
 
 // ResponseError is a response the SDK could not use: HTML or garbage where
 // JSON was due, or a body cut short. It matches ErrInvalidResponse.
@@ -238,6 +274,9 @@ type ResponseError struct {
 
 // Error says which call got what kind of unusable answer, and why.
 func (e *ResponseError) Error() string {
+	if e == nil {
+		return "sheen: <nil ResponseError>"
+	}
 	msg := fmt.Sprintf("sheen: %s %s: unusable %d response", e.Method, e.Path, e.StatusCode)
 	if e.ContentType != "" {
 		msg += " (" + e.ContentType + ")"
@@ -245,11 +284,19 @@ func (e *ResponseError) Error() string {
 	if e.CorrelationID != "" {
 		msg += " (correlation id " + e.CorrelationID + ")"
 	}
+	if e.Err == nil {
+		return msg
+	}
 	return msg + ": " + e.Err.Error()
 }
 
 // Unwrap returns the underlying decoding error.
-func (e *ResponseError) Unwrap() error { return e.Err }
+func (e *ResponseError) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Err
+}
 
 // Is matches ErrInvalidResponse.
 func (e *ResponseError) Is(target error) bool { return target == ErrInvalidResponse }
@@ -307,6 +354,8 @@ type envelope struct {
 	StatusCode int             `json:"statusCode"`
 	RetryAfter looseNumber     `json:"retryAfter"`
 	ServerTime json.RawMessage `json:"serverTime"`
+	// Timestamp is the deployed middleware's name for its clock on a 408.
+	Timestamp json.RawMessage `json:"timestamp"`
 }
 
 type nestedError struct {
@@ -340,7 +389,7 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 		e.Code = env.Code
 		e.Message = env.Message
 		if env.RetryAfter.Valid && e.RetryAfter == 0 {
-			e.RetryAfter = time.Duration(env.RetryAfter.Float * float64(time.Second))
+			e.RetryAfter = clampSeconds(env.RetryAfter.Float)
 		}
 		if len(env.Error) > 0 {
 			var s string
@@ -366,7 +415,7 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 					e.Message += " (" + n.Hint + ")"
 				}
 				if n.RetryAfter.Valid && e.RetryAfter == 0 {
-					e.RetryAfter = time.Duration(n.RetryAfter.Float * float64(time.Second))
+					e.RetryAfter = clampSeconds(n.RetryAfter.Float)
 				}
 			}
 		}
@@ -378,6 +427,22 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 		e.Message = statusMessage(status, header, body)
 	}
 	return e
+}
+
+// maxRetryAfter caps a wait the worker asks for; anything longer is read as
+// a day, so no number on the wire can make a negative or absurd duration.
+const maxRetryAfter = 24 * time.Hour
+
+// clampSeconds turns a number of seconds from the wire into a duration in
+// [0, maxRetryAfter].
+func clampSeconds(s float64) time.Duration {
+	switch {
+	case !(s > 0): // also NaN
+		return 0
+	case s >= maxRetryAfter.Seconds():
+		return maxRetryAfter
+	}
+	return time.Duration(s * float64(time.Second))
 }
 
 // statusMessage describes a response that carried no usable message.
@@ -404,17 +469,9 @@ func looksHTML(body []byte) bool {
 // seconds or milliseconds, or an ISO date) or else the Date header.
 func serverTime(header http.Header, body []byte) (time.Time, bool) {
 	var env envelope
-	if json.Unmarshal(body, &env) == nil && len(env.ServerTime) > 0 {
-		var n float64
-		var s string
-		switch {
-		case json.Unmarshal(env.ServerTime, &n) == nil && n > 0:
-			if n > 1e12 { // milliseconds
-				return time.UnixMilli(int64(n)), true
-			}
-			return time.Unix(int64(n), 0), true
-		case json.Unmarshal(env.ServerTime, &s) == nil:
-			if t, err := time.Parse(time.RFC3339, s); err == nil {
+	if decodeLoosely(body, &env) {
+		for _, raw := range []json.RawMessage{env.ServerTime, env.Timestamp} {
+			if t, ok := parseClock(raw); ok {
 				return t, true
 			}
 		}
@@ -425,6 +482,36 @@ func serverTime(header http.Header, body []byte) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// parseClock reads a clock reading from the wire: Unix seconds or
+// milliseconds (a number or a numeric string), or an RFC 3339 date. Readings
+// before 2000 or after 2200 are not believed.
+func parseClock(raw json.RawMessage) (time.Time, bool) {
+	var n jsonx.Number
+	var t time.Time
+	var s string
+	switch {
+	case len(raw) == 0:
+		return time.Time{}, false
+	case json.Unmarshal(raw, &n) == nil && n.Valid:
+		if n.Float > 1e11 { // milliseconds
+			t = time.UnixMilli(int64(n.Float))
+		} else {
+			t = time.Unix(int64(n.Float), 0)
+		}
+	case json.Unmarshal(raw, &s) == nil:
+		var err error
+		if t, err = time.Parse(time.RFC3339, s); err != nil {
+			return time.Time{}, false
+		}
+	default:
+		return time.Time{}, false
+	}
+	if t.Year() < 2000 || t.Year() > 2200 {
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // typedError wraps the APIError of a response in the typed error that fits

@@ -298,7 +298,8 @@ func TestClockSkewCorrected(t *testing.T) {
 func TestClockSkewRetriedOnlyOnce(t *testing.T) {
 	c, mock := newMockClient(t, WithRetry(4, time.Second), WithSigning(SigningTimestamp))
 	r, n := sequence(func(r *http.Request) (*http.Response, error) {
-		resp := httpmock.NewStringResponse(408, `{"code":"TIMESTAMP_OUT_OF_RANGE","error":"skew","serverTime":1}`)
+		serverTime := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+		resp := httpmock.NewStringResponse(408, `{"code":"TIMESTAMP_OUT_OF_RANGE","error":"skew","serverTime":`+serverTime+`}`)
 		return resp, nil
 	})
 	mock.RegisterResponder("GET", "=~/v1/op", r)
