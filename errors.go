@@ -477,7 +477,7 @@ func serverTime(header http.Header, body []byte) (time.Time, bool) {
 		}
 	}
 	if header != nil {
-		if t, err := http.ParseTime(header.Get("Date")); err == nil {
+		if t, err := http.ParseTime(header.Get("Date")); err == nil && plausibleClock(t) {
 			return t, true
 		}
 	}
@@ -508,11 +508,12 @@ func parseClock(raw json.RawMessage) (time.Time, bool) {
 	default:
 		return time.Time{}, false
 	}
-	if t.Year() < 2000 || t.Year() > 2200 {
-		return time.Time{}, false
-	}
-	return t, true
+	return t, plausibleClock(t)
 }
+
+// plausibleClock reports a clock reading between 2000 and 2200: anything
+// else is a broken clock or a broken parse, not worth correcting towards.
+func plausibleClock(t time.Time) bool { return t.Year() >= 2000 && t.Year() <= 2200 }
 
 // typedError wraps the APIError of a response in the typed error that fits
 // its status and code. snap is the rate limiter's view, for RateLimitError.

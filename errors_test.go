@@ -205,7 +205,7 @@ func TestReplayConflictIsAuthNotConflict(t *testing.T) {
 }
 
 func FuzzNewAPIError(f *testing.F) {
-	for _, s := range []string{``, `{}`, `{"error":{"code":1}}`, `{"error":"X_Y","code":"","message":""}`, `<html>`, `{"retryAfter":"abc"}`, `{"serverTime":"x"}`} {
+	for _, s := range []string{``, `{}`, `{"error":{"code":1}}`, `{"error":"X_Y","code":"","message":""}`, `<html>`, `{"retryAfter":"abc"}`, `{"serverTime":"x"}`, `{"retryAfter":1e300}`, `{"error":{"retryAfter":-5}}`} {
 		f.Add(402, s)
 		f.Add(413, s)
 	}
@@ -213,6 +213,9 @@ func FuzzNewAPIError(f *testing.F) {
 		e := newAPIError(status, http.Header{"Retry-After": {"3"}}, []byte(body))
 		if e.Code == "" || e.Message == "" {
 			t.Fatalf("code %q message %q: both must be set", e.Code, e.Message)
+		}
+		if e.RetryAfter < 0 || e.RetryAfter > maxRetryAfter {
+			t.Fatalf("RetryAfter %s out of range", e.RetryAfter)
 		}
 		_ = typedError(e, []byte(body), LimiterSnapshot{}).Error()
 	})
