@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/hmac"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -40,6 +41,7 @@ type Verifier struct {
 
 	once       sync.Once
 	key, keyV2 *macKey
+	err        error // a configuration Verify refuses to run with
 }
 
 // NonceStore remembers nonces so a replayed request can be refused.
@@ -58,12 +60,29 @@ type NonceStore interface {
 // As on the deployed worker, the nonce is used up before the signature is
 // checked, so a request with a bad signature still burns its nonce.
 func (v *Verifier) Verify(method, target string, h http.Header, body []byte) error {
+	if v == nil {
+		return ErrNotConfigured
+	}
 	v.once.Do(func() {
+		switch {
+		case len(v.Secret) < MinSecretLength:
+			v.err = fmt.Errorf("sheen: Verifier.Secret is %d characters; it must be at least %d", len(v.Secret), MinSecretLength)
+			return
+		case v.SecretV2 != "" && len(v.SecretV2) < MinSecretLength:
+			v.err = fmt.Errorf("sheen: Verifier.SecretV2 is %d characters; it must be at least %d", len(v.SecretV2), MinSecretLength)
+			return
+		case !v.Scheme.valid():
+			v.err = fmt.Errorf("sheen: Verifier.Scheme: unknown scheme %v", v.Scheme)
+			return
+		}
 		if v.Nonces == nil {
 			v.Nonces = NewMemoryNonceStore(DefaultNonceTTL, 100_000)
 		}
 		v.key, v.keyV2 = newMACKey([]byte(v.Secret)), newMACKey([]byte(cmp.Or(v.SecretV2, v.Secret)))
 	})
+	if v.err != nil {
+		return v.err
+	}
 	sig := h.Get(HeaderSignature)
 	sigV2 := h.Get(HeaderSignatureV2)
 	if sig == "" && (v.Scheme != SigningDual || sigV2 == "") {
@@ -162,10 +181,16 @@ func NewMemoryNonceStore(ttl time.Duration, max int) *MemoryNonceStore {
 	return &MemoryNonceStore{ttl: ttl, max: max, seen: make(map[string]time.Time)}
 }
 
-// Seen implements NonceStore.
+// Seen implements NonceStore. The zero MemoryNonceStore works, keeping
+// nonces for DefaultNonceTTL, at most 100,000 of them.
 func (s *MemoryNonceStore) Seen(nonce string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = make(map[string]time.Time)
+		s.ttl = cmp.Or(s.ttl, DefaultNonceTTL)
+		s.max = cmp.Or(s.max, 100_000)
+	}
 	s.expire(now)
 	if at, ok := s.seen[nonce]; ok && now.Sub(at) < s.ttl {
 		return true
