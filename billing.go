@@ -447,6 +447,9 @@ func WithBalanceCacheTTL(ttl time.Duration) Option {
 // than the cache TTL is held. Concurrent calls for one user that miss the
 // cache share one request. The result is the caller's own copy.
 func (s *BillingService) Balance(ctx context.Context, userID string) (*Balance, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	id, err := escapeID("userId", userID)
 	if err != nil {
 		return nil, err
@@ -477,6 +480,9 @@ func (s *BillingService) Balance(ctx context.Context, userID string) (*Balance, 
 // BalanceFresh asks the worker for userID's balance, ignoring any cached
 // value, and caches the answer for later Balance calls.
 func (s *BillingService) BalanceFresh(ctx context.Context, userID string) (*Balance, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	if _, err := escapeID("userId", userID); err != nil {
 		return nil, err
 	}
@@ -488,6 +494,9 @@ func (s *BillingService) BalanceFresh(ctx context.Context, userID string) (*Bala
 // where the deployed worker still serves the v2.1 shape (welcome bonus,
 // daily gift, usage, daily reset). It is never cached.
 func (s *BillingService) LegacyBalance(ctx context.Context, userID string) (*Balance, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	id, err := escapeID("userId", userID)
 	if err != nil {
 		return nil, err
@@ -498,6 +507,9 @@ func (s *BillingService) LegacyBalance(ctx context.Context, userID string) (*Bal
 // InvalidateBalance drops userID's cached balance, so the next Balance call
 // asks the worker. A request already under way is not cached either.
 func (s *BillingService) InvalidateBalance(userID string) {
+	if ready((*service)(s)) != nil {
+		return
+	}
 	s.client.core.billing.invalidate(userID)
 }
 
@@ -522,6 +534,9 @@ func (s *BillingService) fetchBalance(ctx context.Context, target, userID string
 // nil error. Unknown operation types or sizes are refused with a
 // *ValidationError before any request; other failures are typed errors.
 func (s *BillingService) CheckSufficient(ctx context.Context, req CheckSufficientRequest) (*SufficientCheck, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	c, _, err := s.checkSufficient(ctx, req)
 	return c, err
 }
@@ -587,6 +602,9 @@ func checkFromInsufficient(ib *InsufficientBalanceError) *SufficientCheck {
 // order; the results come in the same order. Bad input is refused with a
 // *ValidationError before any request.
 func (s *BillingService) CheckBatch(ctx context.Context, req CheckBatchRequest) ([]BatchResult, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	if _, err := escapeID("userId", req.UserID); err != nil {
 		return nil, err
 	}
@@ -621,6 +639,9 @@ func (s *BillingService) CheckBatch(ctx context.Context, req CheckBatchRequest) 
 // Usage returns userID's AI-time usage over period; an empty period lets
 // the worker choose.
 func (s *BillingService) Usage(ctx context.Context, userID string, period UsagePeriod) (*UsageReport, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	id, err := escapeID("userId", userID)
 	if err != nil {
 		return nil, err
@@ -656,6 +677,9 @@ func (s *BillingService) Usage(ctx context.Context, userID string, period UsageP
 // Events returns userID's latest billing events, newest first as the worker
 // orders them. limit is 1 to 100; 0 lets the worker choose.
 func (s *BillingService) Events(ctx context.Context, userID string, limit int) ([]BillingEvent, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	id, err := escapeID("userId", userID)
 	if err != nil {
 		return nil, err
@@ -690,6 +714,9 @@ func (s *BillingService) Events(ctx context.Context, userID string, limit int) (
 // A failed poll is tried again at the next interval if the failure may pass
 // (5xx, 429, network); other failures end the wait.
 func (s *BillingService) WaitForBalance(ctx context.Context, userID string, atLeast time.Duration, opts ...BalanceWaitOption) (*Balance, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	if _, err := escapeID("userId", userID); err != nil {
 		return nil, err
 	}

@@ -459,6 +459,9 @@ func rawText(raw json.RawMessage) string {
 // An answer without a build id is an error matching ErrBuildNotQueued, not a
 // success. Once a build starts, the user's cached balance is dropped.
 func (s *BuildsService) CreatePreview(ctx context.Context, req CreatePreviewRequest, opts ...BuildOption) (*Build, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	if _, err := escapeID("userId", req.UserID); err != nil {
 		return nil, err
 	}
@@ -512,6 +515,9 @@ func (s *BuildsService) preCheck(ctx context.Context, userID string, size Projec
 // ErrBuildNotQueued. Once a build starts, the user's cached balance is
 // dropped.
 func (s *BuildsService) UpdateProject(ctx context.Context, req UpdateProjectRequest) (*Build, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	if _, err := escapeID("userId", req.UserID); err != nil {
 		return nil, err
 	}
@@ -547,6 +553,9 @@ func (s *BuildsService) startBuild(ctx context.Context, target string, body any,
 // answered 404 with canRebuild. The deployed worker answers only a job id;
 // Build.BuildID is then that job id, to follow with Wait or Events.
 func (s *BuildsService) Rebuild(ctx context.Context, versionID string) (*Build, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	id, err := escapeID("versionId", versionID)
 	if err != nil {
 		return nil, err
@@ -575,6 +584,9 @@ func (s *BuildsService) Rebuild(ctx context.Context, versionID string) (*Build, 
 // client to retry after an ambiguous failure. A rollback already running
 // gives a 409 matching ErrConflict (code rollback_in_progress).
 func (s *BuildsService) Rollback(ctx context.Context, req RollbackRequest) (*RollbackResult, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	if _, err := escapeID("userId", req.UserID); err != nil {
 		return nil, err
 	}
@@ -614,6 +626,9 @@ func (s *BuildsService) Rollback(ctx context.Context, req RollbackRequest) (*Rol
 // /v1/builds/{buildId}/status). To follow a build to its end, use Wait or
 // Events instead of polling this.
 func (s *BuildsService) Status(ctx context.Context, buildID, userID string) (*BuildStatus, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	id, err := escapeID("buildId", buildID)
 	if err != nil {
 		return nil, err
@@ -651,6 +666,10 @@ func (s *BuildsService) Status(ctx context.Context, buildID, userID string) (*Bu
 // paging); breaking out of the loop stops it without further requests.
 func (s *BuildsService) Versions(ctx context.Context, projectID string, opts ...VersionsOption) iter.Seq2[ProjectVersion, error] {
 	return func(yield func(ProjectVersion, error) bool) {
+		if err := ready((*service)(s)); err != nil {
+			yield(ProjectVersion{}, err)
+			return
+		}
 		id, err := escapeID("projectId", projectID)
 		if err != nil {
 			yield(ProjectVersion{}, err)

@@ -47,6 +47,16 @@ type WorkerClient struct {
 	common service
 }
 
+// ready reports ErrNotConfigured for a service of a client that
+// NewWorkerClient did not make (the services of a zero WorkerClient are
+// nil). Every exported service method checks it first.
+func ready(s *service) error {
+	if s == nil || s.client == nil || s.client.core == nil {
+		return ErrNotConfigured
+	}
+	return nil
+}
+
 // service is what every service holds: the client it belongs to.
 type service struct {
 	client *WorkerClient

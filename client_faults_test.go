@@ -314,3 +314,28 @@ func TestVerifierZeroValuesAndShortSecret(t *testing.T) {
 		t.Fatalf("a request signed with a %d-character secret: %v", len(short), err)
 	}
 }
+
+// Every method of a zero WorkerClient's services answers ErrNotConfigured.
+func TestZeroClientServices(t *testing.T) {
+	var c WorkerClient
+	ctx := context.Background()
+	calls := map[string]error{}
+	_, calls["Balance"] = c.Billing.Balance(ctx, "u1")
+	_, calls["CheckSufficient"] = c.Billing.CheckSufficient(ctx, CheckSufficientRequest{UserID: "u1"})
+	_, calls["Usage"] = c.Billing.Usage(ctx, "u1", "day")
+	_, calls["CreatePreview"] = c.Builds.CreatePreview(ctx, CreatePreviewRequest{UserID: "u1", Prompt: "p"})
+	_, calls["Status"] = c.Builds.Status(ctx, "b1", "u1")
+	_, calls["Wait"] = c.Builds.Wait(ctx, "b1", "u1")
+	for _, err := range c.Builds.Versions(ctx, "p1") {
+		calls["Versions"] = err
+	}
+	for _, err := range c.Builds.Events(ctx, "b1", "u1") {
+		calls["Events"] = err
+	}
+	c.Billing.InvalidateBalance("u1")
+	for name, err := range calls {
+		if !errors.Is(err, ErrNotConfigured) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -226,6 +226,10 @@ func newBuildFailedError(buildID string, ev BuildEvent) *BuildFailedError {
 // ended, an argument was invalid). Breaking out of the loop stops it.
 func (s *BuildsService) Events(ctx context.Context, buildID, userID string, opts ...FollowOption) iter.Seq2[BuildEvent, error] {
 	return func(yield func(BuildEvent, error) bool) {
+		if err := ready((*service)(s)); err != nil {
+			yield(BuildEvent{}, err)
+			return
+		}
 		f, err := s.newFollower(buildID, userID, opts)
 		if err != nil {
 			yield(BuildEvent{}, err)
@@ -243,6 +247,9 @@ func (s *BuildsService) Events(ctx context.Context, buildID, userID string, opts
 // skips what was read already). Pass WithEventCallback to see every event
 // on the way.
 func (s *BuildsService) Wait(ctx context.Context, buildID, userID string, opts ...FollowOption) (*BuildResult, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	f, err := s.newFollower(buildID, userID, opts)
 	if err != nil {
 		return nil, err
@@ -264,6 +271,9 @@ func (s *BuildsService) Wait(ctx context.Context, buildID, userID string, opts .
 // HTTP endpoint through this client (signed, rate limited, retried), for
 // wrapping or combining with another source.
 func (s *BuildsService) WorkerEventSource() EventSource {
+	if ready((*service)(s)) != nil {
+		return nil
+	}
 	return &httpEventSource{c: s.client.core}
 }
 
