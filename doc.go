@@ -38,17 +38,26 @@
 //
 // Every attempt, retries included, gets a fresh timestamp and nonce: the
 // deployed worker burns nonces, so a re-sent signature would be refused as a
-// replay. When the worker answers 408 TIMESTAMP_OUT_OF_RANGE the client
-// measures the offset of its clock from the worker's and retries once.
+// replay. When the worker answers 408 TIMESTAMP_OUT_OF_RANGE, or an inline
+// check's 401 with serverTime, the client measures the offset of its clock
+// from the worker's and retries once.
+//
+// The deployed worker refuses v2.1 body+path signatures on every route. A
+// client left on the default scheme switches to SigningDual, once and for
+// every later request, the first time the worker refuses a request in a way
+// only the deployed worker does (408 although no timestamp was sent, or the
+// 401 with serverTime), and retries: a refused signature has no side effect.
+// A client that chose its scheme with WithSigning or WORKER_SIGNING keeps it,
+// and gets an *AuthError that names the option and the variable to change.
 // Verifier checks signed requests the way the worker does, for servers that
 // receive them and for the fake worker in sheentest.
 //
-// Request bodies are JSON written the way JavaScript's JSON.stringify writes
-// them (compact, "<", ">" and "&" literal, struct field order), because
-// some deployed routes re-serialise the body and compare. One known
-// difference: Go escapes U+2028 and U+2029 and JavaScript does not; avoid
-// them in prompts signed with the timestamped schemes. GET, HEAD and DELETE
-// carry no body.
+// Request bodies are JSON that JavaScript's JSON.stringify(JSON.parse(body))
+// writes back unchanged (compact, "<", ">" and "&" and U+2028 literal,
+// integer-like keys first in ascending order, numbers as JavaScript writes
+// doubles), because some deployed routes re-serialise the body and compare.
+// The v2 canonical query is sorted with ICU collation, as the worker's
+// localeCompare does. GET, HEAD and DELETE carry no body.
 //
 // # Errors
 //
@@ -68,13 +77,30 @@
 //
 // # Retries and rate limits
 //
-// A call is tried up to 4 times (WithRetry). 429 is always retried after
-// Retry-After (or the rate-limit reset); 502, 503, 504 and connection
-// refusals are retried for every method; other 5xx and connections lost
-// after the request was sent only for GET and HEAD or when the call carries
-// an Idempotency-Key (WithIdempotencyKey). Waits are capped (5 minutes by
-// default) and never outlast the context: when the worker asks for longer,
-// the call returns a *RateLimitError at once.
+// A call is tried up to 4 times (WithRetry), each attempt bounded by the
+// attempt timeout (WithAttemptTimeout, 30 s by default), so no call waits
+// for ever on a silent worker. A call that may start and bill a build is
+// never sent twice unless the worker provably did not act on it. Safe calls
+// are GET, HEAD, PUT, DELETE, calls with an Idempotency-Key
+// (WithIdempotencyKey) and the billing checks:
+//
+//	attempt ended with                          safe call        other call
+//	connection refused, DNS failure, dial error retried          retried
+//	the client's own limiter or signer refused  final            final
+//	reset or attempt timeout after sending      retried          ErrOutcomeUnknown
+//	2xx whose body was cut short                retried          ErrOutcomeUnknown
+//	408 TIMESTAMP_OUT_OF_RANGE, 401 serverTime  retried once     retried once
+//	  (when the signer corrected its clock or scheme from it)
+//	429                                         retried          retried
+//	502, 503, 504                               retried          ErrOutcomeUnknown
+//	500 and other 5xx (not 501, 505)            retried          ErrOutcomeUnknown
+//	any other status                            final            final
+//
+// ErrOutcomeUnknown is matched by an *OutcomeUnknownError that wraps the last
+// failure (an *APIError for a 5xx) and carries the correlation id: the build
+// may have started, so reconcile before trying again. Waits are capped (5
+// minutes by default) and never outlast the context: when the worker asks
+// for longer, the call returns a *RateLimitError at once.
 //
 // The client paces itself at WithRateLimit requests per minute (60 by
 // default, v2.1's limit) and steers by the worker's x-ratelimit-* headers:
