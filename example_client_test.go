@@ -8,8 +8,11 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheentest"
 )
 
 // A worker stand-in that checks signatures with the SDK's own Verifier.
@@ -72,4 +75,60 @@ func ExampleInsufficientBalanceError() {
 	// insufficient_ai_time 1m0s 3m0s
 	// Insufficient AI time balance to start build
 	// true
+}
+
+// NewWorkerClient with explicit options. Only the secret is required; the
+// defaults are the production worker, v2.1 signing, 60 requests a minute, 4
+// attempts and waits of at most 5 minutes.
+func ExampleNewWorkerClient() {
+	client, err := sheen.NewWorkerClient(
+		sheen.WithSecret("example-secret-of-at-least-32-characters"),
+		sheen.WithSigning(sheen.SigningDual), // what the deployed worker wants
+		sheen.WithRetry(4, 30*time.Second),   // give up on waits longer than 30 s
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(client.BaseURL(), client.Signing())
+
+	// Mistakes are refused when the client is made, naming the setting but
+	// never the secret's value.
+	_, err = sheen.NewWorkerClient(sheen.WithSecret("too-short"))
+	fmt.Println(err)
+	// Output:
+	// https://worker.sheenapps.com dual
+	// sheen: WithSecret is 9 characters; it must be at least 32
+}
+
+// NewWorkerClientFromEnv reads WORKER_BASE_URL, WORKER_SHARED_SECRET,
+// WORKER_SHARED_SECRET_V2 and WORKER_SIGNING; options given to it win over
+// the environment.
+func ExampleNewWorkerClientFromEnv() {
+	worker := sheentest.NewServer(sheentest.WithSigning(sheen.SigningDual), sheentest.WithUser("user-42", time.Hour))
+	defer worker.Close()
+	// In production the deployment sets these; here they point at a fake
+	// worker.
+	env := map[string]string{sheen.EnvBaseURL: worker.URL, sheen.EnvSecret: worker.Secret, sheen.EnvSigning: "dual"}
+	for k, v := range env {
+		os.Setenv(k, v)
+		defer os.Unsetenv(k)
+	}
+
+	client, err := sheen.NewWorkerClientFromEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	bal, err := client.Billing.Balance(context.Background(), "user-42")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(client.Signing(), "signing; balance", bal.Total)
+
+	// A bad setting is named by its variable, never shown.
+	os.Setenv(sheen.EnvSecret, "not-long-enough")
+	_, err = sheen.NewWorkerClientFromEnv()
+	fmt.Println(err)
+	// Output:
+	// dual signing; balance 1h0m0s
+	// sheen: WORKER_SHARED_SECRET is 15 characters; it must be at least 32
 }

@@ -60,6 +60,7 @@ type build struct {
 	deployed                                 bool
 	finished                                 bool
 	failed                                   bool
+	watchers                                 map[chan struct{}]struct{} // readers woken by each new event (client.go)
 }
 
 // steps are the phases a build walks through, one event each.
@@ -176,6 +177,7 @@ func (s *Server) stepLocked(b *build) bool {
 	}
 	b.events = append(b.events, ev)
 	b.step++
+	wakeLocked(b)
 	return true
 }
 

@@ -6,6 +6,13 @@
 //	srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithSigning(sheen.SigningDual))
 //	client, err := srv.Client()
 //
+// Server.Client is ready for a test: it is not paced (the server limits
+// nothing unless WithRateLimit says so), it retries 5xx faults after
+// milliseconds, and it follows builds without polling delays (it is woken by
+// each event the server writes), so a whole create, Wait, export and
+// download flow takes milliseconds. ClientOptions give a client of your own
+// (for httpmock, say) the same pace.
+//
 // What it serves, from memory:
 //
 //   - Billing: balances (the deployed bucketed shape by default, the v2.1
@@ -29,13 +36,32 @@
 // worker does for the configured scheme: 401 MISSING_SIGNATURE, 403
 // INVALID_SIGNATURE, 408 TIMESTAMP_OUT_OF_RANGE (120 s, against the server's
 // clock, which WithClockSkew can move), 409 REPLAY_ATTACK_DETECTED (nonces
-// kept 600 s). Bodies over 1 MiB answer 413. Each client gets a fixed window
-// of WithRateLimit requests per minute (60 by default) with accurate
-// x-ratelimit-* headers and 429 with retry-after;
-// WithDeployedRateHeaders sends the deployed worker's fixed headers instead.
+// kept 600 s). Bodies over 1 MiB answer 413. Rate limiting is off by
+// default; WithRateLimit(60) gives each client v2.1's fixed window of 60
+// requests per minute with accurate x-ratelimit-* headers and 429 with
+// retry-after, and WithDeployedRateHeaders sends the deployed worker's fixed
+// headers and limits nothing.
 //
 // AddFault plays misbehaviour on chosen calls of a route: any status with any
 // body (HTML, an empty 402, each 402 shape), delays, connections dropped
-// before the answer or after some bytes of it, bodies cut short. Requests
-// lists what arrived, with signatures and signed queries redacted.
+// before the answer or after some bytes of it, bodies cut short. Routes are
+// named by the sheen.Route* constants (and RouteStore for the object store),
+// in Fault.Route, Calls and Request.Route. Requests lists what arrived, with
+// signatures and signed queries redacted.
+//
+// # Golden answers for httpmock and stubs
+//
+// Fixtures and FixtureNamed return the server's answers, recorded and checked
+// in under sheentest/fixtures (the package's tests fail when the server
+// drifts from them): every route's answer, the 402 shapes, a failed build's
+// events, a missing archive, the archive itself, and the refusals any route
+// can give. Fixture.Respond is an httpmock Responder, and MatchRoute turns a
+// route constant into the method and URL regexp httpmock matches on:
+//
+//	mock := httpmock.NewMockTransport()
+//	method, url := sheentest.MatchRoute(sheen.RouteBalance)
+//	mock.RegisterRegexpResponder(method, url, sheentest.FixtureNamed("balance").Respond)
+//	client, err := sheen.NewWorkerClient(append(sheentest.ClientOptions(),
+//		sheen.WithBaseURL("https://worker.test"), sheen.WithSecret(secret),
+//		sheen.WithHTTPClient(&http.Client{Transport: mock}))...)
 package sheentest

@@ -10,8 +10,9 @@ import (
 // Fault is a misbehaviour the server plays instead of (or on top of) its
 // normal answer, for the calls of a route it names.
 type Fault struct {
-	// Route is the route pattern it applies to, such as
-	// "GET /v1/billing/balance/{userId}"; empty means every route.
+	// Route is the route pattern it applies to: a sheen.Route* constant
+	// such as sheen.RouteBalance ("GET /v1/billing/balance/{userId}"), or
+	// RouteStore for downloads; empty means every route.
 	Route string
 	// Calls are the 1-based call numbers of the route it applies to
 	// (counted from when the fault was added); empty means every call.

@@ -62,7 +62,6 @@ func defaultSettings() settings {
 		shapes:        ShapesDeployed,
 		pace:          PaceInstant,
 		stepInterval:  300 * time.Millisecond,
-		ratePerMinute: 60,
 		maxExportSize: 2 << 30,
 		welcomeBonus:  50 * time.Minute,
 		dailyGift:     15 * time.Minute,
@@ -99,8 +98,12 @@ func WithBuildPace(pace BuildPace, interval time.Duration) Option {
 	}
 }
 
-// WithRateLimit sets the per-client fixed window: perMinute requests per
-// minute (default 60, v2.1). Zero or less turns rate limiting off.
+// WithRateLimit makes the server limit each client to a fixed window of
+// perMinute requests per minute, with accurate x-ratelimit-* headers and 429
+// with retry-after when the window is used up: WithRateLimit(60) is v2.1's
+// limit. By default the server limits nothing and sends no rate-limit
+// headers, so tests of your own code are not slowed by pacing; zero or less
+// turns limiting off again.
 func WithRateLimit(perMinute int) Option { return func(s *settings) { s.ratePerMinute = perMinute } }
 
 // WithDeployedRateHeaders makes the server send the deployed worker's fixed

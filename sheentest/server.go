@@ -111,16 +111,6 @@ func (s *Server) Close() {
 	})
 }
 
-// Client returns a WorkerClient pointed at the server, signing with its
-// secret and scheme; opts are applied after those.
-func (s *Server) Client(opts ...sheen.Option) (*sheen.WorkerClient, error) {
-	base := []sheen.Option{sheen.WithBaseURL(s.URL), sheen.WithSecret(s.Secret), sheen.WithSigning(s.cfg.signing)}
-	if s.cfg.secretV2 != "" {
-		base = append(base, sheen.WithSecretV2(s.cfg.secretV2))
-	}
-	return sheen.NewWorkerClient(append(base, opts...)...)
-}
-
 // now is the server's clock, skewed as configured.
 func (s *Server) now() time.Time { return time.Now().Add(s.cfg.skew) }
 

@@ -9,6 +9,11 @@
 //
 // works on a fresh machine. With WORKER_BASE_URL and WORKER_SHARED_SECRET set
 // it talks to that worker instead, read-only unless -build is given.
+//
+// On a terminal the progress bars redraw in place; piped to a file or a CI
+// log they are plain lines. The archive goes to a temporary folder that is
+// removed when the program ends (pass -out DIR to keep it), and a summary
+// closes the run.
 package main
 
 import (
@@ -20,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"time"
@@ -31,14 +37,29 @@ import (
 func main() {
 	build := flag.Bool("build", false, "with a real worker: also create a build (costs AI time)")
 	userID := flag.String("user", os.Getenv("SHEEN_USER_ID"), "with a real worker: the user id to act for")
+	out := flag.String("out", "", "keep the downloaded archive in this folder (default: a temporary folder, removed at the end)")
 	flag.Parse()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Ctrl-C ends the run through its context, so the temporary folder is
+	// still removed.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	if err := run(ctx, os.Stdout, options{build: *build, userID: *userID}); err != nil {
+	err := run(ctx, os.Stdout, options{build: *build, userID: *userID, outDir: *out, tty: isTerminal(os.Stdout)})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
+		cancel()
 		os.Exit(1)
 	}
+}
+
+// isTerminal reports whether f is a terminal (a character device), where a
+// progress bar can redraw its line; a file, a pipe or a CI log gets plain
+// lines instead. TERM=dumb gets plain lines too.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
 }
 
 type options struct {
@@ -48,13 +69,42 @@ type options struct {
 	// worker's dual scheme by default) and the time between build steps.
 	signing sheen.Signing
 	step    time.Duration
-	// perMinute, when set, raises both sides' rate limit above v2.1's 60.
+	// perMinute, when set, makes the fake worker rate limit (v2.1's is 60)
+	// and the client pace itself to match.
 	perMinute int
+	// outDir keeps the archive there; empty means a temporary folder,
+	// removed before run returns.
+	outDir string
+	// tempRoot is where the temporary folder is made (default os.TempDir).
+	tempRoot string
+	// tty redraws progress bars in place; otherwise they are plain lines.
+	tty bool
 	// fake is the fake worker in use, nil against a real one.
 	fake *sheentest.Server
 }
 
-func run(ctx context.Context, out io.Writer, opt options) error {
+// summary is what the closing lines report.
+type summary struct {
+	started             time.Time
+	balanceBefore       time.Duration
+	build, preview      string
+	events              int
+	buildTook           time.Duration
+	archive             string
+	archiveBytes        int64
+	format, sha         string
+	outputBytes         int64
+	kept                bool
+	refusedThenUnlocked string
+}
+
+func run(ctx context.Context, out io.Writer, opt options) (err error) {
+	sum := &summary{started: time.Now()}
+	defer func() {
+		if err == nil {
+			sum.print(out)
+		}
+	}()
 	var client *sheen.WorkerClient
 	var follow []sheen.FollowOption
 	if os.Getenv(sheen.EnvBaseURL) == "" {
@@ -99,6 +149,7 @@ func run(ctx context.Context, out io.Writer, opt options) error {
 	if err != nil {
 		return fmt.Errorf("balance: %w", err)
 	}
+	sum.balanceBefore = bal.Total
 	fmt.Fprintf(out, "\n1. Balance of %s: %s of AI time (%s paid, %s bonus)\n", opt.userID, minutes(bal.Total), minutes(bal.Paid), minutes(bal.Bonus))
 
 	// 2. Can this user afford a small build?
@@ -126,10 +177,11 @@ func run(ctx context.Context, out io.Writer, opt options) error {
 		return fmt.Errorf("create build: %w", err)
 	}
 	fmt.Fprintf(out, "3. Build %s started for project %s\n", b.BuildID, b.ProjectID)
-	bar := newBar(out, "   build   ")
+	bar := newBar(out, "   build   ", opt.tty)
+	buildStart := time.Now()
 	res, err := client.Builds.Wait(ctx, b.BuildID, opt.userID, append(follow, sheen.WithEventCallback(func(e sheen.BuildEvent) {
 		if e.HasProgress && e.Phase != "metadata" {
-			bar.set(e.Progress, e.Title)
+			bar.set(e.Progress, e.Title, e.Title)
 		}
 	}))...)
 	bar.done()
@@ -141,45 +193,60 @@ func run(ctx context.Context, out io.Writer, opt options) error {
 		return fmt.Errorf("follow build: %w", err)
 	}
 	fmt.Fprintf(out, "   done: preview at %s, version %s\n", res.PreviewURL, res.VersionID)
+	sum.build, sum.preview, sum.events, sum.buildTook = b.BuildID, res.PreviewURL, res.Events, time.Since(buildStart)
 
 	// 4. Export the project and download the archive.
 	link, err := client.Exports.ExportProject(ctx, b.ProjectID, opt.userID)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	fmt.Fprintf(out, "4. Download link (query redacted when printed): %s\n", link)
-	dir, err := os.MkdirTemp("", "sheen-quickstart-")
-	if err != nil {
+	// The URL's query is a bearer credential: never print or log it (the
+	// link's String and LogValue leave it out too).
+	u, _, _ := strings.Cut(link.URL, "?")
+	fmt.Fprintf(out, "4. Download link for %s, valid until %s: %s?<signed query>\n", link.Filename, link.ExpiresAt.UTC().Format(time.RFC3339), u)
+	dir := opt.outDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp(opt.tempRoot, "sheen-quickstart-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	sum.kept = opt.outDir != ""
 	path := filepath.Join(dir, link.Filename)
-	dbar := newBar(out, "   download")
+	dbar := newBar(out, "   download", opt.tty)
 	dl, err := client.Exports.DownloadToFile(ctx, link, path, sheen.WithProgress(func(written, total int64) {
 		if total > 0 {
-			dbar.set(float64(written)/float64(total), fmt.Sprintf("%d/%d bytes", written, total))
+			pct := int(100 * written / total)
+			dbar.set(float64(written)/float64(total), fmt.Sprintf("%d/%d bytes", written, total), fmt.Sprint(pct/25))
 		}
 	}))
 	dbar.done()
 	if err != nil {
 		return fmt.Errorf("download: %w", err)
 	}
-	sum, err := fileSHA256(path)
+	digest, err := fileSHA256(path)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "   saved %s\n   %d bytes, sha256 %s, really a %s archive (the name says %s)\n",
-		path, dl.Written, sum, dl.Format, filepath.Ext(link.Filename))
+	sum.archive, sum.archiveBytes, sum.format, sum.sha, sum.outputBytes = path, dl.Written, string(dl.Format), digest, link.Size
+	fmt.Fprintf(out, "   saved %s\n   archive: %d bytes, sha256 %s, really a %s archive (the name says %s)\n",
+		path, dl.Written, digest, dl.Format, filepath.Ext(link.Filename))
+	if link.Size > 0 {
+		fmt.Fprintf(out, "   the worker's size field, %d bytes, is the build output's size, not the archive's\n", link.Size)
+	}
 
 	// 5. What an insufficient balance looks like, and how to react.
 	if opt.fake == nil {
 		return nil
 	}
-	return insufficientDemo(ctx, out, client, opt.fake)
+	return insufficientDemo(ctx, out, client, opt.fake, sum)
 }
 
 // insufficientDemo meets a 402 and reacts as a service would: show what is
 // missing and what to buy, wait for the payment to land, try again.
-func insufficientDemo(ctx context.Context, out io.Writer, client *sheen.WorkerClient, fake *sheentest.Server) error {
+func insufficientDemo(ctx context.Context, out io.Writer, client *sheen.WorkerClient, fake *sheentest.Server, sum *summary) error {
 	const poor = "0b6f3a10-0000-4000-8000-000000000001"
 	fake.SetBalance(poor, 30*time.Second)
 	fmt.Fprintf(out, "\n5. User %s has 30s of AI time and asks for a build\n", poor)
@@ -195,9 +262,15 @@ func insufficientDemo(ctx context.Context, out io.Writer, client *sheen.WorkerCl
 	}
 
 	// The user buys the suggested package; the payment lands a moment later.
+	landed := make(chan struct{})
+	defer func() { <-landed }()
 	go func() {
-		time.Sleep(500 * time.Millisecond)
-		fake.Credit(poor, time.Hour)
+		defer close(landed)
+		select {
+		case <-time.After(500 * time.Millisecond):
+			fake.Credit(poor, time.Hour)
+		case <-ctx.Done():
+		}
 	}()
 	fmt.Fprintln(out, "   waiting for the payment to land...")
 	bal, err := client.Billing.WaitForBalance(ctx, poor, short.Required, sheen.WithBalancePollInterval(200*time.Millisecond))
@@ -209,7 +282,28 @@ func insufficientDemo(ctx context.Context, out io.Writer, client *sheen.WorkerCl
 		return fmt.Errorf("build after payment: %w", err)
 	}
 	fmt.Fprintf(out, "   balance now %s: build %s started\n", minutes(bal.Total), b.BuildID)
+	sum.refusedThenUnlocked = fmt.Sprintf("refused with %s for want of %s, built after a top-up (%s)", short.Code, minutes(short.Required-short.Available), b.BuildID)
 	return nil
+}
+
+// print writes the closing summary.
+func (s *summary) print(out io.Writer) {
+	fmt.Fprintln(out, "\nSummary")
+	fmt.Fprintf(out, "  balance   %s of AI time at the start\n", minutes(s.balanceBefore))
+	if s.build == "" {
+		fmt.Fprintf(out, "  took      %s (read-only: no build, no download)\n", time.Since(s.started).Round(time.Millisecond))
+		return
+	}
+	fmt.Fprintf(out, "  build     %s: %d events in %s, preview %s\n", s.build, s.events, s.buildTook.Round(time.Millisecond), s.preview)
+	where := "in a temporary folder, now removed (-out DIR keeps it)"
+	if s.kept {
+		where = "kept at " + s.archive
+	}
+	fmt.Fprintf(out, "  archive   %d bytes of %s, sha256 %s, %s\n", s.archiveBytes, s.format, s.sha[:16]+"...", where)
+	if s.refusedThenUnlocked != "" {
+		fmt.Fprintf(out, "  402       %s\n", s.refusedThenUnlocked)
+	}
+	fmt.Fprintf(out, "  took      %s\n", time.Since(s.started).Round(time.Millisecond))
 }
 
 func minutes(d time.Duration) string {
@@ -229,17 +323,33 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// bar draws a one-line progress bar.
+// bar draws progress: on a terminal one line redrawn in place, elsewhere a
+// plain line each time its key changes (a new phase, the next quarter).
 type bar struct {
-	out   io.Writer
-	label string
-	last  int
+	out     io.Writer
+	label   string
+	tty     bool
+	last    int
+	lastKey string
+	pending string // plain mode: the latest line not printed yet
 }
 
-func newBar(out io.Writer, label string) *bar { return &bar{out: out, label: label, last: -1} }
+func newBar(out io.Writer, label string, tty bool) *bar {
+	return &bar{out: out, label: label, tty: tty, last: -1}
+}
 
-func (b *bar) set(fraction float64, note string) {
+func (b *bar) set(fraction float64, note, key string) {
 	pct := int(fraction*100 + 0.5)
+	if !b.tty {
+		line := fmt.Sprintf("%s %3d%% %s", b.label, pct, note)
+		if key == b.lastKey && b.last >= 0 {
+			b.pending = line
+			return
+		}
+		b.last, b.lastKey, b.pending = pct, key, ""
+		fmt.Fprintln(b.out, line)
+		return
+	}
 	if pct == b.last {
 		return
 	}
@@ -249,7 +359,10 @@ func (b *bar) set(fraction float64, note string) {
 }
 
 func (b *bar) done() {
-	if b.last >= 0 {
+	switch {
+	case !b.tty && b.pending != "":
+		fmt.Fprintln(b.out, b.pending) // the final state, when its key was seen already
+	case b.tty && b.last >= 0:
 		fmt.Fprintln(b.out)
 	}
 }

@@ -1,0 +1,57 @@
+package sheen
+
+// Routes of the Worker API that the SDK calls, as "METHOD /path" patterns in
+// net/http.ServeMux syntax ({name} is one path segment). They are the names
+// a route goes by everywhere: ProxyRoute.Pattern, sheentest's Fault.Route,
+// Server.Calls and Request.Route, and the golden answers in sheentest's
+// fixtures. Each names the service method that calls it.
+const (
+	// RouteBalance is called by BillingService.Balance and BalanceFresh.
+	RouteBalance = "GET /v1/billing/balance/{userId}"
+	// RouteLegacyBalance is called by BillingService.LegacyBalance.
+	RouteLegacyBalance = "GET /v1/billing/legacy-balance/{userId}"
+	// RouteCheckSufficient is called by BillingService.CheckSufficient (and
+	// by BuildsService.CreatePreview with WithPreCheck).
+	RouteCheckSufficient = "POST /v1/billing/check-sufficient"
+	// RouteCheckBatch is called by BillingService.CheckBatch.
+	RouteCheckBatch = "POST /v1/billing/check-sufficient-batch"
+	// RouteUsage is called by BillingService.Usage.
+	RouteUsage = "GET /v1/billing/usage/{userId}"
+	// RouteBillingEvents is called by BillingService.Events.
+	RouteBillingEvents = "GET /v1/billing/events/{userId}"
+	// RouteCreatePreview is called by BuildsService.CreatePreview.
+	RouteCreatePreview = "POST /v1/create-preview-for-new-project"
+	// RouteUpdateProject is called by BuildsService.UpdateProject.
+	RouteUpdateProject = "POST /v1/update-project"
+	// RouteRollback is called by BuildsService.Rollback.
+	RouteRollback = "POST /v1/versions/rollback"
+	// RouteRebuild is called by BuildsService.Rebuild and
+	// ExportsService.RebuildMissing.
+	RouteRebuild = "POST /v1/versions/{versionId}/rebuild"
+	// RouteVersions is called by BuildsService.Versions.
+	RouteVersions = "GET /v1/projects/{projectId}/versions"
+	// RouteBuildEvents is called by BuildsService.Events and Wait (unless
+	// another EventSource is in use); the query carries userId and
+	// lastEventId.
+	RouteBuildEvents = "GET /v1/builds/{buildId}/events"
+	// RouteBuildStatus is called by BuildsService.Status; the query carries
+	// userId.
+	RouteBuildStatus = "GET /v1/builds/{buildId}/status"
+	// RouteExportProject is called by ExportsService.ExportProject; the
+	// query carries userId.
+	RouteExportProject = "GET /v1/projects/{projectId}/export"
+	// RouteDownloadVersion is called by ExportsService.DownloadVersion; the
+	// query carries userId.
+	RouteDownloadVersion = "GET /v1/versions/{versionId}/download"
+)
+
+// Routes returns every route the SDK calls, in the order of the constants
+// above (billing, builds, build events, exports).
+func Routes() []string {
+	return []string{
+		RouteBalance, RouteLegacyBalance, RouteCheckSufficient, RouteCheckBatch, RouteUsage, RouteBillingEvents,
+		RouteCreatePreview, RouteUpdateProject, RouteRollback, RouteRebuild, RouteVersions,
+		RouteBuildEvents, RouteBuildStatus,
+		RouteExportProject, RouteDownloadVersion,
+	}
+}
