@@ -33,8 +33,9 @@ var (
 
 // Defaults for downloads.
 const (
-	// DefaultDownloadRetries is how many times a download is resumed or
-	// restarted after failures before it gives up.
+	// DefaultDownloadRetries is how many attempts in a row without
+	// progress a download survives before it gives up (see
+	// WithDownloadRetries).
 	DefaultDownloadRetries = 5
 	// DefaultStallTimeout is how long a download waits for the next byte
 	// before it treats the connection as broken.
@@ -174,9 +175,13 @@ func WithMaxDownloadSize(n int64) DownloadOption {
 	return func(o *downloadOptions) { o.maxSize = n }
 }
 
-// WithDownloadRetries sets how many times a download may be resumed or
-// restarted after failures (default DefaultDownloadRetries; 0 turns that
-// off). A fresh link after a 403 does not count.
+// WithDownloadRetries sets how many attempts in a row that bring no new
+// bytes a download survives (default DefaultDownloadRetries; 0 turns
+// retries off: the first failure is final). An attempt that writes bytes
+// starts the count again, so a store that keeps breaking the connection but
+// honours Range still delivers the whole archive; bound such a download
+// with the context's deadline. A fresh link after a 403 does not count.
+// Waits between attempts follow WithDownloadBackoff.
 func WithDownloadRetries(n int) DownloadOption {
 	return func(o *downloadOptions) { o.retries = max(n, 0) }
 }
@@ -203,9 +208,10 @@ func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.
 // DownloadTo streams the archive behind link into w with a fixed-size
 // buffer, whatever the archive's size, and reports how it went.
 //
-// When the connection breaks (or stalls, see WithStallTimeout) it resumes
-// with a Range request from the last byte written, up to
-// WithDownloadRetries times. When the object store ignores Range and sends
+// When the connection breaks (or stalls, see WithStallTimeout) it waits a
+// little (see WithDownloadBackoff) and resumes with a Range request from
+// the last byte written; it gives up after WithDownloadRetries attempts in
+// a row that brought nothing. When the object store ignores Range and sends
 // the archive from the start, it begins again only if w can be reset: a
 // file (or anything with Seek and Truncate: it is truncated back to where
 // it stood when the download began), or anything with a Reset() or

@@ -45,7 +45,7 @@ func (d *downloader) run(ctx context.Context) error {
 	d.total = -1
 	d.buf = make([]byte, downloadBufSize)
 	d.progress()
-	used, idle := 0, 0 // retries used; failures in a row without progress
+	budget := retryBudget{max: d.opts.retries}
 	for {
 		before := d.written
 		f := d.attempt(ctx)
@@ -62,16 +62,11 @@ func (d *downloader) run(ctx context.Context) error {
 			}
 			continue
 		}
-		if !f.retry || used >= d.opts.retries {
+		progressed := d.written > before
+		if !f.retry || !budget.spend(progressed) {
 			return d.fail(f.err)
 		}
-		used++
-		if d.written > before {
-			idle = 0
-		} else {
-			idle++
-		}
-		if err := d.pause(ctx, f, idle, d.written > before); err != nil {
+		if err := d.pause(ctx, f, budget.idle); err != nil {
 			return d.fail(err)
 		}
 	}
@@ -92,16 +87,17 @@ func (d *downloader) refreshLink(ctx context.Context) error {
 	return nil
 }
 
-// pause waits before the next attempt: what the object store asked for,
-// else a backoff after failures without progress. It returns f's error when
-// the wait would be too long, or the context's when it ends first.
-func (d *downloader) pause(ctx context.Context, f *failure, idle int, progressed bool) error {
+// pause waits before the next attempt: what the object store asked for
+// (Retry-After), else the download backoff for idle failures in a row
+// without progress. It returns f's error when the store asks for a wait
+// over the client's maximum, or the context's when it ends first.
+func (d *downloader) pause(ctx context.Context, f *failure, idle int) error {
 	wait := f.wait
-	if !progressed && wait == 0 {
-		wait = (&retryPolicy{c: d.core, attempt: idle}).exponential()
-	}
 	if wait > d.core.maxWait {
 		return f.err
+	}
+	if wait <= 0 {
+		wait = d.core.exports.backoff.delay(idle)
 	}
 	d.log(ctx, slog.LevelInfo, "sheen: download interrupted; resuming",
 		slog.Int64("offset", d.written), slog.String("error", f.err.Error()), slog.Duration("wait", wait))

@@ -52,6 +52,8 @@ type downloadStore struct {
 	status int
 	// chunked: no Content-Length.
 	chunked bool
+	// dropEvery: every response breaks after this many body bytes; 0: never.
+	dropEvery int64
 }
 
 type storeReq struct {
@@ -129,6 +131,9 @@ func (s *downloadStore) serve(w http.ResponseWriter, r *http.Request) {
 	if hasCut {
 		end = min(end, start+cut)
 	}
+	if s.dropEvery > 0 {
+		end = min(end, start+s.dropEvery)
+	}
 	stall := n == 0 && s.stallFirst > 0
 	if stall {
 		end = min(end, s.stallFirst)
@@ -146,10 +151,12 @@ func (s *downloadStore) serve(w http.ResponseWriter, r *http.Request) {
 
 // downloadWorker makes a client whose worker (httpmock) hands out links to
 // store with tokens tok1, tok2, ... and counts the requests. Downloads use
-// a plain client to the store.
+// a plain client to the store, and back off for a millisecond or two
+// between attempts.
 func downloadWorker(t *testing.T, store *downloadStore, opts ...Option) (*WorkerClient, *atomic.Int32) {
 	t.Helper()
-	c, mock := newMockClient(t, append([]Option{WithDownloadHTTPClient(&http.Client{})}, opts...)...)
+	base := []Option{WithDownloadHTTPClient(&http.Client{}), WithDownloadBackoff(time.Millisecond, 2*time.Millisecond)}
+	c, mock := newMockClient(t, append(base, opts...)...)
 	var calls atomic.Int32
 	mock.RegisterResponder("GET", exportsProjectURL, func(r *http.Request) (*http.Response, error) {
 		n := calls.Add(1)
@@ -467,8 +474,10 @@ func TestDownloadTruncated(t *testing.T) {
 		if !errors.Is(err, ErrTruncated) {
 			t.Fatalf("got %v, want ErrTruncated", err)
 		}
+		// The first attempt brings 400000 bytes; then 1 + 3 attempts in a
+		// row bring nothing.
 		var de *DownloadError
-		if !errors.As(err, &de) || de.Written != 400_000 || de.Expected != 1<<20 || de.Attempts != 4 || n != 400_000 {
+		if !errors.As(err, &de) || de.Written != 400_000 || de.Expected != 1<<20 || de.Attempts != 5 || n != 400_000 {
 			t.Errorf("error %+v, n %d", de, n)
 		}
 		if sum(buf.Bytes()) != sum(content[:400_000]) {

@@ -428,6 +428,7 @@ type exportsConfig struct {
 	cacheSize      int
 	cacheSizeSet   bool
 	downloadClient *http.Client
+	backoff        downloadBackoff // zero: the defaults
 }
 
 // WithExportLinkMargin sets how long before its expiry a cached download
@@ -482,6 +483,7 @@ type exportsState struct {
 	margin   time.Duration
 	noCache  bool
 	download *http.Client
+	backoff  downloadBackoff
 	clock    Clock
 }
 
@@ -506,6 +508,10 @@ func (s *exportsState) init(c *core, cfg exportsConfig) {
 		hc = &http.Client{Transport: inner}
 	}
 	s.download = withoutReferer(hc)
+	s.backoff = cfg.backoff
+	if s.backoff == (downloadBackoff{}) {
+		s.backoff = defaultDownloadBackoff()
+	}
 }
 
 // withoutReferer returns a copy of hc that sends no Referer when it follows
