@@ -16,11 +16,13 @@ import (
 	"time"
 )
 
-// Sentinels a *DownloadError matches (besides context errors, network
-// errors and ErrPayloadTooLarge for WithMaxDownloadSize).
+// Sentinels a *DownloadError matches (besides context errors, the
+// network's errors and ErrPayloadTooLarge for WithMaxDownloadSize).
 var (
-	// ErrTruncated: the archive stopped before the length the object store
-	// announced, and resuming did not bring the rest.
+	// ErrTruncated: the archive stopped before its end (the body ended
+	// before the announced length, or the connection broke or stalled in
+	// the middle of it) and resuming did not bring the rest. The error
+	// matches the cause too (for example syscall.ECONNRESET).
 	ErrTruncated = errors.New("sheen: download truncated")
 	// ErrLinkExpired: the object store refused the link (403) and no fresh
 	// one could be had (the link was refreshed once already, or it was not
@@ -106,9 +108,11 @@ type DownloadResult struct {
 
 // DownloadError is a download that did not complete. Err says why and
 // matches ErrTruncated, ErrLinkExpired, ErrRangeIgnored,
-// ErrPayloadTooLarge, a context error, or wraps the worker's error when a
-// fresh link could not be had (for example *ArtifactMissingError). It never
-// contains the link's query.
+// ErrPayloadTooLarge, a context error, the network's error (so
+// errors.Is(err, syscall.ECONNREFUSED) and errors.As(err, &dnsErr) with a
+// *net.DNSError work through it), or wraps the worker's error when a fresh
+// link could not be had (for example *ArtifactMissingError). Neither it nor
+// anything it wraps shows the link's query.
 type DownloadError struct {
 	// URL is the download URL with its query redacted.
 	URL string

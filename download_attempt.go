@@ -149,7 +149,7 @@ func (d *downloader) attempt(ctx context.Context) *failure {
 		return f
 	}
 	if d.total >= 0 && d.written < d.total {
-		return &failure{err: fmt.Errorf("%w: body ended early", ErrTruncated), retry: true}
+		return &failure{err: truncated(errors.New("body ended early")), retry: true}
 	}
 	return nil
 }
@@ -223,7 +223,7 @@ func (d *downloader) send(a *attemptContext) (*http.Response, *failure) {
 	d.res.Attempts++
 	resp, err := d.core.exports.download.Do(req)
 	if err != nil {
-		return nil, a.broken(errors.New(redactedError(err)))
+		return nil, a.broken(newTransportError(err))
 	}
 	return resp, nil
 }
@@ -322,12 +322,21 @@ func (d *downloader) copyBody(a *attemptContext, body io.Reader) *failure {
 			return nil
 		}
 		if rerr != nil {
-			if errors.Is(rerr, io.ErrUnexpectedEOF) {
-				return a.broken(fmt.Errorf("%w: connection closed early", ErrTruncated))
-			}
-			return a.broken(errors.New(redactedError(rerr)))
+			return readFailure(a, rerr)
 		}
 	}
+}
+
+// readFailure is a body that broke off: the archive is truncated, whether
+// by the network, the stall watchdog or the caller.
+func readFailure(a *attemptContext, rerr error) *failure {
+	cause := errClosedEarly
+	if !errors.Is(rerr, io.ErrUnexpectedEOF) {
+		cause = newTransportError(rerr)
+	}
+	f := a.broken(cause)
+	f.err = truncated(f.err)
+	return f
 }
 
 // write hands p, the next bytes of the archive, to the writer and reports
