@@ -227,7 +227,10 @@ func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.
 //
 // Requests to the object store go through the download client (see
 // WithDownloadHTTPClient): no x-sheen-* header, signature or secret reaches
-// it, and it does not use the worker's rate limit.
+// it, and it does not use the worker's rate limit. The signed link never
+// goes over plain http:// unless the client was made with WithInsecureHTTP:
+// an http:// link to a host that is not loopback, or a redirect from https
+// to http, fails with ErrInsecureDownload.
 //
 // Failures are *DownloadError, or *ValidationError for bad arguments.
 func (s *ExportsService) DownloadTo(ctx context.Context, link *DownloadLink, w io.Writer, opts ...DownloadOption) (*DownloadResult, error) {

@@ -211,6 +211,9 @@ func (d *downloader) send(a *attemptContext) (*http.Response, *failure) {
 	if err != nil {
 		return nil, &failure{err: errors.New("cannot build the request: " + redactedError(err))}
 	}
+	if err := checkDownloadScheme(nil, req.URL, d.core.exports.insecureHTTP); err != nil {
+		return nil, &failure{err: err}
+	}
 	req.Header.Set("User-Agent", d.core.userAgent)
 	// Bytes as stored: no transparent decompression, Range stays exact.
 	req.Header.Set("Accept-Encoding", "identity")
@@ -222,6 +225,9 @@ func (d *downloader) send(a *attemptContext) (*http.Response, *failure) {
 	}
 	d.res.Attempts++
 	resp, err := d.core.exports.download.Do(req)
+	if errors.Is(err, ErrInsecureDownload) {
+		return nil, &failure{err: newTransportError(err)}
+	}
 	if err != nil {
 		return nil, a.broken(newTransportError(err))
 	}

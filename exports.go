@@ -429,6 +429,8 @@ type exportsConfig struct {
 	cacheSizeSet   bool
 	downloadClient *http.Client
 	backoff        downloadBackoff // zero: the defaults
+	// insecureHTTP lets downloads use plain http:// (WithInsecureHTTP).
+	insecureHTTP bool
 }
 
 // WithExportLinkMargin sets how long before its expiry a cached download
@@ -459,11 +461,11 @@ func WithExportLinkCacheSize(n int) Option {
 
 // WithDownloadHTTPClient sets the HTTP client that downloads archives from
 // the object store. It gets plain requests: no x-sheen-* headers, no
-// signature, no share of the worker's rate limit, and (the SDK uses a copy
-// of hc with a CheckRedirect wrapped around hc's) no Referer when the object
-// store redirects, so another host never sees the signed link. Its Timeout
-// bounds a whole download, so leave it zero for large archives and use
-// contexts instead.
+// signature, no share of the worker's rate limit. The SDK uses a copy of hc
+// with a CheckRedirect wrapped around hc's: it refuses a redirect from
+// https to plain http (see ErrInsecureDownload) and sends no Referer, so
+// another host never sees the signed link. Its Timeout bounds a whole
+// download, so leave it zero for large archives and use contexts instead.
 //
 // By default downloads use a client of their own over the transport given
 // with WithHTTPClient (http.DefaultTransport when none), without its timeout.
@@ -483,8 +485,10 @@ type exportsState struct {
 	margin   time.Duration
 	noCache  bool
 	download *http.Client
-	backoff  downloadBackoff
-	clock    Clock
+	// insecureHTTP: the client opted into plain http:// downloads.
+	insecureHTTP bool
+	backoff      downloadBackoff
+	clock        Clock
 }
 
 func (s *exportsState) init(c *core, cfg exportsConfig) {
@@ -507,30 +511,12 @@ func (s *exportsState) init(c *core, cfg exportsConfig) {
 		}
 		hc = &http.Client{Transport: inner}
 	}
-	s.download = withoutReferer(hc)
+	s.insecureHTTP = insecureDownloads(c, cfg)
+	s.download = newDownloadClient(hc, s.insecureHTTP)
 	s.backoff = cfg.backoff
 	if s.backoff == (downloadBackoff{}) {
 		s.backoff = defaultDownloadBackoff()
 	}
-}
-
-// withoutReferer returns a copy of hc that sends no Referer when it follows
-// a redirect. net/http would otherwise send the previous URL, signed query
-// and all, to the host redirected to: the link is a bearer credential.
-func withoutReferer(hc *http.Client) *http.Client {
-	c := *hc
-	next := hc.CheckRedirect
-	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		req.Header.Del("Referer")
-		if next != nil {
-			return next(req, via)
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
-	}
-	return &c
 }
 
 // cacheUntil is when a link stops being served from the cache: the margin
