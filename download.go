@@ -262,8 +262,10 @@ func (s *ExportsService) DownloadTo(ctx context.Context, link *DownloadLink, w i
 // DownloadToFile downloads the archive behind link to path. It writes a
 // temporary file in path's directory and renames it to path only when the
 // download is complete, so path never holds a partial archive; on failure
-// the temporary file is removed. An existing file at path is replaced. The
-// file is created with mode 0600 (an archive may hold a project's secrets).
+// the temporary file is removed (also when the writer or a progress
+// callback panics; the panic then goes on). An existing file at path is
+// replaced. The file is created with mode 0600 (an archive may hold a
+// project's secrets).
 func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink, path string, opts ...DownloadOption) (res *DownloadResult, err error) {
 	if path == "" {
 		return nil, &ValidationError{Field: "path", Reason: "is empty"}
@@ -276,8 +278,11 @@ func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink,
 		return nil, fmt.Errorf("sheen: DownloadToFile: %w", err)
 	}
 	tmp := f.Name()
+	renamed := false
 	defer func() {
-		if err != nil {
+		// Also when the writer or a progress callback panics: the panic
+		// goes on to the caller once the file is closed and removed.
+		if !renamed {
 			f.Close()
 			os.Remove(tmp)
 		}
@@ -295,6 +300,7 @@ func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink,
 	if err = os.Rename(tmp, path); err != nil {
 		return res, fmt.Errorf("sheen: DownloadToFile: %w", err)
 	}
+	renamed = true
 	return res, nil
 }
 
@@ -302,7 +308,7 @@ func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink,
 // not absolute http(s) (without quoting it).
 func checkDownloadArgs(ctx context.Context, link *DownloadLink) error {
 	if ctx == nil {
-		return &ValidationError{Field: "context", Reason: "is nil"}
+		return nilContextError()
 	}
 	if link == nil {
 		return &ValidationError{Field: "link", Reason: "is nil"}

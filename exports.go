@@ -70,6 +70,10 @@ type DownloadLink struct {
 	id, userID string
 }
 
+// nilContextError is what the Exports service answers a nil context with
+// (a fresh one each time: callers may change what errors.As hands them).
+func nilContextError() error { return &ValidationError{Field: "context", Reason: "is nil"} }
+
 // ExportVersion is the version an export or download link is for.
 type ExportVersion struct {
 	ID        string
@@ -215,6 +219,9 @@ func (s *ExportsService) Invalidate(link *DownloadLink) {
 }
 
 func (s *ExportsService) link(ctx context.Context, kind linkKind, id, userID string) (*DownloadLink, error) {
+	if ctx == nil {
+		return nil, nilContextError()
+	}
 	target, err := linkTarget(kind, id, userID)
 	if err != nil {
 		return nil, err
@@ -400,6 +407,8 @@ var rebuildURLVersion = regexp.MustCompile(`/v1/versions/([^/?#]+)/rebuild(?:$|[
 // service's errors (*BuildFailedError, ...) otherwise.
 func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMissingError, opts ...FollowOption) (*BuildResult, error) {
 	switch {
+	case ctx == nil:
+		return nil, nilContextError()
 	case missing == nil:
 		return nil, &ValidationError{Field: "missing", Reason: "is nil"}
 	case !missing.CanRebuild:
