@@ -80,7 +80,8 @@ func (f ArchiveFormat) Ext() string {
 }
 
 // DownloadResult says how a download went. DownloadTo returns one even when
-// it fails, saying how far it got.
+// it fails, saying how far it got. Printing, logging or marshalling it shows
+// the link's URL redacted, as DownloadLink does.
 type DownloadResult struct {
 	// Written is how many bytes reached the writer (after a restart, only
 	// those written since).
@@ -313,7 +314,7 @@ func checkDownloadArgs(ctx context.Context, link *DownloadLink) error {
 	if link == nil {
 		return &ValidationError{Field: "link", Reason: "is nil"}
 	}
-	if !isAbsoluteHTTPURL(link.URL) {
+	if !isAbsoluteHTTPURL(link.SignedURL()) {
 		return &ValidationError{Field: "link URL", Reason: "is not an absolute http(s) URL"}
 	}
 	return nil

@@ -107,7 +107,7 @@ func (d *downloader) pause(ctx context.Context, f *failure, idle int) error {
 func (d *downloader) fail(err error) error {
 	d.res.Written, d.res.Total = d.written, d.total
 	return &DownloadError{
-		URL:        redactURL(d.link.URL),
+		URL:        redactURL(d.link.SignedURL()),
 		StatusCode: d.status,
 		Written:    d.written,
 		Expected:   d.total,
@@ -207,7 +207,7 @@ func (a *attemptContext) broken(err error) *failure {
 
 // send makes the request for the bytes from the current offset on.
 func (d *downloader) send(a *attemptContext) (*http.Response, *failure) {
-	req, err := http.NewRequestWithContext(a.ctx, http.MethodGet, d.link.URL, nil)
+	req, err := http.NewRequestWithContext(a.ctx, http.MethodGet, d.link.SignedURL(), nil)
 	if err != nil {
 		return nil, &failure{err: errors.New("cannot build the request: " + redactedError(err))}
 	}

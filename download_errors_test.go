@@ -39,7 +39,7 @@ func TestDownloadErrorUnwrapsDNSError(t *testing.T) {
 	tr := &http.Transport{DialContext: (&net.Dialer{Resolver: noDNS}).DialContext}
 	t.Cleanup(tr.CloseIdleConnections)
 	c, _ := newMockClient(t, WithDownloadHTTPClient(&http.Client{Transport: tr}))
-	link := &DownloadLink{URL: "https://store.invalid/exports/p1.zip?" + exportsSecretQuery}
+	link := linkTo("https://store.invalid/exports/p1.zip?" + exportsSecretQuery)
 	_, err := c.Exports.Download(context.Background(), link, io.Discard, WithDownloadRetries(0))
 	var de *DownloadError
 	var dnsErr *net.DNSError
@@ -78,7 +78,7 @@ func TestDownloadTruncatedByResetMatchesErrTruncated(t *testing.T) {
 		}, nil
 	})
 	c, _ := newMockClient(t, WithDownloadHTTPClient(&http.Client{Transport: rt}))
-	link := &DownloadLink{URL: "https://store.test/exports/p1.zip?" + exportsSecretQuery}
+	link := linkTo("https://store.test/exports/p1.zip?" + exportsSecretQuery)
 	n, err := c.Exports.Download(context.Background(), link, io.Discard, WithDownloadRetries(0))
 	var de *DownloadError
 	if !errors.As(err, &de) || !errors.Is(err, ErrTruncated) || !errors.Is(err, syscall.ECONNRESET) {

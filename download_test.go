@@ -380,14 +380,14 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sum(buf.Bytes()) != sum(content) || !res.LinkRefreshed || !strings.Contains(res.Link.URL, "token=tok2") {
+		if sum(buf.Bytes()) != sum(content) || !res.LinkRefreshed || !strings.Contains(res.Link.SignedURL(), "token=tok2") {
 			t.Fatalf("result %+v", res)
 		}
 		if workerCalls.Load() != 2 {
 			t.Errorf("worker saw %d requests, want 2", workerCalls.Load())
 		}
 		// The fresh link replaced the stale one in the cache.
-		if l := downloadLinkFor(t, c); !strings.Contains(l.URL, "token=tok2") || workerCalls.Load() != 2 {
+		if l := downloadLinkFor(t, c); !strings.Contains(l.SignedURL(), "token=tok2") || workerCalls.Load() != 2 {
 			t.Errorf("cache holds %s after %d requests", l, workerCalls.Load())
 		}
 	})
@@ -412,7 +412,7 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 		if sum(buf.Bytes()) != sum(content) || len(reqs) != 3 || reqs[2].token != "tok2" || reqs[2].rangeHdr != "bytes=300000-" {
 			t.Fatalf("requests %+v, result %+v", reqs, res)
 		}
-		if link.URL != store.url("tok1") {
+		if link.SignedURL() != store.url("tok1") {
 			t.Error("the caller's link was changed")
 		}
 	})
@@ -436,7 +436,7 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 	t.Run("a caller's own link is not refreshed", func(t *testing.T) {
 		store := newDownloadStore(t, content)
 		c, workerCalls := downloadWorker(t, store)
-		_, err := c.Exports.Download(context.Background(), &DownloadLink{URL: store.url("nope")}, io.Discard)
+		_, err := c.Exports.Download(context.Background(), linkTo(store.url("nope")), io.Discard)
 		if !errors.Is(err, ErrLinkExpired) || workerCalls.Load() != 0 {
 			t.Fatalf("got %v after %d worker calls", err, workerCalls.Load())
 		}
@@ -653,20 +653,20 @@ func TestDownloadArgumentErrors(t *testing.T) {
 	for name, call := range map[string]func() error{
 		"nil link": func() error { _, err := c.Exports.Download(context.Background(), nil, io.Discard); return err },
 		"nil writer": func() error {
-			_, err := c.Exports.Download(context.Background(), &DownloadLink{URL: "https://s.test/a"}, nil)
+			_, err := c.Exports.Download(context.Background(), linkTo("https://s.test/a"), nil)
 			return err
 		},
 		"nil context": func() error {
 			var nilCtx context.Context
-			_, err := c.Exports.Download(nilCtx, &DownloadLink{URL: "https://s.test/a"}, io.Discard)
+			_, err := c.Exports.Download(nilCtx, linkTo("https://s.test/a"), io.Discard)
 			return err
 		},
 		"bad url": func() error {
-			_, err := c.Exports.Download(context.Background(), &DownloadLink{URL: "ftp://s.test/a?sig=s3cr3t"}, io.Discard)
+			_, err := c.Exports.Download(context.Background(), linkTo("ftp://s.test/a?sig=s3cr3t"), io.Discard)
 			return err
 		},
 		"empty path": func() error {
-			_, err := c.Exports.DownloadToFile(context.Background(), &DownloadLink{URL: "https://s.test/a"}, "")
+			_, err := c.Exports.DownloadToFile(context.Background(), linkTo("https://s.test/a"), "")
 			return err
 		},
 	} {
@@ -890,7 +890,7 @@ func TestDownloadRedirectDoesNotLeakTheLink(t *testing.T) {
 		http.Redirect(w, r, other.URL+"/elsewhere/a.zip", http.StatusTemporaryRedirect)
 	}))
 	t.Cleanup(store.Close)
-	link := &DownloadLink{URL: store.URL + "/exports/p1.zip?" + exportsSecretQuery}
+	link := linkTo(store.URL + "/exports/p1.zip?" + exportsSecretQuery)
 
 	for name, opts := range map[string][]Option{
 		"default client":         {WithHTTPClient(&http.Client{})},

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -42,13 +41,12 @@ const (
 // DownloadLink is a pre-signed object-store URL for a project's or a
 // version's archive.
 //
-// URL is a bearer credential: whoever holds it can download the archive
-// until it expires. String, GoString and LogValue show it without its
-// query, so printing or logging a link never leaks it; only reading the URL
-// field itself does.
+// The URL is a bearer credential: whoever holds it can download the archive
+// until it expires. It is kept out of sight: String, GoString (%#v),
+// LogValue (slog) and MarshalJSON show it without its query, and printers
+// that walk the struct by reflection find only a pointer. SignedURL hands it
+// out on purpose.
 type DownloadLink struct {
-	// URL is the pre-signed download URL (valid 24 hours when issued).
-	URL string
 	// ExpiresAt is when the URL stops working, zero when the worker's
 	// expiresAt could not be read (such a link is never cached).
 	ExpiresAt time.Time
@@ -62,6 +60,11 @@ type DownloadLink struct {
 	// Version is the version the archive holds, nil when the worker did
 	// not say.
 	Version *ExportVersion
+
+	// signed is the pre-signed URL (valid 24 hours when issued), behind a
+	// pointer so that fmt, printing a struct that holds a DownloadLink in
+	// an unexported field, shows an address rather than the credential.
+	signed *string
 
 	// Where the link came from, so a download can fetch a fresh one when
 	// the object store says this one has expired. Empty for links built by
@@ -83,43 +86,6 @@ type ExportVersion struct {
 	ProjectID string
 }
 
-// String describes the link with its URL's query (the credential) replaced
-// by "REDACTED".
-func (l DownloadLink) String() string {
-	var sb strings.Builder
-	sb.WriteString("sheen.DownloadLink{")
-	sb.WriteString(redactURL(l.URL))
-	if l.Filename != "" {
-		fmt.Fprintf(&sb, " filename=%q", l.Filename)
-	}
-	if l.Size > 0 {
-		fmt.Fprintf(&sb, " size=%d", l.Size)
-	}
-	if !l.ExpiresAt.IsZero() {
-		sb.WriteString(" expires=" + l.ExpiresAt.UTC().Format(time.RFC3339))
-	}
-	if l.Version != nil && l.Version.ID != "" {
-		sb.WriteString(" version=" + l.Version.ID)
-	}
-	sb.WriteString("}")
-	return sb.String()
-}
-
-// GoString is String, so %#v redacts too.
-func (l DownloadLink) GoString() string { return l.String() }
-
-// LogValue makes slog log the link with its URL's query redacted.
-func (l DownloadLink) LogValue() slog.Value {
-	attrs := []slog.Attr{slog.String("url", redactURL(l.URL))}
-	if l.Filename != "" {
-		attrs = append(attrs, slog.String("filename", l.Filename))
-	}
-	if !l.ExpiresAt.IsZero() {
-		attrs = append(attrs, slog.Time("expires_at", l.ExpiresAt))
-	}
-	return slog.GroupValue(attrs...)
-}
-
 // clone returns a copy the caller may change without touching the cache.
 func (l *DownloadLink) clone() *DownloadLink {
 	c := *l
@@ -128,23 +94,6 @@ func (l *DownloadLink) clone() *DownloadLink {
 		c.Version = &v
 	}
 	return &c
-}
-
-// redactURL returns u without user info, query or fragment; a present query
-// becomes "?REDACTED". Something that does not parse is not shown at all.
-func redactURL(u string) string {
-	if u == "" {
-		return "<no url>"
-	}
-	p, err := url.Parse(u)
-	if err != nil || p.Host == "" {
-		return "<unparseable url>"
-	}
-	s := p.Scheme + "://" + p.Host + p.EscapedPath()
-	if p.RawQuery != "" || p.ForceQuery {
-		s += "?REDACTED"
-	}
-	return s
 }
 
 // ArtifactMissingError is a 404 from an export endpoint whose body says
@@ -325,7 +274,7 @@ func (s *ExportsService) fetchLink(ctx context.Context, kind linkKind, target, i
 		return nil, bad("downloadUrl is not an absolute http(s) URL")
 	}
 	l := &DownloadLink{
-		URL:      w.DownloadURL,
+		signed:   new(w.DownloadURL),
 		Filename: w.Filename,
 		Size:     w.Size.Int(),
 		kind:     kind,

@@ -17,7 +17,7 @@ func TestExportsNilContext(t *testing.T) {
 	c, mock, _ := newExportsClient(t)
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
 	mock.RegisterResponder("GET", exportsVersionURL, httpmock.NewStringResponder(200, exportsLinkBody(2, iso(exportsStart.Add(24*time.Hour)))))
-	link := &DownloadLink{URL: "https://store.test/exports/p1.zip?" + exportsSecretQuery}
+	link := linkTo("https://store.test/exports/p1.zip?" + exportsSecretQuery)
 	var nilCtx context.Context
 	calls := map[string]func() error{
 		"ExportProject":   func() error { _, err := c.Exports.ExportProject(nilCtx, "p1", "u1"); return err },
