@@ -259,29 +259,34 @@ func (s *ExportsService) fetchLink(ctx context.Context, kind linkKind, target, i
 	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{userID: userID}); err != nil {
 		return nil, artifactMissing(err, kind, id, userID)
 	}
-	path, _, _ := strings.Cut(target, "?")
-	bad := func(reason string) error {
-		return &ResponseError{StatusCode: http.StatusOK, Method: http.MethodGet, Path: s.client.core.basePath + path, Err: errors.New(reason)}
+	l, err := w.link(kind, id, userID)
+	if err != nil {
+		path, _, _ := strings.Cut(target, "?")
+		return nil, &ResponseError{StatusCode: http.StatusOK, Method: http.MethodGet, Path: s.client.core.basePath + path, Err: err}
 	}
-	if w.Success != nil && !*w.Success {
-		return nil, bad(`"success" is false in a 200 answer`)
-	}
-	if w.DownloadURL == "" {
-		return nil, bad("no downloadUrl")
-	}
-	if !isAbsoluteHTTPURL(w.DownloadURL) {
-		// Never quote the URL: its query is a credential.
-		return nil, bad("downloadUrl is not an absolute http(s) URL")
+	return l, nil
+}
+
+// link makes the link a 200 answer describes, or says (without quoting
+// the URL: its query is a credential) why the answer is unusable.
+func (w *downloadLinkWire) link(kind linkKind, id, userID string) (*DownloadLink, error) {
+	switch {
+	case w.Success != nil && !*w.Success:
+		return nil, errors.New(`"success" is false in a 200 answer`)
+	case w.DownloadURL == "":
+		return nil, errors.New("no downloadUrl")
+	case !isAbsoluteHTTPURL(w.DownloadURL):
+		return nil, errors.New("downloadUrl is not an absolute http(s) URL")
 	}
 	l := &DownloadLink{
-		signed:   new(w.DownloadURL),
-		Filename: w.Filename,
-		Size:     w.Size.Int(),
-		kind:     kind,
-		id:       id,
-		userID:   userID,
+		signed:    new(w.DownloadURL),
+		ExpiresAt: time.Time(w.ExpiresAt),
+		Filename:  w.Filename,
+		Size:      w.Size.Int(),
+		kind:      kind,
+		id:        id,
+		userID:    userID,
 	}
-	l.ExpiresAt = time.Time(w.ExpiresAt)
 	if v := w.Version; v != nil {
 		l.Version = &ExportVersion{ID: v.ID, Prompt: v.Prompt, CreatedAt: time.Time(v.CreatedAt), ProjectID: v.ProjectID}
 	}
