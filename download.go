@@ -35,7 +35,7 @@ var (
 
 // Defaults for downloads.
 const (
-	// DefaultDownloadRetries is how many attempts in a row without
+	// DefaultDownloadRetries is how many failed attempts in a row without
 	// progress a download survives before it gives up (see
 	// WithDownloadRetries).
 	DefaultDownloadRetries = 5
@@ -180,13 +180,13 @@ func WithMaxDownloadSize(n int64) DownloadOption {
 	return func(o *downloadOptions) { o.maxSize = n }
 }
 
-// WithDownloadRetries sets how many attempts in a row that bring no new
-// bytes a download survives (default DefaultDownloadRetries; 0 turns
-// retries off: the first failure is final). An attempt that writes bytes
-// starts the count again, so a store that keeps breaking the connection but
-// honours Range still delivers the whole archive; bound such a download
-// with the context's deadline. A fresh link after a 403 does not count.
-// Waits between attempts follow WithDownloadBackoff.
+// WithDownloadRetries sets how many failed attempts in a row without
+// progress a download survives (default DefaultDownloadRetries; 0 turns
+// retries off: the first failure is final). An attempt that wrote at least
+// 64 KiB made progress and starts the count again, so a store that keeps
+// breaking the connection but honours Range still delivers the whole
+// archive. A fresh link after a 403 does not count. Waits between attempts
+// follow WithDownloadBackoff.
 func WithDownloadRetries(n int) DownloadOption {
 	return func(o *downloadOptions) { o.retries = max(n, 0) }
 }

@@ -23,6 +23,7 @@ type downloader struct {
 	sniff *sniffer
 
 	written   int64
+	wrote     int64 // by the current attempt (also after a restart)
 	total     int64 // -1 unknown; set by the first response that tells
 	validator string
 	status    int
@@ -47,7 +48,6 @@ func (d *downloader) run(ctx context.Context) error {
 	d.progress()
 	budget := retryBudget{max: d.opts.retries}
 	for {
-		before := d.written
 		f := d.attempt(ctx)
 		if f == nil || f.terminate {
 			d.res.Written, d.res.Total = d.written, d.total
@@ -62,8 +62,7 @@ func (d *downloader) run(ctx context.Context) error {
 			}
 			continue
 		}
-		progressed := d.written > before
-		if !f.retry || !budget.spend(progressed) {
+		if !f.retry || !budget.spend(d.wrote) {
 			return d.fail(f.err)
 		}
 		if err := d.pause(ctx, f, budget.idle); err != nil {
@@ -131,6 +130,7 @@ func (d *downloader) progress() {
 // attempt makes one request from the current offset and copies what it
 // brings. nil means the archive is complete.
 func (d *downloader) attempt(ctx context.Context) *failure {
+	d.wrote = 0
 	a := newAttemptContext(ctx, d.opts.stall)
 	defer a.stop()
 	resp, f := d.send(a)
@@ -355,6 +355,7 @@ func (d *downloader) write(p []byte) *failure {
 	wn, werr := d.w.Write(p)
 	if wn > 0 {
 		d.written += int64(min(wn, len(p)))
+		d.wrote += int64(min(wn, len(p)))
 	}
 	if werr == nil && wn < len(p) {
 		werr = io.ErrShortWrite

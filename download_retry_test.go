@@ -164,3 +164,21 @@ func TestDownloadBackoffOptionIsChecked(t *testing.T) {
 		}
 	}
 }
+
+// A store that ends every response after a few bytes is not progressing:
+// the download gives up after the budget rather than trickling on.
+func TestDownloadTrickleUsesTheBudget(t *testing.T) {
+	content := downloadContent(1 << 20)
+	store := newDownloadStore(t, content)
+	store.dropEvery = 1000
+	c, _ := downloadWorker(t, store, WithClock(&waitRecorder{}))
+	var buf bytes.Buffer
+	_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithDownloadRetries(2))
+	var de *DownloadError
+	if !errors.As(err, &de) || !errors.Is(err, ErrTruncated) || de.Attempts != 3 || de.Written != 3000 {
+		t.Fatalf("got %v", err)
+	}
+	if !bytes.Equal(buf.Bytes(), content[:3000]) {
+		t.Error("what was written is not the archive's start")
+	}
+}
