@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,11 +16,13 @@ import (
 	"time"
 )
 
-// Sentinels a *DownloadError matches (besides context errors, network
-// errors and ErrPayloadTooLarge for WithMaxDownloadSize).
+// Sentinels a *DownloadError matches (besides context errors, the
+// network's errors and ErrPayloadTooLarge for WithMaxDownloadSize).
 var (
-	// ErrTruncated: the archive stopped before the length the object store
-	// announced, and resuming did not bring the rest.
+	// ErrTruncated: the archive stopped before its end (the body ended
+	// before the announced length, or the connection broke or stalled in
+	// the middle of it) and resuming did not bring the rest. The error
+	// matches the cause too (for example syscall.ECONNRESET).
 	ErrTruncated = errors.New("sheen: download truncated")
 	// ErrLinkExpired: the object store refused the link (403) and no fresh
 	// one could be had (the link was refreshed once already, or it was not
@@ -34,8 +35,9 @@ var (
 
 // Defaults for downloads.
 const (
-	// DefaultDownloadRetries is how many times a download is resumed or
-	// restarted after failures before it gives up.
+	// DefaultDownloadRetries is how many failed attempts in a row without
+	// progress a download survives before it gives up (see
+	// WithDownloadRetries).
 	DefaultDownloadRetries = 5
 	// DefaultStallTimeout is how long a download waits for the next byte
 	// before it treats the connection as broken.
@@ -78,7 +80,8 @@ func (f ArchiveFormat) Ext() string {
 }
 
 // DownloadResult says how a download went. DownloadTo returns one even when
-// it fails, saying how far it got.
+// it fails, saying how far it got. Printing, logging or marshalling it shows
+// the link's URL redacted, as DownloadLink does.
 type DownloadResult struct {
 	// Written is how many bytes reached the writer (after a restart, only
 	// those written since).
@@ -106,9 +109,11 @@ type DownloadResult struct {
 
 // DownloadError is a download that did not complete. Err says why and
 // matches ErrTruncated, ErrLinkExpired, ErrRangeIgnored,
-// ErrPayloadTooLarge, a context error, or wraps the worker's error when a
-// fresh link could not be had (for example *ArtifactMissingError). It never
-// contains the link's query.
+// ErrPayloadTooLarge, a context error, the network's error (so
+// errors.Is(err, syscall.ECONNREFUSED) and errors.As(err, &dnsErr) with a
+// *net.DNSError work through it), or wraps the worker's error when a fresh
+// link could not be had (for example *ArtifactMissingError). Neither it nor
+// anything it wraps shows the link's query.
 type DownloadError struct {
 	// URL is the download URL with its query redacted.
 	URL string
@@ -175,9 +180,13 @@ func WithMaxDownloadSize(n int64) DownloadOption {
 	return func(o *downloadOptions) { o.maxSize = n }
 }
 
-// WithDownloadRetries sets how many times a download may be resumed or
-// restarted after failures (default DefaultDownloadRetries; 0 turns that
-// off). A fresh link after a 403 does not count.
+// WithDownloadRetries sets how many failed attempts in a row without
+// progress a download survives (default DefaultDownloadRetries; 0 turns
+// retries off: the first failure is final). An attempt that wrote at least
+// 64 KiB made progress and starts the count again, so a store that keeps
+// breaking the connection but honours Range still delivers the whole
+// archive. A fresh link after a 403 does not count. Waits between attempts
+// follow WithDownloadBackoff.
 func WithDownloadRetries(n int) DownloadOption {
 	return func(o *downloadOptions) { o.retries = max(n, 0) }
 }
@@ -204,9 +213,10 @@ func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.
 // DownloadTo streams the archive behind link into w with a fixed-size
 // buffer, whatever the archive's size, and reports how it went.
 //
-// When the connection breaks (or stalls, see WithStallTimeout) it resumes
-// with a Range request from the last byte written, up to
-// WithDownloadRetries times. When the object store ignores Range and sends
+// When the connection breaks (or stalls, see WithStallTimeout) it waits a
+// little (see WithDownloadBackoff) and resumes with a Range request from
+// the last byte written; it gives up after WithDownloadRetries attempts in
+// a row that brought nothing. When the object store ignores Range and sends
 // the archive from the start, it begins again only if w can be reset: a
 // file (or anything with Seek and Truncate: it is truncated back to where
 // it stood when the download began), or anything with a Reset() or
@@ -218,7 +228,10 @@ func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.
 //
 // Requests to the object store go through the download client (see
 // WithDownloadHTTPClient): no x-sheen-* header, signature or secret reaches
-// it, and it does not use the worker's rate limit.
+// it, and it does not use the worker's rate limit. The signed link never
+// goes over plain http:// unless the client was made with WithInsecureHTTP:
+// an http:// link to a host that is not loopback, or a redirect from https
+// to http, fails with ErrInsecureDownload.
 //
 // Failures are *DownloadError, or *ValidationError for bad arguments.
 func (s *ExportsService) DownloadTo(ctx context.Context, link *DownloadLink, w io.Writer, opts ...DownloadOption) (*DownloadResult, error) {
@@ -250,8 +263,10 @@ func (s *ExportsService) DownloadTo(ctx context.Context, link *DownloadLink, w i
 // DownloadToFile downloads the archive behind link to path. It writes a
 // temporary file in path's directory and renames it to path only when the
 // download is complete, so path never holds a partial archive; on failure
-// the temporary file is removed. An existing file at path is replaced. The
-// file is created with mode 0600 (an archive may hold a project's secrets).
+// the temporary file is removed (also when the writer or a progress
+// callback panics; the panic then goes on). An existing file at path is
+// replaced. The file is created with mode 0600 (an archive may hold a
+// project's secrets).
 func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink, path string, opts ...DownloadOption) (res *DownloadResult, err error) {
 	if path == "" {
 		return nil, &ValidationError{Field: "path", Reason: "is empty"}
@@ -264,8 +279,11 @@ func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink,
 		return nil, fmt.Errorf("sheen: DownloadToFile: %w", err)
 	}
 	tmp := f.Name()
+	renamed := false
 	defer func() {
-		if err != nil {
+		// Also when the writer or a progress callback panics: the panic
+		// goes on to the caller once the file is closed and removed.
+		if !renamed {
 			f.Close()
 			os.Remove(tmp)
 		}
@@ -283,6 +301,7 @@ func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink,
 	if err = os.Rename(tmp, path); err != nil {
 		return res, fmt.Errorf("sheen: DownloadToFile: %w", err)
 	}
+	renamed = true
 	return res, nil
 }
 
@@ -290,12 +309,12 @@ func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink,
 // not absolute http(s) (without quoting it).
 func checkDownloadArgs(ctx context.Context, link *DownloadLink) error {
 	if ctx == nil {
-		return &ValidationError{Field: "context", Reason: "is nil"}
+		return nilContextError()
 	}
 	if link == nil {
 		return &ValidationError{Field: "link", Reason: "is nil"}
 	}
-	if !isAbsoluteHTTPURL(link.URL) {
+	if !isAbsoluteHTTPURL(link.SignedURL()) {
 		return &ValidationError{Field: "link URL", Reason: "is not an absolute http(s) URL"}
 	}
 	return nil
@@ -330,247 +349,6 @@ func writerReset(w io.Writer) func() error {
 		return func() error { v.Reset(); return nil }
 	case interface{ Reset() error }:
 		return v.Reset
-	}
-	return nil
-}
-
-// downloader is the state of one download.
-type downloader struct {
-	s     *ExportsService
-	core  *core
-	opts  downloadOptions
-	w     io.Writer
-	reset func() error
-	link  *DownloadLink
-	res   *DownloadResult
-	sniff *sniffer
-
-	written   int64
-	total     int64 // -1 unknown; set by the first response that tells
-	validator string
-	status    int
-	buf       []byte
-}
-
-// failure is why one attempt ended early.
-type failure struct {
-	err       error
-	retry     bool          // resuming may help
-	wait      time.Duration // the object store asked for this wait
-	expired   bool          // 403: a fresh link may help
-	terminate bool          // the download is complete after all
-}
-
-var errStalled = errors.New("no data within the stall timeout")
-
-func (d *downloader) run(ctx context.Context) error {
-	d.total = -1
-	d.buf = make([]byte, downloadBufSize)
-	d.progress()
-	used, idle := 0, 0 // retries used; failures in a row without progress
-	for {
-		before := d.written
-		f := d.attempt(ctx)
-		if f == nil || f.terminate {
-			d.res.Written, d.res.Total = d.written, d.total
-			return nil
-		}
-		if ctx.Err() != nil {
-			return d.fail(ctx.Err())
-		}
-		if f.expired {
-			if d.res.LinkRefreshed || d.link.kind == "" {
-				return d.fail(fmt.Errorf("%w: object store answered 403", ErrLinkExpired))
-			}
-			d.log(ctx, slog.LevelInfo, "sheen: download link refused; fetching a fresh one")
-			fresh, err := d.s.refresh(ctx, d.link)
-			if err != nil {
-				return d.fail(fmt.Errorf("fetching a fresh link: %w", err))
-			}
-			d.link, d.res.Link, d.res.LinkRefreshed = fresh, fresh, true
-			continue
-		}
-		if !f.retry || used >= d.opts.retries {
-			return d.fail(f.err)
-		}
-		used++
-		wait := f.wait
-		if d.written > before {
-			idle = 0
-		} else {
-			idle++
-			if wait == 0 {
-				wait = (&retryPolicy{c: d.core, attempt: idle}).exponential()
-			}
-		}
-		if wait > d.core.maxWait {
-			return d.fail(f.err)
-		}
-		d.log(ctx, slog.LevelInfo, "sheen: download interrupted; resuming",
-			slog.Int64("offset", d.written), slog.String("error", f.err.Error()), slog.Duration("wait", wait))
-		if err := sleep(ctx, d.core.clock, wait); err != nil {
-			return d.fail(err)
-		}
-	}
-}
-
-func (d *downloader) fail(err error) error {
-	d.res.Written, d.res.Total = d.written, d.total
-	return &DownloadError{
-		URL:        redactURL(d.link.URL),
-		StatusCode: d.status,
-		Written:    d.written,
-		Expected:   d.total,
-		Attempts:   d.res.Attempts,
-		Err:        err,
-	}
-}
-
-func (d *downloader) log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
-	if d.core.logger.Enabled(ctx, level) {
-		d.core.logger.LogAttrs(ctx, level, msg, append([]slog.Attr{slog.Any("link", *d.link)}, attrs...)...)
-	}
-}
-
-func (d *downloader) progress() {
-	if d.opts.progress != nil {
-		d.opts.progress(d.written, d.total)
-	}
-}
-
-// attempt makes one request from the current offset and copies what it
-// brings. nil means the archive is complete.
-func (d *downloader) attempt(ctx context.Context) *failure {
-	actx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var stall *time.Timer
-	if d.opts.stall > 0 {
-		stall = time.AfterFunc(d.opts.stall, func() { cancel(errStalled) })
-		defer stall.Stop()
-	}
-	// A failure while the attempt context is cancelled by the watchdog is
-	// a stall (retryable); by the caller, final.
-	broken := func(err error) *failure {
-		if context.Cause(actx) == errStalled && ctx.Err() == nil {
-			err = errStalled
-		}
-		return &failure{err: err, retry: ctx.Err() == nil}
-	}
-
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, d.link.URL, nil)
-	if err != nil {
-		return &failure{err: errors.New("cannot build the request: " + redactedError(err))}
-	}
-	req.Header.Set("User-Agent", d.core.userAgent)
-	// Bytes as stored: no transparent decompression, Range stays exact.
-	req.Header.Set("Accept-Encoding", "identity")
-	if d.written > 0 {
-		req.Header.Set("Range", "bytes="+strconv.FormatInt(d.written, 10)+"-")
-		if d.validator != "" {
-			req.Header.Set("If-Range", d.validator)
-		}
-	}
-	d.res.Attempts++
-	resp, err := d.core.exports.download.Do(req)
-	if err != nil {
-		return broken(errors.New(redactedError(err)))
-	}
-	defer resp.Body.Close()
-	d.status = resp.StatusCode
-	d.log(ctx, slog.LevelDebug, "sheen: download attempt",
-		slog.Int64("offset", d.written), slog.Int("status", resp.StatusCode), slog.Int("attempt", d.res.Attempts))
-
-	switch resp.StatusCode {
-	case http.StatusOK:
-		if d.written > 0 {
-			if d.reset == nil {
-				return &failure{err: ErrRangeIgnored}
-			}
-			if err := d.reset(); err != nil {
-				return &failure{err: fmt.Errorf("resetting the writer to start again: %w", err)}
-			}
-			d.written = 0
-			d.sniff.n = 0
-			d.res.Restarts++
-		}
-		d.total = resp.ContentLength
-		d.validator = rangeValidator(resp.Header)
-	case http.StatusPartialContent:
-		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if !ok || start != d.written || d.written == 0 {
-			return &failure{err: fmt.Errorf("object store answered Content-Range %q to a request from byte %d", resp.Header.Get("Content-Range"), d.written)}
-		}
-		if total >= 0 && d.total >= 0 && total != d.total {
-			return &failure{err: fmt.Errorf("archive changed length from %d to %d bytes during the download", d.total, total)}
-		}
-		if total >= 0 {
-			d.total = total
-		}
-		d.res.Resumes++
-	case http.StatusForbidden:
-		return &failure{err: ErrLinkExpired, expired: true}
-	case http.StatusRequestedRangeNotSatisfiable:
-		if d.total >= 0 && d.written == d.total {
-			return &failure{terminate: true}
-		}
-		return &failure{err: errors.New("object store answered 416 Range Not Satisfiable")}
-	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
-		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		f := &failure{err: fmt.Errorf("object store answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode)), retry: true}
-		f.wait, _ = parseRetryAfter(resp.Header.Get("Retry-After"), d.core.clock.Now())
-		return f
-	default:
-		return &failure{err: fmt.Errorf("object store answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))}
-	}
-	if d.opts.maxSize > 0 && d.total > d.opts.maxSize {
-		return &failure{err: fmt.Errorf("%w: archive is %d bytes, over the limit of %d", ErrPayloadTooLarge, d.total, d.opts.maxSize)}
-	}
-	d.progress()
-
-	for {
-		// Bytes already buffered are read without touching the network, so
-		// a cancelled context is noticed here, not only by the next read.
-		if err := ctx.Err(); err != nil {
-			return &failure{err: err}
-		}
-		n, rerr := resp.Body.Read(d.buf)
-		if n > 0 {
-			// The watchdog times the network only, not a slow writer or
-			// progress callback.
-			if stall != nil {
-				stall.Stop()
-			}
-			if d.opts.maxSize > 0 && d.written+int64(n) > d.opts.maxSize {
-				return &failure{err: fmt.Errorf("%w: archive is over the limit of %d bytes", ErrPayloadTooLarge, d.opts.maxSize)}
-			}
-			d.sniff.feed(d.written, d.buf[:n])
-			wn, werr := d.w.Write(d.buf[:n])
-			if wn > 0 {
-				d.written += int64(min(wn, n))
-			}
-			if werr == nil && wn < n {
-				werr = io.ErrShortWrite
-			}
-			if werr != nil {
-				return &failure{err: fmt.Errorf("writing: %w", werr)}
-			}
-			d.progress()
-			if stall != nil {
-				stall.Reset(d.opts.stall)
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			if errors.Is(rerr, io.ErrUnexpectedEOF) {
-				return broken(fmt.Errorf("%w: connection closed early", ErrTruncated))
-			}
-			return broken(errors.New(redactedError(rerr)))
-		}
-	}
-	if d.total >= 0 && d.written < d.total {
-		return &failure{err: fmt.Errorf("%w: body ended early", ErrTruncated), retry: true}
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -42,13 +41,12 @@ const (
 // DownloadLink is a pre-signed object-store URL for a project's or a
 // version's archive.
 //
-// URL is a bearer credential: whoever holds it can download the archive
-// until it expires. String, GoString and LogValue show it without its
-// query, so printing or logging a link never leaks it; only reading the URL
-// field itself does.
+// The URL is a bearer credential: whoever holds it can download the archive
+// until it expires. It is kept out of sight: String, GoString (%#v),
+// LogValue (slog) and MarshalJSON show it without its query, and printers
+// that walk the struct by reflection find only a pointer. SignedURL hands it
+// out on purpose.
 type DownloadLink struct {
-	// URL is the pre-signed download URL (valid 24 hours when issued).
-	URL string
 	// ExpiresAt is when the URL stops working, zero when the worker's
 	// expiresAt could not be read (such a link is never cached).
 	ExpiresAt time.Time
@@ -63,12 +61,21 @@ type DownloadLink struct {
 	// not say.
 	Version *ExportVersion
 
+	// signed is the pre-signed URL (valid 24 hours when issued), behind a
+	// pointer so that fmt, printing a struct that holds a DownloadLink in
+	// an unexported field, shows an address rather than the credential.
+	signed *string
+
 	// Where the link came from, so a download can fetch a fresh one when
 	// the object store says this one has expired. Empty for links built by
 	// the caller.
 	kind       linkKind
 	id, userID string
 }
+
+// nilContextError is what the Exports service answers a nil context with
+// (a fresh one each time: callers may change what errors.As hands them).
+func nilContextError() error { return &ValidationError{Field: "context", Reason: "is nil"} }
 
 // ExportVersion is the version an export or download link is for.
 type ExportVersion struct {
@@ -79,43 +86,6 @@ type ExportVersion struct {
 	ProjectID string
 }
 
-// String describes the link with its URL's query (the credential) replaced
-// by "REDACTED".
-func (l DownloadLink) String() string {
-	var sb strings.Builder
-	sb.WriteString("sheen.DownloadLink{")
-	sb.WriteString(redactURL(l.URL))
-	if l.Filename != "" {
-		fmt.Fprintf(&sb, " filename=%q", l.Filename)
-	}
-	if l.Size > 0 {
-		fmt.Fprintf(&sb, " size=%d", l.Size)
-	}
-	if !l.ExpiresAt.IsZero() {
-		sb.WriteString(" expires=" + l.ExpiresAt.UTC().Format(time.RFC3339))
-	}
-	if l.Version != nil && l.Version.ID != "" {
-		sb.WriteString(" version=" + l.Version.ID)
-	}
-	sb.WriteString("}")
-	return sb.String()
-}
-
-// GoString is String, so %#v redacts too.
-func (l DownloadLink) GoString() string { return l.String() }
-
-// LogValue makes slog log the link with its URL's query redacted.
-func (l DownloadLink) LogValue() slog.Value {
-	attrs := []slog.Attr{slog.String("url", redactURL(l.URL))}
-	if l.Filename != "" {
-		attrs = append(attrs, slog.String("filename", l.Filename))
-	}
-	if !l.ExpiresAt.IsZero() {
-		attrs = append(attrs, slog.Time("expires_at", l.ExpiresAt))
-	}
-	return slog.GroupValue(attrs...)
-}
-
 // clone returns a copy the caller may change without touching the cache.
 func (l *DownloadLink) clone() *DownloadLink {
 	c := *l
@@ -124,23 +94,6 @@ func (l *DownloadLink) clone() *DownloadLink {
 		c.Version = &v
 	}
 	return &c
-}
-
-// redactURL returns u without user info, query or fragment; a present query
-// becomes "?REDACTED". Something that does not parse is not shown at all.
-func redactURL(u string) string {
-	if u == "" {
-		return "<no url>"
-	}
-	p, err := url.Parse(u)
-	if err != nil || p.Host == "" {
-		return "<unparseable url>"
-	}
-	s := p.Scheme + "://" + p.Host + p.EscapedPath()
-	if p.RawQuery != "" || p.ForceQuery {
-		s += "?REDACTED"
-	}
-	return s
 }
 
 // ArtifactMissingError is a 404 from an export endpoint whose body says
@@ -215,6 +168,9 @@ func (s *ExportsService) Invalidate(link *DownloadLink) {
 }
 
 func (s *ExportsService) link(ctx context.Context, kind linkKind, id, userID string) (*DownloadLink, error) {
+	if ctx == nil {
+		return nil, nilContextError()
+	}
 	target, err := linkTarget(kind, id, userID)
 	if err != nil {
 		return nil, err
@@ -303,29 +259,34 @@ func (s *ExportsService) fetchLink(ctx context.Context, kind linkKind, target, i
 	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{userID: userID}); err != nil {
 		return nil, artifactMissing(err, kind, id, userID)
 	}
-	path, _, _ := strings.Cut(target, "?")
-	bad := func(reason string) error {
-		return &ResponseError{StatusCode: http.StatusOK, Method: http.MethodGet, Path: s.client.core.basePath + path, Err: errors.New(reason)}
+	l, err := w.link(kind, id, userID)
+	if err != nil {
+		path, _, _ := strings.Cut(target, "?")
+		return nil, &ResponseError{StatusCode: http.StatusOK, Method: http.MethodGet, Path: s.client.core.basePath + path, Err: err}
 	}
-	if w.Success != nil && !*w.Success {
-		return nil, bad(`"success" is false in a 200 answer`)
-	}
-	if w.DownloadURL == "" {
-		return nil, bad("no downloadUrl")
-	}
-	if !isAbsoluteHTTPURL(w.DownloadURL) {
-		// Never quote the URL: its query is a credential.
-		return nil, bad("downloadUrl is not an absolute http(s) URL")
+	return l, nil
+}
+
+// link makes the link a 200 answer describes, or says (without quoting
+// the URL: its query is a credential) why the answer is unusable.
+func (w *downloadLinkWire) link(kind linkKind, id, userID string) (*DownloadLink, error) {
+	switch {
+	case w.Success != nil && !*w.Success:
+		return nil, errors.New(`"success" is false in a 200 answer`)
+	case w.DownloadURL == "":
+		return nil, errors.New("no downloadUrl")
+	case !isAbsoluteHTTPURL(w.DownloadURL):
+		return nil, errors.New("downloadUrl is not an absolute http(s) URL")
 	}
 	l := &DownloadLink{
-		URL:      w.DownloadURL,
-		Filename: w.Filename,
-		Size:     w.Size.Int(),
-		kind:     kind,
-		id:       id,
-		userID:   userID,
+		signed:    new(w.DownloadURL),
+		ExpiresAt: time.Time(w.ExpiresAt),
+		Filename:  w.Filename,
+		Size:      w.Size.Int(),
+		kind:      kind,
+		id:        id,
+		userID:    userID,
 	}
-	l.ExpiresAt = time.Time(w.ExpiresAt)
 	if v := w.Version; v != nil {
 		l.Version = &ExportVersion{ID: v.ID, Prompt: v.Prompt, CreatedAt: time.Time(v.CreatedAt), ProjectID: v.ProjectID}
 	}
@@ -400,6 +361,8 @@ var rebuildURLVersion = regexp.MustCompile(`/v1/versions/([^/?#]+)/rebuild(?:$|[
 // service's errors (*BuildFailedError, ...) otherwise.
 func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMissingError, opts ...FollowOption) (*BuildResult, error) {
 	switch {
+	case ctx == nil:
+		return nil, nilContextError()
 	case missing == nil:
 		return nil, &ValidationError{Field: "missing", Reason: "is nil"}
 	case !missing.CanRebuild:
@@ -428,6 +391,9 @@ type exportsConfig struct {
 	cacheSize      int
 	cacheSizeSet   bool
 	downloadClient *http.Client
+	backoff        downloadBackoff // zero: the defaults
+	// insecureHTTP lets downloads use plain http:// (WithInsecureHTTP).
+	insecureHTTP bool
 }
 
 // WithExportLinkMargin sets how long before its expiry a cached download
@@ -458,11 +424,11 @@ func WithExportLinkCacheSize(n int) Option {
 
 // WithDownloadHTTPClient sets the HTTP client that downloads archives from
 // the object store. It gets plain requests: no x-sheen-* headers, no
-// signature, no share of the worker's rate limit, and (the SDK uses a copy
-// of hc with a CheckRedirect wrapped around hc's) no Referer when the object
-// store redirects, so another host never sees the signed link. Its Timeout
-// bounds a whole download, so leave it zero for large archives and use
-// contexts instead.
+// signature, no share of the worker's rate limit. The SDK uses a copy of hc
+// with a CheckRedirect wrapped around hc's: it refuses a redirect from
+// https to plain http (see ErrInsecureDownload) and sends no Referer, so
+// another host never sees the signed link. Its Timeout bounds a whole
+// download, so leave it zero for large archives and use contexts instead.
 //
 // By default downloads use a client of their own over the transport given
 // with WithHTTPClient (http.DefaultTransport when none), without its timeout.
@@ -482,7 +448,10 @@ type exportsState struct {
 	margin   time.Duration
 	noCache  bool
 	download *http.Client
-	clock    Clock
+	// insecureHTTP: the client opted into plain http:// downloads.
+	insecureHTTP bool
+	backoff      downloadBackoff
+	clock        Clock
 }
 
 func (s *exportsState) init(c *core, cfg exportsConfig) {
@@ -505,26 +474,12 @@ func (s *exportsState) init(c *core, cfg exportsConfig) {
 		}
 		hc = &http.Client{Transport: inner}
 	}
-	s.download = withoutReferer(hc)
-}
-
-// withoutReferer returns a copy of hc that sends no Referer when it follows
-// a redirect. net/http would otherwise send the previous URL, signed query
-// and all, to the host redirected to: the link is a bearer credential.
-func withoutReferer(hc *http.Client) *http.Client {
-	c := *hc
-	next := hc.CheckRedirect
-	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		req.Header.Del("Referer")
-		if next != nil {
-			return next(req, via)
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
+	s.insecureHTTP = insecureDownloads(c, cfg)
+	s.download = newDownloadClient(hc, s.insecureHTTP)
+	s.backoff = cfg.backoff
+	if s.backoff == (downloadBackoff{}) {
+		s.backoff = defaultDownloadBackoff()
 	}
-	return &c
 }
 
 // cacheUntil is when a link stops being served from the cache: the margin

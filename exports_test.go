@@ -70,7 +70,6 @@ func TestExportsProjectLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &DownloadLink{
-		URL:       "https://store.test/exports/p1-1.zip?" + exportsSecretQuery,
 		ExpiresAt: expires,
 		Filename:  "p1-latest.zip",
 		Size:      123456,
@@ -78,6 +77,9 @@ func TestExportsProjectLink(t *testing.T) {
 	}
 	if d := cmp.Diff(want, link, linkCmp); d != "" {
 		t.Errorf("link (-want +got):\n%s", d)
+	}
+	if link.SignedURL() != "https://store.test/exports/p1-1.zip?"+exportsSecretQuery {
+		t.Errorf("SignedURL() is not the worker's downloadUrl: %s", link)
 	}
 	if got.URL.RequestURI() != "/base/v1/projects/p1/export?userId=user+1" {
 		t.Errorf("request target %q", got.URL.RequestURI())
@@ -99,7 +101,6 @@ func TestExportsVersionLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &DownloadLink{
-		URL:       "https://store.test/v/v1.zip?sig=abc",
 		ExpiresAt: time.Date(2025, 6, 8, 6, 0, 0, 0, time.UTC),
 		Filename:  "v1.zip",
 		Size:      42,
@@ -107,6 +108,9 @@ func TestExportsVersionLink(t *testing.T) {
 	}
 	if d := cmp.Diff(want, link, linkCmp, cmpopts.EquateApproxTime(0)); d != "" {
 		t.Errorf("link (-want +got):\n%s", d)
+	}
+	if link.SignedURL() != "https://store.test/v/v1.zip?sig=abc" {
+		t.Errorf("SignedURL() is not the worker's downloadUrl: %s", link)
 	}
 	if target != "/base/v1/versions/v1/download?userId=u1" {
 		t.Errorf("request target %q", target)
@@ -135,7 +139,7 @@ func TestExportsRefusesBadIDs(t *testing.T) {
 
 func TestExportsLinkRedaction(t *testing.T) {
 	link := DownloadLink{
-		URL:       "https://user:pw@store.test/exports/p1.zip?" + exportsSecretQuery + "#frag",
+		signed:    new("https://user:pw@store.test/exports/p1.zip?" + exportsSecretQuery + "#frag"),
 		ExpiresAt: exportsStart,
 		Filename:  "p1.zip",
 		Size:      7,
@@ -161,17 +165,18 @@ func TestExportsLinkRedaction(t *testing.T) {
 			t.Errorf("%s does not show the redacted URL: %s", name, out)
 		}
 	}
-	if s := (DownloadLink{URL: "https://store.test/a b%zz?x=1"}).String(); strings.Contains(s, "x=1") {
+	if s := linkTo("https://store.test/a b%zz?x=1").String(); strings.Contains(s, "x=1") {
 		t.Errorf("unparseable URL shown: %s", s)
 	}
 }
 
 func ExampleDownloadLink_String() {
-	link := &DownloadLink{
-		URL:       "https://store.example.com/exports/p1.zip?X-Amz-Signature=0123abcd",
-		ExpiresAt: time.Date(2025, 6, 8, 8, 0, 0, 0, time.UTC),
-		Filename:  "p1-latest.zip",
+	link, err := NewDownloadLink("https://store.example.com/exports/p1.zip?X-Amz-Signature=0123abcd")
+	if err != nil {
+		panic(err)
 	}
+	link.ExpiresAt = time.Date(2025, 6, 8, 8, 0, 0, 0, time.UTC)
+	link.Filename = "p1-latest.zip"
 	fmt.Println(link)
 	// Output: sheen.DownloadLink{https://store.example.com/exports/p1.zip?REDACTED filename="p1-latest.zip" expires=2025-06-08T08:00:00Z}
 }
@@ -190,7 +195,7 @@ func TestExportsLinkCacheReuseAndMargin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return l.URL
+		return l.SignedURL()
 	}
 	first := get()
 	clock.Advance(22*time.Hour + 59*time.Minute) // 1h01m left: still reused
@@ -274,7 +279,7 @@ func TestExportsBadExpiresAtIsNeverCached(t *testing.T) {
 					t.Fatal(err)
 				}
 				// Still handed to the caller: the object store decides.
-				if want := fmt.Sprintf("/exports/p1-%d.zip", i); !strings.Contains(l.URL, want) {
+				if want := fmt.Sprintf("/exports/p1-%d.zip", i); !strings.Contains(l.SignedURL(), want) {
 					t.Errorf("call %d got %s, want a fresh link %s", i, l, want)
 				}
 				if l.ExpiresAt.IsZero() != tc.wantZero {
@@ -304,7 +309,7 @@ func TestExportsInvalidate(t *testing.T) {
 	l2, _ := c.Exports.ExportProject(ctx, "p1", "u1")
 	c.Exports.Invalidate(l2)
 	c.Exports.ExportProject(ctx, "p1", "u1")
-	if calls.Load() != 3 || l.URL == l2.URL {
+	if calls.Load() != 3 || l.SignedURL() == l2.SignedURL() {
 		t.Errorf("after invalidation: %d requests", calls.Load())
 	}
 	c.Exports.DownloadVersion(ctx, "v1", "u1")
@@ -313,7 +318,7 @@ func TestExportsInvalidate(t *testing.T) {
 	if vcalls.Load() != 2 {
 		t.Errorf("after InvalidateVersion: %d requests", vcalls.Load())
 	}
-	c.Exports.Invalidate(&DownloadLink{URL: "https://x.test/"}) // not ours: ignored
+	c.Exports.Invalidate(linkTo("https://x.test/")) // not ours: ignored
 	c.Exports.Invalidate(nil)
 }
 
@@ -322,9 +327,9 @@ func TestExportsReturnsCopies(t *testing.T) {
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
 	ctx := context.Background()
 	l, _ := c.Exports.ExportProject(ctx, "p1", "u1")
-	l.URL, l.Version.ID = "https://evil.test/", "changed"
+	l.Filename, l.Version.ID = "evil.zip", "changed"
 	l2, _ := c.Exports.ExportProject(ctx, "p1", "u1")
-	if l2.URL == l.URL || l2.Version.ID == "changed" {
+	if l2.Filename == l.Filename || l2.Version.ID == "changed" {
 		t.Errorf("changing a returned link changed the cached one: %s", l2)
 	}
 }
@@ -384,7 +389,7 @@ func TestExportsConcurrentMissesMakeOneRequest(t *testing.T) {
 			l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
 			errs[i] = err
 			if l != nil {
-				urls[i] = l.URL
+				urls[i] = l.SignedURL()
 			}
 		}()
 	}

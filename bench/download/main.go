@@ -81,7 +81,7 @@ func main() {
 
 	get := func(copyBody func(io.Reader) (int64, error)) func() (int64, error) {
 		return func() (int64, error) {
-			resp, err := raw.Get(link.URL)
+			resp, err := raw.Get(link.SignedURL())
 			if err != nil {
 				return 0, err
 			}
