@@ -8,20 +8,26 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
 // scanProxyBody checks a browser's JSON body token by token (so a key given
 // twice is seen, where encoding/json would keep the last) and writes it again
-// the way JSON.stringify would, which is what the worker receives and the
-// signer signs. The body must be one JSON object; its top-level "userId",
-// when present, must be the string userID, and is added when absent; a key
-// that means the user anywhere else, or a key repeated in one object, is
-// refused. ids names the top-level fields holding resource ids, whose values
-// are returned.
+// in the exact form JSON.stringify(JSON.parse(body)) gives, which is what the
+// worker receives, what the signer signs, and what the worker's inline
+// signature checks re-serialise and compare (jsonx.Restringify). The body must
+// be one JSON object; its top-level "userId", when present, must be the
+// string userID, and is added when absent (first after the integer-like keys,
+// which JavaScript always puts first); a key that means the user anywhere
+// else, or a key repeated in one object, is refused. ids names the top-level
+// fields holding resource ids, whose values are returned.
+//
+// Bytes that are not UTF-8 are read as Node reads them (jsonx.ToWellFormed).
+// Every key and value sent on is the one checked: a string holding a lone
+// surrogate escape ("\ud800") is checked and sent with U+FFFD in its place.
 func scanProxyBody(body []byte, userID string, ids map[string]ResourceKind) ([]byte, []resourceRef, *proxyRefusal) {
+	body = jsonx.ToWellFormed(body)
 	s := &jsonScan{dec: json.NewDecoder(bytes.NewReader(body)), userID: userID}
 	s.dec.UseNumber()
 	if tok, err := s.dec.Token(); err != nil || tok != json.Delim('{') {
@@ -95,7 +101,13 @@ func scanProxyBody(body []byte, userID string, ids map[string]ResourceKind) ([]b
 	}
 	out.Write(members.Bytes())
 	out.WriteByte('}')
-	return out.Bytes(), refs, nil
+	// Put integer-like keys first, at every depth, as JSON.stringify does;
+	// the rest is already in its form.
+	final, err := jsonx.Restringify(out.Bytes())
+	if err != nil {
+		return nil, nil, badJSON("Invalid JSON")
+	}
+	return final, refs, nil
 }
 
 type jsonScan struct {
@@ -206,29 +218,20 @@ func (s *jsonScan) value(out *bytes.Buffer, depth int) *proxyRefusal {
 	return nil
 }
 
+// writeJSONString writes s as JSON.stringify writes a string.
 func writeJSONString(out *bytes.Buffer, s string) {
-	b, _ := jsonx.Marshal(s)
-	out.Write(b)
+	out.Write(jsonx.AppendString(out.AvailableBuffer(), s))
 }
 
-// jsNumber writes a JSON number the way JavaScript prints it after
-// JSON.parse: the shortest decimal that reads back as the same float64, in
-// plain notation from 1e-6 up to 1e21 and in exponent notation ("1e+21",
-// "1.5e-7") beyond; -0 is "0".
+// jsNumber writes a JSON number the way JSON.stringify writes it after
+// JSON.parse (jsonx.AppendNumber): the shortest decimal that reads back as
+// the same float64, in plain notation from 1e-6 up to 1e21 and in exponent
+// notation ("1e+21", "1.5e-7") beyond; -0 is "0". A number beyond the
+// float64 range, which JavaScript would turn into null, is an error.
 func jsNumber(s string) (string, error) {
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 		return "", errors.New("number out of range")
 	}
-	if f == 0 {
-		return "0", nil
-	}
-	if a := math.Abs(f); a >= 1e-6 && a < 1e21 {
-		return strconv.FormatFloat(f, 'f', -1, 64), nil
-	}
-	e := strconv.FormatFloat(f, 'e', -1, 64) // 1.5e-07, 1e+21
-	mant, exp, _ := strings.Cut(e, "e")
-	sign := exp[:1]
-	exp = strings.TrimLeft(exp[1:], "0")
-	return mant + "e" + sign + exp, nil
+	return string(jsonx.AppendNumber(nil, f)), nil
 }

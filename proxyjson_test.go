@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"testing"
+
+	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
 // JavaScript's Number#toString for the numbers JSON.parse makes.
@@ -25,6 +27,30 @@ func TestProxyJSNumber(t *testing.T) {
 	for _, in := range []string{"1e400", "-1e400"} {
 		if got, err := jsNumber(in); err == nil {
 			t.Errorf("jsNumber(%s) = %q, want an error (JavaScript makes Infinity, which JSON.stringify writes as null)", in, got)
+		}
+	}
+}
+
+// What the proxy sends on is what the worker's inline checks re-serialise
+// (JSON.stringify(JSON.parse(body))), or they refuse the signature:
+// integer-like keys first in numeric order at every depth, also before the
+// userId the proxy adds; -0 as 0; U+2028 raw; input not UTF-8 read as Node
+// reads it.
+func TestProxyScanBodyIsWhatJSONStringifyWrites(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"b":1,"10":{"z":-0,"2":"a\u2028b"},"2":[-0.0]}`, "{\"2\":[0],\"10\":{\"2\":\"a\u2028b\",\"z\":0},\"userId\":\"u1\",\"b\":1}"},
+		{`{"x":1,"userId":"u1","10":2,"9":3}`, `{"9":3,"10":2,"x":1,"userId":"u1"}`},
+		{"{\"s\":\"line\u2028para\u2029<&>\"}", "{\"userId\":\"u1\",\"s\":\"line\u2028para\u2029<&>\"}"},
+		{"{\"s\":\"\xe2\x82!\"}", "{\"userId\":\"u1\",\"s\":\"\ufffd!\"}"},
+		{`{"n":[12345678901234567890,1e21,1E-7,0.10]}`, `{"userId":"u1","n":[12345678901234567000,1e+21,1e-7,0.1]}`},
+	} {
+		out, _, no := scanProxyBody([]byte(tc.in), "u1", nil)
+		if no != nil || string(out) != tc.want {
+			t.Errorf("%q:\n got %q, %v\nwant %q", tc.in, out, no, tc.want)
+			continue
+		}
+		if again, err := jsonx.Restringify(out); err != nil || !bytes.Equal(again, out) {
+			t.Errorf("%q: JSON.stringify(JSON.parse(%q)) is %q, %v", tc.in, out, again, err)
 		}
 	}
 }
@@ -50,6 +76,7 @@ func FuzzProxyScanBody(f *testing.F) {
 		`{}`, `{"userId":"u1"}`, `{"userId":"u2"}`, `{"a":{"userId":"u1"}}`, `{"a":[1,2,{"b":null}]}`,
 		`{"userId":"u1","userId":"u1"}`, `{"user\u0049d":"u1"}`, `{"a":1e400}`, `{"projectId":"p1","prompt":"<&>"}`,
 		`{"a":"\ud800"}`, `[1]`, `{"a":1}{}`, ` {"x" : -0.0 } `, `{"projectId":5}`, `{"projectId":null}`,
+		`{"b":1,"10":{"z":-0,"2":"a\u2028b"},"2":[-0.0]}`, "{\"\xe2\x82\":1}", `{"4294967294":1,"4294967295":2,"0":3}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -77,6 +104,10 @@ func FuzzProxyScanBody(f *testing.F) {
 		again, _, no := scanProxyBody(out, "u1", ids)
 		if no != nil || !bytes.Equal(again, out) {
 			t.Fatalf("rescanning %q: %q, %v", out, again, no)
+		}
+		// The worker's inline checks would re-serialise it to the same bytes.
+		if js, err := jsonx.Restringify(out); err != nil || !bytes.Equal(js, out) {
+			t.Fatalf("output %q: JSON.stringify(JSON.parse(output)) = %q, %v", out, js, err)
 		}
 	})
 }

@@ -1,6 +1,9 @@
-// Package jsonx holds the JSON rules of the worker's wire format: bodies
-// encoded the way JavaScript's JSON.stringify writes them, and numbers that
-// may arrive as JSON strings.
+// Package jsonx holds the JSON rules of the worker's wire format, as the
+// deployed worker's Node (20, V8) applies them: bodies in the exact form
+// JSON.stringify(JSON.parse(body)) writes (Restringify, Marshal), the body
+// text its signature checks sign (MiddlewarePayload, InlinePayload), bytes
+// read as Node decodes UTF-8 (ToWellFormed), and numbers that may arrive as
+// JSON strings (Number).
 package jsonx
 
 import (
@@ -10,20 +13,57 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
-// Marshal encodes v compactly, without HTML escaping and without a trailing
-// newline, so the bytes equal JSON.stringify's for the same object and key
-// order. (Go still escapes U+2028 and U+2029, which JSON.stringify does not.)
+// Marshal encodes v with encoding/json (struct fields in their order, any
+// MarshalJSON methods honoured) and returns the bytes in Restringify's form,
+// so they pass the deployed worker's JSON.stringify(JSON.parse(body))
+// comparison unchanged: compact, no HTML escaping, no trailing newline,
+// U+2028 and U+2029 raw, integer-like map keys ("2" before "10") first in
+// numeric order, -0 as 0, and integers beyond 2^53 (uint64, int64,
+// json.Number) written as JavaScript writes the float64 they round to
+// (12345678901234567890 is 12345678901234567000). Invalid UTF-8 in a Go
+// string becomes U+FFFD, one per bad byte as encoding/json decides. When
+// encoding/json's bytes need no change (no "<>&", U+2028, U+2029, index
+// keys out of order, -0 or long integers), they are returned as they are.
 func Marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	e := encoders.Get().(*encoder)
+	err := e.enc.Encode(v)
+	b := e.w.b
+	e.w.b = nil
+	encoders.Put(e)
+	if err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+	b = b[:len(b)-1] // Encode's newline
+	c := getCanon()
+	defer putCanon(c)
+	return c.run(ToWellFormed(b))
+}
+
+// encoder is an encoding/json Encoder without HTML escaping that writes into
+// a capture; pooled, as both would otherwise be allocated on every call.
+type encoder struct {
+	w   capture
+	enc *json.Encoder
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := new(encoder)
+	e.enc = json.NewEncoder(&e.w)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
+
+// capture keeps a copy of what is written to it. An Encoder writes its
+// whole output in one call, so that is one allocation of the right size.
+type capture struct{ b []byte }
+
+func (w *capture) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
 }
 
 // Number is a JSON number that may also arrive as a string ("3000") or null.
