@@ -26,8 +26,9 @@ import (
 // json.Number) written as JavaScript writes the float64 they round to
 // (12345678901234567890 is 12345678901234567000). Invalid UTF-8 in a Go
 // string becomes U+FFFD, one per bad byte as encoding/json decides. When
-// encoding/json's bytes need no change (no "<>&", U+2028, U+2029, index
-// keys out of order, -0 or long integers), they are returned as they are.
+// encoding/json's bytes need no change (no U+2028 or U+2029, no index keys
+// out of order, no -0 or long integers), they are returned as they are, with
+// no copy.
 func Marshal(v any) ([]byte, error) {
 	e := encoders.Get().(*encoder)
 	err := e.enc.Encode(v)

@@ -2,6 +2,7 @@ package jsonx
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -384,9 +385,7 @@ func (c *canon) reorder(start, base int) {
 			c.order = append(c.order, int32(i))
 		}
 	}
-	slices.SortFunc(c.order, func(a, b int32) int {
-		return int(int64(ms[a].index) - int64(ms[b].index))
-	})
+	slices.SortFunc(c.order, func(a, b int32) int { return cmp.Compare(ms[a].index, ms[b].index) })
 	for i, m := range ms {
 		if m.first < 0 && !m.isIndex {
 			c.order = append(c.order, int32(i))
