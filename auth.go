@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
 // Signing selects how requests to the worker are signed.
@@ -197,7 +199,7 @@ func deployedRefusal(status int, body []byte) bool {
 // (worker-api.md 1.1): nothing for GET and DELETE and for falsy JSON, the
 // text of a JSON string, otherwise the bytes as sent.
 func signedPayload(method, contentType string, body []byte) []byte {
-	return body
+	return jsonx.MiddlewarePayload(method, contentType, body)
 }
 
 // newNonce returns 16 random bytes as lowercase hex.

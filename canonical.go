@@ -8,6 +8,8 @@ import (
 
 	"golang.org/x/text/collate"
 	"golang.org/x/text/language"
+
+	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
 // This file is the v2 canonical form of a request, exactly as the deployed
@@ -83,63 +85,14 @@ func formUnescape(s string) string {
 	return wellFormed(string(out))
 }
 
-// wellFormed decodes s as the WHATWG UTF-8 decoder does: each maximal
-// invalid subsequence becomes one U+FFFD (so "\xE2\x82" is one, not two).
+// wellFormed decodes s as the WHATWG UTF-8 decoder does, as the worker's
+// URLSearchParams reads a query: each maximal invalid subsequence becomes one
+// U+FFFD (so "\xE2\x82" is one, not two).
 func wellFormed(s string) string {
 	if utf8.ValidString(s) {
 		return s
 	}
-	var sb strings.Builder
-	sb.Grow(len(s) + 8)
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r != utf8.RuneError || size > 1 {
-			sb.WriteString(s[i : i+size])
-			i += size
-			continue
-		}
-		sb.WriteRune(utf8.RuneError)
-		i += 1 + validContinuations(s[i:])
-	}
-	return sb.String()
-}
-
-// validContinuations counts the bytes after an invalid sequence's lead byte
-// that still belong to it: the continuation bytes that could have completed
-// it (Unicode's "maximal subpart").
-func validContinuations(s string) int {
-	var need int
-	lo, hi := byte(0x80), byte(0xBF)
-	switch b := s[0]; {
-	case b >= 0xC2 && b <= 0xDF:
-		need = 1
-	case b >= 0xE0 && b <= 0xEF:
-		need = 2
-		if b == 0xE0 {
-			lo = 0xA0
-		} else if b == 0xED {
-			hi = 0x9F
-		}
-	case b >= 0xF0 && b <= 0xF4:
-		need = 3
-		if b == 0xF0 {
-			lo = 0x90
-		} else if b == 0xF4 {
-			hi = 0x8F
-		}
-	default:
-		return 0
-	}
-	n := 0
-	for n < need && 1+n < len(s) {
-		c := s[1+n]
-		if c < lo || c > hi {
-			break
-		}
-		lo, hi = 0x80, 0xBF
-		n++
-	}
-	return n
+	return string(jsonx.ToWellFormed([]byte(s)))
 }
 
 func isHex(c byte) bool {

@@ -2,8 +2,10 @@ package sheen
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -142,6 +144,55 @@ func TestWellFormedIsWHATWG(t *testing.T) {
 	} {
 		if got := wellFormed(tc.in); got != tc.want {
 			t.Errorf("wellFormed(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// The signer signs, and the Verifier checks, the payload the deployed
+// worker's middleware signs for each body: nothing for GET, DELETE and falsy
+// JSON, the text of a JSON string, the raw bytes otherwise.
+func TestWireVectorsPayload(t *testing.T) {
+	at := time.Unix(1767225600, 0)
+	for _, tc := range loadWireVectors(t).Payload.Cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			var body []byte
+			if tc.RawBody != nil {
+				body = []byte(*tc.RawBody)
+			}
+			h := http.Header{}
+			if tc.ContentType != nil {
+				h.Set("Content-Type", *tc.ContentType)
+			}
+			s := newSigner(SigningDual, false, testSecret, "", newFakeClock(at), nil)
+			if err := s.sign(h, tc.Method, "/v1/x", body); err != nil {
+				t.Fatal(err)
+			}
+			key := newMACKey([]byte(testSecret))
+			if got, want := h.Get(HeaderSignature), signTimestamp(key, "1767225600", []byte(tc.SignedPayload)); got != want {
+				t.Errorf("v1 signed over another payload than %q", tc.SignedPayload)
+			}
+			ver := &Verifier{Secret: testSecret, Scheme: SigningDual, Now: func() time.Time { return at }}
+			if err := ver.Verify(tc.Method, "/v1/x", h, body); err != nil {
+				t.Errorf("Verifier: %v", err)
+			}
+		})
+	}
+}
+
+// Bodies given to Do as raw JSON go out in the form JSON.stringify writes
+// back: every stringify vector's input is sent as its output.
+func TestWireVectorsStringifyThroughDo(t *testing.T) {
+	var sent []byte
+	c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		sent, _ = io.ReadAll(r.Body)
+		return jsonResponse(r, 200, `{}`), nil
+	}))
+	for _, tc := range loadWireVectors(t).Stringify.Cases {
+		if err := c.Do(context.Background(), "POST", "/v1/versions/rollback", json.RawMessage(tc.Input), nil, WithIdempotencyKey("k")); err != nil {
+			t.Fatalf("%s: %v", tc.Name, err)
+		}
+		if string(sent) != tc.Output {
+			t.Errorf("%s: sent %q, want %q", tc.Name, sent, tc.Output)
 		}
 	}
 }

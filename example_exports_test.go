@@ -51,7 +51,7 @@ func ExampleExportsService_ExportProject() {
 	fmt.Println("size (of the build output, not of the archive):", link.Size)
 
 	again, _ := client.Exports.ExportProject(ctx, projectID, "user-42")
-	fmt.Println("same link, from the cache:", again.URL == link.URL, worker.Calls(sheen.RouteExportProject), "request")
+	fmt.Println("same link, from the cache:", again.SignedURL() == link.SignedURL(), worker.Calls(sheen.RouteExportProject), "request")
 	// Output:
 	// proj_0001-latest.zip version ver_0003
 	// expires in about 24h0m0s

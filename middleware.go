@@ -141,7 +141,7 @@ func VerifyHTTPRequest(r *http.Request, cfg *VerifyConfig) ([]byte, error) {
 		// Verify has passed, so the verifier's keys are set up.
 		sigV2 := r.Header.Get(HeaderSignatureV2)
 		nonce := r.Header.Get(HeaderNonce)
-		if nonce == "" || !equalHex(sigV2, signV2(cfg.verifier.keyV2, r.Method, target, r.Header.Get(HeaderTimestamp), nonce, body)) {
+		if nonce == "" || !equalHex(sigV2, signV2(cfg.verifier.keyV2, r.Method, target, r.Header.Get(HeaderTimestamp), nonce, signedPayload(r.Method, r.Header.Get("Content-Type"), body))) {
 			return nil, authFailure(http.StatusForbidden, CodeInvalidSignature, "signature validation failed")
 		}
 	}

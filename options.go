@@ -181,7 +181,7 @@ func WithBackoffBase(d time.Duration) Option {
 // loopback. Signatures protect integrity, not secrecy: use it only inside a
 // trusted network.
 func WithInsecureHTTP() Option {
-	return func(c *config) error { c.allowInsecure = true; return nil }
+	return func(c *config) error { c.allowInsecure, c.exports.insecureHTTP = true, true; return nil }
 }
 
 // WithClock sets the clock used by the rate limiter, the caches and the

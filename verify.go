@@ -115,10 +115,13 @@ func (v *Verifier) Verify(method, target string, h http.Header, body []byte) err
 	if nonce != "" && v.Nonces.Seen(nonce, at) {
 		return authFailure(http.StatusConflict, CodeReplayAttackDetected, "nonce has already been used")
 	}
-	if equalHex(sig, signTimestamp(v.key, ts, body)) {
+	// The deployed middleware signs a payload chosen from the body, not
+	// always the raw bytes (nothing for GET, DELETE and falsy JSON).
+	payload := signedPayload(method, h.Get("Content-Type"), body)
+	if equalHex(sig, signTimestamp(v.key, ts, payload)) {
 		return nil
 	}
-	if v.Scheme == SigningDual && sigV2 != "" && equalHex(sigV2, signV2(v.keyV2, method, target, ts, nonce, body)) {
+	if v.Scheme == SigningDual && sigV2 != "" && equalHex(sigV2, signV2(v.keyV2, method, target, ts, nonce, payload)) {
 		return nil
 	}
 	return authFailure(http.StatusForbidden, CodeInvalidSignature, "signature validation failed")

@@ -165,6 +165,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
+	if pattern != "" && paramTooLong(pattern, r.URL.EscapedPath()) {
+		writeJSON(rec, http.StatusNotFound, map[string]any{"error": "Not Found", "message": "Route " + r.Method + ":" + r.URL.Path + " not found", "statusCode": 404})
+		return
+	}
 	// As on the deployed worker: the target exactly as it came on the wire,
 	// and GET and DELETE signed over an empty body whatever was sent.
 	target := r.RequestURI
@@ -175,12 +179,24 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet || r.Method == http.MethodDelete {
 		signed = nil
 	}
-	if err := s.verifier.Verify(r.Method, target, r.Header, signed); err != nil {
-		var ae *sheen.AuthError
-		errors.As(err, &ae)
-		writeJSON(rec, ae.StatusCode, map[string]any{
-			"error": ae.Message, "code": ae.Code, "serverTime": s.now().Unix(),
-		})
+	inline, hasInline := inlineChecks[pattern]
+	hasInline = hasInline && s.deployedMode()
+	if !hasInline || inline.middleware {
+		if err := s.verifier.Verify(r.Method, target, r.Header, signed); err != nil {
+			var ae *sheen.AuthError
+			if !errors.As(err, &ae) {
+				writeJSON(rec, http.StatusInternalServerError, map[string]any{"error": err.Error()})
+				return
+			}
+			if s.deployedMode() {
+				s.middlewareError(rec, ae)
+			} else {
+				writeJSON(rec, ae.StatusCode, map[string]any{"error": ae.Message, "code": ae.Code, "serverTime": s.now().Unix()})
+			}
+			return
+		}
+	}
+	if hasInline && !s.checkInline(rec, r, inline, body) {
 		return
 	}
 	if !s.allow(rec, r) {

@@ -200,10 +200,8 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	// The URL's query is a bearer credential: never print or log it (the
-	// link's String and LogValue leave it out too).
-	u, _, _ := strings.Cut(link.URL, "?")
-	fmt.Fprintf(out, "4. Download link for %s, valid until %s: %s?<signed query>\n", link.Filename, link.ExpiresAt.UTC().Format(time.RFC3339), u)
+	// The URL's query is a bearer credential: the link prints without it.
+	fmt.Fprintf(out, "4. Download link for %s, valid until %s: %s\n", link.Filename, link.ExpiresAt.UTC().Format(time.RFC3339), link)
 	dir := opt.outDir
 	if dir == "" {
 		if dir, err = os.MkdirTemp(opt.tempRoot, "sheen-quickstart-"); err != nil {
