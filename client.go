@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -292,8 +293,7 @@ func (c *core) noteBalanceChanged(userID string) {
 func (c *core) newRequest(ctx context.Context, method, target string, body []byte, cc callConfig) (*retryablehttp.Request, error) {
 	var raw any
 	if body != nil {
-		raw = body
-		ctx = withBody(ctx, body)
+		raw = retryablehttp.ReaderFunc(func() (io.Reader, error) { return newRequestBody(body), nil })
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, c.baseURL.Scheme+"://"+c.baseURL.Host+c.basePath+target, raw)
 	if err != nil {

@@ -614,8 +614,7 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 	}
 	var body io.Reader
 	if fw.body != nil {
-		ctx = withBody(ctx, fw.body)
-		body = bytes.NewReader(fw.body)
+		body = newRequestBody(fw.body)
 	}
 	req, err := http.NewRequestWithContext(ctx, fw.route.method, c.baseURL.Scheme+"://"+c.baseURL.Host+c.basePath+fw.target, body)
 	if err != nil {
@@ -626,6 +625,7 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 	req.Header.Set("User-Agent", c.userAgent)
 	if fw.body != nil {
 		req.Header.Set("Content-Type", "application/json")
+		req.ContentLength = int64(len(fw.body))
 	}
 	// The browser's correlation id is kept when it is a plain UUID.
 	corr := r.Header.Get("X-Correlation-Id")

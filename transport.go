@@ -44,24 +44,45 @@ func (u unsignedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return u.t.base().RoundTrip(r)
 }
 
-type bodyKey struct{}
+// requestBody is a request body that keeps its bytes, so the signer reads
+// them without copying. Each attempt gets a fresh one (newRequestBody as
+// go-retryablehttp's ReaderFunc, or one per proxied request).
+type requestBody struct {
+	*bytes.Reader
+	b []byte
+}
 
-// withBody records the exact bytes of a call's body for the signer, so the
-// transport need not read and rebuild the body on every attempt.
-func withBody(ctx context.Context, body []byte) context.Context {
-	return context.WithValue(ctx, bodyKey{}, body)
+func newRequestBody(b []byte) *requestBody { return &requestBody{Reader: bytes.NewReader(b), b: b} }
+
+// Close implements io.Closer.
+func (*requestBody) Close() error { return nil }
+
+// bodyBytes returns the exact bytes of req's body: those of a requestBody as
+// they are, anything else read (and replaced by a requestBody).
+func bodyBytes(req *http.Request) ([]byte, error) {
+	switch b := req.Body.(type) {
+	case nil:
+		return nil, nil
+	case *requestBody:
+		return b.b, nil
+	}
+	if req.Body == http.NoBody {
+		return nil, nil
+	}
+	raw, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	req.Body = newRequestBody(raw)
+	return raw, nil
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	body, ok := req.Context().Value(bodyKey{}).([]byte)
-	if !ok && req.Body != nil && req.Body != http.NoBody {
-		var err error
-		if body, err = io.ReadAll(req.Body); err != nil {
-			req.Body.Close()
-			return nil, err
-		}
-		req.Body.Close()
+	body, err := bodyBytes(req)
+	if err != nil {
+		return nil, err
 	}
 	release, err := t.limiter.acquire(req.Context())
 	if err != nil {
@@ -72,10 +93,7 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	parent := req.Context()
 	ctx, cancel := context.WithTimeoutCause(parent, t.attemptTimeout, errAttemptTimeout)
-	signed := req.Clone(ctx)
-	if !ok && body != nil {
-		signed.Body = io.NopCloser(bytes.NewReader(body))
-	}
+	signed := req.Clone(ctx) // shares req.Body, which the transport reads once
 	if err := t.signer.sign(signed.Header, signed.Method, signed.URL.RequestURI(), body); err != nil {
 		cancel()
 		release(nil)
