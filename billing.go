@@ -450,7 +450,7 @@ func (s *BillingService) Balance(ctx context.Context, userID string) (*Balance, 
 	if err := ready((*service)(s)); err != nil {
 		return nil, err
 	}
-	id, err := escapeID("userId", userID)
+	_, err := escapeID("userId", userID)
 	if err != nil {
 		return nil, err
 	}
@@ -462,10 +462,10 @@ func (s *BillingService) Balance(ctx context.Context, userID string) (*Balance, 
 	}
 	st := &s.client.core.billing
 	if st.ttl <= 0 {
-		return s.fetchBalance(ctx, "/v1/billing/balance/"+id, userID)
+		return s.fetchBalance(ctx, RouteBalance, userID)
 	}
 	b, err := st.cache.Fetch(ctx, userID, func(ctx context.Context) (*Balance, time.Time, error) {
-		b, err := s.fetchBalance(ctx, "/v1/billing/balance/"+id, userID)
+		b, err := s.fetchBalance(ctx, RouteBalance, userID)
 		if err != nil {
 			return nil, time.Time{}, err
 		}
@@ -497,11 +497,7 @@ func (s *BillingService) LegacyBalance(ctx context.Context, userID string) (*Bal
 	if err := ready((*service)(s)); err != nil {
 		return nil, err
 	}
-	id, err := escapeID("userId", userID)
-	if err != nil {
-		return nil, err
-	}
-	return s.fetchBalance(ctx, "/v1/billing/legacy-balance/"+id, userID)
+	return s.fetchBalance(ctx, RouteLegacyBalance, userID)
 }
 
 // InvalidateBalance drops userID's cached balance, so the next Balance call
@@ -513,15 +509,15 @@ func (s *BillingService) InvalidateBalance(userID string) {
 	s.client.core.billing.invalidate(userID)
 }
 
-func (s *BillingService) fetchBalance(ctx context.Context, target, userID string) (*Balance, error) {
+func (s *BillingService) fetchBalance(ctx context.Context, route, userID string) (*Balance, error) {
 	var w balanceWire
-	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{userID: userID}); err != nil {
+	if err := (*service)(s).send(ctx, call{route: route, params: []string{userID}, out: &w, userID: userID}, nil); err != nil {
 		return nil, err
 	}
 	b, ok := w.toBalance()
 	if !ok {
 		return nil, &ResponseError{
-			StatusCode: http.StatusOK, Method: http.MethodGet, Path: s.client.core.basePath + target,
+			StatusCode: http.StatusOK, Method: http.MethodGet, Path: s.client.core.basePath + routePath(route, userID),
 			Err: errors.New("balance response has neither a balance nor a totals object"),
 		}
 	}
@@ -556,7 +552,7 @@ func (s *BillingService) checkSufficient(ctx context.Context, req CheckSufficien
 	}
 	body := checkSufficientBody(req)
 	var w checkSufficientWire
-	err := s.client.core.do(ctx, http.MethodPost, "/v1/billing/check-sufficient", body, &w, callConfig{userID: req.UserID, safe: true})
+	err := (*service)(s).send(ctx, call{route: RouteCheckSufficient, in: body, out: &w, userID: req.UserID, safe: true}, nil)
 	if err != nil {
 		var ib *InsufficientBalanceError
 		if errors.As(err, &ib) {
@@ -623,7 +619,7 @@ func (s *BillingService) CheckBatch(ctx context.Context, req CheckBatchRequest) 
 		body.Operations[i] = batchOperationBody{Operation: op.Type, EstimateSeconds: int64(math.Ceil(op.Estimate.Seconds()))}
 	}
 	var w []batchResultWire
-	if err := s.client.core.do(ctx, http.MethodPost, "/v1/billing/check-sufficient-batch", body, &w, callConfig{userID: req.UserID, safe: true}); err != nil {
+	if err := (*service)(s).send(ctx, call{route: RouteCheckBatch, in: body, out: &w, userID: req.UserID, safe: true}, nil); err != nil {
 		return nil, err
 	}
 	out := make([]BatchResult, len(w))
@@ -655,7 +651,7 @@ func (s *BillingService) Usage(ctx context.Context, userID string, period UsageP
 		return nil, &ValidationError{Field: "period", Reason: fmt.Sprintf("%q is not one of day, month", period)}
 	}
 	var w usageWire
-	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{userID: userID}); err != nil {
+	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{}); err != nil {
 		return nil, err
 	}
 	r := &UsageReport{Total: w.TotalSeconds.Seconds()}
@@ -693,7 +689,7 @@ func (s *BillingService) Events(ctx context.Context, userID string, limit int) (
 		return nil, &ValidationError{Field: "limit", Reason: fmt.Sprintf("%d is outside 1 to 100", limit)}
 	}
 	var w eventsWire
-	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{userID: userID}); err != nil {
+	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{}); err != nil {
 		return nil, err
 	}
 	out := make([]BillingEvent, len(w.Events))
@@ -809,6 +805,8 @@ type billingState struct {
 	clock Clock
 	ttl   time.Duration
 	cache *ttlCache[*Balance]
+	// invalidated, set by tests, hears of every balance dropped.
+	invalidated func(userID string)
 }
 
 func (s *billingState) init(c *core, cfg billingConfig) {
@@ -818,7 +816,6 @@ func (s *billingState) init(c *core, cfg billingConfig) {
 		s.ttl = cfg.balanceTTL
 	}
 	s.cache = newTTLCache[*Balance](c.clock, balanceCacheMaxUsers)
-	c.balanceChanged = s.invalidate
 }
 
 // invalidate drops userID's cached balance; the core calls it on a 402 for
@@ -826,6 +823,9 @@ func (s *billingState) init(c *core, cfg billingConfig) {
 func (s *billingState) invalidate(userID string) {
 	if s.cache != nil {
 		s.cache.Delete(userID)
+	}
+	if s.invalidated != nil {
+		s.invalidated(userID)
 	}
 }
 

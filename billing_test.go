@@ -202,7 +202,7 @@ func TestBillingBalanceCache(t *testing.T) {
 	total("a 402 for u1 drops its value", 4*time.Minute)
 
 	tick()
-	c.core.noteBalanceChanged("u1") // what Builds does when a build starts
+	c.Billing.InvalidateBalance("u1") // what Builds does when a build starts
 	total("a build started drops the value", 5*time.Minute)
 
 	tick()

@@ -537,15 +537,17 @@ func (s *BuildsService) startBuild(ctx context.Context, target string, body any,
 	c := s.client.core
 	correlationID := uuid.NewString()
 	var w buildWire
-	if err := c.do(ctx, http.MethodPost, target, body, &w, callConfig{userID: userID, correlationID: correlationID}); err != nil {
-		return nil, err
+	err := c.do(ctx, http.MethodPost, target, body, &w, callConfig{correlationID: correlationID})
+	var b *Build
+	if err == nil {
+		b, err = w.toBuild(c, http.MethodPost, target, correlationID, false)
 	}
-	b, err := w.toBuild(c, http.MethodPost, target, correlationID, false)
-	if err != nil {
-		return nil, err
+	if b != nil || errors.Is(err, ErrInsufficientBalance) || errors.Is(err, ErrOutcomeUnknown) {
+		// A build started (or may have), or the worker said the balance is
+		// short: the cached balance is stale either way.
+		s.client.Billing.InvalidateBalance(userID)
 	}
-	c.noteBalanceChanged(userID)
-	return b, nil
+	return b, err
 }
 
 // Rebuild rebuilds a version whose artifact is gone (POST
@@ -606,7 +608,7 @@ func (s *BuildsService) Rollback(ctx context.Context, req RollbackRequest) (*Rol
 	c := s.client.core
 	body := rollbackBody{ProjectID: req.ProjectID, TargetVersionID: req.TargetVersionID, UserID: req.UserID}
 	var w rollbackWire
-	if err := c.do(ctx, http.MethodPost, target, body, &w, callConfig{userID: req.UserID, idempotencyKey: key}); err != nil {
+	if err := c.do(ctx, http.MethodPost, target, body, &w, callConfig{idempotencyKey: key}); err != nil {
 		return nil, err
 	}
 	if err := w.refused(c, http.MethodPost, target); err != nil {
@@ -639,7 +641,7 @@ func (s *BuildsService) Status(ctx context.Context, buildID, userID string) (*Bu
 	q := url.Values{}
 	q.Set("userId", userID)
 	var w statusWire
-	if err := s.client.core.do(ctx, http.MethodGet, "/v1/builds/"+id+"/status?"+q.Encode(), nil, &w, callConfig{userID: userID}); err != nil {
+	if err := s.client.core.do(ctx, http.MethodGet, "/v1/builds/"+id+"/status?"+q.Encode(), nil, &w, callConfig{}); err != nil {
 		return nil, err
 	}
 	st := &BuildStatus{

@@ -58,6 +58,46 @@ func ready(s *service) error {
 	return nil
 }
 
+// call is one service call to the worker: a route of routes.go with the
+// values of its parameters, an optional query and body, and where to decode
+// the answer. Services describe their calls this way and send them.
+type call struct {
+	route  string
+	params []string
+	query  url.Values
+	in     any
+	out    any
+	userID string // the user the call acts for: a 402 drops their cached balance
+	safe   bool   // the call only reads: retried after ambiguous failures like a GET
+}
+
+// send makes one service call through the core, with the caller's
+// CallOptions. A 402 for the call's user tells Billing that user's cached
+// balance is stale: the service learns it from the error, the core knows
+// nothing of balances.
+func (s *service) send(ctx context.Context, c call, opts []CallOption) error {
+	if err := ready(s); err != nil {
+		return err
+	}
+	cc, err := newCallConfig(opts)
+	if err != nil {
+		return err
+	}
+	cc.safe = c.safe
+	method, target, err := expandRoute(c.route, c.params...)
+	if err != nil {
+		return err
+	}
+	if len(c.query) > 0 {
+		target += "?" + c.query.Encode()
+	}
+	err = s.client.core.do(ctx, method, target, c.in, c.out, cc)
+	if c.userID != "" && errors.Is(err, ErrInsufficientBalance) {
+		s.client.Billing.InvalidateBalance(c.userID)
+	}
+	return err
+}
+
 // service is what every service holds: the client it belongs to.
 type service struct {
 	client *WorkerClient
@@ -84,9 +124,6 @@ type core struct {
 	builds  buildsState
 	exports exportsState
 
-	// balanceChanged, when set, hears of every user whose balance the
-	// client learnt has changed (a 402 for that user, a build started).
-	balanceChanged func(userID string)
 }
 
 // NewWorkerClient makes a client. WithSecret is required; everything else
@@ -204,6 +241,11 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 	if ctx == nil {
 		return &ValidationError{Field: "context", Reason: "is nil"}
 	}
+	if cc.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cc.timeout)
+		defer cancel()
+	}
 	method = strings.ToUpper(method)
 	if err := checkTarget(target); err != nil {
 		return err
@@ -223,42 +265,50 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		path:       c.basePath + path,
 		idempotent: cc.safe || isIdempotent(method) || req.Header.Get("Idempotency-Key") != "",
 		out:        out,
+		rule:       retryRule{maxAttempts: cmp.Or(cc.maxAttempts, c.maxAttempts), maxWait: c.maxWait, backoffBase: c.backoffBase},
 		signerGen:  c.signer.generation(),
 	}
-	req.SetResponseHandler(policy.readBody)
 	rc := &retryablehttp.Client{
 		HTTPClient:   c.http,
-		RetryMax:     c.maxAttempts - 1,
+		RetryMax:     policy.rule.maxAttempts - 1,
 		CheckRetry:   policy.checkRetry,
 		Backoff:      policy.backoff,
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 	resp, err := rc.Do(req)
+	if resp != nil {
+		resp.Body.Close() // read by the policy already
+	}
+	err = c.result(ctx, policy, req, resp, err)
+	cc.record(resp, policy.attempt, req.Header.Get("X-Correlation-Id"), c.limiter.snapshot())
+	return err
+}
+
+// result turns how the retry loop ended into the call's error: nil, a
+// typed error from the worker's answer, a *ResponseError for an answer that
+// could not be used, or the transport's failure; wrapped in an
+// *OutcomeUnknownError when the call must not be repeated and the worker
+// may have acted on it.
+func (c *core) result(ctx context.Context, p *retryPolicy, req *retryablehttp.Request, resp *http.Response, err error) error {
 	correlationID := req.Header.Get("X-Correlation-Id")
-	if err != nil {
-		if resp != nil {
-			resp.Body.Close()
-		}
-		return policy.outcome(c.transportError(ctx, policy, resp, err, correlationID), correlationID)
+	if resp != nil {
+		correlationID = cmp.Or(resp.Header.Get("X-Correlation-Id"), correlationID)
 	}
-	defer resp.Body.Close()
-	if id := resp.Header.Get("X-Correlation-Id"); id != "" {
-		correlationID = id
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		err := c.errorFromResponse(resp, policy, correlationID)
-		if resp.StatusCode == http.StatusPaymentRequired {
-			c.noteBalanceChanged(cc.userID)
-		}
-		return policy.outcome(err, correlationID)
-	}
-	if policy.decodeErr != nil {
-		return &ResponseError{
+	var answerErr error
+	switch {
+	case err != nil || resp == nil:
+		answerErr = c.transportError(ctx, p, resp, err, correlationID)
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		answerErr = c.errorFromResponse(resp, p, correlationID)
+	case p.answerErr != nil:
+		answerErr = &ResponseError{
 			StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),
-			CorrelationID: correlationID, Method: policy.method, Path: policy.path, Err: policy.decodeErr,
+			CorrelationID: correlationID, Method: p.method, Path: p.path, Err: p.answerErr,
 		}
+	default:
+		return nil
 	}
-	return nil
+	return p.outcome(answerErr, correlationID)
 }
 
 // isIdempotent reports the methods HTTP defines as idempotent.
@@ -278,14 +328,6 @@ func (p *retryPolicy) outcome(err error, correlationID string) error {
 		return err
 	}
 	return &OutcomeUnknownError{Method: p.method, Path: p.path, CorrelationID: correlationID, Attempts: p.attempt, Err: err}
-}
-
-// noteBalanceChanged tells the balanceChanged hook that userID's balance is
-// no longer what was last seen.
-func (c *core) noteBalanceChanged(userID string) {
-	if userID != "" && c.balanceChanged != nil {
-		c.balanceChanged(userID)
-	}
 }
 
 // newRequest builds the retryable request with the headers every attempt
@@ -412,7 +454,7 @@ func (c *core) transportError(ctx context.Context, p *retryPolicy, resp *http.Re
 
 // errorFromResponse reads an error response into the typed error it means.
 func (c *core) errorFromResponse(resp *http.Response, p *retryPolicy, correlationID string) error {
-	body := p.errorBody(resp)
+	body := p.errBody
 	e := newAPIError(resp.StatusCode, resp.Header, body)
 	e.Method, e.Path = p.method, p.path
 	if e.CorrelationID == "" {

@@ -256,7 +256,7 @@ type artifactMissingWire struct {
 // fetchLink asks the worker for a link, bypassing the cache.
 func (s *ExportsService) fetchLink(ctx context.Context, kind linkKind, target, id, userID string) (*DownloadLink, error) {
 	var w downloadLinkWire
-	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{userID: userID}); err != nil {
+	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{}); err != nil {
 		return nil, artifactMissing(err, kind, id, userID)
 	}
 	l, err := w.link(kind, id, userID)

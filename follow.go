@@ -518,7 +518,7 @@ func (s *httpEventSource) FetchEvents(ctx context.Context, buildID, userID strin
 	q.Set("userId", userID)
 	q.Set("lastEventId", strconv.FormatInt(after, 10))
 	var w eventsResponseWire
-	if err := s.c.do(ctx, http.MethodGet, "/v1/builds/"+id+"/events?"+q.Encode(), nil, &w, callConfig{userID: userID}); err != nil {
+	if err := s.c.do(ctx, http.MethodGet, "/v1/builds/"+id+"/events?"+q.Encode(), nil, &w, callConfig{}); err != nil {
 		return nil, false, err
 	}
 	events := make([]BuildEvent, 0, len(w.Events))

@@ -1,6 +1,7 @@
 package sheen
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -296,10 +297,12 @@ type CallOption func(*callConfig)
 type callConfig struct {
 	// safe marks a call that only reads (a POST that asks a question), so
 	// it may be retried after ambiguous failures like a GET.
-	safe bool
-	// userID is the user a service call acts for; when the worker answers
-	// 402 for it, the client's balanceChanged hook hears of it.
-	userID         string
+	safe        bool
+	timeout     time.Duration
+	maxAttempts int
+	timeoutSet  bool
+	attemptsSet bool
+	response    *Response
 	idempotencyKey string
 	correlationID  string
 	header         http.Header
@@ -314,7 +317,71 @@ func newCallConfig(opts []CallOption) (callConfig, error) {
 		}
 		o(&cc)
 	}
+	switch {
+	case cc.timeoutSet && cc.timeout <= 0:
+		return cc, &ValidationError{Field: "WithCallTimeout", Reason: "must be positive"}
+	case cc.attemptsSet && (cc.maxAttempts < 1 || cc.maxAttempts > 100):
+		return cc, &ValidationError{Field: "WithCallAttempts", Reason: "must be between 1 and 100"}
+	}
 	return cc, nil
+}
+
+// WithResponse has the call fill *r with the worker's last answer: status,
+// headers, correlation id, attempts and the rate limiter's view after it.
+// For an answer served from the client's cache, r.Cached is true and the
+// rest describes no request. r is filled whether the call succeeds or not.
+func WithResponse(r *Response) CallOption {
+	return func(c *callConfig) { c.response = r }
+}
+
+// WithCallTimeout bounds the whole call, every attempt and wait included,
+// like a context deadline would. It must be positive.
+func WithCallTimeout(d time.Duration) CallOption {
+	return func(c *callConfig) { c.timeout, c.timeoutSet = d, true }
+}
+
+// WithCallAttempts sets how many times this call may be tried in all,
+// overriding WithRetry's count for it (1 turns retries off). The retry rule
+// still decides which failures are retried.
+func WithCallAttempts(n int) CallOption {
+	return func(c *callConfig) { c.maxAttempts, c.attemptsSet = n, true }
+}
+
+// Response is what a call learnt from the worker's last answer, for
+// callers that want more than the decoded value (see WithResponse).
+type Response struct {
+	// StatusCode and Header are the last answer's; zero when none came.
+	StatusCode int
+	Header     http.Header
+	// CorrelationID is the X-Correlation-Id of the call (the worker's echo,
+	// or the one the SDK sent).
+	CorrelationID string
+	// Attempts is how many times the request was sent.
+	Attempts int
+	// RateLimit is the client's rate limiter after the answer.
+	RateLimit LimiterSnapshot
+	// Cached reports an answer from the client's cache: no request was made.
+	Cached bool
+}
+
+// record fills the caller's Response, if it asked for one.
+func (c *callConfig) record(resp *http.Response, attempts int, correlationID string, rl LimiterSnapshot) {
+	if c.response == nil {
+		return
+	}
+	r := Response{Attempts: attempts, CorrelationID: correlationID, RateLimit: rl}
+	if resp != nil {
+		r.StatusCode, r.Header = resp.StatusCode, resp.Header
+		r.CorrelationID = cmp.Or(resp.Header.Get("X-Correlation-Id"), correlationID)
+	}
+	*c.response = r
+}
+
+// recordCached marks the caller's Response as served from the cache.
+func (c *callConfig) recordCached() {
+	if c.response != nil {
+		*c.response = Response{Cached: true}
+	}
 }
 
 // WithIdempotencyKey sends an Idempotency-Key header. Every attempt of the

@@ -200,7 +200,7 @@ func NewProxy(client *WorkerClient, cfg ProxyConfig) (http.Handler, error) {
 	if !explicit {
 		routes = DefaultProxyRoutes()
 	}
-	p := &proxy{c: client.core, authorize: cfg.Authorize, authorizeResource: cfg.AuthorizeResource, prefix: prefix, cop: cfg.CrossOrigin}
+	p := &proxy{c: client.core, billing: client.Billing, authorize: cfg.Authorize, authorizeResource: cfg.AuthorizeResource, prefix: prefix, cop: cfg.CrossOrigin}
 	if p.cop == nil {
 		p.cop = http.NewCrossOriginProtection()
 	}
@@ -222,6 +222,7 @@ func NewProxy(client *WorkerClient, cfg ProxyConfig) (http.Handler, error) {
 
 type proxy struct {
 	c                 *core
+	billing           *BillingService // told when a user's balance changed
 	authorize         func(*http.Request) (string, error)
 	authorizeResource func(*http.Request, string, ResourceKind, string) error
 	prefix            string
@@ -667,7 +668,9 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 	}{io.MultiReader(bytes.NewReader(peeked), resp.Body), resp.Body}
 	if resp.StatusCode == http.StatusPaymentRequired ||
 		fw.route.method == http.MethodPost && resp.StatusCode/100 == 2 && !strings.HasPrefix(fw.target, "/v1/billing/") {
-		c.noteBalanceChanged(fw.userID)
+		if fw.userID != "" {
+			p.billing.InvalidateBalance(fw.userID)
+		}
 	}
 
 	h := w.Header()

@@ -51,54 +51,81 @@ const defaultBackoffBase = time.Second
 // else min(2^attempt x base, max wait) with jitter; a wait longer than the
 // max wait or past the context's deadline ends the call at once.
 
-// retryPolicy decides, after each attempt of one call, whether to try again
-// and how long to wait. One is made per call and plugged into
-// go-retryablehttp's CheckRetry and Backoff hooks, so the decision and the
-// wait it computes stay together.
+// retryPolicy follows one call through its attempts: after each one, it
+// reads the answer (2xx decoded into out, others kept capped), asks
+// decideRetry, logs the attempt and keeps the wait for go-retryablehttp's
+// Backoff. One is made per call; go-retryablehttp calls checkRetry once per
+// attempt.
 type retryPolicy struct {
 	c          *core
 	method     string
 	path       string // without query, for logs
 	idempotent bool   // safe to send twice (see the table above)
 	out        any    // where a 2xx answer is decoded, nil to discard it
+	rule       retryRule
 
-	attempt    int
-	wait       time.Duration // the wait decided for the next attempt
-	signerGen  uint64        // the signer's corrections seen so far
-	corrected  bool          // one retry after a signer correction was spent
-	ambiguous  bool          // the last attempt may have been acted on
-	bodyRead   bool          // readBody ran since the last checkRetry
-	errBody    []byte        // a non-2xx answer's body (capped)
-	decodeErr  error         // why a 2xx answer could not be decoded
-	haveAnswer bool          // readBody handled the final answer
+	attempt   int
+	wait      time.Duration // the wait decided for the next attempt
+	signerGen uint64        // the signer's corrections seen so far
+	corrected bool          // the one retry after a signer correction was spent
+	ambiguous bool          // the last attempt may have been acted on
+	errBody   []byte        // the last non-2xx answer's body (capped)
+	answerErr error         // why the last 2xx answer could not be used
+	lastResp  *http.Response
+}
+
+// retryRule is the client's retry settings for one call.
+type retryRule struct {
+	maxAttempts int
+	maxWait     time.Duration
+	backoffBase time.Duration
+}
+
+// attempt is what the retry rule needs to know of one attempt.
+type attempt struct {
+	n         int         // 1 for the first attempt
+	status    int         // 0 when there was no answer
+	header    http.Header // the answer's header
+	err       error       // the transport's failure, or the answer cut short
+	corrected bool        // the signer corrected its clock or scheme from this answer
+	now       time.Time   // when the attempt ended
+	deadline  time.Time   // the call's deadline, zero for none
+	done      bool        // the call's context has ended
 }
 
 // checkRetry is go-retryablehttp's CheckRetry for one call.
 func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	// After the response handler read the body, go-retryablehttp asks
-	// again about the same attempt: count and log each attempt once.
-	secondLook := p.bodyRead
-	p.bodyRead = false
-	if secondLook && err == nil {
-		return false, ctx.Err()
+	p.attempt++
+	a := attempt{n: p.attempt, err: err, now: p.c.clock.Now(), done: ctx.Err() != nil}
+	a.deadline, _ = ctx.Deadline()
+	p.lastResp = resp
+	if resp != nil {
+		a.status, a.header = resp.StatusCode, resp.Header
+		if a.err == nil {
+			a.err = p.readAnswer(resp)
+		}
+		if a.status == http.StatusRequestTimeout || a.status == http.StatusUnauthorized {
+			a.corrected = p.signerCorrected()
+		}
 	}
-	if !secondLook {
-		p.attempt++
-	}
-	retry, wait, ambiguous := p.decide(ctx, resp, err)
-	p.ambiguous = ambiguous
-	if retry && !p.fits(ctx, wait) {
-		retry = false
-	}
-	if retry && p.attempt >= p.c.maxAttempts {
-		retry = false
-	}
-	p.wait = wait
-	p.log(ctx, resp, err, retry, wait)
+	retry, wait, ambiguous := decideRetry(a, p.idempotent, p.rule)
+	p.ambiguous, p.wait = ambiguous, wait
+	p.log(ctx, resp, a.err, retry, wait)
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
 	return retry, nil
+}
+
+// signerCorrected reports whether the signer corrected its clock or scheme
+// since the policy last looked, the first time only: one more attempt after
+// a correction can pass, a second would repeat the first.
+func (p *retryPolicy) signerCorrected() bool {
+	gen := p.c.signer.generation()
+	corrected := gen != p.signerGen && !p.corrected
+	p.signerGen = gen
+	p.corrected = p.corrected || corrected
+	return corrected
 }
 
 // backoff is go-retryablehttp's Backoff for one call: the wait checkRetry
@@ -107,79 +134,69 @@ func (p *retryPolicy) backoff(_, _ time.Duration, _ int, _ *http.Response) time.
 	return p.wait
 }
 
-// decide applies the retry rule above to one attempt. ambiguous reports an
-// attempt the worker may have acted on.
-func (p *retryPolicy) decide(ctx context.Context, resp *http.Response, err error) (retry bool, wait time.Duration, ambiguous bool) {
-	if err != nil && resp != nil {
-		// The answer was cut short: the request reached the server.
-		return p.idempotent && ctx.Err() == nil, p.exponential(), true
+// decideRetry is the retry rule of the table above, as a function of the
+// attempt alone: whether to try again, after how long, and whether the
+// worker may have acted on this attempt.
+func decideRetry(a attempt, idempotent bool, rule retryRule) (retry bool, wait time.Duration, ambiguous bool) {
+	retry, wait, ambiguous = classify(a, idempotent, rule)
+	if a.done || a.n >= rule.maxAttempts || wait > rule.maxWait {
+		retry = false
 	}
-	if err != nil {
-		var abort *clientAbort
-		switch {
-		case errors.As(err, &abort):
-			return false, 0, false // refused on our side: nothing was sent
-		case neverReachedServer(err):
-			return ctx.Err() == nil, p.exponential(), false
-		}
-		return p.idempotent && ctx.Err() == nil, p.exponential(), true
+	if retry && !a.deadline.IsZero() && wait >= a.deadline.Sub(a.now) {
+		retry = false // the wait would outlast the call
 	}
-	if ctx.Err() != nil {
-		return false, 0, resp.StatusCode >= 500
-	}
-	switch s := resp.StatusCode; {
-	case s == http.StatusTooManyRequests:
-		if hint, ok := p.hint(resp); ok {
-			return hint <= p.c.maxWait, hint, false
+	return retry, wait, ambiguous
+}
+
+// classify is decideRetry before the limits on attempts and time.
+func classify(a attempt, idempotent bool, rule retryRule) (retry bool, wait time.Duration, ambiguous bool) {
+	backoff := exponential(a.n, rule)
+	var abort *clientAbort
+	switch {
+	case a.err != nil && a.status != 0:
+		return idempotent, backoff, true // the answer was cut short
+	case a.err != nil && errors.As(a.err, &abort):
+		return false, 0, false // refused on our side: nothing was sent
+	case a.err != nil && neverReachedServer(a.err):
+		return true, backoff, false
+	case a.err != nil:
+		return idempotent, backoff, true
+	case a.status == http.StatusTooManyRequests:
+		if hint, ok := retryHint(a.header, a.now); ok {
+			return true, hint, false
 		}
-		return true, p.exponential(), false
-	case s == http.StatusRequestTimeout || s == http.StatusUnauthorized:
-		// The signer has read the refusal (transport.go): when it corrected
-		// its clock or scheme from it, one more attempt can pass.
-		gen := p.c.signer.generation()
-		retry := gen != p.signerGen && !p.corrected
-		p.signerGen = gen
-		p.corrected = p.corrected || retry
-		return retry, 0, false
-	case s >= 500 && s != http.StatusNotImplemented && s != http.StatusHTTPVersionNotSupported:
-		if !p.idempotent {
-			return false, 0, true
+		return true, backoff, false
+	case a.status == http.StatusRequestTimeout || a.status == http.StatusUnauthorized:
+		return a.corrected, 0, false
+	case a.status >= 500 && a.status != http.StatusNotImplemented && a.status != http.StatusHTTPVersionNotSupported:
+		if hint, ok := retryHint(a.header, a.now); ok {
+			return idempotent, hint, true
 		}
-		if hint, ok := p.hint(resp); ok {
-			return hint <= p.c.maxWait, hint, true
-		}
-		return true, p.exponential(), true
+		return idempotent, backoff, true
 	}
 	return false, 0, false
 }
 
-// hint is the wait a response asks for: Retry-After, else the rate-limit
-// reset when no quota remains.
-func (p *retryPolicy) hint(resp *http.Response) (time.Duration, bool) {
-	now := p.c.clock.Now()
-	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
+// retryHint is the wait an answer asks for: Retry-After, else the
+// rate-limit reset when no quota remains.
+func retryHint(h http.Header, now time.Time) (time.Duration, bool) {
+	if d, ok := parseRetryAfter(h.Get("Retry-After"), now); ok {
 		return d, true
 	}
-	if info, ok := parseRateHeaders(resp.Header, now); ok && info.remaining == 0 && !info.reset.IsZero() {
+	if info, ok := parseRateHeaders(h, now); ok && info.remaining == 0 && !info.reset.IsZero() {
 		return max(info.reset.Sub(now), 0), true
 	}
 	return 0, false
 }
 
-// exponential is min(2^attempt x base, maxWait) with equal jitter.
-func (p *retryPolicy) exponential() time.Duration {
-	d := p.c.backoffBase << min(max(p.attempt-1, 0), 30)
-	if d <= 0 || d > p.c.maxWait {
-		d = p.c.maxWait
+// exponential is min(2^(n-1) x base, maxWait) with equal jitter.
+func exponential(n int, rule retryRule) time.Duration {
+	d := rule.backoffBase << min(max(n-1, 0), 30)
+	if d <= 0 || d > rule.maxWait {
+		d = rule.maxWait
 	}
 	half := d / 2
 	return half + rand.N(half+1)
-}
-
-// fits reports whether waiting d still leaves the call inside ctx's deadline.
-func (p *retryPolicy) fits(ctx context.Context, d time.Duration) bool {
-	deadline, ok := ctx.Deadline()
-	return !ok || d < time.Until(deadline)
 }
 
 func (p *retryPolicy) log(ctx context.Context, resp *http.Response, err error, retry bool, wait time.Duration) {
@@ -203,39 +220,29 @@ func (p *retryPolicy) log(ctx context.Context, resp *http.Response, err error, r
 	p.c.logger.LogAttrs(ctx, slog.LevelDebug, "sheen: attempt", attrs...)
 }
 
-// readBody is the call's go-retryablehttp response handler. Inside the
-// retry loop, so that an answer cut short is retried like any other
-// transport failure, it decodes a 2xx answer straight into the call's out
-// (streamed, never more than maxResponseBody bytes) and keeps a capped copy
-// of an error answer.
-func (p *retryPolicy) readBody(resp *http.Response) error {
-	p.bodyRead = true
+// readAnswer reads one attempt's answer inside the retry loop, so that an
+// answer cut short is retried like any other transport failure: a 2xx is
+// decoded straight into the call's out (streamed, never more than
+// maxResponseBody bytes), any other answer is kept, capped, for the error.
+// It returns a *bodyReadError when the connection dropped mid-answer.
+func (p *retryPolicy) readAnswer(resp *http.Response) error {
 	defer resp.Body.Close()
+	p.answerErr, p.errBody = nil, nil
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody*4))
+		p.errBody = body
 		if err != nil {
 			return &bodyReadError{err}
 		}
-		p.errBody, p.haveAnswer = body, true
 		return nil
 	}
 	src := &countingReader{r: resp.Body, limit: maxResponseBody}
-	p.decodeErr = decodeAnswer(resp, src, p.out)
+	p.answerErr = decodeAnswer(resp, src, p.out)
 	if src.err != nil && src.err != errAnswerTooLarge {
-		return &bodyReadError{src.err} // cut short: retried when safe
+		p.answerErr = &bodyReadError{src.err}
+		return p.answerErr
 	}
-	p.haveAnswer = true
 	return nil
-}
-
-// errorBody returns a non-2xx answer's body: the one readBody kept, or,
-// when retries ran out before it could run, read now (capped).
-func (p *retryPolicy) errorBody(resp *http.Response) []byte {
-	if p.haveAnswer {
-		return p.errBody
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody*4))
-	return body
 }
 
 // errAnswerTooLarge ends the reading of an answer over maxResponseBody.

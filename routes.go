@@ -1,5 +1,10 @@
 package sheen
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Routes of the Worker API that the SDK calls, as "METHOD /path" patterns in
 // net/http.ServeMux syntax ({name} is one path segment). They are the names
 // a route goes by everywhere: ProxyRoute.Pattern, sheentest's Fault.Route,
@@ -54,4 +59,45 @@ func Routes() []string {
 		RouteBuildEvents, RouteBuildStatus,
 		RouteExportProject, RouteDownloadVersion,
 	}
+}
+
+// expandRoute turns a route pattern and the values of its {params}, in
+// order, into the method and the escaped path: each value checked by
+// escapeID (not empty, no '/' or dot segment, at most MaxIDLength escaped)
+// and named in the error after its parameter.
+func expandRoute(route string, params ...string) (method, path string, err error) {
+	method, pattern, _ := strings.Cut(route, " ")
+	var sb strings.Builder
+	sb.Grow(len(pattern) + 48)
+	n := 0
+	for rest := pattern; rest != ""; {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			sb.WriteString(rest)
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 || n >= len(params) {
+			return "", "", fmt.Errorf("sheen: route %q needs more parameters", route)
+		}
+		sb.WriteString(rest[:i])
+		esc, err := escapeID(rest[i+1:i+j], params[n])
+		if err != nil {
+			return "", "", err
+		}
+		sb.WriteString(esc)
+		n++
+		rest = rest[i+j+1:]
+	}
+	if n != len(params) {
+		return "", "", fmt.Errorf("sheen: route %q takes %d parameters, got %d", route, n, len(params))
+	}
+	return method, sb.String(), nil
+}
+
+// routePath is the escaped path of route for params already checked by a
+// call to expandRoute, for error messages.
+func routePath(route string, params ...string) string {
+	_, path, _ := expandRoute(route, params...)
+	return path
 }
