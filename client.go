@@ -123,7 +123,6 @@ type core struct {
 	billing billingState
 	builds  buildsState
 	exports exportsState
-
 }
 
 // NewWorkerClient makes a client. WithSecret is required; everything else

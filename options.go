@@ -297,12 +297,12 @@ type CallOption func(*callConfig)
 type callConfig struct {
 	// safe marks a call that only reads (a POST that asks a question), so
 	// it may be retried after ambiguous failures like a GET.
-	safe        bool
-	timeout     time.Duration
-	maxAttempts int
-	timeoutSet  bool
-	attemptsSet bool
-	response    *Response
+	safe           bool
+	timeout        time.Duration
+	maxAttempts    int
+	timeoutSet     bool
+	attemptsSet    bool
+	response       *Response
 	idempotencyKey string
 	correlationID  string
 	header         http.Header
