@@ -172,7 +172,7 @@ func TestVerifierFailures(t *testing.T) {
 		body   []byte
 		target string
 		status int
-		code   string
+		code   ErrorCode
 	}
 	checks := []check{
 		{"missing", SigningDual, func() http.Header { return http.Header{} }, body, target, 401, CodeMissingSignature},

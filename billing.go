@@ -906,7 +906,7 @@ type balanceWire struct {
 	// v2.1
 	Balance      json.RawMessage  `json:"balance"`
 	Usage        *usageTotalsWire `json:"usage"`
-	DailyResetAt looseTime        `json:"dailyResetAt"`
+	DailyResetAt jsonx.LooseTime  `json:"dailyResetAt"`
 	// bucketed
 	Version            billingText         `json:"version"`
 	PlanKey            billingText         `json:"plan_key"`
@@ -923,16 +923,16 @@ type usageTotalsWire struct {
 }
 
 type balanceTotalsWire struct {
-	TotalSeconds jsonx.Number `json:"total_seconds"`
-	PaidSeconds  jsonx.Number `json:"paid_seconds"`
-	BonusSeconds jsonx.Number `json:"bonus_seconds"`
-	NextExpiryAt looseTime    `json:"next_expiry_at"`
+	TotalSeconds jsonx.Number    `json:"total_seconds"`
+	PaidSeconds  jsonx.Number    `json:"paid_seconds"`
+	BonusSeconds jsonx.Number    `json:"bonus_seconds"`
+	NextExpiryAt jsonx.LooseTime `json:"next_expiry_at"`
 }
 
 type balanceBucketWire struct {
-	Source    billingText  `json:"source"`
-	Seconds   jsonx.Number `json:"seconds"`
-	ExpiresAt looseTime    `json:"expires_at"`
+	Source    billingText     `json:"source"`
+	Seconds   jsonx.Number    `json:"seconds"`
+	ExpiresAt jsonx.LooseTime `json:"expires_at"`
 }
 
 type bonusAllowanceWire struct {
@@ -1040,10 +1040,10 @@ type usageWire struct {
 
 type eventsWire struct {
 	Events []struct {
-		Type      billingText  `json:"type"`
-		Seconds   jsonx.Number `json:"seconds"`
-		Reason    billingText  `json:"reason"`
-		Timestamp looseTime    `json:"timestamp"`
+		Type      billingText     `json:"type"`
+		Seconds   jsonx.Number    `json:"seconds"`
+		Reason    billingText     `json:"reason"`
+		Timestamp jsonx.LooseTime `json:"timestamp"`
 	} `json:"events"`
 }
 

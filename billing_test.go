@@ -390,7 +390,7 @@ func TestBillingCheckSufficientAnswers(t *testing.T) {
 				t.Errorf("body %s, want %s", sent, want)
 			}
 			if tc.status == 402 {
-				if got.PaymentRequired == nil || !strings.EqualFold(got.PaymentRequired.Code, CodeInsufficientAITime) || got.PaymentRequired.Message == "" {
+				if got.PaymentRequired == nil || !got.PaymentRequired.Code.Equal(CodeInsufficientAITime) || got.PaymentRequired.Message == "" {
 					t.Errorf("PaymentRequired = %+v, want the 402 with its code and message", got.PaymentRequired)
 				}
 			} else if got.PaymentRequired != nil {

@@ -290,7 +290,7 @@ type rollbackBody struct {
 
 // answerWire is what every build answer carries besides its data.
 type answerWire struct {
-	Success       looseBool       `json:"success"`
+	Success       jsonx.LooseBool `json:"success"`
 	Code          string          `json:"code"`
 	Error         json.RawMessage `json:"error"`
 	Message       string          `json:"message"`
@@ -299,12 +299,12 @@ type answerWire struct {
 
 type buildWire struct {
 	answerWire
-	BuildID       looseID         `json:"buildId"`
-	JobID         looseID         `json:"jobId"`
-	PlanID        looseID         `json:"planId"`
-	ProjectID     looseID         `json:"projectId"`
-	VersionID     looseID         `json:"versionId"`
-	BaseVersionID looseID         `json:"baseVersionId"`
+	BuildID       jsonx.LooseID   `json:"buildId"`
+	JobID         jsonx.LooseID   `json:"jobId"`
+	PlanID        jsonx.LooseID   `json:"planId"`
+	ProjectID     jsonx.LooseID   `json:"projectId"`
+	VersionID     jsonx.LooseID   `json:"versionId"`
+	BaseVersionID jsonx.LooseID   `json:"baseVersionId"`
 	Status        string          `json:"status"`
 	EstimatedTime json.RawMessage `json:"estimatedTime"`
 }
@@ -314,7 +314,7 @@ type buildWire struct {
 // field it does not need came with an odd type.
 func (w *buildWire) UnmarshalJSON(b []byte) error {
 	type plain buildWire
-	if !decodeLoosely(b, (*plain)(w)) {
+	if !jsonx.DecodeLoosely(b, (*plain)(w)) {
 		return errors.New("not a JSON object")
 	}
 	return nil
@@ -322,55 +322,55 @@ func (w *buildWire) UnmarshalJSON(b []byte) error {
 
 type rollbackWire struct {
 	answerWire
-	RollbackVersionID looseID `json:"rollbackVersionId"`
-	TargetVersionID   looseID `json:"targetVersionId"`
-	PreviewURL        string  `json:"previewUrl"`
-	Status            string  `json:"status"`
-	JobID             looseID `json:"jobId"`
+	RollbackVersionID jsonx.LooseID `json:"rollbackVersionId"`
+	TargetVersionID   jsonx.LooseID `json:"targetVersionId"`
+	PreviewURL        string        `json:"previewUrl"`
+	Status            string        `json:"status"`
+	JobID             jsonx.LooseID `json:"jobId"`
 }
 
 // UnmarshalJSON reads the answer loosely, as buildWire does.
 func (w *rollbackWire) UnmarshalJSON(b []byte) error {
 	type plain rollbackWire
-	if !decodeLoosely(b, (*plain)(w)) {
+	if !jsonx.DecodeLoosely(b, (*plain)(w)) {
 		return errors.New("not a JSON object")
 	}
 	return nil
 }
 
 type statusWire struct {
-	BuildID      looseID         `json:"buildId"`
+	BuildID      jsonx.LooseID   `json:"buildId"`
 	Status       string          `json:"status"`
 	Progress     jsonx.Number    `json:"progress"`
 	PreviewURL   string          `json:"previewUrl"`
 	Error        json.RawMessage `json:"error"`
 	CurrentPhase string          `json:"currentPhase"`
-	Finished     looseBool       `json:"finished"`
+	Finished     jsonx.LooseBool `json:"finished"`
 	EventCount   jsonx.Number    `json:"eventCount"`
-	LastUpdate   looseTime       `json:"lastUpdate"`
+	LastUpdate   jsonx.LooseTime `json:"lastUpdate"`
 }
 
 type versionWire struct {
-	ID           looseID      `json:"id"`
-	Semver       string       `json:"semver"`
-	Name         string       `json:"name"`
-	Description  string       `json:"description"`
-	Type         string       `json:"type"`
-	CreatedAt    looseTime    `json:"createdAt"`
-	IsPublished  looseBool    `json:"isPublished"`
-	PreviewURL   string       `json:"previewUrl"`
-	HasArtifact  looseBool    `json:"hasArtifact"`
-	ArtifactSize jsonx.Number `json:"artifactSize"`
-	CanPreview   looseBool    `json:"canPreview"`
-	CanRollback  looseBool    `json:"canRollback"`
+	ID           jsonx.LooseID   `json:"id"`
+	Semver       string          `json:"semver"`
+	Name         string          `json:"name"`
+	Description  string          `json:"description"`
+	Type         string          `json:"type"`
+	CreatedAt    jsonx.LooseTime `json:"createdAt"`
+	IsPublished  jsonx.LooseBool `json:"isPublished"`
+	PreviewURL   string          `json:"previewUrl"`
+	HasArtifact  jsonx.LooseBool `json:"hasArtifact"`
+	ArtifactSize jsonx.Number    `json:"artifactSize"`
+	CanPreview   jsonx.LooseBool `json:"canPreview"`
+	CanRollback  jsonx.LooseBool `json:"canRollback"`
 }
 
 type versionsWire struct {
 	answerWire
 	Versions   []json.RawMessage `json:"versions"`
 	Pagination struct {
-		Total   jsonx.Number `json:"total"`
-		HasMore looseBool    `json:"hasMore"`
+		Total   jsonx.Number    `json:"total"`
+		HasMore jsonx.LooseBool `json:"hasMore"`
 	} `json:"pagination"`
 }
 
@@ -381,11 +381,11 @@ func (w *answerWire) refused(c *core, method, target string) error {
 		return nil
 	}
 	path, _, _ := strings.Cut(target, "?")
-	e := &APIError{StatusCode: http.StatusOK, Code: w.Code, Message: w.Message, CorrelationID: w.CorrelationID, Method: method, Path: c.basePath + path}
+	e := &APIError{StatusCode: http.StatusOK, Code: ErrorCode(w.Code), Message: w.Message, CorrelationID: w.CorrelationID, Method: method, Path: c.basePath + path}
 	var s string
 	if json.Unmarshal(w.Error, &s) == nil && s != "" {
 		if e.Code == "" && codeShaped.MatchString(s) {
-			e.Code = s
+			e.Code = ErrorCode(s)
 		} else if e.Message == "" {
 			e.Message = s
 		}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
 // buildsStepClock is a Clock whose After fires at once and moves the time on by
@@ -737,7 +739,7 @@ func TestBuildsLooseTime(t *testing.T) {
 		`{"at":1}`:                    {},
 		`-5`:                          {},
 	} {
-		var lt looseTime
+		var lt jsonx.LooseTime
 		if err := json.Unmarshal([]byte(raw), &lt); err != nil || !lt.Time.Equal(want) {
 			t.Errorf("%s: got %v, %v; want %v", raw, lt.Time, err, want)
 		}

@@ -165,7 +165,7 @@ func TestBuildsAnswerWithoutBuildIDIsAnError(t *testing.T) {
 	for _, tc := range []struct {
 		name, path, answer string
 		call               func(*WorkerClient) error
-		wantCode           string // for success:false answers
+		wantCode           ErrorCode // for success:false answers
 	}{
 		{
 			name: "create with empty job and build ids", path: "/v1/create-preview-for-new-project",
@@ -303,7 +303,7 @@ func TestBuildsPreBuildCheck(t *testing.T) {
 				if !errors.As(err, &ib) || !errors.Is(err, ErrInsufficientBalance) {
 					t.Fatalf("error %v, want *InsufficientBalanceError", err)
 				}
-				if !strings.EqualFold(ib.Code, CodeInsufficientAITime) {
+				if !ib.Code.Equal(CodeInsufficientAITime) {
 					t.Errorf("code %q, want %q", ib.Code, CodeInsufficientAITime)
 				}
 				if !ib.HasAvailable {

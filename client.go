@@ -462,7 +462,7 @@ func (c *core) errorFromResponse(resp *http.Response, p *retryPolicy, correlatio
 	if c.signer.current() == SigningBodyPath && deployedRefusal(resp.StatusCode, body) {
 		e.Message += "; this worker wants the deployed worker's timestamped signatures: use sheen.WithSigning(sheen.SigningDual) or set " + EnvSigning + "=dual"
 	}
-	return typedError(e, body, c.limiter.snapshot())
+	return c.typedError(e, body)
 }
 
 // isJSONType reports a JSON media type (application/json, +json suffixes).
@@ -474,4 +474,50 @@ func isJSONType(contentType string) bool {
 func mediaType(contentType, def string) string {
 	mt, _, _ := mime.ParseMediaType(contentType)
 	return cmp.Or(mt, def)
+}
+
+// typedError wraps the APIError of a response in the typed error that fits
+// its status and code: the core's last step of decoding an answer.
+func (c *core) typedError(e *APIError, body []byte) error {
+	switch {
+	case e.StatusCode == http.StatusPaymentRequired:
+		return newInsufficientBalanceError(e, body)
+	case isAuthStatus(e.StatusCode, e.Code):
+		a := &AuthError{APIError: e}
+		if t, ok := serverTime(e.Header, body); ok {
+			a.ServerTime = t
+		}
+		return a
+	case e.StatusCode == http.StatusTooManyRequests:
+		return c.newRateLimitError(e)
+	case e.StatusCode == http.StatusRequestEntityTooLarge:
+		p := &PayloadTooLargeError{APIError: e}
+		var b struct {
+			Size       jsonx.Number `json:"size"`
+			Limit      jsonx.Number `json:"limit"`
+			Suggestion string       `json:"suggestion"`
+		}
+		if json.Unmarshal(body, &b) == nil {
+			p.Size, p.Limit, p.Suggestion = int64(b.Size.Float), int64(b.Limit.Float), b.Suggestion
+		}
+		return p
+	}
+	return e
+}
+
+// newRateLimitError is a RateLimitError with the limiter's view snap.
+func newRateLimitError(e *APIError, snap LimiterSnapshot) *RateLimitError {
+	return &RateLimitError{APIError: e, Limit: snap.AdvertisedLimit, Remaining: snap.Remaining, Reset: snap.Reset}
+}
+
+// newRateLimitError fills a 429's RateLimitError from its headers, or from
+// the limiter's view when the answer had none.
+func (c *core) newRateLimitError(e *APIError) *RateLimitError {
+	r := newRateLimitError(e, c.limiter.snapshot())
+	if e.Header != nil {
+		if info, ok := parseRateHeaders(e.Header, c.clock.Now()); ok {
+			r.Limit, r.Remaining, r.Reset = info.limit, info.remaining, info.reset
+		}
+	}
+	return r
 }

@@ -294,7 +294,7 @@ func TestSchemesAgainstVerifyingServer(t *testing.T) {
 					errors.As(err, &ae)
 					w.Header().Set("Content-Type", "application/json")
 					w.WriteHeader(ae.StatusCode)
-					io.WriteString(w, `{"error":"`+ae.Message+`","code":"`+ae.Code+`"}`)
+					io.WriteString(w, `{"error":"`+ae.Message+`","code":"`+string(ae.Code)+`"}`)
 					return
 				}
 				io.WriteString(w, `{"ok":true}`)

@@ -42,21 +42,25 @@ var (
 	ErrInvalidResponse = errors.New("sheen: invalid response from worker")
 )
 
+// ErrorCode is the worker's machine-readable code for a failure. The worker
+// spells some codes in more than one case (insufficient_ai_time from the
+// build routes, INSUFFICIENT_AI_TIME from billing): compare with Equal.
+type ErrorCode string
+
+// Equal reports whether c and other are the same code, ignoring case.
+func (c ErrorCode) Equal(other ErrorCode) bool { return strings.EqualFold(string(c), string(other)) }
+
 // Codes the worker sends in error bodies that the SDK gives meaning to.
 const (
-	CodeMissingSignature     = "MISSING_SIGNATURE"
-	CodeInvalidSignature     = "INVALID_SIGNATURE"
-	CodeTimestampOutOfRange  = "TIMESTAMP_OUT_OF_RANGE"
-	CodeReplayAttackDetected = "REPLAY_ATTACK_DETECTED"
-	CodeInsufficientAITime   = "insufficient_ai_time"
-	CodeBodyTooLarge         = "FST_ERR_CTP_BODY_TOO_LARGE"
-	CodeProjectCreation      = "project_creation_in_progress"
-	CodeRollbackInProgress   = "rollback_in_progress"
+	CodeMissingSignature     ErrorCode = "MISSING_SIGNATURE"
+	CodeInvalidSignature     ErrorCode = "INVALID_SIGNATURE"
+	CodeTimestampOutOfRange  ErrorCode = "TIMESTAMP_OUT_OF_RANGE"
+	CodeReplayAttackDetected ErrorCode = "REPLAY_ATTACK_DETECTED"
+	CodeInsufficientAITime   ErrorCode = "insufficient_ai_time"
+	CodeBodyTooLarge         ErrorCode = "FST_ERR_CTP_BODY_TOO_LARGE"
+	CodeProjectCreation      ErrorCode = "project_creation_in_progress"
+	CodeRollbackInProgress   ErrorCode = "rollback_in_progress"
 )
-
-// insufficientFallbackMessage is what v2.1 shows when a 402 came without a
-// usable body.
-const insufficientFallbackMessage = "Please add AI time credits to continue building"
 
 // maxErrorBody caps how much of an error body is kept in APIError.Body.
 const maxErrorBody = 8 << 10
@@ -69,8 +73,9 @@ type APIError struct {
 	StatusCode int
 	// Code is the machine-readable code: the body's "code", else
 	// "error.code", else a code-shaped "error" string, else one derived from
-	// the status (for example "http_404").
-	Code string
+	// the status (for example "http_404"). Compare with Code.Equal: the
+	// worker's spelling varies in case.
+	Code ErrorCode
 	// Message is a human-readable explanation, never empty.
 	Message string
 	// CorrelationID is the X-Correlation-Id the worker echoed (or the one
@@ -99,7 +104,7 @@ func (e *APIError) Error() string {
 	}
 	sb.WriteString(strconv.Itoa(e.StatusCode))
 	if e.Code != "" {
-		sb.WriteString(" " + e.Code)
+		sb.WriteString(" " + string(e.Code))
 	}
 	sb.WriteString(": " + e.Message)
 	if e.CorrelationID != "" {
@@ -115,7 +120,7 @@ func (e *APIError) Is(target error) bool {
 	}
 	switch target {
 	case ErrInsufficientBalance:
-		return e.StatusCode == http.StatusPaymentRequired || strings.EqualFold(e.Code, CodeInsufficientAITime)
+		return e.StatusCode == http.StatusPaymentRequired || e.Code.Equal(CodeInsufficientAITime)
 	case ErrPayloadTooLarge:
 		return e.StatusCode == http.StatusRequestEntityTooLarge
 	case ErrRateLimited:
@@ -134,7 +139,7 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
-func isAuthStatus(status int, code string) bool {
+func isAuthStatus(status int, code ErrorCode) bool {
 	switch status {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return true
@@ -194,41 +199,6 @@ type PayloadTooLargeError struct {
 
 // Unwrap gives errors.As the *APIError.
 func (e *PayloadTooLargeError) Unwrap() error {
-	if e == nil || e.APIError == nil {
-		return nil
-	}
-	return e.APIError
-}
-
-// InsufficientBalanceError is a 402: the user has too little AI time. Every
-// 402 body the worker is known to send fills what it carries; an empty or
-// non-JSON one still gives this error, with code insufficient_ai_time.
-type InsufficientBalanceError struct {
-	*APIError
-	// Balance is the balance the worker reported, nil when it did not.
-	Balance *BalanceBreakdown
-	// Available is the usable balance (Balance.Total, "available" or
-	// "balance_seconds"); HasAvailable says whether the worker told.
-	Available    time.Duration
-	HasAvailable bool
-	// Required is what the operation needs, zero when unknown.
-	Required time.Duration
-	// Estimate is the worker's estimate for the operation, if any.
-	Estimate *Estimate
-	// Breakdown is the balance per source (bonus_daily, paid, ...).
-	Breakdown map[string]time.Duration
-	// Suggestions are packages or upgrades that would cover the deficit.
-	Suggestions []Suggestion
-	// Recommendation is v2.1's purchase advice, if any.
-	Recommendation *Recommendation
-	// ResumeToken lets the caller resume the operation after paying.
-	ResumeToken string
-	// CatalogVersion is the pricing catalog version the suggestions use.
-	CatalogVersion string
-}
-
-// Unwrap gives errors.As the *APIError.
-func (e *InsufficientBalanceError) Unwrap() error {
 	if e == nil || e.APIError == nil {
 		return nil
 	}
@@ -348,21 +318,21 @@ func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcom
 
 // envelope is the union of every error body shape the worker sends.
 type envelope struct {
-	Code       string          `json:"code"`
-	Error      json.RawMessage `json:"error"`
-	Message    string          `json:"message"`
-	StatusCode int             `json:"statusCode"`
-	RetryAfter looseNumber     `json:"retryAfter"`
-	ServerTime json.RawMessage `json:"serverTime"`
+	Code       string            `json:"code"`
+	Error      json.RawMessage   `json:"error"`
+	Message    string            `json:"message"`
+	StatusCode int               `json:"statusCode"`
+	RetryAfter jsonx.LooseNumber `json:"retryAfter"`
+	ServerTime json.RawMessage   `json:"serverTime"`
 	// Timestamp is the deployed middleware's name for its clock on a 408.
 	Timestamp json.RawMessage `json:"timestamp"`
 }
 
 type nestedError struct {
-	Code       string      `json:"code"`
-	Message    string      `json:"message"`
-	RetryAfter looseNumber `json:"retryAfter"`
-	Hint       string      `json:"hint"`
+	Code       string            `json:"code"`
+	Message    string            `json:"message"`
+	RetryAfter jsonx.LooseNumber `json:"retryAfter"`
+	Hint       string            `json:"hint"`
 }
 
 var codeShaped = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)+$|^[A-Z][A-Z0-9]+$`)
@@ -385,8 +355,8 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 	}
 	// Loosely: one field of an odd type must not lose the others.
 	var env envelope
-	if decodeLoosely(body, &env) {
-		e.Code = env.Code
+	if jsonx.DecodeLoosely(body, &env) {
+		e.Code = ErrorCode(env.Code)
 		e.Message = env.Message
 		if env.RetryAfter.Valid && e.RetryAfter == 0 {
 			e.RetryAfter = clampSeconds(env.RetryAfter.Float)
@@ -397,16 +367,16 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 			switch {
 			case json.Unmarshal(env.Error, &s) == nil:
 				if e.Code == "" && codeShaped.MatchString(s) {
-					e.Code = s
+					e.Code = ErrorCode(s)
 				}
 				if e.Message == "" {
 					e.Message = s
 				} else if !codeShaped.MatchString(s) && s != e.Message && env.StatusCode == 0 {
 					e.Message = s + ": " + e.Message
 				}
-			case decodeLoosely(env.Error, &n):
+			case jsonx.DecodeLoosely(env.Error, &n):
 				if e.Code == "" {
-					e.Code = n.Code
+					e.Code = ErrorCode(n.Code)
 				}
 				if e.Message == "" {
 					e.Message = n.Message
@@ -421,7 +391,7 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 		}
 	}
 	if e.Code == "" {
-		e.Code = "http_" + strconv.Itoa(status)
+		e.Code = ErrorCode("http_" + strconv.Itoa(status))
 	}
 	if e.Message == "" {
 		e.Message = statusMessage(status, header, body)
@@ -469,7 +439,7 @@ func looksHTML(body []byte) bool {
 // seconds or milliseconds, or an ISO date) or else the Date header.
 func serverTime(header http.Header, body []byte) (time.Time, bool) {
 	var env envelope
-	if decodeLoosely(body, &env) {
+	if jsonx.DecodeLoosely(body, &env) {
 		for _, raw := range []json.RawMessage{env.ServerTime, env.Timestamp} {
 			if t, ok := parseClock(raw); ok {
 				return t, true
@@ -514,114 +484,3 @@ func parseClock(raw json.RawMessage) (time.Time, bool) {
 // plausibleClock reports a clock reading between 2000 and 2200: anything
 // else is a broken clock or a broken parse, not worth correcting towards.
 func plausibleClock(t time.Time) bool { return t.Year() >= 2000 && t.Year() <= 2200 }
-
-// typedError wraps the APIError of a response in the typed error that fits
-// its status and code. snap is the rate limiter's view, for RateLimitError.
-func typedError(e *APIError, body []byte, snap LimiterSnapshot) error {
-	switch {
-	case e.StatusCode == http.StatusPaymentRequired:
-		return newInsufficientBalanceError(e, body)
-	case isAuthStatus(e.StatusCode, e.Code):
-		a := &AuthError{APIError: e}
-		if t, ok := serverTime(e.Header, body); ok {
-			a.ServerTime = t
-		}
-		return a
-	case e.StatusCode == http.StatusTooManyRequests:
-		return newRateLimitError(e, snap)
-	case e.StatusCode == http.StatusRequestEntityTooLarge:
-		p := &PayloadTooLargeError{APIError: e}
-		var b struct {
-			Size       jsonx.Number `json:"size"`
-			Limit      jsonx.Number `json:"limit"`
-			Suggestion string       `json:"suggestion"`
-		}
-		if json.Unmarshal(body, &b) == nil {
-			p.Size, p.Limit, p.Suggestion = int64(b.Size.Float), int64(b.Limit.Float), b.Suggestion
-		}
-		return p
-	}
-	return e
-}
-
-func newRateLimitError(e *APIError, snap LimiterSnapshot) *RateLimitError {
-	r := &RateLimitError{APIError: e, Limit: snap.AdvertisedLimit, Remaining: snap.Remaining, Reset: snap.Reset}
-	if e.Header != nil {
-		if info, ok := parseRateHeaders(e.Header, time.Now()); ok {
-			r.Limit, r.Remaining, r.Reset = info.limit, info.remaining, info.reset
-		}
-	}
-	return r
-}
-
-// errorWire is every field a 402 body is known to carry.
-type errorWire struct {
-	Balance          json.RawMessage        `json:"balance"`
-	BalanceSeconds   looseNumber            `json:"balance_seconds"`
-	Available        looseNumber            `json:"available"`
-	Required         looseNumber            `json:"required"`
-	Estimate         *estimateWire          `json:"estimate"`
-	Breakdown        map[string]looseNumber `json:"breakdown"`
-	BreakdownSeconds map[string]looseNumber `json:"breakdown_seconds"`
-	Suggestions      []suggestionWire       `json:"suggestions"`
-	Recommendation   *recommendationWire    `json:"recommendation"`
-	ResumeToken      string                 `json:"resume_token"`
-	CatalogVersion   string                 `json:"catalog_version"`
-}
-
-func newInsufficientBalanceError(e *APIError, body []byte) *InsufficientBalanceError {
-	ib := &InsufficientBalanceError{APIError: e}
-	var w errorWire
-	if len(bytes.TrimSpace(body)) == 0 || !decodeLoosely(body, &w) {
-		// A CDN stripped the body: v2.1's fallback.
-		e.Code = CodeInsufficientAITime
-		e.Message = insufficientFallbackMessage
-		return ib
-	}
-	if strings.HasPrefix(e.Code, "http_") {
-		e.Code = CodeInsufficientAITime
-	}
-	if strings.HasPrefix(e.Message, http.StatusText(http.StatusPaymentRequired)) || e.Message == e.Code {
-		e.Message = insufficientFallbackMessage
-	}
-	ib.fill(w)
-	return ib
-}
-
-func (ib *InsufficientBalanceError) fill(w errorWire) {
-	if b := decodeBalanceBreakdown(w.Balance); b != nil {
-		ib.Balance = b
-		ib.Available, ib.HasAvailable = b.Total, true
-	}
-	if w.Available.Valid {
-		ib.Available, ib.HasAvailable = w.Available.Seconds(), true
-	}
-	if w.BalanceSeconds.Valid {
-		ib.Available, ib.HasAvailable = w.BalanceSeconds.Seconds(), true
-	}
-	ib.Required = w.Required.Seconds()
-	if w.Estimate != nil {
-		ib.Estimate = w.Estimate.toEstimate()
-		if ib.Required == 0 && ib.Estimate != nil {
-			ib.Required = ib.Estimate.Duration
-		}
-	}
-	bd := w.BreakdownSeconds
-	if bd == nil {
-		bd = w.Breakdown
-	}
-	if len(bd) > 0 {
-		ib.Breakdown = make(map[string]time.Duration, len(bd))
-		for k, v := range bd {
-			ib.Breakdown[k] = v.Seconds()
-		}
-	}
-	for _, s := range w.Suggestions {
-		ib.Suggestions = append(ib.Suggestions, s.toSuggestion())
-	}
-	if w.Recommendation != nil {
-		ib.Recommendation = w.Recommendation.toRecommendation()
-	}
-	ib.ResumeToken = w.ResumeToken
-	ib.CatalogVersion = w.CatalogVersion
-}

@@ -28,7 +28,7 @@ func TestErrorEnvelopes(t *testing.T) {
 		status    int
 		ctype     string
 		body      string
-		wantCode  string
+		wantCode  ErrorCode
 		wantMsg   string
 		wantRetry time.Duration
 		sentinel  error
@@ -152,7 +152,7 @@ func TestInsufficientBalanceShapes(t *testing.T) {
 			if !errors.As(err, &ae) || ae.StatusCode != 402 {
 				t.Error("the *APIError is reachable with errors.As")
 			}
-			if !strings.EqualFold(ib.Code, CodeInsufficientAITime) {
+			if !ib.Code.Equal(CodeInsufficientAITime) {
 				t.Errorf("code %q, want insufficient_ai_time", ib.Code)
 			}
 			if ib.Message != tc.msg {
@@ -217,6 +217,9 @@ func FuzzNewAPIError(f *testing.F) {
 		if e.RetryAfter < 0 || e.RetryAfter > maxRetryAfter {
 			t.Fatalf("RetryAfter %s out of range", e.RetryAfter)
 		}
-		_ = typedError(e, []byte(body), LimiterSnapshot{}).Error()
+		_ = fuzzCore.typedError(e, []byte(body)).Error()
 	})
 }
+
+// fuzzCore is a core for tests that decode answers without a client.
+var fuzzCore = &core{clock: systemClock{}, limiter: newAdaptiveLimiter(60, DefaultMaxWait, systemClock{})}

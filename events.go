@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
-	"errors"
-	"strconv"
 	"strings"
 	"time"
 
@@ -162,20 +160,20 @@ type EventRow struct {
 
 // legacyData is what legacy rows keep in event_data.
 type legacyData struct {
-	Message         string          `json:"message"`
-	Title           string          `json:"title"`
-	Description     string          `json:"description"`
-	Phase           string          `json:"phase"`
-	PreviewURL      string          `json:"previewUrl"`
-	PreviewURLSnake string          `json:"preview_url"`
-	Progress        looseNumber     `json:"progress"`
-	OverallProgress looseNumber     `json:"overall_progress"`
-	Finished        looseBool       `json:"finished"`
-	Error           json.RawMessage `json:"error"`
-	ErrorCode       string          `json:"errorCode"`
-	VersionID       string          `json:"versionId"`
-	VersionName     string          `json:"versionName"`
-	Duration        looseNumber     `json:"duration_seconds"`
+	Message         string            `json:"message"`
+	Title           string            `json:"title"`
+	Description     string            `json:"description"`
+	Phase           string            `json:"phase"`
+	PreviewURL      string            `json:"previewUrl"`
+	PreviewURLSnake string            `json:"preview_url"`
+	Progress        jsonx.LooseNumber `json:"progress"`
+	OverallProgress jsonx.LooseNumber `json:"overall_progress"`
+	Finished        jsonx.LooseBool   `json:"finished"`
+	Error           json.RawMessage   `json:"error"`
+	ErrorCode       string            `json:"errorCode"`
+	VersionID       string            `json:"versionId"`
+	VersionName     string            `json:"versionName"`
+	Duration        jsonx.LooseNumber `json:"duration_seconds"`
 }
 
 // Event turns the row into a BuildEvent: the clean columns first, a legacy
@@ -211,7 +209,7 @@ func (r EventRow) Event() BuildEvent {
 	if data := nonNullJSON(r.EventData); len(data) > 0 && !bytes.Equal(bytes.TrimSpace(data), []byte("{}")) {
 		ev.Data = data
 		var d legacyData
-		if decodeLoosely(data, &d) {
+		if jsonx.DecodeLoosely(data, &d) {
 			ev.fillLegacy(d)
 		}
 	}
@@ -368,165 +366,41 @@ func nonNullJSON(raw json.RawMessage) json.RawMessage {
 	return raw
 }
 
-// looseID is an id that arrives as a JSON number or a string ("123").
-type looseID struct {
-	Text  string
-	Valid bool
-}
-
-// UnmarshalJSON accepts 123, "123", "abc" and null.
-func (id *looseID) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	switch {
-	case bytes.Equal(b, []byte("null")):
-		*id = looseID{}
-	case len(b) > 0 && b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*id = looseID{Text: strings.TrimSpace(s), Valid: strings.TrimSpace(s) != ""}
-	default:
-		var n json.Number
-		if err := json.Unmarshal(b, &n); err != nil {
-			return err
-		}
-		*id = looseID{Text: n.String(), Valid: true}
-	}
-	return nil
-}
-
-// Int64 returns the id as an integer.
-func (id looseID) Int64() (int64, bool) {
-	if !id.Valid {
-		return 0, false
-	}
-	if n, err := strconv.ParseInt(id.Text, 10, 64); err == nil {
-		return n, true
-	}
-	if f, err := strconv.ParseFloat(id.Text, 64); err == nil && f == float64(int64(f)) {
-		return int64(f), true
-	}
-	return 0, false
-}
-
-// decodeLoosely decodes raw into v, leaving out the fields whose JSON type
-// does not fit (encoding/json decodes the others all the same); false only
-// when raw is not JSON at all or a field's own decoder refused it.
-func decodeLoosely(raw json.RawMessage, v any) bool {
-	err := json.Unmarshal(raw, v)
-	var typeErr *json.UnmarshalTypeError
-	return err == nil || errors.As(err, &typeErr)
-}
-
-// looseNumber is a jsonx.Number that reads anything it cannot parse ("n/a",
-// an object) as absent instead of failing the whole body.
-type looseNumber struct{ jsonx.Number }
-
-// UnmarshalJSON never fails.
-func (n *looseNumber) UnmarshalJSON(b []byte) error {
-	if n.Number.UnmarshalJSON(b) != nil {
-		n.Number = jsonx.Number{}
-	}
-	return nil
-}
-
-// looseBool is a boolean that may arrive as true, "true", 1 or "1".
-type looseBool struct {
-	Bool  bool
-	Valid bool
-}
-
-// UnmarshalJSON accepts booleans, "true"/"false", 1/0 and null; anything
-// else is read as absent rather than failing the whole body.
-func (v *looseBool) UnmarshalJSON(b []byte) error {
-	s := strings.Trim(strings.ToLower(string(bytes.TrimSpace(b))), `"`)
-	switch s {
-	case "true", "1", "t", "yes":
-		*v = looseBool{Bool: true, Valid: true}
-	case "false", "0", "f", "no":
-		*v = looseBool{Bool: false, Valid: true}
-	default:
-		*v = looseBool{}
-	}
-	return nil
-}
-
-// looseTime is a timestamp as the worker writes it: RFC 3339, Postgres's
-// text form with or without a zone, a bare date, or Unix seconds or
-// milliseconds (as a number or a string).
-type looseTime struct{ Time time.Time }
-
-var looseTimeLayouts = []string{
-	time.RFC3339Nano,
-	"2006-01-02T15:04:05.999999999",
-	"2006-01-02 15:04:05.999999999Z07:00",
-	"2006-01-02 15:04:05.999999999Z07",
-	"2006-01-02 15:04:05.999999999",
-	time.DateOnly,
-}
-
-// UnmarshalJSON never fails: an unreadable time is zero.
-func (t *looseTime) UnmarshalJSON(b []byte) error {
-	*t = looseTime{}
-	b = bytes.TrimSpace(b)
-	var s string
-	if json.Unmarshal(b, &s) == nil {
-		s = strings.TrimSpace(s)
-		for _, layout := range looseTimeLayouts {
-			if v, err := time.Parse(layout, s); err == nil {
-				t.Time = v.UTC()
-				return nil
-			}
-		}
-		b = []byte(s) // perhaps Unix time in a string
-	}
-	var n float64
-	if json.Unmarshal(b, &n) == nil && n > 0 {
-		if n > 1e12 {
-			t.Time = time.UnixMilli(int64(n)).UTC()
-		} else {
-			t.Time = time.Unix(int64(n), 0).UTC()
-		}
-	}
-	return nil
-}
-
 // eventWire is an event as the worker's HTTP endpoint sends it. The table's
 // column names are accepted beside the endpoint's, and camelCase beside
 // snake_case, so a route that sends raw rows is read as well.
 type eventWire struct {
-	ID               looseID         `json:"id"`
-	BuildID          string          `json:"build_id"`
-	BuildIDCamel     string          `json:"buildId"`
-	UserID           string          `json:"user_id"`
-	EventType        string          `json:"event_type"`
-	EventTypeCamel   string          `json:"eventType"`
-	Phase            string          `json:"phase"`
-	EventPhase       string          `json:"event_phase"`
-	Title            string          `json:"title"`
-	EventTitle       string          `json:"event_title"`
-	Description      string          `json:"description"`
-	EventDescription string          `json:"event_description"`
-	OverallProgress  looseNumber     `json:"overall_progress"`
-	ProgressCamel    looseNumber     `json:"overallProgress"`
-	Finished         looseBool       `json:"finished"`
-	PreviewURL       string          `json:"preview_url"`
-	PreviewURLCamel  string          `json:"previewUrl"`
-	EventCode        string          `json:"event_code"`
-	EventParams      json.RawMessage `json:"event_params"`
-	Error            json.RawMessage `json:"error"`
-	ErrorCode        string          `json:"error_code"`
-	ErrorParams      json.RawMessage `json:"error_params"`
-	UserErrorMessage string          `json:"user_error_message"`
-	EventData        json.RawMessage `json:"event_data"`
-	CreatedAt        looseTime       `json:"created_at"`
-	CreatedAtCamel   looseTime       `json:"createdAt"`
-	VersionID        string          `json:"versionId"`
-	VersionIDSnake   string          `json:"version_id"`
-	VersionName      string          `json:"versionName"`
-	VersionNameSnake string          `json:"version_name"`
-	DurationSeconds  looseNumber     `json:"duration_seconds"`
+	ID               jsonx.LooseID     `json:"id"`
+	BuildID          string            `json:"build_id"`
+	BuildIDCamel     string            `json:"buildId"`
+	UserID           string            `json:"user_id"`
+	EventType        string            `json:"event_type"`
+	EventTypeCamel   string            `json:"eventType"`
+	Phase            string            `json:"phase"`
+	EventPhase       string            `json:"event_phase"`
+	Title            string            `json:"title"`
+	EventTitle       string            `json:"event_title"`
+	Description      string            `json:"description"`
+	EventDescription string            `json:"event_description"`
+	OverallProgress  jsonx.LooseNumber `json:"overall_progress"`
+	ProgressCamel    jsonx.LooseNumber `json:"overallProgress"`
+	Finished         jsonx.LooseBool   `json:"finished"`
+	PreviewURL       string            `json:"preview_url"`
+	PreviewURLCamel  string            `json:"previewUrl"`
+	EventCode        string            `json:"event_code"`
+	EventParams      json.RawMessage   `json:"event_params"`
+	Error            json.RawMessage   `json:"error"`
+	ErrorCode        string            `json:"error_code"`
+	ErrorParams      json.RawMessage   `json:"error_params"`
+	UserErrorMessage string            `json:"user_error_message"`
+	EventData        json.RawMessage   `json:"event_data"`
+	CreatedAt        jsonx.LooseTime   `json:"created_at"`
+	CreatedAtCamel   jsonx.LooseTime   `json:"createdAt"`
+	VersionID        string            `json:"versionId"`
+	VersionIDSnake   string            `json:"version_id"`
+	VersionName      string            `json:"versionName"`
+	VersionNameSnake string            `json:"version_name"`
+	DurationSeconds  jsonx.LooseNumber `json:"duration_seconds"`
 }
 
 // decodeEvent reads one event of the HTTP endpoint; ok is false when it is
@@ -534,7 +408,7 @@ type eventWire struct {
 // out rather than the event: dropping it could drop the build's end.
 func decodeEvent(raw json.RawMessage) (BuildEvent, bool) {
 	var w eventWire
-	if !decodeLoosely(raw, &w) {
+	if !jsonx.DecodeLoosely(raw, &w) {
 		return BuildEvent{}, false
 	}
 	id, ok := w.ID.Int64()

@@ -149,7 +149,7 @@ func TestVerifyMiddlewareRefusals(t *testing.T) {
 		signedAt  time.Time
 		change    func(*http.Request) *http.Request
 		want      int
-		code      string
+		code      ErrorCode
 	}{
 		{"untouched bodypath", SigningBodyPath, false, now, nil, 204, ""},
 		{"untouched timestamp", SigningTimestamp, false, now, nil, 204, ""},
@@ -207,7 +207,7 @@ func TestVerifyMiddlewareRefusals(t *testing.T) {
 			if res.reached {
 				t.Error("the handler ran")
 			}
-			if res.body["code"] != tc.code || res.body["error"] == "" {
+			if res.body["code"] != string(tc.code) || res.body["error"] == "" {
 				t.Errorf("body %v, want code %s", res.body, tc.code)
 			}
 			if tc.want == 408 && res.body["serverTime"] != float64(now.Unix()) {
@@ -230,7 +230,7 @@ func TestVerifyMiddlewareReplay(t *testing.T) {
 				t.Fatalf("first: %d %v", res.status, res.body)
 			}
 			res := mwServe(t, cfg, replay)
-			if res.status != 409 || res.body["code"] != CodeReplayAttackDetected || res.reached {
+			if res.status != 409 || res.body["code"] != string(CodeReplayAttackDetected) || res.reached {
 				t.Errorf("replay: %d %v reached=%v", res.status, res.body, res.reached)
 			}
 		})
@@ -282,7 +282,7 @@ func TestVerifyMiddlewareOversizedBody(t *testing.T) {
 	cfg := &VerifyConfig{Secret: mwSecret, MaxBody: 1024}
 	big := bytes.Repeat([]byte("a"), 1025)
 	r := mwSigned(t, SigningBodyPath, time.Now(), "POST", "/v1/hooks/big", big)
-	want := map[string]any{"statusCode": 413.0, "code": CodeBodyTooLarge, "error": "Payload Too Large", "message": "Request body is too large"}
+	want := map[string]any{"statusCode": 413.0, "code": string(CodeBodyTooLarge), "error": "Payload Too Large", "message": "Request body is too large"}
 	if res := mwServe(t, cfg, r); res.status != 413 || res.reached || !cmp.Equal(res.body, want) {
 		t.Errorf("with Content-Length: %d %v reached=%v", res.status, res.body, res.reached)
 	}

@@ -122,17 +122,17 @@ type ProxyConfig struct {
 
 // Codes in the JSON bodies of errors the proxy answers itself.
 const (
-	proxyCodeUnauthorized = "UNAUTHORIZED"
-	proxyCodeForbidden    = "FORBIDDEN"
-	proxyCodeCrossOrigin  = "CROSS_ORIGIN_REQUEST"
-	proxyCodeNotFound     = "NOT_FOUND"
-	proxyCodeBadPath      = "INVALID_PATH"
-	proxyCodeBadRequest   = "BAD_REQUEST"
-	proxyCodeBadMedia     = "FST_ERR_CTP_INVALID_MEDIA_TYPE"
-	proxyCodeRateLimited  = "client_rate_limited"
-	proxyCodeUnavailable  = "WORKER_UNAVAILABLE"
-	proxyCodeInternal     = "INTERNAL_ERROR"
-	proxyCodeSigning      = "PROXY_SIGNATURE_REJECTED"
+	proxyCodeUnauthorized ErrorCode = "UNAUTHORIZED"
+	proxyCodeForbidden              = "FORBIDDEN"
+	proxyCodeCrossOrigin            = "CROSS_ORIGIN_REQUEST"
+	proxyCodeNotFound               = "NOT_FOUND"
+	proxyCodeBadPath                = "INVALID_PATH"
+	proxyCodeBadRequest             = "BAD_REQUEST"
+	proxyCodeBadMedia               = "FST_ERR_CTP_INVALID_MEDIA_TYPE"
+	proxyCodeRateLimited            = "client_rate_limited"
+	proxyCodeUnavailable            = "WORKER_UNAVAILABLE"
+	proxyCodeInternal               = "INTERNAL_ERROR"
+	proxyCodeSigning                = "PROXY_SIGNATURE_REJECTED"
 )
 
 // maxProxyJSONDepth caps how deeply a proxied JSON body may nest.
@@ -323,11 +323,11 @@ func isUserKey(k string) bool {
 // proxyRefusal is an answer the proxy gives itself.
 type proxyRefusal struct {
 	status  int
-	code    string
+	code    ErrorCode
 	message string
 }
 
-func refuse(status int, code, message string) *proxyRefusal {
+func refuse(status int, code ErrorCode, message string) *proxyRefusal {
 	return &proxyRefusal{status: status, code: code, message: message}
 }
 
@@ -575,21 +575,21 @@ func (p *proxy) answer(w http.ResponseWriter, r *http.Request, no *proxyRefusal)
 	if p.c.logger.Enabled(r.Context(), slog.LevelDebug) {
 		p.c.logger.LogAttrs(r.Context(), slog.LevelDebug, "sheen: proxy refused a request",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", no.status), slog.String("code", no.code))
+			slog.Int("status", no.status), slog.String("code", string(no.code)))
 	}
 	writeProxyError(w, no.status, no.code, no.message)
 }
 
 // writeProxyError answers {"error": message, "code": code} with status; a
 // 413 gets the worker's web framework shape.
-func writeProxyError(w http.ResponseWriter, status int, code, message string) {
+func writeProxyError(w http.ResponseWriter, status int, code ErrorCode, message string) {
 	var body []byte
 	if status == http.StatusRequestEntityTooLarge {
 		body, _ = jsonx.Marshal(map[string]any{"statusCode": status, "code": code, "error": "Payload Too Large", "message": message})
 	} else {
 		body, _ = jsonx.Marshal(struct {
-			Error string `json:"error"`
-			Code  string `json:"code"`
+			Error string    `json:"error"`
+			Code  ErrorCode `json:"code"`
 		}{message, code})
 	}
 	h := w.Header()

@@ -273,7 +273,7 @@ func TestClockSkewCorrected(t *testing.T) {
 		if err := ver.VerifyRequest(r, body); err != nil {
 			var ae *AuthError
 			errors.As(err, &ae)
-			resp := jsonResponse(r, ae.StatusCode, `{"error":"Timestamp out of range","code":"`+ae.Code+`"}`)
+			resp := jsonResponse(r, ae.StatusCode, `{"error":"Timestamp out of range","code":"`+string(ae.Code)+`"}`)
 			resp.Header.Set("Date", serverNow.UTC().Format(http.TimeFormat))
 			return resp, nil
 		}

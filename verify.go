@@ -156,7 +156,7 @@ func equalHex(got, want string) bool {
 	return len(g) == len(w) && hmac.Equal(g, w)
 }
 
-func authFailure(status int, code, msg string) *AuthError {
+func authFailure(status int, code ErrorCode, msg string) *AuthError {
 	return &AuthError{APIError: &APIError{StatusCode: status, Code: code, Message: msg}}
 }
 

@@ -97,7 +97,7 @@ func TestServerRefusesReplays(t *testing.T) {
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), sheen.CodeReplayAttackDetected) {
+			if resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), string(sheen.CodeReplayAttackDetected)) {
 				t.Fatalf("replay answered %d %s", resp.StatusCode, body)
 			}
 			http.DefaultTransport.(*http.Transport).CloseIdleConnections()

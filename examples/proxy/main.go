@@ -267,7 +267,7 @@ func (a *app) createProject(w http.ResponseWriter, r *http.Request) {
 	var short *sheen.InsufficientBalanceError
 	switch {
 	case errors.As(err, &short):
-		writeJSON(w, http.StatusPaymentRequired, map[string]string{"error": "Not enough AI time for a build", "code": sheen.CodeInsufficientAITime})
+		writeJSON(w, http.StatusPaymentRequired, map[string]string{"error": "Not enough AI time for a build", "code": string(sheen.CodeInsufficientAITime)})
 		return
 	case err != nil:
 		log.Printf("create project: %v", err)
