@@ -1,100 +1,131 @@
 package sheen
 
 import (
+	"container/list"
 	"context"
+	"errors"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
-// ttlCache holds values until they expire, bounded in size, with one load at
-// a time per key (concurrent misses share it). Billing balances and export
-// links both live in one.
+// ttlCache holds values until they expire, at most max of them (when full,
+// the least recently used goes), with one load at a time per key:
+// concurrent misses share it. Billing balances and export links both live in
+// one. Every operation is O(1): a map finds an entry, a list keeps the
+// entries in order of use.
 type ttlCache[V any] struct {
 	clock Clock
 	max   int
+	// loadTimeout bounds how long one shared load may run, on the runtime's
+	// clock (zero: no bound of the cache's own; the loader's requests have
+	// theirs). Set it before the cache is used.
+	loadTimeout time.Duration
 
 	mu      sync.Mutex
-	entries map[string]cacheEntry[V]
-	epoch   uint64 // bumped by Delete, so a load started before it is not stored
-	group   singleflight.Group
-	flights map[string]*flight // loads under way, with their waiters
+	entries map[string]*list.Element // each holds a *cacheEntry[V]
+	lru     list.List                // front: most recently used
+	flights map[string]*flight[V]    // loads whose value may still be stored
 }
 
 type cacheEntry[V any] struct {
+	key     string
 	value   V
 	expires time.Time
 }
+
+// flight is one load of a key and the callers waiting for it.
+type flight[V any] struct {
+	ctx     context.Context // the load's: the first caller's values, no deadline of a caller
+	cancel  context.CancelFunc
+	waiters int           // callers still waiting; the load is cancelled when it drops to 0
+	done    chan struct{} // closed once value and err are set
+	value   V
+	err     error
+}
+
+// errLoadAborted is what callers sharing a load get when the loader panicked
+// or exited its goroutine instead of returning.
+var errLoadAborted = errors.New("sheen: cache: the load ended without an answer")
 
 func newTTLCache[V any](clock Clock, max int) *ttlCache[V] {
 	if max <= 0 {
 		max = 1
 	}
-	return &ttlCache[V]{clock: clock, max: max, entries: make(map[string]cacheEntry[V]), flights: make(map[string]*flight)}
+	return &ttlCache[V]{clock: clock, max: max, entries: make(map[string]*list.Element), flights: make(map[string]*flight[V])}
 }
 
 // Get returns the value for key if it has not expired.
 func (c *ttlCache[V]) Get(key string) (V, bool) {
+	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	if !ok || !c.clock.Now().Before(e.expires) {
-		var zero V
-		return zero, false
+	return c.getLocked(key, now)
+}
+
+// getLocked returns key's value if it has not expired, marking it used. An
+// expired entry found on the way is dropped.
+func (c *ttlCache[V]) getLocked(key string, now time.Time) (V, bool) {
+	if el, ok := c.entries[key]; ok {
+		e := el.Value.(*cacheEntry[V])
+		if now.Before(e.expires) {
+			c.lru.MoveToFront(el)
+			return e.value, true
+		}
+		c.removeLocked(el)
 	}
-	return e.value, true
+	var zero V
+	return zero, false
 }
 
 // Set stores value for key until expires. A value already expired is not
-// stored.
+// stored (and drops the one held).
 func (c *ttlCache[V]) Set(key string, value V, expires time.Time) {
+	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.setLocked(key, value, expires)
+	c.setLocked(key, value, expires, now)
 }
 
-func (c *ttlCache[V]) setLocked(key string, value V, expires time.Time) {
-	now := c.clock.Now()
-	if !now.Before(expires) {
-		delete(c.entries, key)
+func (c *ttlCache[V]) setLocked(key string, value V, expires, now time.Time) {
+	el, ok := c.entries[key]
+	switch {
+	case !now.Before(expires):
+		if ok {
+			c.removeLocked(el)
+		}
 		return
+	case ok:
+		e := el.Value.(*cacheEntry[V])
+		e.value, e.expires = value, expires
+		c.lru.MoveToFront(el)
+		return
+	case len(c.entries) >= c.max:
+		// Full: the least recently used entry makes room, its element
+		// reused for the new one.
+		el = c.lru.Back()
+		e := el.Value.(*cacheEntry[V])
+		delete(c.entries, e.key)
+		*e = cacheEntry[V]{key: key, value: value, expires: expires}
+		c.lru.MoveToFront(el)
+	default:
+		el = c.lru.PushFront(&cacheEntry[V]{key: key, value: value, expires: expires})
 	}
-	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.max {
-		c.evictLocked(now)
-	}
-	c.entries[key] = cacheEntry[V]{value: value, expires: expires}
+	c.entries[key] = el
 }
 
-// evictLocked drops expired entries, and if none were, the one closest to
-// expiry.
-func (c *ttlCache[V]) evictLocked(now time.Time) {
-	var soonest string
-	var soonestAt time.Time
-	dropped := false
-	for k, e := range c.entries {
-		if !now.Before(e.expires) {
-			delete(c.entries, k)
-			dropped = true
-			continue
-		}
-		if soonestAt.IsZero() || e.expires.Before(soonestAt) {
-			soonest, soonestAt = k, e.expires
-		}
-	}
-	if !dropped && soonest != "" {
-		delete(c.entries, soonest)
-	}
+func (c *ttlCache[V]) removeLocked(el *list.Element) {
+	delete(c.entries, c.lru.Remove(el).(*cacheEntry[V]).key)
 }
 
 // Delete drops key, and makes sure a load already under way for it is
-// neither stored nor shared with later callers.
+// neither stored nor shared with later callers (those already waiting for
+// it still get its answer).
 func (c *ttlCache[V]) Delete(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.entries, key)
-	c.epoch++
-	c.group.Forget(key)
+	if el, ok := c.entries[key]; ok {
+		c.removeLocked(el)
+	}
 	delete(c.flights, key)
 }
 
@@ -108,98 +139,116 @@ func (c *ttlCache[V]) Len() int {
 // Fetch returns the cached value for key, or loads it. Concurrent callers
 // missing on one key share one load. load returns the value and when it
 // expires; an error is returned to every caller sharing the load and nothing
-// is stored. Each caller stops waiting when its own ctx ends. The load runs
-// on the first caller's context without its cancellation (but with its
-// deadline), so one impatient caller cannot fail the others; when every
-// caller has stopped waiting the load is cancelled, so a hung worker cannot
-// hold a goroutine after its callers are gone.
+// is stored.
+//
+// Each caller stops waiting when its own ctx ends, with ctx's error. The
+// load runs on the first caller's context without its cancellation or
+// deadline (its values stay visible), bounded only by loadTimeout: one
+// impatient caller cannot fail the others. When every caller has stopped
+// waiting the load is cancelled, so a hung worker cannot hold a goroutine
+// after its callers are gone.
+//
+// A load runs on a goroutine of its own only when its first caller can
+// leave early (its ctx can end); otherwise that caller runs it. A hit does
+// not allocate here, but a closure passed as load does, at the call site,
+// on every call: it escapes, as the load may outlive its caller. Callers
+// that care check Get first.
 func (c *ttlCache[V]) Fetch(ctx context.Context, key string, load func(context.Context) (V, time.Time, error)) (V, error) {
-	if v, ok := c.Get(key); ok {
-		return v, nil
-	}
-	f := c.join(ctx, key)
-	defer c.leave(key, f)
-	ch := c.group.DoChan(key, func() (any, error) {
-		defer c.landed(key, f)
-		c.mu.Lock()
-		epoch := c.epoch
-		// A caller that missed just before another's load stored its value
-		// starts a flight of its own: serve what is now cached instead.
-		if e, ok := c.entries[key]; ok && c.clock.Now().Before(e.expires) {
-			c.mu.Unlock()
-			return e.value, nil
-		}
-		c.mu.Unlock()
-		v, expires, err := load(f.ctx)
-		if err != nil {
-			return v, err
-		}
-		c.mu.Lock()
-		if c.epoch == epoch {
-			c.setLocked(key, v, expires)
-		}
-		c.mu.Unlock()
-		return v, nil
-	})
-	select {
-	case <-ctx.Done():
-		var zero V
-		return zero, ctx.Err()
-	case r := <-ch:
-		v, _ := r.Val.(V)
-		return v, r.Err
-	}
-}
-
-// flight is one load of a key and the callers waiting for it.
-type flight struct {
-	ctx     context.Context
-	cancel  context.CancelFunc
-	waiters int
-}
-
-// join counts the caller in on the key's current load, making one (with the
-// caller's deadline but not its cancellation) if none is under way.
-func (c *ttlCache[V]) join(ctx context.Context, key string) *flight {
+	now := c.clock.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	if v, ok := c.getLocked(key, now); ok {
+		c.mu.Unlock()
+		return v, nil
+	}
+	if err := ctx.Err(); err != nil {
+		c.mu.Unlock()
+		var zero V
+		return zero, err // do not start a load for a caller already gone
+	}
 	f := c.flights[key]
-	if f == nil {
-		f = &flight{}
-		if deadline, ok := ctx.Deadline(); ok {
-			f.ctx, f.cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline)
-		} else {
-			f.ctx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
-		}
-		c.flights[key] = f
+	first := f == nil
+	if first {
+		f = c.startLocked(ctx, key)
 	}
 	f.waiters++
+	c.mu.Unlock()
+
+	if first {
+		if ctx.Done() == nil {
+			c.run(key, f, load) // this caller cannot leave before the load ends
+		} else {
+			go c.run(key, f, load)
+		}
+	}
+	select {
+	case <-f.done:
+		return f.value, f.err
+	case <-ctx.Done():
+	}
+	select {
+	case <-f.done: // landed meanwhile: take it
+		return f.value, f.err
+	default:
+	}
+	c.leave(key, f)
+	var zero V
+	return zero, ctx.Err()
+}
+
+// startLocked registers a new load of key on ctx's values.
+func (c *ttlCache[V]) startLocked(ctx context.Context, key string) *flight[V] {
+	f := &flight[V]{done: make(chan struct{})}
+	base := context.WithoutCancel(ctx)
+	if c.loadTimeout > 0 {
+		f.ctx, f.cancel = context.WithTimeout(base, c.loadTimeout)
+	} else {
+		f.ctx, f.cancel = context.WithCancel(base)
+	}
+	c.flights[key] = f
 	return f
 }
 
-// leave counts a caller out. When the last one leaves a load still under
-// way, the load is cancelled and forgotten, so later callers start afresh
-// instead of joining a load doomed to fail.
-func (c *ttlCache[V]) leave(key string, f *flight) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f.waiters--
-	if f.waiters > 0 {
-		return
-	}
-	if c.flights[key] == f {
-		delete(c.flights, key)
-		c.group.Forget(key)
-	}
-	f.cancel() // nobody waits for it any more
+// run performs f's load, stores its value unless the key was invalidated or
+// the load abandoned meanwhile, and hands the answer to f's waiters.
+func (c *ttlCache[V]) run(key string, f *flight[V], load func(context.Context) (V, time.Time, error)) {
+	var (
+		v       V
+		expires time.Time
+		err     = errLoadAborted // unless load returns
+	)
+	defer func() {
+		if err != nil {
+			var zero V
+			v = zero
+		}
+		now := c.clock.Now()
+		c.mu.Lock()
+		if c.flights[key] == f {
+			delete(c.flights, key)
+			if err == nil {
+				c.setLocked(key, v, expires, now)
+			}
+		}
+		f.value, f.err = v, err
+		c.mu.Unlock()
+		f.cancel()
+		close(f.done)
+	}()
+	v, expires, err = load(f.ctx)
 }
 
-// landed ends a load: later callers start a flight of their own.
-func (c *ttlCache[V]) landed(key string, f *flight) {
+// leave counts a caller out of f. When the last one leaves, the load is
+// cancelled and forgotten: later callers start afresh instead of joining a
+// load nobody waits for, and what it may still return is not stored.
+func (c *ttlCache[V]) leave(key string, f *flight[V]) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.flights[key] == f {
+	f.waiters--
+	last := f.waiters == 0
+	if last && c.flights[key] == f {
 		delete(c.flights, key)
 	}
-	f.cancel()
+	c.mu.Unlock()
+	if last {
+		f.cancel()
+	}
 }

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
-func TestCacheExpiresAndIsBounded(t *testing.T) {
+func TestCacheExpiresAndEvictsLeastRecentlyUsed(t *testing.T) {
 	clock := newFakeClock(limiterStart)
 	c := newTTLCache[int](clock, 2)
 	c.Set("a", 1, clock.Now().Add(time.Minute))
@@ -17,16 +20,27 @@ func TestCacheExpiresAndIsBounded(t *testing.T) {
 	if _, ok := c.Get("gone"); ok || c.Len() != 2 {
 		t.Fatalf("an expired value was stored (len %d)", c.Len())
 	}
-	c.Set("c", 3, clock.Now().Add(3*time.Minute)) // full: "a" expires soonest and goes
-	if _, ok := c.Get("a"); ok || c.Len() != 2 {
-		t.Fatalf("bound not kept: len %d", c.Len())
+	c.Get("a")                                    // a is used: b is now the least recently used
+	c.Set("c", 3, clock.Now().Add(3*time.Minute)) // full: b goes
+	if _, ok := c.Get("b"); ok || c.Len() != 2 {
+		t.Fatalf("b, the least recently used, was kept (len %d)", c.Len())
 	}
-	clock.Advance(2 * time.Minute)
-	if _, ok := c.Get("b"); ok {
-		t.Fatal("b outlived its expiry")
+	if v, ok := c.Get("a"); !ok || v != 1 {
+		t.Fatal("a, used recently, was evicted")
+	}
+	clock.Advance(time.Minute)
+	if _, ok := c.Get("a"); ok {
+		t.Fatal("a outlived its expiry")
+	}
+	if c.Len() != 1 {
+		t.Fatalf("an expired entry found by Get stays (len %d)", c.Len())
 	}
 	if v, ok := c.Get("c"); !ok || v != 3 {
 		t.Fatal("c expired early")
+	}
+	c.Set("c", 4, clock.Now()) // an expired replacement drops the value held
+	if _, ok := c.Get("c"); ok {
+		t.Fatal("c survived being replaced by an expired value")
 	}
 }
 
@@ -52,106 +66,243 @@ func TestCacheFetchSharesOneLoadAndCachesOnlySuccess(t *testing.T) {
 	if n := loads.Load(); n != 2 {
 		t.Fatalf("%d loads: an error is not cached, a value is", n)
 	}
-}
-
-// A value loaded before an invalidation is not stored by it, and one
-// impatient caller does not fail the others sharing its load.
-func TestCacheDeleteDuringLoadAndImpatientCaller(t *testing.T) {
-	clock := newFakeClock(limiterStart)
-	c := newTTLCache[int](clock, 10)
-	release := make(chan struct{})
-	started := make(chan struct{})
-	load := func(ctx context.Context) (int, time.Time, error) {
-		close(started)
-		<-release
-		return 1, clock.Now().Add(time.Minute), ctx.Err()
-	}
-	impatient, cancel := context.WithCancel(context.Background())
-	firstDone := make(chan error, 1)
-	go func() { _, err := c.Fetch(impatient, "k", load); firstDone <- err }()
-	<-started
-	secondDone := make(chan error, 1)
-	go func() {
-		_, err := c.Fetch(context.Background(), "k", func(context.Context) (int, time.Time, error) {
-			t.Error("a second load started while one was under way")
-			return 0, time.Time{}, nil
-		})
-		secondDone <- err
-	}()
-	waitForWaiters(c, "k", 2)
-	cancel()
-	if err := <-firstDone; !errors.Is(err, context.Canceled) {
-		t.Fatalf("the impatient caller: %v", err)
-	}
-	close(release)
-	if err := <-secondDone; err != nil {
-		t.Fatalf("the patient caller failed with the impatient one: %v", err)
-	}
-
-	// Now a load that an invalidation overtakes.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Fetch(context.Background(), "x", func(context.Context) (int, time.Time, error) {
-			c.Delete("x") // the value changed while it was being read
-			return 5, clock.Now().Add(time.Minute), nil
-		})
-	}()
-	<-done
-	if _, ok := c.Get("x"); ok {
-		t.Fatal("a value loaded before its invalidation was cached")
+	clock.Advance(time.Minute) // the value expires exactly now
+	if v, err := c.Fetch(context.Background(), "k", load); err != nil || v != 7 || loads.Load() != 3 {
+		t.Fatalf("after expiry: %d, %v with %d loads; want a new load", v, err, loads.Load())
 	}
 }
 
-// A load whose callers have all given up is cancelled: a hung worker does
-// not keep a goroutine once nobody waits, and the next caller starts afresh.
-func TestCacheAbandonedLoadIsCancelled(t *testing.T) {
-	clock := newFakeClock(limiterStart)
-	c := newTTLCache[int](clock, 10)
-	cancelled := make(chan struct{})
-	started := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Fetch(ctx, "k", func(lctx context.Context) (int, time.Time, error) {
-			close(started)
-			<-lctx.Done() // a worker that never answers
-			close(cancelled)
-			return 0, time.Time{}, lctx.Err()
+type traceKey struct{}
+
+// The caller with the shorter deadline leaves at it with its own error; the
+// load goes on, without any caller's deadline but with the first caller's
+// values, and the patient caller gets the value. Both orders of arrival.
+func TestCacheImpatientCallerDoesNotFailThePatientOne(t *testing.T) {
+	for _, impatientFirst := range []bool{true, false} {
+		name := map[bool]string{true: "impatient first", false: "patient first"}[impatientFirst]
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newTTLCache[int](systemClock{}, 10)
+				var loads atomic.Int32
+				var sawDeadline bool
+				var sawTrace any
+				load := func(ctx context.Context) (int, time.Time, error) {
+					loads.Add(1)
+					_, sawDeadline = ctx.Deadline()
+					sawTrace = ctx.Value(traceKey{})
+					select {
+					case <-time.After(time.Second): // a slow worker
+						return 42, time.Now().Add(time.Minute), nil
+					case <-ctx.Done():
+						return 0, time.Time{}, ctx.Err()
+					}
+				}
+				start := time.Now()
+				type outcome struct {
+					v     int
+					err   error
+					after time.Duration
+				}
+				fetch := func(ctx context.Context, out chan<- outcome) {
+					v, err := c.Fetch(ctx, "k", load)
+					out <- outcome{v, err, time.Since(start)}
+				}
+				impatientCtx, cancel := context.WithTimeout(context.WithValue(context.Background(), traceKey{}, "impatient"), 300*time.Millisecond)
+				defer cancel()
+				patientCtx := context.WithValue(context.Background(), traceKey{}, "patient")
+				impatient, patient := make(chan outcome, 1), make(chan outcome, 1)
+				if impatientFirst {
+					go fetch(impatientCtx, impatient)
+					synctest.Wait()
+					go fetch(patientCtx, patient)
+				} else {
+					go fetch(patientCtx, patient)
+					synctest.Wait()
+					go fetch(impatientCtx, impatient)
+				}
+
+				a := <-impatient
+				if !errors.Is(a.err, context.DeadlineExceeded) || a.after != 300*time.Millisecond {
+					t.Errorf("impatient caller: %d, %v after %s; want its own deadline error at 300ms", a.v, a.err, a.after)
+				}
+				b := <-patient
+				if b.err != nil || b.v != 42 || b.after != time.Second {
+					t.Errorf("patient caller: %d, %v after %s; want 42 when the load ends at 1s", b.v, b.err, b.after)
+				}
+				if n := loads.Load(); n != 1 {
+					t.Errorf("%d loads, want 1 shared", n)
+				}
+				if sawDeadline {
+					t.Error("the load carried a caller's deadline")
+				}
+				want := map[bool]string{true: "impatient", false: "patient"}[impatientFirst]
+				if sawTrace != want {
+					t.Errorf("the load saw trace value %v, want the first caller's %q", sawTrace, want)
+				}
+				if v, ok := c.Get("k"); !ok || v != 42 {
+					t.Error("the shared value was not cached")
+				}
+			})
 		})
-		done <- err
-	}()
-	<-started
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("caller: %v", err)
 	}
-	select {
-	case <-cancelled:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the abandoned load was not cancelled")
-	}
-	v, err := c.Fetch(context.Background(), "k", func(context.Context) (int, time.Time, error) {
-		return 3, clock.Now().Add(time.Minute), nil
+}
+
+// The load ends when its last waiter leaves, not before: no goroutine is
+// left behind for a worker that never answers, and the next caller starts
+// afresh.
+func TestCacheLastWaiterLeavingCancelsTheLoad(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	synctest.Test(t, func(t *testing.T) {
+		c := newTTLCache[int](systemClock{}, 10)
+		var loadCtx context.Context
+		loadErr := make(chan error, 1)
+		hung := func(ctx context.Context) (int, time.Time, error) {
+			loadCtx = ctx
+			<-ctx.Done() // a worker that never answers
+			loadErr <- ctx.Err()
+			return 0, time.Time{}, ctx.Err()
+		}
+		ctx1, cancel1 := context.WithCancel(context.Background())
+		ctx2, cancel2 := context.WithCancel(context.Background())
+		done1, done2 := make(chan error, 1), make(chan error, 1)
+		go func() { _, err := c.Fetch(ctx1, "k", hung); done1 <- err }()
+		synctest.Wait()
+		go func() { _, err := c.Fetch(ctx2, "k", hung); done2 <- err }()
+		synctest.Wait()
+
+		cancel1()
+		if err := <-done1; !errors.Is(err, context.Canceled) {
+			t.Fatalf("first caller: %v", err)
+		}
+		synctest.Wait()
+		if err := loadCtx.Err(); err != nil {
+			t.Fatalf("the load ended (%v) while a caller still waited", err)
+		}
+		cancel2()
+		if err := <-done2; !errors.Is(err, context.Canceled) {
+			t.Fatalf("second caller: %v", err)
+		}
+		if err := <-loadErr; !errors.Is(err, context.Canceled) {
+			t.Fatalf("the abandoned load ended with %v", err)
+		}
+		v, err := c.Fetch(context.Background(), "k", func(context.Context) (int, time.Time, error) {
+			return 3, time.Now().Add(time.Minute), nil
+		})
+		if err != nil || v != 3 {
+			t.Fatalf("the next caller joined the dead load: %d %v", v, err)
+		}
 	})
-	if err != nil || v != 3 {
-		t.Fatalf("the next caller joined the dead load: %d %v", v, err)
-	}
 }
 
-// waitForWaiters blocks until n callers wait on key's load.
-func waitForWaiters[V any](c *ttlCache[V], key string, n int) {
-	for {
-		c.mu.Lock()
-		f := c.flights[key]
-		got := 0
-		if f != nil {
-			got = f.waiters
+// WithoutCancel drops the caller's deadline; the cache's own bound is the
+// only one on a load.
+func TestCacheLoadTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTTLCache[int](systemClock{}, 10)
+		c.loadTimeout = 2 * time.Second
+		start := time.Now()
+		var deadline time.Time
+		_, err := c.Fetch(context.Background(), "k", func(ctx context.Context) (int, time.Time, error) {
+			deadline, _ = ctx.Deadline()
+			<-ctx.Done()
+			return 0, time.Time{}, ctx.Err()
+		})
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 2*time.Second {
+			t.Fatalf("%v after %s; want the load's timeout at 2s", err, time.Since(start))
 		}
-		c.mu.Unlock()
-		if got >= n {
-			return
+		if !deadline.Equal(start.Add(2 * time.Second)) {
+			t.Fatalf("the load's deadline is %s, want %s", deadline, start.Add(2*time.Second))
 		}
-		time.Sleep(time.Millisecond)
+		if c.Len() != 0 {
+			t.Fatal("a failed load was cached")
+		}
+	})
+}
+
+// An invalidation during a load: the callers already waiting get the loaded
+// value, it is not cached, and a caller after the invalidation starts a load
+// of its own whose value is the one kept.
+func TestCacheDeleteDuringLoad(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTTLCache[int](systemClock{}, 10)
+		release1, release2 := make(chan struct{}), make(chan struct{})
+		loadOf := func(v int, release chan struct{}) func(context.Context) (int, time.Time, error) {
+			return func(context.Context) (int, time.Time, error) {
+				<-release
+				return v, time.Now().Add(time.Minute), nil
+			}
+		}
+		got1, got2 := make(chan int, 1), make(chan int, 1)
+		go func() { v, _ := c.Fetch(context.Background(), "k", loadOf(1, release1)); got1 <- v }()
+		synctest.Wait()
+		c.Delete("k") // the value changed while it was being read
+		go func() { v, _ := c.Fetch(context.Background(), "k", loadOf(2, release2)); got2 <- v }()
+		synctest.Wait()
+
+		close(release1)
+		if v := <-got1; v != 1 {
+			t.Fatalf("the caller before the invalidation got %d, want its load's 1", v)
+		}
+		if v, ok := c.Get("k"); ok {
+			t.Fatalf("a value loaded before its invalidation was cached: %d", v)
+		}
+		close(release2)
+		if v := <-got2; v != 2 {
+			t.Fatalf("the caller after the invalidation got %d, want a fresh load's 2", v)
+		}
+		if v, ok := c.Get("k"); !ok || v != 2 {
+			t.Fatalf("cached %d, %v; want the fresh 2", v, ok)
+		}
+	})
+}
+
+// A loader that panics fails the callers sharing its load instead of
+// leaving them waiting, and does not block the key.
+func TestCacheLoaderPanic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTTLCache[int](systemClock{}, 10)
+		release := make(chan struct{})
+		recovered := make(chan any, 1)
+		go func() {
+			defer func() { recovered <- recover() }()
+			c.Fetch(context.Background(), "k", func(context.Context) (int, time.Time, error) {
+				<-release
+				panic("loader bug")
+			})
+		}()
+		synctest.Wait()
+		joined := make(chan error, 1)
+		go func() { _, err := c.Fetch(context.Background(), "k", nil); joined <- err }()
+		synctest.Wait()
+		close(release)
+		if p := <-recovered; p != "loader bug" {
+			t.Fatalf("the first caller's panic: %v", p)
+		}
+		if err := <-joined; !errors.Is(err, errLoadAborted) {
+			t.Fatalf("the caller sharing the load: %v", err)
+		}
+		v, err := c.Fetch(context.Background(), "k", func(context.Context) (int, time.Time, error) {
+			return 5, time.Now().Add(time.Minute), nil
+		})
+		if err != nil || v != 5 {
+			t.Fatalf("after the panic: %d, %v", v, err)
+		}
+	})
+}
+
+func TestCacheHitDoesNotAllocate(t *testing.T) {
+	c := newTTLCache[*Balance](systemClock{}, 10)
+	ctx := context.Background()
+	load := func(context.Context) (*Balance, time.Time, error) {
+		return &Balance{}, time.Now().Add(time.Hour), nil
+	}
+	if _, err := c.Fetch(ctx, "u1", load); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(1000, func() { c.Fetch(ctx, "u1", load) }); n != 0 {
+		t.Errorf("Fetch hit: %v allocations", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { c.Get("u1") }); n != 0 {
+		t.Errorf("Get hit: %v allocations", n)
 	}
 }

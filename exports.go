@@ -410,7 +410,7 @@ func WithExportLinkMargin(d time.Duration) Option {
 }
 
 // WithExportLinkCacheSize sets how many download links are cached at most
-// (default DefaultLinkCacheSize); when full, the link closest to expiry
+// (default DefaultLinkCacheSize); when full, the least recently used link
 // goes. Zero turns caching off (concurrent calls still share one request).
 func WithExportLinkCacheSize(n int) Option {
 	return func(c *config) error {
