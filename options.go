@@ -377,13 +377,6 @@ func (c *callConfig) record(resp *http.Response, attempts int, correlationID str
 	*c.response = r
 }
 
-// recordCached marks the caller's Response as served from the cache.
-func (c *callConfig) recordCached() {
-	if c.response != nil {
-		*c.response = Response{Cached: true}
-	}
-}
-
 // WithIdempotencyKey sends an Idempotency-Key header. Every attempt of the
 // call carries the same key, and the call becomes safe to retry after
 // ambiguous failures.

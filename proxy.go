@@ -123,16 +123,16 @@ type ProxyConfig struct {
 // Codes in the JSON bodies of errors the proxy answers itself.
 const (
 	proxyCodeUnauthorized ErrorCode = "UNAUTHORIZED"
-	proxyCodeForbidden              = "FORBIDDEN"
-	proxyCodeCrossOrigin            = "CROSS_ORIGIN_REQUEST"
-	proxyCodeNotFound               = "NOT_FOUND"
-	proxyCodeBadPath                = "INVALID_PATH"
-	proxyCodeBadRequest             = "BAD_REQUEST"
-	proxyCodeBadMedia               = "FST_ERR_CTP_INVALID_MEDIA_TYPE"
-	proxyCodeRateLimited            = "client_rate_limited"
-	proxyCodeUnavailable            = "WORKER_UNAVAILABLE"
-	proxyCodeInternal               = "INTERNAL_ERROR"
-	proxyCodeSigning                = "PROXY_SIGNATURE_REJECTED"
+	proxyCodeForbidden    ErrorCode = "FORBIDDEN"
+	proxyCodeCrossOrigin  ErrorCode = "CROSS_ORIGIN_REQUEST"
+	proxyCodeNotFound     ErrorCode = "NOT_FOUND"
+	proxyCodeBadPath      ErrorCode = "INVALID_PATH"
+	proxyCodeBadRequest   ErrorCode = "BAD_REQUEST"
+	proxyCodeBadMedia     ErrorCode = "FST_ERR_CTP_INVALID_MEDIA_TYPE"
+	proxyCodeRateLimited  ErrorCode = "client_rate_limited"
+	proxyCodeUnavailable  ErrorCode = "WORKER_UNAVAILABLE"
+	proxyCodeInternal     ErrorCode = "INTERNAL_ERROR"
+	proxyCodeSigning      ErrorCode = "PROXY_SIGNATURE_REJECTED"
 )
 
 // maxProxyJSONDepth caps how deeply a proxied JSON body may nest.
