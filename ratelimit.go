@@ -301,36 +301,59 @@ type rateInfo struct {
 
 // parseRateHeaders reads x-ratelimit-limit/remaining/reset or their
 // unprefixed ratelimit-* forms. A reset above 10^9 is epoch seconds, else
-// seconds from now (fractions accepted).
+// seconds from now (fractions accepted). It runs on every response, so it
+// allocates nothing, whether the headers are there or not.
 func parseRateHeaders(h http.Header, now time.Time) (rateInfo, bool) {
-	// Direct lookups of the canonical keys: this runs on every response.
-	get := func(prefixed, plain string) string {
-		if v := h[prefixed]; len(v) > 0 {
-			return v[0]
-		}
-		if v := h[plain]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
 	info := rateInfo{limit: -1, remaining: -1}
 	found := false
-	if n, err := strconv.Atoi(strings.TrimSpace(get("X-Ratelimit-Limit", "Ratelimit-Limit"))); err == nil && n >= 0 {
+	if n, ok := headerCount(h, "X-Ratelimit-Limit", "Ratelimit-Limit"); ok {
 		info.limit, found = n, true
 	}
-	if n, err := strconv.Atoi(strings.TrimSpace(get("X-Ratelimit-Remaining", "Ratelimit-Remaining"))); err == nil && n >= 0 {
+	if n, ok := headerCount(h, "X-Ratelimit-Remaining", "Ratelimit-Remaining"); ok {
 		info.remaining, found = n, true
 	}
-	if f, err := strconv.ParseFloat(strings.TrimSpace(get("X-Ratelimit-Reset", "Ratelimit-Reset")), 64); err == nil && f >= 0 && !math.IsInf(f, 0) {
-		if f > 1e9 {
-			sec, frac := math.Modf(f)
-			info.reset = time.Unix(int64(sec), int64(frac*1e9))
-		} else {
-			info.reset = now.Add(time.Duration(f * float64(time.Second)))
+	if v := headerValue(h, "X-Ratelimit-Reset", "Ratelimit-Reset"); v != "" {
+		if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 && !math.IsInf(f, 0) {
+			if f > 1e9 {
+				sec, frac := math.Modf(f)
+				info.reset = time.Unix(int64(sec), int64(frac*1e9))
+			} else {
+				info.reset = now.Add(time.Duration(f * float64(time.Second)))
+			}
+			found = true
 		}
-		found = true
 	}
 	return info, found
+}
+
+// headerValue is the first value of the canonical key prefixed, else of
+// plain, trimmed: a direct map lookup, no canonicalisation.
+func headerValue(h http.Header, prefixed, plain string) string {
+	if v := h[prefixed]; len(v) > 0 {
+		return strings.TrimSpace(v[0])
+	}
+	if v := h[plain]; len(v) > 0 {
+		return strings.TrimSpace(v[0])
+	}
+	return ""
+}
+
+// headerCount reads a non-negative count; a missing or malformed one is
+// skipped without building an error.
+func headerCount(h http.Header, prefixed, plain string) (int, bool) {
+	v := headerValue(h, prefixed, plain)
+	if v == "" || len(v) > 18 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // parseRetryAfter reads a Retry-After value: seconds (fractions accepted) or

@@ -280,3 +280,14 @@ func FuzzRateHeaders(f *testing.F) {
 		}
 	})
 }
+
+// Most responses carry no rate headers: reading them must cost nothing.
+func TestParseRateHeadersAllocatesNothing(t *testing.T) {
+	absent := http.Header{"Content-Type": {"application/json"}}
+	present := rateHeaders(60, 59, "0.5")
+	for name, h := range map[string]http.Header{"absent": absent, "present": present} {
+		if n := testing.AllocsPerRun(100, func() { parseRateHeaders(h, limiterStart) }); n != 0 {
+			t.Errorf("headers %s: %v allocations per parse", name, n)
+		}
+	}
+}
