@@ -216,8 +216,9 @@ func TestLimiterInFlightNeverExceedsRemaining(t *testing.T) {
 		if n := len(sent(t, calls)); n != 3 {
 			t.Fatalf("%d sent, want still 3", n)
 		}
-		// A late answer saying more remain changes nothing.
-		out[1].release(answer(200, 100, 2, 950*time.Millisecond))
+		// A late answer saying more remain changes nothing, though its
+		// reset, read on arrival, looks 400 ms later than the window's.
+		out[1].release(answer(200, 100, 5, 1400*time.Millisecond))
 		out[1].release = nil
 		if n := len(sent(t, calls)); n != 4 {
 			t.Fatalf("%d sent, want 4: 2 remain, 1 in flight", n)
@@ -348,6 +349,9 @@ func TestLimiterPauseEndsAtRetryAfter(t *testing.T) {
 // reset in an hour, no limit) must not slow the client down.
 func TestLimiterIgnoresDeployedFixedHeaders(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		// The bubble's clock starts in 2000, below the 10^9 seconds that
+		// tell an epoch reset, so the hour is given in seconds from now
+		// (TestLimiterEpochReset reads the epoch form).
 		l := newAdaptiveLimiter(600, time.Hour, systemClock{})
 		begin := time.Now()
 		var held []func(*http.Response)
