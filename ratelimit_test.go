@@ -630,12 +630,16 @@ func FuzzRateHeaders(f *testing.F) {
 			t.Fatalf("negative counts %+v", info)
 		}
 		// Whatever the headers say, the limiter does not panic and its
-		// state stays sane: a 429 pauses it from now on, never in the past.
+		// state stays sane: a pause is never in the past, and a 429's
+		// Retry-After pauses it exactly that long.
 		l := newAdaptiveLimiter(600, time.Minute, newFakeClock(now))
 		l.observe(http.StatusTooManyRequests, h)
 		s := l.snapshot()
-		if s.PausedUntil.Before(now) || s.Remaining < -1 || s.AdvertisedLimit < -1 || s.PerSecond <= 0 {
+		if (!s.PausedUntil.IsZero() && s.PausedUntil.Before(now)) || s.Remaining < -1 || s.AdvertisedLimit < -1 || s.PerSecond <= 0 {
 			t.Fatalf("snapshot %+v from %v", s, h)
+		}
+		if d, ok := parseRetryAfter(retryAfter, now); ok && d > 0 && !s.PausedUntil.Equal(now.Add(d)) {
+			t.Fatalf("Retry-After %q: paused until %s", retryAfter, s.PausedUntil)
 		}
 	})
 }
