@@ -1,6 +1,7 @@
 package sheen
 
 import (
+	"container/list"
 	"context"
 	"fmt"
 	"math"
@@ -16,23 +17,25 @@ import (
 // DefaultRatePerMinute is v2.1's limit: 60 requests per minute.
 const DefaultRatePerMinute = 60
 
-// defaultBurst lets a few requests leave at once before pacing starts.
+// defaultBurst lets a few requests leave at once at the configured pace,
+// once the worker has answered: before that, requests leave one at a time.
 const defaultBurst = 4
 
-// pacingHorizon is the longest advertised window whose limit is adopted as a
-// steady pace. Longer windows (hourly build quotas, the deployed worker's
-// fixed "reset in an hour" headers) only stop requests when their remaining
-// count runs out, so they never slow the client below its configured rate.
-const pacingHorizon = 5 * time.Minute
+// probeHold is how long a probe (the one request allowed out while the
+// worker's window is unknown) holds back the others before another may leave.
+// It only matters when answers are slow.
+const probeHold = time.Second
 
 // LimiterSnapshot is the rate limiter's state at one moment.
 type LimiterSnapshot struct {
 	// ConfiguredPerMinute is the rate set with WithRateLimit.
 	ConfiguredPerMinute int
-	// PerSecond is the pace in force now: the configured rate, or a lower
-	// limit the worker advertised.
+	// PerSecond is the client's own pace: the configured rate per second.
+	// The worker's windows are followed through Remaining and Reset, not
+	// turned into a pace.
 	PerSecond float64
-	// AdvertisedLimit is the last x-ratelimit-limit seen, -1 when none.
+	// AdvertisedLimit is the last x-ratelimit-limit seen for the current
+	// window, -1 when none.
 	AdvertisedLimit int
 	// Remaining is the lowest x-ratelimit-remaining seen in the current
 	// window, -1 when unknown.
@@ -51,40 +54,106 @@ type rateWindow struct {
 	hasLimit  bool // the limit header came with it: counts are real quotas
 	limit     int
 	remaining int
-	reset     time.Time
-	length    time.Duration // the longest time-to-reset seen for this window
+	reset     time.Time     // the earliest reset the answers gave
+	unit      time.Duration // the coarsest precision they gave it with
 }
 
-// adaptiveLimiter paces requests with an x/time/rate token bucket at the
-// configured rate, and steers by what the worker says: it holds requests
-// while a window's remaining quota is spoken for by requests in flight,
-// adopts a lower advertised limit on short windows, and pauses every
-// goroutine of the client after a 429 until its retry-after.
+// end is when the window is surely over: the reset, plus the precision it
+// was given with. A value rounded to whole seconds may be up to a second
+// early; a request sent then would still count in the window that is over.
+func (w *rateWindow) end() time.Time { return w.reset.Add(w.unit) }
+
+// adaptiveLimiter mirrors the worker's fixed window instead of inferring a
+// pace from it. Rules, checked for each request just before it leaves:
+//
+//   - after a 429, nobody leaves until its Retry-After (else the window's
+//     reset) has passed;
+//   - while the window is unknown (no answer yet, or the window the worker
+//     described has ended), one request at a time leaves as a probe; its
+//     answer describes the window;
+//   - within a window that came with a limit, requests in flight never
+//     outnumber the lowest remaining count the worker gave for it: every
+//     answer, a lower limit or a 429 re-plans the window for everyone;
+//   - windows without a limit (the deployed worker's fixed headers on routes
+//     it does not limit) stop requests only when they say nothing remains;
+//   - on top, an x/time/rate token bucket keeps the configured pace.
+//
+// Waiting goroutines queue in order; only the first in line watches the
+// window and the clock, so a change wakes one goroutine, not all of them.
 type adaptiveLimiter struct {
-	clock      Clock
-	configured rate.Limit
-	perMinute  int
-	maxWait    time.Duration
-	bucket     *rate.Limiter
+	clock     Clock
+	perMinute int
+	maxWait   time.Duration
+	bucket    *rate.Limiter
+
+	// release and releaseProbe end a request's flight; made once so that
+	// acquire allocates nothing when nobody waits.
+	releasePlain, releaseProbe func(*http.Response)
 
 	mu          sync.Mutex
-	changed     chan struct{} // closed and replaced whenever a waiter may proceed
-	waiters     int           // goroutines waiting on changed
+	queue       list.List // of *limitWaiter, first in line at the front
 	window      rateWindow
 	pausedUntil time.Time
 	inFlight    int
+	answered    bool      // an answer has come back: the cold start is over
+	probing     int       // probes in flight
+	probeSent   time.Time // when the last probe left
+}
+
+// limitWaiter is one goroutine waiting in line.
+type limitWaiter struct {
+	kick chan struct{} // buffered: "look again" (your turn, or the state changed)
 }
 
 func newAdaptiveLimiter(perMinute int, maxWait time.Duration, clock Clock) *adaptiveLimiter {
-	r := rate.Limit(float64(perMinute) / 60)
-	return &adaptiveLimiter{
-		clock:      clock,
-		configured: r,
-		perMinute:  perMinute,
-		maxWait:    maxWait,
-		bucket:     rate.NewLimiter(r, defaultBurst),
-		changed:    make(chan struct{}),
+	l := &adaptiveLimiter{
+		clock:     clock,
+		perMinute: perMinute,
+		maxWait:   maxWait,
+		bucket:    rate.NewLimiter(rate.Limit(float64(perMinute)/60), defaultBurst),
 	}
+	l.releasePlain = func(resp *http.Response) { l.release(resp, false) }
+	l.releaseProbe = func(resp *http.Response) { l.release(resp, true) }
+	return l
+}
+
+// gateState is what the window and a 429 pause say about sending now.
+type gateState struct {
+	open  bool
+	probe bool      // the request leaving now is a probe
+	until time.Time // when to look again if closed (zero: on a change only)
+	hard  bool      // closed until then for certain: waits past it are refused
+}
+
+// gate applies the rules of the worker's window. Called with l.mu held.
+func (l *adaptiveLimiter) gate(now time.Time) gateState {
+	if now.Before(l.pausedUntil) {
+		return gateState{until: l.pausedUntil, hard: true}
+	}
+	w := &l.window
+	if w.known && now.Before(w.end()) {
+		switch {
+		case w.remaining <= 0:
+			return gateState{until: w.end(), hard: true}
+		case w.hasLimit && l.inFlight >= w.remaining:
+			// The rest is spoken for by requests in flight: wait for an
+			// answer, or for the window to end.
+			return gateState{until: w.end()}
+		}
+		return gateState{open: true}
+	}
+	if !l.answered || (w.known && w.hasLimit) {
+		// Cold start, or the window the worker described has ended: its
+		// successor is unknown until a probe's answer describes it.
+		if l.probing == 0 {
+			return gateState{open: true, probe: true}
+		}
+		if hold := l.probeSent.Add(probeHold); now.Before(hold) {
+			return gateState{until: hold}
+		}
+		return gateState{open: true, probe: true}
+	}
+	return gateState{open: true}
 }
 
 // acquire waits until a request may leave, then counts it in flight. The
@@ -92,66 +161,114 @@ func newAdaptiveLimiter(perMinute int, maxWait time.Duration, clock Clock) *adap
 // A wait that cannot end before ctx's deadline, or that would be longer than
 // the limiter's maximum wait, fails at once with a *RateLimitError.
 func (l *adaptiveLimiter) acquire(ctx context.Context) (release func(*http.Response), err error) {
+	l.mu.Lock()
+	now := l.clock.Now()
+	if l.queue.Len() == 0 {
+		if release, _, err := l.tryLocked(ctx, now); release != nil || err != nil {
+			l.mu.Unlock()
+			return release, err
+		}
+	} else if g := l.gate(now); g.hard {
+		// Refuse at once what the first in line is sure to wait.
+		if err := l.checkWait(ctx, now, g.until.Sub(now)); err != nil {
+			l.mu.Unlock()
+			return nil, err
+		}
+	}
+	w := &limitWaiter{kick: make(chan struct{}, 1)}
+	elem := l.queue.PushBack(w)
+	l.mu.Unlock()
+
 	for {
 		l.mu.Lock()
 		now := l.clock.Now()
-		var until time.Time
-		switch {
-		case now.Before(l.pausedUntil):
-			until = l.pausedUntil
-		case l.windowFull(now):
-			until = l.window.reset
-		default:
-			res := l.bucket.ReserveN(now, 1)
-			delay := res.DelayFrom(now)
-			if err := l.checkWait(ctx, now, delay); err != nil {
-				res.CancelAt(now)
+		var wait time.Duration
+		if l.queue.Front() == elem {
+			var release func(*http.Response)
+			release, wait, err = l.tryLocked(ctx, now)
+			if release != nil || err != nil {
+				l.leaveLocked(elem)
 				l.mu.Unlock()
-				return nil, err
+				return release, err
 			}
-			l.inFlight++
-			l.mu.Unlock()
-			if err := sleep(ctx, l.clock, delay); err != nil {
-				l.release(nil)
-				return nil, err
-			}
-			return l.release, nil
 		}
-		if err := l.checkWait(ctx, now, until.Sub(now)); err != nil {
-			l.mu.Unlock()
-			return nil, err
-		}
-		changed := l.changed
-		l.waiters++
 		l.mu.Unlock()
-		var err error
+
+		// Not first in line (wait 0: until kicked), or first and waiting
+		// for the window, a pause, a probe or the pace.
+		var timer <-chan time.Time
+		if wait > 0 {
+			timer = l.clock.After(wait)
+		}
 		select {
 		case <-ctx.Done():
-			err = ctx.Err()
-		case <-l.clock.After(until.Sub(now)):
-		case <-changed:
-		}
-		l.mu.Lock()
-		l.waiters--
-		l.mu.Unlock()
-		if err != nil {
-			return nil, err
+			l.mu.Lock()
+			l.leaveLocked(elem)
+			l.mu.Unlock()
+			return nil, ctx.Err()
+		case <-w.kick:
+		case <-timer:
 		}
 	}
 }
 
-// windowFull reports whether the current window's remaining quota is used up
-// by requests already in flight. Without a limit header the counts may be the
-// deployed worker's fixed values, so only an explicit zero stops requests.
-func (l *adaptiveLimiter) windowFull(now time.Time) bool {
-	w := l.window
-	if !w.known || !now.Before(w.reset) {
-		return false
+// tryLocked lets a request leave if the window and the pace allow it now.
+// Otherwise it says how long to wait before looking again (-1: until
+// something changes), or refuses a wait that cannot fit. Called with l.mu
+// held, by the first in line or when nobody waits.
+func (l *adaptiveLimiter) tryLocked(ctx context.Context, now time.Time) (release func(*http.Response), wait time.Duration, err error) {
+	g := l.gate(now)
+	if !g.open {
+		if g.until.IsZero() {
+			return nil, -1, nil
+		}
+		wait = max(g.until.Sub(now), time.Nanosecond)
+		if g.hard {
+			if err := l.checkWait(ctx, now, wait); err != nil {
+				return nil, 0, err
+			}
+		}
+		return nil, wait, nil
 	}
-	if w.remaining <= 0 {
-		return true
+	if !l.bucket.AllowN(now, 1) {
+		tokens := l.bucket.TokensAt(now)
+		wait = time.Duration(math.Ceil((1 - tokens) / float64(l.bucket.Limit()) * float64(time.Second)))
+		wait = max(wait, time.Nanosecond)
+		if err := l.checkWait(ctx, now, wait); err != nil {
+			return nil, 0, err
+		}
+		return nil, wait, nil
 	}
-	return w.hasLimit && l.inFlight >= w.remaining
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	l.inFlight++
+	if g.probe {
+		l.probing++
+		l.probeSent = now
+		return l.releaseProbe, 0, nil
+	}
+	return l.releasePlain, 0, nil
+}
+
+// leaveLocked takes a waiter out of the line and, if it was first, tells the
+// next one it is its turn.
+func (l *adaptiveLimiter) leaveLocked(elem *list.Element) {
+	first := l.queue.Front() == elem
+	l.queue.Remove(elem)
+	if first {
+		l.kickLocked()
+	}
+}
+
+// kickLocked tells the first in line to look again.
+func (l *adaptiveLimiter) kickLocked() {
+	if front := l.queue.Front(); front != nil {
+		select {
+		case front.Value.(*limitWaiter).kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // checkWait refuses a wait that ends past ctx's deadline or the maximum.
@@ -180,22 +297,21 @@ func (l *adaptiveLimiter) checkWait(ctx context.Context, now time.Time, d time.D
 }
 
 // release ends one request's flight and learns from its response headers.
-func (l *adaptiveLimiter) release(resp *http.Response) {
+func (l *adaptiveLimiter) release(resp *http.Response, probe bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.inFlight--
+	if probe {
+		l.probing--
+	}
+	now := l.clock.Now()
 	if resp != nil {
-		l.observeLocked(resp.StatusCode, resp.Header, l.clock.Now())
+		l.observeLocked(resp.StatusCode, resp.Header, now)
+	} else if w := &l.window; w.known && w.hasLimit && now.Before(w.end()) && w.remaining > 0 {
+		// No answer: the worker may have counted the request all the same.
+		w.remaining--
 	}
-	l.wakeLocked()
-}
-
-// wakeLocked lets every waiting goroutine look at the state again.
-func (l *adaptiveLimiter) wakeLocked() {
-	if l.waiters > 0 {
-		close(l.changed)
-		l.changed = make(chan struct{})
-	}
+	l.kickLocked()
 }
 
 // observe learns from one response's status and headers.
@@ -203,65 +319,89 @@ func (l *adaptiveLimiter) observe(status int, h http.Header) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.observeLocked(status, h, l.clock.Now())
-	l.wakeLocked()
+	l.kickLocked()
 }
 
 func (l *adaptiveLimiter) observeLocked(status int, h http.Header, now time.Time) {
+	l.answered = true
 	info, ok := parseRateHeaders(h, now)
-	if ok && info.remaining >= 0 && !info.reset.IsZero() {
+	if ok && info.remaining >= 0 && info.reset.Add(info.resetUnit).After(now) {
 		l.updateWindow(info, now)
+	} else if w := &l.window; w.known && !now.Before(w.end()) {
+		// The window ended and this answer says nothing of the next one:
+		// the route is not limited. Stop probing.
+		*w = rateWindow{}
 	}
-	if status == http.StatusTooManyRequests {
-		pause, ok := parseRetryAfter(h.Get("Retry-After"), now)
-		if !ok && !info.reset.IsZero() {
-			pause = info.reset.Sub(now)
+	if status != http.StatusTooManyRequests {
+		return
+	}
+	var until time.Time
+	if v := h.Get("Retry-After"); v != "" {
+		if d, ok := parseRetryAfter(v, now); ok {
+			until = now.Add(d) // what the worker asks for, exactly
 		}
-		if pause <= 0 {
-			pause = time.Second
-		}
-		if until := now.Add(pause); until.After(l.pausedUntil) {
-			l.pausedUntil = until
-		}
+	}
+	if until.IsZero() && !info.reset.IsZero() {
+		until = info.reset.Add(info.resetUnit)
+	}
+	if until.IsZero() {
+		until = now.Add(time.Second) // nothing said: a short pause
+	}
+	if until.After(l.pausedUntil) {
+		l.pausedUntil = until
 	}
 }
 
-// updateWindow folds one response's quota into the window. Responses arrive
-// out of order, so within a window the lowest remaining count wins; a reset
-// clearly later than the current one starts a new window.
+// updateWindow folds one response's quota into the window.
+//
+// A reset given in seconds from now is read against the time the answer
+// arrived, so each answer puts the reset a little late, by its own delay;
+// the earliest estimate is the best. Answers arrive out of order and late,
+// so while a window is in force an answer can only narrow it (lower
+// remaining count, earlier reset): a late answer with a higher count, read
+// as a new window, would let requests out that the worker refuses. An answer
+// whose reset is clearly before the window's is a late one from the window
+// before, and says nothing. Once the window has ended, the first answer
+// clearly after it describes the next one.
 func (l *adaptiveLimiter) updateWindow(info rateInfo, now time.Time) {
 	w := &l.window
-	untilReset := info.reset.Sub(now)
-	tolerance := min(max(untilReset/4, 10*time.Millisecond), 2*time.Second)
+	hasLimit := info.limit >= 0
+	tolerance := min(max(info.reset.Sub(now)/4, 10*time.Millisecond), 2*time.Second)
+	fresh := rateWindow{known: true, hasLimit: hasLimit, limit: info.limit, remaining: info.remaining, reset: info.reset, unit: info.resetUnit}
+	if !w.known {
+		*w = fresh
+		return
+	}
+	if !now.Before(w.end()) {
+		if w.hasLimit && !info.reset.After(w.reset.Add(tolerance)) {
+			return // a late answer from the window that ended
+		}
+		*w = fresh
+		return
+	}
 	switch {
-	case !w.known || !now.Before(w.reset) || info.reset.After(w.reset.Add(tolerance)):
-		*w = rateWindow{known: true, remaining: info.remaining, reset: info.reset, length: untilReset}
+	case w.hasLimit && !hasLimit && info.remaining > 0:
+		// Fixed headers of a route that is not limited: they say nothing
+		// about the limited window in force.
+		return
+	case hasLimit && !w.hasLimit:
+		*w = fresh
+		return
 	case info.reset.Before(w.reset.Add(-tolerance)):
-		return // a late answer from a window already over
+		return // a late answer from the window before
+	case hasLimit && info.limit > w.limit:
+		// The worker raised its limit: its count is the news.
+		w.limit, w.remaining = info.limit, info.remaining
 	default:
 		w.remaining = min(w.remaining, info.remaining)
-		w.length = max(w.length, untilReset)
-	}
-	w.hasLimit = info.limit > 0
-	w.limit = info.limit
-	l.adoptLimit(now)
-}
-
-// adoptLimit paces at an advertised limit lower than the configured rate,
-// when the window is short enough for a steady pace to make sense.
-func (l *adaptiveLimiter) adoptLimit(now time.Time) {
-	target := l.configured
-	w := l.window
-	if w.hasLimit && w.length > 0 && w.length <= pacingHorizon {
-		// Window length is at least what we saw; round up to whole
-		// seconds when the headers only carry seconds.
-		advertised := rate.Limit(float64(w.limit) / w.length.Seconds())
-		if advertised < target {
-			target = advertised
+		if hasLimit {
+			w.limit = info.limit
 		}
 	}
-	if l.bucket.Limit() != target {
-		l.bucket.SetLimitAt(now, target)
+	if info.reset.Before(w.reset) {
+		w.reset = info.reset
 	}
+	w.unit = max(w.unit, info.resetUnit)
 }
 
 // snapshot returns the limiter's state.
@@ -279,7 +419,7 @@ func (l *adaptiveLimiter) snapshotLocked(now time.Time) LimiterSnapshot {
 		Remaining:           -1,
 		InFlight:            l.inFlight,
 	}
-	if l.window.known && now.Before(l.window.reset) {
+	if l.window.known && now.Before(l.window.end()) {
 		s.Remaining = l.window.remaining
 		s.Reset = l.window.reset
 		if l.window.hasLimit {
@@ -297,40 +437,79 @@ func (l *adaptiveLimiter) snapshotLocked(now time.Time) LimiterSnapshot {
 type rateInfo struct {
 	limit, remaining int
 	reset            time.Time
+	resetUnit        time.Duration // the precision of the reset value: 1 s for whole seconds
 }
 
 // parseRateHeaders reads x-ratelimit-limit/remaining/reset or their
 // unprefixed ratelimit-* forms. A reset above 10^9 is epoch seconds, else
-// seconds from now (fractions accepted).
+// seconds from now (fractions accepted). It runs on every response, so it
+// allocates nothing, whether the headers are there or not.
 func parseRateHeaders(h http.Header, now time.Time) (rateInfo, bool) {
-	// Direct lookups of the canonical keys: this runs on every response.
-	get := func(prefixed, plain string) string {
-		if v := h[prefixed]; len(v) > 0 {
-			return v[0]
-		}
-		if v := h[plain]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
 	info := rateInfo{limit: -1, remaining: -1}
 	found := false
-	if n, err := strconv.Atoi(strings.TrimSpace(get("X-Ratelimit-Limit", "Ratelimit-Limit"))); err == nil && n >= 0 {
+	if n, ok := headerCount(h, "X-Ratelimit-Limit", "Ratelimit-Limit"); ok {
 		info.limit, found = n, true
 	}
-	if n, err := strconv.Atoi(strings.TrimSpace(get("X-Ratelimit-Remaining", "Ratelimit-Remaining"))); err == nil && n >= 0 {
+	if n, ok := headerCount(h, "X-Ratelimit-Remaining", "Ratelimit-Remaining"); ok {
 		info.remaining, found = n, true
 	}
-	if f, err := strconv.ParseFloat(strings.TrimSpace(get("X-Ratelimit-Reset", "Ratelimit-Reset")), 64); err == nil && f >= 0 && !math.IsInf(f, 0) {
-		if f > 1e9 {
-			sec, frac := math.Modf(f)
-			info.reset = time.Unix(int64(sec), int64(frac*1e9))
-		} else {
-			info.reset = now.Add(time.Duration(f * float64(time.Second)))
+	if v := headerValue(h, "X-Ratelimit-Reset", "Ratelimit-Reset"); v != "" {
+		if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 && !math.IsInf(f, 0) {
+			if f > 1e9 {
+				sec, frac := math.Modf(f)
+				info.reset = time.Unix(int64(sec), int64(frac*1e9))
+			} else {
+				info.reset = now.Add(time.Duration(f * float64(time.Second)))
+			}
+			info.resetUnit = valueUnit(v)
+			found = true
 		}
-		found = true
 	}
 	return info, found
+}
+
+// valueUnit is the unit of the last digit of a number of seconds (1 s for
+// whole seconds, 1 ms for "0.347"): how early a value rounded to it may be.
+func valueUnit(v string) time.Duration {
+	dot := strings.IndexByte(v, '.')
+	if dot < 0 || strings.ContainsAny(v, "eE ") {
+		return time.Second
+	}
+	unit := time.Second
+	for range min(len(v)-dot-1, 9) {
+		unit /= 10
+	}
+	return unit
+}
+
+// headerValue is the first value of the canonical key prefixed, else of
+// plain, trimmed: a direct map lookup, no canonicalisation.
+func headerValue(h http.Header, prefixed, plain string) string {
+	if v := h[prefixed]; len(v) > 0 {
+		return strings.TrimSpace(v[0])
+	}
+	if v := h[plain]; len(v) > 0 {
+		return strings.TrimSpace(v[0])
+	}
+	return ""
+}
+
+// headerCount reads a non-negative count; a missing or malformed one is
+// skipped without building an error.
+func headerCount(h http.Header, prefixed, plain string) (int, bool) {
+	v := headerValue(h, prefixed, plain)
+	if v == "" || len(v) > 18 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // parseRetryAfter reads a Retry-After value: seconds (fractions accepted) or

@@ -4,12 +4,13 @@
 //  1. one WorkerClient.Do call (signing, limiter, retry wrapper, decoding)
 //     against a bare net/http request signed by hand, to the same loopback
 //     server: time and allocations per call, and their ratio;
-//  2. 32 goroutines sending 400 requests through one client to a server that
-//     enforces a strict fixed window (40 requests per 500 ms) and sends
-//     accurate x-ratelimit-* headers: 429s received and share of the quota
-//     used, beside a naive client that only reacts to 429s.
+//  2. the rate limiter (limiter.go): goroutines sending a bounded number of
+//     requests through one client to in-process servers that enforce strict
+//     fixed windows and send accurate x-ratelimit-* headers (steady windows,
+//     a limit that drops mid-window, a cold start): 429s received and share
+//     of the quota used, beside a naive client that only reacts to 429s.
 //
-// Run it with: go run ./bench/core
+// Run it with: go run ./bench/core (add -limiter for the limiter part only)
 package main
 
 import (
@@ -24,14 +25,9 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
 )
@@ -40,11 +36,14 @@ const secret = "bench-secret-0123456789abcdef0123456789"
 
 func main() {
 	rounds := flag.Int("rounds", 5, "rounds of the Do benchmark (the median is reported)")
+	limiterOnly := flag.Bool("limiter", false, "run only the rate-limiter scenarios")
 	flag.Parse()
 	log.SetFlags(0)
-	overhead(*rounds)
-	fmt.Println()
-	quota()
+	if !*limiterOnly {
+		overhead(*rounds)
+		fmt.Println()
+	}
+	limiterScenarios()
 }
 
 // overhead compares Do with a hand-signed net/http request.
@@ -167,147 +166,4 @@ func sdkCost() string {
 	})
 	return fmt.Sprintf("%.1f µs and %d allocations more than the bare request (%d ns/op vs %d ns/op)",
 		float64(sdk.NsPerOp()-bare.NsPerOp())/1000, sdk.AllocsPerOp()-bare.AllocsPerOp(), sdk.NsPerOp(), bare.NsPerOp())
-}
-
-// windowServer enforces a fixed window of limit requests per window and
-// reports it accurately in x-ratelimit-* headers (reset in fractional
-// seconds, since the window is shorter than a second).
-type windowServer struct {
-	limit  int
-	window time.Duration
-	start  time.Time
-
-	mu       sync.Mutex
-	current  int64 // window index
-	used     int
-	ok       atomic.Int64
-	refused  atomic.Int64
-	firstOK  atomic.Int64 // unix nanos
-	lastOK   atomic.Int64
-	windowOK map[int64]int
-}
-
-func (s *windowServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
-	s.mu.Lock()
-	idx := int64(now.Sub(s.start) / s.window)
-	if idx != s.current {
-		s.current, s.used = idx, 0
-	}
-	reset := s.start.Add(time.Duration(idx+1) * s.window).Sub(now)
-	allowed := s.used < s.limit
-	if allowed {
-		s.used++
-		s.windowOK[idx]++
-	}
-	remaining := s.limit - s.used
-	s.mu.Unlock()
-
-	h := w.Header()
-	h.Set("X-Ratelimit-Limit", strconv.Itoa(s.limit))
-	h.Set("X-Ratelimit-Remaining", strconv.Itoa(remaining))
-	h.Set("X-Ratelimit-Reset", strconv.FormatFloat(reset.Seconds(), 'f', 3, 64))
-	h.Set("Content-Type", "application/json")
-	if !allowed {
-		s.refused.Add(1)
-		h.Set("Retry-After", strconv.FormatFloat(reset.Seconds(), 'f', 3, 64))
-		w.WriteHeader(http.StatusTooManyRequests)
-		io.WriteString(w, `{"error":"Rate limit exceeded"}`)
-		return
-	}
-	s.ok.Add(1)
-	s.firstOK.CompareAndSwap(0, now.UnixNano())
-	s.lastOK.Store(now.UnixNano())
-	io.WriteString(w, `{"ok":true}`)
-}
-
-// quotaShare is successful requests over the quota of the windows the run
-// spanned, from the first success's window to the last's.
-func (s *windowServer) quotaShare() float64 {
-	first := time.Unix(0, s.firstOK.Load()).Sub(s.start) / s.window
-	last := time.Unix(0, s.lastOK.Load()).Sub(s.start) / s.window
-	windows := int64(last-first) + 1
-	return float64(s.ok.Load()) / float64(windows*int64(s.limit))
-}
-
-func newWindowServer() (*windowServer, *httptest.Server) {
-	ws := &windowServer{limit: 40, window: 500 * time.Millisecond, start: time.Now(), windowOK: map[int64]int{}}
-	return ws, httptest.NewServer(ws)
-}
-
-const (
-	workers  = 32
-	requests = 400
-)
-
-func quota() {
-	fmt.Printf("2. %d goroutines, %d requests, server window 40 per 500 ms\n", workers, requests)
-
-	ws, srv := newWindowServer()
-	client, err := sheen.NewWorkerClient(sheen.WithBaseURL(srv.URL), sheen.WithSecret(secret),
-		sheen.WithRateLimit(1_000_000), sheen.WithRetry(10, 5*time.Second))
-	if err != nil {
-		log.Fatal(err)
-	}
-	start := time.Now()
-	failed := run(func(ctx context.Context) error { return client.Do(ctx, "GET", "/v1/ping", nil, nil) })
-	report("sheen client", ws, time.Since(start), failed)
-	srv.Close()
-
-	ws, srv = newWindowServer()
-	naive := &http.Client{}
-	start = time.Now()
-	failed = run(func(ctx context.Context) error { return naiveGet(ctx, naive, srv.URL+"/v1/ping") })
-	report("naive client (retries after 429)", ws, time.Since(start), failed)
-	srv.Close()
-}
-
-func report(name string, ws *windowServer, took time.Duration, failed int64) {
-	fmt.Printf("   %-34s 429s %4d   quota used %5.1f%%   failed %d   took %s\n",
-		name, ws.refused.Load(), 100*ws.quotaShare(), failed, took.Round(time.Millisecond))
-}
-
-// run sends requests from workers goroutines and counts failures.
-func run(call func(context.Context) error) int64 {
-	var next, failed atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= requests {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				if err := call(ctx); err != nil {
-					failed.Add(1)
-					fmt.Fprintln(os.Stderr, err)
-				}
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	return failed.Load()
-}
-
-// naiveGet sends a request and, on 429, waits what Retry-After says and
-// tries again.
-func naiveGet(ctx context.Context, hc *http.Client, url string) error {
-	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusTooManyRequests {
-			return nil
-		}
-		wait, _ := strconv.ParseFloat(resp.Header.Get("Retry-After"), 64)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(wait * float64(time.Second))):
-		}
-	}
 }
