@@ -32,15 +32,15 @@ func answer(status, limit, remaining int, reset time.Duration) *http.Response {
 	return &http.Response{StatusCode: status, Header: rateHeaders(limit, remaining, strconv.FormatFloat(reset.Seconds(), 'f', 3, 64))}
 }
 
-// call is one acquire running in its own goroutine.
-type call struct {
+// acquireCall is one acquire running in its own goroutine.
+type acquireCall struct {
 	done    chan struct{}
 	release func(*http.Response)
 	err     error
 }
 
-func start(l *adaptiveLimiter, ctx context.Context) *call {
-	c := &call{done: make(chan struct{})}
+func start(l *adaptiveLimiter, ctx context.Context) *acquireCall {
+	c := &acquireCall{done: make(chan struct{})}
 	go func() {
 		c.release, c.err = l.acquire(ctx)
 		close(c.done)
@@ -48,8 +48,8 @@ func start(l *adaptiveLimiter, ctx context.Context) *call {
 	return c
 }
 
-func startN(l *adaptiveLimiter, n int) []*call {
-	calls := make([]*call, n)
+func startN(l *adaptiveLimiter, n int) []*acquireCall {
+	calls := make([]*acquireCall, n)
 	for i := range calls {
 		calls[i] = start(l, context.Background())
 	}
@@ -58,13 +58,13 @@ func startN(l *adaptiveLimiter, n int) []*call {
 
 // settled is sent after a millisecond, time enough for any pace of 60,000
 // or more per minute.
-func settled(t *testing.T, calls []*call) []*call {
+func settled(t *testing.T, calls []*acquireCall) []*acquireCall {
 	t.Helper()
 	time.Sleep(time.Millisecond)
 	return sent(t, calls)
 }
 
-func (c *call) left() bool {
+func (c *acquireCall) left() bool {
 	select {
 	case <-c.done:
 		return true
@@ -75,10 +75,10 @@ func (c *call) left() bool {
 
 // sent counts the calls whose request was let go, after every goroutine of
 // the bubble has settled.
-func sent(t *testing.T, calls []*call) []*call {
+func sent(t *testing.T, calls []*acquireCall) []*acquireCall {
 	t.Helper()
 	synctest.Wait()
-	var out []*call
+	var out []*acquireCall
 	for _, c := range calls {
 		if c.left() {
 			if c.err != nil {
@@ -91,9 +91,9 @@ func sent(t *testing.T, calls []*call) []*call {
 }
 
 // flying is the calls that left and are not answered yet.
-func flying(t *testing.T, calls []*call) []*call {
+func flying(t *testing.T, calls []*acquireCall) []*acquireCall {
 	t.Helper()
-	var out []*call
+	var out []*acquireCall
 	for _, c := range sent(t, calls) {
 		if c.release != nil {
 			out = append(out, c)
@@ -103,13 +103,13 @@ func flying(t *testing.T, calls []*call) []*call {
 }
 
 // answerOne answers one call.
-func answerOne(c *call, resp *http.Response) {
+func answerOne(c *acquireCall, resp *http.Response) {
 	c.release(resp)
 	c.release = nil
 }
 
 // releaseAll answers every call that left and has not been answered yet.
-func releaseAll(calls []*call, resp func() *http.Response) {
+func releaseAll(calls []*acquireCall, resp func() *http.Response) {
 	for _, c := range calls {
 		if c.release != nil {
 			c.release(resp())
@@ -520,7 +520,7 @@ func TestLimiterWaitHonoursCancel(t *testing.T) {
 		synctest.Wait()
 		cancel()
 		synctest.Wait()
-		for _, c := range []*call{a, b} {
+		for _, c := range []*acquireCall{a, b} {
 			if !c.left() || !errors.Is(c.err, context.Canceled) {
 				t.Fatalf("want context.Canceled, got %v", c.err)
 			}
@@ -530,7 +530,7 @@ func TestLimiterWaitHonoursCancel(t *testing.T) {
 		}
 		// The line moves on without the canceled ones.
 		time.Sleep(31 * time.Second)
-		releaseAll(sent(t, []*call{other}), noAnswer)
+		releaseAll(sent(t, []*acquireCall{other}), noAnswer)
 		if !other.left() {
 			t.Fatal("the remaining request is stuck")
 		}
