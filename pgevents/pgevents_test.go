@@ -63,7 +63,19 @@ type testDB struct {
 	writer *pgxpool.Pool // the worker's side
 	reader *pgxpool.Pool // the SDK's side
 	admin  *pgxpool.Pool // for killing connections
+
+	readerQueries *queryCounter // statements the reader's pool sent
 }
+
+// queryCounter is a pgx tracer counting the statements sent.
+type queryCounter struct{ n atomic.Int64 }
+
+func (c *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // newTestDB makes a database of its own with the table, and pools on it.
 func newTestDB(t testing.TB, trigger bool) *testDB {
@@ -77,12 +89,16 @@ func newTestDBOn(t testing.TB, cluster *pgtest.Cluster, trigger bool) *testDB {
 	connString := cluster.NewDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	counter := &queryCounter{}
 	pool := func(app string) *pgxpool.Pool {
 		cfg, err := pgxpool.ParseConfig(connString)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cfg.ConnConfig.RuntimeParams["application_name"] = app
+		if app == readerApp {
+			cfg.ConnConfig.Tracer = counter
+		}
 		cfg.MaxConns = 8
 		p, err := pgxpool.NewWithConfig(ctx, cfg)
 		if err != nil {
@@ -91,7 +107,7 @@ func newTestDBOn(t testing.TB, cluster *pgtest.Cluster, trigger bool) *testDB {
 		t.Cleanup(p.Close)
 		return p
 	}
-	db := &testDB{writer: pool("worker"), reader: pool(readerApp), admin: pool("admin")}
+	db := &testDB{writer: pool("worker"), reader: pool(readerApp), admin: pool("admin"), readerQueries: counter}
 	if _, err := db.writer.Exec(ctx, tableDDL); err != nil {
 		t.Fatal(err)
 	}
