@@ -59,7 +59,18 @@
 // WithGapGrace (30 s) has passed. Every row is therefore delivered exactly
 // once, in id order, however the worker's transactions interleave, unless a
 // transaction keeps a row uncommitted for longer than the grace period
-// while another transaction has committed a larger id.
+// while another transaction has committed a larger id. The ids must come
+// from the table's own sequence with its default cache of 1 (as SERIAL
+// makes it), and created_at is read as UTC.
+//
+// # Acting on finished builds
+//
+// A Feed runs a handler once for every build that finishes, across the
+// replicas of a service and their restarts, with Postgres as the only
+// coordinator: builds that finished while no replica ran are handled when
+// one starts, a replica that dies mid-handler has its build taken over, and
+// failing handlers are retried and then parked as dead letters. See Feed
+// for the exact guarantee and InstallFeed for its tables.
 package pgevents
 
 import (

@@ -65,6 +65,7 @@ type testDB struct {
 	admin  *pgxpool.Pool // for killing connections
 
 	readerQueries *queryCounter // statements the reader's pool sent
+	connString    string
 }
 
 // queryCounter is a pgx tracer counting the statements sent.
@@ -107,7 +108,7 @@ func newTestDBOn(t testing.TB, cluster *pgtest.Cluster, trigger bool) *testDB {
 		t.Cleanup(p.Close)
 		return p
 	}
-	db := &testDB{writer: pool("worker"), reader: pool(readerApp), admin: pool("admin"), readerQueries: counter}
+	db := &testDB{writer: pool("worker"), reader: pool(readerApp), admin: pool("admin"), readerQueries: counter, connString: connString}
 	if _, err := db.writer.Exec(ctx, tableDDL); err != nil {
 		t.Fatal(err)
 	}
