@@ -174,6 +174,47 @@ func TestOutages(t *testing.T) {
 		})
 	}
 
+	t.Run("feed", func(t *testing.T) {
+		// A feed keeps running across a crash and restart: builds that
+		// finish after it are handled, each once.
+		db := newTestDBOn(t, cluster, true)
+		ctx, cancel := context.WithTimeout(context.Background(), outage+2*time.Minute)
+		defer cancel()
+		if err := InstallFeed(ctx, db.writer); err != nil {
+			t.Fatal(err)
+		}
+		user := uuid.NewString()
+		h := &handled{}
+		r := newReplica(t, db, "outage", "r", FeedMetadataWait(0, 0), FeedLease(2*time.Second))
+		if err := r.feed.OnFinished(func(_ context.Context, c Completion) error {
+			h.add("r", c)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		r.run(t)
+		db.finishBuild(t, "01JBEFORECRASH", user, false)
+		waitFor(t, ctx, "the first build", func() bool { return h.builds() == 1 })
+		if err := cluster.CrashServer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cluster.StartServer(context.Background()) }()
+		time.Sleep(outage)
+		if err := cluster.StartServer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		db.writer.Reset()
+		db.admin.Reset()
+		db.finishBuild(t, "01JAFTERCRASH", user, true)
+		waitFor(t, ctx, "the build after the crash", func() bool { return h.builds() == 2 })
+		r.stop(t)
+		for _, b := range []string{"01JBEFORECRASH", "01JAFTERCRASH"} {
+			if n := len(h.of(b)); n != 1 {
+				t.Errorf("%s handled %d times, want once", b, n)
+			}
+		}
+	})
+
 	t.Run("tolerance", func(t *testing.T) {
 		db := newTestDBOn(t, cluster, false)
 		src := New(db.reader, WithOutageTolerance(500*time.Millisecond))
