@@ -63,21 +63,43 @@ type testDB struct {
 	writer *pgxpool.Pool // the worker's side
 	reader *pgxpool.Pool // the SDK's side
 	admin  *pgxpool.Pool // for killing connections
+
+	readerQueries *queryCounter // statements the reader's pool sent
+	connString    string
 }
+
+// queryCounter is a pgx tracer counting the statements sent.
+type queryCounter struct{ n atomic.Int64 }
+
+func (c *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // newTestDB makes a database of its own with the table, and pools on it.
 func newTestDB(t testing.TB, trigger bool) *testDB {
 	t.Helper()
-	cluster := pgtest.Shared(t)
+	return newTestDBOn(t, pgtest.Shared(t), trigger)
+}
+
+// newTestDBOn is newTestDB on a cluster of the test's own.
+func newTestDBOn(t testing.TB, cluster *pgtest.Cluster, trigger bool) *testDB {
+	t.Helper()
 	connString := cluster.NewDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	counter := &queryCounter{}
 	pool := func(app string) *pgxpool.Pool {
 		cfg, err := pgxpool.ParseConfig(connString)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cfg.ConnConfig.RuntimeParams["application_name"] = app
+		if app == readerApp {
+			cfg.ConnConfig.Tracer = counter
+		}
 		cfg.MaxConns = 8
 		p, err := pgxpool.NewWithConfig(ctx, cfg)
 		if err != nil {
@@ -86,7 +108,7 @@ func newTestDB(t testing.TB, trigger bool) *testDB {
 		t.Cleanup(p.Close)
 		return p
 	}
-	db := &testDB{writer: pool("worker"), reader: pool(readerApp), admin: pool("admin")}
+	db := &testDB{writer: pool("worker"), reader: pool(readerApp), admin: pool("admin"), readerQueries: counter, connString: connString}
 	if _, err := db.writer.Exec(ctx, tableDDL); err != nil {
 		t.Fatal(err)
 	}
@@ -408,19 +430,23 @@ func TestConcurrentBuildsAreEachDeliveredOnceInOrder(t *testing.T) {
 func (db *testDB) killReaders(ctx context.Context, onlyListener bool) (int, error) {
 	q := `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`
 	if onlyListener {
-		q += ` AND query ILIKE 'LISTEN%'`
+		q += ` AND ` + isListener
 	}
 	var n int
 	err := db.admin.QueryRow(ctx, q, readerApp).Scan(&n)
 	return n, err
 }
 
+// isListener picks the listening connection out of pg_stat_activity: its
+// latest query is LISTEN or the trigger check.
+const isListener = `(query ILIKE 'LISTEN%' OR query LIKE '%sheen_build_events_notify%')`
+
 // listenerPID is the pid of a listening connection of the readers other
 // than exclude, 0 when there is none.
 func (db *testDB) listenerPID(ctx context.Context, exclude int) (int, error) {
 	var pid int
 	err := db.admin.QueryRow(ctx, `SELECT COALESCE(max(pid), 0) FROM pg_stat_activity
-		WHERE application_name = $1 AND query ILIKE 'LISTEN%' AND state = 'idle' AND pid <> $2`, readerApp, exclude).Scan(&pid)
+		WHERE application_name = $1 AND `+isListener+` AND state = 'idle' AND pid <> $2`, readerApp, exclude).Scan(&pid)
 	return pid, err
 }
 

@@ -9,6 +9,10 @@
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m).Run()) }
 //
+// Tests of outages stop the server and start it again on the same data and
+// socket (StopServer, CrashServer, StartServer, Restart); they should use a
+// cluster of their own (Start) rather than the shared one.
+//
 // The server binaries (initdb, postgres) are found through $PGTEST_BINDIR,
 // pg_config --bindir, $PATH, or the usual install directories
 // (/usr/lib/postgresql/*/bin and others). When they are missing, Shared
@@ -61,12 +65,21 @@ type Cluster struct {
 
 	dir     string // temporary root: data/, the socket, the log
 	dataDir string
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the server process ends
-	waitErr error
+	cred    *syscall.Credential
 	stop    sync.Once
 	stopErr error
 	dbSeq   atomic.Int64
+
+	mu     sync.Mutex // guards server and closed
+	server *server    // the running server process, nil while it is down
+	closed bool       // Stop was called: no more StartServer
+}
+
+// server is one run of the postgres process.
+type server struct {
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process ends
+	waitErr error
 }
 
 // FindBinaries returns the directory holding initdb and postgres:
@@ -151,7 +164,7 @@ func Start(ctx context.Context) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
-	c := &Cluster{BinDir: bin, dir: dir, dataDir: filepath.Join(dir, "data"), exited: make(chan struct{})}
+	c := &Cluster{BinDir: bin, dir: dir, dataDir: filepath.Join(dir, "data"), cred: cred}
 	ok := false
 	defer func() {
 		if !ok {
@@ -171,48 +184,128 @@ func Start(ctx context.Context) (*Cluster, error) {
 	if v, err := os.ReadFile(filepath.Join(c.dataDir, "PG_VERSION")); err == nil {
 		c.Version = strings.TrimSpace(string(v))
 	}
-	logPath := filepath.Join(dir, "postgres.log")
-	logFile, err := os.Create(logPath)
+	if err := c.StartServer(ctx); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+// StartServer starts the server again after StopServer or CrashServer, on
+// the same data and the same socket, so connection strings handed out
+// before still work. It returns once the server accepts connections (after
+// crash recovery, when it crashed). It does nothing when the server runs.
+func (c *Cluster) StartServer(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("pgtest: the cluster was stopped for good")
+	}
+	if c.server != nil {
+		return nil
+	}
+	logPath := filepath.Join(c.dir, "postgres.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("pgtest: %w", err)
+		return fmt.Errorf("pgtest: %w", err)
 	}
 	defer logFile.Close()
-	if cred != nil {
-		_ = logFile.Chown(int(cred.Uid), int(cred.Gid))
+	if c.cred != nil {
+		_ = logFile.Chown(int(c.cred.Uid), int(c.cred.Gid))
 	}
 	// Not CommandContext: the server must outlive the context that started
-	// it; Stop ends it.
-	c.cmd = c.command(context.Background(), cred, "postgres",
+	// it; StopServer, CrashServer and Stop end it.
+	cmd := c.command(context.Background(), c.cred, "postgres",
 		"-D", c.dataDir,
-		"-k", dir,
+		"-k", c.dir,
 		"-p", strconv.Itoa(port),
 		"-c", "listen_addresses=",
+		// fsync=off alone: a commit still reaches the operating system
+		// before it is acknowledged, so a crashed (not a powered-off)
+		// server keeps every commit it acknowledged, as a real one does.
 		"-c", "fsync=off",
-		"-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off",
 		"-c", "max_connections=200",
 		"-c", "shared_buffers=32MB",
 		"-c", "timezone=UTC",
 		"-c", "log_min_messages=warning",
 	)
-	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// If the test binary dies without stopping the server, the server
 	// shuts down at once instead of lingering.
-	c.cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("pgtest: starting postgres: %w", err)
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("pgtest: starting postgres: %w", err)
 	}
+	srv := &server{cmd: cmd, exited: make(chan struct{})}
 	go func() {
-		c.waitErr = c.cmd.Wait()
-		close(c.exited)
+		srv.waitErr = cmd.Wait()
+		close(srv.exited)
 	}()
-	if err := c.waitReady(ctx, 60*time.Second); err != nil {
-		c.kill()
+	if err := c.waitReady(ctx, srv, 60*time.Second); err != nil {
+		_ = cmd.Process.Kill()
+		<-srv.exited
 		log, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("pgtest: postgres did not start: %w\n%s", err, tail(log))
+		return fmt.Errorf("pgtest: postgres did not start: %w\n%s", err, tail(log))
 	}
-	ok = true
-	return c, nil
+	c.server = srv
+	return nil
+}
+
+// StopServer shuts the server down (fast shutdown: sessions are ended,
+// their transactions rolled back, a checkpoint written) and keeps its data
+// for StartServer. Clients see their connections end and new ones refused
+// until the server is back. It does nothing when the server is down.
+func (c *Cluster) StopServer(ctx context.Context) error {
+	return c.halt(ctx, syscall.SIGINT)
+}
+
+// CrashServer ends the server as a crash would (immediate shutdown: every
+// backend quits at once, nothing is checkpointed, and the next StartServer
+// runs crash recovery, which also skips the sequence values logged ahead).
+// It keeps the data for StartServer.
+func (c *Cluster) CrashServer(ctx context.Context) error {
+	return c.halt(ctx, syscall.SIGQUIT)
+}
+
+// Restart stops the server (fast shutdown) and starts it again.
+func (c *Cluster) Restart(ctx context.Context) error {
+	if err := c.StopServer(ctx); err != nil {
+		return err
+	}
+	return c.StartServer(ctx)
+}
+
+// PID returns the process id of the running server (the postmaster), 0
+// while it is down.
+func (c *Cluster) PID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.server == nil {
+		return 0
+	}
+	return c.server.cmd.Process.Pid
+}
+
+// halt sends sig to the server and waits for it to exit, killing it when
+// ctx ends first.
+func (c *Cluster) halt(ctx context.Context, sig syscall.Signal) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	srv := c.server
+	if srv == nil {
+		return nil
+	}
+	c.server = nil
+	_ = srv.cmd.Process.Signal(sig)
+	select {
+	case <-srv.exited:
+		return nil
+	case <-ctx.Done():
+		_ = srv.cmd.Process.Kill()
+		<-srv.exited
+		return fmt.Errorf("pgtest: the server did not stop in time, killed it: %w", ctx.Err())
+	}
 }
 
 // command prepares one of the server binaries, run as the server user when
@@ -251,7 +344,7 @@ func serverCredential() (*syscall.Credential, error) {
 }
 
 // waitReady waits until the server accepts connections.
-func (c *Cluster) waitReady(ctx context.Context, timeout time.Duration) error {
+func (c *Cluster) waitReady(ctx context.Context, srv *server, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
@@ -262,8 +355,8 @@ func (c *Cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 		}
 		last = err
 		select {
-		case <-c.exited:
-			return fmt.Errorf("the server exited: %v", c.waitErr)
+		case <-srv.exited:
+			return fmt.Errorf("the server exited: %v", srv.waitErr)
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), last)
 		case <-time.After(50 * time.Millisecond):
@@ -334,24 +427,15 @@ func (c *Cluster) NewDatabase(tb testing.TB) string {
 // removes its directory. It is safe to call more than once.
 func (c *Cluster) Stop() error {
 	c.stop.Do(func() {
-		if c.cmd != nil && c.cmd.Process != nil {
-			_ = c.cmd.Process.Signal(syscall.SIGINT)
-			select {
-			case <-c.exited:
-			case <-time.After(15 * time.Second):
-				c.kill()
-			}
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		_ = c.halt(ctx, syscall.SIGINT)
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
 		c.stopErr = os.RemoveAll(c.dir)
 	})
 	return c.stopErr
-}
-
-func (c *Cluster) kill() {
-	if c.cmd != nil && c.cmd.Process != nil {
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-	}
 }
 
 func tail(b []byte) []byte {

@@ -63,3 +63,83 @@ func TestStopRemovesEverything(t *testing.T) {
 		t.Error("the server still accepts connections after Stop")
 	}
 }
+
+// A server stopped or crashed and started again keeps its data and answers
+// on the same connection string; while it is down, connections are refused.
+func TestServerStopsAndStartsOnTheSameData(t *testing.T) {
+	if _, err := FindBinaries(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	conn := c.ConnString("postgres")
+	exec := func(sql string) error {
+		db, err := pgx.Connect(ctx, conn)
+		if err != nil {
+			return err
+		}
+		defer db.Close(ctx)
+		_, err = db.Exec(ctx, sql)
+		return err
+	}
+	count := func() int {
+		t.Helper()
+		db, err := pgx.Connect(ctx, conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close(ctx)
+		var n int
+		if err := db.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := exec("CREATE TABLE t (id serial PRIMARY KEY); INSERT INTO t DEFAULT VALUES"); err != nil {
+		t.Fatal(err)
+	}
+	for _, halt := range []struct {
+		name string
+		fn   func(context.Context) error
+	}{{"StopServer", c.StopServer}, {"CrashServer", c.CrashServer}} {
+		pid := c.PID()
+		if err := halt.fn(ctx); err != nil {
+			t.Fatalf("%s: %v", halt.name, err)
+		}
+		if c.PID() != 0 {
+			t.Errorf("after %s, PID is %d, want 0", halt.name, c.PID())
+		}
+		if err := exec("SELECT 1"); err == nil {
+			t.Fatalf("after %s, the server still accepts connections", halt.name)
+		}
+		if err := c.StartServer(ctx); err != nil {
+			t.Fatalf("starting after %s: %v", halt.name, err)
+		}
+		if c.PID() == 0 || c.PID() == pid {
+			t.Errorf("after restarting, PID is %d (was %d), want a new process", c.PID(), pid)
+		}
+		if err := exec("INSERT INTO t DEFAULT VALUES"); err != nil {
+			t.Fatalf("after %s: %v", halt.name, err)
+		}
+	}
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 {
+		t.Errorf("%d rows after the restarts, want 3", n)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartServer(ctx); err == nil {
+		t.Error("StartServer after Stop succeeded")
+	}
+}
