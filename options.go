@@ -306,6 +306,11 @@ type callConfig struct {
 	idempotencyKey string
 	correlationID  string
 	header         http.Header
+
+	// Feature settings, set by the CallOptions of builds_follow.go and
+	// exports_download.go and read only by those calls.
+	follow   followConfig
+	download downloadOptions
 }
 
 // newCallConfig applies opts, refusing nil ones.
