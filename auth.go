@@ -224,13 +224,14 @@ func newMACKey(secret []byte) *macKey {
 	return k
 }
 
-// sum returns the lowercase hex HMAC of the parts, concatenated.
-func (k *macKey) sum(parts ...string) string {
+// sum returns the lowercase hex HMAC of prefix + body + suffix. The body is
+// hashed where it lies: signing never copies it.
+func (k *macKey) sum(prefix string, body []byte, suffix string) string {
 	m := k.pool.Get().(hash.Hash)
 	m.Reset()
-	for _, p := range parts {
-		io.WriteString(m, p)
-	}
+	io.WriteString(m, prefix)
+	m.Write(body)
+	io.WriteString(m, suffix)
 	var sum [sha256.Size]byte
 	out := hex.EncodeToString(m.Sum(sum[:0]))
 	k.pool.Put(m)
@@ -239,17 +240,17 @@ func (k *macKey) sum(parts ...string) string {
 
 // signBodyPath is the v2.1 signature: HMAC over body + pathWithQuery.
 func signBodyPath(k *macKey, body []byte, target string) string {
-	return k.sum(string(body), target)
+	return k.sum("", body, target)
 }
 
 // signTimestamp is the v1 signature: HMAC over timestamp + body.
 func signTimestamp(k *macKey, timestamp string, body []byte) string {
-	return k.sum(timestamp, string(body))
+	return k.sum(timestamp, body, "")
 }
 
-// signV2 is the deployed worker's v2 signature.
+// signV2 is the deployed worker's v2 signature, over canonicalV2.
 func signV2(k *macKey, method, target, timestamp, nonce string, body []byte) string {
-	return k.sum(canonicalV2(method, target, timestamp, nonce, body))
+	return k.sum(canonicalV2Head(method, target, timestamp, nonce), body, "")
 }
 
 // escapeID path-escapes one ID for a route after checking that it cannot be

@@ -17,7 +17,13 @@ import (
 // sheentest all call canonicalV2, so the three can never disagree.
 
 func canonicalV2(method, target, timestamp, nonce string, payload []byte) string {
-	return method + "\n" + canonicalPath(target) + "\n" + timestamp + "\n" + nonce + "\n" + string(payload)
+	return canonicalV2Head(method, target, timestamp, nonce) + string(payload)
+}
+
+// canonicalV2Head is the canonical string up to the payload, which the
+// signer hashes after it without copying.
+func canonicalV2Head(method, target, timestamp, nonce string) string {
+	return method + "\n" + canonicalPath(target) + "\n" + timestamp + "\n" + nonce + "\n"
 }
 
 // canonicalPath is the v2 canonical form of a request target: the path as
