@@ -3,6 +3,7 @@ package sheen
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -117,6 +118,8 @@ type core struct {
 	maxWait     time.Duration
 	backoffBase time.Duration
 	userAgent   string
+	// userAgentHeader is userAgent as a header value, made once.
+	userAgentHeader []string
 
 	// Per-service state (caches and the like), declared in each service's
 	// file and set up by its init method.
@@ -169,14 +172,15 @@ func newClient(cfg config) (*WorkerClient, error) {
 			// A redirect would carry signed headers to another target.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		signer:      s,
-		limiter:     lim,
-		logger:      cfg.logger,
-		clock:       cfg.clock,
-		maxAttempts: cfg.maxAttempts,
-		maxWait:     cfg.maxWait,
-		backoffBase: cfg.backoffBase,
-		userAgent:   cfg.userAgent,
+		signer:          s,
+		limiter:         lim,
+		logger:          cfg.logger,
+		clock:           cfg.clock,
+		maxAttempts:     cfg.maxAttempts,
+		maxWait:         cfg.maxWait,
+		backoffBase:     cfg.backoffBase,
+		userAgent:       cfg.userAgent,
+		userAgentHeader: []string{cfg.userAgent},
 	}
 	c.billing.init(c, cfg.billing)
 	c.builds.init(c, cfg.builds)
@@ -348,20 +352,38 @@ func (c *core) newRequest(ctx context.Context, method, target string, body []byt
 			req.Header.Add(k, v)
 		}
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
+	h := req.Header
+	h["Accept"] = acceptJSON
+	h["User-Agent"] = c.userAgentHeader
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		h["Content-Type"] = contentTypeJSON
 	}
 	id := cc.correlationID
 	if id == "" {
-		id = uuid.NewString()
+		id = newCorrelationID()
 	}
 	req.Header.Set("X-Correlation-Id", id)
 	if cc.idempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", cc.idempotencyKey)
 	}
 	return req, nil
+}
+
+// Header values every call sends, shared so that setting them allocates
+// nothing; nothing writes into them.
+var (
+	acceptJSON      = []string{"application/json"}
+	contentTypeJSON = []string{"application/json"}
+)
+
+// newCorrelationID returns a random UUIDv4 in its canonical text form, the
+// X-Correlation-Id the worker echoes.
+func newCorrelationID() string {
+	var u uuid.UUID
+	_, _ = rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return u.String()
 }
 
 // checkTarget refuses request targets that are not a plain absolute path:

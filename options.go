@@ -315,6 +315,15 @@ type callConfig struct {
 
 // newCallConfig applies opts, refusing nil ones.
 func newCallConfig(opts []CallOption) (callConfig, error) {
+	if len(opts) == 0 {
+		return callConfig{}, nil
+	}
+	return applyCallOptions(opts)
+}
+
+// applyCallOptions is newCallConfig's work when there are options; apart,
+// so that a call without options does not move its config to the heap.
+func applyCallOptions(opts []CallOption) (callConfig, error) {
 	var cc callConfig
 	for i, o := range opts {
 		if o == nil {

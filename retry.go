@@ -1,7 +1,7 @@
 package sheen
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -151,11 +152,10 @@ func decideRetry(a attempt, idempotent bool, rule retryRule) (retry bool, wait t
 // classify is decideRetry before the limits on attempts and time.
 func classify(a attempt, idempotent bool, rule retryRule) (retry bool, wait time.Duration, ambiguous bool) {
 	backoff := exponential(a.n, rule)
-	var abort *clientAbort
 	switch {
 	case a.err != nil && a.status != 0:
 		return idempotent, backoff, true // the answer was cut short
-	case a.err != nil && errors.As(a.err, &abort):
+	case a.err != nil && isClientAbort(a.err):
 		return false, 0, false // refused on our side: nothing was sent
 	case a.err != nil && neverReachedServer(a.err):
 		return true, backoff, false
@@ -222,9 +222,10 @@ func (p *retryPolicy) log(ctx context.Context, resp *http.Response, err error, r
 
 // readAnswer reads one attempt's answer inside the retry loop, so that an
 // answer cut short is retried like any other transport failure: a 2xx is
-// decoded straight into the call's out (streamed, never more than
-// maxResponseBody bytes), any other answer is kept, capped, for the error.
-// It returns a *bodyReadError when the connection dropped mid-answer.
+// read into a pooled buffer (never more than maxResponseBody bytes, so
+// concurrent oversized answers cost bounded memory) and decoded into the
+// call's out; any other answer is kept, capped, for the error. It returns a
+// *bodyReadError when the connection dropped mid-answer.
 func (p *retryPolicy) readAnswer(resp *http.Response) error {
 	defer resp.Body.Close()
 	p.answerErr, p.errBody = nil, nil
@@ -236,103 +237,84 @@ func (p *retryPolicy) readAnswer(resp *http.Response) error {
 		}
 		return nil
 	}
-	src := &countingReader{r: resp.Body, limit: maxResponseBody}
-	p.answerErr = decodeAnswer(resp, src, p.out)
-	if src.err != nil && src.err != errAnswerTooLarge {
-		p.answerErr = &bodyReadError{src.err}
-		return p.answerErr
+	if raw, ok := p.out.(*[]byte); ok {
+		b, err := readCapped(resp.Body, nil)
+		*raw = b
+		return p.setAnswerErr(err)
+	}
+	buf := answerBuffers.Get().(*[]byte)
+	defer putAnswerBuffer(buf)
+	b, err := readCapped(resp.Body, (*buf)[:0])
+	*buf = b
+	if err == nil && p.out != nil {
+		err = decodeAnswer(resp, b, p.out)
+	}
+	return p.setAnswerErr(err)
+}
+
+// setAnswerErr records why an answer is unusable and returns the error the
+// retry rule must see: a *bodyReadError for an answer cut short, nil for
+// one that arrived whole (even if it could not be decoded).
+func (p *retryPolicy) setAnswerErr(err error) error {
+	p.answerErr = err
+	var cut *bodyReadError
+	if errors.As(err, &cut) {
+		return err
 	}
 	return nil
+}
+
+// answerBuffers holds buffers for reading answers; only small ones go back.
+var answerBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+func putAnswerBuffer(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		answerBuffers.Put(b)
+	}
 }
 
 // errAnswerTooLarge ends the reading of an answer over maxResponseBody.
 var errAnswerTooLarge = fmt.Errorf("answer is over %d bytes", maxResponseBody)
 
-// countingReader reads at most limit bytes and remembers the first error
-// of the underlying reader, so a decoder's "unexpected EOF" can be told
-// apart from a connection that dropped.
-type countingReader struct {
-	r     io.Reader
-	limit int64
-	n     int64
-	err   error
+// readCapped appends r to buf, at most maxResponseBody bytes: more is
+// errAnswerTooLarge, a read that fails midway a *bodyReadError.
+func readCapped(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case len(buf) > maxResponseBody:
+			return buf[:maxResponseBody], errAnswerTooLarge
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			return buf, &bodyReadError{err}
+		}
+	}
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	if c.err != nil {
-		return 0, c.err
-	}
-	if c.n >= c.limit {
-		c.err = errAnswerTooLarge
-		return 0, c.err
-	}
-	if rest := c.limit - c.n; int64(len(p)) > rest {
-		p = p[:rest+1] // one byte more, so the excess is noticed
-	}
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if c.n > c.limit {
-		n -= int(c.n - c.limit)
-		c.n = c.limit
-		err = errAnswerTooLarge
-	}
-	if err != nil && err != io.EOF {
-		c.err = err
-	}
-	return n, err
-}
-
-// decodeAnswer decodes a 2xx answer into out as a stream: JSON into a
-// value (reset first, so a retried attempt leaves nothing of an earlier
-// one), the raw bytes into a *[]byte, nothing for a nil out.
-func decodeAnswer(resp *http.Response, src io.Reader, out any) error {
-	switch o := out.(type) {
-	case nil:
-		_, err := io.Copy(io.Discard, src)
-		return err
-	case *[]byte:
-		b, err := io.ReadAll(src)
-		*o = b
-		return err
-	}
-	br := bufio.NewReaderSize(src, 512)
-	first, err := firstByte(br)
+// decodeAnswer decodes a whole 2xx answer into out, reset first so a
+// retried attempt leaves nothing of an earlier one.
+func decodeAnswer(resp *http.Response, body []byte, out any) error {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	switch {
-	case err == io.EOF && resp.StatusCode == http.StatusNoContent:
+	case len(trimmed) == 0 && resp.StatusCode == http.StatusNoContent:
 		return nil
-	case err == io.EOF:
+	case len(trimmed) == 0:
 		return errors.New("empty body where JSON was expected")
-	case err != nil:
-		return err
-	case first == '<' && !isJSONType(resp.Header.Get("Content-Type")):
+	case trimmed[0] == '<' && !isJSONType(resp.Header.Get("Content-Type")):
 		return fmt.Errorf("got a page of %s where JSON was expected", mediaType(resp.Header.Get("Content-Type"), "markup"))
 	}
 	if v := reflect.ValueOf(out); v.Kind() == reflect.Pointer && !v.IsNil() {
 		v.Elem().SetZero()
 	}
-	dec := json.NewDecoder(br)
-	if err := dec.Decode(out); err != nil {
+	if err := json.Unmarshal(trimmed, out); err != nil {
 		return fmt.Errorf("decoding JSON: %w", err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("decoding JSON: data after the JSON value")
-	}
 	return nil
-}
-
-// firstByte peeks at the first byte that is not JSON white space.
-func firstByte(br *bufio.Reader) (byte, error) {
-	for {
-		b, err := br.ReadByte()
-		if err != nil {
-			return 0, err
-		}
-		switch b {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		return b, br.UnreadByte()
-	}
 }
 
 // bodyReadError is a response body that could not be read in full.
@@ -353,6 +335,12 @@ func neverReachedServer(err error) bool {
 	}
 	var opErr *net.OpError
 	return errors.As(err, &opErr) && opErr.Op == "dial"
+}
+
+// isClientAbort reports an error the transport raised before sending.
+func isClientAbort(err error) bool {
+	var abort *clientAbort
+	return errors.As(err, &abort)
 }
 
 // clientAbort marks errors raised inside the transport before anything was

@@ -93,7 +93,10 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	parent := req.Context()
 	ctx, cancel := context.WithTimeoutCause(parent, t.attemptTimeout, errAttemptTimeout)
-	signed := req.Clone(ctx) // shares req.Body, which the transport reads once
+	// A shallow copy: the signature headers go into the call's own header
+	// map, which belongs to this call alone and is re-signed on every
+	// attempt (the client that calls this transport is the core's).
+	signed := req.WithContext(ctx)
 	if err := t.signer.sign(signed.Header, signed.Method, signed.URL.RequestURI(), body); err != nil {
 		cancel()
 		release(nil)
