@@ -342,3 +342,15 @@ func TestZeroClientServices(t *testing.T) {
 		}
 	}
 }
+
+// A 2xx that cannot be used (a maintenance page with status 200) for a
+// billed POST may mean the worker acted: it is reported as outcome unknown.
+func TestUnusable2xxOnBilledPostIsOutcomeUnknown(t *testing.T) {
+	c, mock := newMockClient(t)
+	mock.RegisterResponder("POST", "=~/v1/op", httpmock.NewStringResponder(200, `<html>maintenance</html>`).HeaderSet(http.Header{"Content-Type": {"text/html"}}))
+	err := c.Do(context.Background(), "POST", "/v1/op", map[string]int{"a": 1}, &map[string]any{})
+	var re *ResponseError
+	if !errors.As(err, &re) || !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("%v; want a *ResponseError matching ErrOutcomeUnknown", err)
+	}
+}

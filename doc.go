@@ -88,7 +88,7 @@
 //	connection refused, DNS failure, dial error retried          retried
 //	the client's own limiter or signer refused  final            final
 //	reset or attempt timeout after sending      retried          ErrOutcomeUnknown
-//	2xx whose body was cut short                retried          ErrOutcomeUnknown
+//	2xx cut short, or not decodable             retried (cut)    ErrOutcomeUnknown
 //	408 TIMESTAMP_OUT_OF_RANGE, 401 serverTime  retried once     retried once
 //	  (when the signer corrected its clock or scheme from it)
 //	429                                         retried          retried

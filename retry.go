@@ -40,7 +40,7 @@ const defaultBackoffBase = time.Second
 //	connection refused, DNS failure, dial error retried          retried
 //	the client's own limiter or signer refused  final            final
 //	reset or attempt timeout after sending      retried          ErrOutcomeUnknown
-//	2xx whose body was cut short                retried          ErrOutcomeUnknown
+//	2xx cut short, or not decodable             retried (cut)    ErrOutcomeUnknown
 //	408 TIMESTAMP_OUT_OF_RANGE, 401 serverTime  retried once     retried once
 //	  (only when the signer corrected its clock or scheme from it)
 //	429                                         retried          retried
@@ -110,6 +110,11 @@ func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err e
 		}
 	}
 	retry, wait, ambiguous := decideRetry(a, p.idempotent, p.rule)
+	if a.err == nil && p.answerErr != nil {
+		// A 2xx that could not be used (a page of HTML, JSON of the wrong
+		// shape): something answered success, so the worker may have acted.
+		ambiguous = true
+	}
 	p.ambiguous, p.wait = ambiguous, wait
 	p.log(ctx, resp, a.err, retry, wait)
 	if ctx.Err() != nil {
