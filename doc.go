@@ -103,13 +103,14 @@
 // for longer, the call returns a *RateLimitError at once.
 //
 // The client paces itself at WithRateLimit requests per minute (60 by
-// default, v2.1's limit) and steers by the worker's x-ratelimit-* headers:
-// when a window's remaining quota is spoken for by requests in flight, no
-// further request leaves before the reset; a lower limit on a short window
-// is adopted; a 429 pauses every goroutine of the client. The deployed
-// worker's fixed headers on unlimited routes (remaining 45, reset in an
-// hour, no limit header) do not slow it down. WorkerClient.RateLimit
-// returns a snapshot.
+// default, v2.1's limit, after a burst of 4) and mirrors the worker's window
+// as its x-ratelimit-* headers describe it: until the window is known (the
+// first answer, or after a reset) requests go one at a time; then never
+// more requests are in flight than the window has remaining; an answer with
+// a lower limit re-plans the window for every goroutine at once, and a 429
+// pauses every goroutine for its Retry-After. The deployed worker's fixed
+// headers on unlimited routes (remaining 45, reset in an hour, no limit
+// header) do not slow it down. WorkerClient.RateLimit returns a snapshot.
 //
 // # Billing and caching
 //
