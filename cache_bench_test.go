@@ -59,16 +59,16 @@ func BenchmarkCache(b *testing.B) {
 		c, srv := benchCacheClient(b)
 		defer srv.Close()
 		ctx := context.Background()
-		if _, err := c.Exports.ExportProject(ctx, "p1", "u1"); err != nil {
+		if _, err := c.Exports.ProjectLink(ctx, "p1", "u1"); err != nil {
 			b.Fatal(err)
 		}
 		hit, miss := compare(b, func() {
-			if _, err := c.Exports.ExportProject(ctx, "p1", "u1"); err != nil {
+			if _, err := c.Exports.ProjectLink(ctx, "p1", "u1"); err != nil {
 				b.Fatal(err)
 			}
 		}, func() {
 			c.Exports.InvalidateProject("p2", "u1")
-			if _, err := c.Exports.ExportProject(ctx, "p2", "u1"); err != nil {
+			if _, err := c.Exports.ProjectLink(ctx, "p2", "u1"); err != nil {
 				b.Fatal(err)
 			}
 		})

@@ -125,7 +125,7 @@ type ArtifactMissingError struct {
 // Unwrap gives errors.As the *APIError.
 func (e *ArtifactMissingError) Unwrap() error { return e.APIError }
 
-// ExportProject returns a download link for the latest archive of
+// ProjectLink returns a download link for the latest archive of
 // projectID, for userID. A cached link is returned while it has more than
 // the link margin (1 hour by default) left; concurrent calls for the same
 // link make one request.
@@ -137,13 +137,13 @@ func (e *ArtifactMissingError) Unwrap() error { return e.APIError }
 // A link whose expiresAt is missing, unreadable or already within the
 // margin is returned (the object store, not the local clock, decides when
 // it stops working) but not cached: the next call asks the worker again.
-func (s *ExportsService) ExportProject(ctx context.Context, projectID, userID string) (*DownloadLink, error) {
+func (s *ExportsService) ProjectLink(ctx context.Context, projectID, userID string) (*DownloadLink, error) {
 	return s.link(ctx, linkProject, projectID, userID)
 }
 
-// DownloadVersion returns a download link for the archive of versionID, for
+// VersionLink returns a download link for the archive of versionID, for
 // userID. Caching and failures are as for ExportProject.
-func (s *ExportsService) DownloadVersion(ctx context.Context, versionID, userID string) (*DownloadLink, error) {
+func (s *ExportsService) VersionLink(ctx context.Context, versionID, userID string) (*DownloadLink, error) {
 	return s.link(ctx, linkVersion, versionID, userID)
 }
 

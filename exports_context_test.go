@@ -20,10 +20,10 @@ func TestExportsNilContext(t *testing.T) {
 	link := linkTo("https://store.test/exports/p1.zip?" + exportsSecretQuery)
 	var nilCtx context.Context
 	calls := map[string]func() error{
-		"ExportProject":   func() error { _, err := c.Exports.ExportProject(nilCtx, "p1", "u1"); return err },
-		"DownloadVersion": func() error { _, err := c.Exports.DownloadVersion(nilCtx, "v1", "u1"); return err },
-		"Download":        func() error { _, err := c.Exports.Download(nilCtx, link, io.Discard); return err },
-		"DownloadTo":      func() error { _, err := c.Exports.DownloadTo(nilCtx, link, io.Discard); return err },
+		"ProjectLink": func() error { _, err := c.Exports.ProjectLink(nilCtx, "p1", "u1"); return err },
+		"VersionLink": func() error { _, err := c.Exports.VersionLink(nilCtx, "v1", "u1"); return err },
+		"Download":    func() error { _, err := c.Exports.Download(nilCtx, link, io.Discard); return err },
+		"DownloadTo":  func() error { _, err := c.Exports.DownloadTo(nilCtx, link, io.Discard); return err },
 		"DownloadToFile": func() error {
 			_, err := c.Exports.DownloadToFile(nilCtx, link, filepath.Join(t.TempDir(), "a.zip"))
 			return err
@@ -51,10 +51,10 @@ func TestExportsNilContext(t *testing.T) {
 		}
 	}
 	check("with nothing cached")
-	if _, err := c.Exports.ExportProject(context.Background(), "p1", "u1"); err != nil {
+	if _, err := c.Exports.ProjectLink(context.Background(), "p1", "u1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Exports.DownloadVersion(context.Background(), "v1", "u1"); err != nil {
+	if _, err := c.Exports.VersionLink(context.Background(), "v1", "u1"); err != nil {
 		t.Fatal(err)
 	}
 	check("with the links cached")

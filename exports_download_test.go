@@ -193,7 +193,7 @@ func (p plainWriter) Write(b []byte) (int, error) { return p.w.Write(b) }
 
 func downloadLinkFor(t *testing.T, c *WorkerClient) *DownloadLink {
 	t.Helper()
-	l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+	l, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func TestExportsProjectLink(t *testing.T) {
 		got = r
 		return httpmock.NewStringResponse(200, exportsLinkBody(1, iso(expires))), nil
 	})
-	link, err := c.Exports.ExportProject(context.Background(), "p1", "user 1")
+	link, err := c.Exports.ProjectLink(context.Background(), "p1", "user 1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestExportsVersionLink(t *testing.T) {
 		target = r.URL.RequestURI()
 		return httpmock.NewStringResponse(200, `{"success":true,"downloadUrl":"https://store.test/v/v1.zip?sig=abc","expiresAt":"2025-06-08T08:00:00+02:00","filename":"v1.zip","size":42,"version":{"id":"v1","prompt":"p","createdAt":"bad date","projectId":"p1"}}`), nil
 	})
-	link, err := c.Exports.DownloadVersion(context.Background(), "v1", "u1")
+	link, err := c.Exports.VersionLink(context.Background(), "v1", "u1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,14 +122,14 @@ func TestExportsRefusesBadIDs(t *testing.T) {
 	for _, tc := range []struct{ id, user string }{
 		{"", "u1"}, {"p1", ""}, {"../p", "u1"}, {"a/b", "u1"}, {"p1", "u\n1"}, {"..", "u1"},
 	} {
-		_, err := c.Exports.ExportProject(context.Background(), tc.id, tc.user)
+		_, err := c.Exports.ProjectLink(context.Background(), tc.id, tc.user)
 		var ve *ValidationError
 		if !errors.As(err, &ve) {
-			t.Errorf("ExportProject(%q, %q): %v, want *ValidationError", tc.id, tc.user, err)
+			t.Errorf("ProjectLink(%q, %q): %v, want *ValidationError", tc.id, tc.user, err)
 		}
-		_, err = c.Exports.DownloadVersion(context.Background(), tc.id, tc.user)
+		_, err = c.Exports.VersionLink(context.Background(), tc.id, tc.user)
 		if !errors.As(err, &ve) {
-			t.Errorf("DownloadVersion(%q, %q): %v, want *ValidationError", tc.id, tc.user, err)
+			t.Errorf("VersionLink(%q, %q): %v, want *ValidationError", tc.id, tc.user, err)
 		}
 	}
 	if n := mock.GetTotalCallCount(); n != 0 {
@@ -191,7 +191,7 @@ func TestExportsLinkCacheReuseAndMargin(t *testing.T) {
 	ctx := context.Background()
 	get := func() string {
 		t.Helper()
-		l, err := c.Exports.ExportProject(ctx, "p1", "u1")
+		l, err := c.Exports.ProjectLink(ctx, "p1", "u1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,10 +222,10 @@ func TestExportsLinkCacheKeys(t *testing.T) {
 	ctx := context.Background()
 	for range 3 {
 		for _, user := range []string{"u1", "u2"} {
-			if _, err := c.Exports.ExportProject(ctx, "p1", user); err != nil {
+			if _, err := c.Exports.ProjectLink(ctx, "p1", user); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := c.Exports.DownloadVersion(ctx, "p1", user); err != nil {
+			if _, err := c.Exports.VersionLink(ctx, "p1", user); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -242,14 +242,14 @@ func TestExportsLinkMarginOption(t *testing.T) {
 		return exportsLinkBody(n, iso(exportsStart.Add(24*time.Hour)))
 	}))
 	ctx := context.Background()
-	c.Exports.ExportProject(ctx, "p1", "u1")
+	c.Exports.ProjectLink(ctx, "p1", "u1")
 	clock.Advance(23*time.Hour + 49*time.Minute)
-	c.Exports.ExportProject(ctx, "p1", "u1")
+	c.Exports.ProjectLink(ctx, "p1", "u1")
 	if calls.Load() != 1 {
 		t.Fatalf("11 minutes before expiry with a 10-minute margin: %d requests", calls.Load())
 	}
 	clock.Advance(time.Minute)
-	c.Exports.ExportProject(ctx, "p1", "u1")
+	c.Exports.ProjectLink(ctx, "p1", "u1")
 	if calls.Load() != 2 {
 		t.Fatalf("at a 10-minute margin: %d requests", calls.Load())
 	}
@@ -274,7 +274,7 @@ func TestExportsBadExpiresAtIsNeverCached(t *testing.T) {
 			var calls atomic.Int32
 			mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls, func(n int) string { return exportsLinkBody(n, tc.expires) }))
 			for i := 1; i <= 2; i++ {
-				l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+				l, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -304,17 +304,17 @@ func TestExportsInvalidate(t *testing.T) {
 	var vcalls atomic.Int32
 	mock.RegisterResponder("GET", exportsVersionURL, exportsCounting(&vcalls, func(n int) string { return exportsLinkBody(n, expires) }))
 	ctx := context.Background()
-	l, _ := c.Exports.ExportProject(ctx, "p1", "u1")
+	l, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
 	c.Exports.InvalidateProject("p1", "u1")
-	l2, _ := c.Exports.ExportProject(ctx, "p1", "u1")
+	l2, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
 	c.Exports.Invalidate(l2)
-	c.Exports.ExportProject(ctx, "p1", "u1")
+	c.Exports.ProjectLink(ctx, "p1", "u1")
 	if calls.Load() != 3 || l.SignedURL() == l2.SignedURL() {
 		t.Errorf("after invalidation: %d requests", calls.Load())
 	}
-	c.Exports.DownloadVersion(ctx, "v1", "u1")
+	c.Exports.VersionLink(ctx, "v1", "u1")
 	c.Exports.InvalidateVersion("v1", "u1")
-	c.Exports.DownloadVersion(ctx, "v1", "u1")
+	c.Exports.VersionLink(ctx, "v1", "u1")
 	if vcalls.Load() != 2 {
 		t.Errorf("after InvalidateVersion: %d requests", vcalls.Load())
 	}
@@ -326,9 +326,9 @@ func TestExportsReturnsCopies(t *testing.T) {
 	c, mock, _ := newExportsClient(t)
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
 	ctx := context.Background()
-	l, _ := c.Exports.ExportProject(ctx, "p1", "u1")
+	l, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
 	l.Filename, l.Version.ID = "evil.zip", "changed"
-	l2, _ := c.Exports.ExportProject(ctx, "p1", "u1")
+	l2, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
 	if l2.Filename == l.Filename || l2.Version.ID == "changed" {
 		t.Errorf("changing a returned link changed the cached one: %s", l2)
 	}
@@ -343,7 +343,7 @@ func TestExportsCacheIsBounded(t *testing.T) {
 	}))
 	ctx := context.Background()
 	for _, p := range []string{"a", "b", "c", "c", "b", "a"} {
-		if _, err := c.Exports.ExportProject(ctx, p, "u1"); err != nil {
+		if _, err := c.Exports.ProjectLink(ctx, p, "u1"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -358,8 +358,8 @@ func TestExportsCacheIsBounded(t *testing.T) {
 	off, mock2, _ := newExportsClient(t, WithExportLinkCacheSize(0))
 	var calls2 atomic.Int32
 	mock2.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls2, func(n int) string { return exportsLinkBody(n, iso(exportsStart.Add(24*time.Hour))) }))
-	off.Exports.ExportProject(ctx, "p1", "u1")
-	off.Exports.ExportProject(ctx, "p1", "u1")
+	off.Exports.ProjectLink(ctx, "p1", "u1")
+	off.Exports.ProjectLink(ctx, "p1", "u1")
 	if calls2.Load() != 2 {
 		t.Errorf("with caching off: %d requests, want 2", calls2.Load())
 	}
@@ -386,7 +386,7 @@ func TestExportsConcurrentMissesMakeOneRequest(t *testing.T) {
 			defer done.Done()
 			ready.Done()
 			<-start
-			l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+			l, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 			errs[i] = err
 			if l != nil {
 				urls[i] = l.SignedURL()
@@ -420,7 +420,7 @@ func TestExportsArtifactMissing(t *testing.T) {
 		calls.Add(1)
 		return httpmock.NewStringResponse(404, `{"error":"ARTIFACT_NOT_FOUND","message":"The build output for this version is gone","canRebuild":true,"rebuildUrl":"/v1/versions/v1/rebuild"}`), nil
 	})
-	_, err := c.Exports.DownloadVersion(context.Background(), "v1", "u1")
+	_, err := c.Exports.VersionLink(context.Background(), "v1", "u1")
 	var am *ArtifactMissingError
 	if !errors.As(err, &am) {
 		t.Fatalf("got %T %v, want *ArtifactMissingError", err, err)
@@ -439,14 +439,14 @@ func TestExportsArtifactMissing(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Error("not errors.Is(err, ErrNotFound)")
 	}
-	c.Exports.DownloadVersion(context.Background(), "v1", "u1")
+	c.Exports.VersionLink(context.Background(), "v1", "u1")
 	if calls.Load() != 2 {
 		t.Errorf("a failure was cached: %d requests", calls.Load())
 	}
 
 	// A 404 that says nothing of rebuilding stays a plain *APIError.
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(404, `{"error":"Project not found"}`))
-	_, err = c.Exports.ExportProject(context.Background(), "p1", "u1")
+	_, err = c.Exports.ProjectLink(context.Background(), "p1", "u1")
 	if errors.As(err, &am) || !errors.As(err, &ae) || !errors.Is(err, ErrNotFound) {
 		t.Errorf("plain 404: got %T %v", err, err)
 	}
@@ -458,8 +458,8 @@ func TestExportsPayloadTooLarge(t *testing.T) {
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(413, body))
 	mock.RegisterResponder("GET", exportsVersionURL, httpmock.NewStringResponder(413, body))
 	for name, call := range map[string]func() (*DownloadLink, error){
-		"ExportProject":   func() (*DownloadLink, error) { return c.Exports.ExportProject(context.Background(), "p1", "u1") },
-		"DownloadVersion": func() (*DownloadLink, error) { return c.Exports.DownloadVersion(context.Background(), "v1", "u1") },
+		"ProjectLink": func() (*DownloadLink, error) { return c.Exports.ProjectLink(context.Background(), "p1", "u1") },
+		"VersionLink": func() (*DownloadLink, error) { return c.Exports.VersionLink(context.Background(), "v1", "u1") },
 	} {
 		_, err := call()
 		var pt *PayloadTooLargeError
@@ -483,7 +483,7 @@ func TestExportsUnusableAnswers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, mock, _ := newExportsClient(t)
 			mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, tc.body))
-			_, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+			_, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 			if !errors.Is(err, ErrInvalidResponse) {
 				t.Fatalf("got %v, want ErrInvalidResponse", err)
 			}
@@ -511,7 +511,7 @@ func TestExportsNonStringTimesAreUnreadable(t *testing.T) {
 			mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls, func(n int) string {
 				return fmt.Sprintf(`{"success":true,"downloadUrl":"https://store.test/exports/p1-%d.zip?%s",%s}`, n, exportsSecretQuery, fields)
 			}))
-			l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+			l, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 			if err != nil {
 				t.Fatalf("the link was refused: %v", err)
 			}
@@ -524,7 +524,7 @@ func TestExportsNonStringTimesAreUnreadable(t *testing.T) {
 			if !l.ExpiresAt.IsZero() {
 				t.Errorf("ExpiresAt = %v", l.ExpiresAt)
 			}
-			if _, err := c.Exports.ExportProject(context.Background(), "p1", "u1"); err != nil || calls.Load() != 2 {
+			if _, err := c.Exports.ProjectLink(context.Background(), "p1", "u1"); err != nil || calls.Load() != 2 {
 				t.Errorf("second call: %v, %d requests: a link of unknown expiry was cached", err, calls.Load())
 			}
 		})

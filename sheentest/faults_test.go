@@ -158,7 +158,7 @@ func buildAndDownload(t *testing.T, srv *sheentest.Server, c *sheen.WorkerClient
 	if err != nil {
 		t.Fatal(err)
 	}
-	link, err := c.Exports.ExportProject(ctx, b.ProjectID, "u1")
+	link, err := c.Exports.ProjectLink(ctx, b.ProjectID, "u1")
 	if err != nil {
 		t.Fatal(err)
 	}

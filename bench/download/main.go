@@ -73,7 +73,7 @@ func main() {
 		log.Fatal(err)
 	}
 	ctx := context.Background()
-	link, err := client.Exports.ExportProject(ctx, "p1", "u1")
+	link, err := client.Exports.ProjectLink(ctx, "p1", "u1")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -114,7 +114,7 @@ func (s *service) publish(ctx context.Context, user, prompt string) (*published,
 	if err != nil {
 		return nil, err
 	}
-	link, err := s.worker.Exports.ExportProject(ctx, build.ProjectID, user)
+	link, err := s.worker.Exports.ProjectLink(ctx, build.ProjectID, user)
 	if err != nil {
 		return nil, err
 	}
