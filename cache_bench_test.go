@@ -67,12 +67,12 @@ func BenchmarkCache(b *testing.B) {
 				b.Fatal(err)
 			}
 		}, func() {
-			c.Exports.InvalidateProject("p2", "u1")
+			c.Exports.forgetProject("p2", "u1")
 			if _, err := c.Exports.ProjectLink(ctx, "p2", "u1"); err != nil {
 				b.Fatal(err)
 			}
 		})
-		own := cacheHit(b, c.core.exports.links, linkKey(linkProject, "p1", "u1"))
+		own := cacheHit(b, c.exports.links, linkRequest{linkProject, "p1", "u1"}.key())
 		reportHitMiss(b, hit, miss, own)
 	})
 	b.Run("balances-full", func(b *testing.B) {

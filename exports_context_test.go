@@ -23,7 +23,6 @@ func TestExportsNilContext(t *testing.T) {
 		"ProjectLink": func() error { _, err := c.Exports.ProjectLink(nilCtx, "p1", "u1"); return err },
 		"VersionLink": func() error { _, err := c.Exports.VersionLink(nilCtx, "v1", "u1"); return err },
 		"Download":    func() error { _, err := c.Exports.Download(nilCtx, link, io.Discard); return err },
-		"DownloadTo":  func() error { _, err := c.Exports.DownloadTo(nilCtx, link, io.Discard); return err },
 		"DownloadToFile": func() error {
 			_, err := c.Exports.DownloadToFile(nilCtx, link, filepath.Join(t.TempDir(), "a.zip"))
 			return err

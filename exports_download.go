@@ -1,36 +1,13 @@
 package sheen
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-)
-
-// Sentinels a *DownloadError matches (besides context errors, the
-// network's errors and ErrPayloadTooLarge for WithMaxDownloadSize).
-var (
-	// ErrTruncated: the archive stopped before its end (the body ended
-	// before the announced length, or the connection broke or stalled in
-	// the middle of it) and resuming did not bring the rest. The error
-	// matches the cause too (for example syscall.ECONNRESET).
-	ErrTruncated = errors.New("sheen: download truncated")
-	// ErrLinkExpired: the object store refused the link (403) and no fresh
-	// one could be had (the link was refreshed once already, or it was not
-	// made by this client).
-	ErrLinkExpired = errors.New("sheen: download link expired or refused")
-	// ErrRangeIgnored: after a break, the object store sent the archive
-	// from the start again and the writer cannot be reset.
-	ErrRangeIgnored = errors.New("sheen: object store ignored the Range request and the writer cannot be reset")
 )
 
 // Defaults for downloads.
@@ -49,168 +26,97 @@ const (
 	sniffLen        = 4 << 10
 )
 
-// ArchiveFormat is what an archive's first bytes say it is.
-type ArchiveFormat string
-
-// Archive formats told apart by their magic numbers.
-const (
-	FormatUnknown ArchiveFormat = "unknown"
-	FormatZip     ArchiveFormat = "zip"
-	FormatTarGzip ArchiveFormat = "tar.gz"
-	// FormatGzip is gzip whose content does not start like a tar archive
-	// (or could not be told from the first bytes).
-	FormatGzip ArchiveFormat = "gzip"
-	FormatTar  ArchiveFormat = "tar"
-)
-
-// Ext returns the usual file name extension for the format (".zip",
-// ".tar.gz", ".gz", ".tar"), or "" for FormatUnknown.
-func (f ArchiveFormat) Ext() string {
-	switch f {
-	case FormatZip:
-		return ".zip"
-	case FormatTarGzip:
-		return ".tar.gz"
-	case FormatGzip:
-		return ".gz"
-	case FormatTar:
-		return ".tar"
-	}
-	return ""
-}
-
-// DownloadResult says how a download went. DownloadTo returns one even when
-// it fails, saying how far it got. Printing, logging or marshalling it shows
-// the link's URL redacted, as DownloadLink does.
-type DownloadResult struct {
-	// Written is how many bytes reached the writer (after a restart, only
-	// those written since).
-	Written int64
-	// Total is the archive's length as the object store announced it, -1
-	// when it did not.
-	Total int64
-	// Format is what the archive's first bytes say it is, whatever its
-	// filename says.
-	Format ArchiveFormat
-	// Attempts is how many requests went to the object store.
-	Attempts int
-	// Resumes counts continuations with a Range request after a break.
-	Resumes int
-	// Restarts counts downloads begun again from the first byte because
-	// the object store ignored Range (the writer was reset each time).
-	Restarts int
-	// LinkRefreshed says the object store refused the link and a fresh one
-	// was fetched from the worker.
-	LinkRefreshed bool
-	// Link is the link the download finished with: the one given, or the
-	// fresh one after a refresh.
-	Link *DownloadLink
-}
-
-// DownloadError is a download that did not complete. Err says why and
-// matches ErrTruncated, ErrLinkExpired, ErrRangeIgnored,
-// ErrPayloadTooLarge, a context error, the network's error (so
-// errors.Is(err, syscall.ECONNREFUSED) and errors.As(err, &dnsErr) with a
-// *net.DNSError work through it), or wraps the worker's error when a fresh
-// link could not be had (for example *ArtifactMissingError). Neither it nor
-// anything it wraps shows the link's query.
-type DownloadError struct {
-	// URL is the download URL with its query redacted.
-	URL string
-	// StatusCode is the object store's last HTTP status, 0 when none.
-	StatusCode int
-	// Written is how many bytes reached the writer.
-	Written int64
-	// Expected is the archive's length as announced, -1 when unknown.
-	Expected int64
-	// Attempts is how many requests went to the object store.
-	Attempts int
-	// Err is the cause.
-	Err error
-}
-
-// Error returns "sheen: download URL: cause (wrote N of M bytes, K attempts)".
-func (e *DownloadError) Error() string {
-	var sb strings.Builder
-	sb.WriteString("sheen: download " + e.URL + ": ")
-	if e.Err != nil {
-		sb.WriteString(e.Err.Error())
-	} else {
-		sb.WriteString("failed")
-	}
-	fmt.Fprintf(&sb, " (wrote %d", e.Written)
-	if e.Expected >= 0 {
-		fmt.Fprintf(&sb, " of %d", e.Expected)
-	}
-	fmt.Fprintf(&sb, " bytes, %d attempt(s))", e.Attempts)
-	return sb.String()
-}
-
-// Unwrap returns the cause.
-func (e *DownloadError) Unwrap() error { return e.Err }
-
-// Is matches ErrNotFound when the object store answered 404.
-func (e *DownloadError) Is(target error) bool {
-	return target == ErrNotFound && e.StatusCode == http.StatusNotFound
-}
-
-// DownloadOption changes one download.
-type DownloadOption func(*downloadOptions)
-
+// downloadOptions are one download's settings, set by its CallOptions
+// (callConfig.download).
 type downloadOptions struct {
-	progress func(written, total int64)
-	maxSize  int64
-	retries  int
-	stall    time.Duration
+	progress   func(written, total int64)
+	maxSize    int64
+	retries    int
+	retriesSet bool
+	stall      time.Duration
+	stallSet   bool
+	// err is the first bad option value, refused by the download.
+	err error
+}
+
+// refuse records a bad option value; the first one is the call's error.
+func (o *downloadOptions) refuse(option, reason string) {
+	if o.err == nil {
+		o.err = &ValidationError{Field: option, Reason: reason}
+	}
+}
+
+// settings returns the options with their defaults, or the error of the
+// first bad value.
+func (o downloadOptions) settings() (downloadOptions, error) {
+	if !o.retriesSet {
+		o.retries = DefaultDownloadRetries
+	}
+	if !o.stallSet {
+		o.stall = DefaultStallTimeout
+	}
+	return o, o.err
 }
 
 // WithProgress calls fn with the bytes written so far and the archive's
 // total length (-1 when unknown) once at the start, after each chunk, and
 // with 0 after a restart. It runs on the downloading goroutine: keep it
-// quick.
-func WithProgress(fn func(written, total int64)) DownloadOption {
-	return func(o *downloadOptions) { o.progress = fn }
+// quick. A nil fn is refused. Calls other than downloads ignore it.
+func WithProgress(fn func(written, total int64)) CallOption {
+	return func(c *callConfig) {
+		if fn == nil {
+			c.download.refuse("WithProgress", "fn is nil")
+		}
+		c.download.progress = fn
+	}
 }
 
 // WithMaxDownloadSize refuses archives over n bytes: before anything is
 // written when the length is announced, else as soon as n would be passed
 // (never more than n bytes are written). The error matches
-// ErrPayloadTooLarge. n <= 0 means no limit (the default).
-func WithMaxDownloadSize(n int64) DownloadOption {
-	return func(o *downloadOptions) { o.maxSize = n }
+// ErrPayloadTooLarge. 0 means no limit (the default); a negative n is
+// refused. Calls other than downloads ignore it.
+func WithMaxDownloadSize(n int64) CallOption {
+	return func(c *callConfig) {
+		if n < 0 {
+			c.download.refuse("WithMaxDownloadSize", "must not be negative")
+		}
+		c.download.maxSize = n
+	}
 }
 
 // WithDownloadRetries sets how many failed attempts in a row without
 // progress a download survives (default DefaultDownloadRetries; 0 turns
-// retries off: the first failure is final). An attempt that wrote at least
-// 64 KiB made progress and starts the count again, so a store that keeps
-// breaking the connection but honours Range still delivers the whole
-// archive. A fresh link after a 403 does not count. Waits between attempts
-// follow WithDownloadBackoff.
-func WithDownloadRetries(n int) DownloadOption {
-	return func(o *downloadOptions) { o.retries = max(n, 0) }
+// retries off: the first failure is final; a negative n is refused). An
+// attempt that wrote at least 64 KiB made progress and starts the count
+// again, so a store that keeps breaking the connection but honours Range
+// still delivers the whole archive. A fresh link after a 403 does not
+// count. Waits between attempts follow WithDownloadBackoff. Calls other
+// than downloads ignore it.
+func WithDownloadRetries(n int) CallOption {
+	return func(c *callConfig) {
+		if n < 0 {
+			c.download.refuse("WithDownloadRetries", "must not be negative")
+		}
+		c.download.retries, c.download.retriesSet = n, true
+	}
 }
 
 // WithStallTimeout sets how long a download waits for the response or its
 // next bytes before it treats the connection as broken and resumes
-// (default DefaultStallTimeout; 0 or less waits as long as the context
-// allows). It uses the real clock, not WithClock's.
-func WithStallTimeout(d time.Duration) DownloadOption {
-	return func(o *downloadOptions) { o.stall = d }
-}
-
-// Download streams the archive behind link into w and returns how many
-// bytes it wrote. It is DownloadTo without the report; use DownloadTo to
-// learn the archive's format.
-func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.Writer, opts ...DownloadOption) (int64, error) {
-	res, err := s.DownloadTo(ctx, link, w, opts...)
-	if res == nil {
-		return 0, err
+// (default DefaultStallTimeout; 0 waits as long as the context allows; a
+// negative d is refused). It uses the real clock, not WithClock's. Calls
+// other than downloads ignore it.
+func WithStallTimeout(d time.Duration) CallOption {
+	return func(c *callConfig) {
+		if d < 0 {
+			c.download.refuse("WithStallTimeout", "must not be negative")
+		}
+		c.download.stall, c.download.stallSet = d, true
 	}
-	return res.Written, err
 }
 
-// DownloadTo streams the archive behind link into w with a fixed-size
+// Download streams the archive behind link into w with a fixed-size
 // buffer, whatever the archive's size, and reports how it went.
 //
 // When the connection breaks (or stalls, see WithStallTimeout) it waits a
@@ -233,91 +139,54 @@ func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.
 // an http:// link to a host that is not loopback, or a redirect from https
 // to http, fails with ErrInsecureDownload.
 //
-// Failures are *DownloadError, or *ValidationError for bad arguments.
-func (s *ExportsService) DownloadTo(ctx context.Context, link *DownloadLink, w io.Writer, opts ...DownloadOption) (*DownloadResult, error) {
-	if err := checkDownloadArgs(ctx, link); err != nil {
+// Of the CallOptions, WithProgress, WithMaxDownloadSize,
+// WithDownloadRetries and WithStallTimeout shape the download and
+// WithCallTimeout bounds all of it; the others apply to the worker call
+// that fetches a fresh link (WithResponse then describes that call, and is
+// left untouched when none was made). The object store gets none of them.
+//
+// Failures are *DownloadError, ErrNotConfigured, or *ValidationError for
+// bad arguments and option values.
+func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.Writer, opts ...CallOption) (*DownloadResult, error) {
+	cc, err := s.checkDownload(ctx, link, opts)
+	if err != nil {
 		return nil, err
 	}
 	if w == nil {
 		return nil, &ValidationError{Field: "writer", Reason: "is nil"}
 	}
-	o := downloadOptions{retries: DefaultDownloadRetries, stall: DefaultStallTimeout}
-	for _, opt := range opts {
-		opt(&o)
+	if cc.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cc.timeout)
+		defer cancel()
 	}
-	d := &downloader{
-		s:     s,
-		core:  s.client.core,
-		opts:  o,
-		w:     w,
-		reset: writerReset(w),
-		link:  link,
-		res:   &DownloadResult{Total: -1, Format: FormatUnknown, Link: link},
-		sniff: new(sniffer),
-	}
-	err := d.run(ctx)
+	d := s.newDownloader(link, w, cc.download, opts)
+	err = d.run(ctx)
 	d.res.Format = d.sniff.format()
 	return d.res, err
 }
 
-// DownloadToFile downloads the archive behind link to path. It writes a
-// temporary file in path's directory and renames it to path only when the
-// download is complete, so path never holds a partial archive; on failure
-// the temporary file is removed (also when the writer or a progress
-// callback panics; the panic then goes on). An existing file at path is
-// replaced. The file is created with mode 0600 (an archive may hold a
-// project's secrets).
-func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink, path string, opts ...DownloadOption) (res *DownloadResult, err error) {
-	if path == "" {
-		return nil, &ValidationError{Field: "path", Reason: "is empty"}
+// checkDownload refuses a client NewWorkerClient did not make, a nil
+// context or link, a link URL that is not absolute http(s) (without quoting
+// it) and bad options; it returns the call's settings.
+func (s *ExportsService) checkDownload(ctx context.Context, link *DownloadLink, opts []CallOption) (callConfig, error) {
+	if err := ready((*service)(s)); err != nil {
+		return callConfig{}, err
 	}
-	if err := checkDownloadArgs(ctx, link); err != nil {
-		return nil, err
+	switch {
+	case ctx == nil:
+		return callConfig{}, nilContextError()
+	case link == nil:
+		return callConfig{}, &ValidationError{Field: "link", Reason: "is nil"}
+	case !isAbsoluteHTTPURL(link.SignedURL()):
+		return callConfig{}, &ValidationError{Field: "link URL", Reason: "is not an absolute http(s) URL"}
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.part")
+	cc, err := newCallConfig(opts)
 	if err != nil {
-		return nil, fmt.Errorf("sheen: DownloadToFile: %w", err)
+		return cc, err
 	}
-	tmp := f.Name()
-	renamed := false
-	defer func() {
-		// Also when the writer or a progress callback panics: the panic
-		// goes on to the caller once the file is closed and removed.
-		if !renamed {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	res, err = s.DownloadTo(ctx, link, f, opts...)
-	if err != nil {
-		return res, err
-	}
-	if err = f.Sync(); err != nil {
-		return res, fmt.Errorf("sheen: DownloadToFile: %w", err)
-	}
-	if err = f.Close(); err != nil {
-		return res, fmt.Errorf("sheen: DownloadToFile: %w", err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return res, fmt.Errorf("sheen: DownloadToFile: %w", err)
-	}
-	renamed = true
-	return res, nil
-}
-
-// checkDownloadArgs refuses a nil context or link, and a link URL that is
-// not absolute http(s) (without quoting it).
-func checkDownloadArgs(ctx context.Context, link *DownloadLink) error {
-	if ctx == nil {
-		return nilContextError()
-	}
-	if link == nil {
-		return &ValidationError{Field: "link", Reason: "is nil"}
-	}
-	if !isAbsoluteHTTPURL(link.SignedURL()) {
-		return &ValidationError{Field: "link URL", Reason: "is not an absolute http(s) URL"}
-	}
-	return nil
+	cc.download, err = cc.download.settings()
+	return cc, err
 }
 
 // isAbsoluteHTTPURL reports whether s is an absolute http or https URL.
@@ -392,67 +261,4 @@ func parseContentRange(v string) (start, total int64, ok bool) {
 		total = t
 	}
 	return start, total, true
-}
-
-// sniffer keeps the archive's first bytes to tell its format.
-type sniffer struct {
-	buf [sniffLen]byte
-	n   int
-}
-
-// feed records p, written at offset off, if it falls in the first bytes.
-func (s *sniffer) feed(off int64, p []byte) {
-	if s.n < sniffLen && off == int64(s.n) {
-		s.n += copy(s.buf[s.n:], p)
-	}
-}
-
-func (s *sniffer) format() ArchiveFormat { return detectArchiveFormat(s.buf[:s.n]) }
-
-// detectArchiveFormat tells zip, tar.gz, gzip and tar apart by their first
-// bytes.
-func detectArchiveFormat(b []byte) ArchiveFormat {
-	switch {
-	case len(b) >= 4 && b[0] == 'P' && b[1] == 'K' &&
-		(b[2] == 3 && b[3] == 4 || b[2] == 5 && b[3] == 6 || b[2] == 7 && b[3] == 8):
-		return FormatZip
-	case len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b:
-		zr, err := gzip.NewReader(bytes.NewReader(b))
-		if err != nil {
-			return FormatGzip
-		}
-		var hdr [512]byte
-		n, _ := io.ReadFull(zr, hdr[:])
-		if isTarHeader(hdr[:n]) {
-			return FormatTarGzip
-		}
-		return FormatGzip
-	case isTarHeader(b):
-		return FormatTar
-	}
-	return FormatUnknown
-}
-
-// isTarHeader reports whether b starts with a tar header: the ustar magic,
-// or (old tar) a valid header checksum.
-func isTarHeader(b []byte) bool {
-	if len(b) < 512 {
-		return len(b) >= 262 && string(b[257:262]) == "ustar"
-	}
-	if string(b[257:262]) == "ustar" {
-		return true
-	}
-	field := strings.TrimRight(strings.TrimSpace(string(b[148:156])), "\x00 ")
-	want, err := strconv.ParseInt(field, 8, 64)
-	if err != nil || field == "" {
-		return false
-	}
-	var sum int64
-	for i, c := range b[:512] {
-		if i >= 148 && i < 156 {
-			c = ' '
-		}
-		sum += int64(c)
-	}
-	return sum == want && b[0] != 0
 }

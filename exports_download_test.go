@@ -219,7 +219,7 @@ func TestDownloadWholeArchive(t *testing.T) {
 	var buf bytes.Buffer
 	var seen []int64
 	var totals []int64
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), &buf, WithProgress(func(n, total int64) {
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithProgress(func(n, total int64) {
 		seen = append(seen, n)
 		totals = append(totals, total)
 	}))
@@ -243,7 +243,7 @@ func TestDownloadWholeArchive(t *testing.T) {
 	if res.Format != FormatUnknown {
 		t.Errorf("random bytes detected as %s", res.Format)
 	}
-	n, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard)
+	n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard))
 	if err != nil || n != int64(len(content)) {
 		t.Errorf("Download: %d, %v", n, err)
 	}
@@ -256,7 +256,7 @@ func TestDownloadResumesAfterBreak(t *testing.T) {
 	store.cut[1] = 100_000
 	c, workerCalls := downloadWorker(t, store)
 	var buf bytes.Buffer
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), plainWriter{&buf})
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), plainWriter{&buf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func TestDownloadChunkedBreakResumes(t *testing.T) {
 	store.cut[0] = 250_000
 	c, _ := downloadWorker(t, store)
 	var buf bytes.Buffer
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), &buf)
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestDownloadRangeIgnored(t *testing.T) {
 	t.Run("resettable buffer restarts", func(t *testing.T) {
 		c, link, _ := setup(t)
 		var buf resettableBuffer
-		res, err := c.Exports.DownloadTo(context.Background(), link, &buf)
+		res, err := c.Exports.Download(context.Background(), link, &buf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -350,7 +350,7 @@ func TestDownloadRangeIgnored(t *testing.T) {
 	t.Run("plain writer fails", func(t *testing.T) {
 		c, link, _ := setup(t)
 		var buf bytes.Buffer
-		n, err := c.Exports.Download(context.Background(), link, plainWriter{&buf})
+		n, err := written(c.Exports.Download(context.Background(), link, plainWriter{&buf}))
 		if !errors.Is(err, ErrRangeIgnored) {
 			t.Fatalf("got %v, want ErrRangeIgnored", err)
 		}
@@ -376,7 +376,7 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 		store.valid = map[string]bool{"tok2": true}
 		store.mu.Unlock()
 		var buf bytes.Buffer
-		res, err := c.Exports.DownloadTo(context.Background(), link, &buf)
+		res, err := c.Exports.Download(context.Background(), link, &buf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -398,7 +398,7 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 		c, _ := downloadWorker(t, store)
 		var buf bytes.Buffer
 		link := downloadLinkFor(t, c)
-		res, err := c.Exports.DownloadTo(context.Background(), link, plainWriter{&buf}, WithProgress(func(n, _ int64) {
+		res, err := c.Exports.Download(context.Background(), link, plainWriter{&buf}, WithProgress(func(n, _ int64) {
 			if n == 300_000 { // the link expires as the connection breaks
 				store.mu.Lock()
 				store.valid = map[string]bool{"tok2": true}
@@ -470,7 +470,7 @@ func TestDownloadTruncated(t *testing.T) {
 		store.truncateAt = 400_000
 		c, _ := downloadWorker(t, store)
 		var buf bytes.Buffer
-		n, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithDownloadRetries(3))
+		n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithDownloadRetries(3)))
 		if !errors.Is(err, ErrTruncated) {
 			t.Fatalf("got %v, want ErrTruncated", err)
 		}
@@ -547,7 +547,7 @@ func TestDownloadStallResumes(t *testing.T) {
 	store.stallFirst = 123_456
 	c, _ := downloadWorker(t, store)
 	var buf bytes.Buffer
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), &buf, WithStallTimeout(100*time.Millisecond))
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithStallTimeout(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +564,7 @@ func TestDownloadMaxSize(t *testing.T) {
 			store.chunked = chunked
 			c, _ := downloadWorker(t, store)
 			var buf bytes.Buffer
-			n, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithMaxDownloadSize(50_000))
+			n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithMaxDownloadSize(50_000)))
 			if !errors.Is(err, ErrPayloadTooLarge) {
 				t.Fatalf("got %v", err)
 			}
@@ -578,7 +578,7 @@ func TestDownloadMaxSize(t *testing.T) {
 	}
 	store := newDownloadStore(t, content)
 	c, _ := downloadWorker(t, store)
-	if n, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, WithMaxDownloadSize(100_000)); err != nil || n != 100_000 {
+	if n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, WithMaxDownloadSize(100_000))); err != nil || n != 100_000 {
 		t.Errorf("an archive of exactly the limit: %d, %v", n, err)
 	}
 }
@@ -638,11 +638,11 @@ func TestDownloadCancelled(t *testing.T) {
 	c, _ := downloadWorker(t, store)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n, err := c.Exports.Download(ctx, downloadLinkFor(t, c), io.Discard, WithProgress(func(n, _ int64) {
+	n, err := written(c.Exports.Download(ctx, downloadLinkFor(t, c), io.Discard, WithProgress(func(n, _ int64) {
 		if n > 1<<20 {
 			cancel()
 		}
-	}))
+	})))
 	if !errors.Is(err, context.Canceled) || n >= int64(len(content)) {
 		t.Fatalf("got %d, %v", n, err)
 	}
@@ -697,7 +697,7 @@ func TestDownloadDefaultClientIsPlain(t *testing.T) {
 	})
 	var logged bytes.Buffer
 	c.core.logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), io.Discard)
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -771,7 +771,7 @@ func TestDownloadDetectsFormat(t *testing.T) {
 			store := newDownloadStore(t, tc.content)
 			c, _ := downloadWorker(t, store)
 			var buf bytes.Buffer
-			res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), &buf)
+			res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -785,7 +785,7 @@ func TestDownloadDetectsFormat(t *testing.T) {
 	store := newDownloadStore(t, content)
 	store.cut[0] = 7
 	c, _ := downloadWorker(t, store)
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), io.Discard)
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard)
 	if err != nil || res.Format != FormatTarGzip || res.Resumes != 1 {
 		t.Errorf("after a resume at byte 7: %+v, %v", res, err)
 	}
@@ -898,4 +898,13 @@ func TestDownloadRedirectDoesNotLeakTheLink(t *testing.T) {
 			}
 		})
 	}
+}
+
+// written is how many bytes a download wrote, for tests that look at
+// nothing else of its result.
+func written(res *DownloadResult, err error) (int64, error) {
+	if res == nil {
+		return 0, err
+	}
+	return res.Written, err
 }

@@ -305,18 +305,25 @@ func TestExportsInvalidate(t *testing.T) {
 	mock.RegisterResponder("GET", exportsVersionURL, exportsCounting(&vcalls, func(n int) string { return exportsLinkBody(n, expires) }))
 	ctx := context.Background()
 	l, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
-	c.Exports.InvalidateProject("p1", "u1")
+	c.Exports.Invalidate(l)
 	l2, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
-	c.Exports.Invalidate(l2)
+	c.Exports.forgetProject("p1", "u1") // what Builds does once a build starts
 	c.Exports.ProjectLink(ctx, "p1", "u1")
 	if calls.Load() != 3 || l.SignedURL() == l2.SignedURL() {
 		t.Errorf("after invalidation: %d requests", calls.Load())
 	}
+	c.Exports.forgetProject("p1", "u2") // another user's: ours stays
+	c.Exports.ProjectLink(ctx, "p1", "u1")
+	if calls.Load() != 3 {
+		t.Errorf("forgetting another user's link dropped ours: %d requests", calls.Load())
+	}
+	vl, _ := c.Exports.VersionLink(ctx, "v1", "u1")
+	c.Exports.forgetProject("v1", "u1") // a project's link, not the version's
 	c.Exports.VersionLink(ctx, "v1", "u1")
-	c.Exports.InvalidateVersion("v1", "u1")
+	c.Exports.Invalidate(vl)
 	c.Exports.VersionLink(ctx, "v1", "u1")
 	if vcalls.Load() != 2 {
-		t.Errorf("after InvalidateVersion: %d requests", vcalls.Load())
+		t.Errorf("after invalidating the version link: %d requests, want 2", vcalls.Load())
 	}
 	c.Exports.Invalidate(linkTo("https://x.test/")) // not ours: ignored
 	c.Exports.Invalidate(nil)
@@ -351,7 +358,7 @@ func TestExportsCacheIsBounded(t *testing.T) {
 	if calls.Load() != 4 {
 		t.Errorf("%d requests, want 4", calls.Load())
 	}
-	if n := c.core.exports.links.Len(); n > 2 {
+	if n := c.exports.links.Len(); n > 2 {
 		t.Errorf("cache holds %d links, limit 2", n)
 	}
 

@@ -75,7 +75,7 @@ func TestExportsRedactionEverywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Exports.DownloadTo(context.Background(), link, &bytes.Buffer{})
+	res, err := c.Exports.Download(context.Background(), link, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

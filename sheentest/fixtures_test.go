@@ -426,7 +426,7 @@ func (g *fixtureGen) main() {
 	}, nil)
 
 	srv.DropArtifact(srv.LatestVersion(build.ProjectID))
-	c.Exports.InvalidateProject(build.ProjectID, fixtureUser)
+	c.Exports.Invalidate(link)
 	var missing *sheen.ArtifactMissingError
 	r.call("export-project.artifact-missing", func(ctx context.Context) error {
 		_, err := c.Exports.ProjectLink(ctx, build.ProjectID, fixtureUser)

@@ -119,7 +119,7 @@ func (s *service) publish(ctx context.Context, user, prompt string) (*published,
 		return nil, err
 	}
 	sum := sha256.New()
-	dl, err := s.worker.Exports.DownloadTo(ctx, link, sum)
+	dl, err := s.worker.Exports.Download(ctx, link, sum)
 	if err != nil {
 		return nil, err
 	}
