@@ -127,10 +127,12 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 	// The loader may run on past this caller (who may stop waiting), so it
 	// records its Response in a place of its own, read here only once the
 	// load has answered.
+	// Its own copy of the options, too: the caller's stay on its stack.
 	ld := &linkLoad{}
+	ld.opts = append(append(make([]CallOption, 0, len(opts)+1), opts...), WithResponse(&ld.resp))
 	l, err := st.links.Fetch(ctx, r.key(), func(ctx context.Context) (*DownloadLink, time.Time, error) {
 		ld.ran = true
-		l, err := s.fetch(ctx, r, append(opts[:len(opts):len(opts)], WithResponse(&ld.resp)))
+		l, err := s.fetch(ctx, r, ld.opts)
 		if err != nil {
 			return nil, time.Time{}, err
 		}
@@ -150,6 +152,7 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 
 // linkLoad is what one caller's loader learnt, for that caller.
 type linkLoad struct {
+	opts []CallOption // the caller's, then WithResponse(&resp)
 	ran  bool
 	resp Response
 }

@@ -19,10 +19,10 @@ type downloader struct {
 	opts     downloadOptions
 	callOpts []CallOption // for the worker call that refreshes the link
 	w        io.Writer
-	reset func() error
-	link  *DownloadLink
-	res   *DownloadResult
-	sniff *sniffer
+	reset    func() error
+	link     *DownloadLink
+	res      *DownloadResult
+	sniff    *sniffer
 
 	written   int64
 	wrote     int64 // by the current attempt (also after a restart)

@@ -188,3 +188,24 @@ func TestDownloadStallIsTruncation(t *testing.T) {
 		}
 	})
 }
+
+// WithCallTimeout bounds a whole download, stalls and resumes included;
+// without a stall timeout, only it ends a download that hangs.
+func TestDownloadCallTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &memStore{content: downloadContent(100_000), stallHeaders: map[int]bool{0: true}}
+		c := memClient(t, store)
+		start := time.Now()
+		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), io.Discard,
+			WithStallTimeout(0), WithCallTimeout(time.Hour))
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want the call's deadline", err)
+		}
+		if d := time.Since(start); d != time.Hour {
+			t.Errorf("gave up after %s, want the call timeout of 1h", d)
+		}
+		if res == nil || res.Attempts != 1 {
+			t.Errorf("result %+v", res)
+		}
+	})
+}

@@ -908,3 +908,47 @@ func written(res *DownloadResult, err error) (int64, error) {
 	}
 	return res.Written, err
 }
+
+// A bad download option value is a *ValidationError naming the option,
+// before anything is asked of the object store; other calls ignore
+// download options.
+func TestDownloadOptionValues(t *testing.T) {
+	store := newDownloadStore(t, downloadContent(1000))
+	for i := range 10 {
+		store.valid[fmt.Sprint("tok", i+1)] = true
+	}
+	c, workerCalls := downloadWorker(t, store)
+	link := downloadLinkFor(t, c)
+	for name, opt := range map[string]CallOption{
+		"WithDownloadRetries": WithDownloadRetries(-1),
+		"WithMaxDownloadSize": WithMaxDownloadSize(-1),
+		"WithStallTimeout":    WithStallTimeout(-time.Second),
+		"WithProgress":        WithProgress(nil),
+	} {
+		_, err := c.Exports.Download(context.Background(), link, io.Discard, opt)
+		var ve *ValidationError
+		if !errors.As(err, &ve) || ve.Field != name {
+			t.Errorf("%s: got %v, want a *ValidationError about it", name, err)
+		}
+		_, err = c.Exports.DownloadToFile(context.Background(), link, filepath.Join(t.TempDir(), "a.zip"), opt)
+		if !errors.As(err, &ve) || ve.Field != name {
+			t.Errorf("%s: DownloadToFile got %v", name, err)
+		}
+		c.Exports.Invalidate(link)
+		if _, err := c.Exports.ProjectLink(context.Background(), "p1", "u1", opt); err != nil {
+			t.Errorf("%s: ProjectLink did not ignore a download option: %v", name, err)
+		}
+	}
+	if n := len(store.requests()); n != 0 {
+		t.Errorf("%d requests reached the store", n)
+	}
+	if n := workerCalls.Load(); n != 5 {
+		t.Errorf("%d link requests, want 5", n)
+	}
+	// The boundary values are meaningful, not refused.
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard,
+		WithDownloadRetries(0), WithMaxDownloadSize(0), WithStallTimeout(0))
+	if err != nil || res.Written != 1000 {
+		t.Errorf("zero values: %+v, %v", res, err)
+	}
+}

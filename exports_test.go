@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -535,5 +538,164 @@ func TestExportsNonStringTimesAreUnreadable(t *testing.T) {
 				t.Errorf("second call: %v, %d requests: a link of unknown expiry was cached", err, calls.Load())
 			}
 		})
+	}
+}
+
+// Issue #13: a link served from the cache costs one allocation, the
+// caller's copy of it (key, lookup and options allocate nothing).
+func TestExportsCacheHitAllocatesOnce(t *testing.T) {
+	c, mock, _ := newExportsClient(t)
+	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
+	mock.RegisterResponder("GET", exportsVersionURL, httpmock.NewStringResponder(200, `{"success":true,"downloadUrl":"https://store.test/v1.zip?sig=1","expiresAt":"2025-06-08T08:00:00Z"}`))
+	ctx := context.Background()
+	// A UUID-long id, so that the key is longer than the runtime's small
+	// buffer for string concatenation.
+	const id = "0b6f3c9e-3f2d-4a7e-9d6c-2a1b8f7e5d41"
+	mock.RegisterResponder("GET", "https://worker.test/base/v1/projects/"+id+"/export", httpmock.NewStringResponder(200, exportsLinkBody(2, iso(exportsStart.Add(24*time.Hour)))))
+	var resp Response
+	withResponse := WithResponse(&resp) // made once: the caller's allocation
+	for name, get := range map[string]func() (*DownloadLink, error){
+		"project with a version": func() (*DownloadLink, error) { return c.Exports.ProjectLink(ctx, "p1", "u1") },
+		"version without one":    func() (*DownloadLink, error) { return c.Exports.VersionLink(ctx, "v1", "u1") },
+		"long ids":               func() (*DownloadLink, error) { return c.Exports.ProjectLink(ctx, id, id) },
+	} {
+		if _, err := get(); err != nil {
+			t.Fatal(err)
+		}
+		calls := mock.GetTotalCallCount()
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := get(); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 1 {
+			t.Errorf("%s: a cache hit makes %.1f allocations, want at most 1", name, allocs)
+		}
+		if n := mock.GetTotalCallCount(); n != calls {
+			t.Errorf("%s: %d requests while measuring hits", name, n-calls)
+		}
+	}
+	// With options, their settings cost one more: applying a CallOption
+	// (a function) moves them to the heap.
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := c.Exports.ProjectLink(ctx, "p1", "u1", withResponse); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 2 || !resp.Cached {
+		t.Errorf("a cache hit with WithResponse makes %.1f allocations, want at most 2 (Response %+v)", allocs, resp)
+	}
+}
+
+// WithResponse describes the request a link call made, and says Cached
+// when the link came from the cache.
+func TestExportsLinkResponse(t *testing.T) {
+	c, mock, _ := newExportsClient(t)
+	mock.RegisterResponder("GET", exportsProjectURL, func(r *http.Request) (*http.Response, error) {
+		resp := httpmock.NewStringResponse(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour))))
+		resp.Header.Set("X-Correlation-Id", r.Header.Get("X-Correlation-Id"))
+		return resp, nil
+	})
+	ctx := context.Background()
+	var miss, hit Response
+	if _, err := c.Exports.ProjectLink(ctx, "p1", "u1", WithResponse(&miss), WithCorrelationID("corr-1")); err != nil {
+		t.Fatal(err)
+	}
+	if miss.Cached || miss.StatusCode != 200 || miss.Attempts != 1 || miss.CorrelationID != "corr-1" {
+		t.Errorf("the request's Response: %+v", miss)
+	}
+	hit = Response{StatusCode: 999}
+	if _, err := c.Exports.ProjectLink(ctx, "p1", "u1", WithResponse(&hit)); err != nil {
+		t.Fatal(err)
+	}
+	if !hit.Cached || hit.StatusCode != 0 {
+		t.Errorf("a cached link's Response: %+v", hit)
+	}
+	if _, err := c.Exports.ProjectLink(ctx, "p1", "u1", nil); err == nil {
+		t.Error("a nil option was accepted on a cache hit")
+	}
+}
+
+// A caller that waited for another caller's request for the same link made
+// no request of its own: its Response says Cached, and only the first
+// caller's options went to the worker.
+func TestExportsSharedLoadResponse(t *testing.T) {
+	c, mock := newMockClient(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	var headers []string
+	mock.RegisterResponder("GET", exportsProjectURL, func(r *http.Request) (*http.Response, error) {
+		headers = append(headers, r.Header.Get("X-Test"))
+		close(started)
+		<-release
+		return httpmock.NewStringResponse(200, exportsLinkBody(1, iso(time.Now().Add(24*time.Hour)))), nil
+	})
+	ctx := context.Background()
+	var first, second Response
+	done := make(chan error)
+	go func() {
+		_, err := c.Exports.ProjectLink(ctx, "p1", "u1", WithResponse(&first), WithHeader("X-Test", "first"))
+		done <- err
+	}()
+	<-started
+	go func() {
+		_, err := c.Exports.ProjectLink(ctx, "p1", "u1", WithResponse(&second), WithHeader("X-Test", "second"))
+		done <- err
+	}()
+	// The second caller joins the flight or, if it comes late, hits the
+	// cache: either way it makes no request.
+	for c.exports.links.Len() == 0 && !flightWaiters(c, 2) {
+		runtime.Gosched()
+	}
+	close(release)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(headers) != 1 || headers[0] != "first" {
+		t.Errorf("the worker saw %q, want one request with the first caller's header", headers)
+	}
+	if first.Cached || first.StatusCode != 200 || !second.Cached || second.StatusCode != 0 {
+		t.Errorf("first %+v, second %+v", first, second)
+	}
+}
+
+// flightWaiters reports whether the link load under way has n waiters.
+func flightWaiters(c *WorkerClient, n int) bool {
+	l := c.exports.links
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.flights {
+		if f.waiters == n {
+			return true
+		}
+	}
+	return false
+}
+
+// Every Exports method of a WorkerClient that NewWorkerClient did not make
+// answers ErrNotConfigured (Invalidate, which answers nothing, does
+// nothing), as TestZeroClientServices checks for the other services.
+func TestZeroClientExports(t *testing.T) {
+	var c WorkerClient
+	ctx := context.Background()
+	link := linkTo("https://store.test/a.zip?sig=1")
+	calls := map[string]error{}
+	_, calls["ProjectLink"] = c.Exports.ProjectLink(ctx, "p1", "u1")
+	_, calls["VersionLink"] = c.Exports.VersionLink(ctx, "v1", "u1")
+	_, calls["Download"] = c.Exports.Download(ctx, link, io.Discard)
+	_, calls["DownloadToFile"] = c.Exports.DownloadToFile(ctx, link, filepath.Join(t.TempDir(), "a.zip"))
+	_, calls["RebuildMissing"] = c.Exports.RebuildMissing(ctx, &ArtifactMissingError{APIError: &APIError{}, CanRebuild: true, VersionID: "v1", UserID: "u1"})
+	c.Exports.Invalidate(link)
+	c.Exports.forgetProject("p1", "u1")
+	for name, err := range calls {
+		if !errors.Is(err, ErrNotConfigured) {
+			t.Errorf("%s: %v, want ErrNotConfigured", name, err)
+		}
+	}
+	// A zero ExportsService (not a nil one) is no better configured.
+	var s ExportsService
+	if _, err := s.ProjectLink(ctx, "p1", "u1"); !errors.Is(err, ErrNotConfigured) {
+		t.Errorf("zero ExportsService: %v", err)
 	}
 }
