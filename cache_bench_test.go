@@ -23,7 +23,9 @@ import (
 //     miss asking a loopback worker. hit-speedup-x = miss time / hit time.
 //     cache-hit-* is the cache's own share of a hit (the rest is the
 //     caller's: checking ids, building the key, the loader closure, copying
-//     the result); cache-hit-speedup-x = miss time / that share.
+//     the result; a link hit looks up a key built on the stack before any
+//     of that, so its hit-allocs is the copy's 1);
+//     cache-hit-speedup-x = miss time / that share.
 //   - balances-full: a Balance miss for a new user once the balance cache is
 //     full (100k users cycling through its 10k bound), against invalidating
 //     one user and asking again on an otherwise empty cache. full/empty-x

@@ -373,12 +373,17 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 		store.valid = map[string]bool{"tok2": true}
 		store.mu.Unlock()
 		var buf bytes.Buffer
-		res, err := c.Exports.Download(context.Background(), link, &buf)
+		var resp Response
+		res, err := c.Exports.Download(context.Background(), link, &buf, WithResponse(&resp), WithCorrelationID("dl-1"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if sum(buf.Bytes()) != sum(content) || !res.LinkRefreshed || !strings.Contains(res.Link.SignedURL(), "token=tok2") {
 			t.Fatalf("result %+v", res)
+		}
+		// The call options went to the worker call that refreshed the link.
+		if resp.StatusCode != 200 || resp.Attempts != 1 || resp.CorrelationID != "dl-1" || resp.Cached {
+			t.Errorf("Response of the refresh: %+v", resp)
 		}
 		if workerCalls.Load() != 2 {
 			t.Errorf("worker saw %d requests, want 2", workerCalls.Load())
