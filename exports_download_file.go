@@ -14,7 +14,7 @@ import (
 // callback panics; the panic then goes on). An existing file at path is
 // replaced. The file is created with mode 0600 (an archive may hold a
 // project's secrets). Options are as for Download.
-func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink, path string, opts ...CallOption) (res *DownloadResult, err error) {
+func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink, path string, opts ...CallOption) (*DownloadResult, error) {
 	if _, err := s.checkDownload(ctx, link, opts); err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink,
 			os.Remove(tmp)
 		}
 	}()
-	res, err = s.Download(ctx, link, f, opts...)
+	res, err := s.Download(ctx, link, f, opts...)
 	if err != nil {
 		return res, err
 	}
