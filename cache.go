@@ -62,10 +62,27 @@ func (c *ttlCache[V]) Get(key string) (V, bool) {
 	return c.getLocked(key, now)
 }
 
+// GetBytes is Get for a key held in a byte slice: the lookup does not
+// allocate, so a caller can build its key in a buffer on its stack.
+func (c *ttlCache[V]) GetBytes(key []byte) (V, bool) {
+	now := c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[string(key)]
+	return c.liveLocked(el, ok, now)
+}
+
 // getLocked returns key's value if it has not expired, marking it used. An
 // expired entry found on the way is dropped.
 func (c *ttlCache[V]) getLocked(key string, now time.Time) (V, bool) {
-	if el, ok := c.entries[key]; ok {
+	el, ok := c.entries[key]
+	return c.liveLocked(el, ok, now)
+}
+
+// liveLocked is the value of the entry el, found (ok) by a lookup, if it
+// has not expired.
+func (c *ttlCache[V]) liveLocked(el *list.Element, ok bool, now time.Time) (V, bool) {
+	if ok {
 		e := el.Value.(*cacheEntry[V])
 		if now.Before(e.expires) {
 			c.lru.MoveToFront(el)

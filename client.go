@@ -47,6 +47,9 @@ type WorkerClient struct {
 
 	core   *core
 	common service
+
+	// The services' own state, beside the core's request path.
+	exports exportsState
 }
 
 // ready reports ErrNotConfigured for a service of a client that
@@ -125,7 +128,6 @@ type core struct {
 	// file and set up by its init method.
 	billing billingState
 	builds  buildsState
-	exports exportsState
 }
 
 // NewWorkerClient makes a client. WithSecret is required; everything else
@@ -184,8 +186,8 @@ func newClient(cfg config) (*WorkerClient, error) {
 	}
 	c.billing.init(c, cfg.billing)
 	c.builds.init(c, cfg.builds)
-	c.exports.init(c, cfg.exports)
 	wc := &WorkerClient{core: c}
+	wc.exports.init(c, cfg.exports)
 	wc.common.client = wc
 	wc.Billing = (*BillingService)(&wc.common)
 	wc.Builds = (*BuildsService)(&wc.common)

@@ -33,16 +33,16 @@ func builtProject() (*sheentest.Server, *sheen.WorkerClient, *sheen.BuildResult,
 	return worker, client, res, build.ProjectID
 }
 
-// ExportProject hands out a signed download link for a project's latest
+// ProjectLink hands out a signed download link for a project's latest
 // version. The link is a bearer credential: printed or logged, its query is
 // redacted. Asking again within its lifetime costs no request (the link is
 // cached until an hour before it expires).
-func ExampleExportsService_ExportProject() {
+func ExampleExportsService_ProjectLink() {
 	worker, client, _, projectID := builtProject()
 	defer worker.Close()
 	ctx := context.Background()
 
-	link, err := client.Exports.ExportProject(ctx, projectID, "user-42")
+	link, err := client.Exports.ProjectLink(ctx, projectID, "user-42")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func ExampleExportsService_ExportProject() {
 	fmt.Println("expires in about", time.Until(link.ExpiresAt).Round(time.Hour))
 	fmt.Println("size (of the build output, not of the archive):", link.Size)
 
-	again, _ := client.Exports.ExportProject(ctx, projectID, "user-42")
+	again, _ := client.Exports.ProjectLink(ctx, projectID, "user-42")
 	fmt.Println("same link, from the cache:", again.SignedURL() == link.SignedURL(), worker.Calls(sheen.RouteExportProject), "request")
 	// Output:
 	// proj_0001-latest.zip version ver_0003
@@ -66,7 +66,7 @@ func ExampleExportsService_DownloadToFile() {
 	worker, client, _, projectID := builtProject()
 	defer worker.Close()
 	ctx := context.Background()
-	link, err := client.Exports.ExportProject(ctx, projectID, "user-42")
+	link, err := client.Exports.ProjectLink(ctx, projectID, "user-42")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func ExampleExportsService_DownloadToFile() {
 	// 437 of 437 bytes; the name says .zip and the bytes say tar.gz
 }
 
-// DownloadVersion links to one version rather than the latest. When the
+// VersionLink links to one version rather than the latest. When the
 // archive is gone, the error says whether it can be rebuilt, and
 // RebuildMissing rebuilds it and waits for the build.
 func ExampleExportsService_RebuildMissing() {
@@ -94,7 +94,7 @@ func ExampleExportsService_RebuildMissing() {
 	ctx := context.Background()
 	worker.DropArtifact(built.VersionID) // the worker's storage lost it
 
-	_, err := client.Exports.DownloadVersion(ctx, built.VersionID, "user-42")
+	_, err := client.Exports.VersionLink(ctx, built.VersionID, "user-42")
 	var missing *sheen.ArtifactMissingError
 	if !errors.As(err, &missing) || !missing.CanRebuild {
 		log.Fatal(err)
@@ -103,7 +103,7 @@ func ExampleExportsService_RebuildMissing() {
 	if _, err := client.Exports.RebuildMissing(ctx, missing); err != nil {
 		log.Fatal(err)
 	}
-	link, err := client.Exports.DownloadVersion(ctx, built.VersionID, "user-42")
+	link, err := client.Exports.VersionLink(ctx, built.VersionID, "user-42")
 	if err != nil {
 		log.Fatal(err)
 	}

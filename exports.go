@@ -2,16 +2,11 @@ package sheen
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
-	"strings"
 	"time"
-
-	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
 // ExportsService hands out signed download links for projects and versions
@@ -38,97 +33,20 @@ const (
 	linkVersion linkKind = "version"
 )
 
-// DownloadLink is a pre-signed object-store URL for a project's or a
-// version's archive.
-//
-// The URL is a bearer credential: whoever holds it can download the archive
-// until it expires. It is kept out of sight: String, GoString (%#v),
-// LogValue (slog) and MarshalJSON show it without its query, and printers
-// that walk the struct by reflection find only a pointer. SignedURL hands it
-// out on purpose.
-type DownloadLink struct {
-	// ExpiresAt is when the URL stops working, zero when the worker's
-	// expiresAt could not be read (such a link is never cached).
-	ExpiresAt time.Time
-	// Filename is the name the worker suggests, for example
-	// "<id>-latest.zip". The archive is often a .tar.gz whatever the name
-	// says: DownloadResult.Format reports what the bytes are.
-	Filename string
-	// Size is the build output's size in bytes as the worker reports it,
-	// not the archive's; zero when not given.
-	Size int64
-	// Version is the version the archive holds, nil when the worker did
-	// not say.
-	Version *ExportVersion
-
-	// signed is the pre-signed URL (valid 24 hours when issued), behind a
-	// pointer so that fmt, printing a struct that holds a DownloadLink in
-	// an unexported field, shows an address rather than the credential.
-	signed *string
-
-	// Where the link came from, so a download can fetch a fresh one when
-	// the object store says this one has expired. Empty for links built by
-	// the caller.
+// linkRequest is one question for a link: of which kind, for which project
+// or version, for which user. The zero value is no request (a link the
+// caller built).
+type linkRequest struct {
 	kind       linkKind
 	id, userID string
 }
 
-// nilContextError is what the Exports service answers a nil context with
-// (a fresh one each time: callers may change what errors.As hands them).
-func nilContextError() error { return &ValidationError{Field: "context", Reason: "is nil"} }
-
-// ExportVersion is the version an export or download link is for.
-type ExportVersion struct {
-	ID        string
-	Prompt    string
-	CreatedAt time.Time
-	// ProjectID is set on version downloads.
-	ProjectID string
-}
-
-// clone returns a copy the caller may change without touching the cache.
-func (l *DownloadLink) clone() *DownloadLink {
-	c := *l
-	if l.Version != nil {
-		v := *l.Version
-		c.Version = &v
-	}
-	return &c
-}
-
-// ArtifactMissingError is a 404 from an export endpoint whose body says
-// whether the archive can be rebuilt (canRebuild, rebuildUrl): the version
-// exists but its build output is gone. It wraps the *APIError, so
-// errors.As(err, &apiErr) and errors.Is(err, ErrNotFound) both hold.
-//
-// To get the archive back, call ExportsService.RebuildMissing (it rebuilds
-// the version through the Builds service and waits for the build), then ask
-// for the link again.
-type ArtifactMissingError struct {
-	*APIError
-	// CanRebuild says whether the worker can rebuild the archive.
-	CanRebuild bool
-	// RebuildURL is where the worker says a rebuild is started, as sent
-	// (it may be a path relative to the worker).
-	RebuildURL string
-	// VersionID is the version whose archive is gone: the one asked for,
-	// or the one RebuildURL names; empty when neither says.
-	VersionID string
-	// UserID is the user the link was asked for.
-	UserID string
-
-	// The link request that failed, to drop its cache entry after a rebuild.
-	kind linkKind
-	id   string
-}
-
-// Unwrap gives errors.As the *APIError.
-func (e *ArtifactMissingError) Unwrap() error { return e.APIError }
-
-// ExportProject returns a download link for the latest archive of
-// projectID, for userID. A cached link is returned while it has more than
-// the link margin (1 hour by default) left; concurrent calls for the same
-// link make one request.
+// ProjectLink returns a download link for the latest archive of projectID,
+// for userID. A cached link is returned while it has more than the link
+// margin (1 hour by default) left; concurrent calls for the same link make
+// one request. WithResponse describes the request the call made; when it
+// made none (a cached link, or one shared with a concurrent call) the
+// Response has Cached set.
 //
 // Failures: *ValidationError for a bad ID; *ArtifactMissingError when the
 // archive is gone; *PayloadTooLargeError when it is over the worker's 2 GiB
@@ -137,251 +55,204 @@ func (e *ArtifactMissingError) Unwrap() error { return e.APIError }
 // A link whose expiresAt is missing, unreadable or already within the
 // margin is returned (the object store, not the local clock, decides when
 // it stops working) but not cached: the next call asks the worker again.
-func (s *ExportsService) ExportProject(ctx context.Context, projectID, userID string) (*DownloadLink, error) {
-	return s.link(ctx, linkProject, projectID, userID)
+func (s *ExportsService) ProjectLink(ctx context.Context, projectID, userID string, opts ...CallOption) (*DownloadLink, error) {
+	return s.link(ctx, linkRequest{linkProject, projectID, userID}, opts)
 }
 
-// DownloadVersion returns a download link for the archive of versionID, for
-// userID. Caching and failures are as for ExportProject.
-func (s *ExportsService) DownloadVersion(ctx context.Context, versionID, userID string) (*DownloadLink, error) {
-	return s.link(ctx, linkVersion, versionID, userID)
+// VersionLink returns a download link for the archive of versionID, for
+// userID. Caching, options and failures are as for ProjectLink.
+func (s *ExportsService) VersionLink(ctx context.Context, versionID, userID string, opts ...CallOption) (*DownloadLink, error) {
+	return s.link(ctx, linkRequest{linkVersion, versionID, userID}, opts)
 }
 
-// InvalidateProject drops the cached link for projectID and userID, so the
-// next ExportProject asks the worker. A request already under way is not
-// cached either.
-func (s *ExportsService) InvalidateProject(projectID, userID string) {
-	s.client.core.exports.links.Delete(linkKey(linkProject, projectID, userID))
-}
-
-// InvalidateVersion drops the cached link for versionID and userID.
-func (s *ExportsService) InvalidateVersion(versionID, userID string) {
-	s.client.core.exports.links.Delete(linkKey(linkVersion, versionID, userID))
-}
-
-// Invalidate drops the cached link that link came from (call it when you
-// learn a link no longer works). Links built by the caller are ignored.
+// Invalidate drops the cached link that link came from, so the next
+// ProjectLink or VersionLink for it asks the worker (call it when you learn
+// a link no longer works); a request already under way is not cached
+// either. Links the caller built are ignored.
 func (s *ExportsService) Invalidate(link *DownloadLink) {
-	if link != nil && link.kind != "" {
-		s.client.core.exports.links.Delete(linkKey(link.kind, link.id, link.userID))
+	if ready((*service)(s)) != nil || link == nil || link.from.kind == "" {
+		return
+	}
+	s.client.exports.links.Delete(link.from.key())
+}
+
+// forgetProject drops the cached link to projectID's latest archive for
+// userID: the Builds service calls it once a build, rebuild or rollback
+// has started for the project, whose latest archive then changes.
+func (s *ExportsService) forgetProject(projectID, userID string) {
+	if ready((*service)(s)) == nil {
+		s.client.exports.links.Delete(linkRequest{linkProject, projectID, userID}.key())
 	}
 }
 
-func (s *ExportsService) link(ctx context.Context, kind linkKind, id, userID string) (*DownloadLink, error) {
+// link answers a link request from the cache, or asks the worker. A hit
+// makes one allocation, the caller's copy of the link: the key is built
+// on the stack and looked up before anything that allocates.
+func (s *ExportsService) link(ctx context.Context, r linkRequest, opts []CallOption) (*DownloadLink, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
 	if ctx == nil {
 		return nil, nilContextError()
 	}
-	target, err := linkTarget(kind, id, userID)
+	cc, err := newCallConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	st := &s.client.core.exports
-	l, err := st.links.Fetch(ctx, linkKey(kind, id, userID), func(ctx context.Context) (*DownloadLink, time.Time, error) {
-		l, err := s.fetchLink(ctx, kind, target, id, userID)
+	st := &s.client.exports
+	var buf [256]byte
+	if l, ok := st.links.GetBytes(r.appendKey(buf[:0])); ok {
+		cc.recordCached()
+		return l.copy(), nil
+	}
+	l, err := s.load(ctx, r, opts, &cc)
+	if err != nil {
+		return nil, err
+	}
+	return l.copy(), nil
+}
+
+// load fetches r's link through the cache, sharing the request with
+// concurrent callers for the same link. The request carries this caller's
+// options only when it is this caller's: a caller whose loader did not run
+// made no request, and its Response says Cached.
+func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOption, cc *callConfig) (*DownloadLink, error) {
+	// The query's userId is checked like an ID: the path's IDs are
+	// checked by the route, and a userId without control characters keeps
+	// the cache's keys apart.
+	if _, err := escapeID("userId", r.userID); err != nil {
+		return nil, err
+	}
+	st := &s.client.exports
+	// The loader may run on past this caller (who may stop waiting), so it
+	// records its Response in a place of its own, read here only once the
+	// load has answered.
+	// Its own copy of the options, too: the caller's stay on its stack.
+	ld := &linkLoad{}
+	ld.opts = append(append(make([]CallOption, 0, len(opts)+1), opts...), WithResponse(&ld.resp))
+	l, err := st.links.Fetch(ctx, r.key(), func(ctx context.Context) (*DownloadLink, time.Time, error) {
+		ld.ran = true
+		l, err := s.fetch(ctx, r, ld.opts)
 		if err != nil {
 			return nil, time.Time{}, err
 		}
 		return l, st.cacheUntil(l), nil
 	})
-	if err != nil {
-		return nil, err
+	if ctx.Err() != nil && err == ctx.Err() {
+		return nil, err // gone before the answer: ld may still be written
 	}
-	return l.clone(), nil
+	switch {
+	case !ld.ran:
+		cc.recordCached()
+	case cc.response != nil:
+		*cc.response = ld.resp
+	}
+	return l, err
+}
+
+// linkLoad is what one caller's loader learnt, for that caller.
+type linkLoad struct {
+	opts []CallOption // the caller's, then WithResponse(&resp)
+	ran  bool
+	resp Response
 }
 
 // refresh asks the worker for a new link for the one given, bypassing the
 // cache, and caches the answer.
-func (s *ExportsService) refresh(ctx context.Context, old *DownloadLink) (*DownloadLink, error) {
-	target, err := linkTarget(old.kind, old.id, old.userID)
+func (s *ExportsService) refresh(ctx context.Context, old *DownloadLink, opts []CallOption) (*DownloadLink, error) {
+	l, err := s.fetch(ctx, old.from, opts)
 	if err != nil {
 		return nil, err
 	}
-	l, err := s.fetchLink(ctx, old.kind, target, old.id, old.userID)
-	if err != nil {
-		return nil, err
-	}
-	st := &s.client.core.exports
-	st.links.Set(linkKey(l.kind, l.id, l.userID), l, st.cacheUntil(l))
-	return l.clone(), nil
+	st := &s.client.exports
+	st.links.Set(l.from.key(), l, st.cacheUntil(l))
+	return l.copy(), nil
 }
 
-func linkKey(kind linkKind, id, userID string) string {
-	// IDs cannot hold control characters (escapeID), so NUL separates.
-	return string(kind) + "\x00" + id + "\x00" + userID
+// fetch asks the worker for r's link.
+func (s *ExportsService) fetch(ctx context.Context, r linkRequest, opts []CallOption) (*DownloadLink, error) {
+	var a linkAnswer
+	if err := (*service)(s).send(ctx, r.call(&a), opts); err != nil {
+		return nil, r.artifactMissing(err)
+	}
+	a.link.from = r
+	return &a.link, nil
 }
 
-func linkTarget(kind linkKind, id, userID string) (string, error) {
-	if _, err := escapeID("userId", userID); err != nil {
-		return "", err
+// call is the request for r's link, decoded into a.
+func (r linkRequest) call(a *linkAnswer) call {
+	route := RouteExportProject
+	if r.kind == linkVersion {
+		route = RouteDownloadVersion
 	}
-	q := url.Values{"userId": {userID}}.Encode()
-	switch kind {
-	case linkProject:
-		p, err := escapeID("projectId", id)
-		if err != nil {
-			return "", err
-		}
-		return "/v1/projects/" + p + "/export?" + q, nil
-	case linkVersion:
-		v, err := escapeID("versionId", id)
-		if err != nil {
-			return "", err
-		}
-		return "/v1/versions/" + v + "/download?" + q, nil
-	}
-	return "", &ValidationError{Field: "link", Reason: "was not made by ExportProject or DownloadVersion"}
+	return call{route: route, params: []string{r.id}, query: url.Values{"userId": {r.userID}}, out: a}
 }
 
-type exportVersionWire struct {
-	ID        string  `json:"id"`
-	Prompt    string  `json:"prompt"`
-	CreatedAt isoTime `json:"createdAt"`
-	ProjectID string  `json:"projectId"`
+// appendKey appends r's cache key to dst. IDs cannot hold control
+// characters (escapeID), so NUL separates.
+func (r linkRequest) appendKey(dst []byte) []byte {
+	dst = append(dst, r.kind...)
+	dst = append(dst, 0)
+	dst = append(dst, r.id...)
+	dst = append(dst, 0)
+	return append(dst, r.userID...)
 }
 
-type downloadLinkWire struct {
-	Success     *bool              `json:"success"`
-	DownloadURL string             `json:"downloadUrl"`
-	ExpiresAt   isoTime            `json:"expiresAt"`
-	Filename    string             `json:"filename"`
-	Size        jsonx.Number       `json:"size"`
-	Version     *exportVersionWire `json:"version"`
+// key is r's cache key.
+func (r linkRequest) key() string {
+	return string(r.appendKey(make([]byte, 0, len(r.kind)+len(r.id)+len(r.userID)+2)))
 }
 
-type artifactMissingWire struct {
-	CanRebuild *bool  `json:"canRebuild"`
-	RebuildURL string `json:"rebuildUrl"`
-}
-
-// fetchLink asks the worker for a link, bypassing the cache.
-func (s *ExportsService) fetchLink(ctx context.Context, kind linkKind, target, id, userID string) (*DownloadLink, error) {
-	var w downloadLinkWire
-	if err := s.client.core.do(ctx, http.MethodGet, target, nil, &w, callConfig{}); err != nil {
-		return nil, artifactMissing(err, kind, id, userID)
-	}
-	l, err := w.link(kind, id, userID)
-	if err != nil {
-		path, _, _ := strings.Cut(target, "?")
-		return nil, &ResponseError{StatusCode: http.StatusOK, Method: http.MethodGet, Path: s.client.core.basePath + path, Err: err}
-	}
-	return l, nil
-}
-
-// link makes the link a 200 answer describes, or says (without quoting
-// the URL: its query is a credential) why the answer is unusable.
-func (w *downloadLinkWire) link(kind linkKind, id, userID string) (*DownloadLink, error) {
-	switch {
-	case w.Success != nil && !*w.Success:
-		return nil, errors.New(`"success" is false in a 200 answer`)
-	case w.DownloadURL == "":
-		return nil, errors.New("no downloadUrl")
-	case !isAbsoluteHTTPURL(w.DownloadURL):
-		return nil, errors.New("downloadUrl is not an absolute http(s) URL")
-	}
-	l := &DownloadLink{
-		signed:    new(w.DownloadURL),
-		ExpiresAt: time.Time(w.ExpiresAt),
-		Filename:  w.Filename,
-		Size:      w.Size.Int(),
-		kind:      kind,
-		id:        id,
-		userID:    userID,
-	}
-	if v := w.Version; v != nil {
-		l.Version = &ExportVersion{ID: v.ID, Prompt: v.Prompt, CreatedAt: time.Time(v.CreatedAt), ProjectID: v.ProjectID}
-	}
-	return l, nil
-}
-
-// isoTime is a time the worker writes as an ISO 8601 string. Anything else
-// (a number, an object, a string that does not parse) reads as the zero
-// time rather than failing the answer: a link of unknown expiry is still
-// handed out, just never cached.
-type isoTime time.Time
-
-// UnmarshalJSON implements json.Unmarshaler; it never fails.
-func (t *isoTime) UnmarshalJSON(b []byte) error {
-	var s string
-	*t = isoTime{}
-	if json.Unmarshal(b, &s) == nil {
-		if v, ok := parseISOTime(s); ok {
-			*t = isoTime(v)
-		}
-	}
-	return nil
-}
-
-// parseISOTime reads an ISO 8601 time as JavaScript's toISOString writes it
-// (or with an offset).
-func parseISOTime(s string) (time.Time, bool) {
-	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
-	if err != nil {
-		return time.Time{}, false
-	}
-	return t, true
-}
-
-// artifactMissing turns a 404 whose body carries canRebuild into an
-// *ArtifactMissingError; other errors pass through.
-func artifactMissing(err error, kind linkKind, id, userID string) error {
-	var ae *APIError
-	if !errors.As(err, &ae) || ae.StatusCode != http.StatusNotFound {
-		return err
-	}
-	var w artifactMissingWire
-	if json.Unmarshal(ae.Body, &w) != nil || (w.CanRebuild == nil && w.RebuildURL == "") {
-		return err
-	}
-	missing := &ArtifactMissingError{
-		APIError: ae, CanRebuild: w.CanRebuild != nil && *w.CanRebuild, RebuildURL: w.RebuildURL,
-		UserID: userID, kind: kind, id: id,
-	}
-	if kind == linkVersion {
-		missing.VersionID = id
-	} else if m := rebuildURLVersion.FindStringSubmatch(w.RebuildURL); m != nil {
-		if v, err := url.PathUnescape(m[1]); err == nil {
-			missing.VersionID = v
-		}
-	}
-	return missing
-}
-
-// rebuildURLVersion finds the version id in a rebuildUrl such as
-// "/v1/versions/ver_1/rebuild" (absolute URLs too).
-var rebuildURLVersion = regexp.MustCompile(`/v1/versions/([^/?#]+)/rebuild(?:$|[?#])`)
+// nilContextError is what the Exports service answers a nil context with
+// (a fresh one each time: callers may change what errors.As hands them).
+func nilContextError() error { return &ValidationError{Field: "context", Reason: "is nil"} }
 
 // RebuildMissing gets an archive back after an *ArtifactMissingError: it
 // rebuilds the version through the Builds service, waits for the build to
-// deploy (opts are passed to Builds.Wait; by default it does not wait for
-// the metadata phase) and drops the cached link, so the next ExportProject
-// or DownloadVersion hands out a link to the new archive.
+// deploy (without waiting for the metadata phase) and drops the cached
+// link, so the next ProjectLink or VersionLink hands out a link to the new
+// archive.
 //
 // It fails with a *ValidationError when the worker said the archive cannot
 // be rebuilt or did not say which version it was, and with the Builds
 // service's errors (*BuildFailedError, ...) otherwise.
-func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMissingError, opts ...FollowOption) (*BuildResult, error) {
-	switch {
-	case ctx == nil:
-		return nil, nilContextError()
-	case missing == nil:
-		return nil, &ValidationError{Field: "missing", Reason: "is nil"}
-	case !missing.CanRebuild:
-		return nil, &ValidationError{Field: "missing", Reason: "the worker said this archive cannot be rebuilt"}
-	case missing.VersionID == "":
-		return nil, &ValidationError{Field: "missing", Reason: "the worker did not say which version to rebuild"}
+func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMissingError, opts ...CallOption) (*BuildResult, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
+	if err := checkMissing(ctx, missing); err != nil {
+		return nil, err
+	}
+	if _, err := newCallConfig(opts); err != nil {
+		return nil, err
 	}
 	b, err := s.client.Builds.Rebuild(ctx, missing.VersionID)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.client.Builds.Wait(ctx, b.BuildID, missing.UserID, append([]FollowOption{WithMetadataWait(0)}, opts...)...)
+	res, err := s.client.Builds.Wait(ctx, b.BuildID, missing.UserID, WithMetadataWait(0))
 	if err != nil {
 		return nil, err
 	}
-	if missing.kind != "" {
-		s.client.core.exports.links.Delete(linkKey(missing.kind, missing.id, missing.UserID))
+	if missing.from.kind != "" {
+		s.client.exports.links.Delete(missing.from.key())
 	}
 	return res, nil
+}
+
+// checkMissing refuses what RebuildMissing cannot act on.
+func checkMissing(ctx context.Context, missing *ArtifactMissingError) error {
+	switch {
+	case ctx == nil:
+		return nilContextError()
+	case missing == nil:
+		return &ValidationError{Field: "missing", Reason: "is nil"}
+	case !missing.CanRebuild:
+		return &ValidationError{Field: "missing", Reason: "the worker said this archive cannot be rebuilt"}
+	case missing.VersionID == "":
+		return &ValidationError{Field: "missing", Reason: "the worker did not say which version to rebuild"}
+	}
+	return nil
 }
 
 // exportsConfig holds the Exports service's options.
@@ -442,7 +313,8 @@ func WithDownloadHTTPClient(hc *http.Client) Option {
 	}
 }
 
-// exportsState is the Exports service's share of the client's core.
+// exportsState is what the Exports service keeps: the link cache and the
+// download client. It lives on the WorkerClient, beside the core.
 type exportsState struct {
 	links    *ttlCache[*DownloadLink]
 	margin   time.Duration
@@ -451,11 +323,9 @@ type exportsState struct {
 	// insecureHTTP: the client opted into plain http:// downloads.
 	insecureHTTP bool
 	backoff      downloadBackoff
-	clock        Clock
 }
 
 func (s *exportsState) init(c *core, cfg exportsConfig) {
-	s.clock = c.clock
 	s.margin = DefaultLinkMargin
 	if cfg.marginSet {
 		s.margin = cfg.margin

@@ -29,9 +29,9 @@ func TestRebuildMissingArtifact(t *testing.T) {
 			versionID := srv.LatestVersion(b.ProjectID)
 			getLink := func() (*sheen.DownloadLink, error) {
 				if kind == "project" {
-					return c.Exports.ExportProject(ctx, b.ProjectID, "u1")
+					return c.Exports.ProjectLink(ctx, b.ProjectID, "u1")
 				}
-				return c.Exports.DownloadVersion(ctx, versionID, "u1")
+				return c.Exports.VersionLink(ctx, versionID, "u1")
 			}
 			srv.DropArtifact(versionID)
 			_, err = getLink()
@@ -60,7 +60,7 @@ func TestRebuildMissingRefusesWhatCannotBeRebuilt(t *testing.T) {
 	srv.AddFault(sheentest.Fault{Route: "GET /v1/projects/{projectId}/export", Status: 404,
 		Body: `{"error":"Artifact not found","canRebuild":false}`, Header: http.Header{"Content-Type": {"application/json"}}})
 	c, _ := srv.Client()
-	_, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+	_, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 	var missing *sheen.ArtifactMissingError
 	if !errors.As(err, &missing) || missing.CanRebuild {
 		t.Fatalf("got %v", err)

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,7 +68,7 @@ func TestExportsProjectLink(t *testing.T) {
 		got = r
 		return httpmock.NewStringResponse(200, exportsLinkBody(1, iso(expires))), nil
 	})
-	link, err := c.Exports.ExportProject(context.Background(), "p1", "user 1")
+	link, err := c.Exports.ProjectLink(context.Background(), "p1", "user 1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +99,7 @@ func TestExportsVersionLink(t *testing.T) {
 		target = r.URL.RequestURI()
 		return httpmock.NewStringResponse(200, `{"success":true,"downloadUrl":"https://store.test/v/v1.zip?sig=abc","expiresAt":"2025-06-08T08:00:00+02:00","filename":"v1.zip","size":42,"version":{"id":"v1","prompt":"p","createdAt":"bad date","projectId":"p1"}}`), nil
 	})
-	link, err := c.Exports.DownloadVersion(context.Background(), "v1", "u1")
+	link, err := c.Exports.VersionLink(context.Background(), "v1", "u1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,14 +125,14 @@ func TestExportsRefusesBadIDs(t *testing.T) {
 	for _, tc := range []struct{ id, user string }{
 		{"", "u1"}, {"p1", ""}, {"../p", "u1"}, {"a/b", "u1"}, {"p1", "u\n1"}, {"..", "u1"},
 	} {
-		_, err := c.Exports.ExportProject(context.Background(), tc.id, tc.user)
+		_, err := c.Exports.ProjectLink(context.Background(), tc.id, tc.user)
 		var ve *ValidationError
 		if !errors.As(err, &ve) {
-			t.Errorf("ExportProject(%q, %q): %v, want *ValidationError", tc.id, tc.user, err)
+			t.Errorf("ProjectLink(%q, %q): %v, want *ValidationError", tc.id, tc.user, err)
 		}
-		_, err = c.Exports.DownloadVersion(context.Background(), tc.id, tc.user)
+		_, err = c.Exports.VersionLink(context.Background(), tc.id, tc.user)
 		if !errors.As(err, &ve) {
-			t.Errorf("DownloadVersion(%q, %q): %v, want *ValidationError", tc.id, tc.user, err)
+			t.Errorf("VersionLink(%q, %q): %v, want *ValidationError", tc.id, tc.user, err)
 		}
 	}
 	if n := mock.GetTotalCallCount(); n != 0 {
@@ -191,7 +194,7 @@ func TestExportsLinkCacheReuseAndMargin(t *testing.T) {
 	ctx := context.Background()
 	get := func() string {
 		t.Helper()
-		l, err := c.Exports.ExportProject(ctx, "p1", "u1")
+		l, err := c.Exports.ProjectLink(ctx, "p1", "u1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,10 +225,10 @@ func TestExportsLinkCacheKeys(t *testing.T) {
 	ctx := context.Background()
 	for range 3 {
 		for _, user := range []string{"u1", "u2"} {
-			if _, err := c.Exports.ExportProject(ctx, "p1", user); err != nil {
+			if _, err := c.Exports.ProjectLink(ctx, "p1", user); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := c.Exports.DownloadVersion(ctx, "p1", user); err != nil {
+			if _, err := c.Exports.VersionLink(ctx, "p1", user); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -242,14 +245,14 @@ func TestExportsLinkMarginOption(t *testing.T) {
 		return exportsLinkBody(n, iso(exportsStart.Add(24*time.Hour)))
 	}))
 	ctx := context.Background()
-	c.Exports.ExportProject(ctx, "p1", "u1")
+	c.Exports.ProjectLink(ctx, "p1", "u1")
 	clock.Advance(23*time.Hour + 49*time.Minute)
-	c.Exports.ExportProject(ctx, "p1", "u1")
+	c.Exports.ProjectLink(ctx, "p1", "u1")
 	if calls.Load() != 1 {
 		t.Fatalf("11 minutes before expiry with a 10-minute margin: %d requests", calls.Load())
 	}
 	clock.Advance(time.Minute)
-	c.Exports.ExportProject(ctx, "p1", "u1")
+	c.Exports.ProjectLink(ctx, "p1", "u1")
 	if calls.Load() != 2 {
 		t.Fatalf("at a 10-minute margin: %d requests", calls.Load())
 	}
@@ -274,7 +277,7 @@ func TestExportsBadExpiresAtIsNeverCached(t *testing.T) {
 			var calls atomic.Int32
 			mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls, func(n int) string { return exportsLinkBody(n, tc.expires) }))
 			for i := 1; i <= 2; i++ {
-				l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+				l, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -304,19 +307,26 @@ func TestExportsInvalidate(t *testing.T) {
 	var vcalls atomic.Int32
 	mock.RegisterResponder("GET", exportsVersionURL, exportsCounting(&vcalls, func(n int) string { return exportsLinkBody(n, expires) }))
 	ctx := context.Background()
-	l, _ := c.Exports.ExportProject(ctx, "p1", "u1")
-	c.Exports.InvalidateProject("p1", "u1")
-	l2, _ := c.Exports.ExportProject(ctx, "p1", "u1")
-	c.Exports.Invalidate(l2)
-	c.Exports.ExportProject(ctx, "p1", "u1")
+	l, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
+	c.Exports.Invalidate(l)
+	l2, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
+	c.Exports.forgetProject("p1", "u1") // what Builds does once a build starts
+	c.Exports.ProjectLink(ctx, "p1", "u1")
 	if calls.Load() != 3 || l.SignedURL() == l2.SignedURL() {
 		t.Errorf("after invalidation: %d requests", calls.Load())
 	}
-	c.Exports.DownloadVersion(ctx, "v1", "u1")
-	c.Exports.InvalidateVersion("v1", "u1")
-	c.Exports.DownloadVersion(ctx, "v1", "u1")
+	c.Exports.forgetProject("p1", "u2") // another user's: ours stays
+	c.Exports.ProjectLink(ctx, "p1", "u1")
+	if calls.Load() != 3 {
+		t.Errorf("forgetting another user's link dropped ours: %d requests", calls.Load())
+	}
+	vl, _ := c.Exports.VersionLink(ctx, "v1", "u1")
+	c.Exports.forgetProject("v1", "u1") // a project's link, not the version's
+	c.Exports.VersionLink(ctx, "v1", "u1")
+	c.Exports.Invalidate(vl)
+	c.Exports.VersionLink(ctx, "v1", "u1")
 	if vcalls.Load() != 2 {
-		t.Errorf("after InvalidateVersion: %d requests", vcalls.Load())
+		t.Errorf("after invalidating the version link: %d requests, want 2", vcalls.Load())
 	}
 	c.Exports.Invalidate(linkTo("https://x.test/")) // not ours: ignored
 	c.Exports.Invalidate(nil)
@@ -326,9 +336,9 @@ func TestExportsReturnsCopies(t *testing.T) {
 	c, mock, _ := newExportsClient(t)
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
 	ctx := context.Background()
-	l, _ := c.Exports.ExportProject(ctx, "p1", "u1")
+	l, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
 	l.Filename, l.Version.ID = "evil.zip", "changed"
-	l2, _ := c.Exports.ExportProject(ctx, "p1", "u1")
+	l2, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
 	if l2.Filename == l.Filename || l2.Version.ID == "changed" {
 		t.Errorf("changing a returned link changed the cached one: %s", l2)
 	}
@@ -343,7 +353,7 @@ func TestExportsCacheIsBounded(t *testing.T) {
 	}))
 	ctx := context.Background()
 	for _, p := range []string{"a", "b", "c", "c", "b", "a"} {
-		if _, err := c.Exports.ExportProject(ctx, p, "u1"); err != nil {
+		if _, err := c.Exports.ProjectLink(ctx, p, "u1"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -351,15 +361,15 @@ func TestExportsCacheIsBounded(t *testing.T) {
 	if calls.Load() != 4 {
 		t.Errorf("%d requests, want 4", calls.Load())
 	}
-	if n := c.core.exports.links.Len(); n > 2 {
+	if n := c.exports.links.Len(); n > 2 {
 		t.Errorf("cache holds %d links, limit 2", n)
 	}
 
 	off, mock2, _ := newExportsClient(t, WithExportLinkCacheSize(0))
 	var calls2 atomic.Int32
 	mock2.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls2, func(n int) string { return exportsLinkBody(n, iso(exportsStart.Add(24*time.Hour))) }))
-	off.Exports.ExportProject(ctx, "p1", "u1")
-	off.Exports.ExportProject(ctx, "p1", "u1")
+	off.Exports.ProjectLink(ctx, "p1", "u1")
+	off.Exports.ProjectLink(ctx, "p1", "u1")
 	if calls2.Load() != 2 {
 		t.Errorf("with caching off: %d requests, want 2", calls2.Load())
 	}
@@ -386,7 +396,7 @@ func TestExportsConcurrentMissesMakeOneRequest(t *testing.T) {
 			defer done.Done()
 			ready.Done()
 			<-start
-			l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+			l, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 			errs[i] = err
 			if l != nil {
 				urls[i] = l.SignedURL()
@@ -420,7 +430,7 @@ func TestExportsArtifactMissing(t *testing.T) {
 		calls.Add(1)
 		return httpmock.NewStringResponse(404, `{"error":"ARTIFACT_NOT_FOUND","message":"The build output for this version is gone","canRebuild":true,"rebuildUrl":"/v1/versions/v1/rebuild"}`), nil
 	})
-	_, err := c.Exports.DownloadVersion(context.Background(), "v1", "u1")
+	_, err := c.Exports.VersionLink(context.Background(), "v1", "u1")
 	var am *ArtifactMissingError
 	if !errors.As(err, &am) {
 		t.Fatalf("got %T %v, want *ArtifactMissingError", err, err)
@@ -439,14 +449,14 @@ func TestExportsArtifactMissing(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Error("not errors.Is(err, ErrNotFound)")
 	}
-	c.Exports.DownloadVersion(context.Background(), "v1", "u1")
+	c.Exports.VersionLink(context.Background(), "v1", "u1")
 	if calls.Load() != 2 {
 		t.Errorf("a failure was cached: %d requests", calls.Load())
 	}
 
 	// A 404 that says nothing of rebuilding stays a plain *APIError.
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(404, `{"error":"Project not found"}`))
-	_, err = c.Exports.ExportProject(context.Background(), "p1", "u1")
+	_, err = c.Exports.ProjectLink(context.Background(), "p1", "u1")
 	if errors.As(err, &am) || !errors.As(err, &ae) || !errors.Is(err, ErrNotFound) {
 		t.Errorf("plain 404: got %T %v", err, err)
 	}
@@ -458,8 +468,8 @@ func TestExportsPayloadTooLarge(t *testing.T) {
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(413, body))
 	mock.RegisterResponder("GET", exportsVersionURL, httpmock.NewStringResponder(413, body))
 	for name, call := range map[string]func() (*DownloadLink, error){
-		"ExportProject":   func() (*DownloadLink, error) { return c.Exports.ExportProject(context.Background(), "p1", "u1") },
-		"DownloadVersion": func() (*DownloadLink, error) { return c.Exports.DownloadVersion(context.Background(), "v1", "u1") },
+		"ProjectLink": func() (*DownloadLink, error) { return c.Exports.ProjectLink(context.Background(), "p1", "u1") },
+		"VersionLink": func() (*DownloadLink, error) { return c.Exports.VersionLink(context.Background(), "v1", "u1") },
 	} {
 		_, err := call()
 		var pt *PayloadTooLargeError
@@ -483,7 +493,7 @@ func TestExportsUnusableAnswers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, mock, _ := newExportsClient(t)
 			mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, tc.body))
-			_, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+			_, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 			if !errors.Is(err, ErrInvalidResponse) {
 				t.Fatalf("got %v, want ErrInvalidResponse", err)
 			}
@@ -511,7 +521,7 @@ func TestExportsNonStringTimesAreUnreadable(t *testing.T) {
 			mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls, func(n int) string {
 				return fmt.Sprintf(`{"success":true,"downloadUrl":"https://store.test/exports/p1-%d.zip?%s",%s}`, n, exportsSecretQuery, fields)
 			}))
-			l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+			l, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 			if err != nil {
 				t.Fatalf("the link was refused: %v", err)
 			}
@@ -524,9 +534,219 @@ func TestExportsNonStringTimesAreUnreadable(t *testing.T) {
 			if !l.ExpiresAt.IsZero() {
 				t.Errorf("ExpiresAt = %v", l.ExpiresAt)
 			}
-			if _, err := c.Exports.ExportProject(context.Background(), "p1", "u1"); err != nil || calls.Load() != 2 {
+			if _, err := c.Exports.ProjectLink(context.Background(), "p1", "u1"); err != nil || calls.Load() != 2 {
 				t.Errorf("second call: %v, %d requests: a link of unknown expiry was cached", err, calls.Load())
 			}
 		})
+	}
+}
+
+// Issue #13: a link served from the cache costs one allocation, the
+// caller's copy of it (key, lookup and options allocate nothing).
+func TestExportsCacheHitAllocatesOnce(t *testing.T) {
+	c, mock, _ := newExportsClient(t)
+	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
+	mock.RegisterResponder("GET", exportsVersionURL, httpmock.NewStringResponder(200, `{"success":true,"downloadUrl":"https://store.test/v1.zip?sig=1","expiresAt":"2025-06-08T08:00:00Z"}`))
+	ctx := context.Background()
+	// A UUID-long id, so that the key is longer than the runtime's small
+	// buffer for string concatenation.
+	const id = "0b6f3c9e-3f2d-4a7e-9d6c-2a1b8f7e5d41"
+	mock.RegisterResponder("GET", "https://worker.test/base/v1/projects/"+id+"/export", httpmock.NewStringResponder(200, exportsLinkBody(2, iso(exportsStart.Add(24*time.Hour)))))
+	var resp Response
+	withResponse := WithResponse(&resp) // made once: the caller's allocation
+	for name, get := range map[string]func() (*DownloadLink, error){
+		"project with a version": func() (*DownloadLink, error) { return c.Exports.ProjectLink(ctx, "p1", "u1") },
+		"version without one":    func() (*DownloadLink, error) { return c.Exports.VersionLink(ctx, "v1", "u1") },
+		"long ids":               func() (*DownloadLink, error) { return c.Exports.ProjectLink(ctx, id, id) },
+	} {
+		if _, err := get(); err != nil {
+			t.Fatal(err)
+		}
+		calls := mock.GetTotalCallCount()
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := get(); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 1 {
+			t.Errorf("%s: a cache hit makes %.1f allocations, want at most 1", name, allocs)
+		}
+		if n := mock.GetTotalCallCount(); n != calls {
+			t.Errorf("%s: %d requests while measuring hits", name, n-calls)
+		}
+	}
+	// With options, their settings cost one more: applying a CallOption
+	// (a function) moves them to the heap.
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := c.Exports.ProjectLink(ctx, "p1", "u1", withResponse); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 2 || !resp.Cached {
+		t.Errorf("a cache hit with WithResponse makes %.1f allocations, want at most 2 (Response %+v)", allocs, resp)
+	}
+}
+
+// WithResponse describes the request a link call made, and says Cached
+// when the link came from the cache.
+func TestExportsLinkResponse(t *testing.T) {
+	c, mock, _ := newExportsClient(t)
+	mock.RegisterResponder("GET", exportsProjectURL, func(r *http.Request) (*http.Response, error) {
+		resp := httpmock.NewStringResponse(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour))))
+		resp.Header.Set("X-Correlation-Id", r.Header.Get("X-Correlation-Id"))
+		return resp, nil
+	})
+	ctx := context.Background()
+	var miss, hit Response
+	if _, err := c.Exports.ProjectLink(ctx, "p1", "u1", WithResponse(&miss), WithCorrelationID("corr-1")); err != nil {
+		t.Fatal(err)
+	}
+	if miss.Cached || miss.StatusCode != 200 || miss.Attempts != 1 || miss.CorrelationID != "corr-1" {
+		t.Errorf("the request's Response: %+v", miss)
+	}
+	hit = Response{StatusCode: 999}
+	if _, err := c.Exports.ProjectLink(ctx, "p1", "u1", WithResponse(&hit)); err != nil {
+		t.Fatal(err)
+	}
+	if !hit.Cached || hit.StatusCode != 0 {
+		t.Errorf("a cached link's Response: %+v", hit)
+	}
+	if _, err := c.Exports.ProjectLink(ctx, "p1", "u1", nil); err == nil {
+		t.Error("a nil option was accepted on a cache hit")
+	}
+}
+
+// A caller that waited for another caller's request for the same link made
+// no request of its own: its Response says Cached, and only the first
+// caller's options went to the worker.
+func TestExportsSharedLoadResponse(t *testing.T) {
+	c, mock := newMockClient(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	var headers []string
+	mock.RegisterResponder("GET", exportsProjectURL, func(r *http.Request) (*http.Response, error) {
+		headers = append(headers, r.Header.Get("X-Test"))
+		close(started)
+		<-release
+		return httpmock.NewStringResponse(200, exportsLinkBody(1, iso(time.Now().Add(24*time.Hour)))), nil
+	})
+	ctx := context.Background()
+	var first, second Response
+	done := make(chan error)
+	go func() {
+		_, err := c.Exports.ProjectLink(ctx, "p1", "u1", WithResponse(&first), WithHeader("X-Test", "first"))
+		done <- err
+	}()
+	<-started
+	go func() {
+		_, err := c.Exports.ProjectLink(ctx, "p1", "u1", WithResponse(&second), WithHeader("X-Test", "second"))
+		done <- err
+	}()
+	// The second caller joins the flight or, if it comes late, hits the
+	// cache: either way it makes no request.
+	for c.exports.links.Len() == 0 && !flightWaiters(c, 2) {
+		runtime.Gosched()
+	}
+	close(release)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(headers) != 1 || headers[0] != "first" {
+		t.Errorf("the worker saw %q, want one request with the first caller's header", headers)
+	}
+	if first.Cached || first.StatusCode != 200 || !second.Cached || second.StatusCode != 0 {
+		t.Errorf("first %+v, second %+v", first, second)
+	}
+}
+
+// flightWaiters reports whether the link load under way has n waiters.
+func flightWaiters(c *WorkerClient, n int) bool {
+	l := c.exports.links
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.flights {
+		if f.waiters == n {
+			return true
+		}
+	}
+	return false
+}
+
+// Every Exports method of a WorkerClient that NewWorkerClient did not make
+// answers ErrNotConfigured (Invalidate, which answers nothing, does
+// nothing), as TestZeroClientServices checks for the other services.
+func TestZeroClientExports(t *testing.T) {
+	var c WorkerClient
+	ctx := context.Background()
+	link := linkTo("https://store.test/a.zip?sig=1")
+	calls := map[string]error{}
+	_, calls["ProjectLink"] = c.Exports.ProjectLink(ctx, "p1", "u1")
+	_, calls["VersionLink"] = c.Exports.VersionLink(ctx, "v1", "u1")
+	_, calls["Download"] = c.Exports.Download(ctx, link, io.Discard)
+	_, calls["DownloadToFile"] = c.Exports.DownloadToFile(ctx, link, filepath.Join(t.TempDir(), "a.zip"))
+	_, calls["RebuildMissing"] = c.Exports.RebuildMissing(ctx, &ArtifactMissingError{APIError: &APIError{}, CanRebuild: true, VersionID: "v1", UserID: "u1"})
+	c.Exports.Invalidate(link)
+	c.Exports.forgetProject("p1", "u1")
+	for name, err := range calls {
+		if !errors.Is(err, ErrNotConfigured) {
+			t.Errorf("%s: %v, want ErrNotConfigured", name, err)
+		}
+	}
+	// A zero ExportsService (not a nil one) is no better configured.
+	var s ExportsService
+	if _, err := s.ProjectLink(ctx, "p1", "u1"); !errors.Is(err, ErrNotConfigured) {
+		t.Errorf("zero ExportsService: %v", err)
+	}
+}
+
+// A nil context is a *ValidationError from every call that takes one, not a
+// panic, whether the link is cached or not.
+func TestExportsNilContext(t *testing.T) {
+	c, mock, _ := newExportsClient(t)
+	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
+	mock.RegisterResponder("GET", exportsVersionURL, httpmock.NewStringResponder(200, exportsLinkBody(2, iso(exportsStart.Add(24*time.Hour)))))
+	link := linkTo("https://store.test/exports/p1.zip?" + exportsSecretQuery)
+	var nilCtx context.Context
+	calls := map[string]func() error{
+		"ProjectLink": func() error { _, err := c.Exports.ProjectLink(nilCtx, "p1", "u1"); return err },
+		"VersionLink": func() error { _, err := c.Exports.VersionLink(nilCtx, "v1", "u1"); return err },
+		"Download":    func() error { _, err := c.Exports.Download(nilCtx, link, io.Discard); return err },
+		"DownloadToFile": func() error {
+			_, err := c.Exports.DownloadToFile(nilCtx, link, filepath.Join(t.TempDir(), "a.zip"))
+			return err
+		},
+		"RebuildMissing": func() error {
+			_, err := c.Exports.RebuildMissing(nilCtx, &ArtifactMissingError{APIError: &APIError{}, CanRebuild: true, VersionID: "v1", UserID: "u1"})
+			return err
+		},
+	}
+	check := func(when string) {
+		for name, call := range calls {
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Errorf("%s %s: panicked: %v", name, when, p)
+					}
+				}()
+				err = call()
+			}()
+			var ve *ValidationError
+			if !errors.As(err, &ve) || ve.Field != "context" {
+				t.Errorf("%s %s: got %v, want a ValidationError about the context", name, when, err)
+			}
+		}
+	}
+	check("with nothing cached")
+	if _, err := c.Exports.ProjectLink(context.Background(), "p1", "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exports.VersionLink(context.Background(), "v1", "u1"); err != nil {
+		t.Fatal(err)
+	}
+	check("with the links cached")
+	if n := mock.GetTotalCallCount(); n != 2 {
+		t.Errorf("%d requests reached the worker, want the 2 made with a context", n)
 	}
 }

@@ -391,6 +391,14 @@ func (c *callConfig) record(resp *http.Response, attempts int, correlationID str
 	*c.response = r
 }
 
+// recordCached fills the caller's Response for an answer served from a
+// cache: no request was made.
+func (c *callConfig) recordCached() {
+	if c.response != nil {
+		*c.response = Response{Cached: true}
+	}
+}
+
 // WithIdempotencyKey sends an Idempotency-Key header. Every attempt of the
 // call carries the same key, and the call becomes safe to retry after
 // ambiguous failures.

@@ -158,11 +158,11 @@ func buildAndDownload(t *testing.T, srv *sheentest.Server, c *sheen.WorkerClient
 	if err != nil {
 		t.Fatal(err)
 	}
-	link, err := c.Exports.ExportProject(ctx, b.ProjectID, "u1")
+	link, err := c.Exports.ProjectLink(ctx, b.ProjectID, "u1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	res, err := c.Exports.DownloadTo(ctx, link, &buf, sheen.WithDownloadRetries(2))
+	res, err := c.Exports.Download(ctx, link, &buf, sheen.WithDownloadRetries(2))
 	return buf.Bytes(), res, err
 }

@@ -384,7 +384,7 @@ func (g *fixtureGen) main() {
 	var link *sheen.DownloadLink
 	r.call("export-project", func(ctx context.Context) error {
 		var err error
-		link, err = c.Exports.ExportProject(ctx, build.ProjectID, fixtureUser)
+		link, err = c.Exports.ProjectLink(ctx, build.ProjectID, fixtureUser)
 		return err
 	}, nil)
 	r.call("archive", func(ctx context.Context) error { _, err := c.Exports.Download(ctx, link, io.Discard); return err }, nil)
@@ -409,7 +409,7 @@ func (g *fixtureGen) main() {
 		return nil
 	}, nil)
 	r.call("download-version", func(ctx context.Context) error {
-		_, err := c.Exports.DownloadVersion(ctx, first, fixtureUser)
+		_, err := c.Exports.VersionLink(ctx, first, fixtureUser)
 		return err
 	}, nil)
 	r.call("usage", func(ctx context.Context) error {
@@ -426,10 +426,10 @@ func (g *fixtureGen) main() {
 	}, nil)
 
 	srv.DropArtifact(srv.LatestVersion(build.ProjectID))
-	c.Exports.InvalidateProject(build.ProjectID, fixtureUser)
+	c.Exports.Invalidate(link)
 	var missing *sheen.ArtifactMissingError
 	r.call("export-project.artifact-missing", func(ctx context.Context) error {
-		_, err := c.Exports.ExportProject(ctx, build.ProjectID, fixtureUser)
+		_, err := c.Exports.ProjectLink(ctx, build.ProjectID, fixtureUser)
 		errors.As(err, &missing)
 		return err
 	}, isAs[*sheen.ArtifactMissingError])
@@ -492,7 +492,7 @@ func (g *fixtureGen) tooLarge() {
 		if err != nil {
 			return err
 		}
-		_, err = c.Exports.ExportProject(ctx, b.ProjectID, fixtureUser)
+		_, err = c.Exports.ProjectLink(ctx, b.ProjectID, fixtureUser)
 		return err
 	}, func(err error) bool { return errors.Is(err, sheen.ErrPayloadTooLarge) })
 }

@@ -73,7 +73,7 @@ func main() {
 		log.Fatal(err)
 	}
 	ctx := context.Background()
-	link, err := client.Exports.ExportProject(ctx, "p1", "u1")
+	link, err := client.Exports.ProjectLink(ctx, "p1", "u1")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func main() {
 		}
 		bufTimes = append(bufTimes, d)
 
-		d, err = timeIt(func() (int64, error) { return client.Exports.Download(ctx, link, io.Discard) }, size)
+		d, err = timeIt(func() (int64, error) { return written(client.Exports.Download(ctx, link, io.Discard)) }, size)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func main() {
 	_, err = timeIt(func() (int64, error) {
 		stop := sampleHeap(&peak)
 		defer stop()
-		return client.Exports.Download(ctx, link, io.Discard)
+		return written(client.Exports.Download(ctx, link, io.Discard))
 	}, size)
 	if err != nil {
 		log.Fatal(err)
@@ -136,6 +136,14 @@ func main() {
 type writerOnly struct{ io.Writer }
 
 // timeIt runs f once and checks it moved want bytes.
+// written is how many bytes a download wrote.
+func written(res *sheen.DownloadResult, err error) (int64, error) {
+	if res == nil {
+		return 0, err
+	}
+	return res.Written, err
+}
+
 func timeIt(f func() (int64, error), want int64) (time.Duration, error) {
 	runtime.GC()
 	start := time.Now()

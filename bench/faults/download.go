@@ -20,10 +20,10 @@ func download(ctx context.Context, c *sheen.WorkerClient, srv *sheentest.Server)
 	if _, err := c.Builds.Wait(ctx, b.BuildID, user, sheen.WithMetadataWait(0)); err != nil {
 		return err
 	}
-	link, err := c.Exports.ExportProject(ctx, b.ProjectID, user)
+	link, err := c.Exports.ProjectLink(ctx, b.ProjectID, user)
 	if err != nil {
 		return err
 	}
-	_, err = c.Exports.DownloadTo(ctx, link, io.Discard, sheen.WithStallTimeout(500*time.Millisecond))
+	_, err = c.Exports.Download(ctx, link, io.Discard, sheen.WithStallTimeout(500*time.Millisecond))
 	return err
 }

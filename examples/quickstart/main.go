@@ -196,7 +196,7 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 	sum.build, sum.preview, sum.events, sum.buildTook = b.BuildID, res.PreviewURL, res.Events, time.Since(buildStart)
 
 	// 4. Export the project and download the archive.
-	link, err := client.Exports.ExportProject(ctx, b.ProjectID, opt.userID)
+	link, err := client.Exports.ProjectLink(ctx, b.ProjectID, opt.userID)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}

@@ -114,12 +114,12 @@ func (s *service) publish(ctx context.Context, user, prompt string) (*published,
 	if err != nil {
 		return nil, err
 	}
-	link, err := s.worker.Exports.ExportProject(ctx, build.ProjectID, user)
+	link, err := s.worker.Exports.ProjectLink(ctx, build.ProjectID, user)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.New()
-	dl, err := s.worker.Exports.DownloadTo(ctx, link, sum)
+	dl, err := s.worker.Exports.Download(ctx, link, sum)
 	if err != nil {
 		return nil, err
 	}

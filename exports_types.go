@@ -9,8 +9,154 @@ import (
 	"time"
 )
 
+// DownloadLink is a pre-signed object-store URL for a project's or a
+// version's archive.
+//
+// The URL is a bearer credential: whoever holds it can download the archive
+// until it expires. It is kept out of sight: String, GoString (%#v),
+// LogValue (slog) and MarshalJSON show it without its query, and printers
+// that walk the struct by reflection find only a pointer. SignedURL hands it
+// out on purpose.
+type DownloadLink struct {
+	// ExpiresAt is when the URL stops working, zero when the worker's
+	// expiresAt could not be read (such a link is never cached).
+	ExpiresAt time.Time
+	// Filename is the name the worker suggests, for example
+	// "<id>-latest.zip". The archive is often a .tar.gz whatever the name
+	// says: DownloadResult.Format reports what the bytes are.
+	Filename string
+	// Size is the build output's size in bytes as the worker reports it,
+	// not the archive's; zero when not given.
+	Size int64
+	// Version is the version the archive holds, nil when the worker did
+	// not say.
+	Version *ExportVersion
+
+	// signed is the pre-signed URL (valid 24 hours when issued), behind a
+	// pointer so that fmt, printing a struct that holds a DownloadLink in
+	// an unexported field, shows an address rather than the credential.
+	signed *string
+
+	// from is the request the link answered, so that a download can fetch
+	// a fresh one when the object store says this one has expired; zero
+	// for links built by the caller.
+	from linkRequest
+}
+
+// ExportVersion is the version an export or download link is for.
+type ExportVersion struct {
+	ID        string
+	Prompt    string
+	CreatedAt time.Time
+	// ProjectID is set on version downloads.
+	ProjectID string
+}
+
+// copy returns a copy of l the caller may change without touching the
+// cache's, made in one allocation (the link and its version together).
+func (l *DownloadLink) copy() *DownloadLink {
+	if l.Version == nil {
+		c := *l
+		return &c
+	}
+	both := &struct {
+		link    DownloadLink
+		version ExportVersion
+	}{*l, *l.Version}
+	both.link.Version = &both.version
+	return &both.link
+}
+
+// ArtifactMissingError is a 404 from an export endpoint whose body says
+// whether the archive can be rebuilt (canRebuild, rebuildUrl): the version
+// exists but its build output is gone. It wraps the *APIError, so
+// errors.As(err, &apiErr) and errors.Is(err, ErrNotFound) both hold.
+//
+// To get the archive back, call ExportsService.RebuildMissing (it rebuilds
+// the version through the Builds service and waits for the build), then ask
+// for the link again.
+type ArtifactMissingError struct {
+	*APIError
+	// CanRebuild says whether the worker can rebuild the archive.
+	CanRebuild bool
+	// RebuildURL is where the worker says a rebuild is started, as sent
+	// (it may be a path relative to the worker).
+	RebuildURL string
+	// VersionID is the version whose archive is gone: the one asked for,
+	// or the one RebuildURL names; empty when neither says.
+	VersionID string
+	// UserID is the user the link was asked for.
+	UserID string
+
+	// from is the link request that failed, to drop its cache entry after
+	// a rebuild.
+	from linkRequest
+}
+
+// Unwrap gives errors.As the *APIError.
+func (e *ArtifactMissingError) Unwrap() error { return e.APIError }
+
+// ArchiveFormat is what an archive's first bytes say it is.
+type ArchiveFormat string
+
+// Archive formats told apart by their magic numbers.
+const (
+	FormatUnknown ArchiveFormat = "unknown"
+	FormatZip     ArchiveFormat = "zip"
+	FormatTarGzip ArchiveFormat = "tar.gz"
+	// FormatGzip is gzip whose content does not start like a tar archive
+	// (or could not be told from the first bytes).
+	FormatGzip ArchiveFormat = "gzip"
+	FormatTar  ArchiveFormat = "tar"
+)
+
+// Ext returns the usual file name extension for the format (".zip",
+// ".tar.gz", ".gz", ".tar"), or "" for FormatUnknown.
+func (f ArchiveFormat) Ext() string {
+	switch f {
+	case FormatZip:
+		return ".zip"
+	case FormatTarGzip:
+		return ".tar.gz"
+	case FormatGzip:
+		return ".gz"
+	case FormatTar:
+		return ".tar"
+	}
+	return ""
+}
+
+// DownloadResult says how a download went. Download returns one even when
+// it fails (past its argument checks), saying how far it got. Printing,
+// logging or marshalling it shows the link's URL redacted, as DownloadLink
+// does.
+type DownloadResult struct {
+	// Written is how many bytes reached the writer (after a restart, only
+	// those written since).
+	Written int64
+	// Total is the archive's length as the object store announced it, -1
+	// when it did not.
+	Total int64
+	// Format is what the archive's first bytes say it is, whatever its
+	// filename says.
+	Format ArchiveFormat
+	// Attempts is how many requests went to the object store.
+	Attempts int
+	// Resumes counts continuations with a Range request after a break.
+	Resumes int
+	// Restarts counts downloads begun again from the first byte because
+	// the object store ignored Range (the writer was reset each time).
+	Restarts int
+	// LinkRefreshed says the object store refused the link and a fresh one
+	// was fetched from the worker.
+	LinkRefreshed bool
+	// Link is the link the download finished with: the one given, or the
+	// fresh one after a refresh.
+	Link *DownloadLink
+}
+
 // NewDownloadLink makes a link from a pre-signed URL got some other way than
-// ExportProject or DownloadVersion, for DownloadTo and friends. signedURL
+// ProjectLink or VersionLink, for Download and DownloadToFile. signedURL
 // must be an absolute http(s) URL; set ExpiresAt and Filename on the result
 // if you know them. Such a link is not refreshed when the object store
 // refuses it. The error never quotes signedURL.

@@ -13,14 +13,16 @@ import (
 
 // downloader is the state of one download.
 type downloader struct {
-	s     *ExportsService
-	core  *core
-	opts  downloadOptions
-	w     io.Writer
-	reset func() error
-	link  *DownloadLink
-	res   *DownloadResult
-	sniff *sniffer
+	s        *ExportsService
+	core     *core
+	st       *exportsState
+	opts     downloadOptions
+	callOpts []CallOption // for the worker call that refreshes the link
+	w        io.Writer
+	reset    func() error
+	link     *DownloadLink
+	res      *DownloadResult
+	sniff    *sniffer
 
 	written   int64
 	wrote     int64 // by the current attempt (also after a restart)
@@ -28,6 +30,22 @@ type downloader struct {
 	validator string
 	status    int
 	buf       []byte
+}
+
+// newDownloader is a download of link into w with the settings o.
+func (s *ExportsService) newDownloader(link *DownloadLink, w io.Writer, o downloadOptions, opts []CallOption) *downloader {
+	return &downloader{
+		s:        s,
+		core:     s.client.core,
+		st:       &s.client.exports,
+		opts:     o,
+		callOpts: opts,
+		w:        w,
+		reset:    writerReset(w),
+		link:     link,
+		res:      &DownloadResult{Total: -1, Format: FormatUnknown, Link: link},
+		sniff:    new(sniffer),
+	}
 }
 
 // failure is why one attempt ended early.
@@ -74,11 +92,11 @@ func (d *downloader) run(ctx context.Context) error {
 // refreshLink replaces a link the object store refused with a fresh one
 // from the worker, once per download.
 func (d *downloader) refreshLink(ctx context.Context) error {
-	if d.res.LinkRefreshed || d.link.kind == "" {
+	if d.res.LinkRefreshed || d.link.from.kind == "" {
 		return fmt.Errorf("%w: object store answered 403", ErrLinkExpired)
 	}
 	d.log(ctx, slog.LevelInfo, "sheen: download link refused; fetching a fresh one")
-	fresh, err := d.s.refresh(ctx, d.link)
+	fresh, err := d.s.refresh(ctx, d.link, d.callOpts)
 	if err != nil {
 		return fmt.Errorf("fetching a fresh link: %w", err)
 	}
@@ -96,7 +114,7 @@ func (d *downloader) pause(ctx context.Context, f *failure, idle int) error {
 		return f.err
 	}
 	if wait <= 0 {
-		wait = d.core.exports.backoff.delay(idle)
+		wait = d.st.backoff.delay(idle)
 	}
 	d.log(ctx, slog.LevelInfo, "sheen: download interrupted; resuming",
 		slog.Int64("offset", d.written), slog.String("error", f.err.Error()), slog.Duration("wait", wait))
@@ -211,7 +229,7 @@ func (d *downloader) send(a *attemptContext) (*http.Response, *failure) {
 	if err != nil {
 		return nil, &failure{err: errors.New("cannot build the request: " + redactedError(err))}
 	}
-	if err := checkDownloadScheme(nil, req.URL, d.core.exports.insecureHTTP); err != nil {
+	if err := checkDownloadScheme(nil, req.URL, d.st.insecureHTTP); err != nil {
 		return nil, &failure{err: err}
 	}
 	req.Header.Set("User-Agent", d.core.userAgent)
@@ -224,7 +242,7 @@ func (d *downloader) send(a *attemptContext) (*http.Response, *failure) {
 		}
 	}
 	d.res.Attempts++
-	resp, err := d.core.exports.download.Do(req)
+	resp, err := d.st.download.Do(req)
 	if errors.Is(err, ErrInsecureDownload) {
 		return nil, &failure{err: newTransportError(err)}
 	}

@@ -124,7 +124,7 @@ func TestDownloadSlowWriterIsNotAStall(t *testing.T) {
 		store := &memStore{content: content}
 		c := memClient(t, store)
 		w := &sleepyWriter{d: 300 * time.Millisecond}
-		res, err := c.Exports.DownloadTo(context.Background(), linkTo("https://store.test/a.zip?sig=1"), plainWriter{w}, WithStallTimeout(50*time.Millisecond))
+		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), plainWriter{w}, WithStallTimeout(50*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +143,7 @@ func TestDownloadStalledBodyResumes(t *testing.T) {
 		c := memClient(t, store)
 		var buf bytes.Buffer
 		start := time.Now()
-		res, err := c.Exports.DownloadTo(context.Background(), linkTo("https://store.test/a.zip?sig=1"), &buf, WithStallTimeout(time.Minute))
+		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), &buf, WithStallTimeout(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +167,7 @@ func TestDownloadStalledHeadersResume(t *testing.T) {
 		store := &memStore{content: content, stallHeaders: map[int]bool{0: true}}
 		c := memClient(t, store)
 		var buf bytes.Buffer
-		res, err := c.Exports.DownloadTo(context.Background(), linkTo("https://store.test/a.zip?sig=1"), &buf, WithStallTimeout(time.Second))
+		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), &buf, WithStallTimeout(time.Second))
 		if err != nil || sum(buf.Bytes()) != sum(content) || res.Attempts != 2 {
 			t.Fatalf("got %+v, %v", res, err)
 		}
@@ -185,6 +185,27 @@ func TestDownloadStallIsTruncation(t *testing.T) {
 		var de *DownloadError
 		if !errors.As(err, &de) || !errors.Is(err, ErrTruncated) || !errors.Is(err, errStalled) || de.Written != 1000 {
 			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// WithCallTimeout bounds a whole download, stalls and resumes included;
+// without a stall timeout, only it ends a download that hangs.
+func TestDownloadCallTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &memStore{content: downloadContent(100_000), stallHeaders: map[int]bool{0: true}}
+		c := memClient(t, store)
+		start := time.Now()
+		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), io.Discard,
+			WithStallTimeout(0), WithCallTimeout(time.Hour))
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want the call's deadline", err)
+		}
+		if d := time.Since(start); d != time.Hour {
+			t.Errorf("gave up after %s, want the call timeout of 1h", d)
+		}
+		if res == nil || res.Attempts != 1 {
+			t.Errorf("result %+v", res)
 		}
 	})
 }

@@ -64,3 +64,29 @@ func TestDownloadToFilePanicCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDownloadToFile(t *testing.T) {
+	content := downloadContent(1<<20 + 3)
+	store := newDownloadStore(t, content)
+	store.cut[0] = 500_000
+	c, _ := downloadWorker(t, store)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p1.zip")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if sum(got) != sum(content) || res.Resumes != 1 {
+		t.Fatalf("file has %d bytes, result %+v", len(got), res)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %v", entries)
+	}
+	if _, err := c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), filepath.Join(dir, "missing", "x.zip")); err == nil {
+		t.Error("a path in a missing directory was accepted")
+	}
+}

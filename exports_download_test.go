@@ -1,10 +1,7 @@
 package sheen
 
 import (
-	"archive/tar"
-	"archive/zip"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -193,7 +190,7 @@ func (p plainWriter) Write(b []byte) (int, error) { return p.w.Write(b) }
 
 func downloadLinkFor(t *testing.T, c *WorkerClient) *DownloadLink {
 	t.Helper()
-	l, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+	l, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +216,7 @@ func TestDownloadWholeArchive(t *testing.T) {
 	var buf bytes.Buffer
 	var seen []int64
 	var totals []int64
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), &buf, WithProgress(func(n, total int64) {
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithProgress(func(n, total int64) {
 		seen = append(seen, n)
 		totals = append(totals, total)
 	}))
@@ -243,7 +240,7 @@ func TestDownloadWholeArchive(t *testing.T) {
 	if res.Format != FormatUnknown {
 		t.Errorf("random bytes detected as %s", res.Format)
 	}
-	n, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard)
+	n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard))
 	if err != nil || n != int64(len(content)) {
 		t.Errorf("Download: %d, %v", n, err)
 	}
@@ -256,7 +253,7 @@ func TestDownloadResumesAfterBreak(t *testing.T) {
 	store.cut[1] = 100_000
 	c, workerCalls := downloadWorker(t, store)
 	var buf bytes.Buffer
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), plainWriter{&buf})
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), plainWriter{&buf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +285,7 @@ func TestDownloadChunkedBreakResumes(t *testing.T) {
 	store.cut[0] = 250_000
 	c, _ := downloadWorker(t, store)
 	var buf bytes.Buffer
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), &buf)
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +307,7 @@ func TestDownloadRangeIgnored(t *testing.T) {
 	t.Run("resettable buffer restarts", func(t *testing.T) {
 		c, link, _ := setup(t)
 		var buf resettableBuffer
-		res, err := c.Exports.DownloadTo(context.Background(), link, &buf)
+		res, err := c.Exports.Download(context.Background(), link, &buf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -350,7 +347,7 @@ func TestDownloadRangeIgnored(t *testing.T) {
 	t.Run("plain writer fails", func(t *testing.T) {
 		c, link, _ := setup(t)
 		var buf bytes.Buffer
-		n, err := c.Exports.Download(context.Background(), link, plainWriter{&buf})
+		n, err := written(c.Exports.Download(context.Background(), link, plainWriter{&buf}))
 		if !errors.Is(err, ErrRangeIgnored) {
 			t.Fatalf("got %v, want ErrRangeIgnored", err)
 		}
@@ -376,12 +373,17 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 		store.valid = map[string]bool{"tok2": true}
 		store.mu.Unlock()
 		var buf bytes.Buffer
-		res, err := c.Exports.DownloadTo(context.Background(), link, &buf)
+		var resp Response
+		res, err := c.Exports.Download(context.Background(), link, &buf, WithResponse(&resp), WithCorrelationID("dl-1"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if sum(buf.Bytes()) != sum(content) || !res.LinkRefreshed || !strings.Contains(res.Link.SignedURL(), "token=tok2") {
 			t.Fatalf("result %+v", res)
+		}
+		// The call options went to the worker call that refreshed the link.
+		if resp.StatusCode != 200 || resp.Attempts != 1 || resp.CorrelationID != "dl-1" || resp.Cached {
+			t.Errorf("Response of the refresh: %+v", resp)
 		}
 		if workerCalls.Load() != 2 {
 			t.Errorf("worker saw %d requests, want 2", workerCalls.Load())
@@ -398,7 +400,7 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 		c, _ := downloadWorker(t, store)
 		var buf bytes.Buffer
 		link := downloadLinkFor(t, c)
-		res, err := c.Exports.DownloadTo(context.Background(), link, plainWriter{&buf}, WithProgress(func(n, _ int64) {
+		res, err := c.Exports.Download(context.Background(), link, plainWriter{&buf}, WithProgress(func(n, _ int64) {
 			if n == 300_000 { // the link expires as the connection breaks
 				store.mu.Lock()
 				store.valid = map[string]bool{"tok2": true}
@@ -470,7 +472,7 @@ func TestDownloadTruncated(t *testing.T) {
 		store.truncateAt = 400_000
 		c, _ := downloadWorker(t, store)
 		var buf bytes.Buffer
-		n, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithDownloadRetries(3))
+		n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithDownloadRetries(3)))
 		if !errors.Is(err, ErrTruncated) {
 			t.Fatalf("got %v, want ErrTruncated", err)
 		}
@@ -511,32 +513,6 @@ func TestDownloadTruncated(t *testing.T) {
 	})
 }
 
-func TestDownloadToFile(t *testing.T) {
-	content := downloadContent(1<<20 + 3)
-	store := newDownloadStore(t, content)
-	store.cut[0] = 500_000
-	c, _ := downloadWorker(t, store)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "p1.zip")
-	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	res, err := c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := os.ReadFile(path)
-	if sum(got) != sum(content) || res.Resumes != 1 {
-		t.Fatalf("file has %d bytes, result %+v", len(got), res)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
-		t.Errorf("directory holds %v", entries)
-	}
-	if _, err := c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), filepath.Join(dir, "missing", "x.zip")); err == nil {
-		t.Error("a path in a missing directory was accepted")
-	}
-}
-
 // Over a real connection: the store sends part of the archive and then
 // nothing; the download resumes after the stall timeout. (Under load the
 // stall may be seen before every byte sent arrived, so the resume offset is
@@ -547,7 +523,7 @@ func TestDownloadStallResumes(t *testing.T) {
 	store.stallFirst = 123_456
 	c, _ := downloadWorker(t, store)
 	var buf bytes.Buffer
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), &buf, WithStallTimeout(100*time.Millisecond))
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithStallTimeout(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +540,7 @@ func TestDownloadMaxSize(t *testing.T) {
 			store.chunked = chunked
 			c, _ := downloadWorker(t, store)
 			var buf bytes.Buffer
-			n, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithMaxDownloadSize(50_000))
+			n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithMaxDownloadSize(50_000)))
 			if !errors.Is(err, ErrPayloadTooLarge) {
 				t.Fatalf("got %v", err)
 			}
@@ -578,7 +554,7 @@ func TestDownloadMaxSize(t *testing.T) {
 	}
 	store := newDownloadStore(t, content)
 	c, _ := downloadWorker(t, store)
-	if n, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, WithMaxDownloadSize(100_000)); err != nil || n != 100_000 {
+	if n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, WithMaxDownloadSize(100_000))); err != nil || n != 100_000 {
 		t.Errorf("an archive of exactly the limit: %d, %v", n, err)
 	}
 }
@@ -638,11 +614,11 @@ func TestDownloadCancelled(t *testing.T) {
 	c, _ := downloadWorker(t, store)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n, err := c.Exports.Download(ctx, downloadLinkFor(t, c), io.Discard, WithProgress(func(n, _ int64) {
+	n, err := written(c.Exports.Download(ctx, downloadLinkFor(t, c), io.Discard, WithProgress(func(n, _ int64) {
 		if n > 1<<20 {
 			cancel()
 		}
-	}))
+	})))
 	if !errors.Is(err, context.Canceled) || n >= int64(len(content)) {
 		t.Fatalf("got %d, %v", n, err)
 	}
@@ -697,7 +673,7 @@ func TestDownloadDefaultClientIsPlain(t *testing.T) {
 	})
 	var logged bytes.Buffer
 	c.core.logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), io.Discard)
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -714,88 +690,6 @@ func TestDownloadDefaultClientIsPlain(t *testing.T) {
 	}
 	if !strings.Contains(logged.String(), "sheen: download attempt") || strings.Contains(logged.String(), "s3cr3t") {
 		t.Errorf("log: %s", logged.String())
-	}
-}
-
-func TestDownloadDetectsFormat(t *testing.T) {
-	var zipBuf bytes.Buffer
-	zw := zip.NewWriter(&zipBuf)
-	fw, _ := zw.Create("index.html")
-	fw.Write([]byte("<h1>hi</h1>"))
-	zw.Close()
-
-	tarOf := func() []byte {
-		var b bytes.Buffer
-		tw := tar.NewWriter(&b)
-		tw.WriteHeader(&tar.Header{Name: "index.html", Mode: 0o644, Size: 5})
-		tw.Write([]byte("hello"))
-		tw.Close()
-		return b.Bytes()
-	}
-	gz := func(b []byte) []byte {
-		var out bytes.Buffer
-		w := gzip.NewWriter(&out)
-		w.Write(b)
-		w.Close()
-		return out.Bytes()
-	}
-	v7 := tarOf()
-	copy(v7[257:265], make([]byte, 8)) // drop the ustar magic: an old-style tar
-	var chk int64
-	for i, c := range v7[:512] {
-		if i >= 148 && i < 156 {
-			c = ' '
-		}
-		chk += int64(c)
-	}
-	copy(v7[148:156], fmt.Sprintf("%06o\x00 ", chk))
-
-	for _, tc := range []struct {
-		name    string
-		content []byte
-		want    ArchiveFormat
-	}{
-		{"zip", zipBuf.Bytes(), FormatZip},
-		{"tar.gz named .zip", gz(tarOf()), FormatTarGzip},
-		{"tar.gz with a big first file", gz(append(tarOf(), downloadContent(1<<20)...)), FormatTarGzip},
-		{"gzip of text", gz([]byte("just some text, not a tar archive at all")), FormatGzip},
-		{"tar", tarOf(), FormatTar},
-		{"old tar", v7, FormatTar},
-		{"html", []byte("<html>not an archive</html>"), FormatUnknown},
-		{"empty", nil, FormatUnknown},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.content == nil {
-				tc.content = []byte{}
-			}
-			store := newDownloadStore(t, tc.content)
-			c, _ := downloadWorker(t, store)
-			var buf bytes.Buffer
-			res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), &buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Format != tc.want || !bytes.Equal(buf.Bytes(), tc.content) {
-				t.Errorf("format %s, want %s", res.Format, tc.want)
-			}
-		})
-	}
-	// A format is also known when the first bytes arrived over a resume.
-	content := gz(append(tarOf(), downloadContent(100_000)...))
-	store := newDownloadStore(t, content)
-	store.cut[0] = 7
-	c, _ := downloadWorker(t, store)
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), io.Discard)
-	if err != nil || res.Format != FormatTarGzip || res.Resumes != 1 {
-		t.Errorf("after a resume at byte 7: %+v, %v", res, err)
-	}
-}
-
-func TestDownloadFormatExt(t *testing.T) {
-	for f, want := range map[ArchiveFormat]string{FormatZip: ".zip", FormatTarGzip: ".tar.gz", FormatGzip: ".gz", FormatTar: ".tar", FormatUnknown: ""} {
-		if f.Ext() != want {
-			t.Errorf("%s.Ext() = %q", f, f.Ext())
-		}
 	}
 }
 
@@ -830,19 +724,6 @@ func FuzzDownloadParseContentRange(f *testing.F) {
 		start, total, ok := parseContentRange(s)
 		if ok && (start < 0 || (total != -1 && total <= start)) {
 			t.Errorf("%q gave start %d total %d", s, start, total)
-		}
-	})
-}
-
-func FuzzDownloadDetectArchiveFormat(f *testing.F) {
-	f.Add([]byte("PK\x03\x04"))
-	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
-	f.Add(make([]byte, 600))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		switch detectArchiveFormat(b) {
-		case FormatZip, FormatTarGzip, FormatGzip, FormatTar, FormatUnknown:
-		default:
-			t.Errorf("unknown format for %x", b)
 		}
 	})
 }
@@ -897,5 +778,58 @@ func TestDownloadRedirectDoesNotLeakTheLink(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// written is how many bytes a download wrote, for tests that look at
+// nothing else of its result.
+func written(res *DownloadResult, err error) (int64, error) {
+	if res == nil {
+		return 0, err
+	}
+	return res.Written, err
+}
+
+// A bad download option value is a *ValidationError naming the option,
+// before anything is asked of the object store; other calls ignore
+// download options.
+func TestDownloadOptionValues(t *testing.T) {
+	store := newDownloadStore(t, downloadContent(1000))
+	for i := range 10 {
+		store.valid[fmt.Sprint("tok", i+1)] = true
+	}
+	c, workerCalls := downloadWorker(t, store)
+	link := downloadLinkFor(t, c)
+	for name, opt := range map[string]CallOption{
+		"WithDownloadRetries": WithDownloadRetries(-1),
+		"WithMaxDownloadSize": WithMaxDownloadSize(-1),
+		"WithStallTimeout":    WithStallTimeout(-time.Second),
+		"WithProgress":        WithProgress(nil),
+	} {
+		_, err := c.Exports.Download(context.Background(), link, io.Discard, opt)
+		var ve *ValidationError
+		if !errors.As(err, &ve) || ve.Field != name {
+			t.Errorf("%s: got %v, want a *ValidationError about it", name, err)
+		}
+		_, err = c.Exports.DownloadToFile(context.Background(), link, filepath.Join(t.TempDir(), "a.zip"), opt)
+		if !errors.As(err, &ve) || ve.Field != name {
+			t.Errorf("%s: DownloadToFile got %v", name, err)
+		}
+		c.Exports.Invalidate(link)
+		if _, err := c.Exports.ProjectLink(context.Background(), "p1", "u1", opt); err != nil {
+			t.Errorf("%s: ProjectLink did not ignore a download option: %v", name, err)
+		}
+	}
+	if n := len(store.requests()); n != 0 {
+		t.Errorf("%d requests reached the store", n)
+	}
+	if n := workerCalls.Load(); n != 5 {
+		t.Errorf("%d link requests, want 5", n)
+	}
+	// The boundary values are meaningful, not refused.
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard,
+		WithDownloadRetries(0), WithMaxDownloadSize(0), WithStallTimeout(0))
+	if err != nil || res.Written != 1000 {
+		t.Errorf("zero values: %+v, %v", res, err)
 	}
 }

@@ -3,6 +3,7 @@ package sheen
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -148,28 +149,24 @@ func FuzzDownloadLinkDecode(f *testing.F) {
 		if err := json.Unmarshal(body, &w); err != nil {
 			return
 		}
-		l, err := w.link(linkProject, "p1", "u1")
-		if err != nil {
-			if l != nil {
-				t.Fatalf("a link and an error: %v", err)
-			}
+		var a linkAnswer
+		if err := json.Unmarshal(body, &a); err != nil {
 			// One of the fixed reasons: nothing of the answer is quoted.
-			switch err.Error() {
-			case `"success" is false in a 200 answer`, "no downloadUrl", "downloadUrl is not an absolute http(s) URL":
-			default:
-				t.Fatalf("unexpected error text: %v", err)
+			if !errors.Is(err, errLinkNotSuccess) && !errors.Is(err, errLinkNoURL) && !errors.Is(err, errLinkBadURL) {
+				t.Fatalf("unexpected error: %v", err)
 			}
 			return
 		}
+		l := &a.link
 		if l.SignedURL() != w.DownloadURL || !isAbsoluteHTTPURL(l.SignedURL()) {
 			t.Fatalf("link to %q from downloadUrl %q", l.SignedURL(), w.DownloadURL)
 		}
 		if !l.ExpiresAt.IsZero() && l.ExpiresAt.Year() < 0 {
 			t.Fatalf("ExpiresAt %v", l.ExpiresAt)
 		}
-		c := l.clone()
-		if c.SignedURL() != l.SignedURL() || (l.Version != nil && c.Version == l.Version) {
-			t.Fatal("clone shares the version or lost the URL")
+		c := l.copy()
+		if c.SignedURL() != l.SignedURL() || (l.Version != nil && (c.Version == l.Version || *c.Version != *l.Version)) {
+			t.Fatal("the copy shares the version or lost part of the link")
 		}
 		checkQueryNeverShows(t, *l)
 	})

@@ -71,11 +71,11 @@ func TestExportsRedactionEverywhere(t *testing.T) {
 	c, mock, _ := newExportsClient(t)
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
 	mock.RegisterResponder("GET", "https://store.test/exports/p1-1.zip", httpmock.NewStringResponder(200, "PK\x03\x04zip"))
-	link, err := c.Exports.ExportProject(context.Background(), "p1", "u1")
+	link, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Exports.DownloadTo(context.Background(), link, &bytes.Buffer{})
+	res, err := c.Exports.Download(context.Background(), link, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

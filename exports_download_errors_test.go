@@ -79,7 +79,7 @@ func TestDownloadTruncatedByResetMatchesErrTruncated(t *testing.T) {
 	})
 	c, _ := newMockClient(t, WithDownloadHTTPClient(&http.Client{Transport: rt}))
 	link := linkTo("https://store.test/exports/p1.zip?" + exportsSecretQuery)
-	n, err := c.Exports.Download(context.Background(), link, io.Discard, WithDownloadRetries(0))
+	n, err := written(c.Exports.Download(context.Background(), link, io.Discard, WithDownloadRetries(0)))
 	var de *DownloadError
 	if !errors.As(err, &de) || !errors.Is(err, ErrTruncated) || !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("got %v; want a *DownloadError matching ErrTruncated and ECONNRESET", err)

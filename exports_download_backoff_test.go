@@ -48,7 +48,7 @@ func TestDownloadProgressResetsTheRetryBudget(t *testing.T) {
 	clock := &waitRecorder{}
 	c, _ := downloadWorker(t, store, WithClock(clock), defaultBackoff)
 	var buf bytes.Buffer
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), plainWriter{&buf})
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), plainWriter{&buf})
 	if err != nil {
 		t.Fatalf("%v (after %d requests)", err, len(store.requests()))
 	}
@@ -83,7 +83,7 @@ func TestDownloadWithoutProgressGivesUpAfterTheBudget(t *testing.T) {
 		}
 		clock := &waitRecorder{}
 		c, _ := downloadWorker(t, store, WithClock(clock), defaultBackoff)
-		opts := []DownloadOption{}
+		opts := []CallOption{}
 		if retries != DefaultDownloadRetries {
 			opts = append(opts, WithDownloadRetries(retries))
 		}
@@ -119,7 +119,7 @@ func TestDownloadRetryBudgetCountsFailuresInARow(t *testing.T) {
 	}
 	c, _ := downloadWorker(t, store, WithClock(&waitRecorder{}))
 	var buf bytes.Buffer
-	res, err := c.Exports.DownloadTo(context.Background(), downloadLinkFor(t, c), &buf, WithDownloadRetries(2))
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithDownloadRetries(2))
 	if err != nil || sum(buf.Bytes()) != sum(content) || res.Attempts != 7 {
 		t.Fatalf("got %+v, %v", res, err)
 	}
