@@ -70,6 +70,7 @@ func (c *Contract) convert(route string, status int, err error, secrets []string
 var (
 	headerName  = regexp.MustCompile(`header "([^"]+)"`)
 	unsupported = regexp.MustCompile(`^property "([^"]+)" is unsupported`)
+	missing     = regexp.MustCompile(`missing propert(?:y|ies) '([^']+)'`)
 )
 
 type leafError struct {
@@ -93,11 +94,7 @@ func bodyErrors(err error) []leafError {
 		return []leafError{{err: err}}
 	}
 	leaf := deepest(se)
-	ptr := leaf.JSONPointer()
-	if m := unsupported.FindStringSubmatch(leaf.Reason); m != nil {
-		ptr = append(ptr, m[1])
-	}
-	return []leafError{{field: "/" + strings.Join(ptr, "/"), err: schemaReason{top: se, leaf: leaf}}}
+	return []leafError{{field: "/" + strings.Join(pointer(leaf), "/"), err: schemaReason{top: se, leaf: leaf}}}
 }
 
 // schemaReason is a schema error told in one line: the failing keyword's
@@ -131,7 +128,7 @@ func deepest(se *openapi3.SchemaError) *openapi3.SchemaError {
 				visit(x)
 			}
 		case *openapi3.SchemaError:
-			if len(e.JSONPointer()) > len(best.JSONPointer()) || best == se && len(e.JSONPointer()) == len(se.JSONPointer()) {
+			if len(pointer(e)) > len(pointer(best)) || best == se && len(pointer(e)) == len(pointer(se)) {
 				best = e
 			}
 			visit(e.Origin)
@@ -145,6 +142,21 @@ func deepest(se *openapi3.SchemaError) *openapi3.SchemaError {
 	}
 	visit(se.Origin)
 	return best
+}
+
+// pointer is the JSON pointer of the value a schema error is about: for an
+// unexpected or a missing property, the property's own.
+func pointer(se *openapi3.SchemaError) []string {
+	ptr := se.JSONPointer()
+	if m := unsupported.FindStringSubmatch(se.Reason); m != nil {
+		return append(ptr, m[1])
+	}
+	// The JSON Schema 2020-12 validator names missing properties but points
+	// at their object (the built-in one points at the property).
+	if m := missing.FindStringSubmatch(se.Reason); m != nil && se.SchemaField == "required" {
+		return append(ptr, m[1])
+	}
+	return ptr
 }
 
 // reason is the message of a kin-openapi error; for header parameters it
@@ -175,7 +187,7 @@ func reason(what string, err error, withholdValue bool) string {
 // tidy shortens the JSON Schema 2020-12 validator's messages: its first
 // line names a placeholder URL, the rest is an indented tree.
 func tidy(msg string) string {
-	if !strings.Contains(msg, "jsonschema validation failed with") {
+	if !strings.Contains(msg, "\n") {
 		return msg
 	}
 	var parts []string
