@@ -50,8 +50,13 @@ type Transport struct {
 
 func (t *Transport) init() {
 	t.base, t.err = url.Parse(t.BaseURL)
-	if t.err == nil && t.base.Host == "" {
+	switch {
+	case t.err != nil:
+		t.err = fmt.Errorf("openapi: Transport.BaseURL: %w", t.err)
+	case t.base.Host == "":
 		t.err = fmt.Errorf("openapi: Transport.BaseURL %q has no host", t.BaseURL)
+	case t.Contract == nil || t.Report == nil:
+		t.err = fmt.Errorf("openapi: Transport needs a Contract and a Report func")
 	}
 	t.exempt = http.NewServeMux()
 	for _, p := range t.Exempt {

@@ -270,3 +270,18 @@ func TestAnswerViolations(t *testing.T) {
 		})
 	}
 }
+
+// A Transport missing what it needs refuses to carry requests instead of
+// panicking.
+func TestTransportMisconfigured(t *testing.T) {
+	for _, tr := range []*openapi.Transport{
+		{BaseURL: "http://worker.test", Report: func(error) {}},
+		{Contract: load(t), BaseURL: "http://worker.test"},
+		{Contract: load(t), BaseURL: "worker.test", Report: func(error) {}},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://worker.test/v1/billing/balance/u1", nil)
+		if _, err := tr.RoundTrip(req); err == nil || !strings.HasPrefix(err.Error(), "openapi: ") {
+			t.Errorf("%+v: %v", tr, err)
+		}
+	}
+}
