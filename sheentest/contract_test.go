@@ -197,18 +197,21 @@ func (r *contractRun) buildsFlow(ctx context.Context) (projectID, firstVersion s
 
 func (r *contractRun) exportsFlow(ctx context.Context, projectID, versionID string) {
 	t, c := r.t, r.client
-	link, err := c.Exports.ExportProject(ctx, projectID, "u1")
+	link, err := c.Exports.ProjectLink(ctx, projectID, "u1")
 	if err != nil {
-		t.Fatalf("ExportProject: %v", err)
+		t.Fatalf("ProjectLink: %v", err)
 	}
 	// The download goes to the object store: no x-sheen-* header may go
 	// with it (the Transport reports one).
-	must(t, "DownloadTo", func() error { _, err := c.Exports.DownloadTo(ctx, link, io.Discard); return err })
-	must(t, "DownloadVersion", func() error { _, err := c.Exports.DownloadVersion(ctx, versionID, "u1"); return err })
+	must(t, "Download", func() error { _, err := c.Exports.Download(ctx, link, io.Discard); return err })
+	vlink, err := c.Exports.VersionLink(ctx, versionID, "u1")
+	if err != nil {
+		t.Fatalf("VersionLink: %v", err)
+	}
 
 	r.srv.DropArtifact(versionID)
-	c.Exports.InvalidateVersion(versionID, "u1")
-	_, err = c.Exports.DownloadVersion(ctx, versionID, "u1")
+	c.Exports.Invalidate(vlink)
+	_, err = c.Exports.VersionLink(ctx, versionID, "u1")
 	var missing *sheen.ArtifactMissingError
 	if !errors.As(err, &missing) {
 		t.Fatalf("a dropped artifact: %v, want *ArtifactMissingError", err)
