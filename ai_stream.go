@@ -62,6 +62,7 @@ func (g *generation) run(ctx context.Context) (string, error) {
 		g.p.attempt++
 		out, a, err := g.try(ctx)
 		if err == nil {
+			g.p.log(ctx, g.resp, nil, false, 0)
 			return out, nil
 		}
 		retry, wait, ambiguous := decideRetry(a, false, rule)

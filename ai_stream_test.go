@@ -30,6 +30,7 @@ func (t pipeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
 	sreq := httptest.NewRequestWithContext(ctx, r.Method, r.URL.String(), bytes.NewReader(body))
 	sreq.Header = r.Header.Clone()
+	sreq.RequestURI = r.URL.RequestURI()
 	pr, pw := io.Pipe()
 	rw := &pipeWriter{header: http.Header{}, pw: pw, ready: make(chan struct{})}
 	go func() {
@@ -215,6 +216,16 @@ func (f *fakeGenerate) requests() []seenRequest {
 	return append([]seenRequest(nil), f.seen...)
 }
 
+// sleepCtx sleeps d unless ctx ends first; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-time.After(d):
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // aiClient is a test client whose requests go to h in process.
 func aiClient(t *testing.T, h http.Handler, opts ...Option) *WorkerClient {
 	t.Helper()
@@ -284,8 +295,24 @@ func TestGenerateStall(t *testing.T) {
 }
 
 // A worker that takes the request and sends no header is cut at the stall
-// timeout too, as an outcome unknown: it may have started the model.
+// timeout too, as an outcome unknown: it may have started the model. The
+// headers count as the answer's first bytes: the stall timeout runs again
+// from them.
 func TestGenerateStallBeforeHeaders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if sleepCtx(r.Context(), 50*time.Second) {
+				w.WriteHeader(http.StatusOK)
+			}
+			if sleepCtx(r.Context(), 50*time.Second) {
+				io.WriteString(w, okDoc)
+			}
+		})
+		c := aiClient(t, h)
+		if _, err := c.AI.Generate(context.Background(), genReq); err != nil {
+			t.Fatalf("headers at 50 s, the document 50 s later: %v", err)
+		}
+	})
 	synctest.Test(t, func(t *testing.T) {
 		var seen int
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
