@@ -230,7 +230,7 @@ func (s *AIService) Generate(ctx context.Context, req GenerateRequest, opts ...C
 	switch {
 	case err == nil:
 		return &GenerateResult{Model: ModelWorker, Output: out, CorrelationID: g.correlationID()}, nil
-	case g.fallback && s.client.ai.fallback != nil && ctx.Err() == nil:
+	case g.fallback && ctx.Err() == nil:
 		return s.fallBack(ctx, req, err, g.correlationID())
 	}
 	return nil, err

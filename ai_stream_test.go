@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -314,9 +315,9 @@ func TestGenerateStallBeforeHeaders(t *testing.T) {
 		}
 	})
 	synctest.Test(t, func(t *testing.T) {
-		var seen int
+		var seen atomic.Int32
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			seen++
+			seen.Add(1)
 			<-r.Context().Done()
 		})
 		c := aiClient(t, h, WithGenerateStallTimeout(10*time.Second))
@@ -324,8 +325,8 @@ func TestGenerateStallBeforeHeaders(t *testing.T) {
 		if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("got %v", err)
 		}
-		if seen != 1 {
-			t.Errorf("sent %d times", seen)
+		if n := seen.Load(); n != 1 {
+			t.Errorf("sent %d times", n)
 		}
 	})
 }

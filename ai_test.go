@@ -298,7 +298,7 @@ func TestGenerateValidation(t *testing.T) {
 		}
 	}
 	//lint:ignore SA1012 a nil context is what is tested
-	if _, err := c.AI.Generate(nil, genReq); err == nil { //nolint:staticcheck
+	if _, err := c.AI.Generate(nil, genReq); err == nil {
 		t.Error("a nil context was accepted")
 	}
 	if n := len(fake.requests()); n != 0 {
