@@ -29,7 +29,7 @@ func TestGenerateSignatureVectors(t *testing.T) {
 	req := GenerateRequest{UserID: "u1", ProjectID: "p1", Prompt: `Add a <dark> mode & "toggle"`}
 	const wantBody = `{"userId":"u1","projectId":"p1","prompt":"Add a <dark> mode & \"toggle\""}`
 	pinned := map[string]string{
-		wantBody:                 "d289be79c0375e76aada379d4d4990a8b271fecf42b045012295ce514fe4a4dd",
+		wantBody:                  "d289be79c0375e76aada379d4d4990a8b271fecf42b045012295ce514fe4a4dd",
 		wantBody + "/generate":    "a4a17e3ca449bfd1d548d70b222de2809c34ee2a1cf6bcb288b84306f6be21dc",
 		wantBody + "/ai/generate": "323d9c1f0ee2d8b9827e8c9e8cc496dcf38f247a80c95dc4edd19e228566fd90",
 	}
