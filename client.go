@@ -44,12 +44,15 @@ type WorkerClient struct {
 	Builds *BuildsService
 	// Exports hands out download links and downloads archives.
 	Exports *ExportsService
+	// AI runs prompts on a project with the worker's model (/generate).
+	AI *AIService
 
 	core   *core
 	common service
 
 	// The services' own state, beside the core's request path.
 	exports exportsState
+	ai      aiState
 }
 
 // ready reports ErrNotConfigured for a service of a client that
@@ -148,8 +151,9 @@ func NewWorkerClient(opts ...Option) (*WorkerClient, error) {
 
 // NewWorkerClientFromEnv makes a client from WORKER_BASE_URL (default
 // https://worker.sheenapps.com), WORKER_SHARED_SECRET, WORKER_SHARED_SECRET_V2
-// and WORKER_SIGNING (bodypath, timestamp or dual). Options given here win
-// over the environment.
+// and WORKER_SIGNING (bodypath, timestamp or dual), and for AI.Generate
+// CLAUDE_WORKER_URL and CLAUDE_SHARED_SECRET. Options given here win over
+// the environment.
 func NewWorkerClientFromEnv(opts ...Option) (*WorkerClient, error) {
 	return NewWorkerClient(append(fromEnv(), opts...)...)
 }
@@ -188,10 +192,14 @@ func newClient(cfg config) (*WorkerClient, error) {
 	c.builds.init(c, cfg.builds)
 	wc := &WorkerClient{core: c}
 	wc.exports.init(c, cfg.exports)
+	if err := wc.ai.init(c, &cfg); err != nil {
+		return nil, err
+	}
 	wc.common.client = wc
 	wc.Billing = (*BillingService)(&wc.common)
 	wc.Builds = (*BuildsService)(&wc.common)
 	wc.Exports = (*ExportsService)(&wc.common)
+	wc.AI = (*AIService)(&wc.common)
 	return wc, nil
 }
 

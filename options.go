@@ -51,6 +51,7 @@ type config struct {
 	billing billingConfig
 	builds  buildsConfig
 	exports exportsConfig
+	ai      aiConfig
 
 	// names say where each setting came from, for error messages.
 	secretFrom, secretV2From, baseURLFrom string
@@ -238,6 +239,7 @@ func fromEnv() []Option {
 	if v, ok := os.LookupEnv(EnvSecretV2); ok && v != "" {
 		opts = append(opts, func(c *config) error { c.secretV2, c.secretV2From = v, EnvSecretV2; return nil })
 	}
+	opts = append(opts, aiFromEnv()...)
 	if v, ok := os.LookupEnv(EnvSigning); ok && v != "" {
 		opts = append(opts, func(c *config) error {
 			s, err := ParseSigning(v)

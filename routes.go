@@ -48,10 +48,15 @@ const (
 	// RouteDownloadVersion is called by ExportsService.DownloadVersion; the
 	// query carries userId.
 	RouteDownloadVersion = "GET /v1/versions/{versionId}/download"
+	// RouteGenerate is called by AIService.Generate, on its own URL and
+	// secret (WithGenerateURL, WithGenerateSecret). It is not one of the
+	// /v1 routes Routes lists: it is signed apart and never proxied.
+	RouteGenerate = "POST /generate"
 )
 
-// Routes returns every route the SDK calls, in the order of the constants
-// above (billing, builds, build events, exports).
+// Routes returns every /v1 route the SDK calls, in the order of the
+// constants above (billing, builds, build events, exports); RouteGenerate
+// is apart.
 func Routes() []string {
 	return []string{
 		RouteBalance, RouteLegacyBalance, RouteCheckSufficient, RouteCheckBatch, RouteUsage, RouteBillingEvents,

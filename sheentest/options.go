@@ -54,6 +54,7 @@ type settings struct {
 	dailyGift       time.Duration
 	linkTTL         time.Duration
 	artifactPadding int64
+	generate        generateSettings
 }
 
 func defaultSettings() settings {

@@ -50,6 +50,8 @@ type Server struct {
 	nextID   int
 	nextEvID int64
 
+	gen generateState
+
 	failNext         *failSpec
 	failMetadataNext bool
 
@@ -132,6 +134,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/projects/{projectId}/export", s.handleExportProject)
 	m.HandleFunc("GET /v1/versions/{versionId}/download", s.handleDownloadVersion)
 	m.HandleFunc("GET /_store/{key}", s.handleStore)
+	m.HandleFunc(sheen.RouteGenerate, s.handleGenerate) // checks its own signature
 }
 
 // serve is the pipeline every request goes through: log, injected faults,
@@ -167,6 +170,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if pattern != "" && paramTooLong(pattern, r.URL.EscapedPath()) {
 		writeJSON(rec, http.StatusNotFound, map[string]any{"error": "Not Found", "message": "Route " + r.Method + ":" + r.URL.Path + " not found", "statusCode": 404})
+		return
+	}
+	if pattern == sheen.RouteGenerate {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		s.mux.ServeHTTP(rec, r)
 		return
 	}
 	// As on the deployed worker: the target exactly as it came on the wire,

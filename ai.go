@@ -1,0 +1,370 @@
+package sheen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sheenapps/sheen-go/internal/jsonx"
+)
+
+// Environment variables read by NewWorkerClientFromEnv for AI.Generate; when
+// unset, Generate uses the worker's base URL and shared secret.
+const (
+	// EnvGenerateURL is the generation endpoint: a base URL (/generate is
+	// added) or the endpoint itself (a URL whose path ends in /generate).
+	EnvGenerateURL = "CLAUDE_WORKER_URL"
+	// EnvGenerateSecret is the generation endpoint's secret (at least 32
+	// characters; it may equal the main one).
+	EnvGenerateSecret = "CLAUDE_SHARED_SECRET"
+)
+
+// generatePath is the endpoint's path below a base URL.
+const generatePath = "/generate"
+
+// AIService runs prompts on a project with the worker's model: the v2.1
+// plan's prompt runner (the seed's "Claude runner").
+//
+// A generation runs a model on the project's working folder on the worker:
+// it costs money and changes files, so it is never sent twice unless the
+// worker provably did not start it. Generate shares the client's rate
+// limiter, logger and error types; it has its own URL and secret
+// (WithGenerateURL, WithGenerateSecret, or CLAUDE_WORKER_URL and
+// CLAUDE_SHARED_SECRET), falling back to the worker's.
+type AIService service
+
+// aiConfig is what the client options say about Generate.
+type aiConfig struct {
+	url, urlFrom       string
+	secret, secretFrom string
+	stall              time.Duration
+	stallSet           bool
+	fallback           func(context.Context, GenerateRequest) (string, error)
+}
+
+// WithGenerateURL sets the generation endpoint (default: the worker's base
+// URL). A URL whose path ends in /generate is the endpoint itself; any
+// other is a base URL that /generate is added to. The rules of WithBaseURL
+// apply (https, or http:// on loopback or with WithInsecureHTTP).
+func WithGenerateURL(url string) Option {
+	return func(c *config) error {
+		if strings.TrimSpace(url) == "" {
+			return errors.New("sheen: WithGenerateURL: the URL is empty")
+		}
+		c.ai.url, c.ai.urlFrom = url, "WithGenerateURL"
+		return nil
+	}
+}
+
+// WithGenerateSecret sets the generation endpoint's secret (default: the
+// main one, WithSecret). Like the main one it must be at least 32
+// characters.
+func WithGenerateSecret(secret string) Option {
+	return func(c *config) error {
+		if secret == "" {
+			return errors.New("sheen: WithGenerateSecret: the secret is empty")
+		}
+		c.ai.secret, c.ai.secretFrom = secret, "WithGenerateSecret"
+		return nil
+	}
+}
+
+// WithGenerateStallTimeout sets how long Generate waits for the next byte
+// of the worker's answer (default DefaultGenerateStallTimeout): the
+// request's headers, a heartbeat or the document. A generation may run for
+// minutes; the attempt timeout (WithAttemptTimeout) does not apply to it,
+// this does. 0 waits as long as the call's context allows; a negative value
+// is refused.
+//
+// The deployed worker sends one heartbeat (a space) at once and nothing
+// more until the model ends: against it, a run longer than the stall
+// timeout is cut (and reported as ErrOutcomeUnknown). Set it above the
+// longest run you expect, or to 0, unless your worker heart-beats.
+func WithGenerateStallTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("sheen: WithGenerateStallTimeout: %s; it must be 0 (none) or positive", d)
+		}
+		c.ai.stall, c.ai.stallSet = d, true
+		return nil
+	}
+}
+
+// WithGenerateFallback sets the model that answers a prompt when the worker
+// cannot take it: at its first 429 (the worker's budget is hourly, a retry
+// within seconds finds it spent; the client's own limiter refusing to wait
+// counts too), or once the retry rule gives up on a worker that is
+// unreachable (connection refused, DNS) or that a gateway answered 502, 503
+// or 504 for in place of the worker's immediate 200. The result says so
+// (GenerateResult.Model is ModelFallback, FallbackCause the worker's
+// failure). fn is not called for other failures, nor once ctx has ended.
+func WithGenerateFallback(fn func(ctx context.Context, req GenerateRequest) (string, error)) Option {
+	return func(c *config) error {
+		if fn == nil {
+			return errors.New("sheen: WithGenerateFallback: the function is nil")
+		}
+		c.ai.fallback = fn
+		return nil
+	}
+}
+
+// aiFromEnv turns CLAUDE_WORKER_URL and CLAUDE_SHARED_SECRET into options;
+// empty values count as unset.
+func aiFromEnv() []Option {
+	var opts []Option
+	if v := os.Getenv(EnvGenerateURL); v != "" {
+		opts = append(opts, func(c *config) error { c.ai.url, c.ai.urlFrom = v, EnvGenerateURL; return nil })
+	}
+	if v := os.Getenv(EnvGenerateSecret); v != "" {
+		opts = append(opts, func(c *config) error { c.ai.secret, c.ai.secretFrom = v, EnvGenerateSecret; return nil })
+	}
+	return opts
+}
+
+// aiState is the AI service's own state on the client.
+type aiState struct {
+	url        string // the endpoint
+	path       string // its path, for errors and logs
+	secretFrom string // the setting its secret came from, for errors
+	key        *macKey
+	transport  http.RoundTripper // the caller's transport, without signer or limiter
+	stall      time.Duration
+	fallback   func(context.Context, GenerateRequest) (string, error)
+	refusals   refusalLog
+}
+
+// init checks the endpoint and its secret with the rules of the main ones
+// and names the setting each came from in its errors.
+func (a *aiState) init(c *core, cfg *config) error {
+	v := *cfg
+	v.secretV2 = ""
+	if cfg.ai.url != "" {
+		v.baseURL, v.baseURLFrom = cfg.ai.url, cfg.ai.urlFrom
+	}
+	if cfg.ai.secret != "" {
+		v.secret, v.secretFrom = cfg.ai.secret, cfg.ai.secretFrom
+	}
+	u, err := v.validate()
+	if err != nil {
+		return err
+	}
+	if !strings.HasSuffix(u.EscapedPath(), generatePath) {
+		u = u.JoinPath(generatePath)
+	}
+	a.url, a.path = u.String(), u.EscapedPath()
+	a.key, a.secretFrom = newMACKey([]byte(v.secret)), v.secretFrom
+	a.transport = http.DefaultTransport
+	if st, ok := c.http.Transport.(*signingTransport); ok {
+		a.transport = unsignedTransport{st}
+	}
+	a.stall = DefaultGenerateStallTimeout
+	if cfg.ai.stallSet {
+		a.stall = cfg.ai.stall
+	}
+	a.fallback = cfg.ai.fallback
+	return nil
+}
+
+// sign is the x-sheen-signature of a generation: over body + path with
+// v2.1's scheme, as every v2.1 route; over the body alone with the deployed
+// worker's schemes, whose /generate checks neither v1 nor v2.
+func (a *aiState) sign(scheme Signing, target string, body []byte) string {
+	if scheme == SigningBodyPath {
+		return signBodyPath(a.key, body, target)
+	}
+	return a.key.sum("", body, "")
+}
+
+// Generate runs req.Prompt on the project and returns the model's output.
+//
+// The worker answers at once with a heartbeat and then, when the model
+// ends (seconds to minutes later), with one JSON document. The call is
+// bounded by ctx and by the stall timeout (WithGenerateStallTimeout), not
+// by the attempt timeout nor the HTTP client's Timeout. It is tried again
+// only when the worker provably did not start it (connection refused, DNS,
+// a 429); any other failure after the request may have reached the worker
+// (a connection lost, a stall, a 5xx) is an *OutcomeUnknownError
+// (ErrOutcomeUnknown): the model may have run and changed the project.
+// WithIdempotencyKey does not change that: the worker keeps no replay
+// cache for /generate.
+//
+// Errors: a *GenerateError (ErrGenerationFailed) when the worker reports
+// the run failed; an *APIError for a refusal (400 with the worker's
+// message, 403 for an invalid project path, 404 ErrNotFound when the
+// project has no working folder on the worker); *AuthError for a refused
+// signature; *RateLimitError for a 429 without a fallback; *ValidationError
+// for a request refused before sending. With WithGenerateFallback, a 429 or
+// an unavailable worker is answered by the fallback instead.
+//
+// Every CallOption applies; WithCallAttempts counts the attempts that the
+// rule allows.
+func (s *AIService) Generate(ctx context.Context, req GenerateRequest, opts ...CallOption) (*GenerateResult, error) {
+	if err := ready((*service)(s)); err != nil {
+		return nil, err
+	}
+	if ctx == nil {
+		return nil, &ValidationError{Field: "context", Reason: "is nil"}
+	}
+	cc, err := newCallConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	body, err := req.encode(cc)
+	if err != nil {
+		return nil, err
+	}
+	if cc.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cc.timeout)
+		defer cancel()
+	}
+	g := newGeneration(s.client, cc, body)
+	out, err := g.run(ctx)
+	g.record()
+	switch {
+	case err == nil:
+		return &GenerateResult{Model: ModelWorker, Output: out, CorrelationID: g.correlationID()}, nil
+	case g.fallback && ctx.Err() == nil:
+		return s.fallBack(ctx, req, err, g.correlationID())
+	}
+	return nil, err
+}
+
+// fallBack asks the caller's fallback model, after the worker's failure
+// cause.
+func (s *AIService) fallBack(ctx context.Context, req GenerateRequest, cause error, correlationID string) (*GenerateResult, error) {
+	c := s.client
+	c.core.logger.LogAttrs(ctx, slog.LevelDebug, "sheen: generate: the fallback answers",
+		slog.String("cause", redactedError(cause)))
+	out, err := c.ai.fallback(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("sheen: POST %s: the fallback failed: %w (after the worker's failure: %w)", c.ai.path, err, cause)
+	}
+	return &GenerateResult{Model: ModelFallback, Output: out, CorrelationID: correlationID, FallbackCause: cause}, nil
+}
+
+// RateLimitRefusals reads the seed's alert rule: how many times /generate
+// answered 429 in the last 5 minutes, and whether that is more than 3. A
+// client that is not configured reports none.
+func (s *AIService) RateLimitRefusals() RateLimitAlert {
+	if ready((*service)(s)) != nil {
+		return RateLimitAlert{Window: refusalWindow}
+	}
+	return s.client.ai.refusals.read(s.client.core.clock.Now())
+}
+
+// encode checks the request and returns its body, the exact bytes sent and
+// signed. The ids name a folder on the worker: ones that would leave the
+// project's (the worker's 403) are refused here.
+func (r GenerateRequest) encode(cc callConfig) ([]byte, error) {
+	if err := checkFolderID("userId", r.UserID); err != nil {
+		return nil, err
+	}
+	if err := checkFolderID("projectId", r.ProjectID); err != nil {
+		return nil, err
+	}
+	if r.Prompt == "" {
+		return nil, &ValidationError{Field: "prompt", Reason: "is empty (the worker answers 400 Prompt is required)"}
+	}
+	for k := range cc.header {
+		if strings.HasPrefix(strings.ToLower(k), "x-sheen-") {
+			return nil, &ValidationError{Field: "header " + k, Reason: "x-sheen-* headers are set by the signer"}
+		}
+	}
+	body, err := jsonx.Marshal(r)
+	if err != nil {
+		return nil, &ValidationError{Field: "request body", Reason: "cannot be encoded as JSON: " + err.Error()}
+	}
+	if len(body) > MaxRequestBody {
+		return nil, &ValidationError{Field: "prompt", Reason: fmt.Sprintf("makes a body of %d bytes; the worker refuses bodies over %d", len(body), MaxRequestBody), Err: ErrPayloadTooLarge}
+	}
+	return body, nil
+}
+
+// checkFolderID refuses an id the worker would refuse or that would name a
+// folder outside the project's: empty, a dot segment, a separator, a
+// control character.
+func checkFolderID(field, id string) error {
+	switch {
+	case strings.TrimSpace(id) == "":
+		return &ValidationError{Field: field, Reason: "is empty or only white space"}
+	case id == "." || id == ".." || strings.ContainsAny(id, `/\`):
+		return &ValidationError{Field: field, Reason: fmt.Sprintf("%q would name a folder outside the project's", id)}
+	case strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return &ValidationError{Field: field, Reason: "contains control characters"}
+	}
+	return nil
+}
+
+// refusalWindow and refusalAlert are the seed's alert rule: more than
+// refusalAlert refusals within refusalWindow.
+const (
+	refusalWindow = 5 * time.Minute
+	refusalAlert  = 3
+)
+
+// refusalSeconds is refusalWindow in whole seconds: one slot each.
+const refusalSeconds = int64(refusalWindow / time.Second)
+
+// refusalLog counts the 429s of /generate per second over the last
+// refusalWindow, in fixed memory whatever their rate.
+type refusalLog struct {
+	mu       sync.Mutex
+	slots    [refusalSeconds]refusalSlot
+	last     time.Time
+	alerting bool
+}
+
+type refusalSlot struct {
+	sec int64 // the Unix second counted, 0 when unused
+	n   int
+}
+
+// add counts a refusal at now and reports whether the alert starts with it.
+func (l *refusalLog) add(now time.Time) (starts bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sec := now.Unix()
+	slot := &l.slots[sec%refusalSeconds]
+	if slot.sec != sec {
+		*slot = refusalSlot{sec: sec}
+	}
+	slot.n++
+	if now.After(l.last) {
+		l.last = now
+	}
+	alerting := l.countLocked(sec) > refusalAlert
+	starts = alerting && !l.alerting
+	l.alerting = alerting
+	return starts
+}
+
+// read is the alert's state at now.
+func (l *refusalLog) read(now time.Time) RateLimitAlert {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := RateLimitAlert{Count: l.countLocked(now.Unix()), Window: refusalWindow}
+	a.Alerting = a.Count > refusalAlert
+	if a.Count > 0 {
+		a.Last = l.last
+	}
+	l.alerting = a.Alerting
+	return a
+}
+
+// countLocked sums the slots of the window that ends at second sec.
+func (l *refusalLog) countLocked(sec int64) int {
+	n := 0
+	for _, s := range l.slots {
+		if s.sec > sec-refusalSeconds && s.sec <= sec {
+			n += s.n
+		}
+	}
+	return n
+}

@@ -1,0 +1,121 @@
+package sheen
+
+import (
+	"errors"
+	"strings"
+	"time"
+)
+
+// MaxGenerateOutput is the deployed worker's cap on a generation's output
+// (10 MiB): past it the worker stops the model and answers success:false
+// with "Output buffer exceeded", which Generate returns as a
+// *GenerateError matching ErrPayloadTooLarge.
+const MaxGenerateOutput = 10 << 20
+
+// DefaultGenerateStallTimeout is how long Generate waits for the next byte
+// of the worker's answer before it gives up on the attempt
+// (WithGenerateStallTimeout). The deployed worker sends one heartbeat space
+// at once and then nothing until the model is done, which takes minutes: a
+// shorter default would cut paid runs that are still going.
+const DefaultGenerateStallTimeout = 10 * time.Minute
+
+// GenerateRequest is a prompt to run on a user's project. All three fields
+// are required: the worker refuses a request without any of them.
+type GenerateRequest struct {
+	// UserID owns the project.
+	UserID string `json:"userId"`
+	// ProjectID names the project, whose working folder on the worker the
+	// model reads and changes.
+	ProjectID string `json:"projectId"`
+	// Prompt is what the model is asked to do.
+	Prompt string `json:"prompt"`
+}
+
+// GenerateModel says who answered a prompt.
+type GenerateModel string
+
+const (
+	// ModelWorker is the worker's own model (/generate).
+	ModelWorker GenerateModel = "worker"
+	// ModelFallback is the caller's fallback (WithGenerateFallback).
+	ModelFallback GenerateModel = "fallback"
+)
+
+// GenerateResult is the answer to a prompt.
+type GenerateResult struct {
+	// Model is who answered: ModelWorker, or ModelFallback when the worker
+	// could not take the prompt.
+	Model GenerateModel
+	// Output is the model's text.
+	Output string
+	// CorrelationID is the X-Correlation-Id of the worker call (the
+	// worker's echo, or the one sent), also when the fallback answered.
+	CorrelationID string
+	// FallbackCause is why the fallback answered: the worker's failure (a
+	// *RateLimitError, an *APIError for a 502/503/504, a connection
+	// refused); nil when the worker answered.
+	FallbackCause error
+}
+
+// ErrGenerationFailed is matched by a *GenerateError: the worker ran the
+// prompt and reported a failure.
+var ErrGenerationFailed = errors.New("sheen: generation failed")
+
+// outputExceeded is the worker's message for an output over
+// MaxGenerateOutput.
+const outputExceeded = "Output buffer exceeded"
+
+// GenerateError is a generation the worker reported as failed: an answer
+// {"success":false,"error":"..."} inside a 200. The model may have run and
+// changed the project's files before it failed. It matches
+// ErrGenerationFailed, and ErrPayloadTooLarge when the output went over
+// MaxGenerateOutput.
+type GenerateError struct {
+	// Message is the worker's error message, never empty.
+	Message string
+	// CorrelationID is the X-Correlation-Id of the call.
+	CorrelationID string
+}
+
+// Error returns "sheen: POST /generate: generation failed: message
+// (correlation id)".
+func (e *GenerateError) Error() string {
+	if e == nil {
+		return "sheen: <nil GenerateError>"
+	}
+	msg := "sheen: POST /generate: generation failed: " + e.Message
+	if e.CorrelationID != "" {
+		msg += " (correlation id " + e.CorrelationID + ")"
+	}
+	return msg
+}
+
+// Is matches ErrGenerationFailed, and ErrPayloadTooLarge for an output over
+// the worker's cap.
+func (e *GenerateError) Is(target error) bool {
+	if e == nil {
+		return false
+	}
+	switch target {
+	case ErrGenerationFailed:
+		return true
+	case ErrPayloadTooLarge:
+		return strings.EqualFold(strings.TrimSpace(e.Message), outputExceeded)
+	}
+	return false
+}
+
+// RateLimitAlert is the seed's alert rule on the worker's generation
+// budget: more than 3 rate-limit refusals (429) of /generate in 5 minutes.
+// See AIService.RateLimitRefusals.
+type RateLimitAlert struct {
+	// Count is how many 429s /generate answered within Window.
+	Count int
+	// Window is the span counted: 5 minutes.
+	Window time.Duration
+	// Alerting is Count > 3: the worker's hourly budget is spent, and
+	// prompts go to the fallback (or fail) until it refills.
+	Alerting bool
+	// Last is when the last refusal came, zero when none did within Window.
+	Last time.Time
+}
