@@ -477,9 +477,9 @@ func (s *BillingService) Balance(ctx context.Context, userID string) (*Balance, 
 	return b.clone(), nil
 }
 
-// BalanceFresh asks the worker for userID's balance, ignoring any cached
+// RefreshBalance asks the worker for userID's balance, ignoring any cached
 // value, and caches the answer for later Balance calls.
-func (s *BillingService) BalanceFresh(ctx context.Context, userID string) (*Balance, error) {
+func (s *BillingService) RefreshBalance(ctx context.Context, userID string) (*Balance, error) {
 	if err := ready((*service)(s)); err != nil {
 		return nil, err
 	}
@@ -670,9 +670,9 @@ func (s *BillingService) Usage(ctx context.Context, userID string, period UsageP
 	return r, nil
 }
 
-// Events returns userID's latest billing events, newest first as the worker
+// History returns userID's latest billing events, newest first as the worker
 // orders them. limit is 1 to 100; 0 lets the worker choose.
-func (s *BillingService) Events(ctx context.Context, userID string, limit int) ([]BillingEvent, error) {
+func (s *BillingService) History(ctx context.Context, userID string, limit int) ([]BillingEvent, error) {
 	if err := ready((*service)(s)); err != nil {
 		return nil, err
 	}
@@ -746,7 +746,7 @@ func (s *BillingService) WaitForBalance(ctx context.Context, userID string, atLe
 		// the deadline, gets one interval), so a worker that never answers
 		// cannot hold the wait for long past it.
 		pollCtx, cancel := context.WithTimeout(ctx, max(deadline.Sub(clock.Now()), w.interval))
-		b, err := s.BalanceFresh(pollCtx, userID)
+		b, err := s.RefreshBalance(pollCtx, userID)
 		pollCut := err != nil && pollCtx.Err() != nil // an answer that made it counts
 		cancel()
 		polls++

@@ -206,11 +206,11 @@ func TestBillingBalanceCache(t *testing.T) {
 	total("a build started drops the value", 5*time.Minute)
 
 	tick()
-	b, err := c.Billing.BalanceFresh(ctx, "u1")
+	b, err := c.Billing.RefreshBalance(ctx, "u1")
 	if err != nil || b.Total != 6*time.Minute {
-		t.Fatalf("BalanceFresh: %v, %v", b, err)
+		t.Fatalf("RefreshBalance: %v, %v", b, err)
 	}
-	total("BalanceFresh's answer is cached", 6*time.Minute)
+	total("RefreshBalance's answer is cached", 6*time.Minute)
 
 	if n := calls.Load(); n != 6 {
 		t.Errorf("the worker saw %d balance requests for u1, want 6", n)
@@ -289,9 +289,9 @@ func TestBillingRefusesBadUserIDs(t *testing.T) {
 	c, mock, _ := newBillingClient(t)
 	mock.RegisterNoResponder(httpmock.NewStringResponder(200, billingTotalBody(60)))
 	calls := map[string]func(id string) error{
-		"Balance":       func(id string) error { _, err := c.Billing.Balance(ctx, id); return err },
-		"BalanceFresh":  func(id string) error { _, err := c.Billing.BalanceFresh(ctx, id); return err },
-		"LegacyBalance": func(id string) error { _, err := c.Billing.LegacyBalance(ctx, id); return err },
+		"Balance":        func(id string) error { _, err := c.Billing.Balance(ctx, id); return err },
+		"RefreshBalance": func(id string) error { _, err := c.Billing.RefreshBalance(ctx, id); return err },
+		"LegacyBalance":  func(id string) error { _, err := c.Billing.LegacyBalance(ctx, id); return err },
 		"CheckSufficient": func(id string) error {
 			_, err := c.Billing.CheckSufficient(ctx, CheckSufficientRequest{UserID: id, OperationType: OperationUpdate, ProjectSize: ProjectSizeLarge})
 			return err
@@ -301,7 +301,7 @@ func TestBillingRefusesBadUserIDs(t *testing.T) {
 			return err
 		},
 		"Usage":          func(id string) error { _, err := c.Billing.Usage(ctx, id, UsagePeriodDay); return err },
-		"Events":         func(id string) error { _, err := c.Billing.Events(ctx, id, 10); return err },
+		"History":        func(id string) error { _, err := c.Billing.History(ctx, id, 10); return err },
 		"WaitForBalance": func(id string) error { _, err := c.Billing.WaitForBalance(ctx, id, time.Minute); return err },
 	}
 	for name, call := range calls {
@@ -553,14 +553,14 @@ func TestBillingUsage(t *testing.T) {
 	}
 }
 
-func TestBillingEvents(t *testing.T) {
+func TestBillingHistory(t *testing.T) {
 	c, mock, _ := newBillingClient(t)
 	var target string
 	mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
 		target = r.URL.RequestURI()
 		return httpmock.NewStringResponse(200, `{"events":[{"type":"purchase","seconds":"3600","reason":"package mini","timestamp":"2025-03-04T10:00:00.123Z"},{"type":"consumption","seconds":-120,"reason":"build","timestamp":1741082400},{"type":"gift","seconds":60,"reason":null,"timestamp":"not a time"}]}`), nil
 	})
-	got, err := c.Billing.Events(context.Background(), "u1", 20)
+	got, err := c.Billing.History(context.Background(), "u1", 20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,11 +573,11 @@ func TestBillingEvents(t *testing.T) {
 		{Type: "gift", Amount: time.Minute},
 	}
 	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("events (-want +got):\n%s", d)
+		t.Errorf("history (-want +got):\n%s", d)
 	}
 	for _, limit := range []int{-1, 101} {
 		var ve *ValidationError
-		if _, err := c.Billing.Events(context.Background(), "u1", limit); !errors.As(err, &ve) {
+		if _, err := c.Billing.History(context.Background(), "u1", limit); !errors.As(err, &ve) {
 			t.Errorf("limit %d: want *ValidationError, got %v", limit, err)
 		}
 	}

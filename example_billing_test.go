@@ -52,7 +52,7 @@ func ExampleBillingService_Balance() {
 		log.Fatal(err)
 	}
 
-	// Cached for 5 minutes per user; BalanceFresh skips the cache.
+	// Cached for 5 minutes per user; RefreshBalance skips the cache.
 	b, err := client.Billing.Balance(context.Background(), "user-42")
 	if err != nil {
 		log.Fatal(err)
