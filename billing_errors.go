@@ -124,6 +124,22 @@ func (ib *InsufficientBalanceError) fill(w errorWire) {
 	ib.CatalogVersion = w.CatalogVersion
 }
 
+// check is the SufficientCheck that says what ib says.
+func (ib *InsufficientBalanceError) check() *SufficientCheck {
+	return &SufficientCheck{
+		Estimate:       ib.Estimate,
+		Balance:        ib.Balance,
+		Available:      ib.Available,
+		HasAvailable:   ib.HasAvailable,
+		Required:       ib.Required,
+		Breakdown:      ib.Breakdown,
+		Suggestions:    ib.Suggestions,
+		Recommendation: ib.Recommendation,
+		ResumeToken:    ib.ResumeToken,
+		CatalogVersion: ib.CatalogVersion,
+	}
+}
+
 // ErrBalanceTimeout is matched by the *BalanceTimeoutError of a
 // WaitForBalance that gave up.
 var ErrBalanceTimeout = errors.New("sheen: balance did not reach the expected amount in time")

@@ -415,3 +415,64 @@ func TestBillingHistory(t *testing.T) {
 		}
 	}
 }
+
+func TestBillingMethodsTakeCallOptions(t *testing.T) {
+	ctx := context.Background()
+	c, mock := newMockClient(t) // the real clock: the limiter's burst refills
+	check := CheckSufficientRequest{UserID: "u1", OperationType: OperationUpdate, ProjectSize: ProjectSizeSmall}
+	batch := CheckBatchRequest{UserID: "u1", Operations: []BatchOperation{{Type: BatchOperationBuild}}}
+	for _, tc := range []struct {
+		name, route, body string
+		call              func(...CallOption) error
+	}{
+		{"Balance", RouteBalance, billingTotalBody(60), func(o ...CallOption) error { _, err := c.Billing.Balance(ctx, "u1", o...); return err }},
+		{"RefreshBalance", RouteBalance, billingTotalBody(60), func(o ...CallOption) error { _, err := c.Billing.RefreshBalance(ctx, "u1", o...); return err }},
+		{"WaitForBalance", RouteBalance, billingTotalBody(60), func(o ...CallOption) error {
+			_, err := c.Billing.WaitForBalance(ctx, "u1", time.Minute, o...)
+			return err
+		}},
+		{"LegacyBalance", RouteLegacyBalance, billingV21Body, func(o ...CallOption) error { _, err := c.Billing.LegacyBalance(ctx, "u1", o...); return err }},
+		{"CheckSufficient", RouteCheckSufficient, `{"sufficient":true}`, func(o ...CallOption) error { _, err := c.Billing.CheckSufficient(ctx, check, o...); return err }},
+		{"CheckBatch", RouteCheckBatch, `[{"operation":"build","ok":true}]`, func(o ...CallOption) error { _, err := c.Billing.CheckBatch(ctx, batch, o...); return err }},
+		{"Usage", RouteUsage, `{"total_seconds":1}`, func(o ...CallOption) error { _, err := c.Billing.Usage(ctx, "u1", "", o...); return err }},
+		{"History", RouteBillingEvents, `{"events":[]}`, func(o ...CallOption) error { _, err := c.Billing.History(ctx, "u1", 0, o...); return err }},
+	} {
+		var params []string
+		if strings.Contains(tc.route, "{") {
+			params = []string{"u1"}
+		}
+		method, path, _ := expandRoute(tc.route, params...)
+		var probe string
+		mock.RegisterResponder(method, "https://worker.test/base"+path, func(r *http.Request) (*http.Response, error) {
+			probe = r.Header.Get("X-Probe")
+			return httpmock.NewStringResponse(200, tc.body), nil
+		})
+		c.Billing.InvalidateBalance("u1") // Balance must ask
+		var resp Response
+		if err := tc.call(WithHeader("X-Probe", tc.name), WithResponse(&resp)); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if probe != tc.name || resp.StatusCode != 200 || resp.Cached {
+			t.Errorf("%s: the worker saw X-Probe %q, Response %+v; want the caller's header and the worker's 200", tc.name, probe, resp)
+		}
+		var ve *ValidationError
+		if err := tc.call(nil); !errors.As(err, &ve) {
+			t.Errorf("%s with a nil CallOption: want *ValidationError, got %v", tc.name, err)
+		}
+	}
+}
+
+func TestBillingRefusesAnswersWithoutContent(t *testing.T) {
+	// A 204 (or an empty 200) holds no balance and no check result.
+	for _, status := range []int{204, 200} {
+		c, mock := newMockClient(t)
+		mock.RegisterNoResponder(httpmock.NewStringResponder(status, ``))
+		if b, err := c.Billing.Balance(context.Background(), "u1"); !errors.Is(err, ErrInvalidResponse) {
+			t.Errorf("%d to Balance: got %+v, %v; want ErrInvalidResponse", status, b, err)
+		}
+		chk, err := c.Billing.CheckSufficient(context.Background(), CheckSufficientRequest{UserID: "u1", OperationType: OperationUpdate, ProjectSize: ProjectSizeSmall})
+		if !errors.Is(err, ErrInvalidResponse) {
+			t.Errorf("%d to CheckSufficient: got %+v, %v; want ErrInvalidResponse", status, chk, err)
+		}
+	}
+}

@@ -1,7 +1,8 @@
 package sheen
 
 import (
-	"slices"
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -120,23 +121,6 @@ type BonusAllowance struct {
 	MonthlyCap time.Duration
 }
 
-func (b *Balance) clone() *Balance {
-	if b == nil {
-		return nil
-	}
-	c := *b
-	c.Buckets = slices.Clone(b.Buckets)
-	if b.Usage != nil {
-		u := *b.Usage
-		c.Usage = &u
-	}
-	if b.BonusAllowance != nil {
-		a := *b.BonusAllowance
-		c.BonusAllowance = &a
-	}
-	return &c
-}
-
 // OperationType is what CheckSufficient asks about.
 
 // OperationType is what CheckSufficient asks about.
@@ -199,6 +183,22 @@ type CheckSufficientRequest struct {
 	ProjectSize ProjectSize
 	// IsUpdate says the operation changes an existing project.
 	IsUpdate bool
+}
+
+// validate refuses a request the worker would refuse, before it is sent.
+// The user id goes in the body, not the path, but is held to the path's
+// rule (the worker keys balances by it and routes other calls with it).
+func (r CheckSufficientRequest) validate() error {
+	if _, err := escapeID("userId", r.UserID); err != nil {
+		return err
+	}
+	if !r.OperationType.valid() {
+		return &ValidationError{Field: "operationType", Reason: fmt.Sprintf("%q is not one of main_build, metadata_generation, update", r.OperationType)}
+	}
+	if !r.ProjectSize.valid() {
+		return &ValidationError{Field: "projectSize", Reason: fmt.Sprintf("%q is not one of small, medium, large (see EstimateProjectSize)", r.ProjectSize)}
+	}
+	return nil
 }
 
 // SufficientCheck is the answer to CheckSufficient. When the balance is
@@ -282,6 +282,30 @@ type CheckBatchRequest struct {
 	Operations []BatchOperation
 }
 
+// maxBatchOperations is how many operations check-sufficient-batch takes.
+const maxBatchOperations = 10
+
+// validate refuses a batch the worker would refuse, before it is sent (the
+// user id as in CheckSufficientRequest).
+func (r CheckBatchRequest) validate() error {
+	if _, err := escapeID("userId", r.UserID); err != nil {
+		return err
+	}
+	if n := len(r.Operations); n < 1 || n > maxBatchOperations {
+		return &ValidationError{Field: "operations", Reason: fmt.Sprintf("has %d operations; it takes 1 to %d", n, maxBatchOperations)}
+	}
+	for i, op := range r.Operations {
+		field := "operations[" + strconv.Itoa(i) + "]"
+		if !op.Type.valid() {
+			return &ValidationError{Field: field, Reason: fmt.Sprintf("%q is not one of build, plan, export, metadata_generation", op.Type)}
+		}
+		if op.Estimate < 0 {
+			return &ValidationError{Field: field, Reason: fmt.Sprintf("estimate %s is negative", op.Estimate)}
+		}
+	}
+	return nil
+}
+
 // BatchResult is the worker's answer for one operation of a CheckBatch.
 type BatchResult struct {
 	// Operation is the operation's type, as the worker echoed it.
@@ -302,6 +326,10 @@ const (
 	UsagePeriodDay   UsagePeriod = "day"
 	UsagePeriodMonth UsagePeriod = "month"
 )
+
+func (p UsagePeriod) valid() bool {
+	return p == UsagePeriodDay || p == UsagePeriodMonth
+}
 
 // UsageReport is a user's AI-time usage over a period.
 type UsageReport struct {

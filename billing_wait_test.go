@@ -14,7 +14,7 @@ import (
 
 // billingWait runs WaitForBalance in a goroutine and advances the fake clock
 // whenever it waits, until it returns.
-func billingWait(t *testing.T, ctx context.Context, c *WorkerClient, clock *fakeClock, atLeast time.Duration, opts ...BalanceWaitOption) (*Balance, error) {
+func billingWait(t *testing.T, ctx context.Context, c *WorkerClient, clock *fakeClock, atLeast time.Duration, opts ...CallOption) (*Balance, error) {
 	t.Helper()
 	type result struct {
 		b   *Balance
@@ -68,7 +68,8 @@ func TestBillingWaitForBalanceTimesOut(t *testing.T) {
 	c, mock, clock := newBillingClient(t)
 	var calls atomic.Int32
 	mock.RegisterNoResponder(billingSequence(&calls, billingTotalBody(60)))
-	_, err := billingWait(t, context.Background(), c, clock, 10*time.Minute, WithBalanceWaitTimeout(10*time.Second), WithBalancePollInterval(2*time.Second))
+	c.billing.waitTimeout = 10 * time.Second // the poll interval keeps its 2s
+	_, err := billingWait(t, context.Background(), c, clock, 10*time.Minute)
 	if !errors.Is(err, ErrBalanceTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("want a timeout, got %v", err)
 	}
@@ -98,7 +99,7 @@ func TestBillingWaitForBalanceDefaults(t *testing.T) {
 	if !errors.As(err, &te) {
 		t.Fatalf("want *BalanceTimeoutError, got %v", err)
 	}
-	if te.Waited != DefaultBalanceWaitTimeout || te.Polls != 31 {
+	if te.Waited != 60*time.Second || te.Polls != 31 {
 		t.Errorf("waited %s with %d polls; want 60s and 31 (every 2s)", te.Waited, te.Polls)
 	}
 	if te.Last != nil || !errors.Is(err, ErrServer) {
@@ -141,20 +142,41 @@ func TestBillingWaitForBalanceCancelled(t *testing.T) {
 	}
 }
 
-func TestBillingWaitForBalanceOptions(t *testing.T) {
+func TestBillingWaitForBalanceRefusesBadArguments(t *testing.T) {
 	c, mock, _ := newBillingClient(t)
-	for _, opt := range []BalanceWaitOption{WithBalancePollInterval(0), WithBalanceWaitTimeout(-time.Second)} {
-		var ve *ValidationError
-		if _, err := c.Billing.WaitForBalance(context.Background(), "u1", time.Minute, opt); !errors.As(err, &ve) {
-			t.Errorf("want *ValidationError, got %v", err)
-		}
+	var ve *ValidationError
+	if _, err := c.Billing.WaitForBalance(context.Background(), "u1", time.Minute, nil); !errors.As(err, &ve) {
+		t.Errorf("a nil CallOption: want *ValidationError, got %v", err)
 	}
 	//lint:ignore SA1012 a nil context is what is being tested
 	if _, err := c.Billing.WaitForBalance(nil, "u1", time.Minute); err == nil { //nolint:staticcheck
 		t.Error("a nil context is accepted")
 	}
 	if n := mock.GetTotalCallCount(); n != 0 {
-		t.Errorf("%d requests sent for bad options", n)
+		t.Errorf("%d requests sent for bad arguments", n)
+	}
+}
+
+func TestBillingWaitForBalanceCallOptions(t *testing.T) {
+	c, mock, clock := newBillingClient(t)
+	var calls atomic.Int32
+	var marked atomic.Int32
+	mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
+		if r.Header.Get("X-Trace") == "pay-1" {
+			marked.Add(1)
+		}
+		return billingSequence(&calls, billingTotalBody(60), billingTotalBody(900))(r)
+	})
+	var resp Response
+	b, err := billingWait(t, context.Background(), c, clock, 10*time.Minute, WithHeader("X-Trace", "pay-1"), WithResponse(&resp))
+	if err != nil || b.Total != 15*time.Minute {
+		t.Fatalf("got %v, %v", b, err)
+	}
+	if marked.Load() != 2 || calls.Load() != 2 {
+		t.Errorf("%d of %d polls carried the caller's header, want every one of 2", marked.Load(), calls.Load())
+	}
+	if resp.StatusCode != 200 || resp.Cached || resp.Attempts != 1 {
+		t.Errorf("Response %+v; want the last poll's answer", resp)
 	}
 }
 
@@ -167,7 +189,8 @@ func TestBillingWaitForBalanceTimeoutBoundsAHungPoll(t *testing.T) {
 	// The caller's own context is far off: only the wait's timeout can end this.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := c.Billing.WaitForBalance(ctx, "u1", time.Minute, WithBalanceWaitTimeout(20*time.Millisecond), WithBalancePollInterval(10*time.Millisecond))
+	c.billing.waitTimeout, c.billing.pollInterval = 20*time.Millisecond, 10*time.Millisecond
+	_, err := c.Billing.WaitForBalance(ctx, "u1", time.Minute)
 	var te *BalanceTimeoutError
 	if !errors.As(err, &te) || ctx.Err() != nil {
 		t.Fatalf("got %v (caller's context: %v); want a *BalanceTimeoutError from the wait's own timeout", err, ctx.Err())

@@ -3,7 +3,9 @@ package sheen
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
@@ -80,6 +82,8 @@ func (w *recommendationWire) toRecommendation() *Recommendation {
 }
 
 // balanceWire is the union of both balance shapes.
+// balanceWire is a balance answer: the union of both shapes, checked at
+// decode (an answer with neither is refused).
 type balanceWire struct {
 	// v2.1
 	Balance      json.RawMessage  `json:"balance"`
@@ -93,6 +97,27 @@ type balanceWire struct {
 	Buckets            []balanceBucketWire `json:"buckets"`
 	Bonus              *bonusAllowanceWire `json:"bonus"`
 	CatalogVersion     billingText         `json:"catalog_version"`
+
+	breakdown *BalanceBreakdown // Balance read, set by UnmarshalJSON
+}
+
+// errNoBalance is a balance answer in neither shape.
+var errNoBalance = errors.New("balance response has neither a balance nor a totals object")
+
+// UnmarshalJSON decodes either shape and refuses an answer with neither.
+func (w *balanceWire) UnmarshalJSON(data []byte) error {
+	type plain balanceWire // without this method
+	*w = balanceWire{}
+	if err := json.Unmarshal(data, (*plain)(w)); err != nil {
+		return err
+	}
+	if w.Totals == nil {
+		w.breakdown = decodeBalanceBreakdown(w.Balance)
+		if w.breakdown == nil {
+			return errNoBalance
+		}
+	}
+	return nil
 }
 
 type usageTotalsWire struct {
@@ -119,46 +144,56 @@ type bonusAllowanceWire struct {
 	MonthlyCapMinutes    jsonx.Number `json:"monthly_cap_minutes"`
 }
 
-// toBalance reads whichever shape w holds; false when it holds neither.
-func (w *balanceWire) toBalance() (*Balance, bool) {
+// toBalance reads whichever shape w holds (bucketed first, as the deployed
+// worker serves it). A w that did not go through UnmarshalJSON (an empty
+// answer) reads as a zero v2.1 balance.
+func (w *balanceWire) toBalance() *Balance {
 	if w.Totals != nil {
-		t := w.Totals
-		b := &Balance{
-			Shape:              BalanceShapeBucketed,
-			Paid:               t.PaidSeconds.Seconds(),
-			Bonus:              t.BonusSeconds.Seconds(),
-			Total:              t.TotalSeconds.Seconds(),
-			NextExpiryAt:       t.NextExpiryAt.Time,
-			Plan:               string(w.PlanKey),
-			SubscriptionStatus: string(w.SubscriptionStatus),
-			CatalogVersion:     string(w.CatalogVersion),
-			Version:            string(w.Version),
-		}
-		var sum time.Duration
-		for _, k := range w.Buckets {
-			d := k.Seconds.Seconds()
-			sum += d
-			b.Buckets = append(b.Buckets, BalanceBucket{Source: string(k.Source), Remaining: d, ExpiresAt: k.ExpiresAt.Time})
-		}
-		if !t.TotalSeconds.Valid {
-			if t.PaidSeconds.Valid || t.BonusSeconds.Valid {
-				b.Total = b.Paid + b.Bonus
-			} else {
-				b.Total = sum
-			}
-		}
-		if w.Bonus != nil {
-			b.BonusAllowance = &BonusAllowance{
-				Daily:         w.Bonus.DailyMinutes.Minutes(),
-				UsedThisMonth: w.Bonus.UsedThisMonthMinutes.Minutes(),
-				MonthlyCap:    w.Bonus.MonthlyCapMinutes.Minutes(),
-			}
-		}
-		return b, true
+		return w.bucketed()
 	}
-	bd := decodeBalanceBreakdown(w.Balance)
+	return w.v21()
+}
+
+func (w *balanceWire) bucketed() *Balance {
+	t := w.Totals
+	b := &Balance{
+		Shape:              BalanceShapeBucketed,
+		Paid:               t.PaidSeconds.Seconds(),
+		Bonus:              t.BonusSeconds.Seconds(),
+		Total:              t.TotalSeconds.Seconds(),
+		NextExpiryAt:       t.NextExpiryAt.Time,
+		Plan:               string(w.PlanKey),
+		SubscriptionStatus: string(w.SubscriptionStatus),
+		CatalogVersion:     string(w.CatalogVersion),
+		Version:            string(w.Version),
+	}
+	var sum time.Duration
+	for _, k := range w.Buckets {
+		d := k.Seconds.Seconds()
+		sum += d
+		b.Buckets = append(b.Buckets, BalanceBucket{Source: string(k.Source), Remaining: d, ExpiresAt: k.ExpiresAt.Time})
+	}
+	switch {
+	case t.TotalSeconds.Valid:
+	case t.PaidSeconds.Valid || t.BonusSeconds.Valid:
+		b.Total = b.Paid + b.Bonus
+	default:
+		b.Total = sum
+	}
+	if w.Bonus != nil {
+		b.BonusAllowance = &BonusAllowance{
+			Daily:         w.Bonus.DailyMinutes.Minutes(),
+			UsedThisMonth: w.Bonus.UsedThisMonthMinutes.Minutes(),
+			MonthlyCap:    w.Bonus.MonthlyCapMinutes.Minutes(),
+		}
+	}
+	return b
+}
+
+func (w *balanceWire) v21() *Balance {
+	bd := w.breakdown
 	if bd == nil {
-		return nil, false
+		bd = &BalanceBreakdown{}
 	}
 	b := &Balance{
 		Shape:        BalanceShapeV21,
@@ -172,7 +207,7 @@ func (w *balanceWire) toBalance() (*Balance, bool) {
 	if w.Usage != nil {
 		b.Usage = &BalanceUsage{TodayUsed: w.Usage.TodayUsed.Seconds(), LifetimeUsed: w.Usage.LifetimeUsed.Seconds()}
 	}
-	return b, true
+	return b
 }
 
 type checkSufficientBody struct {
@@ -183,11 +218,36 @@ type checkSufficientBody struct {
 }
 
 // checkSufficientWire is a check-sufficient 200: the sufficient flag plus
-// every field a 402 body may carry.
+// every field a 402 body may carry, checked at decode (an answer without
+// the flag is refused).
 type checkSufficientWire struct {
 	Sufficient *bool `json:"sufficient"`
 	OK         *bool `json:"ok"`
 	errorWire
+}
+
+// UnmarshalJSON decodes the answer and refuses one that does not say
+// whether the balance suffices ("sufficient", or "ok" as some builds of
+// the worker write it).
+func (w *checkSufficientWire) UnmarshalJSON(data []byte) error {
+	type plain checkSufficientWire // without this method
+	*w = checkSufficientWire{}
+	if err := json.Unmarshal(data, (*plain)(w)); err != nil {
+		return err
+	}
+	if w.Sufficient == nil {
+		w.Sufficient = w.OK
+	}
+	if w.Sufficient == nil {
+		return errors.New(`check-sufficient response has no "sufficient" field`)
+	}
+	return nil
+}
+
+// sufficient is the answer's flag; false for a w that did not go through
+// UnmarshalJSON.
+func (w *checkSufficientWire) sufficient() bool {
+	return w.Sufficient != nil && *w.Sufficient
 }
 
 type checkBatchBody struct {
@@ -200,6 +260,16 @@ type batchOperationBody struct {
 	EstimateSeconds int64              `json:"estimate_seconds"`
 }
 
+// newCheckBatchBody is req as the worker takes it: estimates in whole
+// seconds, rounded up.
+func newCheckBatchBody(req CheckBatchRequest) checkBatchBody {
+	body := checkBatchBody{UserID: req.UserID, Operations: make([]batchOperationBody, len(req.Operations))}
+	for i, op := range req.Operations {
+		body.Operations[i] = batchOperationBody{Operation: op.Type, EstimateSeconds: int64(math.Ceil(op.Estimate.Seconds()))}
+	}
+	return body
+}
+
 type batchResultWire struct {
 	Operation      BatchOperationType `json:"operation"`
 	OK             bool               `json:"ok"`
@@ -207,16 +277,43 @@ type batchResultWire struct {
 	Suggestions    []suggestionWire   `json:"suggestions"`
 }
 
+func (w batchResultWire) toBatchResult() BatchResult {
+	r := BatchResult{Operation: w.Operation, OK: w.OK, Deficit: w.DeficitSeconds.Seconds()}
+	for _, sg := range w.Suggestions {
+		r.Suggestions = append(r.Suggestions, sg.toSuggestion())
+	}
+	return r
+}
+
 type usageWire struct {
-	TotalSeconds jsonx.Number               `json:"total_seconds"`
-	ByOperation  map[string]json.RawMessage `json:"by_operation"`
+	TotalSeconds jsonx.Number                 `json:"total_seconds"`
+	ByOperation  map[string]jsonx.LooseNumber `json:"by_operation"`
 	DailyTrend   []struct {
 		Date    billingText  `json:"date"`
 		Seconds jsonx.Number `json:"seconds"`
 	} `json:"daily_trend"`
 }
 
-type eventsWire struct {
+// toUsageReport converts w, leaving out the per-operation totals that are
+// not numbers.
+func (w *usageWire) toUsageReport() *UsageReport {
+	r := &UsageReport{Total: w.TotalSeconds.Seconds()}
+	for op, n := range w.ByOperation {
+		if !n.Valid {
+			continue
+		}
+		if r.ByOperation == nil {
+			r.ByOperation = make(map[string]time.Duration, len(w.ByOperation))
+		}
+		r.ByOperation[op] = n.Seconds()
+	}
+	for _, d := range w.DailyTrend {
+		r.DailyTrend = append(r.DailyTrend, UsageDay{Date: string(d.Date), Used: d.Seconds.Seconds()})
+	}
+	return r
+}
+
+type historyWire struct {
 	Events []struct {
 		Type      billingText     `json:"type"`
 		Seconds   jsonx.Number    `json:"seconds"`
@@ -225,9 +322,19 @@ type eventsWire struct {
 	} `json:"events"`
 }
 
+func (w *historyWire) toEvents() []BillingEvent {
+	out := make([]BillingEvent, len(w.Events))
+	for i, e := range w.Events {
+		out[i] = BillingEvent{Type: string(e.Type), Amount: e.Seconds.Seconds(), Reason: string(e.Reason), Timestamp: e.Timestamp.Time}
+	}
+	return out
+}
+
 // billingText is a string field that may also arrive as a number or null.
 type billingText string
 
+// UnmarshalJSON accepts a string, null (empty), or a number or boolean
+// (kept as written); an object or array is refused.
 func (s *billingText) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	switch {

@@ -44,8 +44,9 @@ type WorkerClient struct {
 	// Exports hands out download links and downloads archives.
 	Exports *ExportsService
 
-	core   *core
-	common service
+	core    *core
+	common  service
+	billing billingState // the Billing service's balance cache
 }
 
 // ready reports ErrNotConfigured for a service of a client that
@@ -120,7 +121,6 @@ type core struct {
 
 	// Per-service state (caches and the like), declared in each service's
 	// file and set up by its init method.
-	billing billingState
 	builds  buildsState
 	exports exportsState
 }
@@ -178,10 +178,10 @@ func newClient(cfg config) (*WorkerClient, error) {
 		backoffBase: cfg.backoffBase,
 		userAgent:   cfg.userAgent,
 	}
-	c.billing.init(c, cfg.billing)
 	c.builds.init(c, cfg.builds)
 	c.exports.init(c, cfg.exports)
 	wc := &WorkerClient{core: c}
+	wc.billing.init(cfg.clock, cfg.billing)
 	wc.common.client = wc
 	wc.Billing = (*BillingService)(&wc.common)
 	wc.Builds = (*BuildsService)(&wc.common)
