@@ -2,7 +2,10 @@ package sheen
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -120,3 +123,62 @@ func (ib *InsufficientBalanceError) fill(w errorWire) {
 	ib.ResumeToken = w.ResumeToken
 	ib.CatalogVersion = w.CatalogVersion
 }
+
+// check is the SufficientCheck that says what ib says.
+func (ib *InsufficientBalanceError) check() *SufficientCheck {
+	return &SufficientCheck{
+		Estimate:       ib.Estimate,
+		Balance:        ib.Balance,
+		Available:      ib.Available,
+		HasAvailable:   ib.HasAvailable,
+		Required:       ib.Required,
+		Breakdown:      ib.Breakdown,
+		Suggestions:    ib.Suggestions,
+		Recommendation: ib.Recommendation,
+		ResumeToken:    ib.ResumeToken,
+		CatalogVersion: ib.CatalogVersion,
+	}
+}
+
+// ErrBalanceTimeout is matched by the *BalanceTimeoutError of a
+// WaitForBalance that gave up.
+var ErrBalanceTimeout = errors.New("sheen: balance did not reach the expected amount in time")
+
+// BalanceTimeoutError is a WaitForBalance that gave up before the balance
+// reached the amount asked for. It matches ErrBalanceTimeout and
+// context.DeadlineExceeded.
+type BalanceTimeoutError struct {
+	// UserID is the user whose balance was watched.
+	UserID string
+	// AtLeast is the total that was waited for.
+	AtLeast time.Duration
+	// Waited is how long the wait lasted (on the client's clock).
+	Waited time.Duration
+	// Polls counts the balance requests made.
+	Polls int
+	// Last is the last balance seen, nil when no request succeeded.
+	Last *Balance
+	// Err is the last request's error when the last request failed.
+	Err error
+}
+
+// Error says whose balance was awaited, for how much, and what was last seen.
+func (e *BalanceTimeoutError) Error() string {
+	msg := fmt.Sprintf("sheen: balance of user %s did not reach %s within %s (%d polls", e.UserID, e.AtLeast, e.Waited, e.Polls)
+	if e.Last != nil {
+		msg += fmt.Sprintf("; last total %s", e.Last.Total)
+	}
+	msg += ")"
+	if e.Err != nil {
+		msg += ": last poll failed: " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is matches ErrBalanceTimeout and context.DeadlineExceeded.
+func (e *BalanceTimeoutError) Is(target error) bool {
+	return target == ErrBalanceTimeout || target == context.DeadlineExceeded
+}
+
+// Unwrap returns the last poll's error, if the last poll failed.
+func (e *BalanceTimeoutError) Unwrap() error { return e.Err }

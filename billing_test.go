@@ -2,13 +2,11 @@ package sheen
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,155 +141,14 @@ func TestBillingBalanceRejectsUnknownShape(t *testing.T) {
 	}
 }
 
-func TestBillingBalanceCache(t *testing.T) {
-	ctx := context.Background()
-	c, mock, clock := newBillingClient(t)
-	var calls atomic.Int32
-	mock.RegisterResponder("GET", "https://worker.test/base/v1/billing/balance/u1",
-		billingSequence(&calls, billingTotalBody(60), billingTotalBody(120), billingTotalBody(180), billingTotalBody(240), billingTotalBody(300), billingTotalBody(360), billingTotalBody(420)))
-	mock.RegisterResponder("GET", "https://worker.test/base/v1/billing/balance/u2", httpmock.NewStringResponder(200, billingTotalBody(1)))
-	mock.RegisterResponder("POST", "https://worker.test/base/v1/billing/check-sufficient", func(r *http.Request) (*http.Response, error) {
-		b, _ := io.ReadAll(r.Body)
-		if strings.Contains(string(b), `"u1"`) {
-			return httpmock.NewStringResponse(402, ``), nil
-		}
-		return httpmock.NewStringResponse(402, `{"error":"INSUFFICIENT_AI_TIME"}`), nil
-	})
-
-	// The rate limiter runs on the fake clock too: tick lets its burst
-	// refill between steps that send requests.
-	tick := func() { clock.Advance(time.Second) }
-	total := func(step string, want time.Duration) {
-		t.Helper()
-		b, err := c.Billing.Balance(ctx, "u1")
-		if err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-		if b.Total != want {
-			t.Errorf("%s: total %s, want %s (requests so far: %d)", step, b.Total, want, calls.Load())
-		}
-	}
-	total("first call asks the worker", time.Minute)
-	got, _ := c.Billing.Balance(ctx, "u1")
-	got.Total, got.Buckets = 0, append(got.Buckets, BalanceBucket{Source: "mine"})
-	total("second call is cached; a caller's changes do not leak into the cache", time.Minute)
-	clock.Advance(DefaultBalanceCacheTTL - time.Second)
-	total("still cached just before 5 minutes", time.Minute)
-	clock.Advance(time.Second)
-	total("expired after 5 minutes", 2*time.Minute)
-
-	tick()
-	c.Billing.InvalidateBalance("u1")
-	total("explicit invalidation", 3*time.Minute)
-
-	tick()
-	if _, err := c.Billing.Balance(ctx, "u2"); err != nil {
-		t.Fatal(err)
-	}
-	if chk, err := c.Billing.CheckSufficient(ctx, CheckSufficientRequest{UserID: "u2", OperationType: OperationMainBuild, ProjectSize: ProjectSizeSmall}); err != nil || chk.Sufficient {
-		t.Fatalf("402 for u2: %+v, %v", chk, err)
-	}
-	// The global epoch may have made u1's next load uncached, but u1's
-	// stored value stays.
-	total("a 402 for another user keeps u1's value", 3*time.Minute)
-
-	tick()
-	if _, err := c.Billing.CheckSufficient(ctx, CheckSufficientRequest{UserID: "u1", OperationType: OperationMainBuild, ProjectSize: ProjectSizeSmall}); err != nil {
-		t.Fatal(err)
-	}
-	total("a 402 for u1 drops its value", 4*time.Minute)
-
-	tick()
-	c.Billing.InvalidateBalance("u1") // what Builds does when a build starts
-	total("a build started drops the value", 5*time.Minute)
-
-	tick()
-	b, err := c.Billing.BalanceFresh(ctx, "u1")
-	if err != nil || b.Total != 6*time.Minute {
-		t.Fatalf("BalanceFresh: %v, %v", b, err)
-	}
-	total("BalanceFresh's answer is cached", 6*time.Minute)
-
-	if n := calls.Load(); n != 6 {
-		t.Errorf("the worker saw %d balance requests for u1, want 6", n)
-	}
-}
-
-func TestBillingBalanceCacheTTLOption(t *testing.T) {
-	ctx := context.Background()
-	for _, tc := range []struct {
-		name      string
-		ttl       time.Duration
-		advance   time.Duration
-		wantCalls int32
-	}{
-		{"one minute, within", time.Minute, 59 * time.Second, 1},
-		{"one minute, past", time.Minute, time.Minute, 2},
-		{"off", 0, 0, 2},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, mock, clock := newBillingClient(t, WithBalanceCacheTTL(tc.ttl))
-			var calls atomic.Int32
-			mock.RegisterNoResponder(billingSequence(&calls, billingTotalBody(60)))
-			for range 2 {
-				if _, err := c.Billing.Balance(ctx, "u1"); err != nil {
-					t.Fatal(err)
-				}
-				clock.Advance(tc.advance)
-			}
-			if n := calls.Load(); n != tc.wantCalls {
-				t.Errorf("%d requests, want %d", n, tc.wantCalls)
-			}
-		})
-	}
-	if _, err := NewWorkerClient(WithSecret(testSecret), WithBalanceCacheTTL(-time.Second)); err == nil {
-		t.Error("a negative TTL is accepted")
-	}
-}
-
-func TestBillingBalanceConcurrentMissesShareOneRequest(t *testing.T) {
-	c, mock := newMockClient(t) // the real clock: the TTL is far off
-	const callers = 100
-	var started sync.WaitGroup
-	started.Add(callers)
-	var calls atomic.Int32
-	mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
-		calls.Add(1)
-		started.Wait() // hold the answer until every caller is on its way
-		return httpmock.NewStringResponse(200, billingTotalBody(600)), nil
-	})
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for range callers {
-		wg.Go(func() {
-			started.Done()
-			b, err := c.Billing.Balance(context.Background(), "u1")
-			if err == nil && b.Total != 10*time.Minute {
-				err = fmt.Errorf("total %s", b.Total)
-			}
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := calls.Load(); n != 1 {
-		t.Errorf("the worker saw %d requests, want 1", n)
-	}
-}
-
 func TestBillingRefusesBadUserIDs(t *testing.T) {
 	ctx := context.Background()
 	c, mock, _ := newBillingClient(t)
 	mock.RegisterNoResponder(httpmock.NewStringResponder(200, billingTotalBody(60)))
 	calls := map[string]func(id string) error{
-		"Balance":       func(id string) error { _, err := c.Billing.Balance(ctx, id); return err },
-		"BalanceFresh":  func(id string) error { _, err := c.Billing.BalanceFresh(ctx, id); return err },
-		"LegacyBalance": func(id string) error { _, err := c.Billing.LegacyBalance(ctx, id); return err },
+		"Balance":        func(id string) error { _, err := c.Billing.Balance(ctx, id); return err },
+		"RefreshBalance": func(id string) error { _, err := c.Billing.RefreshBalance(ctx, id); return err },
+		"LegacyBalance":  func(id string) error { _, err := c.Billing.LegacyBalance(ctx, id); return err },
 		"CheckSufficient": func(id string) error {
 			_, err := c.Billing.CheckSufficient(ctx, CheckSufficientRequest{UserID: id, OperationType: OperationUpdate, ProjectSize: ProjectSizeLarge})
 			return err
@@ -301,7 +158,7 @@ func TestBillingRefusesBadUserIDs(t *testing.T) {
 			return err
 		},
 		"Usage":          func(id string) error { _, err := c.Billing.Usage(ctx, id, UsagePeriodDay); return err },
-		"Events":         func(id string) error { _, err := c.Billing.Events(ctx, id, 10); return err },
+		"History":        func(id string) error { _, err := c.Billing.History(ctx, id, 10); return err },
 		"WaitForBalance": func(id string) error { _, err := c.Billing.WaitForBalance(ctx, id, time.Minute); return err },
 	}
 	for name, call := range calls {
@@ -403,22 +260,6 @@ func TestBillingCheckSufficientAnswers(t *testing.T) {
 	}
 }
 
-func TestBillingShortfall(t *testing.T) {
-	for _, tc := range []struct {
-		c    SufficientCheck
-		want time.Duration
-	}{
-		{SufficientCheck{Required: 3 * time.Minute, Available: time.Minute, HasAvailable: true}, 2 * time.Minute},
-		{SufficientCheck{Required: 3 * time.Minute}, 0},
-		{SufficientCheck{Sufficient: true, Required: 3 * time.Minute, HasAvailable: true}, 0},
-		{SufficientCheck{Required: time.Minute, Available: 2 * time.Minute, HasAvailable: true}, 0},
-	} {
-		if got := tc.c.Shortfall(); got != tc.want {
-			t.Errorf("%+v.Shortfall() = %s, want %s", tc.c, got, tc.want)
-		}
-	}
-}
-
 func TestBillingCheckSufficientFailures(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -458,14 +299,6 @@ func TestBillingCheckSufficientValidation(t *testing.T) {
 	}
 	if n := mock.GetTotalCallCount(); n != 0 {
 		t.Errorf("%d requests sent for invalid input", n)
-	}
-}
-
-func TestBillingEstimateProjectSize(t *testing.T) {
-	for n, want := range map[int]ProjectSize{-1: ProjectSizeSmall, 0: ProjectSizeSmall, 9: ProjectSizeSmall, 10: ProjectSizeMedium, 49: ProjectSizeMedium, 50: ProjectSizeLarge, 5000: ProjectSizeLarge} {
-		if got := EstimateProjectSize(n); got != want {
-			t.Errorf("EstimateProjectSize(%d) = %s, want %s", n, got, want)
-		}
 	}
 }
 
@@ -553,14 +386,14 @@ func TestBillingUsage(t *testing.T) {
 	}
 }
 
-func TestBillingEvents(t *testing.T) {
+func TestBillingHistory(t *testing.T) {
 	c, mock, _ := newBillingClient(t)
 	var target string
 	mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
 		target = r.URL.RequestURI()
 		return httpmock.NewStringResponse(200, `{"events":[{"type":"purchase","seconds":"3600","reason":"package mini","timestamp":"2025-03-04T10:00:00.123Z"},{"type":"consumption","seconds":-120,"reason":"build","timestamp":1741082400},{"type":"gift","seconds":60,"reason":null,"timestamp":"not a time"}]}`), nil
 	})
-	got, err := c.Billing.Events(context.Background(), "u1", 20)
+	got, err := c.Billing.History(context.Background(), "u1", 20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,192 +406,73 @@ func TestBillingEvents(t *testing.T) {
 		{Type: "gift", Amount: time.Minute},
 	}
 	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("events (-want +got):\n%s", d)
+		t.Errorf("history (-want +got):\n%s", d)
 	}
 	for _, limit := range []int{-1, 101} {
 		var ve *ValidationError
-		if _, err := c.Billing.Events(context.Background(), "u1", limit); !errors.As(err, &ve) {
+		if _, err := c.Billing.History(context.Background(), "u1", limit); !errors.As(err, &ve) {
 			t.Errorf("limit %d: want *ValidationError, got %v", limit, err)
 		}
 	}
 }
 
-// billingWait runs WaitForBalance in a goroutine and advances the fake clock
-// whenever it waits, until it returns.
-func billingWait(t *testing.T, ctx context.Context, c *WorkerClient, clock *fakeClock, atLeast time.Duration, opts ...BalanceWaitOption) (*Balance, error) {
-	t.Helper()
-	type result struct {
-		b   *Balance
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		b, err := c.Billing.WaitForBalance(ctx, "u1", atLeast, opts...)
-		done <- result{b, err}
-	}()
-	for {
-		select {
-		case r := <-done:
-			return r.b, r.err
-		case <-time.After(time.Millisecond):
+func TestBillingMethodsTakeCallOptions(t *testing.T) {
+	ctx := context.Background()
+	c, mock := newMockClient(t) // the real clock: the limiter's burst refills
+	check := CheckSufficientRequest{UserID: "u1", OperationType: OperationUpdate, ProjectSize: ProjectSizeSmall}
+	batch := CheckBatchRequest{UserID: "u1", Operations: []BatchOperation{{Type: BatchOperationBuild}}}
+	for _, tc := range []struct {
+		name, route, body string
+		call              func(...CallOption) error
+	}{
+		{"Balance", RouteBalance, billingTotalBody(60), func(o ...CallOption) error { _, err := c.Billing.Balance(ctx, "u1", o...); return err }},
+		{"RefreshBalance", RouteBalance, billingTotalBody(60), func(o ...CallOption) error { _, err := c.Billing.RefreshBalance(ctx, "u1", o...); return err }},
+		{"WaitForBalance", RouteBalance, billingTotalBody(60), func(o ...CallOption) error {
+			_, err := c.Billing.WaitForBalance(ctx, "u1", time.Minute, o...)
+			return err
+		}},
+		{"LegacyBalance", RouteLegacyBalance, billingV21Body, func(o ...CallOption) error { _, err := c.Billing.LegacyBalance(ctx, "u1", o...); return err }},
+		{"CheckSufficient", RouteCheckSufficient, `{"sufficient":true}`, func(o ...CallOption) error { _, err := c.Billing.CheckSufficient(ctx, check, o...); return err }},
+		{"CheckBatch", RouteCheckBatch, `[{"operation":"build","ok":true}]`, func(o ...CallOption) error { _, err := c.Billing.CheckBatch(ctx, batch, o...); return err }},
+		{"Usage", RouteUsage, `{"total_seconds":1}`, func(o ...CallOption) error { _, err := c.Billing.Usage(ctx, "u1", "", o...); return err }},
+		{"History", RouteBillingEvents, `{"events":[]}`, func(o ...CallOption) error { _, err := c.Billing.History(ctx, "u1", 0, o...); return err }},
+	} {
+		var params []string
+		if strings.Contains(tc.route, "{") {
+			params = []string{"u1"}
 		}
-		if clock.Waiters() > 0 {
-			clock.Advance(time.Second)
+		method, path, _ := expandRoute(tc.route, params...)
+		var probe string
+		mock.RegisterResponder(method, "https://worker.test/base"+path, func(r *http.Request) (*http.Response, error) {
+			probe = r.Header.Get("X-Probe")
+			return httpmock.NewStringResponse(200, tc.body), nil
+		})
+		c.Billing.InvalidateBalance("u1") // Balance must ask
+		var resp Response
+		if err := tc.call(WithHeader("X-Probe", tc.name), WithResponse(&resp)); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
 		}
-	}
-}
-
-func TestBillingWaitForBalanceSucceeds(t *testing.T) {
-	c, mock, clock := newBillingClient(t)
-	var calls atomic.Int32
-	mock.RegisterNoResponder(billingSequence(&calls, billingTotalBody(60), billingTotalBody(60), `503 {"error":"unavailable"}`, billingTotalBody(900)))
-	// A cached value must not satisfy or shorten the wait.
-	if _, err := c.Billing.Balance(context.Background(), "u1"); err != nil {
-		t.Fatal(err)
-	}
-	b, err := billingWait(t, context.Background(), c, clock, 10*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.Total != 15*time.Minute {
-		t.Errorf("total %s, want 15m", b.Total)
-	}
-	if n := calls.Load(); n != 4 {
-		t.Errorf("%d requests, want 4 (1 cached read, then 3 polls with a 503 between)", n)
-	}
-	if waited := clock.Now().Sub(billingStart); waited != 4*time.Second {
-		t.Errorf("waited %s on the client clock, want 4s (two 2s intervals)", waited)
-	}
-	cached, err := c.Billing.Balance(context.Background(), "u1")
-	if err != nil || cached.Total != 15*time.Minute || calls.Load() != 4 {
-		t.Errorf("after the wait, Balance = %v, %v with %d requests; want the polled value from the cache", cached, err, calls.Load())
-	}
-}
-
-func TestBillingWaitForBalanceTimesOut(t *testing.T) {
-	c, mock, clock := newBillingClient(t)
-	var calls atomic.Int32
-	mock.RegisterNoResponder(billingSequence(&calls, billingTotalBody(60)))
-	_, err := billingWait(t, context.Background(), c, clock, 10*time.Minute, WithBalanceWaitTimeout(10*time.Second), WithBalancePollInterval(2*time.Second))
-	if !errors.Is(err, ErrBalanceTimeout) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("want a timeout, got %v", err)
-	}
-	var te *BalanceTimeoutError
-	if !errors.As(err, &te) {
-		t.Fatalf("want *BalanceTimeoutError, got %T", err)
-	}
-	if te.Last == nil || te.Last.Total != time.Minute || te.AtLeast != 10*time.Minute || te.UserID != "u1" {
-		t.Errorf("timeout error says %+v; want the last total seen (1m) and what was waited for", te)
-	}
-	if te.Waited != 10*time.Second || te.Polls != 6 || calls.Load() != 6 {
-		t.Errorf("waited %s with %d polls (%d requests); want 10s and 6 (at 0,2,4,6,8,10s)", te.Waited, te.Polls, calls.Load())
-	}
-	for _, s := range []string{"u1", "10m0s", "1m0s"} {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("message %q lacks %q", err, s)
+		if probe != tc.name || resp.StatusCode != 200 || resp.Cached {
+			t.Errorf("%s: the worker saw X-Probe %q, Response %+v; want the caller's header and the worker's 200", tc.name, probe, resp)
 		}
-	}
-}
-
-func TestBillingWaitForBalanceDefaults(t *testing.T) {
-	c, mock, clock := newBillingClient(t)
-	var calls atomic.Int32
-	mock.RegisterNoResponder(billingSequence(&calls, `500 {"error":"down"}`))
-	_, err := billingWait(t, context.Background(), c, clock, time.Minute)
-	var te *BalanceTimeoutError
-	if !errors.As(err, &te) {
-		t.Fatalf("want *BalanceTimeoutError, got %v", err)
-	}
-	if te.Waited != DefaultBalanceWaitTimeout || te.Polls != 31 {
-		t.Errorf("waited %s with %d polls; want 60s and 31 (every 2s)", te.Waited, te.Polls)
-	}
-	if te.Last != nil || !errors.Is(err, ErrServer) {
-		t.Errorf("want no balance seen and the last poll's 500 inside, got %+v", te)
-	}
-}
-
-func TestBillingWaitForBalanceStopsOnLastingFailure(t *testing.T) {
-	c, mock, clock := newBillingClient(t)
-	var calls atomic.Int32
-	mock.RegisterNoResponder(billingSequence(&calls, `404 {"error":"user not found"}`))
-	_, err := billingWait(t, context.Background(), c, clock, time.Minute)
-	if !errors.Is(err, ErrNotFound) || errors.Is(err, ErrBalanceTimeout) || calls.Load() != 1 {
-		t.Errorf("got %v after %d requests; want the 404 at once", err, calls.Load())
-	}
-}
-
-func TestBillingWaitForBalanceCancelled(t *testing.T) {
-	c, mock, clock := newBillingClient(t)
-	mock.RegisterNoResponder(httpmock.NewStringResponder(200, billingTotalBody(60)))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.Billing.WaitForBalance(ctx, "u1", time.Hour)
-		done <- err
-	}()
-	clock.WaitForWaiters(1) // it is waiting for its next poll; the clock never moves
-	cancel()
-	err := <-done
-	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrBalanceTimeout) {
-		t.Errorf("got %v, want context.Canceled", err)
-	}
-
-	mock.ZeroCallCounters()
-	if _, err := c.Billing.WaitForBalance(ctx, "u1", time.Hour); !errors.Is(err, context.Canceled) {
-		t.Errorf("ended context: got %v", err)
-	}
-	if n := mock.GetTotalCallCount(); n != 0 {
-		t.Errorf("%d requests with an ended context", n)
-	}
-}
-
-func TestBillingWaitForBalanceOptions(t *testing.T) {
-	c, mock, _ := newBillingClient(t)
-	for _, opt := range []BalanceWaitOption{WithBalancePollInterval(0), WithBalanceWaitTimeout(-time.Second)} {
 		var ve *ValidationError
-		if _, err := c.Billing.WaitForBalance(context.Background(), "u1", time.Minute, opt); !errors.As(err, &ve) {
-			t.Errorf("want *ValidationError, got %v", err)
+		if err := tc.call(nil); !errors.As(err, &ve) {
+			t.Errorf("%s with a nil CallOption: want *ValidationError, got %v", tc.name, err)
 		}
-	}
-	//lint:ignore SA1012 a nil context is what is being tested
-	if _, err := c.Billing.WaitForBalance(nil, "u1", time.Minute); err == nil { //nolint:staticcheck
-		t.Error("a nil context is accepted")
-	}
-	if n := mock.GetTotalCallCount(); n != 0 {
-		t.Errorf("%d requests sent for bad options", n)
 	}
 }
 
-func TestBillingWaitForBalanceTimeoutBoundsAHungPoll(t *testing.T) {
-	c, mock := newMockClient(t) // the real clock: the wait's timeout must cut the request itself
-	mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
-		<-r.Context().Done() // a worker that never answers
-		return nil, r.Context().Err()
-	})
-	// The caller's own context is far off: only the wait's timeout can end this.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := c.Billing.WaitForBalance(ctx, "u1", time.Minute, WithBalanceWaitTimeout(20*time.Millisecond), WithBalancePollInterval(10*time.Millisecond))
-	var te *BalanceTimeoutError
-	if !errors.As(err, &te) || ctx.Err() != nil {
-		t.Fatalf("got %v (caller's context: %v); want a *BalanceTimeoutError from the wait's own timeout", err, ctx.Err())
-	}
-	if te.Polls != 1 || te.Last != nil || te.Err == nil {
-		t.Errorf("timeout error %+v; want the one hung poll and its error", te)
-	}
-}
-
-func FuzzBalanceDecode(f *testing.F) {
-	f.Add(`{"balance":{"welcomeBonus":"3000","dailyGift":900,"paid":0,"total":3900},"usage":{"todayUsed":0,"lifetimeUsed":120},"dailyResetAt":"2026-11-27T00:00:00Z"}`)
-	f.Add(`{"plan_key":"paid","totals":{"total_seconds":"5400","paid_seconds":3600,"bonus_seconds":1800,"next_expiry_at":null},"buckets":[{"source":"paid","seconds":3600,"expires_at":null}]}`)
-	f.Add(`{"totals":null,"buckets":[null,{"seconds":"x"}]}`)
-	f.Fuzz(func(t *testing.T, body string) {
-		var w balanceWire
-		if json.Unmarshal([]byte(body), &w) != nil {
-			return
+func TestBillingRefusesAnswersWithoutContent(t *testing.T) {
+	// A 204 (or an empty 200) holds no balance and no check result.
+	for _, status := range []int{204, 200} {
+		c, mock := newMockClient(t)
+		mock.RegisterNoResponder(httpmock.NewStringResponder(status, ``))
+		if b, err := c.Billing.Balance(context.Background(), "u1"); !errors.Is(err, ErrInvalidResponse) {
+			t.Errorf("%d to Balance: got %+v, %v; want ErrInvalidResponse", status, b, err)
 		}
-		if b, ok := w.toBalance(); ok && b == nil {
-			t.Fatal("ok with a nil balance")
+		chk, err := c.Billing.CheckSufficient(context.Background(), CheckSufficientRequest{UserID: "u1", OperationType: OperationUpdate, ProjectSize: ProjectSizeSmall})
+		if !errors.Is(err, ErrInvalidResponse) {
+			t.Errorf("%d to CheckSufficient: got %+v, %v; want ErrInvalidResponse", status, chk, err)
 		}
-	})
+	}
 }

@@ -26,7 +26,7 @@ func buildsClient(t *testing.T, opts ...Option) (*WorkerClient, *httpmock.MockTr
 	mt := httpmock.NewMockTransport()
 	c := newTestClient(t, mt, opts...)
 	notes := &buildsBalanceNotes{}
-	c.core.billing.invalidated = notes.add
+	c.billing.invalidated = notes.add
 	return c, mt, notes
 }
 

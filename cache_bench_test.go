@@ -54,7 +54,7 @@ func BenchmarkCache(b *testing.B) {
 				b.Fatal(err)
 			}
 		})
-		own := cacheHit(b, c.core.billing.cache, "u1")
+		own := cacheHit(b, c.billing.cache, "u1")
 		reportHitMiss(b, hit, miss, own)
 	})
 	b.Run("links", func(b *testing.B) {
@@ -83,7 +83,7 @@ func BenchmarkCache(b *testing.B) {
 		empty, srvEmpty := benchCacheClient(b)
 		defer srvEmpty.Close()
 		ctx := context.Background()
-		cache := full.core.billing.cache
+		cache := full.billing.cache
 		far := time.Now().Add(time.Hour)
 		for i := range balanceCacheMaxUsers {
 			cache.Set(fmt.Sprint("filler-", i), &Balance{}, far)

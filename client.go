@@ -51,7 +51,8 @@ type WorkerClient struct {
 	common service
 
 	// The services' own state, beside the core's request path.
-	exports exportsState
+	billing billingState // the balance cache
+	exports exportsState // the link cache and the download client
 	ai      aiState
 }
 
@@ -129,8 +130,7 @@ type core struct {
 
 	// Per-service state (caches and the like), declared in each service's
 	// file and set up by its init method.
-	billing billingState
-	builds  buildsState
+	builds buildsState
 }
 
 // NewWorkerClient makes a client. WithSecret is required; everything else
@@ -188,9 +188,9 @@ func newClient(cfg config) (*WorkerClient, error) {
 		userAgent:       cfg.userAgent,
 		userAgentHeader: []string{cfg.userAgent},
 	}
-	c.billing.init(c, cfg.billing)
 	c.builds.init(c, cfg.builds)
 	wc := &WorkerClient{core: c}
+	wc.billing.init(cfg.clock, cfg.billing)
 	wc.exports.init(c, cfg.exports)
 	if err := wc.ai.init(c, &cfg); err != nil {
 		return nil, err

@@ -118,7 +118,7 @@
 // (WithBalanceCacheTTL), shared by concurrent callers (one request for many
 // misses), and drops it as soon as the client learns it changed: a 402 for
 // that user from any call, a build started for them, or InvalidateBalance.
-// BalanceFresh skips the cache. CheckSufficient treats "not enough" as an
+// RefreshBalance skips the cache. CheckSufficient treats "not enough" as an
 // answer, not a failure: a 200 with sufficient:false and a 402 in any of
 // the worker's shapes both give Sufficient == false and a nil error.
 // WaitForBalance polls until a payment lands.

@@ -52,7 +52,7 @@ func ExampleBillingService_Balance() {
 		log.Fatal(err)
 	}
 
-	// Cached for 5 minutes per user; BalanceFresh skips the cache.
+	// Cached for 5 minutes per user; RefreshBalance skips the cache.
 	b, err := client.Billing.Balance(context.Background(), "user-42")
 	if err != nil {
 		log.Fatal(err)
@@ -62,11 +62,20 @@ func ExampleBillingService_Balance() {
 	for _, bucket := range b.Buckets {
 		fmt.Println("bucket:", bucket.Source, bucket.Remaining, "expires:", !bucket.ExpiresAt.IsZero())
 	}
+
+	// The second call is served from the cache: no request is made.
+	var resp sheen.Response
+	again, err := client.Billing.Balance(context.Background(), "user-42", sheen.WithResponse(&resp))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("again:", again.Total, "cached:", resp.Cached)
 	// Output:
 	// total: 1h30m0s paid: 1h0m0s bonus: 30m0s
 	// plan: paid active
 	// bucket: paid 1h0m0s expires: false
 	// bucket: bonus_daily 30m0s expires: true
+	// again: 1h30m0s cached: true
 }
 
 func ExampleBillingService_CheckSufficient() {
@@ -121,12 +130,9 @@ func ExampleBillingService_CheckSufficient() {
 func ExampleBillingService_WaitForBalance() {
 	var polls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		total := 60
-		if polls.Add(1) >= 3 { // the payment lands on the third poll
-			total = 3600
-		}
+		polls.Add(1) // the payment has landed by the first poll
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"totals":{"total_seconds":%d,"paid_seconds":%d,"bonus_seconds":60}}`, total, total-60)
+		fmt.Fprint(w, `{"totals":{"total_seconds":3600,"paid_seconds":3540,"bonus_seconds":60}}`)
 	}))
 	defer srv.Close()
 
@@ -139,18 +145,19 @@ func ExampleBillingService_WaitForBalance() {
 		log.Fatal(err)
 	}
 
-	b, err := client.Billing.WaitForBalance(context.Background(), "user-42", time.Hour,
-		sheen.WithBalancePollInterval(10*time.Millisecond), // default 2s
-		sheen.WithBalanceWaitTimeout(10*time.Second))       // default 60s
+	// After a payment: poll every 2s, for up to 60s or until ctx ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := client.Billing.WaitForBalance(ctx, "user-42", time.Hour)
 	var timeout *sheen.BalanceTimeoutError
 	switch {
 	case errors.As(err, &timeout):
-		fmt.Println("payment not seen yet; last total", timeout.Last.Total)
+		fmt.Println("payment not seen yet:", timeout)
 	case err != nil:
 		log.Fatal(err)
 	default:
-		fmt.Println("balance now", b.Total, "after", polls.Load(), "polls")
+		fmt.Println("balance now", b.Total, "after", polls.Load(), "poll")
 	}
 	// Output:
-	// balance now 1h0m0s after 3 polls
+	// balance now 1h0m0s after 1 poll
 }

@@ -393,8 +393,8 @@ func (c *callConfig) record(resp *http.Response, attempts int, correlationID str
 	*c.response = r
 }
 
-// recordCached fills the caller's Response for an answer served from a
-// cache: no request was made.
+// recordCached fills the caller's Response, if it asked for one, for an
+// answer served from the client's cache: no request was made.
 func (c *callConfig) recordCached() {
 	if c.response != nil {
 		*c.response = Response{Cached: true}

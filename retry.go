@@ -307,7 +307,8 @@ func decodeAnswer(resp *http.Response, body []byte, out any) error {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	switch {
 	case len(trimmed) == 0 && resp.StatusCode == http.StatusNoContent:
-		return nil
+		// No content reads as null: a wire type that checks itself refuses it.
+		return json.Unmarshal([]byte("null"), out)
 	case len(trimmed) == 0:
 		return errors.New("empty body where JSON was expected")
 	case trimmed[0] == '<' && !isJSONType(resp.Header.Get("Content-Type")):

@@ -11,7 +11,7 @@ import (
 // Server.Calls and Request.Route, and the golden answers in sheentest's
 // fixtures. Each names the service method that calls it.
 const (
-	// RouteBalance is called by BillingService.Balance and BalanceFresh.
+	// RouteBalance is called by BillingService.Balance, RefreshBalance and WaitForBalance.
 	RouteBalance = "GET /v1/billing/balance/{userId}"
 	// RouteLegacyBalance is called by BillingService.LegacyBalance.
 	RouteLegacyBalance = "GET /v1/billing/legacy-balance/{userId}"
@@ -22,7 +22,7 @@ const (
 	RouteCheckBatch = "POST /v1/billing/check-sufficient-batch"
 	// RouteUsage is called by BillingService.Usage.
 	RouteUsage = "GET /v1/billing/usage/{userId}"
-	// RouteBillingEvents is called by BillingService.Events.
+	// RouteBillingEvents is called by BillingService.History.
 	RouteBillingEvents = "GET /v1/billing/events/{userId}"
 	// RouteCreatePreview is called by BuildsService.CreatePreview.
 	RouteCreatePreview = "POST /v1/create-preview-for-new-project"
@@ -42,10 +42,10 @@ const (
 	// RouteBuildStatus is called by BuildsService.Status; the query carries
 	// userId.
 	RouteBuildStatus = "GET /v1/builds/{buildId}/status"
-	// RouteExportProject is called by ExportsService.ExportProject; the
+	// RouteExportProject is called by ExportsService.ProjectLink; the
 	// query carries userId.
 	RouteExportProject = "GET /v1/projects/{projectId}/export"
-	// RouteDownloadVersion is called by ExportsService.DownloadVersion; the
+	// RouteDownloadVersion is called by ExportsService.VersionLink; the
 	// query carries userId.
 	RouteDownloadVersion = "GET /v1/versions/{versionId}/download"
 	// RouteGenerate is called by AIService.Generate, on its own URL and
@@ -98,11 +98,4 @@ func expandRoute(route string, params ...string) (method, path string, err error
 		return "", "", fmt.Errorf("sheen: route %q takes %d parameters, got %d", route, n, len(params))
 	}
 	return method, sb.String(), nil
-}
-
-// routePath is the escaped path of route for params already checked by a
-// call to expandRoute, for error messages.
-func routePath(route string, params ...string) string {
-	_, path, _ := expandRoute(route, params...)
-	return path
 }

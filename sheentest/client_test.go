@@ -40,7 +40,7 @@ func TestClientIsNotPaced(t *testing.T) {
 	}
 	ctx := within(t)
 	for i := range 20 {
-		if _, err := c.Billing.BalanceFresh(ctx, "u1"); err != nil {
+		if _, err := c.Billing.RefreshBalance(ctx, "u1"); err != nil {
 			t.Fatalf("call %d: %v", i+1, err)
 		}
 	}
@@ -135,7 +135,7 @@ func TestClientOptions(t *testing.T) {
 	}
 	ctx := within(t)
 	for i := range 10 {
-		if _, err := c.Billing.BalanceFresh(ctx, "u1"); err != nil {
+		if _, err := c.Billing.RefreshBalance(ctx, "u1"); err != nil {
 			t.Fatalf("call %d: %v", i+1, err)
 		}
 	}

@@ -114,7 +114,7 @@ func TestFlowsKeepTheContract(t *testing.T) {
 func (r *contractRun) billingFlow(ctx context.Context) {
 	t, c := r.t, r.client
 	must(t, "Balance", func() error { _, err := c.Billing.Balance(ctx, "u1"); return err })
-	must(t, "BalanceFresh", func() error { _, err := c.Billing.BalanceFresh(ctx, "u1"); return err })
+	must(t, "RefreshBalance", func() error { _, err := c.Billing.RefreshBalance(ctx, "u1"); return err })
 	must(t, "LegacyBalance", func() error { _, err := c.Billing.LegacyBalance(ctx, "u1"); return err })
 	must(t, "CheckSufficient", func() error {
 		chk, err := c.Billing.CheckSufficient(ctx, sheen.CheckSufficientRequest{UserID: "u1", OperationType: sheen.OperationMainBuild, ProjectSize: sheen.ProjectSizeSmall})
@@ -139,7 +139,7 @@ func (r *contractRun) billingFlow(ctx context.Context) {
 	must(t, "Usage", func() error { _, err := c.Billing.Usage(ctx, "u1", sheen.UsagePeriodDay); return err })
 	must(t, "Usage (month)", func() error { _, err := c.Billing.Usage(ctx, "u1", sheen.UsagePeriodMonth); return err })
 	r.srv.Credit("u1", time.Hour)
-	must(t, "Events", func() error { _, err := c.Billing.Events(ctx, "u1", 10); return err })
+	must(t, "History", func() error { _, err := c.Billing.History(ctx, "u1", 10); return err })
 }
 
 // buildsFlow creates a project, follows its build, updates it, lists its
@@ -306,7 +306,7 @@ func TestRefusalsKeepTheContract(t *testing.T) {
 			// The rate limit: a server that allows one request a minute.
 			limited := newContractRun(t, scheme, true, []sheentest.Option{sheentest.WithRateLimit(1)}, sheen.WithRateLimit(6_000_000), sheen.WithRetry(1, time.Second))
 			for range 2 {
-				_, err = limited.client.Billing.BalanceFresh(ctx, "u1")
+				_, err = limited.client.Billing.RefreshBalance(ctx, "u1")
 			}
 			if !errors.Is(err, sheen.ErrRateLimited) {
 				t.Errorf("over the rate limit: %v, want ErrRateLimited", err)

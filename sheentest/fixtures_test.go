@@ -348,7 +348,7 @@ func (g *fixtureGen) main() {
 	c, srv := r.c, r.srv
 	r.srv.Credit(fixtureUser, time.Hour)
 
-	r.call("balance", func(ctx context.Context) error { _, err := c.Billing.BalanceFresh(ctx, fixtureUser); return err }, nil)
+	r.call("balance", func(ctx context.Context) error { _, err := c.Billing.RefreshBalance(ctx, fixtureUser); return err }, nil)
 	r.call("legacy-balance", func(ctx context.Context) error { _, err := c.Billing.LegacyBalance(ctx, fixtureUser); return err }, nil)
 	r.call("check-sufficient", func(ctx context.Context) error {
 		res, err := c.Billing.CheckSufficient(ctx, sheen.CheckSufficientRequest{UserID: fixtureUser, OperationType: sheen.OperationMainBuild, ProjectSize: sheen.ProjectSizeSmall})
@@ -416,7 +416,7 @@ func (g *fixtureGen) main() {
 		_, err := c.Billing.Usage(ctx, fixtureUser, sheen.UsagePeriodMonth)
 		return err
 	}, nil)
-	r.call("billing-events", func(ctx context.Context) error { _, err := c.Billing.Events(ctx, fixtureUser, 20); return err }, nil)
+	r.call("billing-events", func(ctx context.Context) error { _, err := c.Billing.History(ctx, fixtureUser, 20); return err }, nil)
 	r.call("check-batch", func(ctx context.Context) error {
 		_, err := c.Billing.CheckBatch(ctx, sheen.CheckBatchRequest{UserID: fixtureUser, Operations: []sheen.BatchOperation{
 			{Type: sheen.BatchOperationBuild, Estimate: 10 * time.Minute},
@@ -473,7 +473,7 @@ func (g *fixtureGen) v21() {
 	r := g.rig([]Option{WithShapes(ShapesV21)})
 	c := r.c
 	r.srv.Credit(fixtureUser, time.Hour)
-	r.call("balance.v21", func(ctx context.Context) error { _, err := c.Billing.BalanceFresh(ctx, fixtureUser); return err }, nil)
+	r.call("balance.v21", func(ctx context.Context) error { _, err := c.Billing.RefreshBalance(ctx, fixtureUser); return err }, nil)
 	r.srv.SetBalance(fixturePoor, 30*time.Second)
 	r.call("check-sufficient.insufficient-v21", func(ctx context.Context) error {
 		res, err := c.Billing.CheckSufficient(ctx, sheen.CheckSufficientRequest{UserID: fixturePoor, OperationType: sheen.OperationMainBuild, ProjectSize: sheen.ProjectSizeSmall})
@@ -509,7 +509,7 @@ func (g *fixtureGen) refusals() {
 		g.t.Fatal(err)
 	}
 	r.call("error.invalid-signature", func(ctx context.Context) error {
-		_, err := wrong.Billing.BalanceFresh(ctx, fixtureUser)
+		_, err := wrong.Billing.RefreshBalance(ctx, fixtureUser)
 		return err
 	}, func(err error) bool { return errors.Is(err, sheen.ErrUnauthorized) || isAs[*sheen.AuthError](err) })
 	r.call("error.body-too-large", func(ctx context.Context) error {
@@ -522,7 +522,7 @@ func (g *fixtureGen) refusals() {
 func (g *fixtureGen) timestamped() {
 	r := g.rig([]Option{WithSigning(sheen.SigningDual)})
 	r.call("error.timestamp-out-of-range", func(ctx context.Context) error {
-		_, err := r.c.Billing.BalanceFresh(ctx, fixtureUser)
+		_, err := r.c.Billing.RefreshBalance(ctx, fixtureUser)
 		return err
 	}, nil)
 	last := r.rec.log[len(r.rec.log)-1]
@@ -534,7 +534,7 @@ func (g *fixtureGen) timestamped() {
 
 func (g *fixtureGen) rateLimited() {
 	r := g.rig([]Option{WithRateLimit(1)})
-	if _, err := r.c.Billing.BalanceFresh(context.Background(), fixtureUser); err != nil {
+	if _, err := r.c.Billing.RefreshBalance(context.Background(), fixtureUser); err != nil {
 		g.t.Fatal(err)
 	}
 	// A second client, whose limiter has not heard the window is used up.
@@ -543,7 +543,7 @@ func (g *fixtureGen) rateLimited() {
 		g.t.Fatal(err)
 	}
 	r.call("error.rate-limited", func(ctx context.Context) error {
-		_, err := other.Billing.BalanceFresh(ctx, fixtureUser)
+		_, err := other.Billing.RefreshBalance(ctx, fixtureUser)
 		return err
 	}, isAs[*sheen.RateLimitError])
 }

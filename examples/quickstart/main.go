@@ -270,8 +270,8 @@ func insufficientDemo(ctx context.Context, out io.Writer, client *sheen.WorkerCl
 		case <-ctx.Done():
 		}
 	}()
-	fmt.Fprintln(out, "   waiting for the payment to land...")
-	bal, err := client.Billing.WaitForBalance(ctx, poor, short.Required, sheen.WithBalancePollInterval(200*time.Millisecond))
+	fmt.Fprintln(out, "   waiting for the payment to land (a poll every 2s)...")
+	bal, err := client.Billing.WaitForBalance(ctx, poor, short.Required)
 	if err != nil {
 		return fmt.Errorf("wait for payment: %w", err)
 	}

@@ -1,0 +1,180 @@
+package sheen
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// balanceCacheMaxUsers bounds the balance cache.
+const balanceCacheMaxUsers = 10_000
+
+// WithBalanceCacheTTL sets how long a user's balance is reused (default
+// DefaultBalanceCacheTTL). Zero turns the cache off.
+func WithBalanceCacheTTL(ttl time.Duration) Option {
+	return func(c *config) error {
+		if ttl < 0 {
+			return fmt.Errorf("sheen: WithBalanceCacheTTL: %s; it must not be negative", ttl)
+		}
+		c.billing.balanceTTL, c.billing.balanceTTLSet = ttl, true
+		return nil
+	}
+}
+
+// billingConfig holds the Billing service's options.
+type billingConfig struct {
+	balanceTTL    time.Duration
+	balanceTTLSet bool
+}
+
+// billingState is the Billing service's state, held by the WorkerClient:
+// the per-user balance cache and WaitForBalance's pace.
+type billingState struct {
+	clock Clock
+	ttl   time.Duration
+	cache *ttlCache[*Balance]
+	// pollInterval and waitTimeout pace WaitForBalance (balancePollInterval
+	// and balanceWaitTimeout); tests shorten them.
+	pollInterval, waitTimeout time.Duration
+	// invalidated, set by tests, hears of every balance dropped.
+	invalidated func(userID string)
+}
+
+func (s *billingState) init(clock Clock, cfg billingConfig) {
+	*s = billingState{
+		clock:        clock,
+		ttl:          DefaultBalanceCacheTTL,
+		cache:        newTTLCache[*Balance](clock, balanceCacheMaxUsers),
+		pollInterval: balancePollInterval,
+		waitTimeout:  balanceWaitTimeout,
+	}
+	if cfg.balanceTTLSet {
+		s.ttl = cfg.balanceTTL
+	}
+}
+
+// invalidate drops userID's cached balance: on InvalidateBalance, which
+// send calls on a 402 for that user and Builds when a build starts for that
+// user.
+func (s *billingState) invalidate(userID string) {
+	if s.cache != nil {
+		s.cache.Delete(userID)
+	}
+	if s.invalidated != nil {
+		s.invalidated(userID)
+	}
+}
+
+// cached returns the caller's copy of userID's cached balance: the hit
+// path, whose one allocation is that copy (issue #13). It needs no check of
+// userID: only balances the worker gave for a valid id are stored.
+func (s *billingState) cached(userID string) (*Balance, bool) {
+	if s.ttl <= 0 {
+		return nil, false
+	}
+	b, ok := s.cache.Get(userID)
+	if !ok {
+		return nil, false
+	}
+	return b.clone(), true
+}
+
+// loadBalance asks the worker for userID's balance and caches the answer.
+// Callers missing on one user at once share one request (the cache's
+// load), made with the CallOptions of the caller that started it; each
+// waits no longer than its own context and WithCallTimeout allow.
+func (s *BillingService) loadBalance(ctx context.Context, userID string, cc *callConfig, opts []CallOption) (*Balance, error) {
+	st := &s.client.billing
+	if st.ttl <= 0 || ctx == nil { // nothing to cache or share; the core refuses a nil ctx
+		return s.fetchBalance(ctx, RouteBalance, userID, opts)
+	}
+	if cc.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cc.timeout)
+		defer cancel()
+	}
+	// The load records its Response apart (see balanceLoad); its own copy
+	// of opts keeps the caller's slice off the heap on the hit path.
+	own := &balanceLoad{}
+	own.opts = append(append(make([]CallOption, 0, len(opts)+1), opts...), WithResponse(&own.resp))
+	b, err := st.cache.Fetch(ctx, userID, own.loader(s, userID))
+	own.report(cc, err)
+	if err != nil {
+		return nil, err
+	}
+	return b.clone(), nil
+}
+
+// balanceLoad is one caller's loader for the balance cache. The load may
+// outlive the caller that started it (others may still wait for it), so it
+// records its Response here, never straight into the caller's.
+type balanceLoad struct {
+	opts []CallOption // the caller's, then WithResponse(&resp)
+	resp Response
+	done atomic.Bool // the load ran to its end: resp is final
+}
+
+func (l *balanceLoad) loader(s *BillingService, userID string) func(context.Context) (*Balance, time.Time, error) {
+	return func(ctx context.Context) (*Balance, time.Time, error) {
+		defer l.done.Store(true)
+		b, err := s.fetchBalance(ctx, RouteBalance, userID, l.opts)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		st := &s.client.billing
+		return b, st.clock.Now().Add(st.ttl), nil
+	}
+}
+
+// report fills the caller's Response: from this caller's own load when it
+// ran to its end, else Cached when the answer came from another caller's
+// load (or the cache, if it landed meanwhile).
+func (l *balanceLoad) report(cc *callConfig, err error) {
+	switch {
+	case cc.response == nil:
+	case l.done.Load():
+		*cc.response = l.resp
+	case err == nil:
+		cc.recordCached()
+	}
+}
+
+// balanceCopyBuckets is how many buckets a Balance copy holds without a
+// second allocation; the deployed worker sends three (welcome, daily, paid).
+const balanceCopyBuckets = 4
+
+// balanceCopy lays a Balance out together with its parts, so that copying a
+// typical balance is one allocation.
+type balanceCopy struct {
+	b       Balance
+	usage   BalanceUsage
+	bonus   BonusAllowance
+	buckets [balanceCopyBuckets]BalanceBucket
+}
+
+// clone returns a deep copy of b, sharing nothing with it.
+func (b *Balance) clone() *Balance {
+	if b == nil {
+		return nil
+	}
+	c := &balanceCopy{b: *b}
+	switch n := len(b.Buckets); {
+	case b.Buckets == nil:
+	case n <= len(c.buckets):
+		c.b.Buckets = c.buckets[:n]
+		copy(c.b.Buckets, b.Buckets)
+	default:
+		c.b.Buckets = slices.Clone(b.Buckets)
+	}
+	if b.Usage != nil {
+		c.usage = *b.Usage
+		c.b.Usage = &c.usage
+	}
+	if b.BonusAllowance != nil {
+		c.bonus = *b.BonusAllowance
+		c.b.BonusAllowance = &c.bonus
+	}
+	return &c.b
+}

@@ -1,0 +1,306 @@
+package sheen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jarcoal/httpmock"
+)
+
+func TestBillingBalanceCache(t *testing.T) {
+	ctx := context.Background()
+	c, mock, clock := newBillingClient(t)
+	var calls atomic.Int32
+	mock.RegisterResponder("GET", "https://worker.test/base/v1/billing/balance/u1",
+		billingSequence(&calls, billingTotalBody(60), billingTotalBody(120), billingTotalBody(180), billingTotalBody(240), billingTotalBody(300), billingTotalBody(360), billingTotalBody(420)))
+	mock.RegisterResponder("GET", "https://worker.test/base/v1/billing/balance/u2", httpmock.NewStringResponder(200, billingTotalBody(1)))
+	mock.RegisterResponder("POST", "https://worker.test/base/v1/billing/check-sufficient", func(r *http.Request) (*http.Response, error) {
+		b, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(b), `"u1"`) {
+			return httpmock.NewStringResponse(402, ``), nil
+		}
+		return httpmock.NewStringResponse(402, `{"error":"INSUFFICIENT_AI_TIME"}`), nil
+	})
+
+	// The rate limiter runs on the fake clock too: tick lets its burst
+	// refill between steps that send requests.
+	tick := func() { clock.Advance(time.Second) }
+	total := func(step string, want time.Duration) {
+		t.Helper()
+		b, err := c.Billing.Balance(ctx, "u1")
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if b.Total != want {
+			t.Errorf("%s: total %s, want %s (requests so far: %d)", step, b.Total, want, calls.Load())
+		}
+	}
+	total("first call asks the worker", time.Minute)
+	got, _ := c.Billing.Balance(ctx, "u1")
+	got.Total, got.Buckets = 0, append(got.Buckets, BalanceBucket{Source: "mine"})
+	total("second call is cached; a caller's changes do not leak into the cache", time.Minute)
+	clock.Advance(DefaultBalanceCacheTTL - time.Second)
+	total("still cached just before 5 minutes", time.Minute)
+	clock.Advance(time.Second)
+	total("expired after 5 minutes", 2*time.Minute)
+
+	tick()
+	c.Billing.InvalidateBalance("u1")
+	total("explicit invalidation", 3*time.Minute)
+
+	tick()
+	if _, err := c.Billing.Balance(ctx, "u2"); err != nil {
+		t.Fatal(err)
+	}
+	if chk, err := c.Billing.CheckSufficient(ctx, CheckSufficientRequest{UserID: "u2", OperationType: OperationMainBuild, ProjectSize: ProjectSizeSmall}); err != nil || chk.Sufficient {
+		t.Fatalf("402 for u2: %+v, %v", chk, err)
+	}
+	// The global epoch may have made u1's next load uncached, but u1's
+	// stored value stays.
+	total("a 402 for another user keeps u1's value", 3*time.Minute)
+
+	tick()
+	if _, err := c.Billing.CheckSufficient(ctx, CheckSufficientRequest{UserID: "u1", OperationType: OperationMainBuild, ProjectSize: ProjectSizeSmall}); err != nil {
+		t.Fatal(err)
+	}
+	total("a 402 for u1 drops its value", 4*time.Minute)
+
+	tick()
+	c.Billing.InvalidateBalance("u1") // what Builds does when a build starts
+	total("a build started drops the value", 5*time.Minute)
+
+	tick()
+	b, err := c.Billing.RefreshBalance(ctx, "u1")
+	if err != nil || b.Total != 6*time.Minute {
+		t.Fatalf("RefreshBalance: %v, %v", b, err)
+	}
+	total("RefreshBalance's answer is cached", 6*time.Minute)
+
+	if n := calls.Load(); n != 6 {
+		t.Errorf("the worker saw %d balance requests for u1, want 6", n)
+	}
+}
+
+func TestBillingBalanceCacheTTLOption(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		ttl       time.Duration
+		advance   time.Duration
+		wantCalls int32
+	}{
+		{"one minute, within", time.Minute, 59 * time.Second, 1},
+		{"one minute, past", time.Minute, time.Minute, 2},
+		{"off", 0, 0, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, mock, clock := newBillingClient(t, WithBalanceCacheTTL(tc.ttl))
+			var calls atomic.Int32
+			mock.RegisterNoResponder(billingSequence(&calls, billingTotalBody(60)))
+			for range 2 {
+				if _, err := c.Billing.Balance(ctx, "u1"); err != nil {
+					t.Fatal(err)
+				}
+				clock.Advance(tc.advance)
+			}
+			if n := calls.Load(); n != tc.wantCalls {
+				t.Errorf("%d requests, want %d", n, tc.wantCalls)
+			}
+		})
+	}
+	if _, err := NewWorkerClient(WithSecret(testSecret), WithBalanceCacheTTL(-time.Second)); err == nil {
+		t.Error("a negative TTL is accepted")
+	}
+}
+
+func TestBillingBalanceConcurrentMissesShareOneRequest(t *testing.T) {
+	c, mock := newMockClient(t) // the real clock: the TTL is far off
+	const callers = 100
+	var started sync.WaitGroup
+	started.Add(callers)
+	var calls atomic.Int32
+	mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
+		calls.Add(1)
+		started.Wait() // hold the answer until every caller is on its way
+		return httpmock.NewStringResponse(200, billingTotalBody(600)), nil
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Go(func() {
+			started.Done()
+			b, err := c.Billing.Balance(context.Background(), "u1")
+			if err == nil && b.Total != 10*time.Minute {
+				err = fmt.Errorf("total %s", b.Total)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the worker saw %d requests, want 1", n)
+	}
+}
+
+// TestBillingBalanceHitAllocations is issue #13's bound: a cache hit costs
+// at most one allocation, the caller's copy of the balance.
+func TestBillingBalanceHitAllocations(t *testing.T) {
+	fixture, err := os.ReadFile("sheentest/fixtures/balance.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, body string }{
+		{"bucketed, 2 buckets", billingBucketedBody},
+		{"bucketed, the fixture's 3 buckets", string(fixture)},
+		{"v2.1 with usage", billingV21Body},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, mock, _ := newBillingClient(t)
+			mock.RegisterNoResponder(httpmock.NewStringResponder(200, tc.body))
+			ctx := context.Background()
+			if _, err := c.Billing.Balance(ctx, "u1"); err != nil {
+				t.Fatal(err)
+			}
+			hit := func(opts ...CallOption) func() {
+				return func() {
+					if _, err := c.Billing.Balance(ctx, "u1", opts...); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			n := testing.AllocsPerRun(1000, hit())
+			t.Logf("a hit: %v allocations", n)
+			if n > 1 {
+				t.Errorf("a hit: %v allocations, want at most 1", n)
+			}
+			// An option is applied to a callConfig on the heap: one more.
+			var resp Response
+			n = testing.AllocsPerRun(1000, hit(WithResponse(&resp)))
+			t.Logf("a hit with WithResponse: %v allocations", n)
+			if n > 2 {
+				t.Errorf("a hit with WithResponse: %v allocations, want at most 2", n)
+			}
+			if n := mock.GetTotalCallCount(); n != 1 {
+				t.Errorf("%d requests, want the 1 that filled the cache", n)
+			}
+		})
+	}
+}
+
+func TestBillingBalanceCopiesShareNothing(t *testing.T) {
+	ctx := context.Background()
+	for _, body := range []string{billingBucketedBody, billingV21Body, `{"totals":{},"buckets":[{},{},{},{},{"source":"fifth"}]}`} {
+		c, mock, _ := newBillingClient(t)
+		mock.RegisterNoResponder(httpmock.NewStringResponder(200, body))
+		want, err := c.Billing.Balance(ctx, "u1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the miss's copy, then a hit's
+			got, err := c.Billing.Balance(ctx, "u1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(want, got); d != "" {
+				t.Fatalf("copy differs (-want +got):\n%s", d)
+			}
+			for i := range got.Buckets {
+				got.Buckets[i].Source = "mine"
+			}
+			got.Buckets = append(got.Buckets, BalanceBucket{Source: "mine"})
+			if got.Usage != nil {
+				got.Usage.TodayUsed = -1
+			}
+			if got.BonusAllowance != nil {
+				got.BonusAllowance.Daily = -1
+			}
+		}
+		again, _ := c.Billing.Balance(ctx, "u1")
+		if d := cmp.Diff(want, again); d != "" {
+			t.Errorf("a caller's changes reached the cache (-want +got):\n%s", d)
+		}
+	}
+}
+
+func TestBillingBalanceResponse(t *testing.T) {
+	ctx := context.Background()
+	c, mock, _ := newBillingClient(t)
+	mock.RegisterNoResponder(httpmock.NewStringResponder(200, billingTotalBody(60)))
+	var miss, hit Response
+	if _, err := c.Billing.Balance(ctx, "u1", WithResponse(&miss)); err != nil {
+		t.Fatal(err)
+	}
+	if miss.Cached || miss.StatusCode != 200 || miss.Attempts != 1 || miss.CorrelationID == "" {
+		t.Errorf("miss: Response %+v; want the worker's answer", miss)
+	}
+	if _, err := c.Billing.Balance(ctx, "u1", WithResponse(&hit)); err != nil {
+		t.Fatal(err)
+	}
+	if !hit.Cached || hit.StatusCode != 0 || hit.Attempts != 0 {
+		t.Errorf("hit: Response %+v; want Cached and no request", hit)
+	}
+	var ve *ValidationError
+	if _, err := c.Billing.Balance(ctx, "u1", nil); !errors.As(err, &ve) {
+		t.Errorf("a nil CallOption on a hit: want *ValidationError, got %v", err)
+	}
+	refreshed := Response{Cached: true}
+	if _, err := c.Billing.RefreshBalance(ctx, "u1", WithResponse(&refreshed)); err != nil {
+		t.Fatal(err)
+	}
+	if refreshed.Cached || refreshed.StatusCode != 200 {
+		t.Errorf("RefreshBalance: Response %+v; want the worker's answer", refreshed)
+	}
+	if n := mock.GetTotalCallCount(); n != 2 {
+		t.Errorf("%d requests, want 2 (the miss and the refresh)", n)
+	}
+}
+
+func TestBillingBalanceSharedLoadResponses(t *testing.T) {
+	c, mock := newMockClient(t) // the real clock: the TTL is far off
+	const callers = 20
+	var started sync.WaitGroup
+	started.Add(callers)
+	mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
+		started.Wait() // hold the answer until every caller is on its way
+		return httpmock.NewStringResponse(200, billingTotalBody(600)), nil
+	})
+	resps := make([]Response, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			started.Done()
+			if _, err := c.Billing.Balance(context.Background(), "u1", WithResponse(&resps[i])); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	requested := 0
+	for i, r := range resps {
+		switch {
+		case !r.Cached && r.StatusCode == 200:
+			requested++
+		case !r.Cached:
+			t.Errorf("caller %d: Response %+v; want the request's or Cached", i, r)
+		}
+	}
+	if requested != 1 || mock.GetTotalCallCount() != 1 {
+		t.Errorf("%d callers report the request (%d requests made); want 1, the others Cached", requested, mock.GetTotalCallCount())
+	}
+}
