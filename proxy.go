@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
 // ResourceKind names the kind of worker resource a proxied request names,
@@ -127,11 +125,9 @@ const (
 	proxyCodeCrossOrigin  ErrorCode = "CROSS_ORIGIN_REQUEST"
 	proxyCodeNotFound     ErrorCode = "NOT_FOUND"
 	proxyCodeBadPath      ErrorCode = "INVALID_PATH"
-	proxyCodeBadRequest   ErrorCode = "BAD_REQUEST"
 	proxyCodeBadMedia     ErrorCode = "FST_ERR_CTP_INVALID_MEDIA_TYPE"
 	proxyCodeRateLimited  ErrorCode = "client_rate_limited"
 	proxyCodeUnavailable  ErrorCode = "WORKER_UNAVAILABLE"
-	proxyCodeInternal     ErrorCode = "INTERNAL_ERROR"
 	proxyCodeSigning      ErrorCode = "PROXY_SIGNATURE_REJECTED"
 )
 
@@ -364,7 +360,7 @@ func (p *proxy) check(w http.ResponseWriter, r *http.Request) (*forward, *proxyR
 	}
 	if _, err := escapeID("userId", userID); err != nil {
 		p.c.logger.LogAttrs(r.Context(), slog.LevelError, "sheen: proxy: Authorize returned an unusable user id", slog.String("error", err.Error()))
-		return nil, refuse(http.StatusInternalServerError, proxyCodeInternal, "Internal error")
+		return nil, refuse(http.StatusInternalServerError, codeInternal, "Internal error")
 	}
 	if err := p.cop.Check(r); err != nil {
 		return nil, refuse(http.StatusForbidden, proxyCodeCrossOrigin, "Cross-origin request refused")
@@ -400,7 +396,7 @@ func (p *proxy) check(w http.ResponseWriter, r *http.Request) (*forward, *proxyR
 	// The query, re-encoded, with the user's id and nobody else's.
 	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, proxyCodeBadRequest, "Invalid query string")
+		return nil, refuse(http.StatusBadRequest, codeBadRequest, "Invalid query string")
 	}
 	for k, vs := range query {
 		if !isUserKey(k) {
@@ -540,13 +536,13 @@ func (p *proxy) readBody(w http.ResponseWriter, r *http.Request, fw *forward) *p
 			if errors.As(err, &mbe) {
 				return tooLarge
 			}
-			return refuse(http.StatusBadRequest, proxyCodeBadRequest, "Could not read the request body")
+			return refuse(http.StatusBadRequest, codeBadRequest, "Could not read the request body")
 		}
 		body = b
 	}
 	if !fw.route.Body {
 		if len(body) > 0 {
-			return refuse(http.StatusBadRequest, proxyCodeBadRequest, "This route takes no body")
+			return refuse(http.StatusBadRequest, codeBadRequest, "This route takes no body")
 		}
 		return nil
 	}
@@ -577,28 +573,7 @@ func (p *proxy) answer(w http.ResponseWriter, r *http.Request, no *proxyRefusal)
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", no.status), slog.String("code", string(no.code)))
 	}
-	writeProxyError(w, no.status, no.code, no.message)
-}
-
-// writeProxyError answers {"error": message, "code": code} with status; a
-// 413 gets the worker's web framework shape.
-func writeProxyError(w http.ResponseWriter, status int, code ErrorCode, message string) {
-	var body []byte
-	if status == http.StatusRequestEntityTooLarge {
-		body, _ = jsonx.Marshal(map[string]any{"statusCode": status, "code": code, "error": "Payload Too Large", "message": message})
-	} else {
-		body, _ = jsonx.Marshal(struct {
-			Error string    `json:"error"`
-			Code  ErrorCode `json:"code"`
-		}{message, code})
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	writeError(w, no.status, no.code, no.message)
 }
 
 // send forwards a checked request through the client's signing, rate-limited
@@ -610,7 +585,7 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 		// The worker said stop (a 429, or no quota left until the window
 		// resets): tell the browser now rather than hold its request.
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
-		writeProxyError(w, http.StatusTooManyRequests, proxyCodeRateLimited, "Too many requests; try again later")
+		writeError(w, http.StatusTooManyRequests, proxyCodeRateLimited, "Too many requests; try again later")
 		return
 	}
 	var body io.Reader
@@ -619,7 +594,7 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 	}
 	req, err := http.NewRequestWithContext(ctx, fw.route.method, c.baseURL.Scheme+"://"+c.baseURL.Host+c.basePath+fw.target, body)
 	if err != nil {
-		writeProxyError(w, http.StatusBadRequest, proxyCodeBadPath, "Invalid path")
+		writeError(w, http.StatusBadRequest, proxyCodeBadPath, "Invalid path")
 		return
 	}
 	req.Header.Set("Accept", "application/json")
@@ -638,7 +613,7 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 	req.Header.Set("X-Correlation-Id", corr)
 	if key := r.Header.Get("Idempotency-Key"); key != "" && fw.body != nil {
 		if len(key) > 256 || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			writeProxyError(w, http.StatusBadRequest, proxyCodeBadRequest, "Invalid Idempotency-Key")
+			writeError(w, http.StatusBadRequest, codeBadRequest, "Invalid Idempotency-Key")
 			return
 		}
 		// Keys are scoped to the user, so one user can never replay
@@ -659,7 +634,7 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 		// browser can act on; a 401 would send its user to sign in again.
 		c.logger.LogAttrs(ctx, slog.LevelError, "sheen: proxy: the worker refused the proxy's signature; check the secret, the signing scheme and the clock",
 			slog.Int("status", resp.StatusCode), slog.String("method", fw.route.method), slog.String("path", c.basePath+pathOnly(fw.target)))
-		writeProxyError(w, http.StatusBadGateway, proxyCodeSigning, "The worker refused the proxy's request")
+		writeError(w, http.StatusBadGateway, proxyCodeSigning, "The worker refused the proxy's request")
 		return
 	}
 	resp.Body = struct {
@@ -774,10 +749,10 @@ func (p *proxy) sendFailed(w http.ResponseWriter, r *http.Request, err error) {
 		if rl.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(rl.RetryAfter.Seconds())), 10))
 		}
-		writeProxyError(w, http.StatusTooManyRequests, proxyCodeRateLimited, "Too many requests; try again later")
+		writeError(w, http.StatusTooManyRequests, proxyCodeRateLimited, "Too many requests; try again later")
 		return
 	}
 	p.c.logger.LogAttrs(r.Context(), slog.LevelWarn, "sheen: proxy: worker unreachable",
 		slog.String("method", r.Method), slog.String("error", redactedError(err)))
-	writeProxyError(w, http.StatusBadGateway, proxyCodeUnavailable, "The worker could not be reached")
+	writeError(w, http.StatusBadGateway, proxyCodeUnavailable, "The worker could not be reached")
 }

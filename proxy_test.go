@@ -684,11 +684,8 @@ func TestProxyStreamsLargeResponses(t *testing.T) {
 	for i := range chunk {
 		chunk[i] = byte(i % period)
 	}
-	verify, err := sheen.VerifyMiddleware(&sheen.VerifyConfig{Secret: pxSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	worker := httptest.NewServer(verify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	verifier := &sheen.Verifier{Secret: pxSecret}
+	worker := httptest.NewServer(verifier.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		for left := total; left > 0; {
 			n := min(left, len(chunk))

@@ -116,7 +116,7 @@ type jsonScan struct {
 }
 
 func badJSON(msg string) *proxyRefusal {
-	return refuse(http.StatusBadRequest, proxyCodeBadRequest, msg)
+	return refuse(http.StatusBadRequest, codeBadRequest, msg)
 }
 
 func notYourUser() *proxyRefusal {
