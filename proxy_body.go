@@ -6,11 +6,63 @@ import (
 	"errors"
 	"io"
 	"math"
+	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
+
+// maxProxyJSONDepth caps how deeply a proxied JSON body may nest.
+const maxProxyJSONDepth = 64
+
+// readBody reads, caps and checks the request body of fw's route.
+func (p *proxy) readBody(w http.ResponseWriter, r *http.Request, fw *forward) *proxyRefusal {
+	tooLarge := &proxyRefusal{status: http.StatusRequestEntityTooLarge, code: CodeBodyTooLarge, message: "Request body is too large"}
+	if r.Method == http.MethodGet || r.Method == http.MethodDelete {
+		return nil // sent without a body: the worker signs these with an empty one
+	}
+	if r.ContentLength > MaxRequestBody {
+		return tooLarge
+	}
+	var body []byte
+	if r.Body != nil {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBody))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return tooLarge
+			}
+			return refuse(http.StatusBadRequest, codeBadRequest, "Could not read the request body")
+		}
+		body = b
+	}
+	if !fw.route.Body {
+		if len(body) > 0 {
+			return refuse(http.StatusBadRequest, codeBadRequest, "This route takes no body")
+		}
+		return nil
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+			return refuse(http.StatusUnsupportedMediaType, proxyCodeBadMedia, "Unsupported Media Type: send application/json")
+		}
+	} else {
+		body = []byte("{}")
+	}
+	out, ids, no := scanProxyBody(body, fw.userID, fw.route.BodyIDs)
+	if no != nil {
+		return no
+	}
+	if len(out) > MaxRequestBody {
+		return tooLarge
+	}
+	fw.body = out
+	fw.resources = append(fw.resources, ids...)
+	return nil
+}
 
 // scanProxyBody checks a browser's JSON body token by token (so a key given
 // twice is seen, where encoding/json would keep the last) and writes it again
@@ -28,59 +80,15 @@ import (
 // surrogate escape ("\ud800") is checked and sent with U+FFFD in its place.
 func scanProxyBody(body []byte, userID string, ids map[string]ResourceKind) ([]byte, []resourceRef, *proxyRefusal) {
 	body = jsonx.ToWellFormed(body)
-	s := &jsonScan{dec: json.NewDecoder(bytes.NewReader(body)), userID: userID}
+	s := &jsonScan{dec: json.NewDecoder(bytes.NewReader(body)), userID: userID, ids: ids}
 	s.dec.UseNumber()
 	if tok, err := s.dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil, nil, badJSON("The body must be a JSON object")
 	}
-	var members bytes.Buffer // the top-level members, without braces
 	seen := map[string]bool{}
-	sawUser := false
-	var refs []resourceRef
 	for s.dec.More() {
-		key, no := s.key(seen)
-		if no != nil {
+		if no := s.topMember(seen); no != nil {
 			return nil, nil, no
-		}
-		if members.Len() > 0 {
-			members.WriteByte(',')
-		}
-		writeJSONString(&members, key)
-		members.WriteByte(':')
-		if isUserKey(key) {
-			tok, err := s.dec.Token()
-			if err != nil {
-				return nil, nil, badJSON("Invalid JSON")
-			}
-			if v, ok := tok.(string); key != "userId" || !ok || v != userID {
-				return nil, nil, notYourUser()
-			}
-			sawUser = true
-			writeJSONString(&members, userID)
-			continue
-		}
-		kind, isID := ids[key]
-		if !isID {
-			if no := s.value(&members, 1); no != nil {
-				return nil, nil, no
-			}
-			continue
-		}
-		tok, err := s.dec.Token()
-		if err != nil {
-			return nil, nil, badJSON("Invalid JSON")
-		}
-		switch v := tok.(type) {
-		case nil:
-			members.WriteString("null")
-		case string:
-			if _, err := escapeID(key, v); err != nil {
-				return nil, nil, badJSON("Invalid " + key)
-			}
-			refs = append(refs, resourceRef{kind, v})
-			writeJSONString(&members, v)
-		default:
-			return nil, nil, badJSON(key + " must be a string")
 		}
 	}
 	if tok, err := s.dec.Token(); err != nil || tok != json.Delim('}') {
@@ -89,30 +97,98 @@ func scanProxyBody(body []byte, userID string, ids map[string]ResourceKind) ([]b
 	if _, err := s.dec.Token(); err != io.EOF {
 		return nil, nil, badJSON("Unexpected data after the JSON object")
 	}
-	var out bytes.Buffer
-	out.Grow(members.Len() + len(userID) + 16)
-	out.WriteByte('{')
-	if !sawUser {
-		out.WriteString(`"userId":`)
-		writeJSONString(&out, userID)
-		if members.Len() > 0 {
-			out.WriteByte(',')
-		}
-	}
-	out.Write(members.Bytes())
-	out.WriteByte('}')
 	// Put integer-like keys first, at every depth, as JSON.stringify does;
 	// the rest is already in its form.
-	final, err := jsonx.Restringify(out.Bytes())
+	final, err := jsonx.Restringify(s.object())
 	if err != nil {
 		return nil, nil, badJSON("Invalid JSON")
 	}
-	return final, refs, nil
+	return final, s.refs, nil
 }
 
+// jsonScan is the state of scanProxyBody.
 type jsonScan struct {
-	dec    *json.Decoder
-	userID string
+	dec     *json.Decoder
+	userID  string
+	ids     map[string]ResourceKind
+	members bytes.Buffer // the top-level members written so far, without braces
+	sawUser bool
+	refs    []resourceRef
+}
+
+// topMember reads and writes one member of the top-level object.
+func (s *jsonScan) topMember(seen map[string]bool) *proxyRefusal {
+	key, no := s.key(seen)
+	if no != nil {
+		return no
+	}
+	if s.members.Len() > 0 {
+		s.members.WriteByte(',')
+	}
+	writeJSONString(&s.members, key)
+	s.members.WriteByte(':')
+	if isUserKey(key) {
+		return s.userValue(key)
+	}
+	if kind, ok := s.ids[key]; ok {
+		return s.idValue(key, kind)
+	}
+	return s.value(&s.members, 1)
+}
+
+// userValue reads the value of a top-level key that means the user: it must
+// be "userId" and hold the user's id.
+func (s *jsonScan) userValue(key string) *proxyRefusal {
+	tok, err := s.dec.Token()
+	if err != nil {
+		return badJSON("Invalid JSON")
+	}
+	if v, ok := tok.(string); key != "userId" || !ok || v != s.userID {
+		return notYourUser()
+	}
+	s.sawUser = true
+	writeJSONString(&s.members, s.userID)
+	return nil
+}
+
+// idValue reads the value of a top-level key that holds a resource id: a
+// valid id or null.
+func (s *jsonScan) idValue(key string, kind ResourceKind) *proxyRefusal {
+	tok, err := s.dec.Token()
+	if err != nil {
+		return badJSON("Invalid JSON")
+	}
+	switch v := tok.(type) {
+	case nil:
+		s.members.WriteString("null")
+	case string:
+		if _, err := escapeID(key, v); err != nil {
+			return badJSON("Invalid " + key)
+		}
+		s.refs = append(s.refs, resourceRef{kind, v})
+		writeJSONString(&s.members, v)
+	default:
+		return badJSON(key + " must be a string")
+	}
+	return nil
+}
+
+// object is the top-level object, with the user's id first when the body
+// had none.
+func (s *jsonScan) object() []byte {
+	var out bytes.Buffer
+	out.Grow(s.members.Len() + len(s.userID) + 16)
+	out.WriteByte('{')
+	if !s.sawUser {
+		out.WriteString(`"userId":`)
+		writeJSONString(&out, s.userID)
+		if s.members.Len() > 0 {
+			out.WriteByte(',')
+		}
+	}
+	out.Write(s.members.Bytes())
+	out.WriteByte('}')
+	return out.Bytes()
 }
 
 func badJSON(msg string) *proxyRefusal {
@@ -156,50 +232,11 @@ func (s *jsonScan) value(out *bytes.Buffer, depth int) *proxyRefusal {
 	case json.Delim:
 		switch v {
 		case '{':
-			out.WriteByte('{')
-			seen := map[string]bool{}
-			first := true
-			for s.dec.More() {
-				key, no := s.key(seen)
-				if no != nil {
-					return no
-				}
-				if isUserKey(key) {
-					return notYourUser() // only the top level may name the user
-				}
-				if !first {
-					out.WriteByte(',')
-				}
-				first = false
-				writeJSONString(out, key)
-				out.WriteByte(':')
-				if no := s.value(out, depth+1); no != nil {
-					return no
-				}
-			}
-			if tok, err := s.dec.Token(); err != nil || tok != json.Delim('}') {
-				return badJSON("Invalid JSON")
-			}
-			out.WriteByte('}')
+			return s.nestedObject(out, depth)
 		case '[':
-			out.WriteByte('[')
-			first := true
-			for s.dec.More() {
-				if !first {
-					out.WriteByte(',')
-				}
-				first = false
-				if no := s.value(out, depth+1); no != nil {
-					return no
-				}
-			}
-			if tok, err := s.dec.Token(); err != nil || tok != json.Delim(']') {
-				return badJSON("Invalid JSON")
-			}
-			out.WriteByte(']')
-		default:
-			return badJSON("Invalid JSON")
+			return s.array(out, depth)
 		}
+		return badJSON("Invalid JSON")
 	case string:
 		writeJSONString(out, v)
 	case json.Number:
@@ -215,6 +252,53 @@ func (s *jsonScan) value(out *bytes.Buffer, depth int) *proxyRefusal {
 	default:
 		return badJSON("Invalid JSON")
 	}
+	return nil
+}
+
+// nestedObject copies an object below the top level, whose '{' has been
+// read; no key in it may mean the user.
+func (s *jsonScan) nestedObject(out *bytes.Buffer, depth int) *proxyRefusal {
+	out.WriteByte('{')
+	seen := map[string]bool{}
+	for first := true; s.dec.More(); first = false {
+		key, no := s.key(seen)
+		if no != nil {
+			return no
+		}
+		if isUserKey(key) {
+			return notYourUser() // only the top level may name the user
+		}
+		if !first {
+			out.WriteByte(',')
+		}
+		writeJSONString(out, key)
+		out.WriteByte(':')
+		if no := s.value(out, depth+1); no != nil {
+			return no
+		}
+	}
+	if tok, err := s.dec.Token(); err != nil || tok != json.Delim('}') {
+		return badJSON("Invalid JSON")
+	}
+	out.WriteByte('}')
+	return nil
+}
+
+// array copies an array whose '[' has been read.
+func (s *jsonScan) array(out *bytes.Buffer, depth int) *proxyRefusal {
+	out.WriteByte('[')
+	for first := true; s.dec.More(); first = false {
+		if !first {
+			out.WriteByte(',')
+		}
+		if no := s.value(out, depth+1); no != nil {
+			return no
+		}
+	}
+	if tok, err := s.dec.Token(); err != nil || tok != json.Delim(']') {
+		return badJSON("Invalid JSON")
+	}
+	out.WriteByte(']')
 	return nil
 }
 
