@@ -19,10 +19,10 @@ const maxProxyJSONDepth = 64
 
 // readBody reads, caps and checks the request body of fw's route.
 func (p *proxy) readBody(w http.ResponseWriter, r *http.Request, fw *forward) *proxyRefusal {
-	tooLarge := &proxyRefusal{status: http.StatusRequestEntityTooLarge, code: CodeBodyTooLarge, message: "Request body is too large"}
 	if r.Method == http.MethodGet || r.Method == http.MethodDelete {
 		return nil // sent without a body: the worker signs these with an empty one
 	}
+	tooLarge := refuse(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "Request body is too large")
 	if r.ContentLength > MaxRequestBody {
 		return tooLarge
 	}

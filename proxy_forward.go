@@ -7,10 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -50,7 +50,7 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 	}
 	copyAnswerHeaders(w.Header(), resp)
 	w.WriteHeader(resp.StatusCode)
-	streamBody(r.Context(), w, resp.Body)
+	streamBody(r.Context(), w, resp.Body, streams(resp))
 }
 
 // workerRequest is the request to the worker: the checked target and body,
@@ -64,7 +64,8 @@ func (p *proxy) workerRequest(r *http.Request, fw *forward) (*http.Request, *pro
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, proxyCodeBadPath, "Invalid path")
 	}
-	h := req.Header
+	h := make(http.Header, 8) // room for the signer's headers too
+	req.Header = h
 	h.Set("Accept", "application/json")
 	h.Set("User-Agent", p.c.userAgent)
 	if fw.body != nil {
@@ -103,10 +104,12 @@ func (p *proxy) refusedSignature(ctx context.Context, resp *http.Response, fw *f
 			slog.Int("status", resp.StatusCode), slog.String("method", fw.route.method), slog.String("path", p.c.basePath+pathOnly(fw.target)))
 		return true
 	}
-	resp.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(peeked), resp.Body), resp.Body}
+	if len(peeked) > 0 {
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(peeked), resp.Body), resp.Body}
+	}
 	return false
 }
 
@@ -137,41 +140,85 @@ func pathOnly(target string) string {
 }
 
 // copyAnswerHeaders sets the headers the browser gets: the worker's
-// Content-Type (JSON only; anything else is served as plain text),
-// X-Correlation-Id, Retry-After and rate-limit headers, and nothing else of
-// the worker's. Every answer is marked no-store and nosniff.
+// Content-Length, Content-Type (JSON only; anything else is served as plain
+// text), X-Correlation-Id, Retry-After and rate-limit headers, and nothing
+// else of the worker's. Every answer is marked no-store and nosniff.
 func copyAnswerHeaders(h http.Header, resp *http.Response) {
 	for k, vs := range resp.Header {
-		lk := strings.ToLower(k)
-		if strings.HasPrefix(lk, "x-ratelimit-") || strings.HasPrefix(lk, "ratelimit") || lk == "retry-after" || lk == "x-correlation-id" {
-			h[k] = append([]string(nil), vs...)
+		// The response and its header map are the proxy's alone: the
+		// values are handed on without a copy.
+		if hasPrefixFold(k, "X-Ratelimit-") || hasPrefixFold(k, "Ratelimit") ||
+			strings.EqualFold(k, "Retry-After") || strings.EqualFold(k, "X-Correlation-Id") {
+			h[k] = vs
 		}
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		if mt, _, _ := mime.ParseMediaType(ct); mt == "application/json" || strings.HasSuffix(mt, "+json") {
+		if isJSONMediaType(ct) {
 			h.Set("Content-Type", ct)
 		} else {
 			h.Set("Content-Type", "text/plain; charset=utf-8")
 		}
 	}
+	// The body goes on byte for byte, so its length does too; the browser
+	// then also sees a cut answer as cut.
+	if resp.ContentLength >= 0 && bodyAllowed(resp.StatusCode) {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 }
 
-// streamBody copies a response body to the browser as it arrives, flushing
-// each piece, in a fixed buffer. When the worker's body breaks off, the
-// connection to the browser is aborted so the cut cannot pass for a whole
-// answer.
-func streamBody(ctx context.Context, w http.ResponseWriter, body io.Reader) {
+// bodyAllowed reports whether an answer with this status may have a body
+// (and so a Content-Length).
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// isJSONMediaType reports whether a Content-Type is application/json or a
+// +json type, ignoring case and parameters.
+func isJSONMediaType(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(mt)
+	return strings.EqualFold(mt, "application/json") || len(mt) > 5 && hasPrefixFold(mt[len(mt)-5:], "+json")
+}
+
+// streams reports whether an answer arrives over time (an event stream, or
+// chunks without a length), so that each piece must reach the browser as
+// soon as it comes.
+// A body the transport decompressed has lost its length but is no stream
+// for that.
+func streams(resp *http.Response) bool {
+	mt, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
+		return true
+	}
+	return resp.ContentLength < 0 && !resp.Uncompressed
+}
+
+// proxyBuffers holds the buffers answers are copied through.
+var proxyBuffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// streamBody copies a response body to the browser in a pooled buffer,
+// flushing each piece as it arrives when flush is set. When the worker's
+// body breaks off, the connection to the browser is aborted so the cut
+// cannot pass for a whole answer.
+func streamBody(ctx context.Context, w http.ResponseWriter, body io.Reader, flush bool) {
+	buf := proxyBuffers.Get().(*[32 << 10]byte)
+	defer proxyBuffers.Put(buf)
 	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
 	for {
-		n, err := body.Read(buf)
+		n, err := body.Read(buf[:])
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return // the browser went away
 			}
-			_ = rc.Flush()
+			if flush {
+				_ = rc.Flush()
+			}
 		}
 		if err == io.EOF {
 			return

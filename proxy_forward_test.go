@@ -347,3 +347,141 @@ func aliceBalanceVia(t *testing.T, base string) *httptest.ResponseRecorder {
 	h.ServeHTTP(rec, req)
 	return rec
 }
+
+// An answer that arrives over time (chunks without a length, or an event
+// stream) reaches the browser piece by piece: the browser reads the first
+// piece while the worker still holds the rest back. An answer of known
+// length arrives with that length.
+func TestProxyForwardsPiecesAsTheyCome(t *testing.T) {
+	for _, ct := range []string{"application/json", "text/event-stream"} {
+		t.Run(ct, func(t *testing.T) {
+			release := make(chan struct{})
+			worker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", ct)
+				io.WriteString(w, `{"first":true}`)
+				http.NewResponseController(w).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				}
+				io.WriteString(w, `{"second":true}`)
+			}))
+			defer worker.Close()
+			front := httptest.NewServer(pxDefaultProxy(t, worker.URL))
+			defer front.Close()
+
+			req, _ := http.NewRequest("GET", front.URL+"/v1/billing/balance/"+pxAlice, nil)
+			req.AddCookie(&http.Cookie{Name: "session", Value: "sess-alice"})
+			var resp *http.Response
+			first := make([]byte, len(`{"first":true}`))
+			got := make(chan error, 1)
+			go func() {
+				var err error
+				if resp, err = front.Client().Do(req); err == nil {
+					_, err = io.ReadFull(resp.Body, first)
+				}
+				got <- err
+			}()
+			select {
+			case err := <-got:
+				if err != nil || string(first) != `{"first":true}` {
+					t.Fatalf("first piece %q, %v", first, err)
+				}
+			case <-time.After(20 * time.Second): // only so a failure does not hang the run
+				close(release)
+				<-got
+				t.Fatal("the first piece did not reach the browser while the worker held the rest back")
+			}
+			defer resp.Body.Close()
+			close(release)
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil || string(rest) != `{"second":true}` || resp.ContentLength != -1 {
+				t.Errorf("rest %q, %v, ContentLength %d", rest, err, resp.ContentLength)
+			}
+		})
+	}
+	t.Run("known length", func(t *testing.T) {
+		body := strings.Repeat(`{"a":1}`, 20_000)
+		worker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			io.WriteString(w, body)
+		}))
+		defer worker.Close()
+		front := httptest.NewServer(pxDefaultProxy(t, worker.URL))
+		defer front.Close()
+		resp := pxGetBalance(t, front)
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		if err != nil || string(got) != body || resp.ContentLength != int64(len(body)) {
+			t.Errorf("%d bytes of %d, %v, ContentLength %d", len(got), len(body), err, resp.ContentLength)
+		}
+	})
+}
+
+// An answer the worker breaks off is broken off for the browser too: it
+// reads an error, never a shorter answer that looks whole.
+func TestProxyPassesOnACutAnswer(t *testing.T) {
+	for _, tc := range []struct{ name, head, body string }{
+		{"with a length", "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n", `{"items":[1,2,3`},
+		{"chunked", "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", "f\r\n{\"items\":[1,2,3\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			worker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				conn, buf, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer conn.Close()
+				buf.WriteString(tc.head + tc.body)
+				buf.Flush()
+			}))
+			defer worker.Close()
+			front := httptest.NewServer(pxDefaultProxy(t, worker.URL))
+			defer front.Close()
+			req, _ := http.NewRequest("GET", front.URL+"/v1/billing/balance/"+pxAlice, nil)
+			req.AddCookie(&http.Cookie{Name: "session", Value: "sess-alice"})
+			resp, err := front.Client().Do(req)
+			if err != nil {
+				return // cut before the headers were sent: an error too
+			}
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			if err == nil {
+				t.Errorf("the browser read %d %q and no error", resp.StatusCode, got)
+			}
+		})
+	}
+}
+
+// pxDefaultProxy is a default proxy, without a prefix, in front of the
+// worker at base.
+func pxDefaultProxy(t *testing.T, base string) http.Handler {
+	t.Helper()
+	c, err := sheen.NewWorkerClient(sheen.WithBaseURL(base), sheen.WithSecret(pxSecret), sheen.WithRetry(1, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := sheen.NewProxy(c, sheen.ProxyConfig{Authorize: pxAuthorize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// pxGetBalance asks the front server for Alice's balance as Alice.
+func pxGetBalance(t *testing.T, front *httptest.Server) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", front.URL+"/v1/billing/balance/"+pxAlice, nil)
+	req.AddCookie(&http.Cookie{Name: "session", Value: "sess-alice"})
+	resp, err := front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	return resp
+}

@@ -365,13 +365,13 @@ func (rt *proxyRoute) matches(segs []string) bool {
 // it), strips the prefix, and decodes each segment, refusing any that could
 // be read as more or less than one segment.
 func (p *proxy) pathSegments(r *http.Request) ([]string, *proxyRefusal) {
-	badPath := refuse(http.StatusBadRequest, proxyCodeBadPath, "Invalid path")
+	badPath := func() *proxyRefusal { return refuse(http.StatusBadRequest, proxyCodeBadPath, "Invalid path") }
 	if raw, _, _ := strings.Cut(r.RequestURI, "?"); strings.HasPrefix(raw, "/") && checkRawProxyPath(raw) != nil {
-		return nil, badPath
+		return nil, badPath()
 	}
 	raw := r.URL.EscapedPath()
 	if checkRawProxyPath(raw) != nil {
-		return nil, badPath
+		return nil, badPath()
 	}
 	rest, ok := strings.CutPrefix(raw, p.prefix)
 	if !ok || !strings.HasPrefix(rest, "/") {
@@ -382,12 +382,12 @@ func (p *proxy) pathSegments(r *http.Request) ([]string, *proxyRefusal) {
 		d, err := url.PathUnescape(s)
 		if err != nil || d == "" || d == "." || d == ".." || strings.ContainsAny(d, "/\\") ||
 			strings.ContainsFunc(d, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return nil, badPath
+			return nil, badPath()
 		}
 		segs[i] = d
 	}
 	if decoded := "/" + strings.Join(segs, "/"); path.Clean(decoded) != decoded {
-		return nil, badPath
+		return nil, badPath()
 	}
 	return segs, nil
 }
