@@ -387,4 +387,3 @@ func TestProxyReencodesBodies(t *testing.T) {
 		}
 	}
 }
-
