@@ -3,7 +3,6 @@ package sheen
 import (
 	"bytes"
 	"cmp"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -155,10 +154,15 @@ func newProxyBenchRig(b *testing.B, body []byte, chunked bool) *proxyBenchRig {
 // benchBufferPool is the BufferPool of the pooled baseline.
 type benchBufferPool struct{}
 
-var benchBuffers = sync.Pool{New: func() any { return make([]byte, 32<<10) }}
+var benchBuffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
-func (benchBufferPool) Get() []byte  { return benchBuffers.Get().([]byte) }
-func (benchBufferPool) Put(b []byte) { benchBuffers.Put(b) }
+func (benchBufferPool) Get() []byte { return benchBuffers.Get().(*[32 << 10]byte)[:] }
+
+func (benchBufferPool) Put(b []byte) {
+	if len(b) == 32<<10 {
+		benchBuffers.Put((*[32 << 10]byte)(b))
+	}
+}
 
 const pxBenchUser = "a11ce000-0000-4000-8000-000000000001"
 
@@ -278,6 +282,6 @@ func (rig *proxyBenchRig) get(b *testing.B, target string) {
 	n, err := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusOK || int(n) != rig.want {
-		b.Error(fmt.Sprintf("status %d, %d bytes of %d, %v", resp.StatusCode, n, rig.want, err))
+		b.Errorf("status %d, %d bytes of %d, %v", resp.StatusCode, n, rig.want, err)
 	}
 }
