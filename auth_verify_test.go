@@ -87,7 +87,7 @@ func mwServe(t *testing.T, ver *Verifier, r *http.Request) mwResult {
 
 // Every vector of the deployed worker's signing code passes the middleware
 // under its scheme, and the handler reads the body it was signed over.
-func TestVerifyMiddlewareVectors(t *testing.T) {
+func TestVerifierMiddlewareVectors(t *testing.T) {
 	v := loadVectors(t)
 	for _, tc := range v.Cases {
 		at, _ := parseUnixSeconds(tc.Timestamp)
@@ -119,7 +119,7 @@ func TestVerifyMiddlewareVectors(t *testing.T) {
 
 // Refusals answer with the deployed worker's statuses and codes, and the
 // handler never runs.
-func TestVerifyMiddlewareRefusals(t *testing.T) {
+func TestVerifierMiddlewareRefusals(t *testing.T) {
 	now := time.Now()
 	body := []byte(`{"buildId":"b1","status":"completed"}`)
 	const target = "/v1/hooks/build?attempt=1&b=2"
@@ -216,7 +216,7 @@ func TestVerifyMiddlewareRefusals(t *testing.T) {
 
 // A replayed request is refused with 409 under the timestamped schemes; the
 // first one passes.
-func TestVerifyMiddlewareReplay(t *testing.T) {
+func TestVerifierMiddlewareReplay(t *testing.T) {
 	for _, scheme := range []Signing{SigningTimestamp, SigningDual} {
 		t.Run(scheme.String(), func(t *testing.T) {
 			ver := &Verifier{Secret: mwSecret, Scheme: scheme}
@@ -236,7 +236,7 @@ func TestVerifyMiddlewareReplay(t *testing.T) {
 
 // A NonceStore of one's own is used; here one shared by two middlewares, as
 // two instances of a service would share one.
-func TestVerifyMiddlewareSharedNonceStore(t *testing.T) {
+func TestVerifierMiddlewareSharedNonceStore(t *testing.T) {
 	store := &countingNonces{inner: NewMemoryNonceStore(DefaultNonceTTL, 10)}
 	a := &Verifier{Secret: mwSecret, Scheme: SigningDual, Nonces: store}
 	b := &Verifier{Secret: mwSecret, Scheme: SigningDual, Nonces: store}
@@ -275,7 +275,7 @@ func (c *countingNonces) calls() int {
 
 // Bodies over MaxBody answer 413 in the web framework's shape before any
 // signature check, whether announced by Content-Length or not.
-func TestVerifyMiddlewareOversizedBody(t *testing.T) {
+func TestVerifierMiddlewareOversizedBody(t *testing.T) {
 	ver := &Verifier{Secret: mwSecret, MaxBody: 1024}
 	big := bytes.Repeat([]byte("a"), 1025)
 	r := mwSigned(t, SigningBodyPath, time.Now(), "POST", "/v1/hooks/big", big)
@@ -305,7 +305,7 @@ func TestVerifyMiddlewareOversizedBody(t *testing.T) {
 
 // VerifyRequest returns the body, leaves it readable in r.Body, and
 // fails with typed errors.
-func TestVerifyRequest(t *testing.T) {
+func TestVerifierVerifyRequest(t *testing.T) {
 	ver := &Verifier{Secret: mwSecret, Scheme: SigningDual, MaxBody: 64}
 	body := []byte(`{"event":"build.completed"}`)
 	r := mwSigned(t, SigningDual, time.Now(), "POST", "/v1/hooks/x", body)
@@ -341,7 +341,7 @@ func TestVerifyRequest(t *testing.T) {
 // A WorkerClient's requests pass a service that verifies them, under every
 // scheme, mounted below a prefix that http.StripPrefix removes: the target
 // verified is the one on the wire.
-func TestVerifyMiddlewareAcceptsClientRequests(t *testing.T) {
+func TestVerifierMiddlewareAcceptsClientRequests(t *testing.T) {
 	for _, scheme := range []Signing{SigningBodyPath, SigningTimestamp, SigningDual} {
 		t.Run(scheme.String(), func(t *testing.T) {
 			ver := &Verifier{Secret: mwSecret, SecretV2: mwSecret + "-v2", Scheme: scheme}
@@ -428,7 +428,7 @@ func TestVerifierConfigErrors(t *testing.T) {
 // By default a dual-scheme middleware needs the v2 signature: a request
 // whose v2 signature was stripped (so only v1, which covers neither path nor
 // nonce, is valid) is refused, unless AcceptV1 says the sender cannot do v2.
-func TestVerifyDualNeedsV2ByDefault(t *testing.T) {
+func TestVerifierMiddlewareDualNeedsV2ByDefault(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	body := []byte(`{"event":"build.completed"}`)
 	for _, acceptV1 := range []bool{false, true} {
