@@ -113,14 +113,24 @@ func TestWireVectorsCanonicalV2(t *testing.T) {
 				}
 				return
 			}
-			for name, h := range map[string]http.Header{
-				"v2 only": {HeaderSignature: {zeroSig}, HeaderSignatureV2: {tc.SigV2}, HeaderTimestamp: {tc.Timestamp}, HeaderNonce: {tc.Nonce}},
-				"v1 only": {HeaderSignature: {tc.SigV1}, HeaderTimestamp: {tc.Timestamp}, HeaderNonce: {tc.Nonce}},
+			// v2 alone passes a dual Verifier when it comes with its nonce
+			// (the deployed worker after its rollout window); v1 alone, and
+			// v2 without a nonce, pass only with AcceptV1 (during it).
+			for _, c := range []struct {
+				name     string
+				h        http.Header
+				strictOK bool
+			}{
+				{"v2 only", http.Header{HeaderSignature: {zeroSig}, HeaderSignatureV2: {tc.SigV2}, HeaderTimestamp: {tc.Timestamp}, HeaderNonce: {tc.Nonce}}, tc.Nonce != ""},
+				{"v1 only", http.Header{HeaderSignature: {tc.SigV1}, HeaderTimestamp: {tc.Timestamp}, HeaderNonce: {tc.Nonce}}, false},
 			} {
-				h.Set("Content-Type", "application/json")
-				ver := &Verifier{Secret: tc.Secret, Scheme: SigningDual, Now: func() time.Time { return at }}
-				if err := ver.Verify(tc.Method, tc.Target, h, body); err != nil {
-					t.Errorf("%s: %v", name, err)
+				c.h.Set("Content-Type", "application/json")
+				for _, acceptV1 := range []bool{false, true} {
+					ver := &Verifier{Secret: tc.Secret, Scheme: SigningDual, AcceptV1: acceptV1, Now: func() time.Time { return at }}
+					err := ver.Verify(tc.Method, tc.Target, c.h.Clone(), body)
+					if want := acceptV1 || c.strictOK; (err == nil) != want {
+						t.Errorf("%s, AcceptV1=%v: %v, want accepted=%v", c.name, acceptV1, err, want)
+					}
 				}
 			}
 		})

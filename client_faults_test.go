@@ -231,7 +231,7 @@ func TestDoEncodesNonASCII(t *testing.T) {
 	var target string
 	c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		target = r.URL.RequestURI()
-		if err := (&Verifier{Secret: testSecret, Scheme: SigningBodyPath}).VerifyRequest(r, nil); err != nil {
+		if _, err := (&Verifier{Secret: testSecret, Scheme: SigningBodyPath}).VerifyRequest(r); err != nil {
 			return jsonResponse(r, 403, `{"code":"INVALID_SIGNATURE"}`), nil
 		}
 		return jsonResponse(r, 200, `{}`), nil

@@ -19,8 +19,7 @@ import (
 func newExampleWorker(secret string, handler http.HandlerFunc) *httptest.Server {
 	ver := &sheen.Verifier{Secret: secret, Scheme: sheen.SigningBodyPath}
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if err := ver.VerifyRequest(r, body); err != nil {
+		if _, err := ver.VerifyRequest(r); err != nil {
 			http.Error(w, `{"code":"INVALID_SIGNATURE","error":"Signature validation failed"}`, http.StatusForbidden)
 			return
 		}

@@ -20,8 +20,8 @@ func FuzzVerify(f *testing.F) {
 	f.Add("DELETE", "", "99999999999999999999", "\x00", "", "", []byte{0xff})
 	at := time.Unix(1767225600, 0)
 	f.Fuzz(func(t *testing.T, method, target, ts, nonce, sig, sigV2 string, body []byte) {
-		for _, scheme := range []Signing{SigningBodyPath, SigningTimestamp, SigningDual} {
-			v := &Verifier{Secret: testSecret, Scheme: scheme, Now: func() time.Time { return at }}
+		for i, scheme := range []Signing{SigningBodyPath, SigningTimestamp, SigningDual, SigningDual} {
+			v := &Verifier{Secret: testSecret, Scheme: scheme, AcceptV1: i == 3, Now: func() time.Time { return at }}
 			h := http.Header{HeaderTimestamp: {ts}, HeaderNonce: {nonce}, HeaderSignature: {sig}, HeaderSignatureV2: {sigV2}}
 			err := v.Verify(method, target, h, body)
 			if err == nil {

@@ -1,11 +1,9 @@
 package sheen_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
@@ -86,42 +84,4 @@ func ExampleNewProxy() {
 	// 403 FORBIDDEN
 	// 404 NOT_FOUND
 	// requests that reached the worker: 2
-}
-
-// A Go service that receives signed requests (v2.1 webhooks, or calls from
-// another service holding the secret) verifies them before its handler runs.
-func ExampleVerifyMiddleware() {
-	const secret = "example-shared-secret-0123456789abcdef"
-	verify, err := sheen.VerifyMiddleware(&sheen.VerifyConfig{Secret: secret, Scheme: sheen.SigningDual})
-	if err != nil {
-		log.Fatal(err)
-	}
-	hook := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body) // the exact bytes that were signed
-		fmt.Printf("handler got %s %s\n", r.URL.Path, body)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	srv := httptest.NewServer(verify(hook))
-	defer srv.Close()
-
-	// A signed request, as a WorkerClient sends it.
-	sender, err := sheen.NewWorkerClient(sheen.WithBaseURL(srv.URL), sheen.WithSecret(secret), sheen.WithSigning(sheen.SigningDual))
-	if err != nil {
-		log.Fatal(err)
-	}
-	err = sender.Do(context.Background(), "POST", "/v1/hooks/build-finished", map[string]string{"buildId": "b1"}, nil)
-	fmt.Println("signed request:", err)
-
-	// An unsigned one.
-	resp, err := srv.Client().Post(srv.URL+"/v1/hooks/build-finished", "application/json", strings.NewReader(`{"buildId":"b1"}`))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	fmt.Println("unsigned request:", resp.StatusCode, string(body))
-	// Output:
-	// handler got /v1/hooks/build-finished {"buildId":"b1"}
-	// signed request: <nil>
-	// unsigned request: 401 {"code":"MISSING_SIGNATURE","error":"missing signature header"}
 }

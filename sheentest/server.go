@@ -85,7 +85,7 @@ func NewServer(opts ...Option) *Server {
 		calls:    map[string]int{},
 		stop:     make(chan struct{}),
 	}
-	s.verifier = &sheen.Verifier{Secret: cfg.secret, SecretV2: cfg.secretV2, Scheme: cfg.signing, Now: s.now}
+	s.verifier = &sheen.Verifier{Secret: cfg.secret, SecretV2: cfg.secretV2, Scheme: cfg.signing, AcceptV1: cfg.signing == sheen.SigningDual, Now: s.now}
 	for id, paid := range cfg.users {
 		s.users[id] = &user{id: id, paid: paid}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
@@ -66,6 +67,25 @@ func TestProxyUserKeys(t *testing.T) {
 			t.Errorf("%q is taken for the user", k)
 		}
 	}
+}
+
+// isUserKey finds "userid" in the key lower-cased with only its letters
+// and digits kept, whatever the key holds ("İ" lower-cases to "i").
+func FuzzProxyUserKey(f *testing.F) {
+	for _, k := range []string{"userId", "uuser_id", "useruserid", "user1id", "userİd", "a[USER-ID]", "\xffuserid", "usr"} {
+		f.Add(k)
+	}
+	f.Fuzz(func(t *testing.T, k string) {
+		var sb strings.Builder
+		for _, r := range strings.ToLower(k) {
+			if 'a' <= r && r <= 'z' || '0' <= r && r <= '9' {
+				sb.WriteRune(r)
+			}
+		}
+		if want := strings.Contains(sb.String(), "userid"); isUserKey(k) != want {
+			t.Fatalf("isUserKey(%q) = %v, want %v", k, !want, want)
+		}
+	})
 }
 
 // Whatever a browser sends, a body the scan accepts is one JSON object with

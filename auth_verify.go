@@ -1,0 +1,393 @@
+package sheen
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/hmac"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// DefaultSkew is the clock skew the deployed worker accepts on timestamped
+// signatures.
+const DefaultSkew = 120 * time.Second
+
+// DefaultNonceTTL is how long the deployed worker remembers a nonce.
+const DefaultNonceTTL = 600 * time.Second
+
+// Verifier checks signed requests the way the deployed worker does: for Go
+// services that receive requests signed with the worker's schemes (v2.1
+// webhooks, or calls from another service holding the shared secret), and
+// for the fake worker (sheentest).
+//
+// Each scheme means one thing. SigningBodyPath (v2.1) wants
+// x-sheen-signature over body and target; it carries no timestamp or nonce,
+// so a captured request passes again whenever it is replayed.
+// SigningTimestamp (v1) wants x-sheen-signature over timestamp and body.
+// SigningDual wants a valid x-sheen-sig-v2 with its nonce (over method,
+// target, timestamp, nonce and body), as the deployed worker does after its
+// rollout window: the scheme that refuses replays. AcceptV1 relaxes it.
+//
+// Make one and share it by pointer: it holds the nonce store, and is safe
+// for concurrent use. Its fields must not change once it is in use. A
+// misconfigured Verifier (a secret shorter than MinSecretLength, an unknown
+// scheme, AcceptV1 without SigningDual, a negative Skew or MaxBody) refuses
+// every request with a plain error that says what is wrong.
+type Verifier struct {
+	// Secret is the shared secret (at least MinSecretLength characters,
+	// used as-is).
+	Secret string
+	// SecretV2, when set, is the secret of x-sheen-sig-v2 signatures.
+	SecretV2 string
+	// Scheme is what senders must sign with.
+	Scheme Signing
+	// AcceptV1, with SigningDual, also lets through a request whose only
+	// valid signature is the v1 one (and a v2 one without a nonce), as the
+	// deployed worker does during its rollout window. Set it only for
+	// senders that cannot sign v2: the v1 signature covers neither the path
+	// nor the nonce, so such a request can be sent to another path, or
+	// replayed with a new nonce, inside the skew window.
+	AcceptV1 bool
+	// Skew is the accepted distance between a request's timestamp and now
+	// for the timestamped schemes; zero means DefaultSkew (120 s).
+	Skew time.Duration
+	// Nonces remembers the nonces of timestamped requests, to refuse
+	// replays; nil means an in-memory store that keeps each nonce for
+	// DefaultNonceTTL and at most 100,000 of them (under a larger flood the
+	// oldest are forgotten first). Share a store (Redis, a table) between
+	// instances of a service behind a load balancer.
+	Nonces NonceStore
+	// MaxBody caps the request body VerifyRequest and Middleware read, in
+	// bytes; zero means MaxRequestBody (1 MiB). Larger bodies are refused
+	// with 413 FST_ERR_CTP_BODY_TOO_LARGE.
+	MaxBody int64
+	// Now tells the time; nil means time.Now.
+	Now func() time.Time
+
+	once       sync.Once
+	key, keyV2 *macKey
+	nonces     NonceStore
+	err        error // a configuration Verify refuses to run with
+}
+
+// NonceStore remembers nonces so a replayed request can be refused.
+type NonceStore interface {
+	// Seen records nonce as used at now and reports whether it had already
+	// been used within the store's window.
+	Seen(nonce string, now time.Time) bool
+}
+
+// setup checks the configuration and makes the keys, once.
+func (v *Verifier) setup() error {
+	v.once.Do(func() {
+		if v.err = v.checkConfig(); v.err != nil {
+			return
+		}
+		v.nonces = v.Nonces
+		if v.nonces == nil {
+			v.nonces = NewMemoryNonceStore(DefaultNonceTTL, 100_000)
+		}
+		v.key, v.keyV2 = newMACKey([]byte(v.Secret)), newMACKey([]byte(cmp.Or(v.SecretV2, v.Secret)))
+	})
+	return v.err
+}
+
+// checkConfig says what is wrong with the configuration, without the
+// secrets.
+func (v *Verifier) checkConfig() error {
+	switch {
+	case len(v.Secret) < MinSecretLength:
+		return fmt.Errorf("sheen: Verifier.Secret is %d characters; it must be at least %d", len(v.Secret), MinSecretLength)
+	case v.SecretV2 != "" && len(v.SecretV2) < MinSecretLength:
+		return fmt.Errorf("sheen: Verifier.SecretV2 is %d characters; it must be at least %d", len(v.SecretV2), MinSecretLength)
+	case !v.Scheme.valid():
+		return fmt.Errorf("sheen: Verifier.Scheme: unknown scheme %v", v.Scheme)
+	case v.AcceptV1 && v.Scheme != SigningDual:
+		return fmt.Errorf("sheen: Verifier.AcceptV1 needs Scheme SigningDual, not %v", v.Scheme)
+	case v.MaxBody < 0:
+		return errors.New("sheen: Verifier.MaxBody is negative")
+	case v.Skew < 0:
+		return errors.New("sheen: Verifier.Skew is negative")
+	}
+	return nil
+}
+
+// Verify checks the signature headers h of a request with the given method,
+// request target (escaped path plus raw query, as on the wire) and body. It
+// returns nil, an *AuthError carrying the status and code the deployed
+// worker answers with (401 MISSING_SIGNATURE, 403 INVALID_SIGNATURE, 408
+// TIMESTAMP_OUT_OF_RANGE, 409 REPLAY_ATTACK_DETECTED), ErrNotConfigured for
+// a nil Verifier, or a plain error for a misconfigured one.
+//
+// As on the deployed worker, the timestamp is checked first, then the nonce,
+// then the signature; the nonce is used up before the signature is checked,
+// so a request with a bad signature still burns its nonce.
+func (v *Verifier) Verify(method, target string, h http.Header, body []byte) error {
+	if v == nil {
+		return ErrNotConfigured
+	}
+	if err := v.setup(); err != nil {
+		return err
+	}
+	sig, sigV2 := h.Get(HeaderSignature), h.Get(HeaderSignatureV2)
+	if sig == "" && (v.Scheme != SigningDual || sigV2 == "") {
+		return authFailure(http.StatusUnauthorized, CodeMissingSignature, "missing signature header")
+	}
+	if v.Scheme == SigningBodyPath {
+		if !equalHex(sig, signBodyPath(v.key, body, target)) {
+			return invalidSignature()
+		}
+		return nil
+	}
+	ts, nonce := h.Get(HeaderTimestamp), h.Get(HeaderNonce)
+	if err := v.checkFresh(ts, nonce); err != nil {
+		return err
+	}
+	// The deployed middleware signs a payload chosen from the body, not
+	// always the raw bytes (nothing for GET, DELETE and falsy JSON).
+	payload := signedPayload(method, h.Get("Content-Type"), body)
+	if v.Scheme == SigningDual && sigV2 != "" && (nonce != "" || v.AcceptV1) &&
+		equalHex(sigV2, signV2(v.keyV2, method, target, ts, nonce, payload)) {
+		return nil
+	}
+	if (v.Scheme == SigningTimestamp || v.AcceptV1) && equalHex(sig, signTimestamp(v.key, ts, payload)) {
+		return nil
+	}
+	return invalidSignature()
+}
+
+// checkFresh refuses a timestamp outside the skew window (408) and a nonce
+// already used (409), and uses the nonce up.
+func (v *Verifier) checkFresh(ts, nonce string) error {
+	at := time.Now()
+	if v.Now != nil {
+		at = v.Now()
+	}
+	sent, ok := parseUnixSeconds(ts)
+	if !ok || sent.Sub(at).Abs() > cmp.Or(v.Skew, DefaultSkew) {
+		e := authFailure(http.StatusRequestTimeout, CodeTimestampOutOfRange, "request timestamp is missing or outside the allowed window")
+		e.ServerTime = at.Truncate(time.Second)
+		return e
+	}
+	if nonce != "" && v.nonces.Seen(nonce, at) {
+		return authFailure(http.StatusConflict, CodeReplayAttackDetected, "nonce has already been used")
+	}
+	return nil
+}
+
+// VerifyRequest reads r's body (at most MaxBody bytes) and checks its
+// signature with Verify. The request target checked is the one received
+// (r.RequestURI), not as net/url re-encodes it, so it works behind
+// http.StripPrefix; for a request that has no RequestURI (one built by a
+// client, as a RoundTripper sees it) it is r.URL.RequestURI().
+//
+// It returns the body, and leaves the same bytes in r.Body so handlers read
+// it intact. Failures are an *AuthError (as Verify), a
+// *PayloadTooLargeError (413), or a plain error for a misconfigured
+// Verifier or a body that could not be read.
+func (v *Verifier) VerifyRequest(r *http.Request) ([]byte, error) {
+	if v == nil {
+		return nil, ErrNotConfigured
+	}
+	if err := v.setup(); err != nil {
+		return nil, err
+	}
+	body, err := v.readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.Verify(r.Method, requestTarget(r), r.Header, body); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// errReadingBody marks a request body that could not be read.
+var errReadingBody = errors.New("sheen: reading the request body")
+
+// readBody reads r's body, capped at MaxBody, and puts the bytes back in
+// r.Body. A request without a body keeps its r.Body.
+func (v *Verifier) readBody(r *http.Request) ([]byte, error) {
+	limit := cmp.Or(v.MaxBody, MaxRequestBody)
+	tooLarge := func() error {
+		return &PayloadTooLargeError{
+			APIError: &APIError{StatusCode: http.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge, Message: "Request body is too large"},
+			Limit:    limit,
+		}
+	}
+	if r.ContentLength > limit {
+		return nil, tooLarge()
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	r.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errReadingBody, err)
+	}
+	if int64(len(body)) > limit {
+		return nil, tooLarge()
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return body, nil
+}
+
+// Middleware returns next behind the Verifier: only requests VerifyRequest
+// accepts reach it, with their body intact in r.Body. Others are answered
+// the way the deployed worker answers them: 401 MISSING_SIGNATURE, 403
+// INVALID_SIGNATURE, 408 TIMESTAMP_OUT_OF_RANGE (with serverTime, so senders
+// can correct their clock), 409 REPLAY_ATTACK_DETECTED, as {"code": code,
+// "error": message}, and 413 FST_ERR_CTP_BODY_TOO_LARGE in the web
+// framework's shape. A body that cannot be read is a 400 BAD_REQUEST.
+//
+// A misconfigured (or nil) Verifier answers every request 500
+// INTERNAL_ERROR, saying nothing of why to the sender; Verify returns the
+// reason, so a service can check its Verifier once at start-up.
+func (v *Verifier) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := v.VerifyRequest(r); err != nil {
+			writeVerifyError(w, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authErrorBody is how the deployed worker's middleware answers a refused
+// signature.
+type authErrorBody struct {
+	Code       ErrorCode `json:"code"`
+	Error      string    `json:"error"`
+	ServerTime int64     `json:"serverTime,omitempty"`
+}
+
+// writeVerifyError answers a refused request with the worker's status and
+// JSON body.
+func writeVerifyError(w http.ResponseWriter, err error) {
+	var (
+		ae *AuthError
+		pe *PayloadTooLargeError
+	)
+	switch {
+	case errors.As(err, &pe):
+		writeError(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, pe.Message)
+	case errors.As(err, &ae):
+		body := authErrorBody{Code: ae.Code, Error: ae.Message}
+		if !ae.ServerTime.IsZero() {
+			body.ServerTime = ae.ServerTime.Unix()
+		}
+		writeJSON(w, ae.StatusCode, body)
+	case errors.Is(err, errReadingBody):
+		writeError(w, http.StatusBadRequest, codeBadRequest, "Could not read the request body")
+	default:
+		writeError(w, http.StatusInternalServerError, codeInternal, "Internal error")
+	}
+}
+
+// requestTarget is the target a request was signed over: as it arrived on
+// the wire when it did, else as its URL writes it.
+func requestTarget(r *http.Request) string {
+	if t := r.RequestURI; t != "" && t[0] == '/' {
+		return t
+	}
+	return r.URL.RequestURI()
+}
+
+// equalHex compares a received hex signature with the expected one in
+// constant time; signatures of another length or not hex never match.
+func equalHex(got, want string) bool {
+	g, err := hex.DecodeString(got)
+	if err != nil {
+		return false
+	}
+	w, _ := hex.DecodeString(want)
+	return len(g) == len(w) && hmac.Equal(g, w)
+}
+
+func authFailure(status int, code ErrorCode, msg string) *AuthError {
+	return &AuthError{APIError: &APIError{StatusCode: status, Code: code, Message: msg}}
+}
+
+func invalidSignature() *AuthError {
+	return authFailure(http.StatusForbidden, CodeInvalidSignature, "signature validation failed")
+}
+
+// MemoryNonceStore is a bounded in-memory NonceStore. When full it forgets
+// the oldest nonces first, so memory stays bounded under a flood.
+type MemoryNonceStore struct {
+	mu    sync.Mutex
+	ttl   time.Duration
+	max   int
+	seen  map[string]time.Time
+	order []nonceEntry // insertion order, oldest first
+	head  int
+}
+
+type nonceEntry struct {
+	nonce string
+	at    time.Time
+}
+
+// NewMemoryNonceStore keeps each nonce for ttl, and at most max of them.
+func NewMemoryNonceStore(ttl time.Duration, max int) *MemoryNonceStore {
+	if max <= 0 {
+		max = 1
+	}
+	return &MemoryNonceStore{ttl: ttl, max: max, seen: make(map[string]time.Time)}
+}
+
+// Seen implements NonceStore. The zero MemoryNonceStore works, keeping
+// nonces for DefaultNonceTTL, at most 100,000 of them.
+func (s *MemoryNonceStore) Seen(nonce string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = make(map[string]time.Time)
+		s.ttl = cmp.Or(s.ttl, DefaultNonceTTL)
+		s.max = cmp.Or(s.max, 100_000)
+	}
+	s.expire(now)
+	if at, ok := s.seen[nonce]; ok && now.Sub(at) < s.ttl {
+		return true
+	}
+	for len(s.seen) >= s.max {
+		s.dropOldest()
+	}
+	s.seen[nonce] = now
+	s.order = append(s.order, nonceEntry{nonce, now})
+	return false
+}
+
+// Len reports how many nonces are remembered.
+func (s *MemoryNonceStore) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.seen)
+}
+
+func (s *MemoryNonceStore) expire(now time.Time) {
+	for s.head < len(s.order) && now.Sub(s.order[s.head].at) >= s.ttl {
+		s.dropOldest()
+	}
+}
+
+func (s *MemoryNonceStore) dropOldest() {
+	e := s.order[s.head]
+	s.order[s.head] = nonceEntry{}
+	s.head++
+	if at, ok := s.seen[e.nonce]; ok && at.Equal(e.at) {
+		delete(s.seen, e.nonce)
+	}
+	if s.head > 1024 && s.head*2 > len(s.order) {
+		s.order = append(s.order[:0:0], s.order[s.head:]...)
+		s.head = 0
+	}
+}

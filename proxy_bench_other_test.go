@@ -1,0 +1,8 @@
+//go:build !unix
+
+package sheen
+
+import "time"
+
+// processCPU is unknown here: the CPU ratio reads 0.
+func processCPU() time.Duration { return 0 }
