@@ -158,8 +158,11 @@
 // browser headers dropped, bodies capped and responses streamed. Routes that
 // name no user (rebuild, version lists) need ProxyConfig.AuthorizeResource.
 //
-// VerifyMiddleware and VerifyHTTPRequest check signed requests a Go service
-// receives, with the deployed worker's status codes and JSON codes.
+// A Verifier checks signed requests a Go service receives (Verify,
+// VerifyRequest, or its Middleware), with the deployed worker's status codes
+// and JSON codes. SigningDual requires the v2 signature with a nonce;
+// AcceptV1 also lets a request through on its v1 signature alone, as the
+// deployed worker does during its rollout window.
 //
 // # Testing
 //
