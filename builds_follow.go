@@ -500,10 +500,6 @@ func (f *follower) result() (*BuildResult, error) {
 // httpEventSource reads events from the worker's HTTP endpoint.
 type httpEventSource struct{ c *core }
 
-type eventsResponseWire struct {
-	Events []json.RawMessage `json:"events"`
-}
-
 // FetchEvents implements EventSource with GET
 // /v1/builds/{buildId}/events?userId=&lastEventId=.
 func (s *httpEventSource) FetchEvents(ctx context.Context, buildID, userID string, after int64) ([]BuildEvent, bool, error) {

@@ -10,17 +10,6 @@ import (
 	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
-// Build phases the worker reports (BuildEvent.Phase). Legacy rows carry no
-// phase; the SDK derives one from their event type.
-const (
-	PhaseSetup        = "setup"
-	PhaseDevelopment  = "development"
-	PhaseDependencies = "dependencies"
-	PhaseBuild        = "build"
-	PhaseDeploy       = "deploy"
-	PhaseMetadata     = "metadata"
-)
-
 // EventKind is what an event says happened, whatever spelling its type had:
 // the clean types (started, progress, completed, failed) map to themselves,
 // legacy types by their suffix (plan_started is started, deploy_completed is
@@ -156,24 +145,6 @@ type EventRow struct {
 	DurationSeconds  *float64
 	VersionID        string
 	VersionName      string
-}
-
-// legacyData is what legacy rows keep in event_data.
-type legacyData struct {
-	Message         string            `json:"message"`
-	Title           string            `json:"title"`
-	Description     string            `json:"description"`
-	Phase           string            `json:"phase"`
-	PreviewURL      string            `json:"previewUrl"`
-	PreviewURLSnake string            `json:"preview_url"`
-	Progress        jsonx.LooseNumber `json:"progress"`
-	OverallProgress jsonx.LooseNumber `json:"overall_progress"`
-	Finished        jsonx.LooseBool   `json:"finished"`
-	Error           json.RawMessage   `json:"error"`
-	ErrorCode       string            `json:"errorCode"`
-	VersionID       string            `json:"versionId"`
-	VersionName     string            `json:"versionName"`
-	Duration        jsonx.LooseNumber `json:"duration_seconds"`
 }
 
 // Event turns the row into a BuildEvent: the clean columns first, a legacy
@@ -319,144 +290,4 @@ func clampProgress(p float64) float64 {
 		p /= 100
 	}
 	return min(max(p, 0), 1)
-}
-
-// eventErrorWire is an event's error object.
-type eventErrorWire struct {
-	Code        string          `json:"code"`
-	Message     string          `json:"message"`
-	UserMessage string          `json:"userMessage"`
-	Params      json.RawMessage `json:"params"`
-}
-
-// decodeEventError reads an error given as an object or a string; nil for
-// null, absent or empty.
-func decodeEventError(raw json.RawMessage) *BuildEventError {
-	raw = nonNullJSON(raw)
-	if len(raw) == 0 {
-		return nil
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		if s == "" {
-			return nil
-		}
-		if codeShaped.MatchString(s) {
-			return &BuildEventError{Code: s}
-		}
-		return &BuildEventError{Message: s}
-	}
-	var w eventErrorWire
-	if json.Unmarshal(raw, &w) != nil {
-		return nil
-	}
-	e := &BuildEventError{Code: w.Code, Message: cmp.Or(w.UserMessage, w.Message), Params: nonNullJSON(w.Params)}
-	if e.Code == "" && e.Message == "" && len(e.Params) == 0 {
-		return nil
-	}
-	return e
-}
-
-// nonNull returns raw, or nil when it is empty or JSON null.
-func nonNullJSON(raw json.RawMessage) json.RawMessage {
-	t := bytes.TrimSpace(raw)
-	if len(t) == 0 || bytes.Equal(t, []byte("null")) {
-		return nil
-	}
-	return raw
-}
-
-// eventWire is an event as the worker's HTTP endpoint sends it. The table's
-// column names are accepted beside the endpoint's, and camelCase beside
-// snake_case, so a route that sends raw rows is read as well.
-type eventWire struct {
-	ID               jsonx.LooseID     `json:"id"`
-	BuildID          string            `json:"build_id"`
-	BuildIDCamel     string            `json:"buildId"`
-	UserID           string            `json:"user_id"`
-	EventType        string            `json:"event_type"`
-	EventTypeCamel   string            `json:"eventType"`
-	Phase            string            `json:"phase"`
-	EventPhase       string            `json:"event_phase"`
-	Title            string            `json:"title"`
-	EventTitle       string            `json:"event_title"`
-	Description      string            `json:"description"`
-	EventDescription string            `json:"event_description"`
-	OverallProgress  jsonx.LooseNumber `json:"overall_progress"`
-	ProgressCamel    jsonx.LooseNumber `json:"overallProgress"`
-	Finished         jsonx.LooseBool   `json:"finished"`
-	PreviewURL       string            `json:"preview_url"`
-	PreviewURLCamel  string            `json:"previewUrl"`
-	EventCode        string            `json:"event_code"`
-	EventParams      json.RawMessage   `json:"event_params"`
-	Error            json.RawMessage   `json:"error"`
-	ErrorCode        string            `json:"error_code"`
-	ErrorParams      json.RawMessage   `json:"error_params"`
-	UserErrorMessage string            `json:"user_error_message"`
-	EventData        json.RawMessage   `json:"event_data"`
-	CreatedAt        jsonx.LooseTime   `json:"created_at"`
-	CreatedAtCamel   jsonx.LooseTime   `json:"createdAt"`
-	VersionID        string            `json:"versionId"`
-	VersionIDSnake   string            `json:"version_id"`
-	VersionName      string            `json:"versionName"`
-	VersionNameSnake string            `json:"version_name"`
-	DurationSeconds  jsonx.LooseNumber `json:"duration_seconds"`
-}
-
-// decodeEvent reads one event of the HTTP endpoint; ok is false when it is
-// not an object or has no usable id. A field of an unexpected type is left
-// out rather than the event: dropping it could drop the build's end.
-func decodeEvent(raw json.RawMessage) (BuildEvent, bool) {
-	var w eventWire
-	if !jsonx.DecodeLoosely(raw, &w) {
-		return BuildEvent{}, false
-	}
-	id, ok := w.ID.Int64()
-	if !ok {
-		return BuildEvent{}, false
-	}
-	row := EventRow{
-		ID:               id,
-		BuildID:          cmp.Or(w.BuildID, w.BuildIDCamel),
-		EventType:        cmp.Or(w.EventType, w.EventTypeCamel),
-		EventData:        w.EventData,
-		UserID:           w.UserID,
-		CreatedAt:        w.CreatedAt.Time,
-		EventPhase:       cmp.Or(w.Phase, w.EventPhase),
-		EventTitle:       cmp.Or(w.Title, w.EventTitle),
-		EventDescription: cmp.Or(w.Description, w.EventDescription),
-		Finished:         w.Finished.Bool,
-		PreviewURL:       cmp.Or(w.PreviewURL, w.PreviewURLCamel),
-		ErrorCode:        w.ErrorCode,
-		ErrorParams:      w.ErrorParams,
-		UserErrorMessage: w.UserErrorMessage,
-		EventCode:        w.EventCode,
-		EventParams:      w.EventParams,
-		VersionID:        cmp.Or(w.VersionID, w.VersionIDSnake),
-		VersionName:      cmp.Or(w.VersionName, w.VersionNameSnake),
-	}
-	if row.CreatedAt.IsZero() {
-		row.CreatedAt = w.CreatedAtCamel.Time
-	}
-	if p := cmp.Or(w.OverallProgress, w.ProgressCamel); p.Valid {
-		f := p.Float
-		row.OverallProgress = &f
-	}
-	if w.DurationSeconds.Valid {
-		f := w.DurationSeconds.Float
-		row.DurationSeconds = &f
-	}
-	ev := row.Event()
-	if e := decodeEventError(w.Error); e != nil {
-		if ev.Error == nil {
-			ev.Error = e
-		} else {
-			ev.Error.Code = cmp.Or(ev.Error.Code, e.Code)
-			ev.Error.Message = cmp.Or(ev.Error.Message, e.Message)
-			if ev.Error.Params == nil {
-				ev.Error.Params = e.Params
-			}
-		}
-	}
-	return ev, true
 }

@@ -1,0 +1,155 @@
+package sheen
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrBuildNotQueued is matched (errors.Is) by the error a build call returns
+// when the worker answered without a build id: the deployed worker can say
+// success with an empty id when queueing failed, and such an answer is not
+// a build that will ever run.
+var ErrBuildNotQueued = errors.New("sheen: the worker did not queue the build")
+
+// Frameworks create-preview accepts.
+const (
+	FrameworkReact  = "react"
+	FrameworkNextJS = "nextjs"
+	FrameworkVue    = "vue"
+	FrameworkSvelte = "svelte"
+)
+
+// checkFramework refuses a framework the worker does not know; empty lets
+// the worker choose.
+func checkFramework(framework string) error {
+	switch framework {
+	case "", FrameworkReact, FrameworkNextJS, FrameworkVue, FrameworkSvelte:
+		return nil
+	}
+	return &ValidationError{Field: "framework", Reason: fmt.Sprintf("%q is not one of react, nextjs, vue, svelte", framework)}
+}
+
+// CreatePreviewRequest starts a build of a new project from a prompt.
+type CreatePreviewRequest struct {
+	// UserID is the user the project belongs to; required.
+	UserID string
+	// ProjectID is optional: the worker makes one when it is empty.
+	ProjectID string
+	// Prompt says what to build; required.
+	Prompt string
+	// Framework is one of the Framework constants; empty lets the worker
+	// choose (react).
+	Framework string
+	// TemplateFiles are starting files, path to content (v2.1; the deployed
+	// worker ignores them). Their count sizes the pre-build check.
+	TemplateFiles map[string]string
+	// Metadata is free-form data kept with the project (v2.1; the deployed
+	// worker ignores it).
+	Metadata map[string]any
+}
+
+// UpdateProjectRequest starts a build that changes an existing project.
+type UpdateProjectRequest struct {
+	// UserID is the project's owner; required.
+	UserID string
+	// ProjectID is the project to change; required.
+	ProjectID string
+	// Prompt says what to change; required.
+	Prompt string
+	// Framework is one of the Framework constants; empty leaves it as it
+	// is.
+	Framework string
+}
+
+// Build is a build the worker accepted: follow it with Events or Wait.
+type Build struct {
+	// BuildID identifies the build and its events; never empty.
+	BuildID string
+	// JobID is the worker's queue job.
+	JobID string
+	// PlanID is the build's plan, when the worker says.
+	PlanID string
+	// ProjectID is the project built (made by the worker for a new project
+	// without one).
+	ProjectID string
+	// VersionID is the version a rebuild rebuilds.
+	VersionID string
+	// BaseVersionID is the version an update starts from.
+	BaseVersionID string
+	// Status is the worker's status for the build ("queued").
+	Status string
+	// Message is the worker's message.
+	Message string
+	// EstimatedTime is the worker's estimate as it wrote it (for example
+	// "60-90 seconds for new projects").
+	EstimatedTime string
+	// CorrelationID identifies the request for support.
+	CorrelationID string
+}
+
+// RollbackRequest rolls a project back to an earlier version.
+type RollbackRequest struct {
+	// UserID is the project's owner; required.
+	UserID string
+	// ProjectID is the project; required.
+	ProjectID string
+	// TargetVersionID is the version to go back to; required.
+	TargetVersionID string
+	// IdempotencyKey is sent as the Idempotency-Key header; every attempt of
+	// the call carries the same one, and the worker replays its answer for
+	// 24 h. Empty means a fresh UUID per call; set it to retry a rollback
+	// safely across calls (RollbackResult.IdempotencyKey is the key used).
+	// At most 256 bytes, without control characters.
+	IdempotencyKey string
+}
+
+// RollbackResult is the worker's answer to a rollback.
+type RollbackResult struct {
+	// RollbackVersionID is the new version the rollback creates.
+	RollbackVersionID string
+	// TargetVersionID is the version rolled back to.
+	TargetVersionID string
+	// PreviewURL is where the rolled-back project is served.
+	PreviewURL string
+	// Status is "rollingBack" or "deployed".
+	Status string
+	// JobID is the worker's job, when one was queued.
+	JobID string
+	// IdempotencyKey is the key the call sent.
+	IdempotencyKey string
+}
+
+// BuildStatus is the worker's summary of a build.
+type BuildStatus struct {
+	// BuildID is the build.
+	BuildID string
+	// Status is unknown, starting, developing, installing, building,
+	// deploying, completed or failed.
+	Status string
+	// Progress is in [0, 1] (the worker sends 0..100).
+	Progress float64
+	// PreviewURL is set once the build is deployed.
+	PreviewURL string
+	// Error is the build's failure, if any.
+	Error *BuildEventError
+	// CurrentPhase is the phase of the latest event.
+	CurrentPhase string
+	// Finished reports whether the build is over.
+	Finished bool
+	// EventCount is how many events the build has written.
+	EventCount int
+	// LastUpdate is when the latest event was written (zero when unknown).
+	LastUpdate time.Time
+}
+
+// Build phases the worker reports (BuildEvent.Phase). Legacy rows carry no
+// phase; the SDK derives one from their event type.
+const (
+	PhaseSetup        = "setup"
+	PhaseDevelopment  = "development"
+	PhaseDependencies = "dependencies"
+	PhaseBuild        = "build"
+	PhaseDeploy       = "deploy"
+	PhaseMetadata     = "metadata"
+)
