@@ -269,7 +269,7 @@ func (s *BuildsService) Status(ctx context.Context, buildID, userID string) (*Bu
 		return nil, err
 	}
 	st := &BuildStatus{
-		BuildID:      cmp.Or(w.BuildID.Text, buildID),
+		ID:           cmp.Or(w.BuildID.Text, buildID),
 		Status:       w.Status,
 		PreviewURL:   w.PreviewURL,
 		Error:        decodeEventError(w.Error),

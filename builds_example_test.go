@@ -58,7 +58,7 @@ func ExampleBuildsService_Wait() {
 		fmt.Println(err)
 		return
 	}
-	res, err := client.Builds.Wait(ctx, build.BuildID, "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10",
+	res, err := client.Builds.Wait(ctx, build.ID, "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10",
 		sheen.WithEventCallback(func(e sheen.BuildEvent) {
 			if e.Title != "" {
 				fmt.Printf("%3.0f%% %s\n", e.Progress*100, e.Title)
@@ -85,7 +85,7 @@ func ExampleBuildsService_Wait() {
 	// took: 1m35.5s
 }
 
-func ExampleBuildsService_Events() {
+func ExampleBuildsService_Follow() {
 	worker := buildsExampleWorker(`[
 		{"id":1,"event_type":"plan_started","event_data":{"message":"Planning"}},
 		{"id":2,"event_type":"progress","phase":"dependencies","title":"Installing packages","overall_progress":0.5},
@@ -97,7 +97,7 @@ func ExampleBuildsService_Events() {
 		fmt.Println(err)
 		return
 	}
-	for e, err := range client.Builds.Events(context.Background(), "01JBUILD", "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10") {
+	for e, err := range client.Builds.Follow(context.Background(), "01JBUILD", "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10") {
 		if err != nil {
 			fmt.Println("stopped:", err)
 			return
@@ -151,7 +151,7 @@ func ExampleBuildsService_CreatePreview() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("build", build.BuildID, "for project", build.ProjectID, "is", build.Status)
+	fmt.Println("build", build.ID, "for project", build.ProjectID, "is", build.Status)
 
 	_, err = client.Builds.CreatePreview(ctx, sheen.CreatePreviewRequest{UserID: "user-7", Prompt: "A portfolio site"})
 	var short *sheen.InsufficientBalanceError
@@ -177,14 +177,14 @@ func ExampleBuildsService_Versions() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := client.Builds.Wait(ctx, first.BuildID, "user-42"); err != nil {
+	if _, err := client.Builds.Wait(ctx, first.ID, "user-42"); err != nil {
 		log.Fatal(err)
 	}
 	update, err := client.Builds.UpdateProject(ctx, sheen.UpdateProjectRequest{UserID: "user-42", ProjectID: first.ProjectID, Prompt: "Add a menu page"})
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := client.Builds.Wait(ctx, update.BuildID, "user-42"); err != nil {
+	if _, err := client.Builds.Wait(ctx, update.ID, "user-42"); err != nil {
 		log.Fatal(err)
 	}
 
@@ -213,7 +213,7 @@ func ExampleBuildsService_Rollback() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	built, err := client.Builds.Wait(ctx, first.BuildID, "user-42")
+	built, err := client.Builds.Wait(ctx, first.ID, "user-42")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -57,9 +57,9 @@ type EventNotifier interface {
 	Subscribe(ctx context.Context, buildID string) (wake <-chan struct{}, stop func())
 }
 
-// DefaultPollInterval is the reference UI's pace for a build's current
+// defaultPollInterval is the reference UI's pace for a build's current
 // phase: 1 s in build and deploy, 3 s in dependencies, 2 s otherwise.
-func DefaultPollInterval(phase string) time.Duration {
+func defaultPollInterval(phase string) time.Duration {
 	switch phase {
 	case PhaseBuild, PhaseDeploy:
 		return time.Second
@@ -135,8 +135,8 @@ func WithEventCallback(fn func(BuildEvent)) FollowOption {
 
 // BuildResult is how a successful build ended.
 type BuildResult struct {
-	// BuildID is the build followed.
-	BuildID string
+	// ID is the build followed.
+	ID string
 	// PreviewURL is where the deployed preview is served.
 	PreviewURL string
 	// VersionID and VersionName name the version the build produced (the
@@ -165,8 +165,8 @@ type BuildResult struct {
 // BuildFailedError is a build that ended in failure. It matches
 // ErrBuildFailed.
 type BuildFailedError struct {
-	// BuildID is the build that failed.
-	BuildID string
+	// ID is the build that failed.
+	ID string
 	// Code is the worker's error code ("" when it sent none).
 	Code string
 	// Message is the worker's message for the user, never empty.
@@ -181,7 +181,7 @@ type BuildFailedError struct {
 
 // Error returns "sheen: build ID failed in phase P: CODE: message".
 func (e *BuildFailedError) Error() string {
-	msg := "sheen: build " + e.BuildID + " failed"
+	msg := "sheen: build " + e.ID + " failed"
 	if e.Phase != "" {
 		msg += " in phase " + e.Phase
 	}
@@ -195,7 +195,7 @@ func (e *BuildFailedError) Error() string {
 func (e *BuildFailedError) Is(target error) bool { return target == ErrBuildFailed }
 
 func newBuildFailedError(buildID string, ev BuildEvent) *BuildFailedError {
-	e := &BuildFailedError{BuildID: cmp.Or(ev.BuildID, buildID), Phase: ev.Phase, Event: ev, Code: ev.Code}
+	e := &BuildFailedError{ID: cmp.Or(ev.BuildID, buildID), Phase: ev.Phase, Event: ev, Code: ev.Code}
 	if ev.Error != nil {
 		e.Code = cmp.Or(ev.Error.Code, ev.Code)
 		e.Message = ev.Error.Message
@@ -205,7 +205,7 @@ func newBuildFailedError(buildID string, ev BuildEvent) *BuildFailedError {
 	return e
 }
 
-// Events follows build buildID of user userID and yields its events in id
+// Follow follows build buildID of user userID and yields its events in id
 // order, each once, until the build is over:
 //
 //   - after a failed event (failed, task_failed, deploy_failed, any type
@@ -221,10 +221,10 @@ func newBuildFailedError(buildID string, ev BuildEvent) *BuildFailedError {
 // Between fetches it waits DefaultPollInterval for the latest phase (see
 // WithPollInterval), or less when its source implements EventNotifier.
 //
-// Transient HTTP failures are retried by the client; Events yields an
+// Transient HTTP failures are retried by the client; Follow yields an
 // error, once, only when it has to stop (the source failed for good, ctx
 // ended, an argument was invalid). Breaking out of the loop stops it.
-func (s *BuildsService) Events(ctx context.Context, buildID, userID string, opts ...FollowOption) iter.Seq2[BuildEvent, error] {
+func (s *BuildsService) Follow(ctx context.Context, buildID, userID string, opts ...FollowOption) iter.Seq2[BuildEvent, error] {
 	return func(yield func(BuildEvent, error) bool) {
 		if err := ready((*service)(s)); err != nil {
 			yield(BuildEvent{}, err)
@@ -447,7 +447,7 @@ func (f *follower) interval() time.Duration {
 			return d
 		}
 	}
-	return DefaultPollInterval(f.phase)
+	return defaultPollInterval(f.phase)
 }
 
 // wait waits d on the client's clock, or less when the source says there
@@ -480,7 +480,7 @@ func (f *follower) result() (*BuildResult, error) {
 		return nil, fmt.Errorf("sheen: following build %s: the events ended before the build did", f.buildID)
 	}
 	r := &BuildResult{
-		BuildID:       f.buildID,
+		ID:            f.buildID,
 		PreviewURL:    cmp.Or(f.success.PreviewURL, f.previewURL),
 		VersionID:     f.versionID,
 		VersionName:   f.versionName,

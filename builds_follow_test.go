@@ -165,7 +165,7 @@ func TestBuildsEventsFromTheWorkerResumeFromTheLargestID(t *testing.T) {
 		t.Errorf("events delivered (-want +got): each once, in id order:\n%s", diff)
 	}
 	want := &BuildResult{
-		BuildID: "B1", PreviewURL: "https://preview.example/p1", VersionID: "V1", VersionName: "Todo app v1",
+		ID: "B1", PreviewURL: "https://preview.example/p1", VersionID: "V1", VersionName: "Todo app v1",
 		Duration: 150 * time.Second, LastEventID: 7, Events: 6, MetadataDone: true,
 	}
 	if diff := cmp.Diff(want, res, cmpopts.IgnoreFields(BuildResult{}, "Final")); diff != "" {
@@ -368,7 +368,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 			c := buildsFollowClient(t, clock)
 			src := newBuildsScript(tc.batches...)
 			var got []BuildEvent
-			for e, err := range c.Builds.Events(context.Background(), "B1", "u1", append([]FollowOption{WithEventSource(src)}, tc.opts...)...) {
+			for e, err := range c.Builds.Follow(context.Background(), "B1", "u1", append([]FollowOption{WithEventSource(src)}, tc.opts...)...) {
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -395,8 +395,8 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 				if !errors.As(err, &bf) || !errors.Is(err, ErrBuildFailed) {
 					t.Fatalf("error %v, want *BuildFailedError", err)
 				}
-				if bf.Code != tc.want.failCode || bf.Message != tc.want.failMessage || bf.BuildID != "B1" {
-					t.Errorf("failure %q %q of %q, want %q %q of B1", bf.Code, bf.Message, bf.BuildID, tc.want.failCode, tc.want.failMessage)
+				if bf.Code != tc.want.failCode || bf.Message != tc.want.failMessage || bf.ID != "B1" {
+					t.Errorf("failure %q %q of %q, want %q %q of B1", bf.Code, bf.Message, bf.ID, tc.want.failCode, tc.want.failMessage)
 				}
 				return
 			}
@@ -455,7 +455,7 @@ func TestBuildsEventsStopOnSourceError(t *testing.T) {
 	}}
 	var events []BuildEvent
 	var errs []error
-	for e, err := range c.Builds.Events(context.Background(), "B1", "u1", WithEventSource(src)) {
+	for e, err := range c.Builds.Follow(context.Background(), "B1", "u1", WithEventSource(src)) {
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -481,7 +481,7 @@ func TestBuildsEventsHonourContext(t *testing.T) {
 	src := newBuildsScript([]BuildEvent{buildEvt(1, "started", "setup")})
 	var errs []error
 	n := 0
-	for _, err := range c.Builds.Events(ctx, "B1", "u1", WithEventSource(src)) {
+	for _, err := range c.Builds.Follow(ctx, "B1", "u1", WithEventSource(src)) {
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -561,7 +561,7 @@ func TestBuildsEventsBreakStopsReading(t *testing.T) {
 		wake:         make(chan struct{}, 1),
 		fetched:      make(chan int64, 4),
 	}
-	for range c.Builds.Events(context.Background(), "B1", "u1", WithEventSource(src)) {
+	for range c.Builds.Follow(context.Background(), "B1", "u1", WithEventSource(src)) {
 		break
 	}
 	if n := src.fetches(); n != 1 {

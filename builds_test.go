@@ -108,7 +108,7 @@ func TestBuildsCreatePreviewSendsTheBodyAndDropsTheBalance(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Build{
-		BuildID: "01BUILD", JobID: "42", PlanID: "01BUILD", ProjectID: "p-new", Status: "queued",
+		ID: "01BUILD", JobID: "42", PlanID: "01BUILD", ProjectID: "p-new", Status: "queued",
 		Message: "queued", EstimatedTime: "60-90 seconds for new projects", CorrelationID: "req_1",
 	}
 	if diff := cmp.Diff(want, b); diff != "" {
@@ -140,7 +140,7 @@ func TestBuildsUpdateProjectRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Build{BuildID: "B2", JobID: "J2", ProjectID: "p1", Message: "ok", BaseVersionID: "V1", EstimatedTime: "45"}
+	want := &Build{ID: "B2", JobID: "J2", ProjectID: "p1", Message: "ok", BaseVersionID: "V1", EstimatedTime: "45"}
 	want.CorrelationID = b.CorrelationID // the SDK's own, since the worker sent none
 	if diff := cmp.Diff(want, b); diff != "" {
 		t.Errorf("build (-want +got):\n%s", diff)
@@ -309,7 +309,7 @@ func TestBuildsPreBuildCheck(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || b.BuildID != "B1" {
+			if err != nil || b.ID != "B1" {
 				t.Fatalf("got %+v, %v; want build B1", b, err)
 			}
 			if tc.wantChecks > 0 {
@@ -403,7 +403,7 @@ func TestBuildsRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.BuildID != "123" || b.JobID != "123" || b.VersionID != "v 1" {
+	if b.ID != "123" || b.JobID != "123" || b.VersionID != "v 1" {
 		t.Errorf("got %+v; want build and job 123 of version %q", b, "v 1")
 	}
 	r := rec.requests()[0]
@@ -422,7 +422,7 @@ func TestBuildsStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &BuildStatus{
-		BuildID: "B1", Status: "failed", Progress: 0.6, Error: &BuildEventError{Message: "Build failed: missing module"},
+		ID: "B1", Status: "failed", Progress: 0.6, Error: &BuildEventError{Message: "Build failed: missing module"},
 		CurrentPhase: "build", Finished: true, EventCount: 17, LastUpdate: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
 	}
 	if diff := cmp.Diff(want, st); diff != "" {
@@ -512,7 +512,7 @@ func TestBuildsOddTypedFieldDoesNotHideAQueuedBuild(t *testing.T) {
 	mock.RegisterResponder("POST", "=~/v1/create-preview-for-new-project", httpmock.NewStringResponder(200,
 		`{"success":true,"jobId":"j1","buildId":"b1","projectId":"p1","status":"queued","message":{"text":"queued"},"code":7,"correlationId":12}`))
 	b, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x"})
-	if err != nil || b.BuildID != "b1" || b.ProjectID != "p1" {
+	if err != nil || b.ID != "b1" || b.ProjectID != "p1" {
 		t.Fatalf("got %+v, %v", b, err)
 	}
 }

@@ -64,8 +64,8 @@ type UpdateProjectRequest struct {
 
 // Build is a build the worker accepted: follow it with Events or Wait.
 type Build struct {
-	// BuildID identifies the build and its events; never empty.
-	BuildID string
+	// ID identifies the build and its events; never empty.
+	ID string
 	// JobID is the worker's queue job.
 	JobID string
 	// PlanID is the build's plan, when the worker says.
@@ -122,8 +122,8 @@ type RollbackResult struct {
 
 // BuildStatus is the worker's summary of a build.
 type BuildStatus struct {
-	// BuildID is the build.
-	BuildID string
+	// ID is the build.
+	ID string
 	// Status is unknown, starting, developing, installing, building,
 	// deploying, completed or failed.
 	Status string

@@ -148,7 +148,7 @@ func (w *buildWire) toBuild(c *core, method, target, correlationID string, jobIs
 		return nil, err
 	}
 	b := &Build{
-		BuildID:       w.BuildID.Text,
+		ID:            w.BuildID.Text,
 		JobID:         w.JobID.Text,
 		PlanID:        w.PlanID.Text,
 		ProjectID:     w.ProjectID.Text,
@@ -159,10 +159,10 @@ func (w *buildWire) toBuild(c *core, method, target, correlationID string, jobIs
 		EstimatedTime: rawText(w.EstimatedTime),
 		CorrelationID: cmp.Or(w.CorrelationID, correlationID),
 	}
-	if b.BuildID == "" && jobIsBuild {
-		b.BuildID = b.JobID
+	if b.ID == "" && jobIsBuild {
+		b.ID = b.JobID
 	}
-	if b.BuildID == "" {
+	if b.ID == "" {
 		path, _, _ := strings.Cut(target, "?")
 		what := "a build id"
 		if jobIsBuild {

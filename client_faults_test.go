@@ -332,7 +332,7 @@ func TestZeroClientServices(t *testing.T) {
 	for _, err := range c.Builds.Versions(ctx, "p1") {
 		calls["Versions"] = err
 	}
-	for _, err := range c.Builds.Events(ctx, "b1", "u1") {
+	for _, err := range c.Builds.Follow(ctx, "b1", "u1") {
 		calls["Events"] = err
 	}
 	c.Billing.InvalidateBalance("u1")

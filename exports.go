@@ -374,7 +374,7 @@ func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMi
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.client.Builds.Wait(ctx, b.BuildID, missing.UserID, append([]FollowOption{WithMetadataWait(0)}, opts...)...)
+	res, err := s.client.Builds.Wait(ctx, b.ID, missing.UserID, append([]FollowOption{WithMetadataWait(0)}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

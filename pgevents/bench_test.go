@@ -45,7 +45,7 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 			delivered := make(chan int64, 1)
 			done := make(chan error, 1)
 			go func() {
-				for e, err := range client.Builds.Events(ctx, build, user, sheen.WithEventSource(src), sheen.WithMetadataWait(0),
+				for e, err := range client.Builds.Follow(ctx, build, user, sheen.WithEventSource(src), sheen.WithMetadataWait(0),
 					sheen.WithPollInterval(func(string) time.Duration { return benchPollInterval })) {
 					if err != nil {
 						done <- err

@@ -42,7 +42,7 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := client.Builds.Wait(ctx, build.BuildID, userID, sheen.WithEventCallback(func(e sheen.BuildEvent) {
+	res, err := client.Builds.Wait(ctx, build.ID, userID, sheen.WithEventCallback(func(e sheen.BuildEvent) {
 		fmt.Printf("%3.0f%% %s\n", 100*e.Progress, e.Title)
 	}))
 	if err != nil {

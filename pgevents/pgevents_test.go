@@ -593,7 +593,7 @@ func TestSourceErrorsThatRetriesCannotFix(t *testing.T) {
 	t.Logf("failed after %s", time.Since(start))
 	// The reader stops with it, once.
 	var errs []error
-	for _, err := range newClient(t).Builds.Events(ctx, "B1", uuid.NewString(), sheen.WithEventSource(src)) {
+	for _, err := range newClient(t).Builds.Follow(ctx, "B1", uuid.NewString(), sheen.WithEventSource(src)) {
 		errs = append(errs, err)
 	}
 	if len(errs) != 1 || errs[0] == nil {

@@ -92,7 +92,7 @@ func (o *outcome) metadataDeadline(deployed time.Time, wait, startWait time.Dura
 func (o *outcome) result() *sheen.BuildResult {
 	s := o.success
 	r := &sheen.BuildResult{
-		BuildID:       cmp.Or(s.BuildID, o.buildID),
+		ID:            cmp.Or(s.BuildID, o.buildID),
 		PreviewURL:    cmp.Or(s.PreviewURL, o.previewURL),
 		VersionID:     o.versionID,
 		VersionName:   o.versionName,
@@ -112,7 +112,7 @@ func (o *outcome) result() *sheen.BuildResult {
 // failed is the *BuildFailedError Wait would return for a failure.
 func (o *outcome) failed() *sheen.BuildFailedError {
 	ev := *o.failure
-	e := &sheen.BuildFailedError{BuildID: cmp.Or(ev.BuildID, o.buildID), Phase: ev.Phase, Event: ev, Code: ev.Code}
+	e := &sheen.BuildFailedError{ID: cmp.Or(ev.BuildID, o.buildID), Phase: ev.Phase, Event: ev, Code: ev.Code}
 	if ev.Error != nil {
 		e.Code = cmp.Or(ev.Error.Code, ev.Code)
 		e.Message = ev.Error.Message

@@ -277,7 +277,7 @@ func (a *app) createProject(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	a.projects[b.ProjectID] = userID
 	a.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]string{"projectId": b.ProjectID, "buildId": b.BuildID})
+	writeJSON(w, http.StatusOK, map[string]string{"projectId": b.ProjectID, "buildId": b.ID})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
