@@ -294,11 +294,18 @@ func (c *core) result(ctx context.Context, p *retryPolicy, req *retryablehttp.Re
 		correlationID = cmp.Or(resp.Header.Get("X-Correlation-Id"), correlationID)
 	}
 	var answerErr error
+	var refusal *APIError
 	switch {
 	case err != nil || resp == nil:
 		answerErr = c.transportError(ctx, p, resp, err, correlationID)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		answerErr = c.errorFromResponse(resp, p, correlationID)
+	case errors.As(p.answerErr, &refusal):
+		// A 2xx whose body says the worker refused (success:false), as the
+		// wire type found when it checked itself: the call is the core's.
+		refusal.StatusCode, refusal.Method, refusal.Path = resp.StatusCode, p.method, p.path
+		refusal.CorrelationID = cmp.Or(refusal.CorrelationID, correlationID)
+		answerErr = refusal
 	case p.answerErr != nil:
 		answerErr = &ResponseError{
 			StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),

@@ -310,6 +310,13 @@ func decodeAnswer(resp *http.Response, src io.Reader, out any) error {
 	if v := reflect.ValueOf(out); v.Kind() == reflect.Pointer && !v.IsNil() {
 		v.Elem().SetZero()
 	}
+	if w, ok := out.(answerUnmarshaler); ok {
+		b, err := io.ReadAll(br)
+		if err != nil {
+			return err
+		}
+		return w.unmarshalAnswer(b)
+	}
 	dec := json.NewDecoder(br)
 	if err := dec.Decode(out); err != nil {
 		return fmt.Errorf("decoding JSON: %w", err)
@@ -318,6 +325,14 @@ func decodeAnswer(resp *http.Response, src io.Reader, out any) error {
 		return errors.New("decoding JSON: data after the JSON value")
 	}
 	return nil
+}
+
+// answerUnmarshaler is a wire type that reads a whole answer itself, in
+// one pass (a json.Unmarshaler is handed its bytes only after the decoder
+// has scanned them twice). b is the answer's body, capped like any other,
+// and the wire type's to keep; an error makes the call's *ResponseError.
+type answerUnmarshaler interface {
+	unmarshalAnswer(b []byte) error
 }
 
 // firstByte peeks at the first byte that is not JSON white space.
