@@ -2,6 +2,7 @@ package sheen
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -311,11 +312,12 @@ func decodeAnswer(resp *http.Response, src io.Reader, out any) error {
 		v.Elem().SetZero()
 	}
 	if w, ok := out.(answerUnmarshaler); ok {
-		b, err := io.ReadAll(br)
-		if err != nil {
+		// Sized by Content-Length when the worker sent one: no regrowing.
+		buf := bytes.NewBuffer(make([]byte, 0, min(max(resp.ContentLength, 0), maxResponseBody)+bytes.MinRead))
+		if _, err := buf.ReadFrom(br); err != nil {
 			return err
 		}
-		return w.unmarshalAnswer(b)
+		return w.unmarshalAnswer(buf.Bytes())
 	}
 	dec := json.NewDecoder(br)
 	if err := dec.Decode(out); err != nil {
