@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/google/uuid"
 )
@@ -15,28 +14,15 @@ import (
 // Get it from WorkerClient.Builds.
 type BuildsService service
 
-// BuildOption changes one call that starts a build.
-type BuildOption func(*buildCall)
-
-type buildCall struct {
-	preCheck bool
-}
-
-// WithPreCheck turns v2.1's pre-build balance check on or off for this
-// call, whatever WithPreBuildCheck set for the client.
-func WithPreCheck(on bool) BuildOption {
-	return func(c *buildCall) { c.preCheck = on }
-}
-
 // WithPreBuildCheck makes CreatePreview ask the billing service whether the
-// user can afford the build before starting it (v2.1's pre-build check);
-// WithPreCheck overrides it per call. Off by default: the worker checks the
-// balance itself and answers 402 when it is short.
+// user can afford the build before starting it (v2.1's pre-build check).
+// Off by default: the worker checks the balance itself and answers 402 when
+// it is short.
 func WithPreBuildCheck(on bool) Option {
 	return func(c *config) error { c.builds.preCheck = on; return nil }
 }
 
-// WithBuildEventSource sets where Events and Wait read build events from
+// WithBuildEventSource sets where Follow and Wait read build events from
 // (for example a pgevents.Source); the default is the worker's HTTP
 // endpoint. WithEventSource overrides it per call.
 func WithBuildEventSource(src EventSource) Option {
@@ -49,68 +35,77 @@ func WithBuildEventSource(src EventSource) Option {
 	}
 }
 
-// buildsConfig holds the Builds service's options.
+// buildsConfig is the Builds service's settings, from the client's
+// options; the client keeps it (WorkerClient.builds).
 type buildsConfig struct {
 	source   EventSource
 	preCheck bool
 }
 
-// buildsState is the Builds service's share of the client's core.
-type buildsState struct {
-	source   EventSource
-	preCheck bool
-}
-
-func (s *buildsState) init(c *core, cfg buildsConfig) {
-	s.source = cfg.source
-	s.preCheck = cfg.preCheck
-}
-
-// Wire types.
-
 // CreatePreview starts the build of a new project (POST
 // /v1/create-preview-for-new-project) and returns it once queued; follow it
-// with Wait or Events.
+// with Wait or Follow. opts apply to that request.
 //
-// With the pre-build check on (WithPreCheck, WithPreBuildCheck), it first
-// asks the billing service whether the user can afford a main build of the
-// project's size (EstimateProjectSize of the template file count), and when
-// the balance is short it returns an *InsufficientBalanceError without
-// starting anything; when the check answered 200 with sufficient:false the
-// error is made from that answer, with status 402 as the build would have
-// had. The worker's own 402 gives the same error type.
+// With WithPreBuildCheck, it first asks the billing service whether the
+// user can afford a main build of the project's size (EstimateProjectSize
+// of the template file count), and when the balance is short it returns an
+// *InsufficientBalanceError without starting anything; when the check
+// answered 200 with sufficient:false the error is made from that answer,
+// with status 402 as the build would have had. The worker's own 402 gives
+// the same error type.
 //
 // An answer without a build id is an error matching ErrBuildNotQueued, not a
-// success. Once a build starts, the user's cached balance is dropped.
-func (s *BuildsService) CreatePreview(ctx context.Context, req CreatePreviewRequest, opts ...BuildOption) (*Build, error) {
-	if err := ready((*service)(s)); err != nil {
+// success. Once a build starts, the user's cached balance and the project's
+// cached export link are dropped.
+func (s *BuildsService) CreatePreview(ctx context.Context, req CreatePreviewRequest, opts ...CallOption) (*Build, error) {
+	if err := cmp.Or(ready((*service)(s)), req.validate()); err != nil {
 		return nil, err
 	}
-	if _, err := escapeID("userId", req.UserID); err != nil {
-		return nil, err
-	}
-	if req.ProjectID != "" {
-		if _, err := escapeID("projectId", req.ProjectID); err != nil {
-			return nil, err
-		}
-	}
-	if strings.TrimSpace(req.Prompt) == "" {
-		return nil, &ValidationError{Field: "prompt", Reason: "is empty"}
-	}
-	if err := checkFramework(req.Framework); err != nil {
-		return nil, err
-	}
-	call := buildCall{preCheck: s.client.core.builds.preCheck}
-	for _, o := range opts {
-		o(&call)
-	}
-	if call.preCheck {
+	if s.client.builds.preCheck {
 		if err := s.preCheck(ctx, req.UserID, EstimateProjectSize(len(req.TemplateFiles))); err != nil {
 			return nil, err
 		}
 	}
-	// The wire type has the request's fields, in the spec's order.
-	return s.startBuild(ctx, "/v1/create-preview-for-new-project", createPreviewBody(req), req.UserID)
+	return s.start(ctx, call{route: RouteCreatePreview, in: createPreviewBody(req), userID: req.UserID}, req.ProjectID, opts)
+}
+
+// UpdateProject starts a build that changes an existing project (POST
+// /v1/update-project). An answer without a build id is an error matching
+// ErrBuildNotQueued. Once a build starts, the user's cached balance and the
+// project's cached export link are dropped.
+func (s *BuildsService) UpdateProject(ctx context.Context, req UpdateProjectRequest, opts ...CallOption) (*Build, error) {
+	if err := cmp.Or(ready((*service)(s)), req.validate()); err != nil {
+		return nil, err
+	}
+	return s.start(ctx, call{route: RouteUpdateProject, in: updateProjectBody(req), userID: req.UserID}, req.ProjectID, opts)
+}
+
+// start sends a call that starts a build of projectID ("" when the worker
+// makes the project). A build that started, or may have, makes the user's
+// cached balance and the project's cached export link stale (a 402 drops
+// the balance in send).
+func (s *BuildsService) start(ctx context.Context, c call, projectID string, opts []CallOption) (*Build, error) {
+	var w buildWire
+	c.out = &w
+	resp, opts := withResponse(opts)
+	err := (*service)(s).send(ctx, c, opts)
+	if err != nil && !errors.Is(err, ErrOutcomeUnknown) {
+		return nil, err
+	}
+	s.started(cmp.Or(w.ProjectID.Text, projectID), c.userID)
+	if err != nil {
+		return nil, err
+	}
+	return w.build(resp.CorrelationID), nil
+}
+
+// started drops what a build, rollback or rebuild of projectID for userID
+// makes stale: the user's cached balance and the project's export link.
+func (s *BuildsService) started(projectID, userID string) {
+	s.client.Billing.InvalidateBalance(userID)
+	if projectID != "" {
+		s.client.Exports.forgetProject(projectID, userID)
+	}
 }
 
 // preCheck runs v2.1's pre-build check: nil when the user can afford a main
@@ -123,163 +118,85 @@ func (s *BuildsService) preCheck(ctx context.Context, userID string, size Projec
 		return err
 	}
 	if ib.APIError == nil { // a 200 with sufficient:false: the 402 the build would have had
+		method, path, _ := expandRoute(RouteCheckSufficient)
 		ib.APIError = &APIError{
 			StatusCode: http.StatusPaymentRequired,
 			Code:       CodeInsufficientAITime,
 			Message:    insufficientFallbackMessage + " (pre-build check)",
-			Method:     http.MethodPost,
-			Path:       s.client.core.basePath + "/v1/billing/check-sufficient",
+			Method:     method,
+			Path:       s.client.core.basePath + path,
 		}
 	}
 	return ib
 }
 
-// UpdateProject starts a build that changes an existing project (POST
-// /v1/update-project). An answer without a build id is an error matching
-// ErrBuildNotQueued. Once a build starts, the user's cached balance is
-// dropped.
-func (s *BuildsService) UpdateProject(ctx context.Context, req UpdateProjectRequest) (*Build, error) {
-	if err := ready((*service)(s)); err != nil {
-		return nil, err
-	}
-	if _, err := escapeID("userId", req.UserID); err != nil {
-		return nil, err
-	}
-	if _, err := escapeID("projectId", req.ProjectID); err != nil {
-		return nil, err
-	}
-	if strings.TrimSpace(req.Prompt) == "" {
-		return nil, &ValidationError{Field: "prompt", Reason: "is empty"}
-	}
-	if err := checkFramework(req.Framework); err != nil {
-		return nil, err
-	}
-	return s.startBuild(ctx, "/v1/update-project", updateProjectBody(req), req.UserID)
-}
-
-func (s *BuildsService) startBuild(ctx context.Context, target string, body any, userID string) (*Build, error) {
-	c := s.client.core
-	correlationID := uuid.NewString()
-	var w buildWire
-	err := c.do(ctx, http.MethodPost, target, body, &w, callConfig{correlationID: correlationID})
-	var b *Build
-	if err == nil {
-		b, err = w.toBuild(c, http.MethodPost, target, correlationID, false)
-	}
-	if b != nil || errors.Is(err, ErrInsufficientBalance) || errors.Is(err, ErrOutcomeUnknown) {
-		// A build started (or may have), or the worker said the balance is
-		// short: the cached balance is stale either way.
-		s.client.Billing.InvalidateBalance(userID)
-	}
-	return b, err
-}
-
 // Rebuild rebuilds a version whose artifact is gone (POST
 // /v1/versions/{versionId}/rebuild, no body), for example after an export
 // answered 404 with canRebuild. The deployed worker answers only a job id;
-// Build.BuildID is then that job id, to follow with Wait or Events.
-func (s *BuildsService) Rebuild(ctx context.Context, versionID string) (*Build, error) {
-	if err := ready((*service)(s)); err != nil {
+// Build.ID is then that job id, to follow with Wait or Follow.
+func (s *BuildsService) Rebuild(ctx context.Context, versionID string, opts ...CallOption) (*Build, error) {
+	var w rebuildWire
+	resp, opts := withResponse(opts)
+	if err := (*service)(s).send(ctx, call{route: RouteRebuild, params: []string{versionID}, out: &w}, opts); err != nil {
 		return nil, err
 	}
-	id, err := escapeID("versionId", versionID)
-	if err != nil {
-		return nil, err
-	}
-	c := s.client.core
-	target := "/v1/versions/" + id + "/rebuild"
-	correlationID := uuid.NewString()
-	var w buildWire
-	if err := c.do(ctx, http.MethodPost, target, nil, &w, callConfig{correlationID: correlationID}); err != nil {
-		return nil, err
-	}
-	b, err := w.toBuild(c, http.MethodPost, target, correlationID, true)
-	if err != nil {
-		return nil, err
-	}
-	if b.VersionID == "" {
-		b.VersionID = versionID
-	}
+	b := w.build(resp.CorrelationID)
+	b.VersionID = cmp.Or(b.VersionID, versionID)
 	return b, nil
 }
 
 // Rollback rolls a project back to an earlier version (POST
-// /v1/versions/rollback). The call carries an Idempotency-Key, made once
-// per call (or taken from req) and sent unchanged by every retry, so a
+// /v1/versions/rollback). The call carries an Idempotency-Key (see
+// RollbackRequest.IdempotencyKey), sent unchanged by every retry, so a
 // retried rollback never runs twice; that also makes the call safe for the
 // client to retry after an ambiguous failure. A rollback already running
-// gives a 409 matching ErrConflict (code rollback_in_progress).
-func (s *BuildsService) Rollback(ctx context.Context, req RollbackRequest) (*RollbackResult, error) {
-	if err := ready((*service)(s)); err != nil {
+// gives a 409 matching ErrConflict (code rollback_in_progress). Once it
+// starts, the project's cached export link is dropped.
+func (s *BuildsService) Rollback(ctx context.Context, req RollbackRequest, opts ...CallOption) (*RollbackResult, error) {
+	if err := cmp.Or(ready((*service)(s)), req.validate()); err != nil {
 		return nil, err
 	}
-	if _, err := escapeID("userId", req.UserID); err != nil {
-		return nil, err
-	}
-	if _, err := escapeID("projectId", req.ProjectID); err != nil {
-		return nil, err
-	}
-	if _, err := escapeID("targetVersionId", req.TargetVersionID); err != nil {
-		return nil, err
-	}
-	key := req.IdempotencyKey
-	if key == "" {
-		key = uuid.NewString()
-	} else if len(key) > 256 || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return nil, &ValidationError{Field: "idempotencyKey", Reason: "must be at most 256 bytes without control characters"}
-	}
-	const target = "/v1/versions/rollback"
-	c := s.client.core
+	key := cmp.Or(req.IdempotencyKey, idempotencyKey(opts), uuid.NewString())
 	body := rollbackBody{ProjectID: req.ProjectID, TargetVersionID: req.TargetVersionID, UserID: req.UserID}
 	var w rollbackWire
-	if err := c.do(ctx, http.MethodPost, target, body, &w, callConfig{idempotencyKey: key}); err != nil {
+	err := (*service)(s).send(ctx, call{route: RouteRollback, in: body, out: &w, userID: req.UserID}, append(opts[:len(opts):len(opts)], WithIdempotencyKey(key)))
+	if err == nil || errors.Is(err, ErrOutcomeUnknown) {
+		s.client.Exports.forgetProject(req.ProjectID, req.UserID)
+	}
+	if err != nil {
 		return nil, err
 	}
-	if err := w.refused(c, http.MethodPost, target); err != nil {
-		return nil, err
-	}
-	return &RollbackResult{
-		RollbackVersionID: w.RollbackVersionID.Text,
-		TargetVersionID:   cmp.Or(w.TargetVersionID.Text, req.TargetVersionID),
-		PreviewURL:        w.PreviewURL,
-		Status:            w.Status,
-		JobID:             w.JobID.Text,
-		IdempotencyKey:    key,
-	}, nil
+	return w.result(req, key), nil
 }
 
 // Status returns the worker's summary of a build (GET
 // /v1/builds/{buildId}/status). To follow a build to its end, use Wait or
-// Events instead of polling this.
-func (s *BuildsService) Status(ctx context.Context, buildID, userID string) (*BuildStatus, error) {
-	if err := ready((*service)(s)); err != nil {
+// Follow instead of polling this.
+func (s *BuildsService) Status(ctx context.Context, buildID, userID string, opts ...CallOption) (*BuildStatus, error) {
+	if err := cmp.Or(ready((*service)(s)), checkID("userId", userID)); err != nil {
 		return nil, err
 	}
-	id, err := escapeID("buildId", buildID)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := escapeID("userId", userID); err != nil {
-		return nil, err
-	}
-	q := url.Values{}
-	q.Set("userId", userID)
 	var w statusWire
-	if err := s.client.core.do(ctx, http.MethodGet, "/v1/builds/"+id+"/status?"+q.Encode(), nil, &w, callConfig{}); err != nil {
+	c := call{route: RouteBuildStatus, params: []string{buildID}, query: url.Values{"userId": {userID}}, out: &w}
+	if err := (*service)(s).send(ctx, c, opts); err != nil {
 		return nil, err
 	}
-	st := &BuildStatus{
-		ID:           cmp.Or(w.BuildID.Text, buildID),
-		Status:       w.Status,
-		PreviewURL:   w.PreviewURL,
-		Error:        decodeEventError(w.Error),
-		CurrentPhase: w.CurrentPhase,
-		Finished:     w.Finished.Bool,
-		EventCount:   int(w.EventCount.Int()),
-		LastUpdate:   w.LastUpdate.Time,
+	return w.status(buildID), nil
+}
+
+// withResponse returns opts with a Response that the call fills, to read
+// its correlation id from: the caller's own when opts has WithResponse,
+// else a new one added at the end.
+func withResponse(opts []CallOption) (*Response, []CallOption) {
+	if cc, err := newCallConfig(opts); err == nil && cc.response != nil {
+		return cc.response, opts
 	}
-	if w.Progress.Valid {
-		st.Progress = min(max(w.Progress.Float/100, 0), 1)
-	}
-	return st, nil
+	r := new(Response)
+	return r, append(opts[:len(opts):len(opts)], WithResponse(r))
+}
+
+// idempotencyKey is the key opts set with WithIdempotencyKey, "" for none.
+func idempotencyKey(opts []CallOption) string {
+	cc, _ := newCallConfig(opts)
+	return cc.idempotencyKey
 }

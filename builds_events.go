@@ -46,7 +46,7 @@ type BuildEvent struct {
 	// Phase is setup, development, dependencies, build, deploy or metadata
 	// (see the Phase constants), derived from a legacy type when the row
 	// has none, empty when unknown.
-	Phase string
+	Phase Phase
 	// Title and Description are the user-facing text. A legacy row's
 	// message is its Title.
 	Title       string
@@ -114,8 +114,10 @@ func (e BuildEvent) MetadataFailed() bool {
 	return e.Kind == KindFailed && e.Phase == PhaseMetadata
 }
 
-// metadataDone reports whether the event ends the metadata phase.
-func (e BuildEvent) metadataDone() bool {
+// MetadataDone reports whether the event ends the metadata phase: a
+// completed or failed event of that phase, one the worker marked finished,
+// or one at 100%.
+func (e BuildEvent) MetadataDone() bool {
 	return e.Phase == PhaseMetadata &&
 		(e.Kind == KindCompleted || e.Kind == KindFailed || e.Finished || (e.HasProgress && e.Progress >= 1))
 }
@@ -157,7 +159,7 @@ func (r EventRow) Event() BuildEvent {
 		UserID:      r.UserID,
 		Type:        r.EventType,
 		Kind:        kindOf(r.EventType),
-		Phase:       strings.ToLower(strings.TrimSpace(r.EventPhase)),
+		Phase:       Phase(strings.ToLower(strings.TrimSpace(r.EventPhase))),
 		Title:       r.EventTitle,
 		Description: r.EventDescription,
 		Finished:    r.Finished,
@@ -199,7 +201,7 @@ func (ev *BuildEvent) fillLegacy(d legacyData) {
 		ev.Description = d.Description
 	}
 	if ev.Phase == "" {
-		ev.Phase = strings.ToLower(strings.TrimSpace(d.Phase))
+		ev.Phase = Phase(strings.ToLower(strings.TrimSpace(d.Phase)))
 	}
 	if ev.PreviewURL == "" {
 		ev.PreviewURL = cmp.Or(d.PreviewURL, d.PreviewURLSnake)
@@ -257,7 +259,7 @@ func kindOf(eventType string) EventKind {
 }
 
 // legacyPhase derives a phase from a legacy event type's prefix.
-func legacyPhase(eventType string) string {
+func legacyPhase(eventType string) Phase {
 	t := strings.ToLower(strings.TrimSpace(eventType))
 	prefix, _, found := strings.Cut(t, "_")
 	if !found {
@@ -290,4 +292,112 @@ func clampProgress(p float64) float64 {
 		p /= 100
 	}
 	return min(max(p, 0), 1)
+}
+
+// BuildOutcome reads a build's events, in ascending id order, by the rules
+// Follow and Wait apply (the first failure or deploy completion stands;
+// after a deploy, the metadata phase is read until it ends), and says how
+// the build ended, for readers that do not follow a build live (package
+// pgevents' Feed): a *BuildResult when its deploy completed (MetadataDone
+// false when the metadata phase had not ended by the last event), a
+// *BuildFailedError when it failed, and ended false, with neither, when
+// the events show no end yet.
+func BuildOutcome(buildID string, events []BuildEvent) (result *BuildResult, ended bool, err error) {
+	var o outcome
+	for _, ev := range events {
+		ev.Progress = clampProgress(ev.Progress)
+		o.observe(ev)
+		if o.ended() {
+			break
+		}
+	}
+	return o.result(buildID)
+}
+
+// outcome is what a build's events, read in id order, say about how it
+// ended: Follow's and Wait's bookkeeping, and BuildOutcome's.
+type outcome struct {
+	count        int
+	lastID       int64
+	firstAt      time.Time // the first event's CreatedAt
+	success      *BuildEvent
+	failure      *BuildEvent
+	metadataSeen bool
+	metadataDone bool
+	metadataErr  *BuildEventError
+	previewURL   string
+	versionID    string
+	versionName  string
+}
+
+// observe takes the next event into account.
+func (o *outcome) observe(ev BuildEvent) {
+	o.count++
+	o.lastID = ev.ID
+	if o.count == 1 {
+		o.firstAt = ev.CreatedAt
+	}
+	o.previewURL = cmp.Or(ev.PreviewURL, o.previewURL)
+	o.versionID = cmp.Or(ev.VersionID, o.versionID)
+	o.versionName = cmp.Or(ev.VersionName, o.versionName)
+	o.metadataSeen = o.metadataSeen || ev.Phase == PhaseMetadata
+	o.metadataDone = o.metadataDone || ev.MetadataDone()
+	if ev.MetadataFailed() && o.metadataErr == nil {
+		o.metadataErr = ev.Error
+		if o.metadataErr == nil {
+			o.metadataErr = &BuildEventError{Code: ev.Code, Message: cmp.Or(ev.Description, ev.Title, "metadata generation failed")}
+		}
+	}
+	if o.success != nil || o.failure != nil {
+		return // the first outcome stands
+	}
+	switch {
+	case ev.DeploySucceeded():
+		o.success = &ev
+	case ev.BuildFailed():
+		o.failure = &ev
+	}
+}
+
+// ended reports whether the events so far settle the outcome: a failure,
+// or a deploy whose metadata phase has ended.
+func (o *outcome) ended() bool {
+	return o.failure != nil || (o.success != nil && o.metadataDone)
+}
+
+// metadataWait is how long after the deploy a reader waits for the
+// metadata phase: wait, or startWait when no metadata event has shown up.
+func (o *outcome) metadataWait(wait, startWait time.Duration) time.Duration {
+	if !o.metadataSeen {
+		return min(wait, startWait)
+	}
+	return wait
+}
+
+// result is how the build of buildID ended as far as the events say (see
+// BuildOutcome).
+func (o *outcome) result(buildID string) (*BuildResult, bool, error) {
+	switch {
+	case o.failure != nil:
+		return nil, true, newBuildFailedError(buildID, *o.failure)
+	case o.success == nil:
+		return nil, false, nil
+	}
+	s := o.success
+	r := &BuildResult{
+		ID:            cmp.Or(buildID, s.BuildID),
+		PreviewURL:    cmp.Or(s.PreviewURL, o.previewURL),
+		VersionID:     o.versionID,
+		VersionName:   o.versionName,
+		Final:         *s,
+		LastEventID:   o.lastID,
+		Events:        o.count,
+		MetadataDone:  o.metadataDone,
+		MetadataError: o.metadataErr,
+		Duration:      s.Duration,
+	}
+	if r.Duration == 0 && !o.firstAt.IsZero() && s.CreatedAt.After(o.firstAt) {
+		r.Duration = s.CreatedAt.Sub(o.firstAt)
+	}
+	return r, true, nil
 }

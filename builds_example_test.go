@@ -132,7 +132,7 @@ func ExampleEventRow_Event() {
 }
 
 // CreatePreview starts a build and returns at once: the worker queues it.
-// Follow it with Wait (or Events). A user short of AI time gets an
+// Follow it with Wait (or Follow). A user short of AI time gets an
 // *InsufficientBalanceError, whatever shape the worker's 402 had.
 func ExampleBuildsService_CreatePreview() {
 	worker := sheentest.NewServer(sheentest.WithUser("user-42", time.Hour), sheentest.WithUser("user-7", 30*time.Second))
@@ -188,7 +188,7 @@ func ExampleBuildsService_Versions() {
 		log.Fatal(err)
 	}
 
-	for v, err := range client.Builds.Versions(ctx, first.ProjectID) {
+	for v, err := range client.Builds.Versions(ctx, first.ProjectID, "") {
 		if err != nil {
 			log.Fatal(err)
 		}

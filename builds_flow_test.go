@@ -35,7 +35,7 @@ func TestBuildsFlowCreateAndWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var phases []string
+	var phases []sheen.Phase
 	var progress []float64
 	res, err := c.Builds.Wait(ctx, b.ID, flowUser, sheen.WithEventCallback(func(e sheen.BuildEvent) {
 		phases = append(phases, e.Phase)
@@ -47,7 +47,7 @@ func TestBuildsFlowCreateAndWait(t *testing.T) {
 	if !strings.Contains(res.PreviewURL, "/preview/"+b.ProjectID+"/") || res.VersionID == "" || res.VersionName == "" || !res.MetadataDone {
 		t.Errorf("result %+v: want the preview of project %s, its version and the metadata done", res, b.ProjectID)
 	}
-	wantPhases := []string{"development", "development", "dependencies", "build", "deploy", "deploy", "metadata", "metadata"}
+	wantPhases := []sheen.Phase{"development", "development", "dependencies", "build", "deploy", "deploy", "metadata", "metadata"}
 	if diff := cmp.Diff(wantPhases, phases); diff != "" {
 		t.Errorf("phases (-want +got):\n%s", diff)
 	}
@@ -60,7 +60,7 @@ func TestBuildsFlowCreateAndWait(t *testing.T) {
 	// The version shows up in the project's list, and can be rolled back
 	// to; the replayed answer of a repeated key is the same rollback.
 	var versions []sheen.ProjectVersion
-	for v, err := range c.Builds.Versions(ctx, b.ProjectID) {
+	for v, err := range c.Builds.Versions(ctx, b.ProjectID, "") {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +135,7 @@ func TestBuildsFlowFollowMidway(t *testing.T) {
 	// Each event read moves the build one step on: the reader keeps
 	// resuming from where it was until the build ends.
 	n := 0
-	for e, err := range c.Builds.Follow(ctx, b.ID, flowUser, sheen.WithPollInterval(func(string) time.Duration { return time.Millisecond })) {
+	for e, err := range c.Builds.Follow(ctx, b.ID, flowUser, sheen.WithPollInterval(func(sheen.Phase) time.Duration { return time.Millisecond })) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func TestBuildsFlowFollowMidway(t *testing.T) {
 
 	// Rebuild: the answer names a build to follow.
 	var versionID string
-	for v, err := range c.Builds.Versions(ctx, b.ProjectID) {
+	for v, err := range c.Builds.Versions(ctx, b.ProjectID, "") {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -19,11 +18,11 @@ import (
 // returns when the build ends in failure.
 var ErrBuildFailed = errors.New("sheen: build failed")
 
-// DefaultMetadataWait is how long, by default, Events and Wait keep
+// DefaultMetadataWait is how long, by default, Follow and Wait keep
 // following the metadata phase after the deploy completed.
 const DefaultMetadataWait = 30 * time.Second
 
-// DefaultMetadataStartWait is how long, by default, Events and Wait wait
+// DefaultMetadataStartWait is how long, by default, Follow and Wait wait
 // after the deploy completed for the metadata phase to show up at all,
 // before deciding the build has none.
 const DefaultMetadataStartWait = 5 * time.Second
@@ -59,7 +58,7 @@ type EventNotifier interface {
 
 // defaultPollInterval is the reference UI's pace for a build's current
 // phase: 1 s in build and deploy, 3 s in dependencies, 2 s otherwise.
-func defaultPollInterval(phase string) time.Duration {
+func defaultPollInterval(phase Phase) time.Duration {
 	switch phase {
 	case PhaseBuild, PhaseDeploy:
 		return time.Second
@@ -69,68 +68,113 @@ func defaultPollInterval(phase string) time.Duration {
 	return 2 * time.Second
 }
 
-// FollowOption changes how Events and Wait follow a build.
-type FollowOption func(*followConfig)
-
+// followConfig is what the follow options (the CallOptions below, read by
+// Follow and Wait only) set, in callConfig.follow.
 type followConfig struct {
 	source            EventSource
-	interval          func(phase string) time.Duration
+	interval          func(Phase) time.Duration
 	metadataWait      time.Duration
 	metadataStartWait time.Duration
+	waitSet           bool // metadataWait was given (0 is a value)
+	startWaitSet      bool // metadataStartWait was given
 	after             int64
 	onEvent           func(BuildEvent)
+	err               error // the first option given a bad value
 }
 
-// WithEventSource reads the events from src instead of the client's source
-// (the worker's HTTP endpoint unless WithBuildEventSource said otherwise).
-func WithEventSource(src EventSource) FollowOption {
-	return func(c *followConfig) {
-		if src != nil {
-			c.source = src
-		}
+// refuse records an option's bad value; the call returns it.
+func (f *followConfig) refuse(option, reason string) {
+	if f.err == nil {
+		f.err = &ValidationError{Field: option, Reason: reason}
 	}
 }
 
-// WithPollInterval sets how long to wait between fetches, given the phase
-// of the latest event ("" before any). A result of zero or less means
-// DefaultPollInterval for that phase.
-func WithPollInterval(interval func(phase string) time.Duration) FollowOption {
-	return func(c *followConfig) { c.interval = interval }
+// WithEventSource has Follow or Wait read the events from src instead of
+// the client's source (the worker's HTTP endpoint unless
+// WithBuildEventSource said otherwise). Other calls ignore it.
+func WithEventSource(src EventSource) CallOption {
+	return func(c *callConfig) {
+		if src == nil {
+			c.follow.refuse("WithEventSource", "source is nil")
+			return
+		}
+		c.follow.source = src
+	}
 }
 
-// WithMetadataWait sets how long, after the deploy completed, the reader
-// keeps following the metadata phase that runs after it (the version's
-// name, recommendations; a metadata failure is reported there). Reading
-// stops as soon as that phase ends (completed, failed, finished or at
-// 100%), when no metadata event has shown up within the start wait (see
+// WithPollInterval sets how long Follow or Wait waits between fetches,
+// given the phase of the latest event ("" before any). A result of zero or
+// less means the default for that phase (1 s in build and deploy, 3 s in
+// dependencies, 2 s otherwise). Other calls ignore it.
+func WithPollInterval(interval func(phase Phase) time.Duration) CallOption {
+	return func(c *callConfig) {
+		if interval == nil {
+			c.follow.refuse("WithPollInterval", "function is nil")
+			return
+		}
+		c.follow.interval = interval
+	}
+}
+
+// WithMetadataWait sets how long, after the deploy completed, Follow or
+// Wait keeps following the metadata phase that runs after it (the
+// version's name, recommendations; a metadata failure is reported there).
+// Reading stops as soon as that phase ends (completed, failed, finished or
+// at 100%), when no metadata event has shown up within the start wait (see
 // WithMetadataStartWait), or when d has passed since the deploy's
 // completion was read, whichever comes first; either way the build counts
 // as succeeded. The default is DefaultMetadataWait (30 s); 0 stops at the
 // deploy's completion, for callers who want the preview URL as soon as it
-// exists.
-func WithMetadataWait(d time.Duration) FollowOption {
-	return func(c *followConfig) { c.metadataWait = max(d, 0) }
+// exists. d must not be negative. Other calls ignore it.
+func WithMetadataWait(d time.Duration) CallOption {
+	return func(c *callConfig) {
+		if d < 0 {
+			c.follow.refuse("WithMetadataWait", "must not be negative")
+			return
+		}
+		c.follow.metadataWait, c.follow.waitSet = d, true
+	}
 }
 
-// WithMetadataStartWait sets how long, after the deploy completed, the
-// reader waits for a first metadata event before deciding the build has no
-// metadata phase and stopping (default DefaultMetadataStartWait, 5 s; never
-// longer than WithMetadataWait's wait).
-func WithMetadataStartWait(d time.Duration) FollowOption {
-	return func(c *followConfig) { c.metadataStartWait = max(d, 0) }
+// WithMetadataStartWait sets how long, after the deploy completed, Follow
+// or Wait waits for a first metadata event before deciding the build has
+// no metadata phase and stopping (default DefaultMetadataStartWait, 5 s;
+// never longer than WithMetadataWait's wait). d must not be negative.
+// Other calls ignore it.
+func WithMetadataStartWait(d time.Duration) CallOption {
+	return func(c *callConfig) {
+		if d < 0 {
+			c.follow.refuse("WithMetadataStartWait", "must not be negative")
+			return
+		}
+		c.follow.metadataStartWait, c.follow.startWaitSet = d, true
+	}
 }
 
-// WithAfterEventID resumes reading after event id (the largest id a
-// previous reader saw), instead of from the build's first event.
-func WithAfterEventID(id int64) FollowOption {
-	return func(c *followConfig) { c.after = max(id, 0) }
+// WithAfterEventID has Follow or Wait resume after event id (the largest
+// id a previous reader saw), instead of from the build's first event. id
+// must not be negative. Other calls ignore it.
+func WithAfterEventID(id int64) CallOption {
+	return func(c *callConfig) {
+		if id < 0 {
+			c.follow.refuse("WithAfterEventID", "must not be negative")
+			return
+		}
+		c.follow.after = id
+	}
 }
 
-// WithEventCallback calls fn with every event as it is read, before Events
+// WithEventCallback calls fn with every event as it is read, before Follow
 // yields it or Wait moves on: a hook for progress bars. fn runs on the
-// reading goroutine; keep it quick.
-func WithEventCallback(fn func(BuildEvent)) FollowOption {
-	return func(c *followConfig) { c.onEvent = fn }
+// reading goroutine; keep it quick. Other calls ignore it.
+func WithEventCallback(fn func(BuildEvent)) CallOption {
+	return func(c *callConfig) {
+		if fn == nil {
+			c.follow.refuse("WithEventCallback", "function is nil")
+			return
+		}
+		c.follow.onEvent = fn
+	}
 }
 
 // BuildResult is how a successful build ended.
@@ -174,7 +218,7 @@ type BuildFailedError struct {
 	// Params are the code's parameters, for localised messages.
 	Params json.RawMessage
 	// Phase is the phase the build failed in, when known.
-	Phase string
+	Phase Phase
 	// Event is the event that reported the failure.
 	Event BuildEvent
 }
@@ -183,7 +227,7 @@ type BuildFailedError struct {
 func (e *BuildFailedError) Error() string {
 	msg := "sheen: build " + e.ID + " failed"
 	if e.Phase != "" {
-		msg += " in phase " + e.Phase
+		msg += " in phase " + string(e.Phase)
 	}
 	if e.Code != "" {
 		msg += ": " + e.Code
@@ -218,18 +262,19 @@ func newBuildFailedError(buildID string, ev BuildEvent) *BuildFailedError {
 //
 // It always resumes after the largest id seen (never from 0), so duplicate
 // or out-of-order ids from the source are dropped rather than repeated.
-// Between fetches it waits DefaultPollInterval for the latest phase (see
+// Between fetches it waits for the latest phase's poll interval (see
 // WithPollInterval), or less when its source implements EventNotifier.
+//
+// opts are the follow options (WithEventSource, WithPollInterval,
+// WithMetadataWait, WithMetadataStartWait, WithAfterEventID,
+// WithEventCallback) and, for the worker's endpoint, the CallOptions of
+// every request it makes; WithCallTimeout bounds the whole follow.
 //
 // Transient HTTP failures are retried by the client; Follow yields an
 // error, once, only when it has to stop (the source failed for good, ctx
 // ended, an argument was invalid). Breaking out of the loop stops it.
-func (s *BuildsService) Follow(ctx context.Context, buildID, userID string, opts ...FollowOption) iter.Seq2[BuildEvent, error] {
+func (s *BuildsService) Follow(ctx context.Context, buildID, userID string, opts ...CallOption) iter.Seq2[BuildEvent, error] {
 	return func(yield func(BuildEvent, error) bool) {
-		if err := ready((*service)(s)); err != nil {
-			yield(BuildEvent{}, err)
-			return
-		}
 		f, err := s.newFollower(buildID, userID, opts)
 		if err != nil {
 			yield(BuildEvent{}, err)
@@ -239,32 +284,31 @@ func (s *BuildsService) Follow(ctx context.Context, buildID, userID string, opts
 	}
 }
 
-// Wait follows build buildID of user userID to its end, like Events, and
-// returns how it ended: a *BuildResult, or a *BuildFailedError carrying the
-// worker's error code and message for the user. Any other error means the
-// outcome is unknown (ctx ended, the source failed): call Wait again to
-// keep following (WithAfterEventID, given the last id WithEventCallback saw,
-// skips what was read already). Pass WithEventCallback to see every event
-// on the way.
-func (s *BuildsService) Wait(ctx context.Context, buildID, userID string, opts ...FollowOption) (*BuildResult, error) {
-	if err := ready((*service)(s)); err != nil {
-		return nil, err
-	}
+// Wait follows build buildID of user userID to its end, like Follow (and
+// with the same options), and returns how it ended: a *BuildResult, or a
+// *BuildFailedError carrying the worker's error code and message for the
+// user. Any other error means the outcome is unknown (ctx ended, the
+// source failed): call Wait again to keep following (WithAfterEventID,
+// given the last id WithEventCallback saw, skips what was read already).
+// Pass WithEventCallback to see every event on the way.
+func (s *BuildsService) Wait(ctx context.Context, buildID, userID string, opts ...CallOption) (*BuildResult, error) {
 	f, err := s.newFollower(buildID, userID, opts)
 	if err != nil {
 		return nil, err
 	}
 	var stopErr error
 	f.run(ctx, func(_ BuildEvent, err error) bool {
-		if err != nil {
-			stopErr = err
-		}
+		stopErr = cmp.Or(stopErr, err)
 		return true
 	})
 	if stopErr != nil {
 		return nil, stopErr
 	}
-	return f.result()
+	res, ended, err := f.result(f.buildID)
+	if !ended { // not reached: the reading stops at an outcome or with an error
+		return nil, fmt.Errorf("sheen: following build %s: the events ended before the build did", f.buildID)
+	}
+	return res, err
 }
 
 // WorkerEventSource returns the source that reads events from the worker's
@@ -274,53 +318,54 @@ func (s *BuildsService) WorkerEventSource() EventSource {
 	if ready((*service)(s)) != nil {
 		return nil
 	}
-	return &httpEventSource{c: s.client.core}
+	return &httpEventSource{svc: (*service)(s)}
 }
 
-// follower is one reading of one build's events: the cursor and what the
+// follower is one reading of one build's events: the cursor, and what the
 // events so far say about the outcome.
 type follower struct {
-	c               *core
+	outcome
+	clock           Clock
 	buildID, userID string
 	cfg             followConfig
+	timeout         time.Duration // WithCallTimeout: bounds the whole reading
 
-	cursor int64
-	phase  string
-	count  int
-	first  *BuildEvent
-
-	success, failure *BuildEvent
-	successAt        time.Time
-	metadataSeen     bool
-	metadataDone     bool
-	metadataErr      *BuildEventError
-	previewURL       string
-	versionID        string
-	versionName      string
+	cursor    int64
+	phase     Phase
+	successAt time.Time // when the deploy's completion was read
 }
 
-func (s *BuildsService) newFollower(buildID, userID string, opts []FollowOption) (*follower, error) {
-	if _, err := escapeID("buildId", buildID); err != nil {
+func (s *BuildsService) newFollower(buildID, userID string, opts []CallOption) (*follower, error) {
+	cc, err := newCallConfig(opts)
+	if err = cmp.Or(ready((*service)(s)), err, cc.follow.err, checkID("buildId", buildID), checkID("userId", userID)); err != nil {
 		return nil, err
 	}
-	if _, err := escapeID("userId", userID); err != nil {
-		return nil, err
+	cfg := cc.follow
+	if !cfg.waitSet {
+		cfg.metadataWait = DefaultMetadataWait
 	}
-	c := s.client.core
-	cfg := followConfig{source: c.builds.source, metadataWait: DefaultMetadataWait, metadataStartWait: DefaultMetadataStartWait}
-	for _, o := range opts {
-		o(&cfg)
+	if !cfg.startWaitSet {
+		cfg.metadataStartWait = DefaultMetadataStartWait
 	}
 	if cfg.source == nil {
-		cfg.source = &httpEventSource{c: c}
+		cfg.source = s.client.builds.source
 	}
-	return &follower{c: c, buildID: buildID, userID: userID, cfg: cfg, cursor: cfg.after}, nil
+	if cfg.source == nil {
+		cfg.source = &httpEventSource{svc: (*service)(s), opts: opts}
+	}
+	f := &follower{clock: s.client.core.clock, buildID: buildID, userID: userID, cfg: cfg, timeout: cc.timeout, cursor: cfg.after}
+	return f, nil
 }
 
 func (f *follower) run(ctx context.Context, yield func(BuildEvent, error) bool) {
 	if ctx == nil {
 		yield(BuildEvent{}, &ValidationError{Field: "context", Reason: "is nil"})
 		return
+	}
+	if f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.timeout)
+		defer cancel()
 	}
 	var wake <-chan struct{}
 	if n, ok := f.cfg.source.(EventNotifier); ok {
@@ -339,115 +384,86 @@ func (f *follower) run(ctx context.Context, yield func(BuildEvent, error) bool) 
 			yield(BuildEvent{}, err)
 			return
 		}
-		slices.SortStableFunc(events, func(a, b BuildEvent) int { return cmp.Compare(a.ID, b.ID) })
-		advanced := false
-		for _, ev := range events {
-			if ev.ID <= f.cursor {
-				continue // seen already, or older than where we resumed
-			}
-			f.cursor, advanced = ev.ID, true
-			ev.Progress = clampProgress(ev.Progress)
-			f.observe(ev)
-			if f.cfg.onEvent != nil {
-				f.cfg.onEvent(ev)
-			}
-			if !yield(ev, nil) {
-				return
-			}
-			if f.over() {
-				return
-			}
-		}
-		if f.over() {
+		advanced, stop := f.deliver(events, yield)
+		if stop || f.over() {
 			return
 		}
 		if more && advanced {
 			continue
 		}
-		d := f.interval()
-		if f.success != nil {
-			d = min(d, f.metadataDeadline().Sub(f.c.clock.Now()))
-		}
-		if err := f.wait(ctx, d, wake); err != nil {
+		if err := f.wait(ctx, f.nextWait(), wake); err != nil {
 			yield(BuildEvent{}, err)
 			return
 		}
 	}
 }
 
-// observe updates what the events say about the build.
-func (f *follower) observe(ev BuildEvent) {
-	f.count++
-	if f.first == nil {
-		first := ev
-		f.first = &first
+// deliver yields, in id order, the events not seen yet; stop reports that
+// the reading is over or the caller stopped it.
+func (f *follower) deliver(events []BuildEvent, yield func(BuildEvent, error) bool) (advanced, stop bool) {
+	slices.SortStableFunc(events, func(a, b BuildEvent) int { return cmp.Compare(a.ID, b.ID) })
+	for _, ev := range events {
+		if ev.ID <= f.cursor {
+			continue // seen already, or older than where we resumed
+		}
+		f.cursor, advanced = ev.ID, true
+		ev.Progress = clampProgress(ev.Progress)
+		f.observe(ev)
+		if f.cfg.onEvent != nil {
+			f.cfg.onEvent(ev)
+		}
+		if !yield(ev, nil) || f.over() {
+			return advanced, true
+		}
 	}
+	return advanced, false
+}
+
+// observe updates what the events say about the build, and notes when the
+// deploy's completion was read.
+func (f *follower) observe(ev BuildEvent) {
+	deployed := f.success != nil
+	f.outcome.observe(ev)
 	if ev.Phase != "" {
 		f.phase = ev.Phase
 	}
-	if ev.PreviewURL != "" {
-		f.previewURL = ev.PreviewURL
-	}
-	if ev.VersionID != "" {
-		f.versionID = ev.VersionID
-	}
-	if ev.VersionName != "" {
-		f.versionName = ev.VersionName
-	}
-	if ev.Phase == PhaseMetadata {
-		f.metadataSeen = true
-	}
-	if ev.metadataDone() {
-		f.metadataDone = true
-	}
-	if ev.MetadataFailed() && f.metadataErr == nil {
-		f.metadataErr = ev.Error
-		if f.metadataErr == nil {
-			f.metadataErr = &BuildEventError{Code: ev.Code, Message: cmp.Or(ev.Description, ev.Title, "metadata generation failed")}
-		}
-	}
-	if f.success != nil || f.failure != nil {
-		return // the first outcome stands
-	}
-	switch {
-	case ev.DeploySucceeded():
-		f.success, f.successAt = &ev, f.c.clock.Now()
-	case ev.BuildFailed():
-		f.failure = &ev
+	if !deployed && f.success != nil {
+		f.successAt = f.clock.Now()
 	}
 }
 
-// over reports whether the reading is finished.
+// over reports whether the reading is finished: the outcome is known, or
+// the wait for the metadata phase after the deploy is over.
 func (f *follower) over() bool {
 	switch {
-	case f.failure != nil:
+	case f.ended():
 		return true
 	case f.success == nil:
 		return false
-	case f.metadataDone || f.cfg.metadataWait <= 0:
+	case f.cfg.metadataWait <= 0:
 		return true
 	}
-	return !f.c.clock.Now().Before(f.metadataDeadline())
+	return !f.clock.Now().Before(f.metadataDeadline())
 }
 
-// metadataDeadline is when reading stops after a successful deploy: the
-// metadata wait, or the shorter start wait while no metadata event has
-// shown up.
+// metadataDeadline is when reading stops after a successful deploy.
 func (f *follower) metadataDeadline() time.Time {
-	wait := f.cfg.metadataWait
-	if !f.metadataSeen {
-		wait = min(wait, f.cfg.metadataStartWait)
-	}
-	return f.successAt.Add(wait)
+	return f.successAt.Add(f.metadataWait(f.cfg.metadataWait, f.cfg.metadataStartWait))
 }
 
-func (f *follower) interval() time.Duration {
+// nextWait is how long to wait before the next fetch: the phase's poll
+// interval, cut short by the metadata deadline after a deploy.
+func (f *follower) nextWait() time.Duration {
+	d := defaultPollInterval(f.phase)
 	if f.cfg.interval != nil {
-		if d := f.cfg.interval(f.phase); d > 0 {
-			return d
+		if custom := f.cfg.interval(f.phase); custom > 0 {
+			d = custom
 		}
 	}
-	return defaultPollInterval(f.phase)
+	if f.success != nil {
+		d = min(d, f.metadataDeadline().Sub(f.clock.Now()))
+	}
+	return d
 }
 
 // wait waits d on the client's clock, or less when the source says there
@@ -462,7 +478,7 @@ func (f *follower) wait(ctx context.Context, d time.Duration, wake <-chan struct
 	select {
 	case <-ctx.Done():
 		return f.ctxError(ctx.Err())
-	case <-f.c.clock.After(d):
+	case <-f.clock.After(d):
 	case <-wake:
 	}
 	return nil
@@ -472,63 +488,30 @@ func (f *follower) ctxError(err error) error {
 	return fmt.Errorf("sheen: following build %s: %w", f.buildID, err)
 }
 
-func (f *follower) result() (*BuildResult, error) {
-	switch {
-	case f.failure != nil:
-		return nil, newBuildFailedError(f.buildID, *f.failure)
-	case f.success == nil:
-		return nil, fmt.Errorf("sheen: following build %s: the events ended before the build did", f.buildID)
-	}
-	r := &BuildResult{
-		ID:            f.buildID,
-		PreviewURL:    cmp.Or(f.success.PreviewURL, f.previewURL),
-		VersionID:     f.versionID,
-		VersionName:   f.versionName,
-		Final:         *f.success,
-		LastEventID:   f.cursor,
-		Events:        f.count,
-		MetadataDone:  f.metadataDone,
-		MetadataError: f.metadataErr,
-		Duration:      f.success.Duration,
-	}
-	if r.Duration == 0 && f.first != nil && !f.first.CreatedAt.IsZero() && f.success.CreatedAt.After(f.first.CreatedAt) {
-		r.Duration = f.success.CreatedAt.Sub(f.first.CreatedAt)
-	}
-	return r, nil
+// httpEventSource reads events from the worker's HTTP endpoint, each
+// request with opts (those of the follow that made it).
+type httpEventSource struct {
+	svc  *service
+	opts []CallOption
 }
-
-// httpEventSource reads events from the worker's HTTP endpoint.
-type httpEventSource struct{ c *core }
 
 // FetchEvents implements EventSource with GET
 // /v1/builds/{buildId}/events?userId=&lastEventId=.
 func (s *httpEventSource) FetchEvents(ctx context.Context, buildID, userID string, after int64) ([]BuildEvent, bool, error) {
-	id, err := escapeID("buildId", buildID)
-	if err != nil {
+	if err := checkID("userId", userID); err != nil {
 		return nil, false, err
 	}
-	if _, err := escapeID("userId", userID); err != nil {
+	var w buildEventsWire
+	q := url.Values{"userId": {userID}, "lastEventId": {strconv.FormatInt(after, 10)}}
+	if err := s.svc.send(ctx, call{route: RouteBuildEvents, params: []string{buildID}, query: q, out: &w}, s.opts); err != nil {
 		return nil, false, err
 	}
-	q := url.Values{}
-	q.Set("userId", userID)
-	q.Set("lastEventId", strconv.FormatInt(after, 10))
-	var w eventsResponseWire
-	if err := s.c.do(ctx, http.MethodGet, "/v1/builds/"+id+"/events?"+q.Encode(), nil, &w, callConfig{}); err != nil {
-		return nil, false, err
+	if w.skipped > 0 {
+		s.svc.client.core.logger.LogAttrs(ctx, slog.LevelWarn, "sheen: skipping build events without a usable id",
+			slog.String("build_id", buildID), slog.Int("events", w.skipped))
 	}
-	events := make([]BuildEvent, 0, len(w.Events))
-	for _, raw := range w.Events {
-		ev, ok := decodeEvent(raw)
-		if !ok {
-			s.c.logger.LogAttrs(ctx, slog.LevelWarn, "sheen: skipping a build event without a usable id",
-				slog.String("build_id", buildID), slog.Int("bytes", len(raw)))
-			continue
-		}
-		if ev.BuildID == "" {
-			ev.BuildID = buildID
-		}
-		events = append(events, ev)
+	for i := range w.events {
+		w.events[i].BuildID = cmp.Or(w.events[i].BuildID, buildID)
 	}
-	return events, false, nil
+	return w.events, false, nil
 }

@@ -189,11 +189,11 @@ func TestBuildsEventsPollIntervalFollowsThePhase(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		opts []FollowOption
+		opts []CallOption
 		want []time.Duration
 	}{
 		{"defaults", nil, []time.Duration{2 * time.Second, 3 * time.Second, 3 * time.Second, time.Second, time.Second}},
-		{"custom", []FollowOption{WithPollInterval(func(phase string) time.Duration {
+		{"custom", []CallOption{WithPollInterval(func(phase Phase) time.Duration {
 			if phase == PhaseBuild {
 				return 250 * time.Millisecond
 			}
@@ -203,7 +203,7 @@ func TestBuildsEventsPollIntervalFollowsThePhase(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newBuildsStepClock()
 			c := buildsFollowClient(t, clock)
-			opts := append([]FollowOption{WithEventSource(batches()), WithMetadataWait(0)}, tc.opts...)
+			opts := append([]CallOption{WithEventSource(batches()), WithMetadataWait(0)}, tc.opts...)
 			if _, err := c.Builds.Wait(context.Background(), "B1", "u1", opts...); err != nil {
 				t.Fatal(err)
 			}
@@ -226,7 +226,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		batches [][]BuildEvent
-		opts    []FollowOption
+		opts    []CallOption
 		wantIDs []int64
 		want    outcome
 		// wantWaited is the clock time spent after the last event, when it
@@ -239,7 +239,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 				{buildEvt(1, "started", "setup"), buildEvt(2, "completed", "deploy", evPreview("https://p.example/1"))},
 				{buildEvt(3, "started", "metadata")},
 			},
-			opts:    []FollowOption{WithMetadataWait(0)},
+			opts:    []CallOption{WithMetadataWait(0)},
 			wantIDs: []int64{1, 2},
 			want:    outcome{ok: true, previewURL: "https://p.example/1"},
 		},
@@ -270,7 +270,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 				{buildEvt(1, "completed", "deploy", evPreview("https://p.example/4"))},
 				{buildEvt(2, "started", "metadata")},
 			},
-			opts:       []FollowOption{WithMetadataWait(5 * time.Second)},
+			opts:       []CallOption{WithMetadataWait(5 * time.Second)},
 			wantIDs:    []int64{1, 2},
 			want:       outcome{ok: true, previewURL: "https://p.example/4"},
 			wantWaited: 5 * time.Second,
@@ -293,7 +293,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 				nil,
 				{buildEvt(3, "completed", "metadata")},
 			},
-			opts:       []FollowOption{WithMetadataStartWait(3 * time.Second)},
+			opts:       []CallOption{WithMetadataStartWait(3 * time.Second)},
 			wantIDs:    []int64{1, 2, 3},
 			want:       outcome{ok: true, previewURL: "https://p.example/4c", metadataDone: true},
 			wantWaited: 7 * time.Second, // 3 x 1 s in deploy (the last fetch at the start deadline still counts), 2 x 2 s in metadata
@@ -337,7 +337,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 			batches: [][]BuildEvent{
 				{buildEvt(1, "completed", "deploy", evPreview("https://p.example/6")), buildEvt(2, "failed", "deploy", evFailure("LATE", "late"))},
 			},
-			opts:       []FollowOption{WithMetadataWait(2 * time.Second)},
+			opts:       []CallOption{WithMetadataWait(2 * time.Second)},
 			wantIDs:    []int64{1, 2},
 			want:       outcome{ok: true, previewURL: "https://p.example/6"},
 			wantWaited: 2 * time.Second,
@@ -347,7 +347,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 			batches: [][]BuildEvent{
 				{buildEvt(1, "build_started", ""), buildEvt(2, "deploy_completed", "", evData(`{"message":"Deployed","previewUrl":"https://p.example/7"}`))},
 			},
-			opts:    []FollowOption{WithMetadataWait(0)},
+			opts:    []CallOption{WithMetadataWait(0)},
 			wantIDs: []int64{1, 2},
 			want:    outcome{ok: true, previewURL: "https://p.example/7"},
 		},
@@ -357,18 +357,18 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 				{buildEvt(1, "completed", "build")},
 				{buildEvt(2, "completed", "", evPreview("https://p.example/8"))},
 			},
-			opts:    []FollowOption{WithMetadataWait(0)},
+			opts:    []CallOption{WithMetadataWait(0)},
 			wantIDs: []int64{1, 2},
 			want:    outcome{ok: true, previewURL: "https://p.example/8"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			// Events yields what the rules say and stops.
+			// Follow yields what the rules say and stops.
 			clock := newBuildsStepClock()
 			c := buildsFollowClient(t, clock)
 			src := newBuildsScript(tc.batches...)
 			var got []BuildEvent
-			for e, err := range c.Builds.Follow(context.Background(), "B1", "u1", append([]FollowOption{WithEventSource(src)}, tc.opts...)...) {
+			for e, err := range c.Builds.Follow(context.Background(), "B1", "u1", append([]CallOption{WithEventSource(src)}, tc.opts...)...) {
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -389,7 +389,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 
 			// Wait reports the outcome.
 			c = buildsFollowClient(t, newBuildsStepClock())
-			res, err := c.Builds.Wait(context.Background(), "B1", "u1", append([]FollowOption{WithEventSource(newBuildsScript(tc.batches...))}, tc.opts...)...)
+			res, err := c.Builds.Wait(context.Background(), "B1", "u1", append([]CallOption{WithEventSource(newBuildsScript(tc.batches...))}, tc.opts...)...)
 			if !tc.want.ok {
 				var bf *BuildFailedError
 				if !errors.As(err, &bf) || !errors.Is(err, ErrBuildFailed) {
@@ -536,7 +536,7 @@ func TestBuildsEventsWakeOnNotification(t *testing.T) {
 	done := make(chan result, 1)
 	go func() {
 		res, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(src), WithMetadataWait(0),
-			WithPollInterval(func(string) time.Duration { return time.Hour }))
+			WithPollInterval(func(Phase) time.Duration { return time.Hour }))
 		done <- result{res, err}
 	}()
 	<-src.fetched
@@ -602,5 +602,45 @@ func TestBuildsBuildFailedError(t *testing.T) {
 	}
 	if bare := newBuildFailedError("B2", buildEvt(1, "failed", "")); bare.Message == "" {
 		t.Error("a failure without text has an empty message")
+	}
+}
+
+// A follow option given a bad value fails the call before any reading; it
+// is never clamped or ignored.
+func TestBuildsFollowRefusesBadOptionValues(t *testing.T) {
+	c := buildsFollowClient(t, newBuildsStepClock())
+	src := newBuildsScript([]BuildEvent{buildEvt(1, "completed", "deploy", evPreview("https://p.example"))})
+	for name, opt := range map[string]CallOption{
+		"WithEventSource":       WithEventSource(nil),
+		"WithPollInterval":      WithPollInterval(nil),
+		"WithMetadataWait":      WithMetadataWait(-time.Second),
+		"WithMetadataStartWait": WithMetadataStartWait(-1),
+		"WithAfterEventID":      WithAfterEventID(-5),
+		"WithEventCallback":     WithEventCallback(nil),
+	} {
+		var ve *ValidationError
+		_, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(src), opt)
+		if !errors.As(err, &ve) || ve.Field != name {
+			t.Errorf("Wait with a bad %s: %v, want a *ValidationError naming it", name, err)
+		}
+		for _, err := range c.Builds.Follow(context.Background(), "B1", "u1", WithEventSource(src), opt) {
+			if !errors.As(err, &ve) || ve.Field != name {
+				t.Errorf("Follow with a bad %s: %v, want a *ValidationError naming it", name, err)
+			}
+		}
+	}
+	if n := src.fetches(); n != 0 {
+		t.Errorf("%d fetches with bad options, want none", n)
+	}
+}
+
+// WithCallTimeout bounds the whole follow, not one request: a build that
+// never ends is given up when it runs out.
+func TestBuildsFollowCallTimeoutBoundsTheFollow(t *testing.T) {
+	c := buildsFollowClient(t, newFakeClock(time.Time{})) // the poll interval never passes
+	src := newBuildsScript([]BuildEvent{buildEvt(1, "started", "setup")})
+	_, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(src), WithCallTimeout(10*time.Millisecond))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait error %v, want the call's deadline", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -209,6 +210,11 @@ func TestBuildsAnswerWithoutBuildIDIsAnError(t *testing.T) {
 				var apiErr *APIError
 				if !errors.As(err, &apiErr) || apiErr.Code != tc.wantCode || apiErr.Message != "try later" {
 					t.Errorf("error %v, want an *APIError with code %s", err, tc.wantCode)
+				} else if apiErr.StatusCode != 200 || apiErr.Method != "POST" || apiErr.Path != "/base"+tc.path || apiErr.CorrelationID == "" {
+					t.Errorf("refusal %+v does not name the call (status 200, POST /base%s, its correlation id)", apiErr, tc.path)
+				}
+				if errors.Is(err, ErrInvalidResponse) {
+					t.Errorf("error %v matches ErrInvalidResponse: a refusal is the worker's answer, not an unusable one", err)
 				}
 			} else if !errors.Is(err, ErrBuildNotQueued) || !errors.Is(err, ErrInvalidResponse) {
 				t.Errorf("error %v does not match ErrBuildNotQueued and ErrInvalidResponse", err)
@@ -246,15 +252,14 @@ func TestBuildsPreBuildCheck(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		clientOpts  []Option
-		callOpts    []BuildOption
 		check       httpmock.Responder
 		wantChecks  int
 		wantCreates int
 		wantShort   bool
 	}{
 		{
-			name:     "v2.1 answers 200 sufficient:false",
-			callOpts: []BuildOption{WithPreCheck(true)},
+			name:       "v2.1 answers 200 sufficient:false",
+			clientOpts: []Option{WithPreBuildCheck(true)},
 			check: buildsAnswer(200, `{"sufficient":false,"estimate":{"estimatedSeconds":300,"confidence":"high","basedOnSamples":12},
 				"balance":{"welcomeBonus":0,"dailyGift":60,"paid":0,"total":60},"recommendation":{"suggestedPackage":"mini","costToComplete":5,"purchaseUrl":"https://pay.example/mini"}}`),
 			wantChecks: 1, wantShort: true,
@@ -272,13 +277,6 @@ func TestBuildsPreBuildCheck(t *testing.T) {
 			wantChecks: 1, wantCreates: 1,
 		},
 		{
-			name:        "turned off for one call",
-			clientOpts:  []Option{WithPreBuildCheck(true)},
-			callOpts:    []BuildOption{WithPreCheck(false)},
-			check:       buildsAnswer(200, `{"sufficient":false}`),
-			wantCreates: 1,
-		},
-		{
 			name:        "off by default",
 			check:       buildsAnswer(200, `{"sufficient":false}`),
 			wantCreates: 1,
@@ -289,7 +287,7 @@ func TestBuildsPreBuildCheck(t *testing.T) {
 			checks, creates := buildsRecord(tc.check), buildsRecord(buildsAnswer(200, created))
 			mt.RegisterResponder("POST", buildsBase+"/v1/billing/check-sufficient", checks.respond)
 			mt.RegisterResponder("POST", buildsBase+"/v1/create-preview-for-new-project", creates.respond)
-			b, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x", TemplateFiles: files}, tc.callOpts...)
+			b, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x", TemplateFiles: files})
 			if n := len(checks.requests()); n != tc.wantChecks {
 				t.Errorf("%d balance checks, want %d", n, tc.wantChecks)
 			}
@@ -478,13 +476,13 @@ func TestBuildsRefuseBadInputBeforeSending(t *testing.T) {
 			return err
 		},
 		"versions: empty project": func() error {
-			for _, err := range c.Builds.Versions(ctx, "") {
+			for _, err := range c.Builds.Versions(ctx, "", "") {
 				return err
 			}
 			return nil
 		},
-		"versions: page size over 100": func() error {
-			for _, err := range c.Builds.Versions(ctx, "p1", WithVersionsPageSize(500)) {
+		"versions: unknown state": func() error {
+			for _, err := range c.Builds.Versions(ctx, "p1", "draft") {
 				return err
 			}
 			return nil
@@ -514,5 +512,106 @@ func TestBuildsOddTypedFieldDoesNotHideAQueuedBuild(t *testing.T) {
 	b, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x"})
 	if err != nil || b.ID != "b1" || b.ProjectID != "p1" {
 		t.Fatalf("got %+v, %v", b, err)
+	}
+}
+
+// Every method sends the caller's CallOptions with its request, and a
+// Response asked for is filled; a build's correlation id is the one sent
+// when the worker names none.
+func TestBuildsCallOptionsReachTheRequest(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	rec := buildsRecord(buildsAnswer(200, `{"success":true,"buildId":"B1","jobId":"J1","rollbackVersionId":"V9","status":"queued",
+		"versions":[],"events":[{"id":1,"event_type":"completed","phase":"deploy","finished":true}]}`))
+	mt.RegisterNoResponder(rec.respond)
+	ctx := context.Background()
+	opts := func(name string, r *Response) []CallOption {
+		return []CallOption{WithHeader("X-Trace", name), WithCorrelationID("corr-" + name), WithResponse(r)}
+	}
+	var resp Response
+	b, err := c.Builds.CreatePreview(ctx, CreatePreviewRequest{UserID: "u1", Prompt: "x"}, opts("create", &resp)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.CorrelationID != "corr-create" || resp.StatusCode != 200 || resp.CorrelationID != "corr-create" || resp.Attempts != 1 {
+		t.Errorf("build correlation id %q, response %+v; want corr-create, a 200 after 1 attempt", b.CorrelationID, resp)
+	}
+	calls := map[string]func(r *Response) error{
+		"update": func(r *Response) error {
+			_, err := c.Builds.UpdateProject(ctx, UpdateProjectRequest{UserID: "u1", ProjectID: "p1", Prompt: "x"}, opts("update", r)...)
+			return err
+		},
+		"rebuild": func(r *Response) error { _, err := c.Builds.Rebuild(ctx, "v1", opts("rebuild", r)...); return err },
+		"rollback": func(r *Response) error {
+			_, err := c.Builds.Rollback(ctx, RollbackRequest{UserID: "u1", ProjectID: "p1", TargetVersionID: "v1"}, opts("rollback", r)...)
+			return err
+		},
+		"status": func(r *Response) error { _, err := c.Builds.Status(ctx, "B1", "u1", opts("status", r)...); return err },
+		"versions": func(r *Response) error {
+			for _, err := range c.Builds.Versions(ctx, "p1", "", opts("versions", r)...) {
+				return err
+			}
+			return nil
+		},
+		"wait": func(r *Response) error {
+			_, err := c.Builds.Wait(ctx, "B1", "u1", append(opts("wait", r), WithMetadataWait(0))...)
+			return err
+		},
+	}
+	for name, call := range calls {
+		var r Response
+		n := len(rec.requests())
+		if err := call(&r); err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		reqs := rec.requests()
+		if len(reqs) != n+1 {
+			t.Errorf("%s made %d requests, want 1", name, len(reqs)-n)
+			continue
+		}
+		if h := reqs[n].Header; h.Get("X-Trace") != name || h.Get("X-Correlation-Id") != "corr-"+name {
+			t.Errorf("%s sent X-Trace %q and correlation id %q", name, h.Get("X-Trace"), h.Get("X-Correlation-Id"))
+		}
+		if r.StatusCode != 200 || r.CorrelationID != "corr-"+name {
+			t.Errorf("%s: response %+v, want its 200 recorded", name, r)
+		}
+	}
+}
+
+// A build or rollback started for a project makes the project's cached
+// export link stale: the next export asks the worker again.
+func TestBuildsDropTheProjectsExportLink(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	link := fmt.Sprintf(`{"success":true,"downloadUrl":"https://store.test/exports/p1.zip?X-Amz-Signature=x","expiresAt":%q,"filename":"p1.zip","size":1}`,
+		time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339))
+	exports := buildsRecord(buildsAnswer(200, link))
+	mt.RegisterResponder("GET", buildsBase+"/v1/projects/p1/export", exports.respond)
+	mt.RegisterResponder("POST", buildsBase+"/v1/update-project", buildsAnswer(200, `{"success":true,"buildId":"B1","projectId":"p1"}`))
+	mt.RegisterResponder("POST", buildsBase+"/v1/versions/rollback", buildsAnswer(200, `{"success":true,"rollbackVersionId":"V9"}`))
+	ctx := context.Background()
+	export := func() {
+		t.Helper()
+		if _, err := c.Exports.ExportProject(ctx, "p1", "u1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	export()
+	export()
+	if n := len(exports.requests()); n != 1 {
+		t.Fatalf("%d export requests, want 1: the link is cached", n)
+	}
+	if _, err := c.Builds.UpdateProject(ctx, UpdateProjectRequest{UserID: "u1", ProjectID: "p1", Prompt: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	export()
+	if n := len(exports.requests()); n != 2 {
+		t.Errorf("%d export requests, want 2: an update makes the project's link stale", n)
+	}
+	if _, err := c.Builds.Rollback(ctx, RollbackRequest{UserID: "u1", ProjectID: "p1", TargetVersionID: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	export()
+	if n := len(exports.requests()); n != 3 {
+		t.Errorf("%d export requests, want 3: a rollback makes the project's link stale", n)
 	}
 }

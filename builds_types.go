@@ -1,8 +1,10 @@
 package sheen
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -12,23 +14,41 @@ import (
 // a build that will ever run.
 var ErrBuildNotQueued = errors.New("sheen: the worker did not queue the build")
 
-// Frameworks create-preview accepts.
+// Framework is the framework a project is built with.
+type Framework string
+
+// Frameworks create-preview and update-project accept.
 const (
-	FrameworkReact  = "react"
-	FrameworkNextJS = "nextjs"
-	FrameworkVue    = "vue"
-	FrameworkSvelte = "svelte"
+	FrameworkReact  Framework = "react"
+	FrameworkNextJS Framework = "nextjs"
+	FrameworkVue    Framework = "vue"
+	FrameworkSvelte Framework = "svelte"
 )
 
-// checkFramework refuses a framework the worker does not know; empty lets
-// the worker choose.
-func checkFramework(framework string) error {
-	switch framework {
+// check refuses a framework the worker does not know; empty lets the
+// worker choose (or, for an update, leaves it as it is).
+func (f Framework) check() error {
+	switch f {
 	case "", FrameworkReact, FrameworkNextJS, FrameworkVue, FrameworkSvelte:
 		return nil
 	}
-	return &ValidationError{Field: "framework", Reason: fmt.Sprintf("%q is not one of react, nextjs, vue, svelte", framework)}
+	return &ValidationError{Field: "framework", Reason: fmt.Sprintf("%q is not one of react, nextjs, vue, svelte", string(f))}
 }
+
+// Phase is a stage of a build, as the worker reports it (BuildEvent.Phase,
+// BuildStatus.CurrentPhase). Legacy rows carry no phase; the SDK derives one
+// from their event type.
+type Phase string
+
+// Build phases, in the order a build goes through them.
+const (
+	PhaseSetup        Phase = "setup"
+	PhaseDevelopment  Phase = "development"
+	PhaseDependencies Phase = "dependencies"
+	PhaseBuild        Phase = "build"
+	PhaseDeploy       Phase = "deploy"
+	PhaseMetadata     Phase = "metadata"
+)
 
 // CreatePreviewRequest starts a build of a new project from a prompt.
 type CreatePreviewRequest struct {
@@ -40,7 +60,7 @@ type CreatePreviewRequest struct {
 	Prompt string
 	// Framework is one of the Framework constants; empty lets the worker
 	// choose (react).
-	Framework string
+	Framework Framework
 	// TemplateFiles are starting files, path to content (v2.1; the deployed
 	// worker ignores them). Their count sizes the pre-build check.
 	TemplateFiles map[string]string
@@ -59,10 +79,10 @@ type UpdateProjectRequest struct {
 	Prompt string
 	// Framework is one of the Framework constants; empty leaves it as it
 	// is.
-	Framework string
+	Framework Framework
 }
 
-// Build is a build the worker accepted: follow it with Events or Wait.
+// Build is a build the worker accepted: follow it with Follow or Wait.
 type Build struct {
 	// ID identifies the build and its events; never empty.
 	ID string
@@ -134,7 +154,7 @@ type BuildStatus struct {
 	// Error is the build's failure, if any.
 	Error *BuildEventError
 	// CurrentPhase is the phase of the latest event.
-	CurrentPhase string
+	CurrentPhase Phase
 	// Finished reports whether the build is over.
 	Finished bool
 	// EventCount is how many events the build has written.
@@ -143,13 +163,40 @@ type BuildStatus struct {
 	LastUpdate time.Time
 }
 
-// Build phases the worker reports (BuildEvent.Phase). Legacy rows carry no
-// phase; the SDK derives one from their event type.
-const (
-	PhaseSetup        = "setup"
-	PhaseDevelopment  = "development"
-	PhaseDependencies = "dependencies"
-	PhaseBuild        = "build"
-	PhaseDeploy       = "deploy"
-	PhaseMetadata     = "metadata"
-)
+// validate refuses a request the worker would refuse, before sending it.
+func (r CreatePreviewRequest) validate() error {
+	var project error
+	if r.ProjectID != "" {
+		project = checkID("projectId", r.ProjectID)
+	}
+	return cmp.Or(checkID("userId", r.UserID), project, checkPrompt(r.Prompt), r.Framework.check())
+}
+
+// validate refuses a request the worker would refuse, before sending it.
+func (r UpdateProjectRequest) validate() error {
+	return cmp.Or(checkID("userId", r.UserID), checkID("projectId", r.ProjectID), checkPrompt(r.Prompt), r.Framework.check())
+}
+
+// validate refuses a request the worker would refuse, before sending it.
+func (r RollbackRequest) validate() error {
+	var key error
+	if len(r.IdempotencyKey) > 256 || strings.ContainsFunc(r.IdempotencyKey, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+		key = &ValidationError{Field: "idempotencyKey", Reason: "must be at most 256 bytes without control characters"}
+	}
+	return cmp.Or(checkID("userId", r.UserID), checkID("projectId", r.ProjectID), checkID("targetVersionId", r.TargetVersionID), key)
+}
+
+func checkPrompt(prompt string) error {
+	if strings.TrimSpace(prompt) == "" {
+		return &ValidationError{Field: "prompt", Reason: "is empty"}
+	}
+	return nil
+}
+
+// checkID refuses an id sent in a body or a query that the worker could
+// not use in a path either (see escapeID: empty, a path of its own, control
+// characters, too long once escaped).
+func checkID(name, id string) error {
+	_, err := escapeID(name, id)
+	return err
+}

@@ -1,14 +1,13 @@
 package sheen
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"iter"
-	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -36,7 +35,7 @@ type ProjectVersion struct {
 	Raw json.RawMessage
 }
 
-// VersionState filters Versions.
+// VersionState filters Versions; "" is the worker's default (all).
 type VersionState string
 
 // Version states.
@@ -46,118 +45,92 @@ const (
 	VersionsUnpublished VersionState = "unpublished"
 )
 
-// VersionsOption changes how Versions lists.
-type VersionsOption func(*versionsConfig)
-
-type versionsConfig struct {
-	state    VersionState
-	pageSize int
+// check refuses a state the worker does not know.
+func (st VersionState) check() error {
+	switch st {
+	case "", VersionsAll, VersionsPublished, VersionsUnpublished:
+		return nil
+	}
+	return &ValidationError{Field: "state", Reason: fmt.Sprintf("%q is not one of published, unpublished, all", string(st))}
 }
 
-// WithVersionState lists only published or unpublished versions (the
-// worker's default is all).
-func WithVersionState(state VersionState) VersionsOption {
-	return func(c *versionsConfig) { c.state = state }
-}
-
-// WithVersionsPageSize sets how many versions each request asks for, 1 to
-// 100 (default 100, the fewest requests).
-func WithVersionsPageSize(n int) VersionsOption {
-	return func(c *versionsConfig) { c.pageSize = n }
-}
+// versionsPageSize is how many versions Versions asks for at a time: the
+// worker's maximum, so the fewest requests.
+const versionsPageSize = 100
 
 // Versions lists a project's versions (GET
 // /v1/projects/{projectId}/versions), newest first as the worker orders
 // them, walking every page; a version is yielded once even when a version
-// published meanwhile shifts the pages. It yields an error, once, only when
-// it has to stop (also when a page brings nothing new: the worker is not
-// paging); breaking out of the loop stops it without further requests.
-func (s *BuildsService) Versions(ctx context.Context, projectID string, opts ...VersionsOption) iter.Seq2[ProjectVersion, error] {
+// published meanwhile shifts the pages. state filters them ("" for the
+// worker's default, all). It yields an error, once, only when it has to
+// stop (also when a page brings nothing new: the worker is not paging);
+// breaking out of the loop stops it without further requests. opts apply
+// to every page's request; WithCallTimeout bounds the whole listing.
+func (s *BuildsService) Versions(ctx context.Context, projectID string, state VersionState, opts ...CallOption) iter.Seq2[ProjectVersion, error] {
 	return func(yield func(ProjectVersion, error) bool) {
-		if err := ready((*service)(s)); err != nil {
+		cc, err := newCallConfig(opts)
+		if err = cmp.Or(ready((*service)(s)), err, state.check()); err != nil {
 			yield(ProjectVersion{}, err)
 			return
 		}
-		id, err := escapeID("projectId", projectID)
-		if err != nil {
+		if cc.timeout > 0 && ctx != nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, cc.timeout)
+			defer cancel()
+		}
+		s.listVersions(ctx, projectID, state, opts, yield)
+	}
+}
+
+// listVersions is Versions' loop over the pages.
+func (s *BuildsService) listVersions(ctx context.Context, projectID string, state VersionState, opts []CallOption, yield func(ProjectVersion, error) bool) {
+	var seen map[string]struct{} // made once the first page says how many there are
+	for offset := 0; ; {
+		q := url.Values{"limit": {strconv.Itoa(versionsPageSize)}, "offset": {strconv.Itoa(offset)}}
+		if state != "" {
+			q.Set("state", string(state))
+		}
+		var page versionsWire
+		if err := (*service)(s).send(ctx, call{route: RouteVersions, params: []string{projectID}, query: q, out: &page}, opts); err != nil {
 			yield(ProjectVersion{}, err)
 			return
 		}
-		cfg := versionsConfig{pageSize: 100}
-		for _, o := range opts {
-			o(&cfg)
+		if seen == nil {
+			seen = make(map[string]struct{}, min(max(page.total.Int(), 0), 100_000))
 		}
-		if cfg.pageSize < 1 || cfg.pageSize > 100 {
-			yield(ProjectVersion{}, &ValidationError{Field: "page size", Reason: fmt.Sprintf("%d is not between 1 and 100", cfg.pageSize)})
+		fresh := 0
+		for _, v := range page.versions {
+			if v.ID != "" {
+				n := len(seen)
+				seen[v.ID] = struct{}{} // one hash: an id listed already leaves the size as it was
+				if len(seen) == n {
+					continue
+				}
+			}
+			fresh++
+			if !yield(v, nil) {
+				return
+			}
+		}
+		if len(page.versions) > 0 && fresh == 0 {
+			yield(ProjectVersion{}, fmt.Errorf("sheen: listing the versions of project %s: %w: the page at offset %d repeats versions listed already", projectID, ErrInvalidResponse, offset))
 			return
 		}
-		switch cfg.state {
-		case "", VersionsAll, VersionsPublished, VersionsUnpublished:
-		default:
-			yield(ProjectVersion{}, &ValidationError{Field: "state", Reason: fmt.Sprintf("%q is not one of published, unpublished, all", cfg.state)})
+		offset += len(page.versions)
+		if !page.more(offset) {
 			return
-		}
-		c := s.client.core
-		// Offsets move when versions are published meanwhile: a version seen
-		// on an earlier page is not yielded again, and a page that brings
-		// nothing new means the worker is not paging at all.
-		seen := make(map[string]struct{})
-		for offset := 0; ; {
-			q := url.Values{}
-			q.Set("limit", strconv.Itoa(cfg.pageSize))
-			q.Set("offset", strconv.Itoa(offset))
-			if cfg.state != "" {
-				q.Set("state", string(cfg.state))
-			}
-			target := "/v1/projects/" + id + "/versions?" + q.Encode()
-			var w versionsWire
-			if err := c.do(ctx, http.MethodGet, target, nil, &w, callConfig{}); err != nil {
-				yield(ProjectVersion{}, err)
-				return
-			}
-			if err := w.refused(c, http.MethodGet, target); err != nil {
-				yield(ProjectVersion{}, err)
-				return
-			}
-			fresh := 0
-			for _, raw := range w.Versions {
-				var vw versionWire
-				if err := json.Unmarshal(raw, &vw); err != nil {
-					yield(ProjectVersion{}, versionsResponseError(c, target, fmt.Errorf("decoding a version: %w", err)))
-					return
-				}
-				if vw.ID.Text != "" {
-					if _, ok := seen[vw.ID.Text]; ok {
-						continue
-					}
-					seen[vw.ID.Text] = struct{}{}
-				}
-				fresh++
-				if !yield(vw.toVersion(raw), nil) {
-					return
-				}
-			}
-			if len(w.Versions) > 0 && fresh == 0 {
-				yield(ProjectVersion{}, versionsResponseError(c, target, fmt.Errorf("the page at offset %d repeats versions listed already", offset)))
-				return
-			}
-			offset += len(w.Versions)
-			more := len(w.Versions) == cfg.pageSize
-			if w.Pagination.HasMore.Valid {
-				more = w.Pagination.HasMore.Bool
-			}
-			if w.Pagination.Total.Valid && int64(offset) >= w.Pagination.Total.Int() {
-				more = false
-			}
-			if !more || len(w.Versions) == 0 {
-				return
-			}
 		}
 	}
 }
 
-// versionsResponseError is a versions page the SDK cannot use.
-func versionsResponseError(c *core, target string, err error) error {
-	path, _, _ := strings.Cut(target, "?")
-	return &ResponseError{StatusCode: http.StatusOK, Method: http.MethodGet, Path: c.basePath + path, Err: err}
+// more reports whether another page follows this one, offset being where
+// it would start.
+func (w *versionsWire) more(offset int) bool {
+	switch {
+	case len(w.versions) == 0, w.total.Valid && int64(offset) >= w.total.Int():
+		return false
+	case w.hasMore.Valid:
+		return w.hasMore.Bool
+	}
+	return len(w.versions) == versionsPageSize
 }

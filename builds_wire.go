@@ -6,26 +6,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
+	"io"
 	"strings"
+	"time"
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
+
+// Request bodies, their fields in the spec's order.
 
 type createPreviewBody struct {
 	UserID        string            `json:"userId"`
 	ProjectID     string            `json:"projectId,omitempty"`
 	Prompt        string            `json:"prompt"`
-	Framework     string            `json:"framework,omitempty"`
+	Framework     Framework         `json:"framework,omitempty"`
 	TemplateFiles map[string]string `json:"templateFiles,omitempty"`
 	Metadata      map[string]any    `json:"metadata,omitempty"`
 }
 
 type updateProjectBody struct {
-	UserID    string `json:"userId"`
-	ProjectID string `json:"projectId"`
-	Prompt    string `json:"prompt"`
-	Framework string `json:"framework,omitempty"`
+	UserID    string    `json:"userId"`
+	ProjectID string    `json:"projectId"`
+	Prompt    string    `json:"prompt"`
+	Framework Framework `json:"framework,omitempty"`
 }
 
 type rollbackBody struct {
@@ -43,91 +46,13 @@ type answerWire struct {
 	CorrelationID string          `json:"correlationId"`
 }
 
-type buildWire struct {
-	answerWire
-	BuildID       jsonx.LooseID   `json:"buildId"`
-	JobID         jsonx.LooseID   `json:"jobId"`
-	PlanID        jsonx.LooseID   `json:"planId"`
-	ProjectID     jsonx.LooseID   `json:"projectId"`
-	VersionID     jsonx.LooseID   `json:"versionId"`
-	BaseVersionID jsonx.LooseID   `json:"baseVersionId"`
-	Status        string          `json:"status"`
-	EstimatedTime json.RawMessage `json:"estimatedTime"`
-}
-
-// UnmarshalJSON reads the answer loosely: a queued build must not be taken
-// for a failure (and started again by a caller who retries) because one
-// field it does not need came with an odd type.
-func (w *buildWire) UnmarshalJSON(b []byte) error {
-	type plain buildWire
-	if !jsonx.DecodeLoosely(b, (*plain)(w)) {
-		return errors.New("not a JSON object")
-	}
-	return nil
-}
-
-type rollbackWire struct {
-	answerWire
-	RollbackVersionID jsonx.LooseID `json:"rollbackVersionId"`
-	TargetVersionID   jsonx.LooseID `json:"targetVersionId"`
-	PreviewURL        string        `json:"previewUrl"`
-	Status            string        `json:"status"`
-	JobID             jsonx.LooseID `json:"jobId"`
-}
-
-// UnmarshalJSON reads the answer loosely, as buildWire does.
-func (w *rollbackWire) UnmarshalJSON(b []byte) error {
-	type plain rollbackWire
-	if !jsonx.DecodeLoosely(b, (*plain)(w)) {
-		return errors.New("not a JSON object")
-	}
-	return nil
-}
-
-type statusWire struct {
-	BuildID      jsonx.LooseID   `json:"buildId"`
-	Status       string          `json:"status"`
-	Progress     jsonx.Number    `json:"progress"`
-	PreviewURL   string          `json:"previewUrl"`
-	Error        json.RawMessage `json:"error"`
-	CurrentPhase string          `json:"currentPhase"`
-	Finished     jsonx.LooseBool `json:"finished"`
-	EventCount   jsonx.Number    `json:"eventCount"`
-	LastUpdate   jsonx.LooseTime `json:"lastUpdate"`
-}
-
-type versionWire struct {
-	ID           jsonx.LooseID   `json:"id"`
-	Semver       string          `json:"semver"`
-	Name         string          `json:"name"`
-	Description  string          `json:"description"`
-	Type         string          `json:"type"`
-	CreatedAt    jsonx.LooseTime `json:"createdAt"`
-	IsPublished  jsonx.LooseBool `json:"isPublished"`
-	PreviewURL   string          `json:"previewUrl"`
-	HasArtifact  jsonx.LooseBool `json:"hasArtifact"`
-	ArtifactSize jsonx.Number    `json:"artifactSize"`
-	CanPreview   jsonx.LooseBool `json:"canPreview"`
-	CanRollback  jsonx.LooseBool `json:"canRollback"`
-}
-
-type versionsWire struct {
-	answerWire
-	Versions   []json.RawMessage `json:"versions"`
-	Pagination struct {
-		Total   jsonx.Number    `json:"total"`
-		HasMore jsonx.LooseBool `json:"hasMore"`
-	} `json:"pagination"`
-}
-
-// refused turns a 2xx answer with success:false into an *APIError; nil when
-// the answer did not say success:false.
-func (w *answerWire) refused(c *core, method, target string) error {
+// refusal is the *APIError of a 2xx answer that says success:false, nil
+// for any other; the core adds the status and the call.
+func (w *answerWire) refusal() error {
 	if !w.Success.Valid || w.Success.Bool {
 		return nil
 	}
-	path, _, _ := strings.Cut(target, "?")
-	e := &APIError{StatusCode: http.StatusOK, Code: ErrorCode(w.Code), Message: w.Message, CorrelationID: w.CorrelationID, Method: method, Path: c.basePath + path}
+	e := &APIError{Code: ErrorCode(w.Code), Message: w.Message, CorrelationID: w.CorrelationID}
 	var s string
 	if json.Unmarshal(w.Error, &s) == nil && s != "" {
 		if e.Code == "" && codeShaped.MatchString(s) {
@@ -141,13 +66,52 @@ func (w *answerWire) refused(c *core, method, target string) error {
 	return e
 }
 
-// toBuild reads a build answer; an answer without a build id (or, for a
-// rebuild, a job id) is an error wrapping ErrBuildNotQueued.
-func (w *buildWire) toBuild(c *core, method, target, correlationID string, jobIsBuild bool) (*Build, error) {
-	if err := w.refused(c, method, target); err != nil {
-		return nil, err
+// buildFields is a build answer: create-preview, update-project, rebuild.
+type buildFields struct {
+	answerWire
+	BuildID       jsonx.LooseID   `json:"buildId"`
+	JobID         jsonx.LooseID   `json:"jobId"`
+	PlanID        jsonx.LooseID   `json:"planId"`
+	ProjectID     jsonx.LooseID   `json:"projectId"`
+	VersionID     jsonx.LooseID   `json:"versionId"`
+	BaseVersionID jsonx.LooseID   `json:"baseVersionId"`
+	Status        string          `json:"status"`
+	EstimatedTime json.RawMessage `json:"estimatedTime"`
+}
+
+// decode reads a build answer loosely, so that a queued build is not taken
+// for a failure (and started again by a caller who retries) because a field
+// it does not need came with an odd type, and checks it: success:false is
+// the worker's refusal, and an answer without a build id (or, when
+// jobIsBuild, a job id) is no build that will ever run.
+func (w *buildFields) decode(b []byte, jobIsBuild bool) error {
+	if !jsonx.DecodeLoosely(b, w) {
+		return errors.New("not a JSON object")
 	}
-	b := &Build{
+	if err := w.refusal(); err != nil {
+		return err
+	}
+	if jobIsBuild && !w.BuildID.Valid {
+		w.BuildID = w.JobID
+	}
+	if w.BuildID.Valid {
+		return nil
+	}
+	what := "a build id"
+	if jobIsBuild {
+		what = "a build id or a job id"
+	}
+	err := fmt.Errorf("%w: the answer has no %s", ErrBuildNotQueued, what)
+	if w.Message != "" {
+		err = fmt.Errorf("%w (worker said %q)", err, w.Message)
+	}
+	return err
+}
+
+// build is the answer as a Build; correlationID is the call's, for an
+// answer that names none.
+func (w *buildFields) build(correlationID string) *Build {
+	return &Build{
 		ID:            w.BuildID.Text,
 		JobID:         w.JobID.Text,
 		PlanID:        w.PlanID.Text,
@@ -159,22 +123,80 @@ func (w *buildWire) toBuild(c *core, method, target, correlationID string, jobIs
 		EstimatedTime: rawText(w.EstimatedTime),
 		CorrelationID: cmp.Or(w.CorrelationID, correlationID),
 	}
-	if b.ID == "" && jobIsBuild {
-		b.ID = b.JobID
+}
+
+// buildWire is the answer to create-preview and update-project.
+type buildWire struct{ buildFields }
+
+// UnmarshalJSON reads and checks the answer (see buildFields.decode).
+func (w *buildWire) UnmarshalJSON(b []byte) error { return w.decode(b, false) }
+
+// rebuildWire is the answer to a rebuild: the deployed worker names only a
+// job, which is the build to follow.
+type rebuildWire struct{ buildFields }
+
+// UnmarshalJSON reads and checks the answer (see buildFields.decode).
+func (w *rebuildWire) UnmarshalJSON(b []byte) error { return w.decode(b, true) }
+
+type rollbackWire struct {
+	answerWire
+	RollbackVersionID jsonx.LooseID `json:"rollbackVersionId"`
+	TargetVersionID   jsonx.LooseID `json:"targetVersionId"`
+	PreviewURL        string        `json:"previewUrl"`
+	Status            string        `json:"status"`
+	JobID             jsonx.LooseID `json:"jobId"`
+}
+
+// UnmarshalJSON reads the answer loosely, as buildWire does, and refuses
+// a success:false.
+func (w *rollbackWire) UnmarshalJSON(b []byte) error {
+	type plain rollbackWire
+	if !jsonx.DecodeLoosely(b, (*plain)(w)) {
+		return errors.New("not a JSON object")
 	}
-	if b.ID == "" {
-		path, _, _ := strings.Cut(target, "?")
-		what := "a build id"
-		if jobIsBuild {
-			what = "a build id or a job id"
-		}
-		reason := fmt.Errorf("%w: the answer has no %s", ErrBuildNotQueued, what)
-		if b.Message != "" {
-			reason = fmt.Errorf("%w (worker said %q)", reason, b.Message)
-		}
-		return nil, &ResponseError{StatusCode: http.StatusOK, CorrelationID: b.CorrelationID, Method: method, Path: c.basePath + path, Err: reason}
+	return w.refusal()
+}
+
+// result is the answer as a RollbackResult of req, sent with key.
+func (w *rollbackWire) result(req RollbackRequest, key string) *RollbackResult {
+	return &RollbackResult{
+		RollbackVersionID: w.RollbackVersionID.Text,
+		TargetVersionID:   cmp.Or(w.TargetVersionID.Text, req.TargetVersionID),
+		PreviewURL:        w.PreviewURL,
+		Status:            w.Status,
+		JobID:             w.JobID.Text,
+		IdempotencyKey:    key,
 	}
-	return b, nil
+}
+
+type statusWire struct {
+	BuildID      jsonx.LooseID   `json:"buildId"`
+	Status       string          `json:"status"`
+	Progress     jsonx.Number    `json:"progress"`
+	PreviewURL   string          `json:"previewUrl"`
+	Error        json.RawMessage `json:"error"`
+	CurrentPhase Phase           `json:"currentPhase"`
+	Finished     jsonx.LooseBool `json:"finished"`
+	EventCount   jsonx.Number    `json:"eventCount"`
+	LastUpdate   jsonx.LooseTime `json:"lastUpdate"`
+}
+
+// status is the answer as the BuildStatus of build buildID.
+func (w *statusWire) status(buildID string) *BuildStatus {
+	st := &BuildStatus{
+		ID:           cmp.Or(w.BuildID.Text, buildID),
+		Status:       w.Status,
+		PreviewURL:   w.PreviewURL,
+		Error:        decodeEventError(w.Error),
+		CurrentPhase: w.CurrentPhase,
+		Finished:     w.Finished.Bool,
+		EventCount:   int(w.EventCount.Int()),
+		LastUpdate:   w.LastUpdate.Time,
+	}
+	if w.Progress.Valid {
+		st.Progress = min(max(w.Progress.Float/100, 0), 1)
+	}
+	return st
 }
 
 // rawText is a JSON string's text, or a number's digits; "" otherwise.
@@ -190,20 +212,195 @@ func rawText(raw json.RawMessage) string {
 	return ""
 }
 
-func (w *versionWire) toVersion(raw json.RawMessage) ProjectVersion {
+// versionsWire is one page of a project's versions, read by
+// unmarshalAnswer.
+type versionsWire struct {
+	versions []ProjectVersion
+	total    jsonx.Number
+	hasMore  jsonx.LooseBool
+}
+
+type paginationWire struct {
+	Total   jsonx.Number    `json:"total"`
+	HasMore jsonx.LooseBool `json:"hasMore"`
+}
+
+// unmarshalAnswer reads a page of versions, decoding each version once and
+// keeping its bytes as its Raw. A page as the worker writes it takes the
+// fast way (see decodeFast); anything else (ids as numbers, sizes as
+// strings, times in other layouts) takes the loose way.
+func (w *versionsWire) unmarshalAnswer(b []byte) error {
+	answer, err := w.decodeFast(b)
+	if err != nil {
+		*w = versionsWire{}
+		return w.unmarshalLoosely(b)
+	}
+	return answer.refusal()
+}
+
+// decodeFast reads a page in one pass: each version decoded with plain
+// types straight from the stream, its bytes located by the decoder's
+// offsets, the other fields gathered and decoded together at the end. Any
+// surprise is an error, and the page is read the loose way instead.
+func (w *versionsWire) decodeFast(b []byte) (answerWire, error) {
+	var head struct {
+		answerWire
+		Pagination paginationWire `json:"pagination"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return head.answerWire, errors.New("not an object")
+	}
+	rest := []byte{'{'}
+	for dec.More() {
+		t, err := dec.Token()
+		key, _ := t.(string)
+		switch {
+		case err != nil:
+			return head.answerWire, err
+		case strings.EqualFold(key, "versions"): // as encoding/json matches a field
+			err = w.decodeVersions(dec, b)
+		default:
+			var v json.RawMessage
+			err = dec.Decode(&v)
+			if len(rest) > 1 {
+				rest = append(rest, ',')
+			}
+			rest = append(append(jsonx.AppendString(rest, key), ':'), v...)
+		}
+		if err != nil {
+			return head.answerWire, err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return head.answerWire, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return head.answerWire, errors.New("data after the page")
+	}
+	if err := json.Unmarshal(append(rest, '}'), &head); err != nil {
+		return head.answerWire, err
+	}
+	w.total, w.hasMore = head.Pagination.Total, head.Pagination.HasMore
+	return head.answerWire, nil
+}
+
+// decodeVersions reads the versions array from dec, which reads b.
+func (w *versionsWire) decodeVersions(dec *json.Decoder, b []byte) error {
+	t, err := dec.Token()
+	switch {
+	case err != nil:
+		return err
+	case t == nil:
+		w.versions = nil
+		return nil
+	case t != json.Delim('['):
+		return errors.New("versions is not an array")
+	}
+	w.versions = make([]ProjectVersion, 0, versionsPageSize)
+	for dec.More() {
+		start := dec.InputOffset()
+		var v fastVersionWire
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		raw := bytes.TrimLeft(b[start:dec.InputOffset()], ", \t\r\n")
+		w.versions = append(w.versions, v.version(raw))
+	}
+	_, err = dec.Token()
+	return err
+}
+
+// unmarshalLoosely reads a page whose fields came with other types than
+// the worker's own.
+func (w *versionsWire) unmarshalLoosely(b []byte) error {
+	var page struct {
+		answerWire
+		Versions   []json.RawMessage `json:"versions"`
+		Pagination paginationWire    `json:"pagination"`
+	}
+	if err := json.Unmarshal(b, &page); err != nil {
+		return err
+	}
+	if err := page.refusal(); err != nil {
+		return err
+	}
+	w.versions = make([]ProjectVersion, len(page.Versions))
+	for i, raw := range page.Versions {
+		var v versionWire
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("decoding version %d of the page: %w", i+1, err)
+		}
+		w.versions[i] = v.version(bytes.TrimSpace(raw))
+	}
+	w.total, w.hasMore = page.Pagination.Total, page.Pagination.HasMore
+	return nil
+}
+
+// fastVersionWire is a version as the worker sends it.
+type fastVersionWire struct {
+	ID           string    `json:"id"`
+	Semver       string    `json:"semver"`
+	Name         string    `json:"name"`
+	Description  string    `json:"description"`
+	Type         string    `json:"type"`
+	CreatedAt    time.Time `json:"createdAt"`
+	IsPublished  bool      `json:"isPublished"`
+	PreviewURL   string    `json:"previewUrl"`
+	HasArtifact  bool      `json:"hasArtifact"`
+	ArtifactSize float64   `json:"artifactSize"`
+	CanPreview   bool      `json:"canPreview"`
+	CanRollback  bool      `json:"canRollback"`
+}
+
+func (v *fastVersionWire) version(raw json.RawMessage) ProjectVersion {
 	return ProjectVersion{
-		ID:           w.ID.Text,
-		Semver:       w.Semver,
-		Name:         w.Name,
-		Description:  w.Description,
-		Type:         w.Type,
-		CreatedAt:    w.CreatedAt.Time,
-		IsPublished:  w.IsPublished.Bool,
-		PreviewURL:   w.PreviewURL,
-		HasArtifact:  w.HasArtifact.Bool,
-		ArtifactSize: w.ArtifactSize.Int(),
-		CanPreview:   w.CanPreview.Bool,
-		CanRollback:  w.CanRollback.Bool,
+		ID:           strings.TrimSpace(v.ID), // as a LooseID reads it
+		Semver:       v.Semver,
+		Name:         v.Name,
+		Description:  v.Description,
+		Type:         v.Type,
+		CreatedAt:    v.CreatedAt.UTC(),
+		IsPublished:  v.IsPublished,
+		PreviewURL:   v.PreviewURL,
+		HasArtifact:  v.HasArtifact,
+		ArtifactSize: int64(v.ArtifactSize),
+		CanPreview:   v.CanPreview,
+		CanRollback:  v.CanRollback,
+		Raw:          raw,
+	}
+}
+
+// versionWire is a version read loosely.
+type versionWire struct {
+	ID           jsonx.LooseID   `json:"id"`
+	Semver       string          `json:"semver"`
+	Name         string          `json:"name"`
+	Description  string          `json:"description"`
+	Type         string          `json:"type"`
+	CreatedAt    jsonx.LooseTime `json:"createdAt"`
+	IsPublished  jsonx.LooseBool `json:"isPublished"`
+	PreviewURL   string          `json:"previewUrl"`
+	HasArtifact  jsonx.LooseBool `json:"hasArtifact"`
+	ArtifactSize jsonx.Number    `json:"artifactSize"`
+	CanPreview   jsonx.LooseBool `json:"canPreview"`
+	CanRollback  jsonx.LooseBool `json:"canRollback"`
+}
+
+func (v *versionWire) version(raw json.RawMessage) ProjectVersion {
+	return ProjectVersion{
+		ID:           v.ID.Text,
+		Semver:       v.Semver,
+		Name:         v.Name,
+		Description:  v.Description,
+		Type:         v.Type,
+		CreatedAt:    v.CreatedAt.Time,
+		IsPublished:  v.IsPublished.Bool,
+		PreviewURL:   v.PreviewURL,
+		HasArtifact:  v.HasArtifact.Bool,
+		ArtifactSize: v.ArtifactSize.Int(),
+		CanPreview:   v.CanPreview.Bool,
+		CanRollback:  v.CanRollback.Bool,
 		Raw:          raw,
 	}
 }
@@ -366,6 +563,30 @@ func decodeEvent(raw json.RawMessage) (BuildEvent, bool) {
 	return ev, true
 }
 
-type eventsResponseWire struct {
-	Events []json.RawMessage `json:"events"`
+// buildEventsWire is a batch of events from the worker's endpoint. An event
+// without a usable id is left out (and counted, for the log), not the
+// batch: refusing the batch could hide the build's end.
+type buildEventsWire struct {
+	events  []BuildEvent
+	skipped int
+}
+
+// UnmarshalJSON reads the batch.
+func (w *buildEventsWire) UnmarshalJSON(b []byte) error {
+	var batch struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	if err := json.Unmarshal(b, &batch); err != nil {
+		return err
+	}
+	w.events = make([]BuildEvent, 0, len(batch.Events))
+	for _, raw := range batch.Events {
+		ev, ok := decodeEvent(raw)
+		if !ok {
+			w.skipped++
+			continue
+		}
+		w.events = append(w.events, ev)
+	}
+	return nil
 }

@@ -2,10 +2,12 @@ package sheen
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
@@ -146,4 +148,55 @@ func TestBuildsLooseTime(t *testing.T) {
 			t.Errorf("%s: got %v, %v; want %v", raw, lt.Time, err, want)
 		}
 	}
+}
+
+// A page of versions reads the same whichever way it is decoded: the fast
+// way (one pass, plain types) for what the worker sends, the loose way for
+// anything else.
+func TestBuildsVersionsPageDecodesAlike(t *testing.T) {
+	for _, page := range []string{
+		`{"success":true,"versions":[{"id":"v2","semver":"1.1.0","name":"Two","description":"d","type":"minor","createdAt":"2025-06-01T10:00:00.123+02:00",
+			"isPublished":true,"previewUrl":"https://p.example/v2","hasArtifact":true,"artifactSize":2048,"canPreview":true,"canRollback":false,"extra":{"a":[1]}},
+			{"id":" v1 ","createdAt":null,"previewUrl":null}],"pagination":{"total":2,"hasMore":false}}`,
+		`{"versions":[{"id":7,"createdAt":"2025-06-01 10:00:00","isPublished":"true","artifactSize":"12"}],"pagination":{"hasMore":"1"}}`,
+		`{"success":true,"versions":[]}`,
+	} {
+		var fast, loose versionsWire
+		if err := fast.unmarshalAnswer([]byte(page)); err != nil {
+			t.Fatal(err)
+		}
+		if err := loose.unmarshalLoosely([]byte(page)); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(loose, fast, cmp.AllowUnexported(versionsWire{}, jsonx.Number{}, jsonx.LooseBool{}), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s\n(-loose +fast):\n%s", page, diff)
+		}
+	}
+	var w versionsWire
+	err := w.unmarshalAnswer([]byte(`{"success":false,"error":"project_not_found","message":"gone"}`))
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != "project_not_found" {
+		t.Errorf("success:false read as %v, want the worker's refusal", err)
+	}
+}
+
+func FuzzBuildsVersionsPage(f *testing.F) {
+	for _, s := range []string{
+		`{"versions":[{"id":"v1","createdAt":"2025-06-01T10:00:00Z","artifactSize":1e3,"isPublished":true}]}`,
+		`{"versions":[{"id":"v1"},{"ID":"v2","Semver":"x"}],"pagination":{"total":2}}`,
+		`{"Versions":null,"versions":[{"id":"\u00761"}]}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, page string) {
+		var fast, loose versionsWire
+		errFast := fast.unmarshalAnswer([]byte(page))
+		errLoose := loose.unmarshalLoosely([]byte(page))
+		if (errFast == nil) != (errLoose == nil) {
+			t.Fatalf("%s: fast error %v, loose error %v", page, errFast, errLoose)
+		}
+		if diff := cmp.Diff(loose, fast, cmp.AllowUnexported(versionsWire{}, jsonx.Number{}, jsonx.LooseBool{}), cmpopts.EquateEmpty()); errFast == nil && diff != "" {
+			t.Fatalf("%s\n(-loose +fast):\n%s", page, diff)
+		}
+	})
 }

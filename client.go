@@ -46,6 +46,8 @@ type WorkerClient struct {
 
 	core   *core
 	common service
+
+	builds buildsConfig // the Builds service's settings
 }
 
 // ready reports ErrNotConfigured for a service of a client that
@@ -121,7 +123,6 @@ type core struct {
 	// Per-service state (caches and the like), declared in each service's
 	// file and set up by its init method.
 	billing billingState
-	builds  buildsState
 	exports exportsState
 }
 
@@ -179,9 +180,9 @@ func newClient(cfg config) (*WorkerClient, error) {
 		userAgent:   cfg.userAgent,
 	}
 	c.billing.init(c, cfg.billing)
-	c.builds.init(c, cfg.builds)
 	c.exports.init(c, cfg.exports)
 	wc := &WorkerClient{core: c}
+	wc.builds = cfg.builds
 	wc.common.client = wc
 	wc.Billing = (*BillingService)(&wc.common)
 	wc.Builds = (*BuildsService)(&wc.common)

@@ -159,6 +159,13 @@ func (s *ExportsService) InvalidateVersion(versionID, userID string) {
 	s.client.core.exports.links.Delete(linkKey(linkVersion, versionID, userID))
 }
 
+// forgetProject drops the cached link of projectID for userID: a build,
+// rollback or rebuild started for the project has made it stale. (Stub for
+// the Builds service until the Exports reshape provides its own.)
+func (s *ExportsService) forgetProject(projectID, userID string) {
+	s.InvalidateProject(projectID, userID)
+}
+
 // Invalidate drops the cached link that link came from (call it when you
 // learn a link no longer works). Links built by the caller are ignored.
 func (s *ExportsService) Invalidate(link *DownloadLink) {
@@ -359,7 +366,7 @@ var rebuildURLVersion = regexp.MustCompile(`/v1/versions/([^/?#]+)/rebuild(?:$|[
 // It fails with a *ValidationError when the worker said the archive cannot
 // be rebuilt or did not say which version it was, and with the Builds
 // service's errors (*BuildFailedError, ...) otherwise.
-func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMissingError, opts ...FollowOption) (*BuildResult, error) {
+func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMissingError, opts ...CallOption) (*BuildResult, error) {
 	switch {
 	case ctx == nil:
 		return nil, nilContextError()
@@ -374,7 +381,7 @@ func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMi
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.client.Builds.Wait(ctx, b.ID, missing.UserID, append([]FollowOption{WithMetadataWait(0)}, opts...)...)
+	res, err := s.client.Builds.Wait(ctx, b.ID, missing.UserID, append([]CallOption{WithMetadataWait(0)}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

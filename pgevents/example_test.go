@@ -31,7 +31,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 
-	// Every Events and Wait call of this client reads from Postgres; one
+	// Every Follow and Wait call of this client reads from Postgres; one
 	// call can choose with sheen.WithEventSource instead.
 	client, err := sheen.NewWorkerClientFromEnv(sheen.WithBuildEventSource(pgevents.New(pool)))
 	if err != nil {

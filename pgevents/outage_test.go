@@ -80,12 +80,12 @@ func (r *recorder) get() []int64 {
 }
 
 // waitAsync runs Wait for build in the background.
-func waitAsync(ctx context.Context, t testing.TB, src sheen.EventSource, build, user string, rec *recorder, opts ...sheen.FollowOption) <-chan error {
+func waitAsync(ctx context.Context, t testing.TB, src sheen.EventSource, build, user string, rec *recorder, opts ...sheen.CallOption) <-chan error {
 	done := make(chan error, 1)
 	client := newClient(t)
 	go func() {
-		opts = append([]sheen.FollowOption{sheen.WithEventSource(src), sheen.WithMetadataWait(0),
-			sheen.WithPollInterval(func(string) time.Duration { return 20 * time.Millisecond }),
+		opts = append([]sheen.CallOption{sheen.WithEventSource(src), sheen.WithMetadataWait(0),
+			sheen.WithPollInterval(func(sheen.Phase) time.Duration { return 20 * time.Millisecond }),
 			sheen.WithEventCallback(rec.add)}, opts...)
 		_, err := client.Builds.Wait(ctx, build, user, opts...)
 		done <- err

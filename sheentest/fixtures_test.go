@@ -401,7 +401,7 @@ func (g *fixtureGen) main() {
 		return err
 	}, nil)
 	r.call("versions", func(ctx context.Context) error {
-		for _, err := range c.Builds.Versions(ctx, build.ProjectID) {
+		for _, err := range c.Builds.Versions(ctx, build.ProjectID, "") {
 			if err != nil {
 				return err
 			}

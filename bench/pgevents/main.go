@@ -1,5 +1,5 @@
 // Command pgevents measures what following idle builds through
-// pgevents costs: 10, 100 and 1,000 followers (Builds.Events, each polling
+// pgevents costs: 10, 100 and 1,000 followers (Builds.Follow, each polling
 // at the reference UI's pace, 1 s in the build phase) of builds where
 // nothing happens, against a throwaway PostgreSQL server (internal/pgtest).
 //

@@ -184,7 +184,7 @@ func (a *app) owns(r *http.Request, userID string, kind sheen.ResourceKind, id s
 		return nil
 	case sheen.ResourceVersion:
 		for _, pid := range a.projectsOf(userID) {
-			for v, err := range a.client.Builds.Versions(r.Context(), pid) {
+			for v, err := range a.client.Builds.Versions(r.Context(), pid, "") {
 				if err != nil {
 					return err
 				}

@@ -106,7 +106,7 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 		}
 	}()
 	var client *sheen.WorkerClient
-	var follow []sheen.FollowOption
+	var follow []sheen.CallOption
 	if os.Getenv(sheen.EnvBaseURL) == "" {
 		// No worker configured: start the fake one, signing like the
 		// deployed worker, moving builds a step every 300 ms.
@@ -131,7 +131,7 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 			opt.userID = "7d1f7e52-5b0e-4c7a-9a59-2f2d0f0a6b11"
 		}
 		// The fake is quick: poll it faster than the worker's own UI does.
-		follow = append(follow, sheen.WithPollInterval(func(string) time.Duration { return 150 * time.Millisecond }))
+		follow = append(follow, sheen.WithPollInterval(func(sheen.Phase) time.Duration { return 150 * time.Millisecond }))
 	} else {
 		c, err := sheen.NewWorkerClientFromEnv()
 		if err != nil {
