@@ -298,9 +298,10 @@ func (w *versionsWire) decodeVersions(dec *json.Decoder, b []byte) error {
 		return errors.New("versions is not an array")
 	}
 	w.versions = make([]ProjectVersion, 0, versionsPageSize)
+	var v fastVersionWire // one for the page: decoding into it allocates it
 	for dec.More() {
 		start := dec.InputOffset()
-		var v fastVersionWire
+		v = fastVersionWire{}
 		if err := dec.Decode(&v); err != nil {
 			return err
 		}
