@@ -297,16 +297,19 @@ func (w *versionsWire) decodeVersions(dec *json.Decoder, b []byte) error {
 	case t != json.Delim('['):
 		return errors.New("versions is not an array")
 	}
-	w.versions = make([]ProjectVersion, 0, versionsPageSize)
-	var v fastVersionWire // one for the page: decoding into it allocates it
+	// Room for the page's versions at a guess (a version is a few hundred
+	// bytes), so a full page is not regrown and a short one not oversized.
+	w.versions = make([]ProjectVersion, 0, min(versionsPageSize, len(b)/256+1))
 	for dec.More() {
 		start := dec.InputOffset()
-		v = fastVersionWire{}
-		if err := dec.Decode(&v); err != nil {
+		w.versions = append(w.versions, ProjectVersion{})
+		v := &w.versions[len(w.versions)-1]
+		if err := dec.Decode((*fastVersionWire)(v)); err != nil {
 			return err
 		}
-		raw := bytes.TrimLeft(b[start:dec.InputOffset()], ", \t\r\n")
-		w.versions = append(w.versions, v.version(raw))
+		v.ID = strings.TrimSpace(v.ID) // as a LooseID reads it
+		v.CreatedAt = v.CreatedAt.UTC()
+		v.Raw = bytes.TrimLeft(b[start:dec.InputOffset()], ", \t\r\n")
 	}
 	_, err = dec.Token()
 	return err
@@ -338,38 +341,24 @@ func (w *versionsWire) unmarshalLoosely(b []byte) error {
 	return nil
 }
 
-// fastVersionWire is a version as the worker sends it.
+// fastVersionWire is ProjectVersion as the worker writes it: the same
+// fields, so that a *ProjectVersion converts to a *fastVersionWire and a
+// version is decoded in place (a change to ProjectVersion's fields stops
+// the build here, rather than decoding differently).
 type fastVersionWire struct {
-	ID           string    `json:"id"`
-	Semver       string    `json:"semver"`
-	Name         string    `json:"name"`
-	Description  string    `json:"description"`
-	Type         string    `json:"type"`
-	CreatedAt    time.Time `json:"createdAt"`
-	IsPublished  bool      `json:"isPublished"`
-	PreviewURL   string    `json:"previewUrl"`
-	HasArtifact  bool      `json:"hasArtifact"`
-	ArtifactSize float64   `json:"artifactSize"`
-	CanPreview   bool      `json:"canPreview"`
-	CanRollback  bool      `json:"canRollback"`
-}
-
-func (v *fastVersionWire) version(raw json.RawMessage) ProjectVersion {
-	return ProjectVersion{
-		ID:           strings.TrimSpace(v.ID), // as a LooseID reads it
-		Semver:       v.Semver,
-		Name:         v.Name,
-		Description:  v.Description,
-		Type:         v.Type,
-		CreatedAt:    v.CreatedAt.UTC(),
-		IsPublished:  v.IsPublished,
-		PreviewURL:   v.PreviewURL,
-		HasArtifact:  v.HasArtifact,
-		ArtifactSize: int64(v.ArtifactSize),
-		CanPreview:   v.CanPreview,
-		CanRollback:  v.CanRollback,
-		Raw:          raw,
-	}
+	ID           string          `json:"id"`
+	Semver       string          `json:"semver"`
+	Name         string          `json:"name"`
+	Description  string          `json:"description"`
+	Type         string          `json:"type"`
+	CreatedAt    time.Time       `json:"createdAt"`
+	IsPublished  bool            `json:"isPublished"`
+	PreviewURL   string          `json:"previewUrl"`
+	HasArtifact  bool            `json:"hasArtifact"`
+	ArtifactSize int64           `json:"artifactSize"`
+	CanPreview   bool            `json:"canPreview"`
+	CanRollback  bool            `json:"canRollback"`
+	Raw          json.RawMessage `json:"-"`
 }
 
 // versionWire is a version read loosely.
