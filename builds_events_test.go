@@ -1,747 +1,95 @@
 package sheen
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
-	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
-
-	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
-// buildsStepClock is a Clock whose After fires at once and moves the time on by
-// d, recording every wait: the follower's pace, without sleeping.
-type buildsStepClock struct {
-	mu    sync.Mutex
-	now   time.Time
-	waits []time.Duration
-}
-
-func newBuildsStepClock() *buildsStepClock {
-	return &buildsStepClock{now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *buildsStepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *buildsStepClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d > 0 {
-		c.now = c.now.Add(d)
-		c.waits = append(c.waits, d)
+func TestBuildOutcome(t *testing.T) {
+	at := func(sec int) func(*EventRow) {
+		return func(r *EventRow) { r.CreatedAt = time.Date(2025, 1, 1, 0, 0, sec, 0, time.UTC) }
 	}
-	ch <- c.now
-	return ch
+	deploy := buildEvt(3, "completed", "deploy", evPreview("https://p.example/1"), at(90), func(r *EventRow) { r.VersionID = "V1" })
+	for _, tc := range []struct {
+		name      string
+		events    []BuildEvent
+		wantEnded bool
+		want      *BuildResult // for a success
+		wantFail  string       // the failure's code
+	}{
+		{
+			name:   "still running",
+			events: []BuildEvent{buildEvt(1, "started", "setup"), buildEvt(2, "progress", "build")},
+		},
+		{
+			name:      "failed; later events are not read",
+			events:    []BuildEvent{buildEvt(1, "started", "setup"), buildEvt(2, "failed", "build", evFailure("BUILD_FAILED", "no")), deploy},
+			wantEnded: true, wantFail: "BUILD_FAILED",
+		},
+		{
+			name: "deployed, metadata done; later events are not read",
+			events: []BuildEvent{buildEvt(1, "started", "setup", at(0)), deploy,
+				buildEvt(4, "progress", "metadata", func(r *EventRow) { r.VersionName = "Todo" }),
+				buildEvt(5, "failed", "metadata", evFailure("META", "x")), buildEvt(6, "progress", "metadata")},
+			wantEnded: true,
+			want: &BuildResult{ID: "B1", PreviewURL: "https://p.example/1", VersionID: "V1", VersionName: "Todo", Duration: 90 * time.Second,
+				Final: deploy, LastEventID: 5, Events: 4, MetadataDone: true, MetadataError: &BuildEventError{Code: "META", Message: "x"}},
+		},
+		{
+			name:      "deployed, metadata still running",
+			events:    []BuildEvent{deploy, buildEvt(4, "progress", "metadata")},
+			wantEnded: true,
+			want:      &BuildResult{ID: "B1", PreviewURL: "https://p.example/1", VersionID: "V1", Final: deploy, LastEventID: 4, Events: 2},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, ended, err := BuildOutcome("B1", tc.events)
+			if ended != tc.wantEnded {
+				t.Fatalf("ended %v, want %v (result %+v, error %v)", ended, tc.wantEnded, res, err)
+			}
+			var bf *BuildFailedError
+			switch {
+			case tc.wantFail != "":
+				if res != nil || !errors.As(err, &bf) || bf.Code != tc.wantFail || bf.ID != "B1" {
+					t.Errorf("got %+v, %v; want the failure %s of B1", res, err, tc.wantFail)
+				}
+			case err != nil:
+				t.Fatal(err)
+			default:
+				if diff := cmp.Diff(tc.want, res); diff != "" {
+					t.Errorf("result (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
 }
 
-func (c *buildsStepClock) Waits() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]time.Duration(nil), c.waits...)
-}
-
-// buildsScript answers each fetch with the next batch, then with nothing.
-type buildsScript struct {
-	mu      sync.Mutex
-	batches []buildsBatch
-	afters  []int64
-	users   []string
-}
-
-type buildsBatch struct {
-	events []BuildEvent
-	more   bool
-	err    error
-}
-
-func newBuildsScript(batches ...[]BuildEvent) *buildsScript {
-	s := &buildsScript{}
+// BuildOutcome agrees with Wait on every ending of
+// TestBuildsEventsEndByTheSpecsRules that the events alone settle.
+func TestBuildOutcomeAgreesWithWait(t *testing.T) {
+	batches := [][]BuildEvent{
+		{buildEvt(1, "started", "setup"), buildEvt(2, "completed", "deploy", evPreview("https://p.example/2"))},
+		{buildEvt(3, "progress", "metadata", evProgress(60))},
+		{buildEvt(4, "failed", "metadata", evFailure("METADATA_FAILED", "Could not name the version"))},
+		{buildEvt(5, "progress", "metadata")},
+	}
+	c := buildsFollowClient(t, newBuildsStepClock())
+	waited, err := c.Builds.Wait(t.Context(), "B1", "u1", WithEventSource(newBuildsScript(batches...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []BuildEvent
 	for _, b := range batches {
-		s.batches = append(s.batches, buildsBatch{events: b})
+		all = append(all, b...)
 	}
-	return s
-}
-
-func (s *buildsScript) FetchEvents(_ context.Context, _, userID string, after int64) ([]BuildEvent, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.afters = append(s.afters, after)
-	s.users = append(s.users, userID)
-	if len(s.batches) == 0 {
-		return nil, false, nil
+	res, ended, err := BuildOutcome("B1", all)
+	if !ended || err != nil {
+		t.Fatalf("BuildOutcome: ended %v, %v", ended, err)
 	}
-	b := s.batches[0]
-	s.batches = s.batches[1:]
-	return append([]BuildEvent(nil), b.events...), b.more, b.err
-}
-
-func (s *buildsScript) fetches() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.afters)
-}
-
-// evt is an event as a source would give it.
-func buildEvt(id int64, typ, phase string, opts ...func(*EventRow)) BuildEvent {
-	r := EventRow{ID: id, BuildID: "B1", EventType: typ, EventPhase: phase}
-	for _, o := range opts {
-		o(&r)
-	}
-	return r.Event()
-}
-
-func evProgress(p float64) func(*EventRow) { return func(r *EventRow) { r.OverallProgress = &p } }
-func evPreview(u string) func(*EventRow) {
-	return func(r *EventRow) { r.PreviewURL = u; r.Finished = true }
-}
-func evFailure(code, msg string) func(*EventRow) {
-	return func(r *EventRow) { r.ErrorCode, r.UserErrorMessage = code, msg }
-}
-func evData(j string) func(*EventRow) { return func(r *EventRow) { r.EventData = json.RawMessage(j) } }
-
-// buildsFollowClient is a client whose only way to the worker fails: follower
-// tests use their own sources.
-func buildsFollowClient(t *testing.T, clock Clock) *WorkerClient {
-	t.Helper()
-	return newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		t.Errorf("unexpected request %s %s", r.Method, r.URL)
-		return jsonResponse(r, 500, `{}`), nil
-	}), WithClock(clock))
-}
-
-func eventIDs(events []BuildEvent) []int64 {
-	var out []int64
-	for _, e := range events {
-		out = append(out, e.ID)
-	}
-	return out
-}
-
-func TestBuildsEventsFromTheWorkerResumeFromTheLargestID(t *testing.T) {
-	c, mt, _ := buildsClient(t, WithClock(newBuildsStepClock()))
-	answers := []string{
-		`{"buildId":"B1","events":[
-			{"id":"1","build_id":"B1","event_type":"started","phase":"setup","title":"Setting up","overall_progress":0.05,"finished":false,"created_at":"2025-01-01T00:00:00.000Z"},
-			{"id":2,"build_id":"B1","event_type":"progress","phase":"development","overall_progress":"0.3"}],"lastEventId":2}`,
-		`{"buildId":"B1","events":[{"event_type":"progress","title":"no id"}],"lastEventId":"2"}`,
-		`{"buildId":"B1","events":[
-			{"id":"5","event_type":"progress","phase":"build","overall_progress":0.7},
-			{"id":"2","event_type":"progress","phase":"development","overall_progress":0.3},
-			{"id":"4","event_type":"progress","phase":"dependencies","overall_progress":0.5}],"lastEventId":5}`,
-		`{"buildId":"B1","events":[{"id":"6","event_type":"completed","phase":"deploy","overall_progress":1,"finished":true,
-			"preview_url":"https://preview.example/p1","versionId":"V1","created_at":"2025-01-01T00:02:30.000Z"}],"lastEventId":6}`,
-		`{"buildId":"B1","events":[{"id":"7","event_type":"completed","phase":"metadata","overall_progress":100,"versionName":"Todo app v1"}],"lastEventId":7}`,
-	}
-	var mu sync.Mutex
-	var asked []string
-	mt.RegisterResponder("GET", `=~^`+buildsBase+`/v1/builds/B1/events`, func(r *http.Request) (*http.Response, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if got := r.URL.Query().Get("userId"); got != "u1" {
-			t.Errorf("userId %q, want u1", got)
-		}
-		asked = append(asked, r.URL.Query().Get("lastEventId"))
-		return buildsAnswer(200, answers[min(len(asked)-1, len(answers)-1)])(r)
-	})
-	var seen []BuildEvent
-	res, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventCallback(func(e BuildEvent) { seen = append(seen, e) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff([]string{"0", "2", "2", "5", "6"}, asked); diff != "" {
-		t.Errorf("lastEventId asked (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]int64{1, 2, 4, 5, 6, 7}, eventIDs(seen)); diff != "" {
-		t.Errorf("events delivered (-want +got): each once, in id order:\n%s", diff)
-	}
-	want := &BuildResult{
-		BuildID: "B1", PreviewURL: "https://preview.example/p1", VersionID: "V1", VersionName: "Todo app v1",
-		Duration: 150 * time.Second, LastEventID: 7, Events: 6, MetadataDone: true,
-	}
-	if diff := cmp.Diff(want, res, cmpopts.IgnoreFields(BuildResult{}, "Final")); diff != "" {
-		t.Errorf("result (-want +got):\n%s", diff)
-	}
-	if res.Final.ID != 6 {
-		t.Errorf("final event %d, want the deploy's completion (6)", res.Final.ID)
-	}
-}
-
-func TestBuildsEventDecoding(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		raw  string
-		want BuildEvent
-	}{
-		{
-			name: "clean event",
-			raw: `{"id":"12","build_id":"B1","event_type":"progress","phase":"build","title":"Building","description":"npm run build",
-				"overall_progress":0.75,"finished":false,"event_code":"BUILD_RUNNING","event_params":{"step":2},"created_at":"2025-01-01T00:00:01Z"}`,
-			want: BuildEvent{ID: 12, BuildID: "B1", Type: "progress", Kind: KindProgress, Phase: PhaseBuild, Title: "Building",
-				Description: "npm run build", Progress: 0.75, HasProgress: true, Code: "BUILD_RUNNING", Params: json.RawMessage(`{"step":2}`),
-				CreatedAt: time.Date(2025, 1, 1, 0, 0, 1, 0, time.UTC)},
-		},
-		{
-			name: "metadata progress as a percentage",
-			raw:  `{"id":3,"event_type":"progress","phase":"metadata","overall_progress":60}`,
-			want: BuildEvent{ID: 3, Type: "progress", Kind: KindProgress, Phase: PhaseMetadata, Progress: 0.6, HasProgress: true},
-		},
-		{
-			name: "progress of 100",
-			raw:  `{"id":3,"event_type":"completed","phase":"metadata","overall_progress":"100"}`,
-			want: BuildEvent{ID: 3, Type: "completed", Kind: KindCompleted, Phase: PhaseMetadata, Progress: 1, HasProgress: true},
-		},
-		{
-			name: "negative progress",
-			raw:  `{"id":3,"event_type":"progress","overall_progress":-4}`,
-			want: BuildEvent{ID: 3, Type: "progress", Kind: KindProgress, Progress: 0, HasProgress: true},
-		},
-		{
-			name: "legacy deploy_completed",
-			raw:  `{"id":"40","event_type":"deploy_completed","event_data":{"message":"Deployed!","previewUrl":"https://p.example/x","versionId":"V2"}}`,
-			want: BuildEvent{ID: 40, Type: "deploy_completed", Kind: KindCompleted, Phase: PhaseDeploy, Title: "Deployed!",
-				PreviewURL: "https://p.example/x", VersionID: "V2",
-				Data: json.RawMessage(`{"message":"Deployed!","previewUrl":"https://p.example/x","versionId":"V2"}`)},
-		},
-		{
-			name: "legacy task_failed with an error string",
-			raw:  `{"id":41,"event_type":"task_failed","event_data":{"message":"Task 3 failed","error":"TypeScript error in App.tsx"}}`,
-			want: BuildEvent{ID: 41, Type: "task_failed", Kind: KindFailed, Phase: PhaseDevelopment, Title: "Task 3 failed",
-				Error: &BuildEventError{Message: "TypeScript error in App.tsx"},
-				Data:  json.RawMessage(`{"message":"Task 3 failed","error":"TypeScript error in App.tsx"}`)},
-		},
-		{
-			name: "failed with an error object",
-			raw:  `{"id":42,"event_type":"failed","phase":"deploy","error":{"code":"DEPLOY_TIMEOUT","params":{"after":300},"message":"The deploy took too long"}}`,
-			want: BuildEvent{ID: 42, Type: "failed", Kind: KindFailed, Phase: PhaseDeploy,
-				Error: &BuildEventError{Code: "DEPLOY_TIMEOUT", Message: "The deploy took too long", Params: json.RawMessage(`{"after":300}`)}},
-		},
-		{
-			name: "unknown type",
-			raw:  `{"id":43,"event_type":"cache_warmed","event_data":{}}`,
-			want: BuildEvent{ID: 43, Type: "cache_warmed", Kind: KindOther},
-		},
-		{
-			name: "camelCase names",
-			raw:  `{"id":44,"buildId":"B9","eventType":"progress","overallProgress":0.5,"previewUrl":"https://p.example","createdAt":"2025-01-01 00:00:02"}`,
-			want: BuildEvent{ID: 44, BuildID: "B9", Type: "progress", Kind: KindProgress, Progress: 0.5, HasProgress: true,
-				PreviewURL: "https://p.example", CreatedAt: time.Date(2025, 1, 1, 0, 0, 2, 0, time.UTC)},
-		},
-		{
-			name: "a field of an unexpected type is left out, not the event",
-			raw:  `{"id":45,"event_type":"completed","phase":"deploy","title":{"en":"Deployed"},"overall_progress":"n/a","finished":true,"preview_url":"https://p.example/y"}`,
-			want: BuildEvent{ID: 45, Type: "completed", Kind: KindCompleted, Phase: PhaseDeploy, Finished: true, PreviewURL: "https://p.example/y"},
-		},
-		{
-			name: "legacy data with a field of an unexpected type",
-			raw:  `{"id":46,"event_type":"deploy_completed","event_data":{"message":"Deployed!","previewUrl":"https://p.example/z","errorCode":500,"progress":"done"}}`,
-			want: BuildEvent{ID: 46, Type: "deploy_completed", Kind: KindCompleted, Phase: PhaseDeploy, Title: "Deployed!",
-				PreviewURL: "https://p.example/z",
-				Data:       json.RawMessage(`{"message":"Deployed!","previewUrl":"https://p.example/z","errorCode":500,"progress":"done"}`)},
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok := decodeEvent(json.RawMessage(tc.raw))
-			if !ok {
-				t.Fatal("event not decoded")
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("event (-want +got):\n%s", diff)
-			}
-		})
-	}
-	for _, raw := range []string{`{"event_type":"progress"}`, `{"id":"abc"}`, `[1]`, `{"id":{}}`} {
-		if _, ok := decodeEvent(json.RawMessage(raw)); ok {
-			t.Errorf("%s decoded, want refused (no usable id)", raw)
-		}
-	}
-}
-
-func TestBuildsEventsPollIntervalFollowsThePhase(t *testing.T) {
-	batches := func() *buildsScript {
-		return newBuildsScript(
-			[]BuildEvent{buildEvt(1, "started", "setup")},
-			[]BuildEvent{buildEvt(2, "progress", "dependencies")},
-			nil,
-			[]BuildEvent{buildEvt(3, "progress", "build")},
-			[]BuildEvent{buildEvt(4, "progress", "deploy")},
-			[]BuildEvent{buildEvt(5, "completed", "deploy", evPreview("https://p.example"))},
-		)
-	}
-	for _, tc := range []struct {
-		name string
-		opts []FollowOption
-		want []time.Duration
-	}{
-		{"defaults", nil, []time.Duration{2 * time.Second, 3 * time.Second, 3 * time.Second, time.Second, time.Second}},
-		{"custom", []FollowOption{WithPollInterval(func(phase string) time.Duration {
-			if phase == PhaseBuild {
-				return 250 * time.Millisecond
-			}
-			return 0 // the default
-		})}, []time.Duration{2 * time.Second, 3 * time.Second, 3 * time.Second, 250 * time.Millisecond, time.Second}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			clock := newBuildsStepClock()
-			c := buildsFollowClient(t, clock)
-			opts := append([]FollowOption{WithEventSource(batches()), WithMetadataWait(0)}, tc.opts...)
-			if _, err := c.Builds.Wait(context.Background(), "B1", "u1", opts...); err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tc.want, clock.Waits()); diff != "" {
-				t.Errorf("waits between fetches (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
-	type outcome struct {
-		ok            bool
-		failCode      string
-		failMessage   string
-		previewURL    string
-		metadataDone  bool
-		metadataError string // its code
-	}
-	for _, tc := range []struct {
-		name    string
-		batches [][]BuildEvent
-		opts    []FollowOption
-		wantIDs []int64
-		want    outcome
-		// wantWaited is the clock time spent after the last event, when it
-		// matters.
-		wantWaited time.Duration
-	}{
-		{
-			name: "deploy completed ends at once without a metadata wait",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "started", "setup"), buildEvt(2, "completed", "deploy", evPreview("https://p.example/1"))},
-				{buildEvt(3, "started", "metadata")},
-			},
-			opts:    []FollowOption{WithMetadataWait(0)},
-			wantIDs: []int64{1, 2},
-			want:    outcome{ok: true, previewURL: "https://p.example/1"},
-		},
-		{
-			name: "metadata failure after the deploy is reported; the deploy stands",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "started", "setup"), buildEvt(2, "completed", "deploy", evPreview("https://p.example/2"))},
-				{buildEvt(3, "progress", "metadata", evProgress(60))},
-				{buildEvt(4, "failed", "metadata", evFailure("METADATA_FAILED", "Could not name the version"))},
-				{buildEvt(5, "progress", "metadata")},
-			},
-			wantIDs: []int64{1, 2, 3, 4},
-			want:    outcome{ok: true, previewURL: "https://p.example/2", metadataDone: true, metadataError: "METADATA_FAILED"},
-		},
-		{
-			name: "metadata at 100% ends the wait",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "completed", "deploy", evPreview("https://p.example/3"))},
-				{buildEvt(2, "progress", "metadata", evProgress(100))},
-				{buildEvt(3, "progress", "metadata")},
-			},
-			wantIDs: []int64{1, 2},
-			want:    outcome{ok: true, previewURL: "https://p.example/3", metadataDone: true},
-		},
-		{
-			name: "metadata that never ends is cut at the wait",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "completed", "deploy", evPreview("https://p.example/4"))},
-				{buildEvt(2, "started", "metadata")},
-			},
-			opts:       []FollowOption{WithMetadataWait(5 * time.Second)},
-			wantIDs:    []int64{1, 2},
-			want:       outcome{ok: true, previewURL: "https://p.example/4"},
-			wantWaited: 5 * time.Second,
-		},
-		{
-			name: "no metadata phase: reading stops after the start wait",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "completed", "deploy", evPreview("https://p.example/4b"))},
-			},
-			wantIDs:    []int64{1},
-			want:       outcome{ok: true, previewURL: "https://p.example/4b"},
-			wantWaited: DefaultMetadataStartWait,
-		},
-		{
-			name: "a metadata phase that starts late is followed",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "completed", "deploy", evPreview("https://p.example/4c"))},
-				nil, nil,
-				{buildEvt(2, "started", "metadata")},
-				nil,
-				{buildEvt(3, "completed", "metadata")},
-			},
-			opts:       []FollowOption{WithMetadataStartWait(3 * time.Second)},
-			wantIDs:    []int64{1, 2, 3},
-			want:       outcome{ok: true, previewURL: "https://p.example/4c", metadataDone: true},
-			wantWaited: 7 * time.Second, // 3 x 1 s in deploy (the last fetch at the start deadline still counts), 2 x 2 s in metadata
-		},
-		{
-			name: "failure in the build phase",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "started", "setup"), buildEvt(2, "failed", "build", evFailure("BUILD_FAILED", "The build failed: missing module"))},
-				{buildEvt(3, "progress", "build")},
-			},
-			wantIDs: []int64{1, 2},
-			want:    outcome{failCode: "BUILD_FAILED", failMessage: "The build failed: missing module"},
-		},
-		{
-			name: "legacy task_failed",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "plan_started", ""), buildEvt(2, "task_failed", "", evData(`{"message":"Task failed","error":"TypeScript error"}`))},
-			},
-			wantIDs: []int64{1, 2},
-			want:    outcome{failMessage: "TypeScript error"},
-		},
-		{
-			name: "any type ending in _failed",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "ai_started", ""), buildEvt(2, "lint_failed", "", evData(`{"message":"Lint failed"}`))},
-			},
-			wantIDs: []int64{1, 2},
-			want:    outcome{failMessage: "Lint failed"},
-		},
-		{
-			name: "metadata failure before the deploy is not the end",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "failed", "metadata", evFailure("META", "no metadata"))},
-				{buildEvt(2, "completed", "deploy", evPreview("https://p.example/5"))},
-			},
-			wantIDs: []int64{1, 2},
-			want:    outcome{ok: true, previewURL: "https://p.example/5", metadataDone: true, metadataError: "META"},
-		},
-		{
-			name: "a failure after the deploy does not undo it",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "completed", "deploy", evPreview("https://p.example/6")), buildEvt(2, "failed", "deploy", evFailure("LATE", "late"))},
-			},
-			opts:       []FollowOption{WithMetadataWait(2 * time.Second)},
-			wantIDs:    []int64{1, 2},
-			want:       outcome{ok: true, previewURL: "https://p.example/6"},
-			wantWaited: 2 * time.Second,
-		},
-		{
-			name: "legacy deploy_completed",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "build_started", ""), buildEvt(2, "deploy_completed", "", evData(`{"message":"Deployed","previewUrl":"https://p.example/7"}`))},
-			},
-			opts:    []FollowOption{WithMetadataWait(0)},
-			wantIDs: []int64{1, 2},
-			want:    outcome{ok: true, previewURL: "https://p.example/7"},
-		},
-		{
-			name: "completed in the build phase is not the end",
-			batches: [][]BuildEvent{
-				{buildEvt(1, "completed", "build")},
-				{buildEvt(2, "completed", "", evPreview("https://p.example/8"))},
-			},
-			opts:    []FollowOption{WithMetadataWait(0)},
-			wantIDs: []int64{1, 2},
-			want:    outcome{ok: true, previewURL: "https://p.example/8"},
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			// Events yields what the rules say and stops.
-			clock := newBuildsStepClock()
-			c := buildsFollowClient(t, clock)
-			src := newBuildsScript(tc.batches...)
-			var got []BuildEvent
-			for e, err := range c.Builds.Events(context.Background(), "B1", "u1", append([]FollowOption{WithEventSource(src)}, tc.opts...)...) {
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = append(got, e)
-			}
-			if diff := cmp.Diff(tc.wantIDs, eventIDs(got)); diff != "" {
-				t.Errorf("events (-want +got):\n%s", diff)
-			}
-			if tc.wantWaited > 0 {
-				var waited time.Duration
-				for _, w := range clock.Waits() {
-					waited += w
-				}
-				if waited != tc.wantWaited {
-					t.Errorf("waited %s after the deploy, want %s", waited, tc.wantWaited)
-				}
-			}
-
-			// Wait reports the outcome.
-			c = buildsFollowClient(t, newBuildsStepClock())
-			res, err := c.Builds.Wait(context.Background(), "B1", "u1", append([]FollowOption{WithEventSource(newBuildsScript(tc.batches...))}, tc.opts...)...)
-			if !tc.want.ok {
-				var bf *BuildFailedError
-				if !errors.As(err, &bf) || !errors.Is(err, ErrBuildFailed) {
-					t.Fatalf("error %v, want *BuildFailedError", err)
-				}
-				if bf.Code != tc.want.failCode || bf.Message != tc.want.failMessage || bf.BuildID != "B1" {
-					t.Errorf("failure %q %q of %q, want %q %q of B1", bf.Code, bf.Message, bf.BuildID, tc.want.failCode, tc.want.failMessage)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			gotOutcome := outcome{ok: true, previewURL: res.PreviewURL, metadataDone: res.MetadataDone}
-			if res.MetadataError != nil {
-				gotOutcome.metadataError = res.MetadataError.Code
-			}
-			if diff := cmp.Diff(tc.want, gotOutcome, cmp.AllowUnexported(outcome{})); diff != "" {
-				t.Errorf("outcome (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestBuildsEventsFetchFullPagesAtOnce(t *testing.T) {
-	clock := newBuildsStepClock()
-	c := buildsFollowClient(t, clock)
-	src := &buildsScript{batches: []buildsBatch{
-		{events: []BuildEvent{buildEvt(1, "started", "setup"), buildEvt(2, "progress", "setup")}, more: true},
-		{events: []BuildEvent{buildEvt(3, "progress", "build"), buildEvt(4, "progress", "build")}, more: true},
-		{events: []BuildEvent{buildEvt(5, "completed", "deploy", evPreview("https://p.example"))}},
-	}}
-	if _, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(src), WithMetadataWait(0)); err != nil {
-		t.Fatal(err)
-	}
-	if w := clock.Waits(); len(w) != 0 {
-		t.Errorf("waited %v between full pages; want no wait", w)
-	}
-	if diff := cmp.Diff([]int64{0, 2, 4}, src.afters); diff != "" {
-		t.Errorf("cursors asked (-want +got):\n%s", diff)
-	}
-}
-
-func TestBuildsEventsResumeAfterAGivenID(t *testing.T) {
-	c := buildsFollowClient(t, newBuildsStepClock())
-	src := newBuildsScript([]BuildEvent{buildEvt(3, "progress", "build"), buildEvt(6, "completed", "deploy", evPreview("https://p.example"))})
-	res, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(src), WithAfterEventID(5), WithMetadataWait(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if src.afters[0] != 5 || res.Events != 1 || res.LastEventID != 6 {
-		t.Errorf("first cursor %d, %d events, last id %d; want 5, 1 (event 3 is before the resume point), 6", src.afters[0], res.Events, res.LastEventID)
-	}
-}
-
-func TestBuildsEventsStopOnSourceError(t *testing.T) {
-	c := buildsFollowClient(t, newBuildsStepClock())
-	down := errors.New("database is down")
-	src := &buildsScript{batches: []buildsBatch{
-		{events: []BuildEvent{buildEvt(1, "started", "setup")}},
-		{err: down},
-		{events: []BuildEvent{buildEvt(2, "completed", "deploy")}},
-	}}
-	var events []BuildEvent
-	var errs []error
-	for e, err := range c.Builds.Events(context.Background(), "B1", "u1", WithEventSource(src)) {
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		events = append(events, e)
-	}
-	if len(events) != 1 || len(errs) != 1 || !errors.Is(errs[0], down) {
-		t.Fatalf("got events %v and errors %v; want event 1, then the source's error once", eventIDs(events), errs)
-	}
-	if n := src.fetches(); n != 2 {
-		t.Errorf("%d fetches, want 2: no reading after the error", n)
-	}
-	_, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(&buildsScript{batches: []buildsBatch{{err: down}}}))
-	if !errors.Is(err, down) || errors.Is(err, ErrBuildFailed) {
-		t.Errorf("Wait error %v, want the source's error (the outcome is unknown, not a failure)", err)
-	}
-}
-
-func TestBuildsEventsHonourContext(t *testing.T) {
-	c := buildsFollowClient(t, newFakeClock(time.Time{})) // the clock never moves: only ctx can end the wait
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	src := newBuildsScript([]BuildEvent{buildEvt(1, "started", "setup")})
-	var errs []error
-	n := 0
-	for _, err := range c.Builds.Events(ctx, "B1", "u1", WithEventSource(src)) {
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		n++
-		cancel()
-	}
-	if n != 1 || len(errs) != 1 || !errors.Is(errs[0], context.Canceled) {
-		t.Errorf("got %d events and errors %v; want 1 event, then context.Canceled once", n, errs)
-	}
-}
-
-// buildsNotifySource is a buildsScript that also implements EventNotifier.
-type buildsNotifySource struct {
-	*buildsScript
-	wake     chan struct{}
-	fetched  chan int64
-	subbed   atomic.Value // build id
-	stopped  atomic.Int32
-	subCount atomic.Int32
-}
-
-func (s *buildsNotifySource) FetchEvents(ctx context.Context, buildID, userID string, after int64) ([]BuildEvent, bool, error) {
-	ev, more, err := s.buildsScript.FetchEvents(ctx, buildID, userID, after)
-	select {
-	case s.fetched <- after:
-	default:
-	}
-	return ev, more, err
-}
-
-func (s *buildsNotifySource) Subscribe(_ context.Context, buildID string) (<-chan struct{}, func()) {
-	s.subbed.Store(buildID)
-	s.subCount.Add(1)
-	return s.wake, func() { s.stopped.Add(1) }
-}
-
-func TestBuildsEventsWakeOnNotification(t *testing.T) {
-	c := buildsFollowClient(t, newFakeClock(time.Time{})) // the poll interval never passes
-	src := &buildsNotifySource{
-		buildsScript: newBuildsScript(
-			[]BuildEvent{buildEvt(1, "started", "build")},
-			[]BuildEvent{buildEvt(2, "completed", "deploy", evPreview("https://p.example"))},
-		),
-		wake:    make(chan struct{}, 1),
-		fetched: make(chan int64, 4),
-	}
-	type result struct {
-		res *BuildResult
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(src), WithMetadataWait(0),
-			WithPollInterval(func(string) time.Duration { return time.Hour }))
-		done <- result{res, err}
-	}()
-	<-src.fetched
-	src.wake <- struct{}{}
-	select {
-	case r := <-done:
-		if r.err != nil || r.res.LastEventID != 2 {
-			t.Fatalf("got %+v, %v; want the build completed at event 2", r.res, r.err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the reader did not fetch when notified (it waited out its one-hour interval)")
-	}
-	if src.subbed.Load() != "B1" || src.subCount.Load() != 1 || src.stopped.Load() != 1 {
-		t.Errorf("subscribed to %v %d time(s), stopped %d time(s); want B1 once, stopped once", src.subbed.Load(), src.subCount.Load(), src.stopped.Load())
-	}
-}
-
-func TestBuildsEventsBreakStopsReading(t *testing.T) {
-	c := buildsFollowClient(t, newBuildsStepClock())
-	src := &buildsNotifySource{
-		buildsScript: newBuildsScript([]BuildEvent{buildEvt(1, "started", "build"), buildEvt(2, "progress", "build")}, []BuildEvent{buildEvt(3, "progress", "build")}),
-		wake:         make(chan struct{}, 1),
-		fetched:      make(chan int64, 4),
-	}
-	for range c.Builds.Events(context.Background(), "B1", "u1", WithEventSource(src)) {
-		break
-	}
-	if n := src.fetches(); n != 1 {
-		t.Errorf("%d fetches after breaking on the first event, want 1", n)
-	}
-	if src.stopped.Load() != 1 {
-		t.Error("the subscription was not ended")
-	}
-}
-
-func TestBuildsClientEventSourceOption(t *testing.T) {
-	src := newBuildsScript([]BuildEvent{buildEvt(1, "completed", "deploy", evPreview("https://p.example"))})
-	c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		t.Errorf("unexpected request %s", r.URL)
-		return jsonResponse(r, 500, `{}`), nil
-	}), WithClock(newBuildsStepClock()), WithBuildEventSource(src))
-	res, err := c.Builds.Wait(context.Background(), "B1", "u1", WithMetadataWait(0))
-	if err != nil || res.PreviewURL != "https://p.example" {
-		t.Fatalf("got %+v, %v", res, err)
-	}
-	if src.users[0] != "u1" {
-		t.Errorf("source asked for user %q, want u1", src.users[0])
-	}
-	if _, err := NewWorkerClient(WithSecret(testSecret), WithBuildEventSource(nil)); err == nil {
-		t.Error("a nil source was accepted")
-	}
-}
-
-func TestBuildsBuildFailedError(t *testing.T) {
-	e := newBuildFailedError("B1", buildEvt(9, "failed", "build", evFailure("BUILD_FAILED", "Your app did not compile")))
-	if got, want := e.Error(), "sheen: build B1 failed in phase build: BUILD_FAILED: Your app did not compile"; got != want {
-		t.Errorf("Error() = %q, want %q", got, want)
-	}
-	var wrapped error = errors.Join(errors.New("context"), e)
-	var bf *BuildFailedError
-	if !errors.As(wrapped, &bf) || !errors.Is(wrapped, ErrBuildFailed) || bf.Event.ID != 9 {
-		t.Error("a wrapped BuildFailedError is not found by errors.As / errors.Is")
-	}
-	if bare := newBuildFailedError("B2", buildEvt(1, "failed", "")); bare.Message == "" {
-		t.Error("a failure without text has an empty message")
-	}
-}
-
-func FuzzBuildsDecodeEvent(f *testing.F) {
-	for _, s := range []string{
-		`{"id":"1","event_type":"progress","overall_progress":60}`,
-		`{"id":2,"event_type":"deploy_completed","event_data":{"previewUrl":"x","progress":"100"}}`,
-		`{"id":"3","error":{"code":"X","params":[1]},"created_at":1700000000000}`,
-		`{"id":4,"event_data":"not an object","finished":"true"}`,
-	} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, raw string) {
-		ev, ok := decodeEvent(json.RawMessage(raw))
-		if !ok {
-			return
-		}
-		if ev.Progress < 0 || ev.Progress > 1 {
-			t.Errorf("progress %v out of [0, 1] for %s", ev.Progress, raw)
-		}
-		if ev.Kind == "" {
-			t.Errorf("no kind for %s", raw)
-		}
-	})
-}
-
-func TestBuildsLooseTime(t *testing.T) {
-	utc := func(y int, m time.Month, d, h, mi, s, ns int) time.Time {
-		return time.Date(y, m, d, h, mi, s, ns, time.UTC)
-	}
-	for raw, want := range map[string]time.Time{
-		`"2025-03-04T10:00:00.123Z"`:  utc(2025, 3, 4, 10, 0, 0, 123e6),
-		`"2025-03-04T12:00:00+02:00"`: utc(2025, 3, 4, 10, 0, 0, 0),
-		`"2025-03-04T10:00:00"`:       utc(2025, 3, 4, 10, 0, 0, 0),
-		`"2025-03-04 10:00:00.5+00"`:  utc(2025, 3, 4, 10, 0, 0, 5e8),
-		`"2025-03-04 10:00:00"`:       utc(2025, 3, 4, 10, 0, 0, 0),
-		`"2025-03-04"`:                utc(2025, 3, 4, 0, 0, 0, 0),
-		`1741082400`:                  time.Unix(1741082400, 0).UTC(),
-		`1741082400123`:               time.UnixMilli(1741082400123).UTC(),
-		`" 1741082400 "`:              time.Unix(1741082400, 0).UTC(),
-		`null`:                        {},
-		`"not a time"`:                {},
-		`{"at":1}`:                    {},
-		`-5`:                          {},
-	} {
-		var lt jsonx.LooseTime
-		if err := json.Unmarshal([]byte(raw), &lt); err != nil || !lt.Time.Equal(want) {
-			t.Errorf("%s: got %v, %v; want %v", raw, lt.Time, err, want)
-		}
+	if diff := cmp.Diff(waited, res); diff != "" {
+		t.Errorf("BuildOutcome and Wait differ (-Wait +BuildOutcome):\n%s", diff)
 	}
 }

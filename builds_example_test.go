@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheentest"
 )
 
 // buildsExampleWorker is a stand-in for the worker: it queues every build as
@@ -55,7 +58,7 @@ func ExampleBuildsService_Wait() {
 		fmt.Println(err)
 		return
 	}
-	res, err := client.Builds.Wait(ctx, build.BuildID, "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10",
+	res, err := client.Builds.Wait(ctx, build.ID, "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10",
 		sheen.WithEventCallback(func(e sheen.BuildEvent) {
 			if e.Title != "" {
 				fmt.Printf("%3.0f%% %s\n", e.Progress*100, e.Title)
@@ -82,7 +85,7 @@ func ExampleBuildsService_Wait() {
 	// took: 1m35.5s
 }
 
-func ExampleBuildsService_Events() {
+func ExampleBuildsService_Follow() {
 	worker := buildsExampleWorker(`[
 		{"id":1,"event_type":"plan_started","event_data":{"message":"Planning"}},
 		{"id":2,"event_type":"progress","phase":"dependencies","title":"Installing packages","overall_progress":0.5},
@@ -94,7 +97,7 @@ func ExampleBuildsService_Events() {
 		fmt.Println(err)
 		return
 	}
-	for e, err := range client.Builds.Events(context.Background(), "01JBUILD", "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10") {
+	for e, err := range client.Builds.Follow(context.Background(), "01JBUILD", "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10") {
 		if err != nil {
 			fmt.Println("stopped:", err)
 			return
@@ -126,4 +129,107 @@ func ExampleEventRow_Event() {
 	// 1 deploy completed 0 https://preview.example/p1 true false false
 	// 2 metadata progress 0.6  false false false
 	// 3 metadata failed 0  false false true
+}
+
+// CreatePreview starts a build and returns at once: the worker queues it.
+// Follow it with Wait (or Follow). A user short of AI time gets an
+// *InsufficientBalanceError, whatever shape the worker's 402 had.
+func ExampleBuildsService_CreatePreview() {
+	worker := sheentest.NewServer(sheentest.WithUser("user-42", time.Hour), sheentest.WithUser("user-7", 30*time.Second))
+	defer worker.Close()
+	client, err := worker.Client()
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+
+	build, err := client.Builds.CreatePreview(ctx, sheen.CreatePreviewRequest{
+		UserID:    "user-42",
+		Prompt:    "A landing page for a neighbourhood bakery, with opening hours",
+		Framework: sheen.FrameworkReact,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("build", build.ID, "for project", build.ProjectID, "is", build.Status)
+
+	_, err = client.Builds.CreatePreview(ctx, sheen.CreatePreviewRequest{UserID: "user-7", Prompt: "A portfolio site"})
+	var short *sheen.InsufficientBalanceError
+	if errors.As(err, &short) {
+		fmt.Println("refused: has", short.Available, "needs", short.Required)
+	}
+	// Output:
+	// build bld_0002 for project proj_0001 is queued
+	// refused: has 30s needs 2m0s
+}
+
+// Versions yields a project's versions, newest first, fetching pages as the
+// loop goes on.
+func ExampleBuildsService_Versions() {
+	worker := sheentest.NewServer(sheentest.WithUser("user-42", time.Hour))
+	defer worker.Close()
+	client, err := worker.Client()
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := client.Builds.CreatePreview(ctx, sheen.CreatePreviewRequest{UserID: "user-42", Prompt: "A bakery site"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := client.Builds.Wait(ctx, first.ID, "user-42"); err != nil {
+		log.Fatal(err)
+	}
+	update, err := client.Builds.UpdateProject(ctx, sheen.UpdateProjectRequest{UserID: "user-42", ProjectID: first.ProjectID, Prompt: "Add a menu page"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := client.Builds.Wait(ctx, update.ID, "user-42"); err != nil {
+		log.Fatal(err)
+	}
+
+	for v, err := range client.Builds.Versions(ctx, first.ProjectID, "") {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(v.ID, v.Name, v.Type, "rollback possible:", v.CanRollback)
+	}
+	// Output:
+	// ver_0005 v1.0.1 update rollback possible: true
+	// ver_0003 v1.0.0 create rollback possible: true
+}
+
+// Rollback puts an earlier version back. Give it an IdempotencyKey of your
+// own to retry safely across calls: the worker replays its first answer.
+func ExampleBuildsService_Rollback() {
+	worker := sheentest.NewServer(sheentest.WithUser("user-42", time.Hour))
+	defer worker.Close()
+	client, err := worker.Client()
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := client.Builds.CreatePreview(ctx, sheen.CreatePreviewRequest{UserID: "user-42", Prompt: "A bakery site"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	built, err := client.Builds.Wait(ctx, first.ID, "user-42")
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	req := sheen.RollbackRequest{UserID: "user-42", ProjectID: first.ProjectID, TargetVersionID: built.VersionID, IdempotencyKey: "rollback-to-" + built.VersionID}
+	res, err := client.Builds.Rollback(ctx, req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	again, err := client.Builds.Rollback(ctx, req) // a retry: replayed, no second rollback
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("rolled back to", res.TargetVersionID, "as", res.RollbackVersionID, res.Status)
+	fmt.Println("retry gives the same version:", again.RollbackVersionID == res.RollbackVersionID)
+	// Output:
+	// rolled back to ver_0003 as ver_0004 deployed
+	// retry gives the same version: true
 }

@@ -35,9 +35,9 @@ func TestBuildsFlowCreateAndWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var phases []string
+	var phases []sheen.Phase
 	var progress []float64
-	res, err := c.Builds.Wait(ctx, b.BuildID, flowUser, sheen.WithEventCallback(func(e sheen.BuildEvent) {
+	res, err := c.Builds.Wait(ctx, b.ID, flowUser, sheen.WithEventCallback(func(e sheen.BuildEvent) {
 		phases = append(phases, e.Phase)
 		progress = append(progress, e.Progress)
 	}))
@@ -47,7 +47,7 @@ func TestBuildsFlowCreateAndWait(t *testing.T) {
 	if !strings.Contains(res.PreviewURL, "/preview/"+b.ProjectID+"/") || res.VersionID == "" || res.VersionName == "" || !res.MetadataDone {
 		t.Errorf("result %+v: want the preview of project %s, its version and the metadata done", res, b.ProjectID)
 	}
-	wantPhases := []string{"development", "development", "dependencies", "build", "deploy", "deploy", "metadata", "metadata"}
+	wantPhases := []sheen.Phase{"development", "development", "dependencies", "build", "deploy", "deploy", "metadata", "metadata"}
 	if diff := cmp.Diff(wantPhases, phases); diff != "" {
 		t.Errorf("phases (-want +got):\n%s", diff)
 	}
@@ -60,7 +60,7 @@ func TestBuildsFlowCreateAndWait(t *testing.T) {
 	// The version shows up in the project's list, and can be rolled back
 	// to; the replayed answer of a repeated key is the same rollback.
 	var versions []sheen.ProjectVersion
-	for v, err := range c.Builds.Versions(ctx, b.ProjectID) {
+	for v, err := range c.Builds.Versions(ctx, b.ProjectID, "") {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +82,7 @@ func TestBuildsFlowCreateAndWait(t *testing.T) {
 		t.Errorf("the same key made rollbacks %q and %q; want one", first.RollbackVersionID, again.RollbackVersionID)
 	}
 
-	st, err := c.Builds.Status(ctx, b.BuildID, flowUser)
+	st, err := c.Builds.Status(ctx, b.ID, flowUser)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestBuildsFlowFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Builds.Wait(ctx, b.BuildID, flowUser)
+	_, err = c.Builds.Wait(ctx, b.ID, flowUser)
 	var bf *sheen.BuildFailedError
 	if !errors.As(err, &bf) || bf.Code != "BUILD_FAILED" || bf.Message != "Module not found: ./Filters" || bf.Phase != "build" {
 		t.Fatalf("error %v, want the build's failure in phase build", err)
@@ -111,7 +111,7 @@ func TestBuildsFlowFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Builds.Wait(ctx, b.BuildID, flowUser)
+	res, err := c.Builds.Wait(ctx, b.ID, flowUser)
 	if err != nil {
 		t.Fatalf("a metadata failure after the deploy failed the build: %v", err)
 	}
@@ -131,11 +131,11 @@ func TestBuildsFlowFollowMidway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Step(b.BuildID)
+	srv.Step(b.ID)
 	// Each event read moves the build one step on: the reader keeps
 	// resuming from where it was until the build ends.
 	n := 0
-	for e, err := range c.Builds.Events(ctx, b.BuildID, flowUser, sheen.WithPollInterval(func(string) time.Duration { return time.Millisecond })) {
+	for e, err := range c.Builds.Follow(ctx, b.ID, flowUser, sheen.WithPollInterval(func(sheen.Phase) time.Duration { return time.Millisecond })) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +143,7 @@ func TestBuildsFlowFollowMidway(t *testing.T) {
 		if e.ID <= 0 {
 			t.Errorf("event without an id: %+v", e)
 		}
-		srv.Step(b.BuildID)
+		srv.Step(b.ID)
 	}
 	if n != 8 {
 		t.Errorf("read %d events, want the build's 8", n)
@@ -151,7 +151,7 @@ func TestBuildsFlowFollowMidway(t *testing.T) {
 
 	// Rebuild: the answer names a build to follow.
 	var versionID string
-	for v, err := range c.Builds.Versions(ctx, b.ProjectID) {
+	for v, err := range c.Builds.Versions(ctx, b.ProjectID, "") {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,8 +161,8 @@ func TestBuildsFlowFollowMidway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Finish(rb.BuildID)
-	res, err := c.Builds.Wait(ctx, rb.BuildID, flowUser)
+	srv.Finish(rb.ID)
+	res, err := c.Builds.Wait(ctx, rb.ID, flowUser)
 	if err != nil || res.VersionID != versionID {
 		t.Fatalf("rebuild outcome %+v, %v; want version %s rebuilt", res, err, versionID)
 	}

@@ -4,10 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,7 +109,7 @@ func TestBuildsCreatePreviewSendsTheBodyAndDropsTheBalance(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Build{
-		BuildID: "01BUILD", JobID: "42", PlanID: "01BUILD", ProjectID: "p-new", Status: "queued",
+		ID: "01BUILD", JobID: "42", PlanID: "01BUILD", ProjectID: "p-new", Status: "queued",
 		Message: "queued", EstimatedTime: "60-90 seconds for new projects", CorrelationID: "req_1",
 	}
 	if diff := cmp.Diff(want, b); diff != "" {
@@ -142,7 +141,7 @@ func TestBuildsUpdateProjectRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Build{BuildID: "B2", JobID: "J2", ProjectID: "p1", Message: "ok", BaseVersionID: "V1", EstimatedTime: "45"}
+	want := &Build{ID: "B2", JobID: "J2", ProjectID: "p1", Message: "ok", BaseVersionID: "V1", EstimatedTime: "45"}
 	want.CorrelationID = b.CorrelationID // the SDK's own, since the worker sent none
 	if diff := cmp.Diff(want, b); diff != "" {
 		t.Errorf("build (-want +got):\n%s", diff)
@@ -211,6 +210,11 @@ func TestBuildsAnswerWithoutBuildIDIsAnError(t *testing.T) {
 				var apiErr *APIError
 				if !errors.As(err, &apiErr) || apiErr.Code != tc.wantCode || apiErr.Message != "try later" {
 					t.Errorf("error %v, want an *APIError with code %s", err, tc.wantCode)
+				} else if apiErr.StatusCode != 200 || apiErr.Method != "POST" || apiErr.Path != "/base"+tc.path || apiErr.CorrelationID == "" {
+					t.Errorf("refusal %+v does not name the call (status 200, POST /base%s, its correlation id)", apiErr, tc.path)
+				}
+				if errors.Is(err, ErrInvalidResponse) {
+					t.Errorf("error %v matches ErrInvalidResponse: a refusal is the worker's answer, not an unusable one", err)
 				}
 			} else if !errors.Is(err, ErrBuildNotQueued) || !errors.Is(err, ErrInvalidResponse) {
 				t.Errorf("error %v does not match ErrBuildNotQueued and ErrInvalidResponse", err)
@@ -248,15 +252,14 @@ func TestBuildsPreBuildCheck(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		clientOpts  []Option
-		callOpts    []BuildOption
 		check       httpmock.Responder
 		wantChecks  int
 		wantCreates int
 		wantShort   bool
 	}{
 		{
-			name:     "v2.1 answers 200 sufficient:false",
-			callOpts: []BuildOption{WithPreCheck(true)},
+			name:       "v2.1 answers 200 sufficient:false",
+			clientOpts: []Option{WithPreBuildCheck(true)},
 			check: buildsAnswer(200, `{"sufficient":false,"estimate":{"estimatedSeconds":300,"confidence":"high","basedOnSamples":12},
 				"balance":{"welcomeBonus":0,"dailyGift":60,"paid":0,"total":60},"recommendation":{"suggestedPackage":"mini","costToComplete":5,"purchaseUrl":"https://pay.example/mini"}}`),
 			wantChecks: 1, wantShort: true,
@@ -274,13 +277,6 @@ func TestBuildsPreBuildCheck(t *testing.T) {
 			wantChecks: 1, wantCreates: 1,
 		},
 		{
-			name:        "turned off for one call",
-			clientOpts:  []Option{WithPreBuildCheck(true)},
-			callOpts:    []BuildOption{WithPreCheck(false)},
-			check:       buildsAnswer(200, `{"sufficient":false}`),
-			wantCreates: 1,
-		},
-		{
 			name:        "off by default",
 			check:       buildsAnswer(200, `{"sufficient":false}`),
 			wantCreates: 1,
@@ -291,7 +287,7 @@ func TestBuildsPreBuildCheck(t *testing.T) {
 			checks, creates := buildsRecord(tc.check), buildsRecord(buildsAnswer(200, created))
 			mt.RegisterResponder("POST", buildsBase+"/v1/billing/check-sufficient", checks.respond)
 			mt.RegisterResponder("POST", buildsBase+"/v1/create-preview-for-new-project", creates.respond)
-			b, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x", TemplateFiles: files}, tc.callOpts...)
+			b, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x", TemplateFiles: files})
 			if n := len(checks.requests()); n != tc.wantChecks {
 				t.Errorf("%d balance checks, want %d", n, tc.wantChecks)
 			}
@@ -311,7 +307,7 @@ func TestBuildsPreBuildCheck(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || b.BuildID != "B1" {
+			if err != nil || b.ID != "B1" {
 				t.Fatalf("got %+v, %v; want build B1", b, err)
 			}
 			if tc.wantChecks > 0 {
@@ -405,7 +401,7 @@ func TestBuildsRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.BuildID != "123" || b.JobID != "123" || b.VersionID != "v 1" {
+	if b.ID != "123" || b.JobID != "123" || b.VersionID != "v 1" {
 		t.Errorf("got %+v; want build and job 123 of version %q", b, "v 1")
 	}
 	r := rec.requests()[0]
@@ -424,7 +420,7 @@ func TestBuildsStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &BuildStatus{
-		BuildID: "B1", Status: "failed", Progress: 0.6, Error: &BuildEventError{Message: "Build failed: missing module"},
+		ID: "B1", Status: "failed", Progress: 0.6, Error: &BuildEventError{Message: "Build failed: missing module"},
 		CurrentPhase: "build", Finished: true, EventCount: 17, LastUpdate: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
 	}
 	if diff := cmp.Diff(want, st); diff != "" {
@@ -432,122 +428,6 @@ func TestBuildsStatus(t *testing.T) {
 	}
 	if q := rec.requests()[0].Query; q != "userId=user+1" {
 		t.Errorf("query %q, want userId=user+1", q)
-	}
-}
-
-func TestBuildsVersionsWalksEveryPage(t *testing.T) {
-	c, mt, _ := buildsClient(t)
-	pages := map[string]string{
-		"0": `{"success":true,"versions":[{"id":"v5","semver":"1.4.0","createdAt":"2025-01-05T00:00:00Z","isPublished":true,"hasArtifact":true,"artifactSize":"2048","canPreview":true,"canRollback":true,"extra":1},{"id":"v4"}],"pagination":{"total":5,"limit":2,"offset":0,"hasMore":true}}`,
-		"2": `{"success":true,"versions":[{"id":"v3"},{"id":"v2"}],"pagination":{"total":5,"limit":2,"offset":2,"hasMore":true}}`,
-		"4": `{"success":true,"versions":[{"id":"v1"}],"pagination":{"total":5,"limit":2,"offset":4,"hasMore":false}}`,
-	}
-	var mu sync.Mutex
-	var queries []url.Values
-	mt.RegisterResponder("GET", `=~^`+buildsBase+`/v1/projects/p%201/versions`, func(r *http.Request) (*http.Response, error) {
-		mu.Lock()
-		queries = append(queries, r.URL.Query())
-		mu.Unlock()
-		return buildsAnswer(200, pages[r.URL.Query().Get("offset")])(r)
-	})
-	var ids []string
-	var first ProjectVersion
-	for v, err := range c.Builds.Versions(context.Background(), "p 1", WithVersionsPageSize(2), WithVersionState(VersionsPublished)) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if first.ID == "" {
-			first = v
-		}
-		ids = append(ids, v.ID)
-	}
-	if diff := cmp.Diff([]string{"v5", "v4", "v3", "v2", "v1"}, ids); diff != "" {
-		t.Errorf("versions (-want +got):\n%s", diff)
-	}
-	var offsets []string
-	for _, q := range queries {
-		offsets = append(offsets, q.Get("offset"))
-		if q.Get("limit") != "2" || q.Get("state") != "published" {
-			t.Errorf("query %v, want limit=2 and state=published", q)
-		}
-	}
-	if diff := cmp.Diff([]string{"0", "2", "4"}, offsets); diff != "" {
-		t.Errorf("offsets requested (-want +got):\n%s", diff)
-	}
-	if !first.IsPublished || !first.HasArtifact || first.ArtifactSize != 2048 || first.Semver != "1.4.0" || !strings.Contains(string(first.Raw), `"extra":1`) {
-		t.Errorf("first version decoded as %+v", first)
-	}
-
-	// Breaking out stops the requests.
-	queries = nil
-	for range c.Builds.Versions(context.Background(), "p 1", WithVersionsPageSize(2)) {
-		break
-	}
-	if len(queries) != 1 {
-		t.Errorf("%d requests after breaking on the first version, want 1", len(queries))
-	}
-}
-
-func TestBuildsVersionsNeverRepeatAVersion(t *testing.T) {
-	c, mt, _ := buildsClient(t)
-	var offsets []string
-	mt.RegisterResponder("GET", `=~^`+buildsBase+`/v1/projects/p1/versions`, func(r *http.Request) (*http.Response, error) {
-		offset := r.URL.Query().Get("offset")
-		offsets = append(offsets, offset)
-		switch offset {
-		case "0":
-			return buildsAnswer(200, `{"versions":[{"id":"v5"},{"id":"v4"}],"pagination":{"hasMore":true}}`)(r)
-		case "2": // v6 was published meanwhile: everything moved down by one
-			return buildsAnswer(200, `{"versions":[{"id":"v4"},{"id":"v3"}],"pagination":{"hasMore":true}}`)(r)
-		}
-		// From here on the worker ignores the offset and answers one page forever.
-		return buildsAnswer(200, `{"versions":[{"id":"v2"},{"id":"v1"}],"pagination":{"hasMore":true}}`)(r)
-	})
-	var ids []string
-	var errs []error
-	for v, err := range c.Builds.Versions(context.Background(), "p1", WithVersionsPageSize(2)) {
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		ids = append(ids, v.ID)
-		if len(ids) > 10 {
-			t.Fatalf("still listing after %v", ids)
-		}
-	}
-	if diff := cmp.Diff([]string{"v5", "v4", "v3", "v2", "v1"}, ids); diff != "" {
-		t.Errorf("versions (-want +got):\n%s", diff)
-	}
-	if len(errs) != 1 || !errors.Is(errs[0], ErrInvalidResponse) {
-		t.Errorf("errors %v, want one ErrInvalidResponse for the page that brought nothing new", errs)
-	}
-	if diff := cmp.Diff([]string{"0", "2", "4", "6"}, offsets); diff != "" {
-		t.Errorf("offsets requested (-want +got):\n%s", diff)
-	}
-}
-
-func TestBuildsVersionsStopsAtFirstError(t *testing.T) {
-	c, mt, _ := buildsClient(t, WithRetry(1, time.Second))
-	mt.RegisterResponder("GET", `=~^`+buildsBase+`/v1/projects/p1/versions`, func(r *http.Request) (*http.Response, error) {
-		if r.URL.Query().Get("offset") == "0" {
-			return buildsAnswer(200, `{"versions":[{"id":"v2"},{"id":"v1"}],"pagination":{"hasMore":true}}`)(r)
-		}
-		return buildsAnswer(404, `{"error":"project_not_found","message":"gone"}`)(r)
-	})
-	var ids []string
-	var errs []error
-	for v, err := range c.Builds.Versions(context.Background(), "p1", WithVersionsPageSize(2)) {
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		ids = append(ids, v.ID)
-	}
-	if diff := cmp.Diff([]string{"v2", "v1"}, ids); diff != "" {
-		t.Errorf("versions before the error (-want +got):\n%s", diff)
-	}
-	if len(errs) != 1 || !errors.Is(errs[0], ErrNotFound) {
-		t.Errorf("errors %v, want one not-found", errs)
 	}
 }
 
@@ -596,13 +476,13 @@ func TestBuildsRefuseBadInputBeforeSending(t *testing.T) {
 			return err
 		},
 		"versions: empty project": func() error {
-			for _, err := range c.Builds.Versions(ctx, "") {
+			for _, err := range c.Builds.Versions(ctx, "", "") {
 				return err
 			}
 			return nil
 		},
-		"versions: page size over 100": func() error {
-			for _, err := range c.Builds.Versions(ctx, "p1", WithVersionsPageSize(500)) {
+		"versions: unknown state": func() error {
+			for _, err := range c.Builds.Versions(ctx, "p1", "draft") {
 				return err
 			}
 			return nil
@@ -630,7 +510,108 @@ func TestBuildsOddTypedFieldDoesNotHideAQueuedBuild(t *testing.T) {
 	mock.RegisterResponder("POST", "=~/v1/create-preview-for-new-project", httpmock.NewStringResponder(200,
 		`{"success":true,"jobId":"j1","buildId":"b1","projectId":"p1","status":"queued","message":{"text":"queued"},"code":7,"correlationId":12}`))
 	b, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x"})
-	if err != nil || b.BuildID != "b1" || b.ProjectID != "p1" {
+	if err != nil || b.ID != "b1" || b.ProjectID != "p1" {
 		t.Fatalf("got %+v, %v", b, err)
+	}
+}
+
+// Every method sends the caller's CallOptions with its request, and a
+// Response asked for is filled; a build's correlation id is the one sent
+// when the worker names none.
+func TestBuildsCallOptionsReachTheRequest(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	rec := buildsRecord(buildsAnswer(200, `{"success":true,"buildId":"B1","jobId":"J1","rollbackVersionId":"V9","status":"queued",
+		"versions":[],"events":[{"id":1,"event_type":"completed","phase":"deploy","finished":true}]}`))
+	mt.RegisterNoResponder(rec.respond)
+	ctx := context.Background()
+	opts := func(name string, r *Response) []CallOption {
+		return []CallOption{WithHeader("X-Trace", name), WithCorrelationID("corr-" + name), WithResponse(r)}
+	}
+	var resp Response
+	b, err := c.Builds.CreatePreview(ctx, CreatePreviewRequest{UserID: "u1", Prompt: "x"}, opts("create", &resp)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.CorrelationID != "corr-create" || resp.StatusCode != 200 || resp.CorrelationID != "corr-create" || resp.Attempts != 1 {
+		t.Errorf("build correlation id %q, response %+v; want corr-create, a 200 after 1 attempt", b.CorrelationID, resp)
+	}
+	calls := map[string]func(r *Response) error{
+		"update": func(r *Response) error {
+			_, err := c.Builds.UpdateProject(ctx, UpdateProjectRequest{UserID: "u1", ProjectID: "p1", Prompt: "x"}, opts("update", r)...)
+			return err
+		},
+		"rebuild": func(r *Response) error { _, err := c.Builds.Rebuild(ctx, "v1", opts("rebuild", r)...); return err },
+		"rollback": func(r *Response) error {
+			_, err := c.Builds.Rollback(ctx, RollbackRequest{UserID: "u1", ProjectID: "p1", TargetVersionID: "v1"}, opts("rollback", r)...)
+			return err
+		},
+		"status": func(r *Response) error { _, err := c.Builds.Status(ctx, "B1", "u1", opts("status", r)...); return err },
+		"versions": func(r *Response) error {
+			for _, err := range c.Builds.Versions(ctx, "p1", "", opts("versions", r)...) {
+				return err
+			}
+			return nil
+		},
+		"wait": func(r *Response) error {
+			_, err := c.Builds.Wait(ctx, "B1", "u1", append(opts("wait", r), WithMetadataWait(0))...)
+			return err
+		},
+	}
+	for name, call := range calls {
+		var r Response
+		n := len(rec.requests())
+		if err := call(&r); err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		reqs := rec.requests()
+		if len(reqs) != n+1 {
+			t.Errorf("%s made %d requests, want 1", name, len(reqs)-n)
+			continue
+		}
+		if h := reqs[n].Header; h.Get("X-Trace") != name || h.Get("X-Correlation-Id") != "corr-"+name {
+			t.Errorf("%s sent X-Trace %q and correlation id %q", name, h.Get("X-Trace"), h.Get("X-Correlation-Id"))
+		}
+		if r.StatusCode != 200 || r.CorrelationID != "corr-"+name {
+			t.Errorf("%s: response %+v, want its 200 recorded", name, r)
+		}
+	}
+}
+
+// A build or rollback started for a project makes the project's cached
+// export link stale: the next export asks the worker again.
+func TestBuildsDropTheProjectsExportLink(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	link := fmt.Sprintf(`{"success":true,"downloadUrl":"https://store.test/exports/p1.zip?X-Amz-Signature=x","expiresAt":%q,"filename":"p1.zip","size":1}`,
+		time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339))
+	exports := buildsRecord(buildsAnswer(200, link))
+	mt.RegisterResponder("GET", buildsBase+"/v1/projects/p1/export", exports.respond)
+	mt.RegisterResponder("POST", buildsBase+"/v1/update-project", buildsAnswer(200, `{"success":true,"buildId":"B1","projectId":"p1"}`))
+	mt.RegisterResponder("POST", buildsBase+"/v1/versions/rollback", buildsAnswer(200, `{"success":true,"rollbackVersionId":"V9"}`))
+	ctx := context.Background()
+	export := func() {
+		t.Helper()
+		if _, err := c.Exports.ProjectLink(ctx, "p1", "u1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	export()
+	export()
+	if n := len(exports.requests()); n != 1 {
+		t.Fatalf("%d export requests, want 1: the link is cached", n)
+	}
+	if _, err := c.Builds.UpdateProject(ctx, UpdateProjectRequest{UserID: "u1", ProjectID: "p1", Prompt: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	export()
+	if n := len(exports.requests()); n != 2 {
+		t.Errorf("%d export requests, want 2: an update makes the project's link stale", n)
+	}
+	if _, err := c.Builds.Rollback(ctx, RollbackRequest{UserID: "u1", ProjectID: "p1", TargetVersionID: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	export()
+	if n := len(exports.requests()); n != 3 {
+		t.Errorf("%d export requests, want 3: a rollback makes the project's link stale", n)
 	}
 }

@@ -50,8 +50,9 @@ type WorkerClient struct {
 	core   *core
 	common service
 
-	// The services' own state, beside the core's request path.
+	// The services' own state and settings, beside the core's request path.
 	billing billingState // the balance cache
+	builds  buildsConfig // the pre-build check, the event source
 	exports exportsState // the link cache and the download client
 	ai      aiState
 }
@@ -130,7 +131,6 @@ type core struct {
 
 	// Per-service state (caches and the like), declared in each service's
 	// file and set up by its init method.
-	builds buildsState
 }
 
 // NewWorkerClient makes a client. WithSecret is required; everything else
@@ -188,8 +188,8 @@ func newClient(cfg config) (*WorkerClient, error) {
 		userAgent:       cfg.userAgent,
 		userAgentHeader: []string{cfg.userAgent},
 	}
-	c.builds.init(c, cfg.builds)
 	wc := &WorkerClient{core: c}
+	wc.builds = cfg.builds
 	wc.billing.init(cfg.clock, cfg.billing)
 	wc.exports.init(c, cfg.exports)
 	if err := wc.ai.init(c, &cfg); err != nil {
@@ -314,14 +314,27 @@ func (c *core) result(ctx context.Context, p *retryPolicy, req *retryablehttp.Re
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		answerErr = c.errorFromResponse(resp, p, correlationID)
 	case p.answerErr != nil:
-		answerErr = &ResponseError{
-			StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),
-			CorrelationID: correlationID, Method: p.method, Path: p.path, Err: p.answerErr,
-		}
+		answerErr = c.unusableAnswer(p, resp, correlationID)
 	default:
 		return nil
 	}
 	return p.outcome(answerErr, correlationID)
+}
+
+// unusableAnswer is the error of a 2xx the call could not use: the worker's
+// own refusal when its wire type found one (success:false), named after the
+// call; otherwise a *ResponseError.
+func (c *core) unusableAnswer(p *retryPolicy, resp *http.Response, correlationID string) error {
+	var refusal *APIError
+	if errors.As(p.answerErr, &refusal) {
+		refusal.StatusCode, refusal.Method, refusal.Path = resp.StatusCode, p.method, p.path
+		refusal.CorrelationID = cmp.Or(refusal.CorrelationID, correlationID)
+		return refusal
+	}
+	return &ResponseError{
+		StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),
+		CorrelationID: correlationID, Method: p.method, Path: p.path, Err: p.answerErr,
+	}
 }
 
 // isIdempotent reports the methods HTTP defines as idempotent.

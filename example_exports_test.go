@@ -26,7 +26,7 @@ func builtProject() (*sheentest.Server, *sheen.WorkerClient, *sheen.BuildResult,
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := client.Builds.Wait(ctx, build.BuildID, "user-42")
+	res, err := client.Builds.Wait(ctx, build.ID, "user-42")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -223,14 +223,11 @@ func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMi
 	if err := checkMissing(ctx, missing); err != nil {
 		return nil, err
 	}
-	if _, err := newCallConfig(opts); err != nil {
-		return nil, err
-	}
-	b, err := s.client.Builds.Rebuild(ctx, missing.VersionID)
+	b, err := s.client.Builds.Rebuild(ctx, missing.VersionID, opts...)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.client.Builds.Wait(ctx, b.BuildID, missing.UserID, WithMetadataWait(0))
+	res, err := s.client.Builds.Wait(ctx, b.ID, missing.UserID, append([]CallOption{WithMetadataWait(0)}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

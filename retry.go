@@ -110,9 +110,11 @@ func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err e
 		}
 	}
 	retry, wait, ambiguous := decideRetry(a, p.idempotent, p.rule)
-	if a.err == nil && p.answerErr != nil {
-		// A 2xx that could not be used (a page of HTML, JSON of the wrong
-		// shape): something answered success, so the worker may have acted.
+	if a.err == nil && foreignAnswer(p.answerErr) {
+		// A 2xx that is not the worker's answer (a page of HTML, no body,
+		// broken JSON): something answered success, so the worker may have
+		// acted. (An answer the worker wrote that says no build started,
+		// refused by its wire type, is the worker's word: not ambiguous.)
 		ambiguous = true
 	}
 	p.ambiguous, p.wait = ambiguous, wait
@@ -262,11 +264,16 @@ func (p *retryPolicy) readAnswer(resp *http.Response) error {
 // one that arrived whole (even if it could not be decoded).
 func (p *retryPolicy) setAnswerErr(err error) error {
 	p.answerErr = err
-	var cut *bodyReadError
-	if errors.As(err, &cut) {
+	if err != nil && isCutShort(err) {
 		return err
 	}
 	return nil
+}
+
+// isCutShort reports an answer whose connection dropped midway.
+func isCutShort(err error) bool {
+	var cut *bodyReadError
+	return errors.As(err, &cut)
 }
 
 // answerBuffers holds buffers for reading answers; only small ones go back.
@@ -310,17 +317,48 @@ func decodeAnswer(resp *http.Response, body []byte, out any) error {
 		// No content reads as null: a wire type that checks itself refuses it.
 		return json.Unmarshal([]byte("null"), out)
 	case len(trimmed) == 0:
-		return errors.New("empty body where JSON was expected")
+		return &notJSONError{"empty body where JSON was expected"}
 	case trimmed[0] == '<' && !isJSONType(resp.Header.Get("Content-Type")):
-		return fmt.Errorf("got a page of %s where JSON was expected", mediaType(resp.Header.Get("Content-Type"), "markup"))
+		return &notJSONError{"got a page of " + mediaType(resp.Header.Get("Content-Type"), "markup") + " where JSON was expected"}
 	}
 	if v := reflect.ValueOf(out); v.Kind() == reflect.Pointer && !v.IsNil() {
 		v.Elem().SetZero()
+	}
+	if w, ok := out.(answerUnmarshaler); ok {
+		// The body is a pooled buffer: the wire type keeps a copy.
+		return w.unmarshalAnswer(bytes.Clone(trimmed))
 	}
 	if err := json.Unmarshal(trimmed, out); err != nil {
 		return fmt.Errorf("decoding JSON: %w", err)
 	}
 	return nil
+}
+
+// answerUnmarshaler is a wire type that reads a whole answer itself, in
+// one pass (a json.Unmarshaler is handed its bytes only after the decoder
+// has scanned them twice). b is the answer's body, capped like any other,
+// and the wire type's to keep; an error makes the call's *ResponseError.
+type answerUnmarshaler interface {
+	unmarshalAnswer(b []byte) error
+}
+
+// notJSONError is a 2xx answer that is not JSON at all.
+type notJSONError struct{ msg string }
+
+func (e *notJSONError) Error() string { return e.msg }
+
+// foreignAnswer reports a 2xx answer that the worker did not write: no
+// body, a page of HTML, JSON that does not parse or does not fit.
+func foreignAnswer(err error) bool {
+	if err == nil {
+		return false // before the targets, which escape: no allocation
+	}
+	var (
+		nj  *notJSONError
+		se  *json.SyntaxError
+		ute *json.UnmarshalTypeError
+	)
+	return errors.As(err, &nj) || errors.As(err, &se) || errors.As(err, &ute)
 }
 
 // bodyReadError is a response body that could not be read in full.

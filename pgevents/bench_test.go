@@ -19,7 +19,7 @@ import (
 const benchPollInterval = 100 * time.Millisecond
 
 // BenchmarkDeliveryLatency measures the time from an event's INSERT
-// (autocommit) to its delivery by Builds.Events, with the NOTIFY trigger and
+// (autocommit) to its delivery by Builds.Follow, with the NOTIFY trigger and
 // with polling alone, and reports p50-ms and p99-ms per mode. Each insert
 // waits a random part of the poll interval first, so polling is sampled at
 // every point of its cycle. For a steady p99, run enough samples:
@@ -45,8 +45,8 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 			delivered := make(chan int64, 1)
 			done := make(chan error, 1)
 			go func() {
-				for e, err := range client.Builds.Events(ctx, build, user, sheen.WithEventSource(src), sheen.WithMetadataWait(0),
-					sheen.WithPollInterval(func(string) time.Duration { return benchPollInterval })) {
+				for e, err := range client.Builds.Follow(ctx, build, user, sheen.WithEventSource(src), sheen.WithMetadataWait(0),
+					sheen.WithPollInterval(func(sheen.Phase) time.Duration { return benchPollInterval })) {
 					if err != nil {
 						done <- err
 						return

@@ -31,7 +31,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 
-	// Every Events and Wait call of this client reads from Postgres; one
+	// Every Follow and Wait call of this client reads from Postgres; one
 	// call can choose with sheen.WithEventSource instead.
 	client, err := sheen.NewWorkerClientFromEnv(sheen.WithBuildEventSource(pgevents.New(pool)))
 	if err != nil {
@@ -42,7 +42,7 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := client.Builds.Wait(ctx, build.BuildID, userID, sheen.WithEventCallback(func(e sheen.BuildEvent) {
+	res, err := client.Builds.Wait(ctx, build.ID, userID, sheen.WithEventCallback(func(e sheen.BuildEvent) {
 		fmt.Printf("%3.0f%% %s\n", 100*e.Progress, e.Title)
 	}))
 	if err != nil {

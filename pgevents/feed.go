@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -796,7 +797,7 @@ func (r *feedRun) scanOnce(ctx context.Context) (more, again bool, err error) {
 		var metaDone []string
 		seen := map[string]bool{}
 		for _, ev := range events {
-			if ev.Phase == sheen.PhaseMetadata && (ev.Kind == sheen.KindCompleted || ev.Kind == sheen.KindFailed || ev.Finished || (ev.HasProgress && ev.Progress >= 1)) {
+			if ev.MetadataDone() {
 				metaDone = append(metaDone, ev.BuildID)
 			}
 			if seen[ev.BuildID] {
@@ -1103,7 +1104,7 @@ func (r *feedRun) load(ctx context.Context, c claim) (Completion, time.Time, err
 	if err != nil {
 		return Completion{}, time.Time{}, err
 	}
-	o := outcomeOf(c.build, events)
+	res, ended, err := sheen.BuildOutcome(c.build, events)
 	comp := Completion{
 		Key:     "sheen-build-finished:" + f.name + ":" + c.build,
 		Feed:    f.name,
@@ -1111,25 +1112,36 @@ func (r *feedRun) load(ctx context.Context, c claim) (Completion, time.Time, err
 		UserID:  c.user,
 		Attempt: c.attempts,
 	}
+	var failed *sheen.BuildFailedError
 	switch {
-	case o.failure != nil:
-		comp.Failure, comp.FinishedAt = o.failed(), o.failure.CreatedAt
+	case errors.As(err, &failed):
+		comp.Failure, comp.FinishedAt = failed, failed.Event.CreatedAt
 		return comp, time.Time{}, nil
-	case o.success == nil:
+	case !ended || err != nil:
 		return comp, time.Time{}, fmt.Errorf("the events of build %s no longer show how it ended (event %d is gone)", c.build, c.eventID)
 	}
-	comp.FinishedAt = o.success.CreatedAt
-	if f.metaWait > 0 && !o.metadataDone {
-		start := o.success.CreatedAt
+	comp.FinishedAt = res.Final.CreatedAt
+	if f.metaWait > 0 && !res.MetadataDone {
+		start := res.Final.CreatedAt
 		if start.IsZero() || start.After(c.dbNow) {
 			start = c.discovered // created_at is not UTC, or missing
 		}
-		if until := o.metadataDeadline(start, f.metaWait, f.metaStartWait); c.dbNow.Before(until) {
+		if until := start.Add(f.metadataWait(events)); c.dbNow.Before(until) {
 			return comp, until, nil
 		}
 	}
-	comp.Result = o.result()
+	comp.Result = res
 	return comp, time.Time{}, nil
+}
+
+// metadataWait is how long after a deploy the feed waits for the metadata
+// phase, as Wait does: the wait, or the start wait while no metadata event
+// has shown up.
+func (f *Feed) metadataWait(events []sheen.BuildEvent) time.Duration {
+	if slices.ContainsFunc(events, func(e sheen.BuildEvent) bool { return e.Phase == sheen.PhaseMetadata }) {
+		return f.metaWait
+	}
+	return min(f.metaWait, f.metaStartWait)
 }
 
 // Recording statements, fenced by the claim's token: a claim that was

@@ -44,7 +44,7 @@
 // or delivered twice. While the database is unreachable, FetchEvents keeps
 // trying with backoff (20 ms doubling to 1 s, one attempt per Source at a
 // time) for WithOutageTolerance (5 minutes), or until its context ends, so
-// a crash and restart of the database only delays Events and Wait. Errors
+// a crash and restart of the database only delays Follow and Wait. Errors
 // that a retry cannot fix (a missing table, a refused password) end the
 // fetch at once.
 //

@@ -194,7 +194,8 @@ func TestSourceReadsCleanAndLegacyRowsOfTheUser(t *testing.T) {
 	type seen struct {
 		ID                int64
 		Kind              sheen.EventKind
-		Phase, Title      string
+		Phase             sheen.Phase
+		Title             string
 		Progress          float64
 		Preview, Version  string
 		Success, HasPrgrs bool
@@ -339,14 +340,14 @@ func TestConcurrentBuildsAreEachDeliveredOnceInOrder(t *testing.T) {
 	for _, mode := range []struct {
 		name    string
 		trigger bool
-		opts    []sheen.FollowOption
+		opts    []sheen.CallOption
 		srcOpts []Option
 	}{
 		// With the trigger, readers keep the default intervals (1 to 3 s)
 		// and are woken by notifications.
 		{name: "notifications", trigger: true},
 		{name: "polling", srcOpts: []Option{WithoutNotifications()},
-			opts: []sheen.FollowOption{sheen.WithPollInterval(func(string) time.Duration { return 20 * time.Millisecond })}},
+			opts: []sheen.CallOption{sheen.WithPollInterval(func(sheen.Phase) time.Duration { return 20 * time.Millisecond })}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			db := newTestDB(t, mode.trigger)
@@ -377,7 +378,7 @@ func TestConcurrentBuildsAreEachDeliveredOnceInOrder(t *testing.T) {
 			var wg sync.WaitGroup
 			for i, p := range plans {
 				wg.Go(func() {
-					opts := append([]sheen.FollowOption{sheen.WithEventSource(src),
+					opts := append([]sheen.CallOption{sheen.WithEventSource(src),
 						sheen.WithEventCallback(func(e sheen.BuildEvent) { readings[i].ids = append(readings[i].ids, e.ID) })}, mode.opts...)
 					readings[i].res, readings[i].err = client.Builds.Wait(ctx, p.id, user, opts...)
 				})
@@ -469,7 +470,7 @@ func TestReaderSurvivesKilledConnections(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := client.Builds.Wait(ctx, "01JKILLED", user, sheen.WithEventSource(src), sheen.WithMetadataWait(0),
-			sheen.WithPollInterval(func(string) time.Duration { return 10 * time.Millisecond }),
+			sheen.WithPollInterval(func(sheen.Phase) time.Duration { return 10 * time.Millisecond }),
 			sheen.WithEventCallback(func(e sheen.BuildEvent) { read = append(read, e.ID) }))
 		done <- err
 	}()
@@ -516,7 +517,7 @@ func TestNotificationsWakeTheReader(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := client.Builds.Wait(ctx, "01JNOTIFY", user, sheen.WithEventSource(src), sheen.WithMetadataWait(0),
-			sheen.WithPollInterval(func(string) time.Duration { return time.Hour }),
+			sheen.WithPollInterval(func(sheen.Phase) time.Duration { return time.Hour }),
 			sheen.WithEventCallback(func(e sheen.BuildEvent) { delivered <- e }))
 		done <- err
 	}()
@@ -593,7 +594,7 @@ func TestSourceErrorsThatRetriesCannotFix(t *testing.T) {
 	t.Logf("failed after %s", time.Since(start))
 	// The reader stops with it, once.
 	var errs []error
-	for _, err := range newClient(t).Builds.Events(ctx, "B1", uuid.NewString(), sheen.WithEventSource(src)) {
+	for _, err := range newClient(t).Builds.Follow(ctx, "B1", uuid.NewString(), sheen.WithEventSource(src)) {
 		errs = append(errs, err)
 	}
 	if len(errs) != 1 || errs[0] == nil {

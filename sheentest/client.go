@@ -36,7 +36,7 @@ func ClientOptions() []sheen.Option {
 //     worker would.
 //   - Its first backoff step is 1 ms, so a retried 5xx fault costs
 //     milliseconds (Retry-After is honoured as sent).
-//   - Builds.Events and Builds.Wait read build events from the server's
+//   - Builds.Follow and Builds.Wait read build events from the server's
 //     HTTP endpoint as usual, but are woken as soon as the server writes an
 //     event instead of polling every 1 to 3 s, so following a build that
 //     moves with Step, Finish or PaceTimed costs no polling delay.

@@ -98,7 +98,7 @@ func TestClientIsWokenByEachEvent(t *testing.T) {
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		res, err := c.Builds.Wait(ctx, b.BuildID, "u1", sheen.WithEventCallback(func(e sheen.BuildEvent) {
+		res, err := c.Builds.Wait(ctx, b.ID, "u1", sheen.WithEventCallback(func(e sheen.BuildEvent) {
 			select {
 			case seen <- e:
 			case <-ctx.Done():
@@ -107,7 +107,7 @@ func TestClientIsWokenByEachEvent(t *testing.T) {
 		done <- outcome{res, err}
 	}()
 	steps := 0
-	for srv.Step(b.BuildID) {
+	for srv.Step(b.ID) {
 		steps++
 		select {
 		case <-seen: // read by a reader that only a wake-up can have moved

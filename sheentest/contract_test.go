@@ -157,13 +157,13 @@ func (r *contractRun) buildsFlow(ctx context.Context) (projectID, firstVersion s
 	if err != nil {
 		t.Fatalf("CreatePreview: %v", err)
 	}
-	res, err := c.Builds.Wait(ctx, b.BuildID, "u1")
+	res, err := c.Builds.Wait(ctx, b.ID, "u1")
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
-	must(t, "Status", func() error { _, err := c.Builds.Status(ctx, b.BuildID, "u1"); return err })
+	must(t, "Status", func() error { _, err := c.Builds.Status(ctx, b.ID, "u1"); return err })
 	n := 0
-	for _, err := range c.Builds.Events(ctx, b.BuildID, "u1", sheen.WithMetadataWait(0)) {
+	for _, err := range c.Builds.Follow(ctx, b.ID, "u1", sheen.WithMetadataWait(0)) {
 		if err != nil {
 			t.Fatalf("Events: %v", err)
 		}
@@ -176,9 +176,9 @@ func (r *contractRun) buildsFlow(ctx context.Context) (projectID, firstVersion s
 	if err != nil {
 		t.Fatalf("UpdateProject: %v", err)
 	}
-	must(t, "Wait (update)", func() error { _, err := c.Builds.Wait(ctx, up.BuildID, "u1"); return err })
+	must(t, "Wait (update)", func() error { _, err := c.Builds.Wait(ctx, up.ID, "u1"); return err })
 	versions := 0
-	for _, err := range c.Builds.Versions(ctx, b.ProjectID) {
+	for _, err := range c.Builds.Versions(ctx, b.ProjectID, "") {
 		if err != nil {
 			t.Fatalf("Versions: %v", err)
 		}

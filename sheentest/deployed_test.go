@@ -43,7 +43,7 @@ func TestDeployedInlineCheckAcceptsEveryBody(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreatePreview: %v", err)
 	}
-	if b.BuildID == "" {
+	if b.ID == "" {
 		t.Fatal("no build id")
 	}
 	// A raw body through Do is rewritten into the worker's form too.

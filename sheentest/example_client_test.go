@@ -29,9 +29,9 @@ func ExampleServer_Client() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	go srv.Finish(build.BuildID) // every step, as the real worker would over a minute or two
+	go srv.Finish(build.ID) // every step, as the real worker would over a minute or two
 
-	res, err := client.Builds.Wait(ctx, build.BuildID, "u1")
+	res, err := client.Builds.Wait(ctx, build.ID, "u1")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -369,15 +369,15 @@ func (g *fixtureGen) main() {
 	var res *sheen.BuildResult
 	r.call("build-events", func(ctx context.Context) error {
 		var err error
-		res, err = c.Builds.Wait(ctx, build.BuildID, fixtureUser)
+		res, err = c.Builds.Wait(ctx, build.ID, fixtureUser)
 		return err
 	}, nil)
 	r.call("build-events.none", func(ctx context.Context) error {
 		var raw []byte
-		return c.Do(ctx, "GET", fmt.Sprintf("/v1/builds/%s/events?userId=%s&lastEventId=%d", build.BuildID, fixtureUser, res.LastEventID), nil, &raw)
+		return c.Do(ctx, "GET", fmt.Sprintf("/v1/builds/%s/events?userId=%s&lastEventId=%d", build.ID, fixtureUser, res.LastEventID), nil, &raw)
 	}, nil)
 	r.call("build-status", func(ctx context.Context) error {
-		_, err := c.Builds.Status(ctx, build.BuildID, fixtureUser)
+		_, err := c.Builds.Status(ctx, build.ID, fixtureUser)
 		return err
 	}, nil)
 
@@ -401,7 +401,7 @@ func (g *fixtureGen) main() {
 		return err
 	}, nil)
 	r.call("versions", func(ctx context.Context) error {
-		for _, err := range c.Builds.Versions(ctx, build.ProjectID) {
+		for _, err := range c.Builds.Versions(ctx, build.ProjectID, "") {
 			if err != nil {
 				return err
 			}
@@ -454,7 +454,7 @@ func (g *fixtureGen) main() {
 		if err != nil {
 			return err
 		}
-		_, err = c.Builds.Wait(ctx, b.BuildID, fixtureUser)
+		_, err = c.Builds.Wait(ctx, b.ID, fixtureUser)
 		return err
 	}, isAs[*sheen.BuildFailedError])
 

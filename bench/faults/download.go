@@ -17,7 +17,7 @@ func download(ctx context.Context, c *sheen.WorkerClient, srv *sheentest.Server)
 	if err != nil {
 		return err
 	}
-	if _, err := c.Builds.Wait(ctx, b.BuildID, user, sheen.WithMetadataWait(0)); err != nil {
+	if _, err := c.Builds.Wait(ctx, b.ID, user, sheen.WithMetadataWait(0)); err != nil {
 		return err
 	}
 	link, err := c.Exports.ProjectLink(ctx, b.ProjectID, user)

@@ -1,5 +1,5 @@
 // Command pgevents measures what following idle builds through
-// pgevents costs: 10, 100 and 1,000 followers (Builds.Events, each polling
+// pgevents costs: 10, 100 and 1,000 followers (Builds.Follow, each polling
 // at the reference UI's pace, 1 s in the build phase) of builds where
 // nothing happens, against a throwaway PostgreSQL server (internal/pgtest).
 //
@@ -222,7 +222,7 @@ func measure(ctx context.Context, cluster *pgtest.Cluster, mode string, n int, w
 	errs := make(chan error, n)
 	for _, b := range builds {
 		wg.Go(func() {
-			for _, err := range client.Builds.Events(runCtx, b, user, sheen.WithEventSource(src)) {
+			for _, err := range client.Builds.Follow(runCtx, b, user, sheen.WithEventSource(src)) {
 				if err != nil {
 					if runCtx.Err() == nil {
 						errs <- err

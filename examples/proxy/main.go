@@ -184,7 +184,7 @@ func (a *app) owns(r *http.Request, userID string, kind sheen.ResourceKind, id s
 		return nil
 	case sheen.ResourceVersion:
 		for _, pid := range a.projectsOf(userID) {
-			for v, err := range a.client.Builds.Versions(r.Context(), pid) {
+			for v, err := range a.client.Builds.Versions(r.Context(), pid, "") {
 				if err != nil {
 					return err
 				}
@@ -277,7 +277,7 @@ func (a *app) createProject(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	a.projects[b.ProjectID] = userID
 	a.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]string{"projectId": b.ProjectID, "buildId": b.BuildID})
+	writeJSON(w, http.StatusOK, map[string]string{"projectId": b.ProjectID, "buildId": b.ID})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -106,7 +106,7 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 		}
 	}()
 	var client *sheen.WorkerClient
-	var follow []sheen.FollowOption
+	var follow []sheen.CallOption
 	if os.Getenv(sheen.EnvBaseURL) == "" {
 		// No worker configured: start the fake one, signing like the
 		// deployed worker, moving builds a step every 300 ms.
@@ -131,7 +131,7 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 			opt.userID = "7d1f7e52-5b0e-4c7a-9a59-2f2d0f0a6b11"
 		}
 		// The fake is quick: poll it faster than the worker's own UI does.
-		follow = append(follow, sheen.WithPollInterval(func(string) time.Duration { return 150 * time.Millisecond }))
+		follow = append(follow, sheen.WithPollInterval(func(sheen.Phase) time.Duration { return 150 * time.Millisecond }))
 	} else {
 		c, err := sheen.NewWorkerClientFromEnv()
 		if err != nil {
@@ -176,10 +176,10 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 	if err != nil {
 		return fmt.Errorf("create build: %w", err)
 	}
-	fmt.Fprintf(out, "3. Build %s started for project %s\n", b.BuildID, b.ProjectID)
+	fmt.Fprintf(out, "3. Build %s started for project %s\n", b.ID, b.ProjectID)
 	bar := newBar(out, "   build   ", opt.tty)
 	buildStart := time.Now()
-	res, err := client.Builds.Wait(ctx, b.BuildID, opt.userID, append(follow, sheen.WithEventCallback(func(e sheen.BuildEvent) {
+	res, err := client.Builds.Wait(ctx, b.ID, opt.userID, append(follow, sheen.WithEventCallback(func(e sheen.BuildEvent) {
 		if e.HasProgress && e.Phase != "metadata" {
 			bar.set(e.Progress, e.Title, e.Title)
 		}
@@ -193,7 +193,7 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 		return fmt.Errorf("follow build: %w", err)
 	}
 	fmt.Fprintf(out, "   done: preview at %s, version %s\n", res.PreviewURL, res.VersionID)
-	sum.build, sum.preview, sum.events, sum.buildTook = b.BuildID, res.PreviewURL, res.Events, time.Since(buildStart)
+	sum.build, sum.preview, sum.events, sum.buildTook = b.ID, res.PreviewURL, res.Events, time.Since(buildStart)
 
 	// 4. Export the project and download the archive.
 	link, err := client.Exports.ProjectLink(ctx, b.ProjectID, opt.userID)
@@ -279,8 +279,8 @@ func insufficientDemo(ctx context.Context, out io.Writer, client *sheen.WorkerCl
 	if err != nil {
 		return fmt.Errorf("build after payment: %w", err)
 	}
-	fmt.Fprintf(out, "   balance now %s: build %s started\n", minutes(bal.Total), b.BuildID)
-	sum.refusedThenUnlocked = fmt.Sprintf("refused with %s for want of %s, built after a top-up (%s)", short.Code, minutes(short.Required-short.Available), b.BuildID)
+	fmt.Fprintf(out, "   balance now %s: build %s started\n", minutes(bal.Total), b.ID)
+	sum.refusedThenUnlocked = fmt.Sprintf("refused with %s for want of %s, built after a top-up (%s)", short.Code, minutes(short.Required-short.Available), b.ID)
 	return nil
 }
 

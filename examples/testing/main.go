@@ -110,7 +110,7 @@ func (s *service) publish(ctx context.Context, user, prompt string) (*published,
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.worker.Builds.Wait(ctx, build.BuildID, user)
+	res, err := s.worker.Builds.Wait(ctx, build.ID, user)
 	if err != nil {
 		return nil, err
 	}

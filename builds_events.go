@@ -10,17 +10,6 @@ import (
 	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
-// Build phases the worker reports (BuildEvent.Phase). Legacy rows carry no
-// phase; the SDK derives one from their event type.
-const (
-	PhaseSetup        = "setup"
-	PhaseDevelopment  = "development"
-	PhaseDependencies = "dependencies"
-	PhaseBuild        = "build"
-	PhaseDeploy       = "deploy"
-	PhaseMetadata     = "metadata"
-)
-
 // EventKind is what an event says happened, whatever spelling its type had:
 // the clean types (started, progress, completed, failed) map to themselves,
 // legacy types by their suffix (plan_started is started, deploy_completed is
@@ -57,7 +46,7 @@ type BuildEvent struct {
 	// Phase is setup, development, dependencies, build, deploy or metadata
 	// (see the Phase constants), derived from a legacy type when the row
 	// has none, empty when unknown.
-	Phase string
+	Phase Phase
 	// Title and Description are the user-facing text. A legacy row's
 	// message is its Title.
 	Title       string
@@ -125,8 +114,10 @@ func (e BuildEvent) MetadataFailed() bool {
 	return e.Kind == KindFailed && e.Phase == PhaseMetadata
 }
 
-// metadataDone reports whether the event ends the metadata phase.
-func (e BuildEvent) metadataDone() bool {
+// MetadataDone reports whether the event ends the metadata phase: a
+// completed or failed event of that phase, one the worker marked finished,
+// or one at 100%.
+func (e BuildEvent) MetadataDone() bool {
 	return e.Phase == PhaseMetadata &&
 		(e.Kind == KindCompleted || e.Kind == KindFailed || e.Finished || (e.HasProgress && e.Progress >= 1))
 }
@@ -158,24 +149,6 @@ type EventRow struct {
 	VersionName      string
 }
 
-// legacyData is what legacy rows keep in event_data.
-type legacyData struct {
-	Message         string            `json:"message"`
-	Title           string            `json:"title"`
-	Description     string            `json:"description"`
-	Phase           string            `json:"phase"`
-	PreviewURL      string            `json:"previewUrl"`
-	PreviewURLSnake string            `json:"preview_url"`
-	Progress        jsonx.LooseNumber `json:"progress"`
-	OverallProgress jsonx.LooseNumber `json:"overall_progress"`
-	Finished        jsonx.LooseBool   `json:"finished"`
-	Error           json.RawMessage   `json:"error"`
-	ErrorCode       string            `json:"errorCode"`
-	VersionID       string            `json:"versionId"`
-	VersionName     string            `json:"versionName"`
-	Duration        jsonx.LooseNumber `json:"duration_seconds"`
-}
-
 // Event turns the row into a BuildEvent: the clean columns first, a legacy
 // row's event_data for whatever they leave empty, a phase derived from a
 // legacy type, progress clamped to [0, 1].
@@ -186,7 +159,7 @@ func (r EventRow) Event() BuildEvent {
 		UserID:      r.UserID,
 		Type:        r.EventType,
 		Kind:        kindOf(r.EventType),
-		Phase:       strings.ToLower(strings.TrimSpace(r.EventPhase)),
+		Phase:       Phase(strings.ToLower(strings.TrimSpace(r.EventPhase))),
 		Title:       r.EventTitle,
 		Description: r.EventDescription,
 		Finished:    r.Finished,
@@ -228,7 +201,7 @@ func (ev *BuildEvent) fillLegacy(d legacyData) {
 		ev.Description = d.Description
 	}
 	if ev.Phase == "" {
-		ev.Phase = strings.ToLower(strings.TrimSpace(d.Phase))
+		ev.Phase = Phase(strings.ToLower(strings.TrimSpace(d.Phase)))
 	}
 	if ev.PreviewURL == "" {
 		ev.PreviewURL = cmp.Or(d.PreviewURL, d.PreviewURLSnake)
@@ -286,7 +259,7 @@ func kindOf(eventType string) EventKind {
 }
 
 // legacyPhase derives a phase from a legacy event type's prefix.
-func legacyPhase(eventType string) string {
+func legacyPhase(eventType string) Phase {
 	t := strings.ToLower(strings.TrimSpace(eventType))
 	prefix, _, found := strings.Cut(t, "_")
 	if !found {
@@ -321,142 +294,110 @@ func clampProgress(p float64) float64 {
 	return min(max(p, 0), 1)
 }
 
-// eventErrorWire is an event's error object.
-type eventErrorWire struct {
-	Code        string          `json:"code"`
-	Message     string          `json:"message"`
-	UserMessage string          `json:"userMessage"`
-	Params      json.RawMessage `json:"params"`
-}
-
-// decodeEventError reads an error given as an object or a string; nil for
-// null, absent or empty.
-func decodeEventError(raw json.RawMessage) *BuildEventError {
-	raw = nonNullJSON(raw)
-	if len(raw) == 0 {
-		return nil
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		if s == "" {
-			return nil
-		}
-		if codeShaped.MatchString(s) {
-			return &BuildEventError{Code: s}
-		}
-		return &BuildEventError{Message: s}
-	}
-	var w eventErrorWire
-	if json.Unmarshal(raw, &w) != nil {
-		return nil
-	}
-	e := &BuildEventError{Code: w.Code, Message: cmp.Or(w.UserMessage, w.Message), Params: nonNullJSON(w.Params)}
-	if e.Code == "" && e.Message == "" && len(e.Params) == 0 {
-		return nil
-	}
-	return e
-}
-
-// nonNull returns raw, or nil when it is empty or JSON null.
-func nonNullJSON(raw json.RawMessage) json.RawMessage {
-	t := bytes.TrimSpace(raw)
-	if len(t) == 0 || bytes.Equal(t, []byte("null")) {
-		return nil
-	}
-	return raw
-}
-
-// eventWire is an event as the worker's HTTP endpoint sends it. The table's
-// column names are accepted beside the endpoint's, and camelCase beside
-// snake_case, so a route that sends raw rows is read as well.
-type eventWire struct {
-	ID               jsonx.LooseID     `json:"id"`
-	BuildID          string            `json:"build_id"`
-	BuildIDCamel     string            `json:"buildId"`
-	UserID           string            `json:"user_id"`
-	EventType        string            `json:"event_type"`
-	EventTypeCamel   string            `json:"eventType"`
-	Phase            string            `json:"phase"`
-	EventPhase       string            `json:"event_phase"`
-	Title            string            `json:"title"`
-	EventTitle       string            `json:"event_title"`
-	Description      string            `json:"description"`
-	EventDescription string            `json:"event_description"`
-	OverallProgress  jsonx.LooseNumber `json:"overall_progress"`
-	ProgressCamel    jsonx.LooseNumber `json:"overallProgress"`
-	Finished         jsonx.LooseBool   `json:"finished"`
-	PreviewURL       string            `json:"preview_url"`
-	PreviewURLCamel  string            `json:"previewUrl"`
-	EventCode        string            `json:"event_code"`
-	EventParams      json.RawMessage   `json:"event_params"`
-	Error            json.RawMessage   `json:"error"`
-	ErrorCode        string            `json:"error_code"`
-	ErrorParams      json.RawMessage   `json:"error_params"`
-	UserErrorMessage string            `json:"user_error_message"`
-	EventData        json.RawMessage   `json:"event_data"`
-	CreatedAt        jsonx.LooseTime   `json:"created_at"`
-	CreatedAtCamel   jsonx.LooseTime   `json:"createdAt"`
-	VersionID        string            `json:"versionId"`
-	VersionIDSnake   string            `json:"version_id"`
-	VersionName      string            `json:"versionName"`
-	VersionNameSnake string            `json:"version_name"`
-	DurationSeconds  jsonx.LooseNumber `json:"duration_seconds"`
-}
-
-// decodeEvent reads one event of the HTTP endpoint; ok is false when it is
-// not an object or has no usable id. A field of an unexpected type is left
-// out rather than the event: dropping it could drop the build's end.
-func decodeEvent(raw json.RawMessage) (BuildEvent, bool) {
-	var w eventWire
-	if !jsonx.DecodeLoosely(raw, &w) {
-		return BuildEvent{}, false
-	}
-	id, ok := w.ID.Int64()
-	if !ok {
-		return BuildEvent{}, false
-	}
-	row := EventRow{
-		ID:               id,
-		BuildID:          cmp.Or(w.BuildID, w.BuildIDCamel),
-		EventType:        cmp.Or(w.EventType, w.EventTypeCamel),
-		EventData:        w.EventData,
-		UserID:           w.UserID,
-		CreatedAt:        w.CreatedAt.Time,
-		EventPhase:       cmp.Or(w.Phase, w.EventPhase),
-		EventTitle:       cmp.Or(w.Title, w.EventTitle),
-		EventDescription: cmp.Or(w.Description, w.EventDescription),
-		Finished:         w.Finished.Bool,
-		PreviewURL:       cmp.Or(w.PreviewURL, w.PreviewURLCamel),
-		ErrorCode:        w.ErrorCode,
-		ErrorParams:      w.ErrorParams,
-		UserErrorMessage: w.UserErrorMessage,
-		EventCode:        w.EventCode,
-		EventParams:      w.EventParams,
-		VersionID:        cmp.Or(w.VersionID, w.VersionIDSnake),
-		VersionName:      cmp.Or(w.VersionName, w.VersionNameSnake),
-	}
-	if row.CreatedAt.IsZero() {
-		row.CreatedAt = w.CreatedAtCamel.Time
-	}
-	if p := cmp.Or(w.OverallProgress, w.ProgressCamel); p.Valid {
-		f := p.Float
-		row.OverallProgress = &f
-	}
-	if w.DurationSeconds.Valid {
-		f := w.DurationSeconds.Float
-		row.DurationSeconds = &f
-	}
-	ev := row.Event()
-	if e := decodeEventError(w.Error); e != nil {
-		if ev.Error == nil {
-			ev.Error = e
-		} else {
-			ev.Error.Code = cmp.Or(ev.Error.Code, e.Code)
-			ev.Error.Message = cmp.Or(ev.Error.Message, e.Message)
-			if ev.Error.Params == nil {
-				ev.Error.Params = e.Params
-			}
+// BuildOutcome reads a build's events, in ascending id order, by the rules
+// Follow and Wait apply (the first failure or deploy completion stands;
+// after a deploy, the metadata phase is read until it ends), and says how
+// the build ended, for readers that do not follow a build live (package
+// pgevents' Feed): a *BuildResult when its deploy completed (MetadataDone
+// false when the metadata phase had not ended by the last event), a
+// *BuildFailedError when it failed, and ended false, with neither, when
+// the events show no end yet.
+func BuildOutcome(buildID string, events []BuildEvent) (result *BuildResult, ended bool, err error) {
+	var o outcome
+	for _, ev := range events {
+		ev.Progress = clampProgress(ev.Progress)
+		o.observe(ev)
+		if o.ended() {
+			break
 		}
 	}
-	return ev, true
+	return o.result(buildID)
+}
+
+// outcome is what a build's events, read in id order, say about how it
+// ended: Follow's and Wait's bookkeeping, and BuildOutcome's.
+type outcome struct {
+	count        int
+	lastID       int64
+	firstAt      time.Time // the first event's CreatedAt
+	success      *BuildEvent
+	failure      *BuildEvent
+	metadataSeen bool
+	metadataDone bool
+	metadataErr  *BuildEventError
+	previewURL   string
+	versionID    string
+	versionName  string
+}
+
+// observe takes the next event into account.
+func (o *outcome) observe(ev BuildEvent) {
+	o.count++
+	o.lastID = ev.ID
+	if o.count == 1 {
+		o.firstAt = ev.CreatedAt
+	}
+	o.previewURL = cmp.Or(ev.PreviewURL, o.previewURL)
+	o.versionID = cmp.Or(ev.VersionID, o.versionID)
+	o.versionName = cmp.Or(ev.VersionName, o.versionName)
+	o.metadataSeen = o.metadataSeen || ev.Phase == PhaseMetadata
+	o.metadataDone = o.metadataDone || ev.MetadataDone()
+	if ev.MetadataFailed() && o.metadataErr == nil {
+		o.metadataErr = ev.Error
+		if o.metadataErr == nil {
+			o.metadataErr = &BuildEventError{Code: ev.Code, Message: cmp.Or(ev.Description, ev.Title, "metadata generation failed")}
+		}
+	}
+	if o.success != nil || o.failure != nil {
+		return // the first outcome stands
+	}
+	switch {
+	case ev.DeploySucceeded():
+		o.success = &ev
+	case ev.BuildFailed():
+		o.failure = &ev
+	}
+}
+
+// ended reports whether the events so far settle the outcome: a failure,
+// or a deploy whose metadata phase has ended.
+func (o *outcome) ended() bool {
+	return o.failure != nil || (o.success != nil && o.metadataDone)
+}
+
+// metadataWait is how long after the deploy a reader waits for the
+// metadata phase: wait, or startWait when no metadata event has shown up.
+func (o *outcome) metadataWait(wait, startWait time.Duration) time.Duration {
+	if !o.metadataSeen {
+		return min(wait, startWait)
+	}
+	return wait
+}
+
+// result is how the build of buildID ended as far as the events say (see
+// BuildOutcome).
+func (o *outcome) result(buildID string) (*BuildResult, bool, error) {
+	switch {
+	case o.failure != nil:
+		return nil, true, newBuildFailedError(buildID, *o.failure)
+	case o.success == nil:
+		return nil, false, nil
+	}
+	s := o.success
+	r := &BuildResult{
+		ID:            cmp.Or(buildID, s.BuildID),
+		PreviewURL:    cmp.Or(s.PreviewURL, o.previewURL),
+		VersionID:     o.versionID,
+		VersionName:   o.versionName,
+		Final:         *s,
+		LastEventID:   o.lastID,
+		Events:        o.count,
+		MetadataDone:  o.metadataDone,
+		MetadataError: o.metadataErr,
+		Duration:      s.Duration,
+	}
+	if r.Duration == 0 && !o.firstAt.IsZero() && s.CreatedAt.After(o.firstAt) {
+		r.Duration = s.CreatedAt.Sub(o.firstAt)
+	}
+	return r, true, nil
 }

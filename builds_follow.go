@@ -1,0 +1,517 @@
+package sheen
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// ErrBuildFailed is matched (errors.Is) by the *BuildFailedError that Wait
+// returns when the build ends in failure.
+var ErrBuildFailed = errors.New("sheen: build failed")
+
+// DefaultMetadataWait is how long, by default, Follow and Wait keep
+// following the metadata phase after the deploy completed.
+const DefaultMetadataWait = 30 * time.Second
+
+// DefaultMetadataStartWait is how long, by default, Follow and Wait wait
+// after the deploy completed for the metadata phase to show up at all,
+// before deciding the build has none.
+const DefaultMetadataStartWait = 5 * time.Second
+
+// EventSource is where build events come from. The default is the worker's
+// HTTP endpoint (GET /v1/builds/{buildId}/events); package pgevents reads
+// the project_build_events table directly. Give one to a call with
+// WithEventSource or to the client with WithBuildEventSource.
+type EventSource interface {
+	// FetchEvents returns the user-visible events of build buildID for user
+	// userID whose id is greater than after, in ascending id order. more
+	// reports that further events exist that this batch left out (a page
+	// limit), so the reader asks again at once instead of waiting out its
+	// poll interval. Retry transient failures inside; an error returned
+	// here ends the reading.
+	FetchEvents(ctx context.Context, buildID, userID string, after int64) (events []BuildEvent, more bool, err error)
+}
+
+// EventNotifier is an optional interface of an EventSource that can tell
+// early that a build may have new events (Postgres LISTEN/NOTIFY, a
+// webhook). A reader subscribes for as long as it follows a build and
+// fetches as soon as the channel receives instead of waiting out its poll
+// interval. It keeps polling at the interval all the same, so a notifier
+// that goes quiet only makes delivery slower, never stops it.
+type EventNotifier interface {
+	// Subscribe returns a channel that receives whenever events of buildID
+	// may have been written, and a function that ends the subscription
+	// (called exactly once, when the reader stops). Sends must never block:
+	// a buffer of one and a non-blocking send will do, since one fetch
+	// reads everything new.
+	Subscribe(ctx context.Context, buildID string) (wake <-chan struct{}, stop func())
+}
+
+// defaultPollInterval is the reference UI's pace for a build's current
+// phase: 1 s in build and deploy, 3 s in dependencies, 2 s otherwise.
+func defaultPollInterval(phase Phase) time.Duration {
+	switch phase {
+	case PhaseBuild, PhaseDeploy:
+		return time.Second
+	case PhaseDependencies:
+		return 3 * time.Second
+	}
+	return 2 * time.Second
+}
+
+// followConfig is what the follow options (the CallOptions below, read by
+// Follow and Wait only) set, in callConfig.follow.
+type followConfig struct {
+	source            EventSource
+	interval          func(Phase) time.Duration
+	metadataWait      time.Duration
+	metadataStartWait time.Duration
+	waitSet           bool // metadataWait was given (0 is a value)
+	startWaitSet      bool // metadataStartWait was given
+	after             int64
+	onEvent           func(BuildEvent)
+	err               error // the first option given a bad value
+}
+
+// refuse records an option's bad value; the call returns it.
+func (f *followConfig) refuse(option, reason string) {
+	if f.err == nil {
+		f.err = &ValidationError{Field: option, Reason: reason}
+	}
+}
+
+// WithEventSource has Follow or Wait read the events from src instead of
+// the client's source (the worker's HTTP endpoint unless
+// WithBuildEventSource said otherwise). Other calls ignore it.
+func WithEventSource(src EventSource) CallOption {
+	return func(c *callConfig) {
+		if src == nil {
+			c.follow.refuse("WithEventSource", "source is nil")
+			return
+		}
+		c.follow.source = src
+	}
+}
+
+// WithPollInterval sets how long Follow or Wait waits between fetches,
+// given the phase of the latest event ("" before any). A result of zero or
+// less means the default for that phase (1 s in build and deploy, 3 s in
+// dependencies, 2 s otherwise). Other calls ignore it.
+func WithPollInterval(interval func(phase Phase) time.Duration) CallOption {
+	return func(c *callConfig) {
+		if interval == nil {
+			c.follow.refuse("WithPollInterval", "function is nil")
+			return
+		}
+		c.follow.interval = interval
+	}
+}
+
+// WithMetadataWait sets how long, after the deploy completed, Follow or
+// Wait keeps following the metadata phase that runs after it (the
+// version's name, recommendations; a metadata failure is reported there).
+// Reading stops as soon as that phase ends (completed, failed, finished or
+// at 100%), when no metadata event has shown up within the start wait (see
+// WithMetadataStartWait), or when d has passed since the deploy's
+// completion was read, whichever comes first; either way the build counts
+// as succeeded. The default is DefaultMetadataWait (30 s); 0 stops at the
+// deploy's completion, for callers who want the preview URL as soon as it
+// exists. d must not be negative. Other calls ignore it.
+func WithMetadataWait(d time.Duration) CallOption {
+	return func(c *callConfig) {
+		if d < 0 {
+			c.follow.refuse("WithMetadataWait", "must not be negative")
+			return
+		}
+		c.follow.metadataWait, c.follow.waitSet = d, true
+	}
+}
+
+// WithMetadataStartWait sets how long, after the deploy completed, Follow
+// or Wait waits for a first metadata event before deciding the build has
+// no metadata phase and stopping (default DefaultMetadataStartWait, 5 s;
+// never longer than WithMetadataWait's wait). d must not be negative.
+// Other calls ignore it.
+func WithMetadataStartWait(d time.Duration) CallOption {
+	return func(c *callConfig) {
+		if d < 0 {
+			c.follow.refuse("WithMetadataStartWait", "must not be negative")
+			return
+		}
+		c.follow.metadataStartWait, c.follow.startWaitSet = d, true
+	}
+}
+
+// WithAfterEventID has Follow or Wait resume after event id (the largest
+// id a previous reader saw), instead of from the build's first event. id
+// must not be negative. Other calls ignore it.
+func WithAfterEventID(id int64) CallOption {
+	return func(c *callConfig) {
+		if id < 0 {
+			c.follow.refuse("WithAfterEventID", "must not be negative")
+			return
+		}
+		c.follow.after = id
+	}
+}
+
+// WithEventCallback calls fn with every event as it is read, before Follow
+// yields it or Wait moves on: a hook for progress bars. fn runs on the
+// reading goroutine; keep it quick. Other calls ignore it.
+func WithEventCallback(fn func(BuildEvent)) CallOption {
+	return func(c *callConfig) {
+		if fn == nil {
+			c.follow.refuse("WithEventCallback", "function is nil")
+			return
+		}
+		c.follow.onEvent = fn
+	}
+}
+
+// BuildResult is how a successful build ended.
+type BuildResult struct {
+	// ID is the build followed.
+	ID string
+	// PreviewURL is where the deployed preview is served.
+	PreviewURL string
+	// VersionID and VersionName name the version the build produced (the
+	// name often comes from the metadata phase; empty when no event said).
+	VersionID   string
+	VersionName string
+	// Duration is how long the build took: the deploy event's
+	// duration_seconds when it has one, else the time between the first
+	// event read and the deploy's completion, as the worker stamped them.
+	Duration time.Duration
+	// Final is the event that completed the deploy.
+	Final BuildEvent
+	// LastEventID is the largest event id read, to resume from with
+	// WithAfterEventID.
+	LastEventID int64
+	// Events is how many events were read.
+	Events int
+	// MetadataDone reports whether the metadata phase ended while the
+	// reader waited for it (see WithMetadataWait).
+	MetadataDone bool
+	// MetadataError is the failure the metadata phase reported, if any. It
+	// does not make the build a failure: the deploy's outcome stands.
+	MetadataError *BuildEventError
+}
+
+// BuildFailedError is a build that ended in failure. It matches
+// ErrBuildFailed.
+type BuildFailedError struct {
+	// ID is the build that failed.
+	ID string
+	// Code is the worker's error code ("" when it sent none).
+	Code string
+	// Message is the worker's message for the user, never empty.
+	Message string
+	// Params are the code's parameters, for localised messages.
+	Params json.RawMessage
+	// Phase is the phase the build failed in, when known.
+	Phase Phase
+	// Event is the event that reported the failure.
+	Event BuildEvent
+}
+
+// Error returns "sheen: build ID failed in phase P: CODE: message".
+func (e *BuildFailedError) Error() string {
+	msg := "sheen: build " + e.ID + " failed"
+	if e.Phase != "" {
+		msg += " in phase " + string(e.Phase)
+	}
+	if e.Code != "" {
+		msg += ": " + e.Code
+	}
+	return msg + ": " + e.Message
+}
+
+// Is matches ErrBuildFailed.
+func (e *BuildFailedError) Is(target error) bool { return target == ErrBuildFailed }
+
+func newBuildFailedError(buildID string, ev BuildEvent) *BuildFailedError {
+	e := &BuildFailedError{ID: cmp.Or(ev.BuildID, buildID), Phase: ev.Phase, Event: ev, Code: ev.Code}
+	if ev.Error != nil {
+		e.Code = cmp.Or(ev.Error.Code, ev.Code)
+		e.Message = ev.Error.Message
+		e.Params = ev.Error.Params
+	}
+	e.Message = cmp.Or(e.Message, ev.Description, ev.Title, "the build failed")
+	return e
+}
+
+// Follow follows build buildID of user userID and yields its events in id
+// order, each once, until the build is over:
+//
+//   - after a failed event (failed, task_failed, deploy_failed, any type
+//     ending in _failed) outside the metadata phase;
+//   - after the deploy completed (completed in the deploy phase, or the
+//     legacy deploy_completed), once the metadata phase that follows it has
+//     ended, or has not started within 5 s, or has run for 30 s (see
+//     WithMetadataWait and WithMetadataStartWait). A metadata failure is
+//     yielded like any event but does not make the build a failure.
+//
+// It always resumes after the largest id seen (never from 0), so duplicate
+// or out-of-order ids from the source are dropped rather than repeated.
+// Between fetches it waits for the latest phase's poll interval (see
+// WithPollInterval), or less when its source implements EventNotifier.
+//
+// opts are the follow options (WithEventSource, WithPollInterval,
+// WithMetadataWait, WithMetadataStartWait, WithAfterEventID,
+// WithEventCallback) and, for the worker's endpoint, the CallOptions of
+// every request it makes; WithCallTimeout bounds the whole follow.
+//
+// Transient HTTP failures are retried by the client; Follow yields an
+// error, once, only when it has to stop (the source failed for good, ctx
+// ended, an argument was invalid). Breaking out of the loop stops it.
+func (s *BuildsService) Follow(ctx context.Context, buildID, userID string, opts ...CallOption) iter.Seq2[BuildEvent, error] {
+	return func(yield func(BuildEvent, error) bool) {
+		f, err := s.newFollower(buildID, userID, opts)
+		if err != nil {
+			yield(BuildEvent{}, err)
+			return
+		}
+		f.run(ctx, yield)
+	}
+}
+
+// Wait follows build buildID of user userID to its end, like Follow (and
+// with the same options), and returns how it ended: a *BuildResult, or a
+// *BuildFailedError carrying the worker's error code and message for the
+// user. Any other error means the outcome is unknown (ctx ended, the
+// source failed): call Wait again to keep following (WithAfterEventID,
+// given the last id WithEventCallback saw, skips what was read already).
+// Pass WithEventCallback to see every event on the way.
+func (s *BuildsService) Wait(ctx context.Context, buildID, userID string, opts ...CallOption) (*BuildResult, error) {
+	f, err := s.newFollower(buildID, userID, opts)
+	if err != nil {
+		return nil, err
+	}
+	var stopErr error
+	f.run(ctx, func(_ BuildEvent, err error) bool {
+		stopErr = cmp.Or(stopErr, err)
+		return true
+	})
+	if stopErr != nil {
+		return nil, stopErr
+	}
+	res, ended, err := f.result(f.buildID)
+	if !ended { // not reached: the reading stops at an outcome or with an error
+		return nil, fmt.Errorf("sheen: following build %s: the events ended before the build did", f.buildID)
+	}
+	return res, err
+}
+
+// WorkerEventSource returns the source that reads events from the worker's
+// HTTP endpoint through this client (signed, rate limited, retried), for
+// wrapping or combining with another source.
+func (s *BuildsService) WorkerEventSource() EventSource {
+	if ready((*service)(s)) != nil {
+		return nil
+	}
+	return &httpEventSource{svc: (*service)(s)}
+}
+
+// follower is one reading of one build's events: the cursor, and what the
+// events so far say about the outcome.
+type follower struct {
+	outcome
+	clock           Clock
+	buildID, userID string
+	cfg             followConfig
+	timeout         time.Duration // WithCallTimeout: bounds the whole reading
+
+	cursor    int64
+	phase     Phase
+	successAt time.Time // when the deploy's completion was read
+}
+
+func (s *BuildsService) newFollower(buildID, userID string, opts []CallOption) (*follower, error) {
+	cc, err := newCallConfig(opts)
+	if err = cmp.Or(ready((*service)(s)), err, cc.follow.err, checkID("buildId", buildID), checkID("userId", userID)); err != nil {
+		return nil, err
+	}
+	cfg := cc.follow
+	if !cfg.waitSet {
+		cfg.metadataWait = DefaultMetadataWait
+	}
+	if !cfg.startWaitSet {
+		cfg.metadataStartWait = DefaultMetadataStartWait
+	}
+	if cfg.source == nil {
+		cfg.source = s.client.builds.source
+	}
+	if cfg.source == nil {
+		cfg.source = &httpEventSource{svc: (*service)(s), opts: opts}
+	}
+	f := &follower{clock: s.client.core.clock, buildID: buildID, userID: userID, cfg: cfg, timeout: cc.timeout, cursor: cfg.after}
+	return f, nil
+}
+
+func (f *follower) run(ctx context.Context, yield func(BuildEvent, error) bool) {
+	if ctx == nil {
+		yield(BuildEvent{}, &ValidationError{Field: "context", Reason: "is nil"})
+		return
+	}
+	if f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+	}
+	var wake <-chan struct{}
+	if n, ok := f.cfg.source.(EventNotifier); ok {
+		w, stop := n.Subscribe(ctx, f.buildID)
+		if stop != nil {
+			defer stop()
+		}
+		wake = w
+	}
+	for {
+		events, more, err := f.cfg.source.FetchEvents(ctx, f.buildID, f.userID, f.cursor)
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+				err = f.ctxError(ctxErr)
+			}
+			yield(BuildEvent{}, err)
+			return
+		}
+		advanced, stop := f.deliver(events, yield)
+		if stop || f.over() {
+			return
+		}
+		if more && advanced {
+			continue
+		}
+		if err := f.wait(ctx, f.nextWait(), wake); err != nil {
+			yield(BuildEvent{}, err)
+			return
+		}
+	}
+}
+
+// deliver yields, in id order, the events not seen yet; stop reports that
+// the reading is over or the caller stopped it.
+func (f *follower) deliver(events []BuildEvent, yield func(BuildEvent, error) bool) (advanced, stop bool) {
+	slices.SortStableFunc(events, func(a, b BuildEvent) int { return cmp.Compare(a.ID, b.ID) })
+	for _, ev := range events {
+		if ev.ID <= f.cursor {
+			continue // seen already, or older than where we resumed
+		}
+		f.cursor, advanced = ev.ID, true
+		ev.Progress = clampProgress(ev.Progress)
+		f.observe(ev)
+		if f.cfg.onEvent != nil {
+			f.cfg.onEvent(ev)
+		}
+		if !yield(ev, nil) || f.over() {
+			return advanced, true
+		}
+	}
+	return advanced, false
+}
+
+// observe updates what the events say about the build, and notes when the
+// deploy's completion was read.
+func (f *follower) observe(ev BuildEvent) {
+	deployed := f.success != nil
+	f.outcome.observe(ev)
+	if ev.Phase != "" {
+		f.phase = ev.Phase
+	}
+	if !deployed && f.success != nil {
+		f.successAt = f.clock.Now()
+	}
+}
+
+// over reports whether the reading is finished: the outcome is known, or
+// the wait for the metadata phase after the deploy is over.
+func (f *follower) over() bool {
+	switch {
+	case f.ended():
+		return true
+	case f.success == nil:
+		return false
+	case f.cfg.metadataWait <= 0:
+		return true
+	}
+	return !f.clock.Now().Before(f.metadataDeadline())
+}
+
+// metadataDeadline is when reading stops after a successful deploy.
+func (f *follower) metadataDeadline() time.Time {
+	return f.successAt.Add(f.metadataWait(f.cfg.metadataWait, f.cfg.metadataStartWait))
+}
+
+// nextWait is how long to wait before the next fetch: the phase's poll
+// interval, cut short by the metadata deadline after a deploy.
+func (f *follower) nextWait() time.Duration {
+	d := defaultPollInterval(f.phase)
+	if f.cfg.interval != nil {
+		if custom := f.cfg.interval(f.phase); custom > 0 {
+			d = custom
+		}
+	}
+	if f.success != nil {
+		d = min(d, f.metadataDeadline().Sub(f.clock.Now()))
+	}
+	return d
+}
+
+// wait waits d on the client's clock, or less when the source says there
+// may be news, or until ctx ends.
+func (f *follower) wait(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	if err := ctx.Err(); err != nil {
+		return f.ctxError(err)
+	}
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return f.ctxError(ctx.Err())
+	case <-f.clock.After(d):
+	case <-wake:
+	}
+	return nil
+}
+
+func (f *follower) ctxError(err error) error {
+	return fmt.Errorf("sheen: following build %s: %w", f.buildID, err)
+}
+
+// httpEventSource reads events from the worker's HTTP endpoint, each
+// request with opts (those of the follow that made it).
+type httpEventSource struct {
+	svc  *service
+	opts []CallOption
+}
+
+// FetchEvents implements EventSource with GET
+// /v1/builds/{buildId}/events?userId=&lastEventId=.
+func (s *httpEventSource) FetchEvents(ctx context.Context, buildID, userID string, after int64) ([]BuildEvent, bool, error) {
+	if err := checkID("userId", userID); err != nil {
+		return nil, false, err
+	}
+	var w buildEventsWire
+	q := url.Values{"userId": {userID}, "lastEventId": {strconv.FormatInt(after, 10)}}
+	if err := s.svc.send(ctx, call{route: RouteBuildEvents, params: []string{buildID}, query: q, out: &w}, s.opts); err != nil {
+		return nil, false, err
+	}
+	if w.skipped > 0 {
+		s.svc.client.core.logger.LogAttrs(ctx, slog.LevelWarn, "sheen: skipping build events without a usable id",
+			slog.String("build_id", buildID), slog.Int("events", w.skipped))
+	}
+	for i := range w.events {
+		w.events[i].BuildID = cmp.Or(w.events[i].BuildID, buildID)
+	}
+	return w.events, false, nil
+}
