@@ -14,17 +14,6 @@ import (
 	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
-// Environment variables read by NewWorkerClientFromEnv for AI.Generate; when
-// unset, Generate uses the worker's base URL and shared secret.
-const (
-	// EnvGenerateURL is the generation endpoint: a base URL (/generate is
-	// added) or the endpoint itself (a URL whose path ends in /generate).
-	EnvGenerateURL = "CLAUDE_WORKER_URL"
-	// EnvGenerateSecret is the generation endpoint's secret (at least 32
-	// characters; it may equal the main one).
-	EnvGenerateSecret = "CLAUDE_SHARED_SECRET"
-)
-
 // generatePath is the endpoint's path below a base URL.
 const generatePath = "/generate"
 

@@ -1,23 +1,9 @@
 package sheen
 
 import (
-	"errors"
 	"strings"
 	"time"
 )
-
-// MaxGenerateOutput is the deployed worker's cap on a generation's output
-// (10 MiB): past it the worker stops the model and answers success:false
-// with "Output buffer exceeded", which Generate returns as a
-// *GenerateError matching ErrPayloadTooLarge.
-const MaxGenerateOutput = 10 << 20
-
-// DefaultGenerateStallTimeout is how long Generate waits for the next byte
-// of the worker's answer before it gives up on the attempt
-// (WithGenerateStallTimeout). The deployed worker sends one heartbeat space
-// at once and then nothing until the model is done, which takes minutes: a
-// shorter default would cut paid runs that are still going.
-const DefaultGenerateStallTimeout = 10 * time.Minute
 
 // GenerateRequest is a prompt to run on a user's project. All three fields
 // are required: the worker refuses a request without any of them.
@@ -56,10 +42,6 @@ type GenerateResult struct {
 	// refused); nil when the worker answered.
 	FallbackCause error
 }
-
-// ErrGenerationFailed is matched by a *GenerateError: the worker ran the
-// prompt and reported a failure.
-var ErrGenerationFailed = errors.New("sheen: generation failed")
 
 // outputExceeded is the worker's message for an output over
 // MaxGenerateOutput.

@@ -271,11 +271,6 @@ func escapeID(what, id string) (string, error) {
 	return esc, nil
 }
 
-// MaxIDLength is the longest ID the worker's router matches, counted as it
-// appears in the path (escaped): longer ones are answered 404 before any
-// other check, so the SDK refuses them before sending.
-const MaxIDLength = 100
-
 // escapeNonASCII percent-encodes the bytes of target outside ASCII, which
 // the worker's HTTP parser refuses raw (400). Everything else is kept as
 // the caller wrote it.

@@ -13,13 +13,6 @@ import (
 	"time"
 )
 
-// DefaultSkew is the clock skew the deployed worker accepts on timestamped
-// signatures.
-const DefaultSkew = 120 * time.Second
-
-// DefaultNonceTTL is how long the deployed worker remembers a nonce.
-const DefaultNonceTTL = 600 * time.Second
-
 // Verifier checks signed requests the way the deployed worker does: for Go
 // services that receive requests signed with the worker's schemes (v2.1
 // webhooks, or calls from another service holding the shared secret), and

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"time"
 )
 
 // BillingService checks AI-time balances and whether operations are
@@ -22,10 +21,6 @@ import (
 type BillingService service
 
 // Defaults of the Billing service.
-const (
-	// DefaultBalanceCacheTTL is how long a user's balance is reused (v2.1).
-	DefaultBalanceCacheTTL = 5 * time.Minute
-)
 
 // Balance returns userID's balance, from the cache when a value younger
 // than the cache TTL is held. Concurrent calls for one user that miss the

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -139,10 +138,6 @@ func (ib *InsufficientBalanceError) check() *SufficientCheck {
 		CatalogVersion: ib.CatalogVersion,
 	}
 }
-
-// ErrBalanceTimeout is matched by the *BalanceTimeoutError of a
-// WaitForBalance that gave up.
-var ErrBalanceTimeout = errors.New("sheen: balance did not reach the expected amount in time")
 
 // BalanceTimeoutError is a WaitForBalance that gave up before the balance
 // reached the amount asked for. It matches ErrBalanceTimeout and

@@ -14,19 +14,6 @@ import (
 	"time"
 )
 
-// ErrBuildFailed is matched (errors.Is) by the *BuildFailedError that Wait
-// returns when the build ends in failure.
-var ErrBuildFailed = errors.New("sheen: build failed")
-
-// DefaultMetadataWait is how long, by default, Follow and Wait keep
-// following the metadata phase after the deploy completed.
-const DefaultMetadataWait = 30 * time.Second
-
-// DefaultMetadataStartWait is how long, by default, Follow and Wait wait
-// after the deploy completed for the metadata phase to show up at all,
-// before deciding the build has none.
-const DefaultMetadataStartWait = 5 * time.Second
-
 // EventSource is where build events come from. The default is the worker's
 // HTTP endpoint (GET /v1/builds/{buildId}/events); package pgevents reads
 // the project_build_events table directly. Give one to a call with

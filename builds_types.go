@@ -2,17 +2,10 @@ package sheen
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 )
-
-// ErrBuildNotQueued is matched (errors.Is) by the error a build call returns
-// when the worker answered without a build id: the deployed worker can say
-// success with an empty id when queueing failed, and such an answer is not
-// a build that will ever run.
-var ErrBuildNotQueued = errors.New("sheen: the worker did not queue the build")
 
 // Framework is the framework a project is built with.
 type Framework string

@@ -21,13 +21,6 @@ import (
 	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
-// Version is the SDK's version, sent in the User-Agent.
-const Version = "0.1.0"
-
-// MaxRequestBody is the largest request body the worker accepts (1 MiB);
-// larger bodies are refused before they are sent.
-const MaxRequestBody = 1 << 20
-
 // maxResponseBody caps a successful JSON answer (the worker's largest, a
 // page of versions or events, is a few hundred KiB). Answers are decoded as
 // they arrive: an oversized answer costs a small multiple of this, however

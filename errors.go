@@ -40,6 +40,40 @@ var (
 	// ErrInvalidResponse is matched by errors about a response the SDK
 	// could not make sense of (HTML where JSON was due, a body cut short).
 	ErrInvalidResponse = errors.New("sheen: invalid response from worker")
+	// ErrBalanceTimeout is matched by the *BalanceTimeoutError of a
+	// WaitForBalance that gave up.
+	ErrBalanceTimeout = errors.New("sheen: balance did not reach the expected amount in time")
+	// ErrBuildFailed is matched (errors.Is) by the *BuildFailedError that Wait
+	// returns when the build ends in failure.
+	ErrBuildFailed = errors.New("sheen: build failed")
+	// ErrBuildNotQueued is matched (errors.Is) by the error a build call returns
+	// when the worker answered without a build id: the deployed worker can say
+	// success with an empty id when queueing failed, and such an answer is not
+	// a build that will ever run.
+	ErrBuildNotQueued = errors.New("sheen: the worker did not queue the build")
+	// ErrGenerationFailed is matched by a *GenerateError: the worker ran the
+	// prompt and reported a failure.
+	ErrGenerationFailed = errors.New("sheen: generation failed")
+	// Sentinels a *DownloadError matches (besides context errors, the
+	// network's errors and ErrPayloadTooLarge for WithMaxDownloadSize).
+	// ErrTruncated: the archive stopped before its end (the body ended
+	// before the announced length, or the connection broke or stalled in
+	// the middle of it) and resuming did not bring the rest. The error
+	// matches the cause too (for example syscall.ECONNRESET).
+	ErrTruncated = errors.New("sheen: download truncated")
+	// ErrLinkExpired: the object store refused the link (403) and no fresh
+	// one could be had (the link was refreshed once already, or it was not
+	// made by this client).
+	ErrLinkExpired = errors.New("sheen: download link expired or refused")
+	// ErrRangeIgnored: after a break, the object store sent the archive
+	// from the start again and the writer cannot be reset.
+	ErrRangeIgnored = errors.New("sheen: object store ignored the Range request and the writer cannot be reset")
+	// ErrInsecureDownload: the link, or a redirect from the object store, is
+	// plain http:// and the client did not opt into it. A signed link is a
+	// bearer credential: it never crosses the network in clear unless the client
+	// was made with WithInsecureHTTP. Plain http:// on a loopback host is
+	// allowed (local stores, tests), but never after https:// (a downgrade).
+	ErrInsecureDownload = errors.New("sheen: download refused: plain http:// would expose the signed link")
 )
 
 // ErrorCode is the worker's machine-readable code for a failure. The worker

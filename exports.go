@@ -17,14 +17,6 @@ import (
 // link share one request to the worker.
 type ExportsService service
 
-// DefaultLinkMargin is how long before its expiry a cached download link
-// stops being handed out (v2.1's rule); see WithExportLinkMargin.
-const DefaultLinkMargin = time.Hour
-
-// DefaultLinkCacheSize is how many download links a client keeps at most;
-// see WithExportLinkCacheSize.
-const DefaultLinkCacheSize = 1000
-
 // linkKind says which endpoint a link came from.
 type linkKind string
 

@@ -11,15 +11,6 @@ import (
 )
 
 // Defaults for downloads.
-const (
-	// DefaultDownloadRetries is how many failed attempts in a row without
-	// progress a download survives before it gives up (see
-	// WithDownloadRetries).
-	DefaultDownloadRetries = 5
-	// DefaultStallTimeout is how long a download waits for the next byte
-	// before it treats the connection as broken.
-	DefaultStallTimeout = time.Minute
-)
 
 const (
 	downloadBufSize = 64 << 10

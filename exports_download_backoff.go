@@ -7,16 +7,6 @@ import (
 )
 
 // Defaults of WithDownloadBackoff.
-const (
-	// DefaultDownloadBackoffBase is the wait before resuming after an
-	// attempt that made progress, and the first step of the backoff after
-	// attempts that brought none.
-	DefaultDownloadBackoffBase = 500 * time.Millisecond
-	// DefaultDownloadBackoffMax caps the wait between two attempts of a
-	// download (a Retry-After from the object store is bounded by
-	// WithRetry's maximum wait instead).
-	DefaultDownloadBackoffMax = 30 * time.Second
-)
 
 // WithDownloadBackoff sets the waits between the attempts of a download
 // (defaults DefaultDownloadBackoffBase and DefaultDownloadBackoffMax). After

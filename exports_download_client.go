@@ -7,13 +7,6 @@ import (
 	"net/url"
 )
 
-// ErrInsecureDownload: the link, or a redirect from the object store, is
-// plain http:// and the client did not opt into it. A signed link is a
-// bearer credential: it never crosses the network in clear unless the client
-// was made with WithInsecureHTTP. Plain http:// on a loopback host is
-// allowed (local stores, tests), but never after https:// (a downgrade).
-var ErrInsecureDownload = errors.New("sheen: download refused: plain http:// would expose the signed link")
-
 // newDownloadClient returns a copy of hc for downloads: it follows
 // redirects only as checkDownloadScheme allows, and sends no Referer when
 // it does (net/http would otherwise send the previous URL, signed query and

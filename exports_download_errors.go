@@ -10,23 +10,6 @@ import (
 	"strings"
 )
 
-// Sentinels a *DownloadError matches (besides context errors, the
-// network's errors and ErrPayloadTooLarge for WithMaxDownloadSize).
-var (
-	// ErrTruncated: the archive stopped before its end (the body ended
-	// before the announced length, or the connection broke or stalled in
-	// the middle of it) and resuming did not bring the rest. The error
-	// matches the cause too (for example syscall.ECONNRESET).
-	ErrTruncated = errors.New("sheen: download truncated")
-	// ErrLinkExpired: the object store refused the link (403) and no fresh
-	// one could be had (the link was refreshed once already, or it was not
-	// made by this client).
-	ErrLinkExpired = errors.New("sheen: download link expired or refused")
-	// ErrRangeIgnored: after a break, the object store sent the archive
-	// from the start again and the writer cannot be reset.
-	ErrRangeIgnored = errors.New("sheen: object store ignored the Range request and the writer cannot be reset")
-)
-
 // DownloadError is a download that did not complete. Err says why and
 // matches ErrTruncated, ErrLinkExpired, ErrRangeIgnored,
 // ErrPayloadTooLarge, a context error, the network's error (so

@@ -13,11 +13,101 @@ import (
 	"time"
 )
 
-// DefaultBaseURL is the worker the SDK talks to when no base URL is given.
-const DefaultBaseURL = "https://worker.sheenapps.com"
+// The worker's limits the SDK checks before sending, and the SDK's version.
+const (
+	// Version is the SDK's version, sent in the User-Agent.
+	Version = "0.1.0"
 
-// MinSecretLength is the shortest shared secret the worker accepts.
-const MinSecretLength = 32
+	// MaxRequestBody is the largest request body the worker accepts (1 MiB);
+	// larger bodies are refused before they are sent.
+	MaxRequestBody = 1 << 20
+
+	// MaxIDLength is the longest ID the worker's router matches, counted as it
+	// appears in the path (escaped): longer ones are answered 404 before any
+	// other check, so the SDK refuses them before sending.
+	MaxIDLength = 100
+
+	// MinSecretLength is the shortest shared secret the worker accepts.
+	MinSecretLength = 32
+
+	// MaxGenerateOutput is the deployed worker's cap on a generation's output
+	// (10 MiB): past it the worker stops the model and answers success:false
+	// with "Output buffer exceeded", which Generate returns as a
+	// *GenerateError matching ErrPayloadTooLarge.
+	MaxGenerateOutput = 10 << 20
+)
+
+// Defaults, in one place: what a client does when no option says otherwise.
+const (
+	// DefaultBaseURL is the worker the SDK talks to when no base URL is given.
+	DefaultBaseURL = "https://worker.sheenapps.com"
+
+	// DefaultRatePerMinute is v2.1's limit: 60 requests per minute.
+	DefaultRatePerMinute = 60
+
+	// DefaultMaxAttempts is how many times a call is tried in all.
+	DefaultMaxAttempts = 4
+
+	// DefaultMaxWait caps any single wait between attempts (the seed's 5 minutes).
+	DefaultMaxWait = 5 * time.Minute
+
+	// DefaultAttemptTimeout bounds one attempt of a call to the worker, from
+	// sending the request to the end of its answer (WithAttemptTimeout).
+	DefaultAttemptTimeout = 30 * time.Second
+
+	// DefaultBalanceCacheTTL is how long a user's balance is reused (v2.1).
+	DefaultBalanceCacheTTL = 5 * time.Minute
+
+	// DefaultLinkMargin is how long before its expiry a cached download link
+	// stops being handed out (v2.1's rule); see WithExportLinkMargin.
+	DefaultLinkMargin = time.Hour
+
+	// DefaultLinkCacheSize is how many download links a client keeps at most;
+	// see WithExportLinkCacheSize.
+	DefaultLinkCacheSize = 1000
+
+	// DefaultMetadataWait is how long, by default, Follow and Wait keep
+	// following the metadata phase after the deploy completed.
+	DefaultMetadataWait = 30 * time.Second
+
+	// DefaultMetadataStartWait is how long, by default, Follow and Wait wait
+	// after the deploy completed for the metadata phase to show up at all,
+	// before deciding the build has none.
+	DefaultMetadataStartWait = 5 * time.Second
+
+	// DefaultDownloadRetries is how many failed attempts in a row without
+	// progress a download survives before it gives up (see
+	// WithDownloadRetries).
+	DefaultDownloadRetries = 5
+
+	// DefaultStallTimeout is how long a download waits for the next byte
+	// before it treats the connection as broken.
+	DefaultStallTimeout = time.Minute
+
+	// DefaultDownloadBackoffBase is the wait before resuming after an
+	// attempt that made progress, and the first step of the backoff after
+	// attempts that brought none.
+	DefaultDownloadBackoffBase = 500 * time.Millisecond
+
+	// DefaultDownloadBackoffMax caps the wait between two attempts of a
+	// download (a Retry-After from the object store is bounded by
+	// WithRetry's maximum wait instead).
+	DefaultDownloadBackoffMax = 30 * time.Second
+
+	// DefaultGenerateStallTimeout is how long Generate waits for the next byte
+	// of the worker's answer before it gives up on the attempt
+	// (WithGenerateStallTimeout). The deployed worker sends one heartbeat space
+	// at once and then nothing until the model is done, which takes minutes: a
+	// shorter default would cut paid runs that are still going.
+	DefaultGenerateStallTimeout = 10 * time.Minute
+
+	// DefaultSkew is the clock skew the deployed worker accepts on timestamped
+	// signatures.
+	DefaultSkew = 120 * time.Second
+
+	// DefaultNonceTTL is how long the deployed worker remembers a nonce.
+	DefaultNonceTTL = 600 * time.Second
+)
 
 // Environment variables read by NewWorkerClientFromEnv.
 const (
@@ -25,6 +115,15 @@ const (
 	EnvSecret   = "WORKER_SHARED_SECRET"
 	EnvSecretV2 = "WORKER_SHARED_SECRET_V2"
 	EnvSigning  = "WORKER_SIGNING"
+
+	// Read for AI.Generate; when unset, Generate uses the worker's base URL
+	// and shared secret.
+	// EnvGenerateURL is the generation endpoint: a base URL (/generate is
+	// added) or the endpoint itself (a URL whose path ends in /generate).
+	EnvGenerateURL = "CLAUDE_WORKER_URL"
+	// EnvGenerateSecret is the generation endpoint's secret (at least 32
+	// characters; it may equal the main one).
+	EnvGenerateSecret = "CLAUDE_SHARED_SECRET"
 )
 
 // Option configures a WorkerClient.

@@ -14,9 +14,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// DefaultRatePerMinute is v2.1's limit: 60 requests per minute.
-const DefaultRatePerMinute = 60
-
 // defaultBurst lets a few requests leave at once at the configured pace,
 // once the worker has answered: before that, requests leave one at a time.
 const defaultBurst = 4

@@ -17,16 +17,6 @@ import (
 	"time"
 )
 
-// DefaultMaxAttempts is how many times a call is tried in all.
-const DefaultMaxAttempts = 4
-
-// DefaultMaxWait caps any single wait between attempts (the seed's 5 minutes).
-const DefaultMaxWait = 5 * time.Minute
-
-// DefaultAttemptTimeout bounds one attempt of a call to the worker, from
-// sending the request to the end of its answer (WithAttemptTimeout).
-const DefaultAttemptTimeout = 30 * time.Second
-
 // defaultBackoffBase is the first backoff step when the worker gave no hint.
 const defaultBackoffBase = time.Second
 
