@@ -125,11 +125,11 @@
 //
 // # Builds and their events
 //
-// Builds.CreatePreview starts a build (WithPreCheck runs v2.1's balance check
-// first); Builds.Wait follows it to the end and returns a *BuildResult or a
+// Builds.CreatePreview starts a build (WithPreBuildCheck runs v2.1's balance
+// check first); Builds.Wait follows it to the end and returns a *BuildResult or a
 // *BuildFailedError with the worker's code and user-facing message; a
 // metadata failure after a successful deploy is reported in the result and
-// does not turn the build into a failure. Builds.Events yields every event
+// does not turn the build into a failure. Builds.Follow yields every event
 // once, in order, resuming from the largest id seen; its poll interval
 // follows the phase as the worker's own UI does (1 s build and deploy, 3 s
 // dependencies, 2 s otherwise). Events come from the worker's HTTP endpoint
@@ -138,9 +138,10 @@
 //
 // # Exports
 //
-// Exports.ExportProject and Exports.DownloadVersion hand out download links,
+// Exports.ProjectLink and Exports.VersionLink hand out download links,
 // cached until an hour before they expire. A link's URL is a bearer
-// credential: DownloadLink's String, GoString and LogValue redact its query.
+// credential: DownloadLink's String, GoString, LogValue and MarshalJSON
+// redact its query; SignedURL returns it whole.
 // Exports.Download streams an archive with flat memory through a plain HTTP
 // client of its own (no signature headers reach the object store), resumes
 // with Range after a break, fetches a fresh link once when the store answers
@@ -163,6 +164,15 @@
 // and JSON codes. SigningDual requires the v2 signature with a nonce;
 // AcceptV1 also lets a request through on its v1 signature alone, as the
 // deployed worker does during its rollout window.
+//
+// # Per-call options
+//
+// Every service method takes ...CallOption last: headers, a correlation id,
+// an idempotency key, a timeout or attempt count for this call alone, and
+// WithResponse to see the worker's answer (status, headers, correlation id,
+// attempts, rate-limit state, whether it came from a cache) on success. The
+// follow and download settings are CallOptions too; a method ignores the
+// ones that do not concern it.
 //
 // # Testing
 //

@@ -16,7 +16,7 @@ const (
 	// RouteLegacyBalance is called by BillingService.LegacyBalance.
 	RouteLegacyBalance = "GET /v1/billing/legacy-balance/{userId}"
 	// RouteCheckSufficient is called by BillingService.CheckSufficient (and
-	// by BuildsService.CreatePreview with WithPreCheck).
+	// by BuildsService.CreatePreview with WithPreBuildCheck).
 	RouteCheckSufficient = "POST /v1/billing/check-sufficient"
 	// RouteCheckBatch is called by BillingService.CheckBatch.
 	RouteCheckBatch = "POST /v1/billing/check-sufficient-batch"
@@ -35,7 +35,7 @@ const (
 	RouteRebuild = "POST /v1/versions/{versionId}/rebuild"
 	// RouteVersions is called by BuildsService.Versions.
 	RouteVersions = "GET /v1/projects/{projectId}/versions"
-	// RouteBuildEvents is called by BuildsService.Events and Wait (unless
+	// RouteBuildEvents is called by BuildsService.Follow and Wait (unless
 	// another EventSource is in use); the query carries userId and
 	// lastEventId.
 	RouteBuildEvents = "GET /v1/builds/{buildId}/events"
