@@ -235,10 +235,20 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 		fmt.Fprintf(out, "   the worker's size field, %d bytes, is the build output's size, not the archive's\n", link.Size)
 	}
 
-	// 5. What an insufficient balance looks like, and how to react.
+	// The rest runs on the fake worker only: a real generation costs money
+	// and changes the project, and the 402 demo needs a poor user.
 	if opt.fake == nil {
 		return nil
 	}
+
+	// 5. Run a prompt on the project with the worker's model.
+	gen, err := client.AI.Generate(ctx, sheen.GenerateRequest{UserID: opt.userID, ProjectID: b.ProjectID, Prompt: "Add a dark mode toggle"})
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	fmt.Fprintf(out, "\n5. AI generation on %s, answered by the %s model: %s\n", b.ProjectID, gen.Model, firstLine(gen.Output, 72))
+
+	// 6. What an insufficient balance looks like, and how to react.
 	return insufficientDemo(ctx, out, client, opt.fake, sum)
 }
 
@@ -247,7 +257,7 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 func insufficientDemo(ctx context.Context, out io.Writer, client *sheen.WorkerClient, fake *sheentest.Server, sum *summary) error {
 	const poor = "0b6f3a10-0000-4000-8000-000000000001"
 	fake.SetBalance(poor, 30*time.Second)
-	fmt.Fprintf(out, "\n5. User %s has 30s of AI time and asks for a build\n", poor)
+	fmt.Fprintf(out, "\n6. User %s has 30s of AI time and asks for a build\n", poor)
 	req := sheen.CreatePreviewRequest{UserID: poor, Prompt: "A portfolio site"}
 	_, err := client.Builds.CreatePreview(ctx, req)
 	var short *sheen.InsufficientBalanceError
@@ -363,4 +373,13 @@ func (b *bar) done() {
 	case b.tty && b.last >= 0:
 		fmt.Fprintln(b.out)
 	}
+}
+
+// firstLine is s's first line, cut to at most n runes.
+func firstLine(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }
