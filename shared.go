@@ -91,13 +91,14 @@ type SharedCache interface {
 	// Fetch returns key's value. When no client holds one, it calls load
 	// once across every client sharing the cache, on the calling goroutine,
 	// while the others wait for its value (if load fails, each may load in
-	// turn). Fetch returns load's answer, and stores its value until the
-	// expiry it gives; an expiry already past stores nothing. An error from
-	// load is returned as it is; a wait ends with ctx's error when ctx ends.
-	Fetch(ctx context.Context, key string, load func(context.Context) (value []byte, expires time.Time, err error)) ([]byte, error)
-	// Set stores value for key until expires; an expiry already past drops
+	// turn). Fetch returns load's answer, and stores its value for the ttl
+	// load gives (the client's TTL, or until the link margin); a ttl that is
+	// not positive stores nothing. An error from load is returned as it is;
+	// a wait ends with ctx's error when ctx ends.
+	Fetch(ctx context.Context, key string, load func(context.Context) (value []byte, ttl time.Duration, err error)) ([]byte, error)
+	// Set stores value for key for ttl; a ttl that is not positive drops
 	// key.
-	Set(ctx context.Context, key string, value []byte, expires time.Time) error
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// Delete drops key for every client, and makes sure that a load under
 	// way for it, anywhere, is not stored.
 	Delete(ctx context.Context, key string) error
@@ -194,6 +195,7 @@ type sharedValues[V any] struct {
 	// flights shares one shared Fetch per key among this client's callers;
 	// it stores nothing.
 	flights  *ttlCache[V]
+	clock    Clock // the client's: expiries are on it
 	encode   func(V) ([]byte, error)
 	decode   func([]byte) (V, error)
 	fellBack atomic.Bool // a call fell back to the local cache since the shared one last answered
@@ -203,7 +205,7 @@ func newSharedValues[V any](c SharedCache, kind string, local *ttlCache[V], cloc
 	if c == nil {
 		return nil
 	}
-	return &sharedValues[V]{shared: c, kind: kind, local: local, flights: newTTLCache[V](clock, 1), encode: encode, decode: decode}
+	return &sharedValues[V]{shared: c, kind: kind, local: local, flights: newTTLCache[V](clock, 1), clock: clock, encode: encode, decode: decode}
 }
 
 // key is the shared cache's key for the local key k.
@@ -222,7 +224,9 @@ func (s *sharedValues[V]) fetch(ctx context.Context, k string, load func(context
 		var zero V
 		return zero, false, nil
 	}
-	s.answered()
+	if err == nil {
+		s.answered()
+	}
 	return v, true, err
 }
 
@@ -241,17 +245,17 @@ func (s *sharedValues[V]) fetchShared(ctx context.Context, k string, load func(c
 		loaded V
 		ran    bool
 	)
-	raw, err := s.shared.Fetch(ctx, s.key(k), func(ctx context.Context) ([]byte, time.Time, error) {
+	raw, err := s.shared.Fetch(ctx, s.key(k), func(ctx context.Context) ([]byte, time.Duration, error) {
 		v, expires, err := load(ctx)
 		if err != nil {
-			return nil, time.Time{}, err
+			return nil, 0, err
 		}
 		loaded, ran = v, true
 		b, err := s.encode(v)
 		if err != nil {
-			return nil, time.Time{}, nil // handed to this caller, stored nowhere
+			return nil, 0, nil // handed to this caller, stored nowhere
 		}
-		return b, expires, nil
+		return b, s.ttl(expires), nil
 	})
 	var zero V
 	switch {
@@ -268,16 +272,24 @@ func (s *sharedValues[V]) fetchShared(ctx context.Context, k string, load func(c
 		return zero, err
 	}
 	if b, err := s.encode(v); err == nil {
-		_ = s.shared.Set(ctx, s.key(k), b, expires)
+		_ = s.shared.Set(ctx, s.key(k), b, s.ttl(expires))
 	}
 	return v, nil
+}
+
+// ttl is how long a value that expires then stays: none for a zero time.
+func (s *sharedValues[V]) ttl(expires time.Time) time.Duration {
+	if expires.IsZero() {
+		return 0
+	}
+	return expires.Sub(s.clock.Now())
 }
 
 // set stores v for k in the shared cache; false when it cannot answer.
 func (s *sharedValues[V]) set(ctx context.Context, k string, v V, expires time.Time) bool {
 	b, err := s.encode(v)
 	if err == nil {
-		err = s.shared.Set(ctx, s.key(k), b, expires)
+		err = s.shared.Set(ctx, s.key(k), b, s.ttl(expires))
 	}
 	if errors.Is(err, ErrSharedUnavailable) {
 		s.fellBack.Store(true)
