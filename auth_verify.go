@@ -53,7 +53,8 @@ type Verifier struct {
 	// replays; nil means an in-memory store that keeps each nonce for
 	// DefaultNonceTTL and at most 100,000 of them (under a larger flood the
 	// oldest are forgotten first). Share a store (Redis, a table) between
-	// instances of a service behind a load balancer.
+	// instances of a service behind a load balancer: sheenredis.NonceStore
+	// is one, a NonceChecker.
 	Nonces NonceStore
 	// MaxBody caps the request body VerifyRequest and Middleware read, in
 	// bytes; zero means MaxRequestBody (1 MiB). Larger bodies are refused
@@ -115,7 +116,8 @@ func (v *Verifier) checkConfig() error {
 // returns nil, an *AuthError carrying the status and code the deployed
 // worker answers with (401 MISSING_SIGNATURE, 403 INVALID_SIGNATURE, 408
 // TIMESTAMP_OUT_OF_RANGE, 409 REPLAY_ATTACK_DETECTED), ErrNotConfigured for
-// a nil Verifier, or a plain error for a misconfigured one.
+// a nil Verifier, a plain error for a misconfigured one, or an error that
+// wraps a NonceChecker's when the nonce store could not answer.
 //
 // As on the deployed worker, the timestamp is checked first, then the nonce,
 // then the signature; the nonce is used up before the signature is checked,
@@ -167,10 +169,32 @@ func (v *Verifier) checkFresh(ts, nonce string) error {
 		e.ServerTime = at.Truncate(time.Second)
 		return e
 	}
-	if nonce != "" && v.nonces.Seen(nonce, at) {
+	if nonce == "" {
+		return nil
+	}
+	if seen, err := v.nonceSeen(nonce, at); err != nil {
+		return err
+	} else if seen {
 		return authFailure(http.StatusConflict, CodeReplayAttackDetected, "nonce has already been used")
 	}
 	return nil
+}
+
+// errNonceStore marks a request refused because the nonce store could not
+// tell whether it is a replay (a NonceChecker failed).
+var errNonceStore = errors.New("sheen: Verifier: the nonce store cannot tell whether this request is a replay, so it is refused")
+
+// nonceSeen uses nonce up, through Check when the store can fail.
+func (v *Verifier) nonceSeen(nonce string, at time.Time) (bool, error) {
+	c, ok := v.nonces.(NonceChecker)
+	if !ok {
+		return v.nonces.Seen(nonce, at), nil
+	}
+	seen, err := c.Check(nonce, at)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", errNonceStore, err)
+	}
+	return seen, nil
 }
 
 // VerifyRequest reads r's body (at most MaxBody bytes) and checks its
@@ -239,7 +263,9 @@ func (v *Verifier) readBody(r *http.Request) ([]byte, error) {
 // INVALID_SIGNATURE, 408 TIMESTAMP_OUT_OF_RANGE (with serverTime, so senders
 // can correct their clock), 409 REPLAY_ATTACK_DETECTED, as {"code": code,
 // "error": message}, and 413 FST_ERR_CTP_BODY_TOO_LARGE in the web
-// framework's shape. A body that cannot be read is a 400 BAD_REQUEST.
+// framework's shape. A body that cannot be read is a 400 BAD_REQUEST; a
+// nonce store that cannot answer (see NonceChecker) a 503
+// NONCE_STORE_UNAVAILABLE with Retry-After: 1.
 //
 // A misconfigured (or nil) Verifier answers every request 500
 // INTERNAL_ERROR, saying nothing of why to the sender; Verify returns the
@@ -253,6 +279,10 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// codeNonceStoreUnavailable is Middleware's answer when the nonce store
+// cannot tell whether a request is a replay.
+const codeNonceStoreUnavailable ErrorCode = "NONCE_STORE_UNAVAILABLE"
 
 // authErrorBody is how the deployed worker's middleware answers a refused
 // signature.
@@ -280,6 +310,9 @@ func writeVerifyError(w http.ResponseWriter, err error) {
 		writeJSON(w, ae.StatusCode, body)
 	case errors.Is(err, errReadingBody):
 		writeError(w, http.StatusBadRequest, codeBadRequest, "Could not read the request body")
+	case errors.Is(err, errNonceStore):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, codeNonceStoreUnavailable, "Replay protection is unavailable; try again")
 	default:
 		writeError(w, http.StatusInternalServerError, codeInternal, "Internal error")
 	}

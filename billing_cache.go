@@ -27,6 +27,7 @@ func WithBalanceCacheTTL(ttl time.Duration) Option {
 type billingConfig struct {
 	balanceTTL    time.Duration
 	balanceTTLSet bool
+	shared        SharedCache // WithSharedCache
 }
 
 // billingState is the Billing service's state, held by the WorkerClient:
@@ -35,6 +36,9 @@ type billingState struct {
 	clock Clock
 	ttl   time.Duration
 	cache *ttlCache[*Balance]
+	// shared, when set, holds the balances instead of cache, which is the
+	// fallback (shared.go).
+	shared *sharedValues[*Balance]
 	// pollInterval and waitTimeout pace WaitForBalance (balancePollInterval
 	// and balanceWaitTimeout); tests shorten them.
 	pollInterval, waitTimeout time.Duration
@@ -53,6 +57,7 @@ func (s *billingState) init(clock Clock, cfg billingConfig) {
 	if cfg.balanceTTLSet {
 		s.ttl = cfg.balanceTTL
 	}
+	s.shared = newSharedValues(cfg.shared, "balance", s.cache, clock, encodeBalance, decodeBalance)
 }
 
 // invalidate drops userID's cached balance: on InvalidateBalance, which
@@ -61,6 +66,9 @@ func (s *billingState) init(clock Clock, cfg billingConfig) {
 func (s *billingState) invalidate(userID string) {
 	if s.cache != nil {
 		s.cache.Delete(userID)
+	}
+	if s.shared != nil {
+		s.shared.delete(userID)
 	}
 	if s.invalidated != nil {
 		s.invalidated(userID)
@@ -71,7 +79,7 @@ func (s *billingState) invalidate(userID string) {
 // path, whose one allocation is that copy (issue #13). It needs no check of
 // userID: only balances the worker gave for a valid id are stored.
 func (s *billingState) cached(userID string) (*Balance, bool) {
-	if s.ttl <= 0 {
+	if s.ttl <= 0 || s.shared != nil { // a shared cache is read by loadBalance
 		return nil, false
 	}
 	b, ok := s.cache.Get(userID)
@@ -99,7 +107,18 @@ func (s *BillingService) loadBalance(ctx context.Context, userID string, cc *cal
 	// of opts keeps the caller's slice off the heap on the hit path.
 	own := &balanceLoad{}
 	own.opts = append(append(make([]CallOption, 0, len(opts)+1), opts...), WithResponse(&own.resp))
-	b, err := st.cache.Fetch(ctx, userID, own.loader(s, userID))
+	load := own.loader(s, userID)
+	var (
+		b      *Balance
+		shared bool
+		err    error
+	)
+	if st.shared != nil {
+		b, shared, err = st.shared.fetch(ctx, userID, load)
+	}
+	if !shared {
+		b, err = st.cache.Fetch(ctx, userID, load)
+	}
 	own.report(cc, err)
 	if err != nil {
 		return nil, err

@@ -146,6 +146,16 @@ func (c *ttlCache[V]) Delete(key string) {
 	delete(c.flights, key)
 }
 
+// Clear drops every entry, and makes sure that no load already under way
+// is stored or shared with later callers.
+func (c *ttlCache[V]) Clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.entries)
+	c.lru.Init()
+	clear(c.flights)
+}
+
 // Len reports how many entries are held, expired ones included.
 func (c *ttlCache[V]) Len() int {
 	c.mu.Lock()

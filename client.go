@@ -162,6 +162,7 @@ func newClient(cfg config) (*WorkerClient, error) {
 	}
 	s := newSigner(cfg.signing, !cfg.signingSet, cfg.secret, cfg.secretV2, cfg.clock, cfg.logger)
 	lim := newAdaptiveLimiter(cfg.perMinute, cfg.maxWait, cfg.clock)
+	lim.shared = cfg.sharedLimiter
 	c := &core{
 		baseURL:  base,
 		basePath: strings.TrimSuffix(base.Path, "/"),

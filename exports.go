@@ -65,7 +65,7 @@ func (s *ExportsService) Invalidate(link *DownloadLink) {
 	if ready((*service)(s)) != nil || link == nil || link.from.kind == "" {
 		return
 	}
-	s.client.exports.links.Delete(link.from.key())
+	s.client.exports.forget(link.from.key())
 }
 
 // forgetProject drops the cached link to projectID's latest archive for
@@ -73,7 +73,7 @@ func (s *ExportsService) Invalidate(link *DownloadLink) {
 // has started for the project, whose latest archive then changes.
 func (s *ExportsService) forgetProject(projectID, userID string) {
 	if ready((*service)(s)) == nil {
-		s.client.exports.links.Delete(linkRequest{linkProject, projectID, userID}.key())
+		s.client.exports.forget(linkRequest{linkProject, projectID, userID}.key())
 	}
 }
 
@@ -92,10 +92,12 @@ func (s *ExportsService) link(ctx context.Context, r linkRequest, opts []CallOpt
 		return nil, err
 	}
 	st := &s.client.exports
-	var buf [256]byte
-	if l, ok := st.links.GetBytes(r.appendKey(buf[:0])); ok {
-		cc.recordCached()
-		return l.copy(), nil
+	if st.shared == nil { // a shared cache is read by load
+		var buf [256]byte
+		if l, ok := st.links.GetBytes(r.appendKey(buf[:0])); ok {
+			cc.recordCached()
+			return l.copy(), nil
+		}
 	}
 	l, err := s.load(ctx, r, opts, &cc)
 	if err != nil {
@@ -122,14 +124,25 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 	// Its own copy of the options, too: the caller's stay on its stack.
 	ld := &linkLoad{}
 	ld.opts = append(append(make([]CallOption, 0, len(opts)+1), opts...), WithResponse(&ld.resp))
-	l, err := st.links.Fetch(ctx, r.key(), func(ctx context.Context) (*DownloadLink, time.Time, error) {
+	load := func(ctx context.Context) (*DownloadLink, time.Time, error) {
 		ld.ran = true
 		l, err := s.fetch(ctx, r, ld.opts)
 		if err != nil {
 			return nil, time.Time{}, err
 		}
 		return l, st.cacheUntil(l), nil
-	})
+	}
+	var (
+		l      *DownloadLink
+		shared bool
+		err    error
+	)
+	if st.shared != nil {
+		l, shared, err = st.shared.fetch(ctx, r.key(), load)
+	}
+	if !shared {
+		l, err = st.links.Fetch(ctx, r.key(), load)
+	}
 	if ctx.Err() != nil && err == ctx.Err() {
 		return nil, err // gone before the answer: ld may still be written
 	}
@@ -157,7 +170,9 @@ func (s *ExportsService) refresh(ctx context.Context, old *DownloadLink, opts []
 		return nil, err
 	}
 	st := &s.client.exports
-	st.links.Set(l.from.key(), l, st.cacheUntil(l))
+	if st.shared == nil || !st.shared.set(ctx, l.from.key(), l, st.cacheUntil(l)) {
+		st.links.Set(l.from.key(), l, st.cacheUntil(l))
+	}
 	return l.copy(), nil
 }
 
@@ -224,7 +239,7 @@ func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMi
 		return nil, err
 	}
 	if missing.from.kind != "" {
-		s.client.exports.links.Delete(missing.from.key())
+		s.client.exports.forget(missing.from.key())
 	}
 	return res, nil
 }
@@ -254,6 +269,7 @@ type exportsConfig struct {
 	backoff        downloadBackoff // zero: the defaults
 	// insecureHTTP lets downloads use plain http:// (WithInsecureHTTP).
 	insecureHTTP bool
+	shared       SharedCache // WithSharedCache
 }
 
 // WithExportLinkMargin sets how long before its expiry a cached download
@@ -305,7 +321,10 @@ func WithDownloadHTTPClient(hc *http.Client) Option {
 // exportsState is what the Exports service keeps: the link cache and the
 // download client. It lives on the WorkerClient, beside the core.
 type exportsState struct {
-	links    *ttlCache[*DownloadLink]
+	links *ttlCache[*DownloadLink]
+	// shared, when set, holds the links instead of links, which is the
+	// fallback (shared.go).
+	shared   *sharedValues[*DownloadLink]
 	margin   time.Duration
 	noCache  bool
 	download *http.Client
@@ -325,6 +344,7 @@ func (s *exportsState) init(c *core, cfg exportsConfig) {
 	}
 	s.noCache = size == 0
 	s.links = newTTLCache[*DownloadLink](c.clock, size)
+	s.shared = newSharedValues(cfg.shared, "link", s.links, c.clock, encodeLink, decodeLink)
 	hc := cfg.downloadClient
 	if hc == nil {
 		var inner http.RoundTripper = http.DefaultTransport
@@ -338,6 +358,14 @@ func (s *exportsState) init(c *core, cfg exportsConfig) {
 	s.backoff = cfg.backoff
 	if s.backoff == (downloadBackoff{}) {
 		s.backoff = defaultDownloadBackoff()
+	}
+}
+
+// forget drops the cached link of key, here and in the shared cache.
+func (s *exportsState) forget(key string) {
+	s.links.Delete(key)
+	if s.shared != nil {
+		s.shared.delete(key)
 	}
 }
 

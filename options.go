@@ -145,6 +145,7 @@ type config struct {
 	allowInsecure  bool
 	clock          Clock
 	userAgent      string
+	sharedLimiter  SharedLimiter // WithSharedLimiter (shared.go)
 
 	// Per-service settings, declared in each service's file.
 	billing billingConfig

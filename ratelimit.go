@@ -3,6 +3,7 @@ package sheen
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -82,6 +83,9 @@ type adaptiveLimiter struct {
 	perMinute int
 	maxWait   time.Duration
 	bucket    *rate.Limiter
+	// shared, when set (WithSharedLimiter), lets requests leave instead,
+	// while it answers (shared.go).
+	shared SharedLimiter
 
 	// release and releaseProbe end a request's flight; made once so that
 	// acquire allocates nothing when nobody waits.
@@ -158,6 +162,11 @@ func (l *adaptiveLimiter) gate(now time.Time) gateState {
 // A wait that cannot end before ctx's deadline, or that would be longer than
 // the limiter's maximum wait, fails at once with a *RateLimitError.
 func (l *adaptiveLimiter) acquire(ctx context.Context) (release func(*http.Response), err error) {
+	if l.shared != nil {
+		if release, err := l.acquireShared(ctx); !errors.Is(err, ErrSharedUnavailable) {
+			return release, err
+		}
+	}
 	l.mu.Lock()
 	now := l.clock.Now()
 	if l.queue.Len() == 0 {
@@ -332,21 +341,23 @@ func (l *adaptiveLimiter) observeLocked(status int, h http.Header, now time.Time
 	if status != http.StatusTooManyRequests {
 		return
 	}
-	var until time.Time
-	if v := h.Get("Retry-After"); v != "" {
-		if d, ok := parseRetryAfter(v, now); ok {
-			until = now.Add(d) // what the worker asks for, exactly
-		}
-	}
-	if until.IsZero() && !info.reset.IsZero() {
-		until = info.reset.Add(info.resetUnit)
-	}
-	if until.IsZero() {
-		until = now.Add(time.Second) // nothing said: a short pause
-	}
-	if until.After(l.pausedUntil) {
+	if until := pauseAfter429(h, info, now); until.After(l.pausedUntil) {
 		l.pausedUntil = until
 	}
+}
+
+// pauseAfter429 is when requests may leave again after a 429 with headers
+// h (whose rate-limit headers say info).
+func pauseAfter429(h http.Header, info rateInfo, now time.Time) time.Time {
+	if v := h.Get("Retry-After"); v != "" {
+		if d, ok := parseRetryAfter(v, now); ok {
+			return now.Add(d) // what the worker asks for, exactly
+		}
+	}
+	if !info.reset.IsZero() {
+		return info.reset.Add(info.resetUnit)
+	}
+	return now.Add(time.Second) // nothing said: a short pause
 }
 
 // updateWindow folds one response's quota into the window.

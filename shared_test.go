@@ -1,0 +1,269 @@
+package sheen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeSharedLimiter lets every request leave (or answers err) and keeps
+// the answers it hears of.
+type fakeSharedLimiter struct {
+	err      error
+	mu       sync.Mutex
+	acquired int
+	answers  []RateAnswer
+}
+
+func (f *fakeSharedLimiter) Acquire(ctx context.Context, maxWait time.Duration) (func(RateAnswer), error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acquired++
+	if f.err != nil {
+		return nil, f.err
+	}
+	return func(a RateAnswer) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.answers = append(f.answers, a)
+	}, nil
+}
+
+func TestSharedLimiterHearsEveryAnswer(t *testing.T) {
+	lim := &fakeSharedLimiter{}
+	status := http.StatusOK
+	c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp := jsonResponse(r, status, `{}`)
+		resp.Header.Set("X-Ratelimit-Limit", "10")
+		resp.Header.Set("X-Ratelimit-Remaining", "9")
+		resp.Header.Set("X-Ratelimit-Reset", "30")
+		if status == http.StatusTooManyRequests {
+			resp.Header.Set("Retry-After", "5")
+		}
+		return resp, nil
+	}), WithSharedLimiter(lim), WithRetry(1, time.Minute))
+	ctx := context.Background()
+	if err := c.Do(ctx, http.MethodGet, "/v1/x", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	status = http.StatusTooManyRequests
+	var rl *RateLimitError
+	if err := c.Do(ctx, http.MethodGet, "/v1/x", nil, nil); !errors.As(err, &rl) {
+		t.Fatalf("a 429: %v", err)
+	}
+	if len(lim.answers) != 2 {
+		t.Fatalf("the shared limiter heard %d answers, want 2", len(lim.answers))
+	}
+	ok, refused := lim.answers[0], lim.answers[1]
+	if !ok.Answered || ok.Limit != 10 || ok.Remaining != 9 || ok.Reset.Sub(ok.At) != 30*time.Second || ok.ResetPrecision != time.Second || !ok.PauseUntil.IsZero() {
+		t.Errorf("answer of a 200: %+v", ok)
+	}
+	if refused.PauseUntil.Sub(refused.At) != 5*time.Second {
+		t.Errorf("answer of a 429 with Retry-After: 5: pause until %s after it, want 5s", refused.PauseUntil.Sub(refused.At))
+	}
+	if snap := c.RateLimit(); snap.Remaining != 9 || snap.PausedUntil.IsZero() {
+		t.Errorf("the client's own limiter did not watch the answers: %+v", snap)
+	}
+}
+
+func TestSharedLimiterFallsBackToTheLocalLimiter(t *testing.T) {
+	var sent atomic.Int32
+	rt := roundTripFunc(func(r *http.Request) (*http.Response, error) { sent.Add(1); return jsonResponse(r, 200, `{}`), nil })
+	down := &fakeSharedLimiter{err: fmt.Errorf("%w: redis is down", ErrSharedUnavailable)}
+	if err := newTestClient(t, rt, WithSharedLimiter(down)).Do(context.Background(), http.MethodGet, "/v1/x", nil, nil); err != nil || sent.Load() != 1 || down.acquired != 1 {
+		t.Fatalf("with the shared limiter down: %v, %d sent; want the request sent under the local limiter", err, sent.Load())
+	}
+	refusal := &RateLimitError{APIError: &APIError{StatusCode: 429, Code: "client_rate_limited", Message: "fleet quota used up"}}
+	full := &fakeSharedLimiter{err: refusal}
+	var rl *RateLimitError
+	if err := newTestClient(t, rt, WithSharedLimiter(full)).Do(context.Background(), http.MethodGet, "/v1/x", nil, nil); !errors.As(err, &rl) || rl != refusal || sent.Load() != 1 {
+		t.Fatalf("a shared refusal: %v, %d sent; want it returned, nothing sent", err, sent.Load())
+	}
+	if _, err := NewWorkerClient(WithSecret(testSecret), WithSharedLimiter(nil)); err == nil {
+		t.Error("WithSharedLimiter(nil) accepted")
+	}
+}
+
+// memShared is a SharedCache in memory that can play down.
+type memShared struct {
+	mu     sync.Mutex
+	values map[string][]byte
+	down   bool
+}
+
+func (m *memShared) unavailable() error {
+	if m.down {
+		return fmt.Errorf("%w: down", ErrSharedUnavailable)
+	}
+	return nil
+}
+
+func (m *memShared) Fetch(ctx context.Context, key string, load func(context.Context) ([]byte, time.Duration, error)) ([]byte, error) {
+	m.mu.Lock()
+	if err := m.unavailable(); err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	v, ok := m.values[key]
+	m.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	v, ttl, err := load(ctx)
+	if err == nil && ttl > 0 {
+		m.mu.Lock()
+		m.values[key] = v
+		m.mu.Unlock()
+	}
+	return v, err
+}
+
+func (m *memShared) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.unavailable(); err != nil {
+		return err
+	}
+	m.values[key] = value
+	return nil
+}
+
+func (m *memShared) Delete(ctx context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.unavailable(); err != nil {
+		return err
+	}
+	delete(m.values, key)
+	return nil
+}
+
+func (m *memShared) setDown(down bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.down = down
+}
+
+// sharedWorker answers balances and version links, counting them.
+type sharedWorker struct{ balances, links atomic.Int32 }
+
+func (w *sharedWorker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	rw.Header().Set("Content-Type", "application/json")
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/v1/billing/balance/"):
+		fmt.Fprint(rw, billingTotalBody(60*int(w.balances.Add(1))))
+	default:
+		n := w.links.Add(1)
+		fmt.Fprintf(rw, `{"success":true,"downloadUrl":"https://store.test/v-%d.zip?sig=s3cr3t","expiresAt":%q,"filename":"v.zip","size":3,"version":{"id":"v1","prompt":"p","createdAt":"2025-06-01T10:00:00Z","projectId":"p1"}}`,
+			n, time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339))
+	}
+}
+
+func sharedClients(t *testing.T, url string, shared SharedCache, n int) []*WorkerClient {
+	var cs []*WorkerClient
+	for range n {
+		c, err := NewWorkerClient(WithBaseURL(url), WithSecret(testSecret), WithSharedCache(shared), WithRateLimit(60_000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+func TestSharedCacheServesEveryClient(t *testing.T) {
+	w := &sharedWorker{}
+	srv := httptest.NewServer(w)
+	defer srv.Close()
+	shared := &memShared{values: map[string][]byte{}}
+	cs := sharedClients(t, srv.URL, shared, 2)
+	ctx := context.Background()
+
+	a, err := cs[0].Billing.Balance(ctx, "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp Response
+	b, err := cs[1].Billing.Balance(ctx, "u1", WithResponse(&resp))
+	if err != nil || b.Total != a.Total || !resp.Cached || w.balances.Load() != 1 {
+		t.Fatalf("second client: %v, %v, cached %v, %d worker calls; want the first's balance, cached, 1 call", b, err, resp.Cached, w.balances.Load())
+	}
+	cs[1].Billing.InvalidateBalance("u1")
+	if b, _ := cs[0].Billing.Balance(ctx, "u1"); b.Total == a.Total || w.balances.Load() != 2 {
+		t.Errorf("after the other client dropped it: %s, %d calls; want a fresh balance", b.Total, w.balances.Load())
+	}
+
+	l1, err := cs[0].Exports.VersionLink(ctx, "v1", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := cs[1].Exports.VersionLink(ctx, "v1", "u1")
+	if err != nil || l2.SignedURL() != l1.SignedURL() || !l2.ExpiresAt.Equal(l1.ExpiresAt) || l2.Version.ProjectID != "p1" || w.links.Load() != 1 {
+		t.Fatalf("second client's link: %v, %v (%d worker calls); want the first's", l2, err, w.links.Load())
+	}
+	cs[1].Exports.Invalidate(l2) // the request it answered came along
+	if l3, _ := cs[0].Exports.VersionLink(ctx, "v1", "u1"); l3.SignedURL() == l1.SignedURL() {
+		t.Error("a link the other client invalidated was served")
+	}
+}
+
+func TestSharedCacheFallsBackAndForgetsWhatItLearntMeanwhile(t *testing.T) {
+	w := &sharedWorker{}
+	srv := httptest.NewServer(w)
+	defer srv.Close()
+	shared := &memShared{values: map[string][]byte{}}
+	c := sharedClients(t, srv.URL, shared, 1)[0]
+	ctx := context.Background()
+
+	shared.setDown(true)
+	for range 3 {
+		if _, err := c.Billing.Balance(ctx, "u1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w.balances.Load(); n != 1 {
+		t.Fatalf("with the shared cache down: %d worker calls, want 1 (the local cache)", n)
+	}
+	shared.setDown(false)
+	if _, err := c.Billing.Balance(ctx, "u1"); err != nil || w.balances.Load() != 2 {
+		t.Fatalf("shared cache back: %v, %d calls; want it asked (empty) and filled", err, w.balances.Load())
+	}
+	// What the local cache held from the outage may have been invalidated
+	// elsewhere meanwhile: it went when the shared cache answered again.
+	shared.setDown(true)
+	if _, err := c.Billing.Balance(ctx, "u1"); err != nil || w.balances.Load() != 3 {
+		t.Fatalf("down again: %v, %d calls; want the worker asked (the local cache was emptied)", err, w.balances.Load())
+	}
+}
+
+// failingNonces is a NonceChecker that cannot answer.
+type failingNonces struct{}
+
+func (failingNonces) Seen(string, time.Time) bool { return true }
+func (failingNonces) Check(string, time.Time) (bool, error) {
+	return false, fmt.Errorf("%w: redis is down", ErrSharedUnavailable)
+}
+
+func TestVerifierRefusesWhatItsNonceStoreCannotCheck(t *testing.T) {
+	v := &Verifier{Secret: testSecret, Scheme: SigningDual, Nonces: failingNonces{}}
+	h := http.Header{HeaderTimestamp: {strconv.FormatInt(time.Now().Unix(), 10)}, HeaderNonce: {"n1"}, HeaderSignatureV2: {"ab"}}
+	err := v.Verify(http.MethodGet, "/x", h, nil)
+	if !errors.Is(err, ErrSharedUnavailable) || !strings.Contains(err.Error(), "replay") {
+		t.Fatalf("Verify: %v; want an error that says the replay check failed", err)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/x", nil)
+	r.Header = h
+	rec := httptest.NewRecorder()
+	v.Middleware(http.NotFoundHandler()).ServeHTTP(rec, r)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), string(codeNonceStoreUnavailable)) {
+		t.Errorf("Middleware: %d %v %s; want 503 NONCE_STORE_UNAVAILABLE, Retry-After: 1", rec.Code, rec.Header(), rec.Body)
+	}
+}
