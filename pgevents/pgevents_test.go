@@ -26,35 +26,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(pgtest.Main(m))
 }
 
-// tableDDL is the spec's table, exactly.
-const tableDDL = `
-CREATE TABLE IF NOT EXISTS project_build_events (
-  id                 SERIAL PRIMARY KEY,
-  build_id           VARCHAR(64) NOT NULL,
-  event_type         VARCHAR(50) NOT NULL,
-  event_data         JSONB NOT NULL DEFAULT '{}',
-  user_id            UUID,
-  created_at         TIMESTAMP WITHOUT TIME ZONE DEFAULT NOW(),
-  user_visible       BOOLEAN DEFAULT TRUE,
-  event_phase        VARCHAR(20),
-  event_title        VARCHAR(200),
-  event_description  TEXT,
-  overall_progress   NUMERIC(3,2) CHECK (overall_progress BETWEEN 0 AND 1),
-  finished           BOOLEAN DEFAULT FALSE,
-  preview_url        TEXT,
-  error_code         TEXT,
-  error_params       JSONB,
-  user_error_message TEXT,
-  event_code         VARCHAR(100),
-  event_params       JSONB,
-  duration_seconds   NUMERIC(8,2),
-  version_id         TEXT,
-  version_name       TEXT
-);
-CREATE INDEX IF NOT EXISTS idx_build_events_lookup ON project_build_events (build_id, created_at);
-CREATE INDEX IF NOT EXISTS idx_build_events_polling ON project_build_events (build_id, user_id, user_visible, id) WHERE user_visible;
-`
-
 // readerApp names the readers' connections, so tests can find and kill
 // them.
 const readerApp = "sheen-reader"
@@ -109,7 +80,7 @@ func newTestDBOn(t testing.TB, cluster *pgtest.Cluster, trigger bool) *testDB {
 		return p
 	}
 	db := &testDB{writer: pool("worker"), reader: pool(readerApp), admin: pool("admin"), readerQueries: counter, connString: connString}
-	if _, err := db.writer.Exec(ctx, tableDDL); err != nil {
+	if _, err := db.writer.Exec(ctx, pgtest.BuildEventsDDL); err != nil {
 		t.Fatal(err)
 	}
 	if trigger {
