@@ -466,7 +466,7 @@ func Shared(tb testing.TB) *Cluster {
 	case shared.err == nil:
 		return shared.cluster
 	case errors.Is(shared.err, ErrNoPostgres) && os.Getenv("CI") != "true":
-		tb.Skipf("%v (set PGTEST_BINDIR; under CI=true this fails)", shared.err)
+		tb.Skipf("SKIPPED, NO POSTGRES: %v (install a PostgreSQL server or set PGTEST_BINDIR; under CI=true this fails)", shared.err)
 	default:
 		tb.Fatal(shared.err)
 	}
