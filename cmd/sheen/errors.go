@@ -188,10 +188,19 @@ func (e *explained) Unwrap() error { return e.err }
 // status writes an answer's status and code, leaving out a code the SDK
 // derived from the status ("http_404") because the worker sent none.
 func status(api *sheen.APIError) string {
-	if api.Code == "" || strings.HasPrefix(string(api.Code), "http_") {
-		return fmt.Sprint(api.StatusCode)
+	if c := workerCode(api); c != "" {
+		return fmt.Sprintf("%d %s", api.StatusCode, c)
 	}
-	return fmt.Sprintf("%d %s", api.StatusCode, api.Code)
+	return fmt.Sprint(api.StatusCode)
+}
+
+// workerCode is the code the worker sent, "" when the SDK derived one
+// from the status.
+func workerCode(api *sheen.APIError) string {
+	if strings.HasPrefix(string(api.Code), "http_") {
+		return ""
+	}
+	return string(api.Code)
 }
 
 func correlation(id string) string {
@@ -299,9 +308,14 @@ func explainAuth(e *sheen.AuthError) string {
 }
 
 func explainUnknown(e *sheen.OutcomeUnknownError) string {
-	return fmt.Sprintf("sheen: outcome unknown: %s %s may have been carried out (%d attempt(s)): %s%s\n"+
-		"  check before trying again (sheen history USER, sheen versions PROJECT), or it may run twice",
-		e.Method, e.Path, e.Attempts, strings.TrimPrefix(e.Err.Error(), "sheen: "), correlation(e.CorrelationID))
+	cause := strings.TrimPrefix(e.Err.Error(), "sheen: ")
+	var api *sheen.APIError
+	if errors.As(e.Err, &api) {
+		cause = fmt.Sprintf("it answered %s: %s", status(api), api.Message)
+	}
+	return fmt.Sprintf("sheen: outcome unknown: the worker may have carried out %s %s (%s)\n"+
+		"  check before trying again (sheen history USER, sheen versions PROJECT), or it may run twice%s",
+		e.Method, e.Path, cause, correlation(e.CorrelationID))
 }
 
 func explainFailed(e *sheen.BuildFailedError) string {

@@ -157,7 +157,7 @@ func errorDocument(err error, code int) jsonError {
 		failed  *sheen.BuildFailedError
 	)
 	if errors.As(err, &api) {
-		body.Status, body.Code, body.CorrelationID = api.StatusCode, string(api.Code), api.CorrelationID
+		body.Status, body.Code, body.CorrelationID = api.StatusCode, workerCode(api), api.CorrelationID
 	}
 	if errors.As(err, &short) {
 		if short.HasAvailable {
