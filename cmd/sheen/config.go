@@ -126,6 +126,9 @@ func (h *noticeHandler) Handle(_ context.Context, r slog.Record) error {
 	}
 	var n notice
 	r.Attrs(n.read)
+	if h.a.barLive && (r.Level >= slog.LevelInfo || n.wait > 0) {
+		fmt.Fprintln(h.a.stderr)
+	}
 	switch {
 	case r.Level >= slog.LevelWarn:
 		fmt.Fprintln(h.a.stderr, r.Message)

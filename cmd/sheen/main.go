@@ -45,6 +45,10 @@ type app struct {
 	// then ends the stream as one more line.
 	streaming bool
 
+	// barLive is set while a progress bar owns the last line of stderr:
+	// a notice then starts on a line of its own.
+	barLive bool
+
 	// tty reports whether stderr is a terminal where progress bars can
 	// redraw their line.
 	tty bool

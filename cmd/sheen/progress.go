@@ -35,14 +35,14 @@ func (a *app) progressMode() progressMode {
 // barOptions are the options every bar shares: drawn on stderr, a fixed
 // width (a terminal narrower than the line wraps it, which is ugly but
 // readable), the time left predicted from the rate so far.
-func barOptions(w io.Writer, description string) []progressbar.Option {
+func barOptions(w io.Writer, description string, throttle time.Duration) []progressbar.Option {
 	return []progressbar.Option{
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(description),
 		progressbar.OptionSetWidth(24),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetRenderBlankState(true),
-		progressbar.OptionThrottle(65 * time.Millisecond),
+		progressbar.OptionThrottle(throttle),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
 	}
 }
@@ -63,7 +63,10 @@ func (a *app) newBuildProgress() *buildProgress {
 		p.mode = progressNone
 	}
 	if p.mode == progressBar {
-		p.bar = progressbar.NewOptions(100, barOptions(a.stderr, "[queued]")...)
+		// No throttle: events come a few a second at most, and each one
+		// should show with its own title and percent.
+		p.bar = progressbar.NewOptions(100, barOptions(a.stderr, "[queued]", 0)...)
+		a.barLive = true
 	}
 	return p
 }
@@ -80,6 +83,8 @@ func (p *buildProgress) event(e sheen.BuildEvent) {
 	}
 	switch p.mode {
 	case progressBar:
+		// Describe draws the new title (with the old percent), Set the
+		// new percent: progressbar has no call that changes both at once.
 		p.bar.Describe(fmt.Sprintf("[%s] %s", orDash(string(e.Phase)), oneLine(e.Title)))
 		if pct >= 0 && pct < 100 {
 			_ = p.bar.Set(pct)
@@ -88,7 +93,6 @@ func (p *buildProgress) event(e sheen.BuildEvent) {
 			// follow: hold it at the end of the line until done.
 			_ = p.bar.Set(99)
 		}
-		_ = p.bar.RenderBlank() // show a new title even when the percent stays
 	case progressLines:
 		mark := "    "
 		if pct >= 0 {
@@ -109,6 +113,7 @@ func (p *buildProgress) done(ok bool) {
 	if p.bar == nil {
 		return
 	}
+	p.a.barLive = false
 	if ok {
 		_ = p.bar.Finish()
 		return
@@ -177,10 +182,17 @@ func (a *app) newDownloadProgress(name string) *downloadProgress {
 func (p *downloadProgress) update(written, total int64) {
 	switch p.mode {
 	case progressBar:
+		if p.bar == nil && total < 0 && written == 0 {
+			return // the first call, before the answer: its length may follow
+		}
 		if p.bar == nil {
-			opts := append(barOptions(p.a.stderr, p.name),
+			opts := append(barOptions(p.a.stderr, p.name, 65*time.Millisecond),
 				progressbar.OptionShowBytes(true), progressbar.OptionShowTotalBytes(true), progressbar.OptionShowCount())
 			p.bar = progressbar.NewOptions64(total, opts...)
+			p.a.barLive = true
+		}
+		if total > 0 && p.bar.GetMax64() != total {
+			p.bar.ChangeMax64(total)
 		}
 		if total > 0 && written >= total {
 			return // done finishes it: Set64(total) would print the end line twice
@@ -210,6 +222,7 @@ func (p *downloadProgress) done(ok bool) {
 	if p.bar == nil {
 		return
 	}
+	p.a.barLive = false
 	if ok {
 		_ = p.bar.Finish()
 		return
