@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -51,7 +53,9 @@ func (a *app) connect() (*sheen.WorkerClient, error) {
 	}
 	c, err := sheen.NewWorkerClientFromEnv(opts...)
 	if err != nil {
-		return nil, &usageError{err: err}
+		// The SDK names its options; a person here has flags.
+		msg := strings.ReplaceAll(err.Error(), "WithInsecureHTTP", "--insecure-http")
+		return nil, &usageError{err: errors.New(msg)}
 	}
 	a.client = c
 	return c, nil
@@ -70,6 +74,9 @@ func (a *app) clientOptions() ([]sheen.Option, error) {
 	}
 	if a.baseURL != "" {
 		opts = append(opts, sheen.WithBaseURL(a.baseURL))
+	}
+	if a.insecureHTTP {
+		opts = append(opts, sheen.WithInsecureHTTP())
 	}
 	if a.signing != "" {
 		s, err := sheen.ParseSigning(a.signing)

@@ -1,9 +1,18 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Every command works with --fake and no configuration at all, with the
@@ -60,4 +69,48 @@ func TestFakeWatchJSONLines(t *testing.T) {
 	if len(lines) != 10 || lines[0]["type"] != "build" || lines[9]["type"] != "result" {
 		t.Errorf("JSON lines: %v", lines)
 	}
+}
+
+// Ctrl-C while following a build ends the command with exit 130.
+func TestInterrupted(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGINT to send on Windows")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The build never moves: the command waits until it is interrupted.
+	cmd := exec.CommandContext(ctx, sheenBin, "--fake", "--fake-step", "1h", "build", fakeDemoUser, "--prompt", "A bakery", "--watch")
+	cmd.Env = cleanEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "Build ") {
+		t.Fatalf("first line %q: %v", line, err)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, stdout)
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitInterrupted {
+		t.Fatalf("want exit %d, got %v; stderr:\n%s", exitInterrupted, err, stderr.String())
+	}
+	wantIn(t, "interrupted", stderr.String(), "sheen: interrupted")
+}
+
+func TestCompletion(t *testing.T) {
+	r := cli{}.run(t, "completion", "bash")
+	wantCode(t, r, exitOK)
+	wantIn(t, "bash completion", r.stdout, "bash completion V2 for sheen")
+	r = cli{}.run(t, "__complete", "check", "u1", "--op", "")
+	wantCode(t, r, exitOK)
+	wantIn(t, "--op completion", r.stdout, "main_build\nmetadata_generation\nupdate\n")
 }

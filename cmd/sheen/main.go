@@ -40,6 +40,8 @@ type app struct {
 	verbose    bool
 	timeout    time.Duration
 	attempts   int
+	// insecureHTTP allows http:// to a worker that is not on loopback.
+	insecureHTTP bool
 
 	// streaming is set once a command has written JSON lines: an error
 	// then ends the stream as one more line.
@@ -93,7 +95,7 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		if a.json {
 			a.writeJSON(errorDocument(ue, exitUsage))
 		} else {
-			fmt.Fprintf(a.stderr, "sheen: %v\n", ue.err)
+			fmt.Fprintf(a.stderr, "sheen: %s\n", strings.TrimPrefix(ue.err.Error(), "sheen: "))
 			fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
 		return exitUsage

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,6 +100,13 @@ func cleanEnv() []string {
 func worker(t *testing.T, opts ...sheentest.Option) (*sheentest.Server, cli) {
 	t.Helper()
 	srv := sheentest.NewServer(append([]sheentest.Option{sheentest.WithTest(t), sheentest.WithSigning(sheen.SigningDual)}, opts...)...)
+	// NewServer sets srv.URL after its server starts, and the handlers
+	// read it. Requests from this process order the two for the race
+	// detector (it sees socket writes and reads as synchronisation);
+	// requests from the child process alone do not, so send one first.
+	if resp, err := http.Get(srv.URL + "/"); err == nil {
+		resp.Body.Close()
+	}
 	return srv, cli{env: []string{
 		sheen.EnvBaseURL + "=" + srv.URL,
 		sheen.EnvSecret + "=" + srv.Secret,

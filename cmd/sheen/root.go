@@ -48,6 +48,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.BoolVar(&a.showURL, "show-url", false, "print signed download URLs in full (they are bearer credentials)")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log every request attempt to stderr (never the secret or signatures)")
 	pf.DurationVar(&a.timeout, "timeout", 0, "give up after this long, waits and retries included (default: no limit)")
+	pf.BoolVar(&a.insecureHTTP, "insecure-http", false, "allow a plain http:// worker URL on a host that is not loopback (trusted networks only)")
 	pf.IntVar(&a.attempts, "attempts", sheen.DefaultMaxAttempts, "how many times a call may be tried (1: no retries)")
 	pf.DurationVar(&a.fakeStep, "fake-step", defaultFakeStep, "with --fake: time between two steps of a build")
 	_ = pf.MarkHidden("fake-step")
