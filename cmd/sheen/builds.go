@@ -18,8 +18,8 @@ func (a *app) buildCommand() *cobra.Command {
 		Use:   "build USER --prompt TEXT [--project ID] [--framework F] [--watch]",
 		Short: "Start a build of a new project (or a new build of --project)",
 		Long: `Start a build for USER from a prompt. The worker makes a project unless
---project names one. The balance is checked first: a short balance ends
-with exit code 4, what is missing and what would cover it.
+--project names one. A balance too short for it ends with exit code 4 and
+says the balance, what the build needs and what would cover it.
 
 With --watch, follow the build to its end: exit 0 when deployed, 10 when
 it failed.`,
