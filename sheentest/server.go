@@ -91,8 +91,10 @@ func NewServer(opts ...Option) *Server {
 	}
 	s.mux = http.NewServeMux()
 	s.routes()
-	s.http = httptest.NewServer(http.HandlerFunc(s.serve))
-	s.URL = s.http.URL
+	// The URL is set before the first request can arrive: handlers read it.
+	s.http = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.URL = "http://" + s.http.Listener.Addr().String()
+	s.http.Start()
 	if cfg.pace == PaceTimed {
 		s.ticker.Add(1)
 		go s.tick()
