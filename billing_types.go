@@ -122,8 +122,6 @@ type BonusAllowance struct {
 }
 
 // OperationType is what CheckSufficient asks about.
-
-// OperationType is what CheckSufficient asks about.
 type OperationType string
 
 // The operation types check-sufficient knows.
