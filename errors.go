@@ -2,6 +2,7 @@ package sheen
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -395,34 +396,7 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 		if env.RetryAfter.Valid && e.RetryAfter == 0 {
 			e.RetryAfter = clampSeconds(env.RetryAfter.Float)
 		}
-		if len(env.Error) > 0 {
-			var s string
-			var n nestedError
-			switch {
-			case json.Unmarshal(env.Error, &s) == nil:
-				if e.Code == "" && codeShaped.MatchString(s) {
-					e.Code = ErrorCode(s)
-				}
-				if e.Message == "" {
-					e.Message = s
-				} else if !codeShaped.MatchString(s) && s != e.Message && env.StatusCode == 0 {
-					e.Message = s + ": " + e.Message
-				}
-			case jsonx.DecodeLoosely(env.Error, &n):
-				if e.Code == "" {
-					e.Code = ErrorCode(n.Code)
-				}
-				if e.Message == "" {
-					e.Message = n.Message
-				}
-				if n.Hint != "" {
-					e.Message += " (" + n.Hint + ")"
-				}
-				if n.RetryAfter.Valid && e.RetryAfter == 0 {
-					e.RetryAfter = clampSeconds(n.RetryAfter.Float)
-				}
-			}
-		}
+		e.readErrorField(env.Error, env.StatusCode != 0)
 	}
 	if e.Code == "" {
 		e.Code = ErrorCode("http_" + strconv.Itoa(status))
@@ -431,6 +405,38 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 		e.Message = statusMessage(status, header, body)
 	}
 	return e
+}
+
+// readErrorField fills what the envelope's "error" field adds: a string
+// (a code, or a message to put before the body's message unless the web
+// framework's own envelope, framework true, already said it), or a nested
+// object with code, message, hint and retryAfter.
+func (e *APIError) readErrorField(raw json.RawMessage, framework bool) {
+	if len(raw) == 0 {
+		return
+	}
+	var s string
+	var n nestedError
+	switch {
+	case json.Unmarshal(raw, &s) == nil:
+		if e.Code == "" && codeShaped.MatchString(s) {
+			e.Code = ErrorCode(s)
+		}
+		if e.Message == "" {
+			e.Message = s
+		} else if !codeShaped.MatchString(s) && s != e.Message && !framework {
+			e.Message = s + ": " + e.Message
+		}
+	case jsonx.DecodeLoosely(raw, &n):
+		e.Code = cmp.Or(e.Code, ErrorCode(n.Code))
+		e.Message = cmp.Or(e.Message, n.Message)
+		if n.Hint != "" {
+			e.Message += " (" + n.Hint + ")"
+		}
+		if n.RetryAfter.Valid && e.RetryAfter == 0 {
+			e.RetryAfter = clampSeconds(n.RetryAfter.Float)
+		}
+	}
 }
 
 // maxRetryAfter caps a wait the worker asks for; anything longer is read as
