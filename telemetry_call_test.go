@@ -230,7 +230,7 @@ func TestTelemetryDoSpan(t *testing.T) {
 	for _, s := range spans {
 		for _, a := range s.Attributes() {
 			if a.Key == "url.template" || a.Key == "url.full" || a.Key == "url.path" {
-				t.Errorf("%s has %s = %s: Do's path may hold IDs", s.Name(), a.Key, a.Value.Emit())
+				t.Errorf("%s has %s = %s: Do's path may hold IDs", s.Name(), a.Key, a.Value.String())
 			}
 		}
 	}

@@ -31,7 +31,7 @@ func spanNamed(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySp
 func attrOf(s sdktrace.ReadOnlySpan, key string) string {
 	for _, a := range s.Attributes() {
 		if string(a.Key) == key {
-			return a.Value.Emit()
+			return a.Value.String()
 		}
 	}
 	return ""
@@ -78,9 +78,9 @@ func TestTelemetryWaitPhases(t *testing.T) {
 		for _, a := range e.Attributes {
 			switch a.Key {
 			case "sheen.build.phase":
-				phase = a.Value.Emit()
+				phase = a.Value.String()
 			case "sheen.build.event_id":
-				id = a.Value.Emit()
+				id = a.Value.String()
 			}
 		}
 		got = append(got, phase+"@"+id)

@@ -120,7 +120,7 @@ func shapes(spans []sdktrace.ReadOnlySpan) []spanShape {
 		sh := spanShape{Name: s.Name(), Parent: names[s.Parent().SpanID()], Kind: s.SpanKind(), Attrs: map[string]string{}}
 		sh.Error = s.Status().Code.String() == "Error"
 		for _, a := range s.Attributes() {
-			v := a.Value.Emit()
+			v := a.Value.String()
 			if variable[string(a.Key)] {
 				v = "*"
 			}
@@ -129,7 +129,7 @@ func shapes(spans []sdktrace.ReadOnlySpan) []spanShape {
 		for _, e := range s.Events() {
 			ev := e.Name
 			for _, a := range e.Attributes {
-				ev += " " + string(a.Key) + "=" + a.Value.Emit()
+				ev += " " + string(a.Key) + "=" + a.Value.String()
 			}
 			sh.Events = append(sh.Events, ev)
 		}
@@ -290,7 +290,7 @@ func points(rm metricdata.ResourceMetrics) []point {
 	attrs := func(s attribute.Set) string {
 		var parts []string
 		for _, kv := range s.ToSlice() {
-			parts = append(parts, string(kv.Key)+"="+kv.Value.Emit())
+			parts = append(parts, string(kv.Key)+"="+kv.Value.String())
 		}
 		return strings.Join(parts, ",")
 	}
@@ -358,12 +358,12 @@ func checkNoSecrets(t *testing.T, spans []sdktrace.ReadOnlySpan, metrics []point
 	for _, s := range spans {
 		texts = append(texts, s.Name(), s.Status().Description)
 		for _, a := range s.Attributes() {
-			texts = append(texts, a.Value.Emit())
+			texts = append(texts, a.Value.String())
 		}
 		for _, e := range s.Events() {
 			texts = append(texts, e.Name)
 			for _, a := range e.Attributes {
-				texts = append(texts, a.Value.Emit())
+				texts = append(texts, a.Value.String())
 			}
 		}
 	}

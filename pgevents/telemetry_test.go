@@ -44,7 +44,7 @@ func TestBatchesAreEventsOfTheReadersSpan(t *testing.T) {
 			}
 			b := ""
 			for _, a := range e.Attributes {
-				b += fmt.Sprintf("%s=%s ", a.Key, a.Value.Emit())
+				b += fmt.Sprintf("%s=%s ", a.Key, a.Value.String())
 			}
 			batches = append(batches, b)
 		}

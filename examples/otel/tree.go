@@ -91,7 +91,7 @@ func describe(attrs []attribute.KeyValue) string {
 	for _, sh := range shown {
 		for _, a := range attrs {
 			if string(a.Key) == sh.key {
-				v := a.Value.Emit()
+				v := a.Value.String()
 				if strings.HasSuffix(sh.key, "_seconds") {
 					d := time.Duration(a.Value.AsFloat64() * float64(time.Second)).Round(100 * time.Microsecond)
 					if d == 0 {
@@ -113,7 +113,7 @@ func describe(attrs []attribute.KeyValue) string {
 func describeAll(attrs []attribute.KeyValue) string {
 	var parts []string
 	for _, a := range attrs {
-		parts = append(parts, string(a.Key)+"="+a.Value.Emit())
+		parts = append(parts, string(a.Key)+"="+a.Value.String())
 	}
 	if len(parts) == 0 {
 		return ""
@@ -151,7 +151,7 @@ func printMetrics(ctx context.Context, out io.Writer, reader *sdkmetric.ManualRe
 func labels(s attribute.Set) string {
 	var parts []string
 	for _, kv := range s.ToSlice() {
-		parts = append(parts, string(kv.Key)+"="+kv.Value.Emit())
+		parts = append(parts, string(kv.Key)+"="+kv.Value.String())
 	}
 	return strings.Join(parts, " ")
 }
