@@ -307,6 +307,8 @@ func operationName(route string) string {
 		return "sheen.Exports.ProjectLink"
 	case RouteDownloadVersion:
 		return "sheen.Exports.VersionLink"
+	case RouteGenerate:
+		return "sheen.AI.Generate"
 	}
 	return "sheen.Do"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -30,7 +31,8 @@ type callObs struct {
 	start   time.Time
 	span    trace.Span // nil when tracing is off
 	metrics bool
-	opSet   attribute.Set // sheen.operation, for the metrics
+	opSet   attribute.Set        // sheen.operation, for the metrics
+	server  []attribute.KeyValue // server.address and server.port
 
 	attempt      trace.Span // the attempt under way, nil between attempts
 	attemptN     int
@@ -44,11 +46,30 @@ type callObsKey struct{}
 // constant, "" for WorkerClient.Do) for userID: nil, and ctx as it is,
 // when no provider records.
 func (t *telemetry) startCall(ctx context.Context, route, method, userID string) (context.Context, *callObs) {
+	return t.startCallTo(ctx, route, method, userID, nil)
+}
+
+// startGenerate starts the telemetry of a call to AI.Generate's endpoint,
+// endpoint (a URL: only its host and port are recorded).
+func (t *telemetry) startGenerate(ctx context.Context, endpoint string) (context.Context, *callObs) {
+	var server []attribute.KeyValue
+	if u, err := url.Parse(endpoint); err == nil && t.tracing() {
+		server = serverAttrs(u)
+	}
+	return t.startCallTo(ctx, RouteGenerate, http.MethodPost, "", server)
+}
+
+// startCallTo is startCall for a server other than the worker's base URL
+// (nil: the worker's).
+func (t *telemetry) startCallTo(ctx context.Context, route, method, userID string, server []attribute.KeyValue) (context.Context, *callObs) {
 	tracing, metrics := t.tracing(), t.metering(ctx)
 	if !tracing && !metrics {
 		return ctx, nil
 	}
-	o := &callObs{t: t, op: operationName(route), route: routePath(route), method: method, start: time.Now(), metrics: metrics}
+	o := &callObs{t: t, op: operationName(route), route: routePath(route), method: method, start: time.Now(), metrics: metrics, server: server}
+	if o.server == nil {
+		o.server = t.server
+	}
 	o.opSet = attribute.NewSet(attrOperation.String(o.op))
 	if tracing {
 		attrs := append(o.httpAttrs(), attrOperation.String(o.op))
@@ -64,7 +85,7 @@ func (o *callObs) httpAttrs() []attribute.KeyValue {
 	if o.route != "" {
 		attrs = append(attrs, semconv.URLTemplate(o.route))
 	}
-	return append(attrs, o.t.server...)
+	return append(attrs, o.server...)
 }
 
 // attemptName is the name of an attempt's span: "METHOD /path/{template}",
@@ -180,7 +201,7 @@ func (o *callObs) answerAttrs(span trace.Span, resp *http.Response, errBody []by
 	if corr != "" {
 		span.SetAttributes(attrCorrelation.String(corr))
 	}
-	if resp.StatusCode >= 400 {
+	if resp.StatusCode >= 400 && len(errBody) > 0 {
 		if code := newAPIError(resp.StatusCode, nil, errBody).Code; code != "" {
 			span.SetAttributes(attrErrorCode.String(string(code)))
 		}

@@ -304,7 +304,7 @@ func (t *telemetry) startProxy(w http.ResponseWriter, r *http.Request, route, us
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
 	method, path := r.Method, routePath(route)
-	o := &callObs{t: t, op: opProxy, route: path, method: method, start: time.Now(), metrics: metrics}
+	o := &callObs{t: t, op: opProxy, route: path, method: method, start: time.Now(), metrics: metrics, server: t.server}
 	o.opSet = attribute.NewSet(attrOperation.String(opProxy))
 	if tracing {
 		attrs := append(o.httpAttrs(), attrOperation.String(opProxy), attrProxyRoute.String(route))
@@ -334,10 +334,7 @@ func (o *proxyObs) end(ctx context.Context) {
 	}
 	o.endOpenAttempt()
 	status := o.w.status
-	outcome := "ok"
-	if status >= 400 {
-		outcome = strconv.Itoa(status)
-	}
+	outcome := statusOutcome(status)
 	if o.metrics {
 		o.t.inst.callDuration.Record(ctx, time.Since(o.start).Seconds(),
 			metric.WithAttributes(attrOperation.String(opProxy), attrOutcome.String(outcome)))
@@ -354,4 +351,20 @@ func (o *proxyObs) end(ctx context.Context) {
 		err = errors.New(outcome) // the span is an error; the text is not recorded
 	}
 	endSpan(o.span, err, outcome)
+}
+
+// statusOutcome is sheen.outcome for the status the proxy answered (0: it
+// answered nothing, the browser having gone).
+func statusOutcome(status int) string {
+	switch {
+	case status == 0:
+		return "canceled"
+	case status == http.StatusTooManyRequests:
+		return "rate_limited"
+	case status >= 500:
+		return "server_error"
+	case status >= 400:
+		return "client_error"
+	}
+	return "ok"
 }

@@ -214,3 +214,49 @@ func TestTelemetryProxy(t *testing.T) {
 	}
 	checkNoSecrets(t, spans, nil, append(rec.traffic.secrets(), rg.srv.Secret, pxAlice))
 }
+
+// AI.Generate is a call span with an attempt per request to its endpoint,
+// which carries the attempt's trace context; a 429 (the hourly budget
+// spent) shows on the attempt.
+func TestTelemetryGenerate(t *testing.T) {
+	rec := newRecorded(t)
+	worker := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithProjectFolder("u1", "p1"), sheentest.WithGenerateBudget(1))
+	defer worker.Close()
+	client, err := worker.Client(rec.options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := client.AI.Generate(ctx, sheen.GenerateRequest{UserID: "u1", ProjectID: "p1", Prompt: "Add a dark mode toggle"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.AI.Generate(ctx, sheen.GenerateRequest{UserID: "u1", ProjectID: "p1", Prompt: "Add a contact form"}, sheen.WithCallAttempts(1))
+	if err == nil {
+		t.Fatal("the second generation passed the fake worker's budget of 1")
+	}
+	spans := rec.spans.Ended()
+	calls, attempts := spanNamed(spans, "sheen.AI.Generate"), spanNamed(spans, "POST /generate")
+	if len(calls) != 2 || len(attempts) != 2 {
+		t.Fatalf("%d calls and %d attempts, want 2 and 2", len(calls), len(attempts))
+	}
+	for i, want := range []string{"200", "429"} {
+		if attempts[i].Parent().SpanID() != calls[i].SpanContext().SpanID() || attrOf(attempts[i], "http.response.status_code") != want {
+			t.Errorf("attempt %d: status %s under %s", i+1, attrOf(attempts[i], "http.response.status_code"), attempts[i].Parent().SpanID())
+		}
+	}
+	if got := attrOf(calls[1], "sheen.outcome"); got != "rate_limited" {
+		t.Errorf("the refused generation's outcome is %q", got)
+	}
+	var carried int
+	for _, r := range worker.Requests() {
+		sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(r.Header)))
+		for _, a := range attempts {
+			if sc.SpanID() == a.SpanContext().SpanID() {
+				carried++
+			}
+		}
+	}
+	if carried != 2 {
+		t.Errorf("%d generate requests carried their attempt's trace context, want 2", carried)
+	}
+}
