@@ -424,7 +424,7 @@ func (f *follower) observe(ev BuildEvent) {
 	if !deployed && f.success != nil {
 		f.successAt = f.clock.Now()
 	}
-	f.obs.event(ev, f.clock.Now())
+	f.obs.event(ev, f.clock)
 }
 
 // over reports whether the reading is finished: the outcome is known, or

@@ -34,8 +34,9 @@ const instrumentationName = "github.com/sheenapps/sheen-go"
 // until the program installs one; a client made before that follows it
 // from then on. A nil provider is refused.
 //
-// Spans: one per call to the worker, named after the service method of its
-// route ("sheen.Billing.Balance"; "sheen.Do" for WorkerClient.Do), with one
+// Spans: one per call to the worker (and to AI.Generate's endpoint), named
+// after the service method of its route ("sheen.Billing.Balance";
+// "sheen.Do" for WorkerClient.Do), with one
 // child per attempt ("GET /v1/billing/balance/{userId}") carrying the HTTP
 // semantic-convention attributes, the attempt number, the time waited on
 // the rate limiter, the retry reason and backoff, the worker's error code
@@ -345,7 +346,7 @@ func (t *telemetry) telemetryUserID(c *call) string {
 	if id := c.query.Get("userId"); id != "" {
 		return id
 	}
-	if len(c.params) > 0 && routePath(c.route) != "" && hasUserIDParam(c.route) {
+	if len(c.params) > 0 && hasUserIDParam(c.route) {
 		return c.params[0]
 	}
 	return ""

@@ -114,14 +114,14 @@ func sourceName(src EventSource) string {
 	return "unknown"
 }
 
-// event records a delivered event: its latency since the worker made it,
-// and a span event when it starts a phase.
-func (o *followObs) event(ev BuildEvent, now time.Time) {
+// event records a delivered event: its latency since the worker made it
+// (by clock's time), and a span event when it starts a phase.
+func (o *followObs) event(ev BuildEvent, clock Clock) {
 	if o == nil {
 		return
 	}
 	if o.metrics && !ev.CreatedAt.IsZero() {
-		o.t.inst.eventLatency.Record(o.ctx, max(now.Sub(ev.CreatedAt), 0).Seconds(), metric.WithAttributeSet(o.source))
+		o.t.inst.eventLatency.Record(o.ctx, max(clock.Now().Sub(ev.CreatedAt), 0).Seconds(), metric.WithAttributeSet(o.source))
 	}
 	if o.span == nil || ev.Phase == "" || ev.Phase == o.phase {
 		return
