@@ -41,8 +41,10 @@ const instrumentationName = "github.com/sheenapps/sheen-go"
 // semantic-convention attributes, the attempt number, the time waited on
 // the rate limiter, the retry reason and backoff, the worker's error code
 // and the correlation id; one per answer served from a cache; one per
-// Follow or Wait (an event per phase), per Download, and per request the
-// proxy forwards. Each attempt carries W3C trace context (traceparent) to
+// Follow or Wait (an event per phase; package pgevents adds one per batch
+// it delivers), per Download, and per request the proxy forwards
+// (continuing the trace of the span in the request's context, else of its
+// traceparent header). Each attempt carries W3C trace context (traceparent) to
 // the worker; it is not part of the signature. No span holds the secret, a
 // signature, a signed download URL, a query string or a body, and none
 // holds a user ID unless WithTelemetryUserIDs is given.
