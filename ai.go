@@ -214,8 +214,11 @@ func (s *AIService) Generate(ctx context.Context, req GenerateRequest, opts ...C
 		defer cancel()
 	}
 	g := newGeneration(s.client, cc, body)
-	out, err := g.run(ctx)
+	runCtx, obs := s.client.core.tel.startGenerate(ctx, s.client.ai.url)
+	g.p.obs = obs
+	out, err := g.run(runCtx)
 	g.record()
+	obs.endCall(runCtx, err, g.resp, g.p.attempt, g.correlationID())
 	switch {
 	case err == nil:
 		return &GenerateResult{Model: ModelWorker, Output: out, CorrelationID: g.correlationID()}, nil

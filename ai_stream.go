@@ -62,6 +62,7 @@ func (g *generation) run(ctx context.Context) (string, error) {
 		g.p.attempt++
 		out, a, err := g.try(ctx)
 		if err == nil {
+			g.p.obs.endAttempt(ctx, a, g.resp, nil, false, 0)
 			g.p.log(ctx, g.resp, nil, false, 0)
 			return out, nil
 		}
@@ -70,6 +71,7 @@ func (g *generation) run(ctx context.Context) (string, error) {
 		if g.fallback && a.status == http.StatusTooManyRequests {
 			retry = false // the budget is hourly: the fallback, now
 		}
+		g.p.obs.endAttempt(ctx, a, g.resp, nil, retry, wait)
 		g.p.log(ctx, g.resp, a.err, retry, wait)
 		if !retry {
 			g.p.ambiguous = ambiguous && !g.fallback
@@ -104,7 +106,9 @@ func (g *generation) try(ctx context.Context) (out string, a attempt, err error)
 		a.now, a.done = g.core.clock.Now(), ctx.Err() != nil
 		a.deadline, _ = ctx.Deadline()
 	}()
+	ctx, obs := beginAttempt(ctx) // the attempt's span, when the call is observed
 	release, err := g.core.limiter.acquire(ctx)
+	obs.acquired(ctx)
 	if err != nil {
 		a.err = &clientAbort{err}
 		return "", a, g.core.transportError(ctx, &g.p, nil, a.err, g.sentID)
@@ -117,6 +121,7 @@ func (g *generation) try(ctx context.Context) (out string, a attempt, err error)
 		a.err = &clientAbort{err}
 		return "", a, err
 	}
+	obs.inject(w.ctx, req.Header) // traceparent: not signed (the signature covers the body and path)
 	resp, err := g.ai.transport.RoundTrip(req)
 	release(g.limiterView(resp))
 	if err != nil {

@@ -35,7 +35,9 @@ func (s *BillingService) Balance(ctx context.Context, userID string, opts ...Cal
 	if err != nil {
 		return nil, err
 	}
-	if b, ok := s.client.billing.cached(userID); ok {
+	b, ok := s.client.billing.cached(userID)
+	s.client.core.tel.cacheLookup(ctx, RouteBalance, cacheBalance, userID, ok)
+	if ok {
 		cc.recordCached()
 		return b, nil
 	}

@@ -283,6 +283,7 @@ func (s *BuildsService) Wait(ctx context.Context, buildID, userID string, opts .
 	if err != nil {
 		return nil, err
 	}
+	f.op = opWait
 	var stopErr error
 	f.run(ctx, func(_ BuildEvent, err error) bool {
 		stopErr = cmp.Or(stopErr, err)
@@ -316,6 +317,9 @@ type follower struct {
 	buildID, userID string
 	cfg             followConfig
 	timeout         time.Duration // WithCallTimeout: bounds the whole reading
+	tel             *telemetry
+	op              string     // the span's name: opFollow or opWait
+	obs             *followObs // the reading's telemetry, nil when none records
 
 	cursor    int64
 	phase     Phase
@@ -340,7 +344,8 @@ func (s *BuildsService) newFollower(buildID, userID string, opts []CallOption) (
 	if cfg.source == nil {
 		cfg.source = &httpEventSource{svc: (*service)(s), opts: opts}
 	}
-	f := &follower{clock: s.client.core.clock, buildID: buildID, userID: userID, cfg: cfg, timeout: cc.timeout, cursor: cfg.after}
+	f := &follower{clock: s.client.core.clock, buildID: buildID, userID: userID, cfg: cfg, timeout: cc.timeout, cursor: cfg.after,
+		tel: s.client.core.tel, op: opFollow}
 	return f, nil
 }
 
@@ -354,6 +359,8 @@ func (f *follower) run(ctx context.Context, yield func(BuildEvent, error) bool) 
 		ctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
+	ctx, yield, end := f.traced(ctx, yield)
+	defer end()
 	var wake <-chan struct{}
 	if n, ok := f.cfg.source.(EventNotifier); ok {
 		w, stop := n.Subscribe(ctx, f.buildID)
@@ -417,6 +424,7 @@ func (f *follower) observe(ev BuildEvent) {
 	if !deployed && f.success != nil {
 		f.successAt = f.clock.Now()
 	}
+	f.obs.event(ev, f.clock)
 }
 
 // over reports whether the reading is finished: the outcome is known, or

@@ -20,6 +20,10 @@ type ttlCache[V any] struct {
 	// clock (zero: no bound of the cache's own; the loader's requests have
 	// theirs). Set it before the cache is used.
 	loadTimeout time.Duration
+	// onEvict, when set, hears of each entry dropped to make room (for
+	// telemetry). It runs under the cache's lock: keep it quick. Set it
+	// before the cache is used.
+	onEvict func()
 
 	mu      sync.Mutex
 	entries map[string]*list.Element // each holds a *cacheEntry[V]
@@ -124,6 +128,9 @@ func (c *ttlCache[V]) setLocked(key string, value V, expires, now time.Time) {
 		delete(c.entries, e.key)
 		*e = cacheEntry[V]{key: key, value: value, expires: expires}
 		c.lru.MoveToFront(el)
+		if c.onEvict != nil {
+			c.onEvict()
+		}
 	default:
 		el = c.lru.PushFront(&cacheEntry[V]{key: key, value: value, expires: expires})
 	}

@@ -85,7 +85,7 @@ func (s *service) send(ctx context.Context, c call, opts []CallOption) error {
 	if err != nil {
 		return err
 	}
-	cc.safe = c.safe
+	cc.safe, cc.route, cc.userID = c.safe, c.route, s.client.core.tel.telemetryUserID(&c)
 	method, target, err := expandRoute(c.route, c.params...)
 	if err != nil {
 		return err
@@ -121,6 +121,7 @@ type core struct {
 	userAgent   string
 	// userAgentHeader is userAgent as a header value, made once.
 	userAgentHeader []string
+	tel             *telemetry // traces and metrics (telemetry.go)
 
 	// Per-service state (caches and the like), declared in each service's
 	// file and set up by its init method.
@@ -181,11 +182,13 @@ func newClient(cfg config) (*WorkerClient, error) {
 		backoffBase:     cfg.backoffBase,
 		userAgent:       cfg.userAgent,
 		userAgentHeader: []string{cfg.userAgent},
+		tel:             newTelemetry(cfg.telemetry, base),
 	}
 	wc := &WorkerClient{core: c}
 	wc.builds = cfg.builds
 	wc.billing.init(cfg.clock, cfg.billing)
 	wc.exports.init(c, cfg.exports)
+	wc.billing.cache.onEvict, wc.exports.links.onEvict = c.tel.evictions(cacheBalance), c.tel.evictions(cacheLinks)
 	if err := wc.ai.init(c, &cfg); err != nil {
 		return nil, err
 	}
@@ -261,8 +264,10 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 	if err != nil {
 		return err
 	}
+	ctx, obs := c.tel.startCall(ctx, cc.route, method, cc.userID)
 	req, err := c.newRequest(ctx, method, target, body, cc)
 	if err != nil {
+		obs.endCall(ctx, err, nil, 0, "")
 		return err
 	}
 	path, _, _ := strings.Cut(target, "?")
@@ -274,6 +279,7 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		out:        out,
 		rule:       retryRule{maxAttempts: cmp.Or(cc.maxAttempts, c.maxAttempts), maxWait: c.maxWait, backoffBase: c.backoffBase},
 		signerGen:  c.signer.generation(),
+		obs:        obs,
 	}
 	rc := &retryablehttp.Client{
 		HTTPClient:   c.http,
@@ -287,7 +293,9 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		resp.Body.Close() // read by the policy already
 	}
 	err = c.result(ctx, policy, req, resp, err)
-	cc.record(resp, policy.attempt, req.Header.Get("X-Correlation-Id"), c.limiter.snapshot())
+	correlationID := req.Header.Get("X-Correlation-Id")
+	obs.endCall(ctx, err, resp, policy.attempt, correlationID)
+	cc.record(resp, policy.attempt, correlationID, c.limiter.snapshot())
 	return err
 }
 

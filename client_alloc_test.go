@@ -10,6 +10,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"go.opentelemetry.io/otel"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // cannedTransport answers every request at once from memory, so the SDK's
@@ -66,5 +70,50 @@ func TestDoAllocationsOverBare(t *testing.T) {
 	t.Logf("Do %.0f allocations, bare %.0f", sdk, bare)
 	if sdk > bare+10 {
 		t.Errorf("Do makes %.0f allocations per call, the bare request %.0f: want at most 10 more", sdk, bare)
+	}
+}
+
+// With no provider installed (the global ones, as a program that never
+// sets up OpenTelemetry has), or with the API's no-op providers given
+// explicitly, telemetry costs a call at most 2 allocations (issue #16):
+// measured against the same client with its telemetry removed.
+func TestDoAllocationsWithoutTelemetry(t *testing.T) {
+	if otel.GetTracerProvider() != unsetGlobalTracerProvider || unsetGlobalTracerProvider == nil {
+		t.Fatal("a global tracer provider is installed: this test measures a program without one")
+	}
+	newClient := func(opts ...Option) *WorkerClient {
+		c, err := NewWorkerClient(append([]Option{WithBaseURL("https://worker.invalid"), WithSecret(testSecret),
+			WithRateLimit(1_000_000_000), WithHTTPClient(&http.Client{Transport: cannedTransport{}})}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	allocs := func(c *WorkerClient) float64 {
+		var out struct {
+			Balance struct{ Total int } `json:"balance"`
+		}
+		ctx := context.Background()
+		return testing.AllocsPerRun(200, func() {
+			if err := c.Do(ctx, "GET", "/v1/billing/balance/u1", nil, &out); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	none := newClient()
+	none.core.tel = nil // no telemetry at all: the baseline
+	base := allocs(none)
+	for _, tc := range []struct {
+		name string
+		c    *WorkerClient
+	}{
+		{"global providers, none installed", newClient()},
+		{"no-op providers given", newClient(WithTracerProvider(tracenoop.NewTracerProvider()), WithMeterProvider(metricnoop.NewMeterProvider()))},
+	} {
+		got := allocs(tc.c)
+		t.Logf("%s: %.0f allocations per Do, %.0f without telemetry", tc.name, got, base)
+		if got > base+2 {
+			t.Errorf("%s: Do makes %.0f allocations, %.0f without telemetry: want at most 2 more", tc.name, got, base)
+		}
 	}
 }

@@ -94,7 +94,9 @@ func (s *ExportsService) link(ctx context.Context, r linkRequest, opts []CallOpt
 	st := &s.client.exports
 	if st.shared == nil { // a shared cache is read by load
 		var buf [256]byte
-		if l, ok := st.links.GetBytes(r.appendKey(buf[:0])); ok {
+		l, ok := st.links.GetBytes(r.appendKey(buf[:0]))
+		s.client.core.tel.cacheLookup(ctx, r.route(), cacheLinks, r.userID, ok)
+		if ok {
 			cc.recordCached()
 			return l.copy(), nil
 		}
@@ -188,11 +190,15 @@ func (s *ExportsService) fetch(ctx context.Context, r linkRequest, opts []CallOp
 
 // call is the request for r's link, decoded into a.
 func (r linkRequest) call(a *linkAnswer) call {
-	route := RouteExportProject
+	return call{route: r.route(), params: []string{r.id}, query: url.Values{"userId": {r.userID}}, out: a}
+}
+
+// route is the route that answers r.
+func (r linkRequest) route() string {
 	if r.kind == linkVersion {
-		route = RouteDownloadVersion
+		return RouteDownloadVersion
 	}
-	return call{route: route, params: []string{r.id}, query: url.Values{"userId": {r.userID}}, out: a}
+	return RouteExportProject
 }
 
 // appendKey appends r's cache key to dst. IDs cannot hold control

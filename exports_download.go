@@ -152,8 +152,10 @@ func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.
 		defer cancel()
 	}
 	d := s.newDownloader(link, w, cc.download, opts)
+	ctx, d.obs = s.client.core.tel.startDownload(ctx)
 	err = d.run(ctx)
 	d.res.Format = d.sniff.format()
+	d.obs.end(d.res, err)
 	return d.res, err
 }
 

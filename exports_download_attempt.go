@@ -30,6 +30,7 @@ type downloader struct {
 	validator string
 	status    int
 	buf       []byte
+	obs       *downloadObs // the download's telemetry, nil when none records
 }
 
 // newDownloader is a download of link into w with the settings o.
@@ -67,6 +68,7 @@ func (d *downloader) run(ctx context.Context) error {
 	budget := retryBudget{max: d.opts.retries}
 	for {
 		f := d.attempt(ctx)
+		d.obs.interrupted(f, d.written, d.status)
 		if f == nil || f.terminate {
 			d.res.Written, d.res.Total = d.written, d.total
 			return nil

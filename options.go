@@ -153,6 +153,8 @@ type config struct {
 	exports exportsConfig
 	ai      aiConfig
 
+	telemetry telemetryConfig // telemetry.go
+
 	// names say where each setting came from, for error messages.
 	secretFrom, secretV2From, baseURLFrom string
 }
@@ -408,6 +410,9 @@ type callConfig struct {
 	idempotencyKey string
 	correlationID  string
 	header         http.Header
+	// route and userID describe a service call to telemetry (send sets
+	// them; WorkerClient.Do leaves them empty).
+	route, userID string
 
 	// Feature settings, set by the CallOptions of builds_follow.go and
 	// exports_download.go and read only by those calls.

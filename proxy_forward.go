@@ -19,6 +19,8 @@ import (
 // send forwards a checked request through the client's signing, rate-limited
 // transport, once, and streams the answer back.
 func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
+	w, r, obs := p.c.tel.startProxy(w, r, fw.route.Pattern, fw.userID) // the span; trace context goes on to the worker
+	defer obs.end(r.Context())
 	if wait := p.pausedFor(); wait > 0 {
 		// The worker said stop (a 429, or no quota left until the window
 		// resets): tell the browser now rather than hold its request.
@@ -32,6 +34,7 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 		return
 	}
 	resp, err := p.c.http.Do(req)
+	obs.answered(resp, err)
 	if err != nil {
 		p.sendFailed(w, r, err)
 		return

@@ -63,6 +63,7 @@ type retryPolicy struct {
 	errBody   []byte        // the last non-2xx answer's body (capped)
 	answerErr error         // why the last 2xx answer could not be used
 	lastResp  *http.Response
+	obs       *callObs // the call's telemetry, nil when none records
 }
 
 // retryRule is the client's retry settings for one call.
@@ -108,6 +109,7 @@ func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err e
 		ambiguous = true
 	}
 	p.ambiguous, p.wait = ambiguous, wait
+	p.obs.endAttempt(ctx, a, resp, p.errBody, retry, wait)
 	p.log(ctx, resp, a.err, retry, wait)
 	if ctx.Err() != nil {
 		return false, ctx.Err()

@@ -84,19 +84,21 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err != nil {
 		return nil, err
 	}
-	release, err := t.limiter.acquire(req.Context())
+	parent, obs := beginAttempt(req.Context()) // the attempt's span, when the call is observed
+	release, err := t.limiter.acquire(parent)
+	obs.acquired(parent)
 	if err != nil {
 		if req.Body != nil {
 			req.Body.Close()
 		}
 		return nil, &clientAbort{err}
 	}
-	parent := req.Context()
 	ctx, cancel := context.WithTimeoutCause(parent, t.attemptTimeout, errAttemptTimeout)
 	// A shallow copy: the signature headers go into the call's own header
 	// map, which belongs to this call alone and is re-signed on every
 	// attempt (the client that calls this transport is the core's).
 	signed := req.WithContext(ctx)
+	obs.inject(ctx, signed.Header) // traceparent: not signed, ignored by the worker's checks
 	if err := t.signer.sign(signed.Header, signed.Method, signed.URL.RequestURI(), body); err != nil {
 		cancel()
 		release(nil)

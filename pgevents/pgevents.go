@@ -334,6 +334,7 @@ func (s *Source) FetchEvents(ctx context.Context, buildID, userID string, after 
 	for attempt := 1; ; attempt++ {
 		events, more, retryable, err := s.fetch(ctx, buildID, userID, after)
 		if err == nil {
+			batchEvent(ctx, events, more, attempt)
 			return events, more, nil
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {

@@ -5,6 +5,9 @@
 //     against a bare net/http request signed by hand, to the same loopback
 //     server: time and allocations per call, and their ratio; beside them
 //     what a user writes by hand with go-retryablehttp;
+//     1b. OpenTelemetry's cost (telemetry.go): Do with telemetry off
+//     against the same client with the API's no-op providers given, and
+//     with the SDK recording everything in memory;
 //  2. the rate limiter (limiter.go): goroutines sending a bounded number of
 //     requests through one client to in-process servers that enforce strict
 //     fixed windows and send accurate x-ratelimit-* headers (steady windows,
@@ -44,6 +47,8 @@ func main() {
 	log.SetFlags(0)
 	if !*limiterOnly {
 		overhead(*rounds)
+		fmt.Println()
+		telemetryCost(*rounds)
 		fmt.Println()
 	}
 	limiterScenarios()

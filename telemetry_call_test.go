@@ -1,0 +1,237 @@
+package sheen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+)
+
+// Every row of the retry table that retries has its own reason, and the
+// reason is the row's.
+func TestRetryReasonNamesTheRetriedRow(t *testing.T) {
+	rule := retryRule{maxAttempts: 4, maxWait: time.Minute, backoffBase: time.Millisecond}
+	now := time.Unix(1_700_000_000, 0)
+	cut := &bodyReadError{io.ErrUnexpectedEOF}
+	refused := &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}
+	for _, tc := range []struct {
+		a    attempt
+		want string
+	}{
+		{attempt{status: 200, err: cut}, "cut_short"},
+		{attempt{err: refused}, "connect"},
+		{attempt{err: &AttemptTimeoutError{Timeout: time.Second, Err: errors.New("read: i/o timeout")}}, "timeout"},
+		{attempt{err: syscall.ECONNRESET}, "transport"},
+		{attempt{status: 429}, "rate_limited"},
+		{attempt{status: 408, corrected: true}, "signing_corrected"},
+		{attempt{status: 503}, "server_error"},
+		{attempt{status: 500}, "server_error"},
+	} {
+		tc.a.n, tc.a.now = 1, now
+		if retry, _, _ := decideRetry(tc.a, true, rule); !retry {
+			t.Errorf("%+v is not retried: the case is wrong", tc.a)
+		}
+		if got := retryReason(tc.a); got != tc.want {
+			t.Errorf("retryReason(%+v) = %q, want %q", tc.a, got, tc.want)
+		}
+	}
+}
+
+// A call's outcome names the kind of failure, in a few values.
+func TestOutcomeOf(t *testing.T) {
+	api := func(status int) *APIError { return &APIError{StatusCode: status} }
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nil, "ok"},
+		{&RateLimitError{APIError: api(429)}, "rate_limited"},
+		{api(503), "server_error"},
+		{&AuthError{APIError: api(401)}, "client_error"},
+		{api(200), "refused"},
+		{&OutcomeUnknownError{Err: api(502)}, "outcome_unknown"},
+		{&ResponseError{StatusCode: 200, Err: errors.New("bad JSON")}, "invalid_response"},
+		{&ValidationError{Field: "path"}, "invalid_request"},
+		{fmt.Errorf("sheen: GET /x: %w", context.Canceled), "canceled"},
+		{fmt.Errorf("sheen: GET /x: %w", context.DeadlineExceeded), "timeout"},
+		{&clientAbort{errors.New("limiter")}, "client_abort"},
+		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, "connect"},
+		{errors.New("connection reset"), "transport"},
+	} {
+		if got := outcomeOf(tc.err); got != tc.want {
+			t.Errorf("outcomeOf(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+// Spans are made for a recording provider, and not for the API's no-op
+// provider or the global one while none is installed.
+func TestTelemetryTracingSwitch(t *testing.T) {
+	sdk := sdktrace.NewTracerProvider()
+	defer sdk.Shutdown(context.Background())
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want bool
+	}{
+		{"default (global, none installed)", nil, false},
+		{"the unset global given", []Option{WithTracerProvider(otel.GetTracerProvider())}, false},
+		{"no-op", []Option{WithTracerProvider(tracenoop.NewTracerProvider())}, false},
+		{"SDK", []Option{WithTracerProvider(sdk)}, true},
+	} {
+		c, err := NewWorkerClient(append([]Option{WithSecret(testSecret)}, tc.opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.core.tel.tracing(); got != tc.want {
+			t.Errorf("%s: tracing() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if _, err := NewWorkerClient(WithSecret(testSecret), WithTracerProvider(nil)); err == nil {
+		t.Error("WithTracerProvider(nil) accepted")
+	}
+	if _, err := NewWorkerClient(WithSecret(testSecret), WithMeterProvider(nil)); err == nil {
+		t.Error("WithMeterProvider(nil) accepted")
+	}
+}
+
+// A client made before the program installs its global tracer provider
+// records into it from then on. (In a child process: installing a global
+// provider here would change the other tests.)
+func TestTelemetryGlobalInstalledLater(t *testing.T) {
+	if os.Getenv("SHEEN_TEST_GLOBAL_OTEL") == "1" {
+		c, err := NewWorkerClient(WithBaseURL("https://worker.invalid"), WithSecret(testSecret),
+			WithHTTPClient(&http.Client{Transport: cannedTransport{}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Do(context.Background(), "GET", "/v1/billing/balance/u1", nil, nil) // before: nothing to record
+		sr := tracetest.NewSpanRecorder()
+		otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr)))
+		if err := c.Do(context.Background(), "GET", "/v1/billing/balance/u1", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range sr.Ended() {
+			names = append(names, s.Name())
+		}
+		if fmt.Sprint(names) != "[GET sheen.Do]" {
+			t.Fatalf("spans %v, want [GET sheen.Do]", names)
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTelemetryGlobalInstalledLater$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "SHEEN_TEST_GLOBAL_OTEL=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestTelemetryGlobalInstalledLater") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+// The W3C trace context header is no part of any signature: a request
+// signed with each scheme verifies with a traceparent added, as the
+// deployed worker's checks (which read only the x-sheen-* headers, the
+// target and the body) and sheentest's verifier see it.
+func TestTraceparentIsNotSigned(t *testing.T) {
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	defer tp.Shutdown(context.Background())
+	ctx, span := tp.Tracer("t").Start(context.Background(), "attempt")
+	defer span.End()
+	body := []byte(`{"userId":"u1","operationType":"main_build"}`)
+	const target = "/v1/billing/check-sufficient?x=1"
+	for _, scheme := range []Signing{SigningBodyPath, SigningTimestamp, SigningDual} {
+		s := newSigner(scheme, false, testSecret, "", systemClock{}, slog.New(slog.DiscardHandler))
+		h := http.Header{"Content-Type": {"application/json"}}
+		if err := s.sign(h, http.MethodPost, target, body); err != nil {
+			t.Fatal(err)
+		}
+		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(h))
+		if h.Get("Traceparent") == "" {
+			t.Fatal("no traceparent injected")
+		}
+		v := &Verifier{Secret: testSecret, Scheme: scheme}
+		if err := v.Verify(http.MethodPost, target, h, body); err != nil {
+			t.Errorf("%v: a signed request with a traceparent is refused: %v", scheme, err)
+		}
+	}
+}
+
+// An entry dropped from a full cache is counted as an eviction of that
+// cache.
+func TestTelemetryCacheEvictions(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	c, err := NewWorkerClient(WithSecret(testSecret), WithMeterProvider(mp), WithExportLinkCacheSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	for _, key := range []string{"a", "b", "c"} {
+		c.exports.links.Set(key, &DownloadLink{}, later)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "sheen.cache.evictions" {
+				for _, dp := range sum.DataPoints {
+					v, _ := dp.Attributes.Value("sheen.cache")
+					got = append(got, fmt.Sprintf("%s=%d", v.AsString(), dp.Value))
+				}
+			}
+		}
+	}
+	if fmt.Sprint(got) != "[export_link=2]" {
+		t.Errorf("evictions %v, want [export_link=2]", got)
+	}
+}
+
+// WorkerClient.Do is the span sheen.Do; its attempts, whose route the SDK
+// does not know, are named after the method alone and carry no path.
+func TestTelemetryDoSpan(t *testing.T) {
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	defer tp.Shutdown(context.Background())
+	c, err := NewWorkerClient(WithBaseURL("https://worker.invalid"), WithSecret(testSecret), WithTracerProvider(tp),
+		WithHTTPClient(&http.Client{Transport: cannedTransport{}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(context.Background(), "GET", "/v1/billing/balance/u1?secret-ish=1", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	spans := sr.Ended()
+	if len(spans) != 2 || spans[0].Name() != "GET" || spans[1].Name() != "sheen.Do" || spans[0].SpanKind() != trace.SpanKindClient {
+		t.Fatalf("spans %v, want GET (client) and sheen.Do", spans)
+	}
+	for _, s := range spans {
+		for _, a := range s.Attributes() {
+			if a.Key == "url.template" || a.Key == "url.full" || a.Key == "url.path" {
+				t.Errorf("%s has %s = %s: Do's path may hold IDs", s.Name(), a.Key, a.Value.String())
+			}
+		}
+	}
+}
