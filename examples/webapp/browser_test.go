@@ -256,11 +256,13 @@ func TestBrowser(t *testing.T) {
 	p.until(`Number(document.getElementById('balance').dataset.seconds) < ` + startSeconds)
 	var titles []string
 	var lastID int64
-	for _, line := range p.phases() {
+	log := p.phases()
+	for _, line := range log {
 		id, title, _ := strings.Cut(line, "|")
 		n, _ := strconv.ParseInt(id, 10, 64)
 		if n <= lastID {
-			t.Errorf("phase log out of order or repeated at id %d: %q", n, p.phases())
+			t.Errorf("phase log out of order or repeated at id %d: %q", n, log)
+			break
 		}
 		lastID = n
 		titles = append(titles, title)
