@@ -14,16 +14,6 @@ import (
 	"time"
 )
 
-// DefaultStreamHeartbeat is how often, by default, a BuildStream writes a
-// comment line to a stream that has had nothing to say: often enough that
-// proxies and load balancers (idle timeouts of 60 s and more) keep it open.
-const DefaultStreamHeartbeat = 15 * time.Second
-
-// DefaultStreamWriteTimeout is how long, by default, a BuildStream lets one
-// write to a browser take before it drops that browser (which reconnects
-// and resumes from Last-Event-ID).
-const DefaultStreamWriteTimeout = 10 * time.Second
-
 // streamRetry is the reconnection delay a stream asks browsers to use.
 const streamRetry = 2 * time.Second
 

@@ -75,6 +75,13 @@ var (
 	// was made with WithInsecureHTTP. Plain http:// on a loopback host is
 	// allowed (local stores, tests), but never after https:// (a downgrade).
 	ErrInsecureDownload = errors.New("sheen: download refused: plain http:// would expose the signed link")
+	// ErrSharedUnavailable marks an answer of a shared store (SharedLimiter,
+	// SharedCache, NonceChecker) that could not reach its backend in time. For
+	// the limiter and the caches the client then falls back, for that call, to
+	// its own local limiter or cache; a Verifier refuses the request (see
+	// NonceChecker). Implementations return it promptly (a short timeout, not
+	// the caller's whole context) and wrap it with the cause.
+	ErrSharedUnavailable = errors.New("sheen: shared store unavailable")
 )
 
 // ErrorCode is the worker's machine-readable code for a failure. The worker

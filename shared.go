@@ -14,14 +14,6 @@ import (
 // (package sheenredis provides it on Redis) replaces the client's own. Each
 // is optional; without them a client keeps everything in its process.
 
-// ErrSharedUnavailable marks an answer of a shared store (SharedLimiter,
-// SharedCache, NonceChecker) that could not reach its backend in time. For
-// the limiter and the caches the client then falls back, for that call, to
-// its own local limiter or cache; a Verifier refuses the request (see
-// NonceChecker). Implementations return it promptly (a short timeout, not
-// the caller's whole context) and wrap it with the cause.
-var ErrSharedUnavailable = errors.New("sheen: shared store unavailable")
-
 // SharedLimiter is a rate limiter shared by several clients, in several
 // processes, that together must stay inside one quota of the worker (the
 // worker limits per IP address, and replicas behind one NAT share it). It
