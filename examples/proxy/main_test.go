@@ -28,9 +28,9 @@ type browser struct {
 
 func newBrowser(t *testing.T, front *httptest.Server) *browser {
 	jar, _ := cookiejar.New(nil)
-	hc := front.Client()
+	hc := *front.Client() // a copy: Client returns one shared client, and each browser has its own cookies
 	hc.Jar = jar
-	return &browser{t: t, base: front.URL, hc: hc}
+	return &browser{t: t, base: front.URL, hc: &hc}
 }
 
 // call sends a request and returns the status and the JSON body.
