@@ -36,6 +36,9 @@ func (cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // Allocation counts are deterministic, so this is a test; time is left to
 // bench/core.
 func TestDoAllocationsOverBare(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation counts; .ci/run also runs this test without -race")
+	}
 	c, err := NewWorkerClient(WithBaseURL("https://worker.invalid"), WithSecret(testSecret),
 		WithRateLimit(1_000_000_000), WithHTTPClient(&http.Client{Transport: cannedTransport{}}))
 	if err != nil {
@@ -78,6 +81,9 @@ func TestDoAllocationsOverBare(t *testing.T) {
 // explicitly, telemetry costs a call at most 2 allocations (issue #16):
 // measured against the same client with its telemetry removed.
 func TestDoAllocationsWithoutTelemetry(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation counts; .ci/run also runs this test without -race")
+	}
 	if otel.GetTracerProvider() != unsetGlobalTracerProvider || unsetGlobalTracerProvider == nil {
 		t.Fatal("a global tracer provider is installed: this test measures a program without one")
 	}
