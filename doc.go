@@ -165,6 +165,28 @@
 // AcceptV1 also lets a request through on its v1 signature alone, as the
 // deployed worker does during its rollout window.
 //
+// NewBuildStream streams one build's events to browsers as Server-Sent
+// Events (one upstream reader per build and user, resumed from
+// Last-Event-ID, ended by an "end" event by Wait's rules).
+//
+// # AI generation
+//
+// AI.Generate runs a prompt on a project with the worker's model (POST
+// /generate). It is never sent twice unless the worker provably did not
+// start it, reads the streamed answer under a stall timeout rather than the
+// attempt timeout, and can hand the prompt to WithGenerateFallback when the
+// worker's budget is spent or the worker is down.
+//
+// # Fleets and observability
+//
+// WithSharedLimiter and WithSharedCache (package sheenredis implements them
+// on Redis) let every replica of a service share the worker's quota, its
+// balances and its download links; a NonceChecker shares the Verifier's
+// replay guard. WithTracerProvider and WithMeterProvider (the global
+// OpenTelemetry providers by default) record a span per call and per
+// attempt and the client's metrics; no secret, signature, signed URL, body
+// or (unless WithTelemetryUserIDs) user id is ever recorded.
+//
 // # Per-call options
 //
 // Every service method takes ...CallOption last: headers, a correlation id,
