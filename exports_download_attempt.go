@@ -294,6 +294,11 @@ func storeStatusError(code int) error {
 // acceptWhole takes a 200: the whole archive. After a break it means the
 // object store ignored Range, so the writer is reset when it can be.
 func (d *downloader) acceptWhole(resp *http.Response) *failure {
+	if mediaType(resp.Header.Get("Content-Type"), "") == "text/html" {
+		// A CDN's or the store's maintenance page, not the archive: it is
+		// never written, and may be gone on the next attempt.
+		return &failure{err: fmt.Errorf("%w: the object store answered a page of text/html where the archive was due", ErrInvalidResponse), retry: true}
+	}
 	if d.written > 0 {
 		if d.reset == nil {
 			return &failure{err: ErrRangeIgnored}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -208,4 +209,22 @@ func TestDownloadCallTimeout(t *testing.T) {
 			t.Errorf("result %+v", res)
 		}
 	})
+}
+
+// A store (or a CDN in front of it) that answers 200 with a page of HTML
+// has not sent the archive: the download fails as an unusable answer after
+// its retries, and nothing is written.
+func TestDownloadRefusesAnHTMLPage(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, "<html>down for maintenance</html>")
+	}))
+	defer srv.Close()
+	c := newTestClient(t, http.DefaultTransport, WithDownloadBackoff(time.Millisecond, time.Millisecond))
+	var buf bytes.Buffer
+	_, err := c.Exports.Download(context.Background(), linkTo(srv.URL+"/exports/p1.zip?"+exportsSecretQuery), &buf, WithDownloadRetries(2))
+	var de *DownloadError
+	if !errors.As(err, &de) || !errors.Is(err, ErrInvalidResponse) || buf.Len() != 0 {
+		t.Fatalf("err %v, %d bytes written; want a *DownloadError matching ErrInvalidResponse and nothing written", err, buf.Len())
+	}
 }

@@ -55,7 +55,7 @@ func TestDownloadDetectsFormat(t *testing.T) {
 		{"gzip of text", gz([]byte("just some text, not a tar archive at all")), FormatGzip},
 		{"tar", tarOf(), FormatTar},
 		{"old tar", v7, FormatTar},
-		{"html", []byte("<html>not an archive</html>"), FormatUnknown},
+		{"text", []byte("plain text, not an archive"), FormatUnknown}, // an HTML page is refused: TestDownloadRefusesAnHTMLPage
 		{"empty", nil, FormatUnknown},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
