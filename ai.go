@@ -24,8 +24,7 @@ const generatePath = "/generate"
 // it costs money and changes files, so it is never sent twice unless the
 // worker provably did not start it. Generate shares the client's rate
 // limiter, logger and error types; it has its own URL and secret
-// (WithGenerateURL, WithGenerateSecret, or CLAUDE_WORKER_URL and
-// CLAUDE_SHARED_SECRET), falling back to the worker's.
+// (WithGenerate, or CLAUDE_WORKER_URL and CLAUDE_SHARED_SECRET), falling back to the worker's.
 type AIService service
 
 // aiConfig is what the client options say about Generate.
@@ -33,72 +32,68 @@ type aiConfig struct {
 	url, urlFrom       string
 	secret, secretFrom string
 	stall              time.Duration
-	stallSet           bool
 	fallback           func(context.Context, GenerateRequest) (string, error)
 }
 
-// WithGenerateURL sets the generation endpoint (default: the worker's base
-// URL). A URL whose path ends in /generate is the endpoint itself; any
-// other is a base URL that /generate is added to. The rules of WithBaseURL
-// apply (https, or http:// on loopback or with WithInsecureHTTP).
-func WithGenerateURL(url string) Option {
-	return func(c *config) error {
-		if strings.TrimSpace(url) == "" {
-			return errors.New("sheen: WithGenerateURL: the URL is empty")
-		}
-		c.ai.url, c.ai.urlFrom = url, "WithGenerateURL"
-		return nil
-	}
+// GenerateConfig configures AIService.Generate; give it to the client with
+// WithGenerate. Every field is optional: its zero value keeps the default.
+type GenerateConfig struct {
+	// URL is the generation endpoint (default: the worker's base URL, or
+	// CLAUDE_WORKER_URL with NewWorkerClientFromEnv). A URL whose path ends
+	// in /generate is the endpoint itself; any other is a base URL that
+	// /generate is added to. The rules of WithBaseURL apply (https, or
+	// http:// on loopback or with WithInsecureHTTP).
+	URL string
+
+	// Secret is the endpoint's secret (default: the main one, WithSecret,
+	// or CLAUDE_SHARED_SECRET with NewWorkerClientFromEnv). Like the main
+	// one it must be at least MinSecretLength characters.
+	Secret string
+
+	// StallTimeout is how long Generate waits for the next byte of the
+	// worker's answer: the request's headers, a heartbeat or the document
+	// (0: DefaultGenerateStallTimeout; negative: as long as the call's
+	// context allows). A generation may run for minutes; the attempt
+	// timeout (WithAttemptTimeout) does not apply to it, this does.
+	//
+	// The deployed worker sends one heartbeat (a space) at once and nothing
+	// more until the model ends: against it, a run longer than the stall
+	// timeout is cut (and reported as ErrOutcomeUnknown). Set it above the
+	// longest run you expect, or negative, unless your worker heart-beats.
+	StallTimeout time.Duration
+
+	// Fallback is the model that answers a prompt when the worker cannot
+	// take it: at its first 429 (the worker's budget is hourly, a retry
+	// within seconds finds it spent; the client's own limiter refusing to
+	// wait counts too), or once the retry rule gives up on a worker that is
+	// unreachable (connection refused, DNS) or that a gateway answered 502,
+	// 503 or 504 for in place of the worker's immediate 200. The result
+	// says so (GenerateResult.Fallback, and FallbackCause the worker's
+	// failure). It is not called for other failures, nor once ctx has
+	// ended. Nil: no fallback.
+	Fallback func(ctx context.Context, req GenerateRequest) (string, error)
 }
 
-// WithGenerateSecret sets the generation endpoint's secret (default: the
-// main one, WithSecret). Like the main one it must be at least 32
-// characters.
-func WithGenerateSecret(secret string) Option {
+// WithGenerate configures the prompt runner, AIService.Generate: its
+// endpoint, secret, stall timeout and fallback. Fields left zero keep their
+// defaults; a blank URL or Secret that is not empty is an error.
+func WithGenerate(cfg GenerateConfig) Option {
 	return func(c *config) error {
-		if secret == "" {
-			return errors.New("sheen: WithGenerateSecret: the secret is empty")
+		if cfg.URL != "" && strings.TrimSpace(cfg.URL) == "" {
+			return errors.New("sheen: WithGenerate: GenerateConfig.URL is blank")
 		}
-		c.ai.secret, c.ai.secretFrom = secret, "WithGenerateSecret"
-		return nil
-	}
-}
-
-// WithGenerateStallTimeout sets how long Generate waits for the next byte
-// of the worker's answer (default DefaultGenerateStallTimeout): the
-// request's headers, a heartbeat or the document. A generation may run for
-// minutes; the attempt timeout (WithAttemptTimeout) does not apply to it,
-// this does. 0 waits as long as the call's context allows; a negative value
-// is refused.
-//
-// The deployed worker sends one heartbeat (a space) at once and nothing
-// more until the model ends: against it, a run longer than the stall
-// timeout is cut (and reported as ErrOutcomeUnknown). Set it above the
-// longest run you expect, or to 0, unless your worker heart-beats.
-func WithGenerateStallTimeout(d time.Duration) Option {
-	return func(c *config) error {
-		if d < 0 {
-			return fmt.Errorf("sheen: WithGenerateStallTimeout: %s; it must be 0 (none) or positive", d)
+		if cfg.URL != "" {
+			c.ai.url, c.ai.urlFrom = cfg.URL, "GenerateConfig.URL"
 		}
-		c.ai.stall, c.ai.stallSet = d, true
-		return nil
-	}
-}
-
-// WithGenerateFallback sets the model that answers a prompt when the worker
-// cannot take it: at its first 429 (the worker's budget is hourly, a retry
-// within seconds finds it spent; the client's own limiter refusing to wait
-// counts too), or once the retry rule gives up on a worker that is
-// unreachable (connection refused, DNS) or that a gateway answered 502, 503
-// or 504 for in place of the worker's immediate 200. The result says so
-// (GenerateResult.Model is ModelFallback, FallbackCause the worker's
-// failure). fn is not called for other failures, nor once ctx has ended.
-func WithGenerateFallback(fn func(ctx context.Context, req GenerateRequest) (string, error)) Option {
-	return func(c *config) error {
-		if fn == nil {
-			return errors.New("sheen: WithGenerateFallback: the function is nil")
+		if cfg.Secret != "" {
+			c.ai.secret, c.ai.secretFrom = cfg.Secret, "GenerateConfig.Secret"
 		}
-		c.ai.fallback = fn
+		if cfg.StallTimeout != 0 {
+			c.ai.stall = cfg.StallTimeout
+		}
+		if cfg.Fallback != nil {
+			c.ai.fallback = cfg.Fallback
+		}
 		return nil
 	}
 }
@@ -152,8 +147,10 @@ func (a *aiState) init(c *core, cfg *config) error {
 	if st, ok := c.http.Transport.(*signingTransport); ok {
 		a.transport = unsignedTransport{st}
 	}
-	a.stall = DefaultGenerateStallTimeout
-	if cfg.ai.stallSet {
+	switch {
+	case cfg.ai.stall == 0:
+		a.stall = DefaultGenerateStallTimeout
+	case cfg.ai.stall > 0:
 		a.stall = cfg.ai.stall
 	}
 	a.fallback = cfg.ai.fallback
@@ -174,7 +171,7 @@ func (a *aiState) sign(scheme Signing, target string, body []byte) string {
 //
 // The worker answers at once with a heartbeat and then, when the model
 // ends (seconds to minutes later), with one JSON document. The call is
-// bounded by ctx and by the stall timeout (WithGenerateStallTimeout), not
+// bounded by ctx and by the stall timeout (GenerateConfig.StallTimeout), not
 // by the attempt timeout nor the HTTP client's Timeout. It is tried again
 // only when the worker provably did not start it (connection refused, DNS,
 // a 429); any other failure after the request may have reached the worker
@@ -188,7 +185,7 @@ func (a *aiState) sign(scheme Signing, target string, body []byte) string {
 // message, 403 for an invalid project path, 404 ErrNotFound when the
 // project has no working folder on the worker); *AuthError for a refused
 // signature; *RateLimitError for a 429 without a fallback; *ValidationError
-// for a request refused before sending. With WithGenerateFallback, a 429 or
+// for a request refused before sending. With GenerateConfig.Fallback, a 429 or
 // an unavailable worker is answered by the fallback instead.
 //
 // Every CallOption applies; WithCallAttempts counts the attempts that the
@@ -221,7 +218,7 @@ func (s *AIService) Generate(ctx context.Context, req GenerateRequest, opts ...C
 	obs.endCall(runCtx, err, g.resp, g.p.attempt, g.correlationID())
 	switch {
 	case err == nil:
-		return &GenerateResult{Model: ModelWorker, Output: out, CorrelationID: g.correlationID()}, nil
+		return &GenerateResult{Output: out, CorrelationID: g.correlationID()}, nil
 	case g.fallback && ctx.Err() == nil:
 		return s.fallBack(ctx, req, err, g.correlationID())
 	}
@@ -238,7 +235,7 @@ func (s *AIService) fallBack(ctx context.Context, req GenerateRequest, cause err
 	if err != nil {
 		return nil, fmt.Errorf("sheen: POST %s: the fallback failed: %w (after the worker's failure: %w)", c.ai.path, err, cause)
 	}
-	return &GenerateResult{Model: ModelFallback, Output: out, CorrelationID: correlationID, FallbackCause: cause}, nil
+	return &GenerateResult{Fallback: true, Output: out, CorrelationID: correlationID, FallbackCause: cause}, nil
 }
 
 // RateLimitRefusals reads the seed's alert rule: how many times /generate

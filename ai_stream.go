@@ -40,7 +40,7 @@ type generation struct {
 	sentID string         // the X-Correlation-Id sent
 	p      retryPolicy    // the core's per-call record: attempt count, logs, outcome
 	resp   *http.Response // the last attempt's answer, nil when it had none
-	// fallback: the final failure is one WithGenerateFallback answers.
+	// fallback: the final failure is one GenerateConfig.Fallback answers.
 	fallback bool
 }
 
@@ -83,7 +83,7 @@ func (g *generation) run(ctx context.Context) (string, error) {
 	}
 }
 
-// fallbackCase reports the failures of an attempt that WithGenerateFallback
+// fallbackCase reports the failures of an attempt that GenerateConfig.Fallback
 // answers: the worker's 429, the client's own limiter refusing to wait, a
 // worker unreachable, a gateway's 502/503/504 in place of the worker's
 // immediate 200.

@@ -249,7 +249,7 @@ func TestGenerateLongRunIsNotCut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Output != "Added a dark mode toggle." || res.Model != ModelWorker {
+		if res.Output != "Added a dark mode toggle." || res.Fallback {
 			t.Errorf("result %+v", res)
 		}
 		if d := time.Since(start); d < 3*time.Minute {
@@ -284,10 +284,10 @@ func TestGenerateStall(t *testing.T) {
 			t.Errorf("the worker saw %d requests", n)
 		}
 	})
-	for _, stall := range []time.Duration{0, DefaultGenerateStallTimeout + 5*time.Minute} {
+	for _, stall := range []time.Duration{-1, DefaultGenerateStallTimeout + 5*time.Minute} { // -1: none
 		synctest.Test(t, func(t *testing.T) {
 			fake := &fakeGenerate{run: DefaultGenerateStallTimeout + 3*time.Minute, doc: okDoc}
-			c := aiClient(t, fake, WithGenerateStallTimeout(stall))
+			c := aiClient(t, fake, WithGenerate(GenerateConfig{StallTimeout: stall}))
 			if _, err := c.AI.Generate(context.Background(), genReq); err != nil {
 				t.Errorf("stall timeout %s: %v", stall, err)
 			}
@@ -320,7 +320,7 @@ func TestGenerateStallBeforeHeaders(t *testing.T) {
 			seen.Add(1)
 			<-r.Context().Done()
 		})
-		c := aiClient(t, h, WithGenerateStallTimeout(10*time.Second))
+		c := aiClient(t, h, WithGenerate(GenerateConfig{StallTimeout: 10 * time.Second}))
 		_, err := c.AI.Generate(context.Background(), genReq)
 		if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("got %v", err)
@@ -484,7 +484,7 @@ func TestGenerateRetriesWhatDidNotStart(t *testing.T) {
 	fake = &fakeGenerate{doc: okDoc, answers: []int{429}, body: `{"error":"Rate limit exceeded"}`}
 	c = aiClient(t, fake)
 	res, err = c.AI.Generate(context.Background(), genReq, WithResponse(&resp))
-	if err != nil || res.Model != ModelWorker || len(fake.requests()) != 2 || resp.Attempts != 2 {
+	if err != nil || res.Fallback || len(fake.requests()) != 2 || resp.Attempts != 2 {
 		t.Fatalf("429 then 200: %+v %v, %d requests", res, err, len(fake.requests()))
 	}
 

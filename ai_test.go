@@ -45,7 +45,7 @@ func TestGenerateSignatureVectors(t *testing.T) {
 		{SigningDual, "https://ai.test/ai/", "/ai/generate"},
 	} {
 		fake := &fakeGenerate{doc: okDoc}
-		c := aiClient(t, fake, WithSigning(tc.scheme), WithGenerateURL(tc.url), WithGenerateSecret(genSecret))
+		c := aiClient(t, fake, WithSigning(tc.scheme), WithGenerate(GenerateConfig{URL: tc.url, Secret: genSecret}))
 		if _, err := c.AI.Generate(context.Background(), req); err != nil {
 			t.Fatalf("%v %s: %v", tc.scheme, tc.url, err)
 		}
@@ -94,12 +94,12 @@ func TestGenerateSignsWithTheCurrentScheme(t *testing.T) {
 func TestGenerateFallback(t *testing.T) {
 	var mu sync.Mutex
 	var asked []GenerateRequest
-	fallback := WithGenerateFallback(func(_ context.Context, req GenerateRequest) (string, error) {
+	fallback := WithGenerate(GenerateConfig{Fallback: func(_ context.Context, req GenerateRequest) (string, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		asked = append(asked, req)
 		return "fallback: " + req.Prompt, nil
-	})
+	}})
 	for _, tc := range []struct {
 		name     string
 		fake     *fakeGenerate
@@ -125,12 +125,12 @@ func TestGenerateFallback(t *testing.T) {
 			t.Errorf("%s: the worker saw %d requests, want %d", tc.name, n, tc.sent)
 		}
 		if !tc.fallback {
-			if len(asked) != 0 || res != nil && res.Model != ModelWorker {
+			if len(asked) != 0 || res != nil && res.Fallback {
 				t.Errorf("%s: the fallback answered: %+v %v", tc.name, res, err)
 			}
 			continue
 		}
-		if err != nil || res.Model != ModelFallback || res.Output != "fallback: "+genReq.Prompt || len(asked) != 1 || asked[0] != genReq {
+		if err != nil || !res.Fallback || res.Output != "fallback: "+genReq.Prompt || len(asked) != 1 || asked[0] != genReq {
 			t.Fatalf("%s: got %+v, %v", tc.name, res, err)
 		}
 		if !errors.Is(res.FallbackCause, tc.cause) || errors.Is(res.FallbackCause, ErrOutcomeUnknown) || res.CorrelationID != "corr-9" {
@@ -140,7 +140,7 @@ func TestGenerateFallback(t *testing.T) {
 
 	// A failing fallback reports both failures.
 	c := aiClient(t, &fakeGenerate{status: 429, body: `{"error":"Rate limit exceeded"}`},
-		WithGenerateFallback(func(context.Context, GenerateRequest) (string, error) { return "", errors.New("fallback model down") }))
+		WithGenerate(GenerateConfig{Fallback: func(context.Context, GenerateRequest) (string, error) { return "", errors.New("fallback model down") }}))
 	_, err := c.AI.Generate(context.Background(), genReq)
 	if !errors.Is(err, ErrRateLimited) || err == nil || !strings.Contains(err.Error(), "fallback model down") {
 		t.Errorf("a failed fallback: %v", err)
@@ -187,7 +187,7 @@ func TestGenerateRateLimitRefusals(t *testing.T) {
 		var logs bytes.Buffer
 		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		c := aiClient(t, &fakeGenerate{status: 429, body: `{"error":"Rate limit exceeded"}`},
-			WithLogger(logger), WithGenerateFallback(func(context.Context, GenerateRequest) (string, error) { return "ok", nil }))
+			WithLogger(logger), WithGenerate(GenerateConfig{Fallback: func(context.Context, GenerateRequest) (string, error) { return "ok", nil }}))
 		for i := range 5 {
 			if a := c.AI.RateLimitRefusals(); a.Count != i || a.Alerting != (i > 3) || a.Window != 5*time.Minute {
 				t.Fatalf("after %d refusals: %+v", i, a)
@@ -230,7 +230,7 @@ func TestGenerateConfig(t *testing.T) {
 	if c.ai.url != "https://claude.test/runner/generate" || c.ai.secretFrom != EnvGenerateSecret {
 		t.Errorf("from the environment: %s, secret from %s", c.ai.url, c.ai.secretFrom)
 	}
-	c, err = NewWorkerClientFromEnv(WithGenerateURL("https://other.test"))
+	c, err = NewWorkerClientFromEnv(WithGenerate(GenerateConfig{URL: "https://other.test"}))
 	if err != nil || c.ai.url != "https://other.test/generate" {
 		t.Errorf("an option over the environment: %v %v", c, err)
 	}
@@ -251,20 +251,17 @@ func TestGenerateConfig(t *testing.T) {
 		opt  Option
 		want string
 	}{
-		{WithGenerateURL("http://claude.example.com"), "WithGenerateURL uses plain http://"},
-		{WithGenerateURL("https://u:p@claude.test"), "WithGenerateURL must not carry credentials"},
-		{WithGenerateURL(""), "WithGenerateURL: the URL is empty"},
-		{WithGenerateSecret(""), "WithGenerateSecret: the secret is empty"},
-		{WithGenerateSecret("short"), "WithGenerateSecret is 5 characters"},
-		{WithGenerateStallTimeout(-time.Second), "WithGenerateStallTimeout: -1s"},
-		{WithGenerateFallback(nil), "WithGenerateFallback: the function is nil"},
+		{WithGenerate(GenerateConfig{URL: "http://claude.example.com"}), "GenerateConfig.URL uses plain http://"},
+		{WithGenerate(GenerateConfig{URL: "https://u:p@claude.test"}), "GenerateConfig.URL must not carry credentials"},
+		{WithGenerate(GenerateConfig{URL: "  "}), "GenerateConfig.URL is blank"},
+		{WithGenerate(GenerateConfig{Secret: "short"}), "GenerateConfig.Secret is 5 characters"},
 	} {
 		_, err := NewWorkerClient(WithSecret(testSecret), tc.opt)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("got %v, want %q", err, tc.want)
 		}
 	}
-	if _, err := NewWorkerClient(WithSecret(testSecret), WithGenerateURL("http://127.0.0.1:9/generate")); err != nil {
+	if _, err := NewWorkerClient(WithSecret(testSecret), WithGenerate(GenerateConfig{URL: "http://127.0.0.1:9/generate"})); err != nil {
 		t.Errorf("http on loopback: %v", err)
 	}
 }
@@ -320,7 +317,7 @@ func TestGenerateCallOptionsAndLogs(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	fake := &fakeGenerate{doc: okDoc}
-	c := newTestClient(t, &refused{n: 1, next: pipeTransport{fake}}, WithLogger(logger), WithGenerateSecret(genSecret))
+	c := newTestClient(t, &refused{n: 1, next: pipeTransport{fake}}, WithLogger(logger), WithGenerate(GenerateConfig{Secret: genSecret}))
 	var resp Response
 	res, err := c.AI.Generate(context.Background(), genReq, WithCorrelationID("corr-7"), WithHeader("X-Tenant", "t1"), WithResponse(&resp))
 	if err != nil {

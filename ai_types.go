@@ -17,21 +17,12 @@ type GenerateRequest struct {
 	Prompt string `json:"prompt"`
 }
 
-// GenerateModel says who answered a prompt.
-type GenerateModel string
-
-const (
-	// ModelWorker is the worker's own model (/generate).
-	ModelWorker GenerateModel = "worker"
-	// ModelFallback is the caller's fallback (WithGenerateFallback).
-	ModelFallback GenerateModel = "fallback"
-)
-
 // GenerateResult is the answer to a prompt.
 type GenerateResult struct {
-	// Model is who answered: ModelWorker, or ModelFallback when the worker
-	// could not take the prompt.
-	Model GenerateModel
+	// Fallback is true when the caller's fallback (GenerateConfig.Fallback)
+	// answered because the worker could not take the prompt; FallbackCause
+	// says why. False when the worker's own model answered.
+	Fallback bool
 	// Output is the model's text.
 	Output string
 	// CorrelationID is the X-Correlation-Id of the worker call (the

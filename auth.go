@@ -65,17 +65,31 @@ func (s Signing) String() string {
 
 func (s Signing) valid() bool { return s >= SigningBodyPath && s <= SigningDual }
 
-// ParseSigning turns "bodypath", "timestamp" or "dual" (any case) into a Signing.
-func ParseSigning(name string) (Signing, error) {
-	switch strings.ToLower(strings.TrimSpace(name)) {
-	case "bodypath", "v2.1", "body-path":
-		return SigningBodyPath, nil
-	case "timestamp", "v1":
-		return SigningTimestamp, nil
-	case "dual", "v1+v2":
-		return SigningDual, nil
+// MarshalText returns the scheme's name, as String does; with
+// UnmarshalText it makes a Signing usable with flag.TextVar, encoding/json
+// and configuration decoders.
+func (s Signing) MarshalText() ([]byte, error) {
+	if !s.valid() {
+		return nil, fmt.Errorf("sheen: %s is not a signing scheme", s)
 	}
-	return 0, fmt.Errorf("unknown signing scheme %q (want bodypath, timestamp or dual)", name)
+	return []byte(s.String()), nil
+}
+
+// UnmarshalText sets s from a scheme's name: "bodypath", "timestamp" or
+// "dual" (any case; also "v2.1", "v1" and "v1+v2"), as WORKER_SIGNING
+// takes them. An unknown name leaves s unchanged and is an error.
+func (s *Signing) UnmarshalText(text []byte) error {
+	switch strings.ToLower(strings.TrimSpace(string(text))) {
+	case "bodypath", "v2.1", "body-path":
+		*s = SigningBodyPath
+	case "timestamp", "v1":
+		*s = SigningTimestamp
+	case "dual", "v1+v2":
+		*s = SigningDual
+	default:
+		return fmt.Errorf("unknown signing scheme %q (want bodypath, timestamp or dual)", text)
+	}
+	return nil
 }
 
 // signer adds signature headers to outgoing requests. It is safe for

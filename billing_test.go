@@ -60,7 +60,6 @@ func TestBillingBalanceShapes(t *testing.T) {
 		want   *Balance
 	}{
 		{"v2.1 with string numbers", false, billingV21Body, &Balance{
-			Shape:        BalanceShapeV21,
 			Total:        4020*time.Second + 500*time.Millisecond,
 			Paid:         120*time.Second + 500*time.Millisecond,
 			Bonus:        3900 * time.Second,
@@ -70,11 +69,11 @@ func TestBillingBalanceShapes(t *testing.T) {
 			DailyResetAt: time.Date(2025, 3, 5, 0, 0, 0, 0, time.UTC),
 		}},
 		{"v2.1 without total sums the parts", false, `{"balance":{"welcomeBonus":60,"dailyGift":60,"paid":60}}`, &Balance{
-			Shape: BalanceShapeV21, Total: 3 * time.Minute, Paid: time.Minute, Bonus: 2 * time.Minute,
+			Total: 3 * time.Minute, Paid: time.Minute, Bonus: 2 * time.Minute,
 			WelcomeBonus: time.Minute, DailyGift: time.Minute,
 		}},
 		{"bucketed with string numbers", false, billingBucketedBody, &Balance{
-			Shape:        BalanceShapeBucketed,
+			Bucketed:     true,
 			Total:        90 * time.Minute,
 			Paid:         time.Hour,
 			Bonus:        30 * time.Minute,
@@ -90,11 +89,10 @@ func TestBillingBalanceShapes(t *testing.T) {
 			Version:            "7",
 		}},
 		{"bucketed without total sums the buckets", false, `{"totals":{"next_expiry_at":null},"buckets":[{"source":"a","seconds":"30"},{"source":"b","seconds":30}]}`, &Balance{
-			Shape: BalanceShapeBucketed, Total: time.Minute,
+			Bucketed: true, Total: time.Minute,
 			Buckets: []BalanceBucket{{Source: "a", Remaining: 30 * time.Second}, {Source: "b", Remaining: 30 * time.Second}},
 		}},
 		{"legacy endpoint", true, billingV21Body, &Balance{
-			Shape:        BalanceShapeV21,
 			Total:        4020*time.Second + 500*time.Millisecond,
 			Paid:         120*time.Second + 500*time.Millisecond,
 			Bonus:        3900 * time.Second,

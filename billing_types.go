@@ -40,26 +40,15 @@ type Recommendation struct {
 	PurchaseURL      string
 }
 
-// BalanceShape says which of the worker's two balance responses a Balance
-// was read from.
-type BalanceShape string
-
-// The balance shapes the worker serves.
-const (
-	// BalanceShapeV21 is v2.1's {"balance":{...},"usage":{...},
-	// "dailyResetAt":...}, also served at /v1/billing/legacy-balance.
-	BalanceShapeV21 BalanceShape = "v2.1"
-	// BalanceShapeBucketed is the deployed worker's {"totals":{...},
-	// "buckets":[...],"bonus":{...}}.
-	BalanceShapeBucketed BalanceShape = "bucketed"
-)
-
 // Balance is a user's AI-time balance. It holds either shape the worker
 // serves: Total, Paid and Bonus are always filled; the other fields are
 // filled when the shape carries them (see each field) and zero otherwise.
 type Balance struct {
-	// Shape says which response this was read from.
-	Shape BalanceShape
+	// Bucketed says which of the worker's two responses this was read
+	// from: true for the deployed worker's {"totals":{...},"buckets":[...],
+	// "bonus":{...}}, false for v2.1's {"balance":{...},"usage":{...},
+	// "dailyResetAt":...} (also served at /v1/billing/legacy-balance).
+	Bucketed bool
 	// Total is all the AI time the user can spend now.
 	Total time.Duration
 	// Paid is the purchased (or subscription) part of Total.

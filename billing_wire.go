@@ -157,7 +157,7 @@ func (w *balanceWire) toBalance() *Balance {
 func (w *balanceWire) bucketed() *Balance {
 	t := w.Totals
 	b := &Balance{
-		Shape:              BalanceShapeBucketed,
+		Bucketed:           true,
 		Paid:               t.PaidSeconds.Seconds(),
 		Bonus:              t.BonusSeconds.Seconds(),
 		Total:              t.TotalSeconds.Seconds(),
@@ -196,7 +196,6 @@ func (w *balanceWire) v21() *Balance {
 		bd = &BalanceBreakdown{}
 	}
 	b := &Balance{
-		Shape:        BalanceShapeV21,
 		Total:        bd.Total,
 		Paid:         bd.Paid,
 		Bonus:        bd.WelcomeBonus + bd.DailyGift,

@@ -274,10 +274,20 @@ func TestLoggingHasNoSecrets(t *testing.T) {
 
 func TestSigningNames(t *testing.T) {
 	for _, s := range []Signing{SigningBodyPath, SigningTimestamp, SigningDual} {
-		got, err := ParseSigning(strings.ToUpper(s.String()))
-		if err != nil || got != s {
-			t.Errorf("ParseSigning(%s) = %v, %v", s, got, err)
+		var got Signing
+		if err := got.UnmarshalText([]byte(strings.ToUpper(s.String()))); err != nil || got != s {
+			t.Errorf("UnmarshalText(%s) = %v, %v", s, got, err)
 		}
+		if text, err := s.MarshalText(); err != nil || string(text) != s.String() {
+			t.Errorf("MarshalText(%s) = %q, %v", s, text, err)
+		}
+	}
+	got := SigningDual
+	if err := got.UnmarshalText([]byte("hmac")); err == nil || got != SigningDual {
+		t.Errorf("an unknown name gave %v, %v; want an error and the value unchanged", got, err)
+	}
+	if _, err := Signing(7).MarshalText(); err == nil {
+		t.Error("MarshalText of an unknown scheme gave no error")
 	}
 }
 

@@ -174,7 +174,7 @@
 // AI.Generate runs a prompt on a project with the worker's model (POST
 // /generate). It is never sent twice unless the worker provably did not
 // start it, reads the streamed answer under a stall timeout rather than the
-// attempt timeout, and can hand the prompt to WithGenerateFallback when the
+// attempt timeout, and can hand the prompt to GenerateConfig.Fallback when the
 // worker's budget is spent or the worker is down.
 //
 // # Fleets and observability

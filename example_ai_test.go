@@ -20,9 +20,9 @@ func ExampleAIService_Generate() {
 
 	// In production: sheen.NewWorkerClientFromEnv, with CLAUDE_WORKER_URL
 	// and CLAUDE_SHARED_SECRET when the endpoint has its own.
-	client, err := srv.Client(sheen.WithGenerateFallback(func(ctx context.Context, req sheen.GenerateRequest) (string, error) {
+	client, err := srv.Client(sheen.WithGenerate(sheen.GenerateConfig{Fallback: func(ctx context.Context, req sheen.GenerateRequest) (string, error) {
 		return "(another model) " + req.Prompt, nil
-	}))
+	}}))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -37,10 +37,10 @@ func ExampleAIService_Generate() {
 			fmt.Println("the model may have run: check the project before trying again")
 		case err != nil:
 			log.Fatal(err)
-		case res.Model == sheen.ModelFallback:
-			fmt.Printf("%s: %s (%v)\n", res.Model, res.Output, errors.Is(res.FallbackCause, sheen.ErrRateLimited))
+		case res.Fallback:
+			fmt.Printf("fallback: %s (%v)\n", res.Output, errors.Is(res.FallbackCause, sheen.ErrRateLimited))
 		default:
-			fmt.Printf("%s: %s\n", res.Model, res.Output)
+			fmt.Printf("worker: %s\n", res.Output)
 		}
 	}
 	fmt.Println("refusals in 5 minutes:", client.AI.RateLimitRefusals().Count)

@@ -96,7 +96,7 @@ const (
 
 	// DefaultGenerateStallTimeout is how long Generate waits for the next byte
 	// of the worker's answer before it gives up on the attempt
-	// (WithGenerateStallTimeout). The deployed worker sends one heartbeat space
+	// (GenerateConfig.StallTimeout). The deployed worker sends one heartbeat space
 	// at once and then nothing until the model is done, which takes minutes: a
 	// shorter default would cut paid runs that are still going.
 	DefaultGenerateStallTimeout = 10 * time.Minute
@@ -354,8 +354,8 @@ func fromEnv() []Option {
 	opts = append(opts, aiFromEnv()...)
 	if v, ok := os.LookupEnv(EnvSigning); ok && v != "" {
 		opts = append(opts, func(c *config) error {
-			s, err := ParseSigning(v)
-			if err != nil {
+			var s Signing
+			if err := s.UnmarshalText([]byte(v)); err != nil {
 				return fmt.Errorf("sheen: %s: %w", EnvSigning, err)
 			}
 			c.signing, c.signingSet = s, true

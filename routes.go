@@ -49,7 +49,7 @@ const (
 	// query carries userId.
 	RouteDownloadVersion = "GET /v1/versions/{versionId}/download"
 	// RouteGenerate is called by AIService.Generate, on its own URL and
-	// secret (WithGenerateURL, WithGenerateSecret). It is not one of the
+	// secret (WithGenerate). It is not one of the
 	// /v1 routes Routes lists: it is signed apart and never proxied.
 	RouteGenerate = "POST /generate"
 )

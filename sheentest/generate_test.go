@@ -50,7 +50,7 @@ func TestGenerateServedUnderEveryScheme(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := c.AI.Generate(within(t), genReq)
-		if err != nil || res.Output != "Done: Add a dark mode toggle" || res.Model != sheen.ModelWorker {
+		if err != nil || res.Output != "Done: Add a dark mode toggle" || res.Fallback {
 			t.Fatalf("%v: %+v, %v", scheme, res, err)
 		}
 		if n := srv.Calls(sheen.RouteGenerate); n != 1 {
@@ -62,7 +62,7 @@ func TestGenerateServedUnderEveryScheme(t *testing.T) {
 		}
 		for name, opt := range map[string]sheen.Option{
 			"other scheme": sheen.WithSigning(other),
-			"other secret": sheen.WithGenerateSecret(strings.Repeat("x", 40)),
+			"other secret": sheen.WithGenerate(sheen.GenerateConfig{Secret: strings.Repeat("x", 40)}),
 		} {
 			c, _ := srv.Client(opt)
 			_, err := c.AI.Generate(within(t), genReq)
@@ -125,11 +125,11 @@ func TestGenerateBudget(t *testing.T) {
 			t.Errorf("a hint: %s", k)
 		}
 	}
-	c, _ := srv.Client(sheen.WithGenerateFallback(func(_ context.Context, req sheen.GenerateRequest) (string, error) {
+	c, _ := srv.Client(sheen.WithGenerate(sheen.GenerateConfig{Fallback: func(_ context.Context, req sheen.GenerateRequest) (string, error) {
 		return "other model", nil
-	}))
+	}}))
 	res, err := c.AI.Generate(within(t), genReq)
-	if err != nil || res.Model != sheen.ModelFallback || !errors.Is(res.FallbackCause, sheen.ErrRateLimited) {
+	if err != nil || !res.Fallback || !errors.Is(res.FallbackCause, sheen.ErrRateLimited) {
 		t.Fatalf("%+v %v", res, err)
 	}
 	if a := c.AI.RateLimitRefusals(); a.Count != 1 || a.Alerting {
@@ -219,12 +219,12 @@ func TestGenerateFaults(t *testing.T) {
 	}
 	srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithProjectFolder("u1", "p1"))
 	srv.AddFault(sheentest.Fault{Route: sheen.RouteGenerate, Status: 503, Calls: []int{1}})
-	c, _ := srv.Client(sheen.WithGenerateFallback(func(context.Context, sheen.GenerateRequest) (string, error) { return "other", nil }))
+	c, _ := srv.Client(sheen.WithGenerate(sheen.GenerateConfig{Fallback: func(context.Context, sheen.GenerateRequest) (string, error) { return "other", nil }}))
 	res, err := c.AI.Generate(within(t), genReq)
-	if err != nil || res.Model != sheen.ModelFallback || srv.Calls(sheen.RouteGenerate) != 1 {
+	if err != nil || !res.Fallback || srv.Calls(sheen.RouteGenerate) != 1 {
 		t.Errorf("503: %+v %v", res, err)
 	}
-	if res, err := c.AI.Generate(within(t), genReq); err != nil || res.Model != sheen.ModelWorker {
+	if res, err := c.AI.Generate(within(t), genReq); err != nil || res.Fallback {
 		t.Errorf("then: %+v %v", res, err)
 	}
 }

@@ -57,8 +57,12 @@ type jsonBucket struct {
 }
 
 func balanceJSON(user string, b *sheen.Balance) jsonBalance {
+	shape := "v2.1"
+	if b.Bucketed {
+		shape = "bucketed"
+	}
 	out := jsonBalance{
-		UserID: user, Shape: string(b.Shape),
+		UserID: user, Shape: shape,
 		TotalSeconds: seconds(b.Total), PaidSeconds: seconds(b.Paid), BonusSeconds: seconds(b.Bonus),
 		Plan: b.Plan, SubscriptionStatus: b.SubscriptionStatus,
 		NextExpiryAt: stamp(b.NextExpiryAt), DailyResetAt: stamp(b.DailyResetAt),

@@ -185,7 +185,7 @@ func TestGenerate(t *testing.T) {
 		t.Errorf("generate output %q", r.stdout)
 	}
 	doc := decode[map[string]any](t, c.run(t, "generate", "u1", b.ProjectID, "--prompt", "Add a footer", "--json"))
-	if doc["output"] != "Done: Add a footer" || doc["model"] != "worker" {
+	if doc["output"] != "Done: Add a footer" || doc["fallback"] != false {
 		t.Errorf("generate document: %v", doc)
 	}
 	r = c.run(t, "generate", "u1", "proj_nofolder", "--prompt", "x")

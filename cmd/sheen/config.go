@@ -79,8 +79,8 @@ func (a *app) clientOptions() ([]sheen.Option, error) {
 		opts = append(opts, sheen.WithInsecureHTTP())
 	}
 	if a.signing != "" {
-		s, err := sheen.ParseSigning(a.signing)
-		if err != nil {
+		var s sheen.Signing
+		if err := s.UnmarshalText([]byte(a.signing)); err != nil {
 			return nil, usagef("--signing: %v", err)
 		}
 		opts = append(opts, sheen.WithSigning(s))

@@ -31,7 +31,7 @@ a run the worker reports as failed exits 10.`,
 			}
 			if a.json {
 				a.writeJSON(map[string]any{
-					"userId": args[0], "projectId": args[1], "model": res.Model, "output": res.Output, "correlationId": res.CorrelationID,
+					"userId": args[0], "projectId": args[1], "fallback": res.Fallback, "output": res.Output, "correlationId": res.CorrelationID,
 				})
 				return nil
 			}

@@ -93,8 +93,8 @@ func (a *app) verifyKeys() (verifyKeys, error) {
 		name, from = os.Getenv(sheen.EnvSigning), sheen.EnvSigning
 	}
 	if name != "" {
-		s, err := sheen.ParseSigning(name)
-		if err != nil {
+		var s sheen.Signing
+		if err := s.UnmarshalText([]byte(name)); err != nil {
 			return k, usagef("%s: %v", from, err)
 		}
 		k.scheme, k.schemeSet, k.schemeFrom = s, true, from

@@ -246,7 +246,7 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
-	fmt.Fprintf(out, "\n5. AI generation on %s, answered by the %s model: %s\n", b.ProjectID, gen.Model, firstLine(gen.Output, 72))
+	fmt.Fprintf(out, "\n5. AI generation on %s, answered by %s: %s\n", b.ProjectID, answeredBy(gen), firstLine(gen.Output, 72))
 
 	// 6. What an insufficient balance looks like, and how to react.
 	return insufficientDemo(ctx, out, client, opt.fake, sum)
@@ -382,4 +382,12 @@ func firstLine(s string, n int) string {
 		return string(r[:n-1]) + "…"
 	}
 	return s
+}
+
+// answeredBy names who answered a prompt: the worker's model or the fallback.
+func answeredBy(gen *sheen.GenerateResult) string {
+	if gen.Fallback {
+		return "the fallback model"
+	}
+	return "the worker's model"
 }
