@@ -114,7 +114,7 @@ func TestDoAllocationsWithoutTelemetry(t *testing.T) {
 		c    *WorkerClient
 	}{
 		{"global providers, none installed", newClient()},
-		{"no-op providers given", newClient(WithTracerProvider(tracenoop.NewTracerProvider()), WithMeterProvider(metricnoop.NewMeterProvider()))},
+		{"no-op providers given", newClient(WithTelemetry(TelemetryConfig{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: metricnoop.NewMeterProvider()}))},
 	} {
 		got := allocs(tc.c)
 		t.Logf("%s: %.0f allocations per Do, %.0f without telemetry", tc.name, got, base)

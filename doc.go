@@ -182,10 +182,10 @@
 // WithSharedLimiter and WithSharedCache (package sheenredis implements them
 // on Redis) let every replica of a service share the worker's quota, its
 // balances and its download links; a NonceChecker shares the Verifier's
-// replay guard. WithTracerProvider and WithMeterProvider (the global
-// OpenTelemetry providers by default) record a span per call and per
-// attempt and the client's metrics; no secret, signature, signed URL, body
-// or (unless WithTelemetryUserIDs) user id is ever recorded.
+// replay guard. The client records a span per call and per attempt and its
+// metrics to the global OpenTelemetry providers, or to those given with
+// WithTelemetry; no secret, signature, signed URL, body or (unless
+// TelemetryConfig.UserIDs) user id is ever recorded.
 //
 // # Per-call options
 //

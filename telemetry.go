@@ -2,7 +2,6 @@ package sheen
 
 import (
 	"context"
-	"errors"
 	"net/url"
 	"reflect"
 	"strconv"
@@ -29,38 +28,26 @@ import (
 // instrumentationName names the tracer and the meter.
 const instrumentationName = "github.com/sheenapps/sheen-go"
 
-// WithTracerProvider sets where the client's spans go. By default they go
-// to the global provider (otel.GetTracerProvider), which records nothing
-// until the program installs one; a client made before that follows it
-// from then on. A nil provider is refused.
+// TelemetryConfig says where a client's OpenTelemetry spans and metrics go;
+// give it with WithTelemetry. Without it, or with a nil provider, a client
+// uses the global providers (otel.GetTracerProvider, otel.GetMeterProvider),
+// which record nothing until the program installs one; a client made before
+// that follows them from then on.
 //
 // Spans: one per call to the worker (and to AI.Generate's endpoint), named
 // after the service method of its route ("sheen.Billing.Balance";
-// "sheen.Do" for WorkerClient.Do), with one
-// child per attempt ("GET /v1/billing/balance/{userId}") carrying the HTTP
-// semantic-convention attributes, the attempt number, the time waited on
-// the rate limiter, the retry reason and backoff, the worker's error code
-// and the correlation id; one per answer served from a cache; one per
-// Follow or Wait (an event per phase; package pgevents adds one per batch
-// it delivers), per Download, and per request the proxy forwards
-// (continuing the trace of the span in the request's context, else of its
-// traceparent header). Each attempt carries W3C trace context (traceparent) to
-// the worker; it is not part of the signature. No span holds the secret, a
-// signature, a signed download URL, a query string or a body, and none
-// holds a user ID unless WithTelemetryUserIDs is given.
-func WithTracerProvider(tp trace.TracerProvider) Option {
-	return func(c *config) error {
-		if tp == nil {
-			return errors.New("sheen: WithTracerProvider: provider is nil")
-		}
-		c.telemetry.tp = tp
-		return nil
-	}
-}
-
-// WithMeterProvider sets where the client's metrics go. By default they go
-// to the global provider (otel.GetMeterProvider), which records nothing
-// until the program installs one. A nil provider is refused.
+// "sheen.Do" for WorkerClient.Do), with one child per attempt ("GET
+// /v1/billing/balance/{userId}") carrying the HTTP semantic-convention
+// attributes, the attempt number, the time waited on the rate limiter, the
+// retry reason and backoff, the worker's error code and the correlation id;
+// one per answer served from a cache; one per Follow or Wait (an event per
+// phase; package pgevents adds one per batch it delivers), per Download,
+// and per request the proxy forwards (continuing the trace of the span in
+// the request's context, else of its traceparent header). Each attempt
+// carries W3C trace context (traceparent) to the worker; it is not part of
+// the signature. No span holds the secret, a signature, a signed download
+// URL, a query string or a body, and none holds a user ID unless UserIDs is
+// set.
 //
 // Instruments: sheen.client.call.duration (by operation and outcome),
 // sheen.client.attempts, sheen.client.retries (by reason),
@@ -69,21 +56,25 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // cache), sheen.download.bytes and sheen.download.throughput (by format),
 // and sheen.build.event.latency (from an event's creation to its delivery,
 // by source).
-func WithMeterProvider(mp metric.MeterProvider) Option {
-	return func(c *config) error {
-		if mp == nil {
-			return errors.New("sheen: WithMeterProvider: provider is nil")
-		}
-		c.telemetry.mp = mp
-		return nil
-	}
+type TelemetryConfig struct {
+	// TracerProvider is where spans go (nil: the global provider).
+	TracerProvider trace.TracerProvider
+	// MeterProvider is where metrics go (nil: the global provider).
+	MeterProvider metric.MeterProvider
+	// UserIDs adds the user a call acts for to its spans, as the user.id
+	// attribute. User IDs are personal data, so spans leave them out
+	// unless this is set; metrics never carry them.
+	UserIDs bool
 }
 
-// WithTelemetryUserIDs adds the user a call acts for to its spans, as the
-// user.id attribute. User IDs are personal data, so spans leave them out
-// unless this option is given; metrics never carry them.
-func WithTelemetryUserIDs() Option {
-	return func(c *config) error { c.telemetry.userIDs = true; return nil }
+// WithTelemetry sets where the client's spans and metrics go and whether
+// spans name users; see TelemetryConfig. It replaces an earlier
+// WithTelemetry as a whole.
+func WithTelemetry(cfg TelemetryConfig) Option {
+	return func(c *config) error {
+		c.telemetry = telemetryConfig{tp: cfg.TracerProvider, mp: cfg.MeterProvider, userIDs: cfg.UserIDs}
+		return nil
+	}
 }
 
 // telemetryConfig is what the telemetry options set.
@@ -335,7 +326,7 @@ func routePath(route string) string {
 	return ""
 }
 
-// telemetryUserID is the user a call acts for, for WithTelemetryUserIDs:
+// telemetryUserID is the user a call acts for, for TelemetryConfig.UserIDs:
 // the call's userID, else its userId query parameter, else its {userId}
 // path parameter; "" when telemetry leaves user IDs out.
 func (t *telemetry) telemetryUserID(c *call) string {

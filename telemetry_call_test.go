@@ -93,9 +93,9 @@ func TestTelemetryTracingSwitch(t *testing.T) {
 		want bool
 	}{
 		{"default (global, none installed)", nil, false},
-		{"the unset global given", []Option{WithTracerProvider(otel.GetTracerProvider())}, false},
-		{"no-op", []Option{WithTracerProvider(tracenoop.NewTracerProvider())}, false},
-		{"SDK", []Option{WithTracerProvider(sdk)}, true},
+		{"the unset global given", []Option{WithTelemetry(TelemetryConfig{TracerProvider: otel.GetTracerProvider()})}, false},
+		{"no-op", []Option{WithTelemetry(TelemetryConfig{TracerProvider: tracenoop.NewTracerProvider()})}, false},
+		{"SDK", []Option{WithTelemetry(TelemetryConfig{TracerProvider: sdk})}, true},
 	} {
 		c, err := NewWorkerClient(append([]Option{WithSecret(testSecret)}, tc.opts...)...)
 		if err != nil {
@@ -105,11 +105,10 @@ func TestTelemetryTracingSwitch(t *testing.T) {
 			t.Errorf("%s: tracing() = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if _, err := NewWorkerClient(WithSecret(testSecret), WithTracerProvider(nil)); err == nil {
-		t.Error("WithTracerProvider(nil) accepted")
-	}
-	if _, err := NewWorkerClient(WithSecret(testSecret), WithMeterProvider(nil)); err == nil {
-		t.Error("WithMeterProvider(nil) accepted")
+	// A nil provider is the global one, as with no WithTelemetry at all.
+	c, err := NewWorkerClient(WithSecret(testSecret), WithTelemetry(TelemetryConfig{UserIDs: true}))
+	if err != nil || c.core.tel.tracing() {
+		t.Errorf("nil providers with the unset global: %v, tracing %v", err, err == nil && c.core.tel.tracing())
 	}
 }
 
@@ -181,7 +180,7 @@ func TestTelemetryCacheEvictions(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer mp.Shutdown(context.Background())
-	c, err := NewWorkerClient(WithSecret(testSecret), WithMeterProvider(mp), WithExportLinkCacheSize(1))
+	c, err := NewWorkerClient(WithSecret(testSecret), WithTelemetry(TelemetryConfig{MeterProvider: mp}), WithExportLinkCacheSize(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +214,7 @@ func TestTelemetryDoSpan(t *testing.T) {
 	sr := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
 	defer tp.Shutdown(context.Background())
-	c, err := NewWorkerClient(WithBaseURL("https://worker.invalid"), WithSecret(testSecret), WithTracerProvider(tp),
+	c, err := NewWorkerClient(WithBaseURL("https://worker.invalid"), WithSecret(testSecret), WithTelemetry(TelemetryConfig{TracerProvider: tp}),
 		WithHTTPClient(&http.Client{Transport: cannedTransport{}}))
 	if err != nil {
 		t.Fatal(err)

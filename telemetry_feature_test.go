@@ -136,10 +136,7 @@ func TestTelemetryUserIDsOptIn(t *testing.T) {
 	for _, optIn := range []bool{false, true} {
 		rec := newRecorded(t)
 		worker := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithUser(user, time.Hour))
-		opts := rec.options()
-		if optIn {
-			opts = append(opts, sheen.WithTelemetryUserIDs())
-		}
+		opts := rec.optionsWith(sheen.TelemetryConfig{UserIDs: optIn})
 		client, err := worker.Client(opts...)
 		if err != nil {
 			t.Fatal(err)

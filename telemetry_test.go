@@ -55,9 +55,12 @@ func newRecorded(t *testing.T) *recorded {
 
 // options are the client options that send telemetry to r and the
 // client's traffic through r's log.
-func (r *recorded) options() []sheen.Option {
-	return []sheen.Option{sheen.WithTracerProvider(r.tp), sheen.WithMeterProvider(r.mp),
-		sheen.WithHTTPClient(&http.Client{Transport: r.traffic})}
+func (r *recorded) options() []sheen.Option { return r.optionsWith(sheen.TelemetryConfig{}) }
+
+// optionsWith is options with the rest of cfg (its providers are r's).
+func (r *recorded) optionsWith(cfg sheen.TelemetryConfig) []sheen.Option {
+	cfg.TracerProvider, cfg.MeterProvider = r.tp, r.mp
+	return []sheen.Option{sheen.WithTelemetry(cfg), sheen.WithHTTPClient(&http.Client{Transport: r.traffic})}
 }
 
 // trafficLog records every request the client sends (to the worker and to

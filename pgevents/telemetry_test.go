@@ -25,7 +25,7 @@ func TestBatchesAreEventsOfTheReadersSpan(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
 	defer tp.Shutdown(context.Background())
 	c, err := sheen.NewWorkerClient(sheen.WithSecret("pgevents-test-secret-0123456789abcdef"), sheen.WithBaseURL("https://worker.invalid"),
-		sheen.WithTracerProvider(tp))
+		sheen.WithTelemetry(sheen.TelemetryConfig{TracerProvider: tp}))
 	if err != nil {
 		t.Fatal(err)
 	}

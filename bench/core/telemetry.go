@@ -42,8 +42,8 @@ func telemetryCost(rounds int) {
 		opts []sheen.Option
 	}{
 		{"telemetry off (no provider installed)", nil},
-		{"no-op providers given", []sheen.Option{sheen.WithTracerProvider(tracenoop.NewTracerProvider()), sheen.WithMeterProvider(metricnoop.NewMeterProvider())}},
-		{"SDK recording in memory", []sheen.Option{sheen.WithTracerProvider(sdkTP), sheen.WithMeterProvider(sdkMP)}},
+		{"no-op providers given", []sheen.Option{sheen.WithTelemetry(sheen.TelemetryConfig{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: metricnoop.NewMeterProvider()})}},
+		{"SDK recording in memory", []sheen.Option{sheen.WithTelemetry(sheen.TelemetryConfig{TracerProvider: sdkTP, MeterProvider: sdkMP})}},
 	}
 	fmt.Println("1b. OpenTelemetry's cost per Do call, against the same client with telemetry off (same run)")
 	for _, where := range []struct {

@@ -14,8 +14,7 @@
 //
 // The SDK itself imports only the OpenTelemetry API: install any tracer
 // and meter provider (here the SDK's, as the global ones) and every
-// WorkerClient records into it, or give one with sheen.WithTracerProvider
-// and sheen.WithMeterProvider.
+// WorkerClient records into it, or give one with sheen.WithTelemetry.
 package main
 
 import (
