@@ -39,7 +39,7 @@ func TestRebuildMissingArtifact(t *testing.T) {
 			if !errors.As(err, &missing) || !missing.CanRebuild || missing.VersionID != versionID || !errors.Is(err, sheen.ErrNotFound) {
 				t.Fatalf("want *ArtifactMissingError for %s, got %v", versionID, err)
 			}
-			res, err := c.Exports.RebuildMissing(ctx, missing)
+			res, err := c.Exports.RebuildMissing(ctx, missing, nil)
 			if err != nil || res.VersionID != versionID {
 				t.Fatalf("rebuild: %+v %v", res, err)
 			}
@@ -48,7 +48,7 @@ func TestRebuildMissingArtifact(t *testing.T) {
 				t.Fatal(err)
 			}
 			var buf bytes.Buffer
-			if _, err := c.Exports.Download(ctx, link, &buf); err != nil || !bytes.Equal(buf.Bytes(), srv.Artifact(versionID)) {
+			if _, err := c.Exports.Download(ctx, link, &buf, nil); err != nil || !bytes.Equal(buf.Bytes(), srv.Artifact(versionID)) {
 				t.Fatalf("download after rebuild: %v", err)
 			}
 		})
@@ -65,7 +65,7 @@ func TestRebuildMissingRefusesWhatCannotBeRebuilt(t *testing.T) {
 	if !errors.As(err, &missing) || missing.CanRebuild {
 		t.Fatalf("got %v", err)
 	}
-	_, err = c.Exports.RebuildMissing(context.Background(), missing)
+	_, err = c.Exports.RebuildMissing(context.Background(), missing, nil)
 	var ve *sheen.ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("want *ValidationError, got %v", err)
