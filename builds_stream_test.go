@@ -780,9 +780,9 @@ func TestBuildStreamClose(t *testing.T) {
 func TestNewBuildStreamRefusesBadConfig(t *testing.T) {
 	c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) { return nil, errors.New("unused") }))
 	for name, cfg := range map[string]BuildStreamConfig{
-		"no Authorize":       {},
-		"negative heartbeat": {Authorize: headerUser, Heartbeat: -1},
-		"negative timeout":   {Authorize: headerUser, WriteTimeout: -1},
+		"no Authorize":          {},
+		"negative heartbeat":    {Authorize: headerUser, Heartbeat: -1},
+		"negative timeout":      {Authorize: headerUser, WriteTimeout: -1},
 		"AfterEventID":          {Authorize: headerUser, Follow: &FollowOptions{AfterEventID: 3}},
 		"OnEvent":               {Authorize: headerUser, Follow: &FollowOptions{OnEvent: func(BuildEvent) {}}},
 		"WithResponse":          {Authorize: headerUser, Options: []CallOption{WithResponse(&Response{})}},
