@@ -549,7 +549,11 @@ func TestBuildsEventsWakeOnNotification(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := c.Builds.Wait(context.Background(), "B1", "u1", &FollowOptions{Source: src, MetadataWait: -1, PollInterval: func(Phase) time.Duration { return time.Hour }})
+		res, err := c.Builds.Wait(context.Background(), "B1", "u1", &FollowOptions{
+			Source:       src,
+			MetadataWait: -1,
+			PollInterval: func(Phase) time.Duration { return time.Hour },
+		})
 		done <- result{res, err}
 	}()
 	<-src.fetched

@@ -72,7 +72,7 @@ func TestDownloadProgressResetsTheRetryBudget(t *testing.T) {
 }
 
 // A store that never brings a byte uses up the budget: the download fails
-// after 1 + WithDownloadRetries attempts, backing off exponentially (with
+// after 1 + DownloadOptions.Retries attempts, backing off exponentially (with
 // jitter, capped) between them.
 func TestDownloadWithoutProgressGivesUpAfterTheBudget(t *testing.T) {
 	content := downloadContent(1 << 20)
