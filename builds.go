@@ -24,7 +24,7 @@ func WithPreBuildCheck(on bool) Option {
 
 // WithBuildEventSource sets where Follow and Wait read build events from
 // (for example a pgevents.Source); the default is the worker's HTTP
-// endpoint. WithEventSource overrides it per call.
+// endpoint. FollowOptions.Source overrides it per call.
 func WithBuildEventSource(src EventSource) Option {
 	return func(c *config) error {
 		if src == nil {

@@ -77,7 +77,7 @@ func TestBuildOutcomeAgreesWithWait(t *testing.T) {
 		{buildEvt(5, "progress", "metadata")},
 	}
 	c := buildsFollowClient(t, newBuildsStepClock())
-	waited, err := c.Builds.Wait(t.Context(), "B1", "u1", WithEventSource(newBuildsScript(batches...)))
+	waited, err := c.Builds.Wait(t.Context(), "B1", "u1", &FollowOptions{Source: newBuildsScript(batches...)})
 	if err != nil {
 		t.Fatal(err)
 	}

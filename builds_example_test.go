@@ -58,12 +58,11 @@ func ExampleBuildsService_Wait() {
 		fmt.Println(err)
 		return
 	}
-	res, err := client.Builds.Wait(ctx, build.ID, "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10",
-		sheen.WithEventCallback(func(e sheen.BuildEvent) {
-			if e.Title != "" {
-				fmt.Printf("%3.0f%% %s\n", e.Progress*100, e.Title)
-			}
-		}))
+	res, err := client.Builds.Wait(ctx, build.ID, "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10", &sheen.FollowOptions{OnEvent: func(e sheen.BuildEvent) {
+		if e.Title != "" {
+			fmt.Printf("%3.0f%% %s\n", e.Progress*100, e.Title)
+		}
+	}})
 	var failed *sheen.BuildFailedError
 	switch {
 	case errors.As(err, &failed):
@@ -97,7 +96,7 @@ func ExampleBuildsService_Follow() {
 		fmt.Println(err)
 		return
 	}
-	for e, err := range client.Builds.Follow(context.Background(), "01JBUILD", "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10") {
+	for e, err := range client.Builds.Follow(context.Background(), "01JBUILD", "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10", nil) {
 		if err != nil {
 			fmt.Println("stopped:", err)
 			return
@@ -177,14 +176,14 @@ func ExampleBuildsService_Versions() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := client.Builds.Wait(ctx, first.ID, "user-42"); err != nil {
+	if _, err := client.Builds.Wait(ctx, first.ID, "user-42", nil); err != nil {
 		log.Fatal(err)
 	}
 	update, err := client.Builds.UpdateProject(ctx, sheen.UpdateProjectRequest{UserID: "user-42", ProjectID: first.ProjectID, Prompt: "Add a menu page"})
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := client.Builds.Wait(ctx, update.ID, "user-42"); err != nil {
+	if _, err := client.Builds.Wait(ctx, update.ID, "user-42", nil); err != nil {
 		log.Fatal(err)
 	}
 
@@ -213,7 +212,7 @@ func ExampleBuildsService_Rollback() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	built, err := client.Builds.Wait(ctx, first.ID, "user-42")
+	built, err := client.Builds.Wait(ctx, first.ID, "user-42", nil)
 	if err != nil {
 		log.Fatal(err)
 	}

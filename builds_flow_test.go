@@ -37,10 +37,10 @@ func TestBuildsFlowCreateAndWait(t *testing.T) {
 	}
 	var phases []sheen.Phase
 	var progress []float64
-	res, err := c.Builds.Wait(ctx, b.ID, flowUser, sheen.WithEventCallback(func(e sheen.BuildEvent) {
+	res, err := c.Builds.Wait(ctx, b.ID, flowUser, &sheen.FollowOptions{OnEvent: func(e sheen.BuildEvent) {
 		phases = append(phases, e.Phase)
 		progress = append(progress, e.Progress)
-	}))
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestBuildsFlowFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Builds.Wait(ctx, b.ID, flowUser)
+	_, err = c.Builds.Wait(ctx, b.ID, flowUser, nil)
 	var bf *sheen.BuildFailedError
 	if !errors.As(err, &bf) || bf.Code != "BUILD_FAILED" || bf.Message != "Module not found: ./Filters" || bf.Phase != "build" {
 		t.Fatalf("error %v, want the build's failure in phase build", err)
@@ -111,7 +111,7 @@ func TestBuildsFlowFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Builds.Wait(ctx, b.ID, flowUser)
+	res, err := c.Builds.Wait(ctx, b.ID, flowUser, nil)
 	if err != nil {
 		t.Fatalf("a metadata failure after the deploy failed the build: %v", err)
 	}
@@ -135,7 +135,7 @@ func TestBuildsFlowFollowMidway(t *testing.T) {
 	// Each event read moves the build one step on: the reader keeps
 	// resuming from where it was until the build ends.
 	n := 0
-	for e, err := range c.Builds.Follow(ctx, b.ID, flowUser, sheen.WithPollInterval(func(sheen.Phase) time.Duration { return time.Millisecond })) {
+	for e, err := range c.Builds.Follow(ctx, b.ID, flowUser, &sheen.FollowOptions{PollInterval: func(sheen.Phase) time.Duration { return time.Millisecond }}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +162,7 @@ func TestBuildsFlowFollowMidway(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Finish(rb.ID)
-	res, err := c.Builds.Wait(ctx, rb.ID, flowUser)
+	res, err := c.Builds.Wait(ctx, rb.ID, flowUser, nil)
 	if err != nil || res.VersionID != versionID {
 		t.Fatalf("rebuild outcome %+v, %v; want version %s rebuilt", res, err, versionID)
 	}

@@ -17,7 +17,7 @@ import (
 // EventSource is where build events come from. The default is the worker's
 // HTTP endpoint (GET /v1/builds/{buildId}/events); package pgevents reads
 // the project_build_events table directly. Give one to a call with
-// WithEventSource or to the client with WithBuildEventSource.
+// FollowOptions.Source or to the client with WithBuildEventSource.
 type EventSource interface {
 	// FetchEvents returns the user-visible events of build buildID for user
 	// userID whose id is greater than after, in ascending id order. more
@@ -55,113 +55,90 @@ func defaultPollInterval(phase Phase) time.Duration {
 	return 2 * time.Second
 }
 
-// followConfig is what the follow options (the CallOptions below, read by
-// Follow and Wait only) set, in callConfig.follow.
+// FollowOptions are the settings of one reading of a build's events, for
+// Builds.Follow and Builds.Wait (and Exports.RebuildMissing). The zero
+// value, like a nil *FollowOptions, means every default. A bad value is
+// refused with a *ValidationError before anything is read.
+type FollowOptions struct {
+	// AfterEventID resumes the reading after this event id (the largest id
+	// a previous reader saw, BuildResult.LastEventID) instead of from the
+	// build's first event. 0 reads from the first event; a negative id is
+	// refused.
+	AfterEventID int64
+
+	// OnEvent is called with every event as it is read, before Follow
+	// yields it or Wait moves on: a hook for progress bars. It runs on the
+	// reading goroutine; keep it quick. nil calls nothing.
+	OnEvent func(BuildEvent)
+
+	// Source is where the events are read from. nil means the client's
+	// source: the one given with WithBuildEventSource, else the worker's
+	// HTTP endpoint.
+	Source EventSource
+
+	// PollInterval is how long to wait between fetches, given the phase of
+	// the latest event ("" before any). nil, or a result of zero or less,
+	// means the default for that phase (1 s in build and deploy, 3 s in
+	// dependencies, 2 s otherwise).
+	PollInterval func(phase Phase) time.Duration
+
+	// MetadataWait is how long, after the deploy completed, the reading
+	// keeps following the metadata phase that runs after it (the version's
+	// name, recommendations; a metadata failure is reported there).
+	// Reading stops as soon as that phase ends (completed, failed, finished
+	// or at 100%), when no metadata event has shown up within
+	// MetadataStartWait, or when MetadataWait has passed since the
+	// deploy's completion was read, whichever comes first; either way the
+	// build counts as succeeded. 0 means DefaultMetadataWait (30 s); a
+	// negative value (such as -1) stops at the deploy's completion, for
+	// callers who want the preview URL as soon as it exists.
+	MetadataWait time.Duration
+
+	// MetadataStartWait is how long, after the deploy completed, the
+	// reading waits for a first metadata event before deciding the build
+	// has no metadata phase and stopping (never longer than MetadataWait).
+	// 0 means DefaultMetadataStartWait (5 s); a negative value (such as -1)
+	// does not wait for a metadata phase that has not started yet.
+	MetadataStartWait time.Duration
+}
+
+// followConfig is one reading's settings: FollowOptions with their
+// defaults applied.
 type followConfig struct {
 	source            EventSource
 	interval          func(Phase) time.Duration
-	metadataWait      time.Duration
+	metadataWait      time.Duration // 0: stop at the deploy's completion
 	metadataStartWait time.Duration
-	waitSet           bool // metadataWait was given (0 is a value)
-	startWaitSet      bool // metadataStartWait was given
 	after             int64
 	onEvent           func(BuildEvent)
-	err               error // the first option given a bad value
 }
 
-// refuse records an option's bad value; the call returns it.
-func (f *followConfig) refuse(option, reason string) {
-	if f.err == nil {
-		f.err = &ValidationError{Field: option, Reason: reason}
+// settings checks o (nil is every default) and applies the defaults, but
+// for the source, which the caller chooses.
+func (o *FollowOptions) settings() (followConfig, error) {
+	cfg := followConfig{metadataWait: DefaultMetadataWait, metadataStartWait: DefaultMetadataStartWait}
+	if o == nil {
+		return cfg, nil
 	}
+	if o.AfterEventID < 0 {
+		return cfg, &ValidationError{Field: "FollowOptions.AfterEventID", Reason: "must not be negative"}
+	}
+	cfg.source, cfg.interval, cfg.after, cfg.onEvent = o.Source, o.PollInterval, o.AfterEventID, o.OnEvent
+	cfg.metadataWait = waitSetting(o.MetadataWait, DefaultMetadataWait)
+	cfg.metadataStartWait = waitSetting(o.MetadataStartWait, DefaultMetadataStartWait)
+	return cfg, nil
 }
 
-// WithEventSource has Follow or Wait read the events from src instead of
-// the client's source (the worker's HTTP endpoint unless
-// WithBuildEventSource said otherwise). Other calls ignore it.
-func WithEventSource(src EventSource) CallOption {
-	return func(c *callConfig) {
-		if src == nil {
-			c.follow.refuse("WithEventSource", "source is nil")
-			return
-		}
-		c.follow.source = src
+// waitSetting reads a duration field whose zero means def and whose
+// negative values mean no wait.
+func waitSetting(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
 	}
-}
-
-// WithPollInterval sets how long Follow or Wait waits between fetches,
-// given the phase of the latest event ("" before any). A result of zero or
-// less means the default for that phase (1 s in build and deploy, 3 s in
-// dependencies, 2 s otherwise). Other calls ignore it.
-func WithPollInterval(interval func(phase Phase) time.Duration) CallOption {
-	return func(c *callConfig) {
-		if interval == nil {
-			c.follow.refuse("WithPollInterval", "function is nil")
-			return
-		}
-		c.follow.interval = interval
-	}
-}
-
-// WithMetadataWait sets how long, after the deploy completed, Follow or
-// Wait keeps following the metadata phase that runs after it (the
-// version's name, recommendations; a metadata failure is reported there).
-// Reading stops as soon as that phase ends (completed, failed, finished or
-// at 100%), when no metadata event has shown up within the start wait (see
-// WithMetadataStartWait), or when d has passed since the deploy's
-// completion was read, whichever comes first; either way the build counts
-// as succeeded. The default is DefaultMetadataWait (30 s); 0 stops at the
-// deploy's completion, for callers who want the preview URL as soon as it
-// exists. d must not be negative. Other calls ignore it.
-func WithMetadataWait(d time.Duration) CallOption {
-	return func(c *callConfig) {
-		if d < 0 {
-			c.follow.refuse("WithMetadataWait", "must not be negative")
-			return
-		}
-		c.follow.metadataWait, c.follow.waitSet = d, true
-	}
-}
-
-// WithMetadataStartWait sets how long, after the deploy completed, Follow
-// or Wait waits for a first metadata event before deciding the build has
-// no metadata phase and stopping (default DefaultMetadataStartWait, 5 s;
-// never longer than WithMetadataWait's wait). d must not be negative.
-// Other calls ignore it.
-func WithMetadataStartWait(d time.Duration) CallOption {
-	return func(c *callConfig) {
-		if d < 0 {
-			c.follow.refuse("WithMetadataStartWait", "must not be negative")
-			return
-		}
-		c.follow.metadataStartWait, c.follow.startWaitSet = d, true
-	}
-}
-
-// WithAfterEventID has Follow or Wait resume after event id (the largest
-// id a previous reader saw), instead of from the build's first event. id
-// must not be negative. Other calls ignore it.
-func WithAfterEventID(id int64) CallOption {
-	return func(c *callConfig) {
-		if id < 0 {
-			c.follow.refuse("WithAfterEventID", "must not be negative")
-			return
-		}
-		c.follow.after = id
-	}
-}
-
-// WithEventCallback calls fn with every event as it is read, before Follow
-// yields it or Wait moves on: a hook for progress bars. fn runs on the
-// reading goroutine; keep it quick. Other calls ignore it.
-func WithEventCallback(fn func(BuildEvent)) CallOption {
-	return func(c *callConfig) {
-		if fn == nil {
-			c.follow.refuse("WithEventCallback", "function is nil")
-			return
-		}
-		c.follow.onEvent = fn
-	}
+	return d
 }
 
 // BuildResult is how a successful build ended.
@@ -181,12 +158,12 @@ type BuildResult struct {
 	// Final is the event that completed the deploy.
 	Final BuildEvent
 	// LastEventID is the largest event id read, to resume from with
-	// WithAfterEventID.
+	// FollowOptions.AfterEventID.
 	LastEventID int64
 	// Events is how many events were read.
 	Events int
 	// MetadataDone reports whether the metadata phase ended while the
-	// reader waited for it (see WithMetadataWait).
+	// reader waited for it (see FollowOptions.MetadataWait).
 	MetadataDone bool
 	// MetadataError is the failure the metadata phase reported, if any. It
 	// does not make the build a failure: the deploy's outcome stands.
@@ -244,25 +221,24 @@ func newBuildFailedError(buildID string, ev BuildEvent) *BuildFailedError {
 //   - after the deploy completed (completed in the deploy phase, or the
 //     legacy deploy_completed), once the metadata phase that follows it has
 //     ended, or has not started within 5 s, or has run for 30 s (see
-//     WithMetadataWait and WithMetadataStartWait). A metadata failure is
+//     FollowOptions.MetadataWait and MetadataStartWait). A metadata failure is
 //     yielded like any event but does not make the build a failure.
 //
 // It always resumes after the largest id seen (never from 0), so duplicate
 // or out-of-order ids from the source are dropped rather than repeated.
 // Between fetches it waits for the latest phase's poll interval (see
-// WithPollInterval), or less when its source implements EventNotifier.
+// FollowOptions.PollInterval), or less when its source implements EventNotifier.
 //
-// opts are the follow options (WithEventSource, WithPollInterval,
-// WithMetadataWait, WithMetadataStartWait, WithAfterEventID,
-// WithEventCallback) and, for the worker's endpoint, the CallOptions of
-// every request it makes; WithCallTimeout bounds the whole follow.
+// follow shapes the reading (nil: every default); opts are, for the
+// worker's endpoint, the CallOptions of every request it makes, and
+// WithCallTimeout bounds the whole follow.
 //
 // Transient HTTP failures are retried by the client; Follow yields an
 // error, once, only when it has to stop (the source failed for good, ctx
 // ended, an argument was invalid). Breaking out of the loop stops it.
-func (s *BuildsService) Follow(ctx context.Context, buildID, userID string, opts ...CallOption) iter.Seq2[BuildEvent, error] {
+func (s *BuildsService) Follow(ctx context.Context, buildID, userID string, follow *FollowOptions, opts ...CallOption) iter.Seq2[BuildEvent, error] {
 	return func(yield func(BuildEvent, error) bool) {
-		f, err := s.newFollower(buildID, userID, opts)
+		f, err := s.newFollower(buildID, userID, follow, opts)
 		if err != nil {
 			yield(BuildEvent{}, err)
 			return
@@ -275,11 +251,11 @@ func (s *BuildsService) Follow(ctx context.Context, buildID, userID string, opts
 // with the same options), and returns how it ended: a *BuildResult, or a
 // *BuildFailedError carrying the worker's error code and message for the
 // user. Any other error means the outcome is unknown (ctx ended, the
-// source failed): call Wait again to keep following (WithAfterEventID,
-// given the last id WithEventCallback saw, skips what was read already).
-// Pass WithEventCallback to see every event on the way.
-func (s *BuildsService) Wait(ctx context.Context, buildID, userID string, opts ...CallOption) (*BuildResult, error) {
-	f, err := s.newFollower(buildID, userID, opts)
+// source failed): call Wait again to keep following (AfterEventID, given
+// the last id OnEvent saw, skips what was read already). Set
+// FollowOptions.OnEvent to see every event on the way.
+func (s *BuildsService) Wait(ctx context.Context, buildID, userID string, follow *FollowOptions, opts ...CallOption) (*BuildResult, error) {
+	f, err := s.newFollower(buildID, userID, follow, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -326,17 +302,11 @@ type follower struct {
 	successAt time.Time // when the deploy's completion was read
 }
 
-func (s *BuildsService) newFollower(buildID, userID string, opts []CallOption) (*follower, error) {
+func (s *BuildsService) newFollower(buildID, userID string, follow *FollowOptions, opts []CallOption) (*follower, error) {
 	cc, err := newCallConfig(opts)
-	if err = cmp.Or(ready((*service)(s)), err, cc.follow.err, checkID("buildId", buildID), checkID("userId", userID)); err != nil {
+	cfg, ferr := follow.settings()
+	if err = cmp.Or(ready((*service)(s)), err, ferr, checkID("buildId", buildID), checkID("userId", userID)); err != nil {
 		return nil, err
-	}
-	cfg := cc.follow
-	if !cfg.waitSet {
-		cfg.metadataWait = DefaultMetadataWait
-	}
-	if !cfg.startWaitSet {
-		cfg.metadataStartWait = DefaultMetadataStartWait
 	}
 	if cfg.source == nil {
 		cfg.source = s.client.builds.source

@@ -154,7 +154,7 @@ func TestBuildsEventsFromTheWorkerResumeFromTheLargestID(t *testing.T) {
 		return buildsAnswer(200, answers[min(len(asked)-1, len(answers)-1)])(r)
 	})
 	var seen []BuildEvent
-	res, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventCallback(func(e BuildEvent) { seen = append(seen, e) }))
+	res, err := c.Builds.Wait(context.Background(), "B1", "u1", &FollowOptions{OnEvent: func(e BuildEvent) { seen = append(seen, e) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,23 +188,23 @@ func TestBuildsEventsPollIntervalFollowsThePhase(t *testing.T) {
 		)
 	}
 	for _, tc := range []struct {
-		name string
-		opts []CallOption
-		want []time.Duration
+		name     string
+		interval func(Phase) time.Duration
+		want     []time.Duration
 	}{
 		{"defaults", nil, []time.Duration{2 * time.Second, 3 * time.Second, 3 * time.Second, time.Second, time.Second}},
-		{"custom", []CallOption{WithPollInterval(func(phase Phase) time.Duration {
+		{"custom", func(phase Phase) time.Duration {
 			if phase == PhaseBuild {
 				return 250 * time.Millisecond
 			}
 			return 0 // the default
-		})}, []time.Duration{2 * time.Second, 3 * time.Second, 3 * time.Second, 250 * time.Millisecond, time.Second}},
+		}, []time.Duration{2 * time.Second, 3 * time.Second, 3 * time.Second, 250 * time.Millisecond, time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newBuildsStepClock()
 			c := buildsFollowClient(t, clock)
-			opts := append([]CallOption{WithEventSource(batches()), WithMetadataWait(0)}, tc.opts...)
-			if _, err := c.Builds.Wait(context.Background(), "B1", "u1", opts...); err != nil {
+			follow := &FollowOptions{Source: batches(), MetadataWait: -1, PollInterval: tc.interval}
+			if _, err := c.Builds.Wait(context.Background(), "B1", "u1", follow); err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tc.want, clock.Waits()); diff != "" {
@@ -226,7 +226,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		batches [][]BuildEvent
-		opts    []CallOption
+		follow  FollowOptions // without Source
 		wantIDs []int64
 		want    outcome
 		// wantWaited is the clock time spent after the last event, when it
@@ -239,7 +239,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 				{buildEvt(1, "started", "setup"), buildEvt(2, "completed", "deploy", evPreview("https://p.example/1"))},
 				{buildEvt(3, "started", "metadata")},
 			},
-			opts:    []CallOption{WithMetadataWait(0)},
+			follow:  FollowOptions{MetadataWait: -1},
 			wantIDs: []int64{1, 2},
 			want:    outcome{ok: true, previewURL: "https://p.example/1"},
 		},
@@ -270,7 +270,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 				{buildEvt(1, "completed", "deploy", evPreview("https://p.example/4"))},
 				{buildEvt(2, "started", "metadata")},
 			},
-			opts:       []CallOption{WithMetadataWait(5 * time.Second)},
+			follow:     FollowOptions{MetadataWait: 5 * time.Second},
 			wantIDs:    []int64{1, 2},
 			want:       outcome{ok: true, previewURL: "https://p.example/4"},
 			wantWaited: 5 * time.Second,
@@ -285,6 +285,16 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 			wantWaited: DefaultMetadataStartWait,
 		},
 		{
+			name: "a negative start wait does not wait for a metadata phase to start",
+			batches: [][]BuildEvent{
+				{buildEvt(1, "completed", "deploy", evPreview("https://p.example/4d"))},
+				{buildEvt(2, "started", "metadata")},
+			},
+			follow:  FollowOptions{MetadataStartWait: -1},
+			wantIDs: []int64{1},
+			want:    outcome{ok: true, previewURL: "https://p.example/4d"},
+		},
+		{
 			name: "a metadata phase that starts late is followed",
 			batches: [][]BuildEvent{
 				{buildEvt(1, "completed", "deploy", evPreview("https://p.example/4c"))},
@@ -293,7 +303,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 				nil,
 				{buildEvt(3, "completed", "metadata")},
 			},
-			opts:       []CallOption{WithMetadataStartWait(3 * time.Second)},
+			follow:     FollowOptions{MetadataStartWait: 3 * time.Second},
 			wantIDs:    []int64{1, 2, 3},
 			want:       outcome{ok: true, previewURL: "https://p.example/4c", metadataDone: true},
 			wantWaited: 7 * time.Second, // 3 x 1 s in deploy (the last fetch at the start deadline still counts), 2 x 2 s in metadata
@@ -337,7 +347,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 			batches: [][]BuildEvent{
 				{buildEvt(1, "completed", "deploy", evPreview("https://p.example/6")), buildEvt(2, "failed", "deploy", evFailure("LATE", "late"))},
 			},
-			opts:       []CallOption{WithMetadataWait(2 * time.Second)},
+			follow:     FollowOptions{MetadataWait: 2 * time.Second},
 			wantIDs:    []int64{1, 2},
 			want:       outcome{ok: true, previewURL: "https://p.example/6"},
 			wantWaited: 2 * time.Second,
@@ -347,7 +357,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 			batches: [][]BuildEvent{
 				{buildEvt(1, "build_started", ""), buildEvt(2, "deploy_completed", "", evData(`{"message":"Deployed","previewUrl":"https://p.example/7"}`))},
 			},
-			opts:    []CallOption{WithMetadataWait(0)},
+			follow:  FollowOptions{MetadataWait: -1},
 			wantIDs: []int64{1, 2},
 			want:    outcome{ok: true, previewURL: "https://p.example/7"},
 		},
@@ -357,7 +367,7 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 				{buildEvt(1, "completed", "build")},
 				{buildEvt(2, "completed", "", evPreview("https://p.example/8"))},
 			},
-			opts:    []CallOption{WithMetadataWait(0)},
+			follow:  FollowOptions{MetadataWait: -1},
 			wantIDs: []int64{1, 2},
 			want:    outcome{ok: true, previewURL: "https://p.example/8"},
 		},
@@ -368,7 +378,9 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 			c := buildsFollowClient(t, clock)
 			src := newBuildsScript(tc.batches...)
 			var got []BuildEvent
-			for e, err := range c.Builds.Follow(context.Background(), "B1", "u1", append([]CallOption{WithEventSource(src)}, tc.opts...)...) {
+			follow := tc.follow
+			follow.Source = src
+			for e, err := range c.Builds.Follow(context.Background(), "B1", "u1", &follow) {
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -389,7 +401,9 @@ func TestBuildsEventsEndByTheSpecsRules(t *testing.T) {
 
 			// Wait reports the outcome.
 			c = buildsFollowClient(t, newBuildsStepClock())
-			res, err := c.Builds.Wait(context.Background(), "B1", "u1", append([]CallOption{WithEventSource(newBuildsScript(tc.batches...))}, tc.opts...)...)
+			follow = tc.follow
+			follow.Source = newBuildsScript(tc.batches...)
+			res, err := c.Builds.Wait(context.Background(), "B1", "u1", &follow)
 			if !tc.want.ok {
 				var bf *BuildFailedError
 				if !errors.As(err, &bf) || !errors.Is(err, ErrBuildFailed) {
@@ -422,7 +436,7 @@ func TestBuildsEventsFetchFullPagesAtOnce(t *testing.T) {
 		{events: []BuildEvent{buildEvt(3, "progress", "build"), buildEvt(4, "progress", "build")}, more: true},
 		{events: []BuildEvent{buildEvt(5, "completed", "deploy", evPreview("https://p.example"))}},
 	}}
-	if _, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(src), WithMetadataWait(0)); err != nil {
+	if _, err := c.Builds.Wait(context.Background(), "B1", "u1", &FollowOptions{Source: src, MetadataWait: -1}); err != nil {
 		t.Fatal(err)
 	}
 	if w := clock.Waits(); len(w) != 0 {
@@ -436,7 +450,7 @@ func TestBuildsEventsFetchFullPagesAtOnce(t *testing.T) {
 func TestBuildsEventsResumeAfterAGivenID(t *testing.T) {
 	c := buildsFollowClient(t, newBuildsStepClock())
 	src := newBuildsScript([]BuildEvent{buildEvt(3, "progress", "build"), buildEvt(6, "completed", "deploy", evPreview("https://p.example"))})
-	res, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(src), WithAfterEventID(5), WithMetadataWait(0))
+	res, err := c.Builds.Wait(context.Background(), "B1", "u1", &FollowOptions{Source: src, AfterEventID: 5, MetadataWait: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +469,7 @@ func TestBuildsEventsStopOnSourceError(t *testing.T) {
 	}}
 	var events []BuildEvent
 	var errs []error
-	for e, err := range c.Builds.Follow(context.Background(), "B1", "u1", WithEventSource(src)) {
+	for e, err := range c.Builds.Follow(context.Background(), "B1", "u1", &FollowOptions{Source: src}) {
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -468,7 +482,7 @@ func TestBuildsEventsStopOnSourceError(t *testing.T) {
 	if n := src.fetches(); n != 2 {
 		t.Errorf("%d fetches, want 2: no reading after the error", n)
 	}
-	_, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(&buildsScript{batches: []buildsBatch{{err: down}}}))
+	_, err := c.Builds.Wait(context.Background(), "B1", "u1", &FollowOptions{Source: &buildsScript{batches: []buildsBatch{{err: down}}}})
 	if !errors.Is(err, down) || errors.Is(err, ErrBuildFailed) {
 		t.Errorf("Wait error %v, want the source's error (the outcome is unknown, not a failure)", err)
 	}
@@ -481,7 +495,7 @@ func TestBuildsEventsHonourContext(t *testing.T) {
 	src := newBuildsScript([]BuildEvent{buildEvt(1, "started", "setup")})
 	var errs []error
 	n := 0
-	for _, err := range c.Builds.Follow(ctx, "B1", "u1", WithEventSource(src)) {
+	for _, err := range c.Builds.Follow(ctx, "B1", "u1", &FollowOptions{Source: src}) {
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -535,8 +549,11 @@ func TestBuildsEventsWakeOnNotification(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(src), WithMetadataWait(0),
-			WithPollInterval(func(Phase) time.Duration { return time.Hour }))
+		res, err := c.Builds.Wait(context.Background(), "B1", "u1", &FollowOptions{
+			Source:       src,
+			MetadataWait: -1,
+			PollInterval: func(Phase) time.Duration { return time.Hour },
+		})
 		done <- result{res, err}
 	}()
 	<-src.fetched
@@ -561,7 +578,7 @@ func TestBuildsEventsBreakStopsReading(t *testing.T) {
 		wake:         make(chan struct{}, 1),
 		fetched:      make(chan int64, 4),
 	}
-	for range c.Builds.Follow(context.Background(), "B1", "u1", WithEventSource(src)) {
+	for range c.Builds.Follow(context.Background(), "B1", "u1", &FollowOptions{Source: src}) {
 		break
 	}
 	if n := src.fetches(); n != 1 {
@@ -578,7 +595,7 @@ func TestBuildsClientEventSourceOption(t *testing.T) {
 		t.Errorf("unexpected request %s", r.URL)
 		return jsonResponse(r, 500, `{}`), nil
 	}), WithClock(newBuildsStepClock()), WithBuildEventSource(src))
-	res, err := c.Builds.Wait(context.Background(), "B1", "u1", WithMetadataWait(0))
+	res, err := c.Builds.Wait(context.Background(), "B1", "u1", &FollowOptions{MetadataWait: -1})
 	if err != nil || res.PreviewURL != "https://p.example" {
 		t.Fatalf("got %+v, %v", res, err)
 	}
@@ -605,28 +622,22 @@ func TestBuildsBuildFailedError(t *testing.T) {
 	}
 }
 
-// A follow option given a bad value fails the call before any reading; it
-// is never clamped or ignored.
+// A bad FollowOptions value fails the call before any reading; it is never
+// clamped or ignored. nil functions and a nil source are the defaults, not
+// bad values.
 func TestBuildsFollowRefusesBadOptionValues(t *testing.T) {
 	c := buildsFollowClient(t, newBuildsStepClock())
 	src := newBuildsScript([]BuildEvent{buildEvt(1, "completed", "deploy", evPreview("https://p.example"))})
-	for name, opt := range map[string]CallOption{
-		"WithEventSource":       WithEventSource(nil),
-		"WithPollInterval":      WithPollInterval(nil),
-		"WithMetadataWait":      WithMetadataWait(-time.Second),
-		"WithMetadataStartWait": WithMetadataStartWait(-1),
-		"WithAfterEventID":      WithAfterEventID(-5),
-		"WithEventCallback":     WithEventCallback(nil),
-	} {
-		var ve *ValidationError
-		_, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(src), opt)
-		if !errors.As(err, &ve) || ve.Field != name {
-			t.Errorf("Wait with a bad %s: %v, want a *ValidationError naming it", name, err)
-		}
-		for _, err := range c.Builds.Follow(context.Background(), "B1", "u1", WithEventSource(src), opt) {
-			if !errors.As(err, &ve) || ve.Field != name {
-				t.Errorf("Follow with a bad %s: %v, want a *ValidationError naming it", name, err)
-			}
+	bad := &FollowOptions{Source: src, AfterEventID: -5}
+	const field = "FollowOptions.AfterEventID"
+	var ve *ValidationError
+	_, err := c.Builds.Wait(context.Background(), "B1", "u1", bad)
+	if !errors.As(err, &ve) || ve.Field != field {
+		t.Errorf("Wait with a negative AfterEventID: %v, want a *ValidationError naming %s", err, field)
+	}
+	for _, err := range c.Builds.Follow(context.Background(), "B1", "u1", bad) {
+		if !errors.As(err, &ve) || ve.Field != field {
+			t.Errorf("Follow with a negative AfterEventID: %v, want a *ValidationError naming %s", err, field)
 		}
 	}
 	if n := src.fetches(); n != 0 {
@@ -639,7 +650,7 @@ func TestBuildsFollowRefusesBadOptionValues(t *testing.T) {
 func TestBuildsFollowCallTimeoutBoundsTheFollow(t *testing.T) {
 	c := buildsFollowClient(t, newFakeClock(time.Time{})) // the poll interval never passes
 	src := newBuildsScript([]BuildEvent{buildEvt(1, "started", "setup")})
-	_, err := c.Builds.Wait(context.Background(), "B1", "u1", WithEventSource(src), WithCallTimeout(10*time.Millisecond))
+	_, err := c.Builds.Wait(context.Background(), "B1", "u1", &FollowOptions{Source: src}, WithCallTimeout(10*time.Millisecond))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Wait error %v, want the call's deadline", err)
 	}

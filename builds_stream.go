@@ -35,13 +35,15 @@ type BuildStreamConfig struct {
 	// only that user's rows, so another user's build shows no events).
 	AuthorizeResource func(r *http.Request, userID string, kind ResourceKind, id string) error
 
-	// Options are the options of the upstream readers, as for
-	// Builds.Follow: WithEventSource (by default the client's source,
-	// WithBuildEventSource, else the worker's HTTP endpoint),
-	// WithPollInterval, WithMetadataWait, WithMetadataStartWait, and the
-	// CallOptions of the HTTP source's requests. WithAfterEventID,
-	// WithEventCallback and WithResponse are refused: the stream resumes
-	// each browser from its own Last-Event-ID.
+	// Follow shapes the upstream readers, as for Builds.Follow: Source (by
+	// default the client's source, WithBuildEventSource, else the worker's
+	// HTTP endpoint), PollInterval, MetadataWait and MetadataStartWait.
+	// AfterEventID and OnEvent are refused: the stream resumes each browser
+	// from its own Last-Event-ID. nil means every default.
+	Follow *FollowOptions
+
+	// Options are the CallOptions of the HTTP source's requests.
+	// WithResponse is refused.
 	Options []CallOption
 
 	// Heartbeat is how often an idle stream gets a comment line (default
@@ -64,6 +66,7 @@ type BuildStream struct {
 	client            *WorkerClient
 	authorize         func(*http.Request) (string, error)
 	authorizeResource func(*http.Request, string, ResourceKind, string) error
+	follow            *FollowOptions
 	opts              []CallOption
 	heartbeat         time.Duration
 	writeTimeout      time.Duration
@@ -143,17 +146,23 @@ func NewBuildStream(client *WorkerClient, cfg BuildStreamConfig) (*BuildStream, 
 		return nil, errors.New("sheen: NewBuildStream: Heartbeat and WriteTimeout must not be negative")
 	}
 	cc, err := newCallConfig(cfg.Options)
-	if err = cmp.Or(err, cc.follow.err); err != nil {
+	_, ferr := cfg.Follow.settings()
+	if err = cmp.Or(err, ferr); err != nil {
 		return nil, fmt.Errorf("sheen: NewBuildStream: %w", err)
 	}
+	var follow *FollowOptions
+	if cfg.Follow != nil {
+		follow = new(*cfg.Follow)
+	}
 	switch {
-	case cc.follow.after != 0, cc.follow.onEvent != nil, cc.response != nil:
-		return nil, errors.New("sheen: NewBuildStream: WithAfterEventID, WithEventCallback and WithResponse do not apply to a stream")
+	case follow != nil && (follow.AfterEventID != 0 || follow.OnEvent != nil), cc.response != nil:
+		return nil, errors.New("sheen: NewBuildStream: AfterEventID, OnEvent and WithResponse do not apply to a stream")
 	}
 	return &BuildStream{
 		client:            client,
 		authorize:         cfg.Authorize,
 		authorizeResource: cfg.AuthorizeResource,
+		follow:            follow,
 		opts:              slices.Clone(cfg.Options),
 		heartbeat:         cmp.Or(cfg.Heartbeat, DefaultStreamHeartbeat),
 		writeTimeout:      cmp.Or(cfg.WriteTimeout, DefaultStreamWriteTimeout),
@@ -275,7 +284,7 @@ func (s *BuildStream) newHub(key hubKey) *hub {
 	s.readers.Add(1) // under the hubs' lock, so never after Close's Wait began
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &hub{key: key, ctx: ctx, cancel: cancel, changed: make(chan struct{})}
-	f, err := s.client.Builds.newFollower(key.buildID, key.userID, s.opts)
+	f, err := s.client.Builds.newFollower(key.buildID, key.userID, s.follow, s.opts)
 	if err != nil { // not reached: NewBuildStream checked the options, check the ids
 		h.done, h.err = true, err
 		return h

@@ -167,7 +167,12 @@ func newTestStream(t *testing.T, src EventSource, cfg BuildStreamConfig) *BuildS
 	if cfg.Authorize == nil {
 		cfg.Authorize = headerUser
 	}
-	cfg.Options = append([]CallOption{WithEventSource(src), WithPollInterval(func(Phase) time.Duration { return time.Hour })}, cfg.Options...)
+	var follow FollowOptions
+	if cfg.Follow != nil {
+		follow = *cfg.Follow
+	}
+	follow.Source, follow.PollInterval = src, func(Phase) time.Duration { return time.Hour }
+	cfg.Follow = &follow
 	s, err := NewBuildStream(c, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -427,7 +432,7 @@ func TestBuildStreamMessageShape(t *testing.T) {
 		ev := evDeployed
 		ev.CreatedAt, ev.Code, ev.Params = at, "BUILD_deploy", json.RawMessage(`{"n":1}`)
 		src.add("b1", ev)
-		s := newTestStream(t, src, BuildStreamConfig{Options: []CallOption{WithMetadataWait(0)}})
+		s := newTestStream(t, src, BuildStreamConfig{Follow: &FollowOptions{MetadataWait: -1}})
 		defer s.Close()
 		w := open(s, alice, "b1", "", newRecorder())
 		synctest.Wait()
@@ -775,14 +780,14 @@ func TestBuildStreamClose(t *testing.T) {
 func TestNewBuildStreamRefusesBadConfig(t *testing.T) {
 	c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) { return nil, errors.New("unused") }))
 	for name, cfg := range map[string]BuildStreamConfig{
-		"no Authorize":       {},
-		"negative heartbeat": {Authorize: headerUser, Heartbeat: -1},
-		"negative timeout":   {Authorize: headerUser, WriteTimeout: -1},
-		"WithAfterEventID":   {Authorize: headerUser, Options: []CallOption{WithAfterEventID(3)}},
-		"WithEventCallback":  {Authorize: headerUser, Options: []CallOption{WithEventCallback(func(BuildEvent) {})}},
-		"WithResponse":       {Authorize: headerUser, Options: []CallOption{WithResponse(&Response{})}},
-		"nil source":         {Authorize: headerUser, Options: []CallOption{WithEventSource(nil)}},
-		"nil option":         {Authorize: headerUser, Options: []CallOption{nil}},
+		"no Authorize":          {},
+		"negative heartbeat":    {Authorize: headerUser, Heartbeat: -1},
+		"negative timeout":      {Authorize: headerUser, WriteTimeout: -1},
+		"AfterEventID":          {Authorize: headerUser, Follow: &FollowOptions{AfterEventID: 3}},
+		"OnEvent":               {Authorize: headerUser, Follow: &FollowOptions{OnEvent: func(BuildEvent) {}}},
+		"WithResponse":          {Authorize: headerUser, Options: []CallOption{WithResponse(&Response{})}},
+		"negative AfterEventID": {Authorize: headerUser, Follow: &FollowOptions{AfterEventID: -1}},
+		"nil option":            {Authorize: headerUser, Options: []CallOption{nil}},
 	} {
 		if _, err := NewBuildStream(c, cfg); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -488,7 +488,7 @@ func TestBuildsRefuseBadInputBeforeSending(t *testing.T) {
 			return nil
 		},
 		"wait: empty user": func() error {
-			_, err := c.Builds.Wait(ctx, "B1", "")
+			_, err := c.Builds.Wait(ctx, "B1", "", nil)
 			return err
 		},
 	} {
@@ -553,7 +553,7 @@ func TestBuildsCallOptionsReachTheRequest(t *testing.T) {
 			return nil
 		},
 		"wait": func(r *Response) error {
-			_, err := c.Builds.Wait(ctx, "B1", "u1", append(opts("wait", r), WithMetadataWait(0))...)
+			_, err := c.Builds.Wait(ctx, "B1", "u1", &FollowOptions{MetadataWait: -1}, opts("wait", r)...)
 			return err
 		},
 	}

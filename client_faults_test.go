@@ -328,11 +328,11 @@ func TestZeroClientServices(t *testing.T) {
 	_, calls["Usage"] = c.Billing.Usage(ctx, "u1", "day")
 	_, calls["CreatePreview"] = c.Builds.CreatePreview(ctx, CreatePreviewRequest{UserID: "u1", Prompt: "p"})
 	_, calls["Status"] = c.Builds.Status(ctx, "b1", "u1")
-	_, calls["Wait"] = c.Builds.Wait(ctx, "b1", "u1")
+	_, calls["Wait"] = c.Builds.Wait(ctx, "b1", "u1", nil)
 	for _, err := range c.Builds.Versions(ctx, "p1", "") {
 		calls["Versions"] = err
 	}
-	for _, err := range c.Builds.Follow(ctx, "b1", "u1") {
+	for _, err := range c.Builds.Follow(ctx, "b1", "u1", nil) {
 		calls["Events"] = err
 	}
 	c.Billing.InvalidateBalance("u1")

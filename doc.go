@@ -193,8 +193,10 @@
 // an idempotency key, a timeout or attempt count for this call alone, and
 // WithResponse to see the worker's answer (status, headers, correlation id,
 // attempts, rate-limit state, whether it came from a cache) on success. The
-// follow and download settings are CallOptions too; a method ignores the
-// ones that do not concern it.
+// settings only following or downloading understands are a typed parameter
+// before them instead: *FollowOptions for Builds.Follow, Builds.Wait and
+// Exports.RebuildMissing, *DownloadOptions for Exports.Download and
+// DownloadToFile; nil means every default, and so does each zero field.
 //
 // # Testing
 //

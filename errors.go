@@ -56,7 +56,7 @@ var (
 	// prompt and reported a failure.
 	ErrGenerationFailed = errors.New("sheen: generation failed")
 	// Sentinels a *DownloadError matches (besides context errors, the
-	// network's errors and ErrPayloadTooLarge for WithMaxDownloadSize).
+	// network's errors and ErrPayloadTooLarge for DownloadOptions.MaxSize).
 	// ErrTruncated: the archive stopped before its end (the body ended
 	// before the announced length, or the connection broke or stalled in
 	// the middle of it) and resuming did not bring the rest. The error

@@ -26,7 +26,7 @@ func builtProject() (*sheentest.Server, *sheen.WorkerClient, *sheen.BuildResult,
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := client.Builds.Wait(ctx, build.ID, "user-42")
+	res, err := client.Builds.Wait(ctx, build.ID, "user-42", nil)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func ExampleExportsService_DownloadToFile() {
 	}
 	defer os.RemoveAll(dir)
 
-	res, err := client.Exports.DownloadToFile(ctx, link, filepath.Join(dir, link.Filename))
+	res, err := client.Exports.DownloadToFile(ctx, link, filepath.Join(dir, link.Filename), nil)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func ExampleExportsService_RebuildMissing() {
 		log.Fatal(err)
 	}
 	fmt.Println("archive of", missing.VersionID, "is gone; rebuilding")
-	if _, err := client.Exports.RebuildMissing(ctx, missing); err != nil {
+	if _, err := client.Exports.RebuildMissing(ctx, missing, nil); err != nil {
 		log.Fatal(err)
 	}
 	link, err := client.Exports.VersionLink(ctx, built.VersionID, "user-42")

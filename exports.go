@@ -1,6 +1,7 @@
 package sheen
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -226,21 +227,33 @@ func nilContextError() error { return &ValidationError{Field: "context", Reason:
 // link, so the next ProjectLink or VersionLink hands out a link to the new
 // archive.
 //
+// follow shapes the wait as for Builds.Wait (nil: every default), but for
+// its MetadataWait, whose zero here means no wait for the metadata phase;
+// opts apply to the rebuild request and the wait's requests.
+//
 // It fails with a *ValidationError when the worker said the archive cannot
 // be rebuilt or did not say which version it was, and with the Builds
 // service's errors (*BuildFailedError, ...) otherwise.
-func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMissingError, opts ...CallOption) (*BuildResult, error) {
+func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMissingError, follow *FollowOptions, opts ...CallOption) (*BuildResult, error) {
 	if err := ready((*service)(s)); err != nil {
 		return nil, err
 	}
 	if err := checkMissing(ctx, missing); err != nil {
 		return nil, err
 	}
+	wait := FollowOptions{MetadataWait: -1}
+	if follow != nil {
+		wait = *follow
+		wait.MetadataWait = cmp.Or(wait.MetadataWait, -1)
+	}
+	if _, err := wait.settings(); err != nil {
+		return nil, err // before the rebuild is asked for
+	}
 	b, err := s.client.Builds.Rebuild(ctx, missing.VersionID, opts...)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.client.Builds.Wait(ctx, b.ID, missing.UserID, append([]CallOption{WithMetadataWait(0)}, opts...)...)
+	res, err := s.client.Builds.Wait(ctx, b.ID, missing.UserID, &wait, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -17,103 +17,74 @@ const (
 	sniffLen        = 4 << 10
 )
 
-// downloadOptions are one download's settings, set by its CallOptions
-// (callConfig.download).
+// DownloadOptions are the settings of one download, for Exports.Download
+// and Exports.DownloadToFile. The zero value, like a nil *DownloadOptions,
+// means every default. A bad value is refused with a *ValidationError
+// before any request.
+type DownloadOptions struct {
+	// Progress is called with the bytes written so far and the archive's
+	// total length (-1 when unknown) once at the start, after each chunk,
+	// and with 0 after a restart. It runs on the downloading goroutine:
+	// keep it quick. nil calls nothing.
+	Progress func(written, total int64)
+
+	// MaxSize refuses archives over MaxSize bytes: before anything is
+	// written when the length is announced, else as soon as MaxSize would
+	// be passed (never more than MaxSize bytes are written). The error
+	// matches ErrPayloadTooLarge. 0 means no limit; a negative size is
+	// refused.
+	MaxSize int64
+
+	// Retries is how many failed attempts in a row without progress the
+	// download survives. An attempt that wrote at least 64 KiB made
+	// progress and starts the count again, so a store that keeps breaking
+	// the connection but honours Range still delivers the whole archive. A
+	// fresh link after a 403 does not count. Waits between attempts follow
+	// WithDownloadBackoff. 0 means DefaultDownloadRetries; a negative value
+	// (such as -1) turns retries off: the first failure is final.
+	Retries int
+
+	// StallTimeout is how long the download waits for the response or its
+	// next bytes before it treats the connection as broken and resumes. It
+	// uses the real clock, not WithClock's. 0 means DefaultStallTimeout; a
+	// negative value (such as -1) waits as long as the context allows.
+	StallTimeout time.Duration
+}
+
+// downloadOptions are one download's settings: DownloadOptions with their
+// defaults applied.
 type downloadOptions struct {
-	progress   func(written, total int64)
-	maxSize    int64
-	retries    int
-	retriesSet bool
-	stall      time.Duration
-	stallSet   bool
-	// err is the first bad option value, refused by the download.
-	err error
+	progress func(written, total int64)
+	maxSize  int64         // 0: no limit
+	retries  int           // 0: the first failure is final
+	stall    time.Duration // 0: no stall timeout
 }
 
-// refuse records a bad option value; the first one is the call's error.
-func (o *downloadOptions) refuse(option, reason string) {
-	if o.err == nil {
-		o.err = &ValidationError{Field: option, Reason: reason}
+// settings checks o (nil is every default) and applies the defaults.
+func (o *DownloadOptions) settings() (downloadOptions, error) {
+	if o == nil {
+		return downloadOptions{retries: DefaultDownloadRetries, stall: DefaultStallTimeout}, nil
 	}
-}
-
-// settings returns the options with their defaults, or the error of the
-// first bad value.
-func (o downloadOptions) settings() (downloadOptions, error) {
-	if !o.retriesSet {
-		o.retries = DefaultDownloadRetries
+	if o.MaxSize < 0 {
+		return downloadOptions{}, &ValidationError{Field: "DownloadOptions.MaxSize", Reason: "must not be negative"}
 	}
-	if !o.stallSet {
-		o.stall = DefaultStallTimeout
+	d := downloadOptions{progress: o.Progress, maxSize: o.MaxSize, retries: o.Retries, stall: waitSetting(o.StallTimeout, DefaultStallTimeout)}
+	switch {
+	case d.retries == 0:
+		d.retries = DefaultDownloadRetries
+	case d.retries < 0:
+		d.retries = 0
 	}
-	return o, o.err
-}
-
-// WithProgress calls fn with the bytes written so far and the archive's
-// total length (-1 when unknown) once at the start, after each chunk, and
-// with 0 after a restart. It runs on the downloading goroutine: keep it
-// quick. A nil fn is refused. Calls other than downloads ignore it.
-func WithProgress(fn func(written, total int64)) CallOption {
-	return func(c *callConfig) {
-		if fn == nil {
-			c.download.refuse("WithProgress", "fn is nil")
-		}
-		c.download.progress = fn
-	}
-}
-
-// WithMaxDownloadSize refuses archives over n bytes: before anything is
-// written when the length is announced, else as soon as n would be passed
-// (never more than n bytes are written). The error matches
-// ErrPayloadTooLarge. 0 means no limit (the default); a negative n is
-// refused. Calls other than downloads ignore it.
-func WithMaxDownloadSize(n int64) CallOption {
-	return func(c *callConfig) {
-		if n < 0 {
-			c.download.refuse("WithMaxDownloadSize", "must not be negative")
-		}
-		c.download.maxSize = n
-	}
-}
-
-// WithDownloadRetries sets how many failed attempts in a row without
-// progress a download survives (default DefaultDownloadRetries; 0 turns
-// retries off: the first failure is final; a negative n is refused). An
-// attempt that wrote at least 64 KiB made progress and starts the count
-// again, so a store that keeps breaking the connection but honours Range
-// still delivers the whole archive. A fresh link after a 403 does not
-// count. Waits between attempts follow WithDownloadBackoff. Calls other
-// than downloads ignore it.
-func WithDownloadRetries(n int) CallOption {
-	return func(c *callConfig) {
-		if n < 0 {
-			c.download.refuse("WithDownloadRetries", "must not be negative")
-		}
-		c.download.retries, c.download.retriesSet = n, true
-	}
-}
-
-// WithStallTimeout sets how long a download waits for the response or its
-// next bytes before it treats the connection as broken and resumes
-// (default DefaultStallTimeout; 0 waits as long as the context allows; a
-// negative d is refused). It uses the real clock, not WithClock's. Calls
-// other than downloads ignore it.
-func WithStallTimeout(d time.Duration) CallOption {
-	return func(c *callConfig) {
-		if d < 0 {
-			c.download.refuse("WithStallTimeout", "must not be negative")
-		}
-		c.download.stall, c.download.stallSet = d, true
-	}
+	return d, nil
 }
 
 // Download streams the archive behind link into w with a fixed-size
 // buffer, whatever the archive's size, and reports how it went.
 //
-// When the connection breaks (or stalls, see WithStallTimeout) it waits a
-// little (see WithDownloadBackoff) and resumes with a Range request from
-// the last byte written; it gives up after WithDownloadRetries attempts in
-// a row that brought nothing. When the object store ignores Range and sends
+// When the connection breaks (or stalls, see DownloadOptions.StallTimeout)
+// it waits a little (see WithDownloadBackoff) and resumes with a Range
+// request from the last byte written; it gives up after
+// DownloadOptions.Retries attempts in a row that brought nothing. When the object store ignores Range and sends
 // the archive from the start, it begins again only if w can be reset: a
 // file (or anything with Seek and Truncate: it is truncated back to where
 // it stood when the download began), or anything with a Reset() or
@@ -130,16 +101,15 @@ func WithStallTimeout(d time.Duration) CallOption {
 // an http:// link to a host that is not loopback, or a redirect from https
 // to http, fails with ErrInsecureDownload.
 //
-// Of the CallOptions, WithProgress, WithMaxDownloadSize,
-// WithDownloadRetries and WithStallTimeout shape the download and
+// dl shapes the download (nil: every default). Of the CallOptions,
 // WithCallTimeout bounds all of it; the others apply to the worker call
 // that fetches a fresh link (WithResponse then describes that call, and is
 // left untouched when none was made). The object store gets none of them.
 //
 // Failures are *DownloadError, ErrNotConfigured, or *ValidationError for
 // bad arguments and option values.
-func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.Writer, opts ...CallOption) (*DownloadResult, error) {
-	cc, err := s.checkDownload(ctx, link, opts)
+func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.Writer, dl *DownloadOptions, opts ...CallOption) (*DownloadResult, error) {
+	cc, o, err := s.checkDownload(ctx, link, dl, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +121,7 @@ func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.
 		ctx, cancel = context.WithTimeout(ctx, cc.timeout)
 		defer cancel()
 	}
-	d := s.newDownloader(link, w, cc.download, opts)
+	d := s.newDownloader(link, w, o, opts)
 	ctx, d.obs = s.client.core.tel.startDownload(ctx)
 	err = d.run(ctx)
 	d.res.Format = d.sniff.format()
@@ -161,25 +131,25 @@ func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.
 
 // checkDownload refuses a client NewWorkerClient did not make, a nil
 // context or link, a link URL that is not absolute http(s) (without quoting
-// it) and bad options; it returns the call's settings.
-func (s *ExportsService) checkDownload(ctx context.Context, link *DownloadLink, opts []CallOption) (callConfig, error) {
+// it) and bad options; it returns the call's and the download's settings.
+func (s *ExportsService) checkDownload(ctx context.Context, link *DownloadLink, dl *DownloadOptions, opts []CallOption) (callConfig, downloadOptions, error) {
 	if err := ready((*service)(s)); err != nil {
-		return callConfig{}, err
+		return callConfig{}, downloadOptions{}, err
 	}
 	switch {
 	case ctx == nil:
-		return callConfig{}, nilContextError()
+		return callConfig{}, downloadOptions{}, nilContextError()
 	case link == nil:
-		return callConfig{}, &ValidationError{Field: "link", Reason: "is nil"}
+		return callConfig{}, downloadOptions{}, &ValidationError{Field: "link", Reason: "is nil"}
 	case !isAbsoluteHTTPURL(link.SignedURL()):
-		return callConfig{}, &ValidationError{Field: "link URL", Reason: "is not an absolute http(s) URL"}
+		return callConfig{}, downloadOptions{}, &ValidationError{Field: "link URL", Reason: "is not an absolute http(s) URL"}
 	}
 	cc, err := newCallConfig(opts)
 	if err != nil {
-		return cc, err
+		return cc, downloadOptions{}, err
 	}
-	cc.download, err = cc.download.settings()
-	return cc, err
+	o, err := dl.settings()
+	return cc, o, err
 }
 
 // isAbsoluteHTTPURL reports whether s is an absolute http or https URL.

@@ -125,7 +125,7 @@ func TestDownloadSlowWriterIsNotAStall(t *testing.T) {
 		store := &memStore{content: content}
 		c := memClient(t, store)
 		w := &sleepyWriter{d: 300 * time.Millisecond}
-		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), plainWriter{w}, WithStallTimeout(50*time.Millisecond))
+		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), plainWriter{w}, &DownloadOptions{StallTimeout: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +144,7 @@ func TestDownloadStalledBodyResumes(t *testing.T) {
 		c := memClient(t, store)
 		var buf bytes.Buffer
 		start := time.Now()
-		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), &buf, WithStallTimeout(time.Minute))
+		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), &buf, &DownloadOptions{StallTimeout: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +168,7 @@ func TestDownloadStalledHeadersResume(t *testing.T) {
 		store := &memStore{content: content, stallHeaders: map[int]bool{0: true}}
 		c := memClient(t, store)
 		var buf bytes.Buffer
-		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), &buf, WithStallTimeout(time.Second))
+		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), &buf, &DownloadOptions{StallTimeout: time.Second})
 		if err != nil || sum(buf.Bytes()) != sum(content) || res.Attempts != 2 {
 			t.Fatalf("got %+v, %v", res, err)
 		}
@@ -181,8 +181,7 @@ func TestDownloadStallIsTruncation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := &memStore{content: downloadContent(100_000), stallAfter: map[int]int{0: 1000}}
 		c := memClient(t, store)
-		_, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), io.Discard,
-			WithStallTimeout(time.Second), WithDownloadRetries(0))
+		_, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), io.Discard, &DownloadOptions{StallTimeout: time.Second, Retries: -1})
 		var de *DownloadError
 		if !errors.As(err, &de) || !errors.Is(err, ErrTruncated) || !errors.Is(err, errStalled) || de.Written != 1000 {
 			t.Fatalf("got %v", err)
@@ -197,8 +196,7 @@ func TestDownloadCallTimeout(t *testing.T) {
 		store := &memStore{content: downloadContent(100_000), stallHeaders: map[int]bool{0: true}}
 		c := memClient(t, store)
 		start := time.Now()
-		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), io.Discard,
-			WithStallTimeout(0), WithCallTimeout(time.Hour))
+		res, err := c.Exports.Download(context.Background(), linkTo("https://store.test/a.zip?sig=1"), io.Discard, &DownloadOptions{StallTimeout: -1}, WithCallTimeout(time.Hour))
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("got %v, want the call's deadline", err)
 		}
@@ -222,7 +220,7 @@ func TestDownloadRefusesAnHTMLPage(t *testing.T) {
 	defer srv.Close()
 	c := newTestClient(t, http.DefaultTransport, WithDownloadBackoff(time.Millisecond, time.Millisecond))
 	var buf bytes.Buffer
-	_, err := c.Exports.Download(context.Background(), linkTo(srv.URL+"/exports/p1.zip?"+exportsSecretQuery), &buf, WithDownloadRetries(2))
+	_, err := c.Exports.Download(context.Background(), linkTo(srv.URL+"/exports/p1.zip?"+exportsSecretQuery), &buf, &DownloadOptions{Retries: 2})
 	var de *DownloadError
 	if !errors.As(err, &de) || !errors.Is(err, ErrInvalidResponse) || buf.Len() != 0 {
 		t.Fatalf("err %v, %d bytes written; want a *DownloadError matching ErrInvalidResponse and nothing written", err, buf.Len())

@@ -48,7 +48,7 @@ func TestDownloadProgressResetsTheRetryBudget(t *testing.T) {
 	clock := &waitRecorder{}
 	c, _ := downloadWorker(t, store, WithClock(clock), defaultBackoff)
 	var buf bytes.Buffer
-	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), plainWriter{&buf})
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), plainWriter{&buf}, nil)
 	if err != nil {
 		t.Fatalf("%v (after %d requests)", err, len(store.requests()))
 	}
@@ -72,7 +72,7 @@ func TestDownloadProgressResetsTheRetryBudget(t *testing.T) {
 }
 
 // A store that never brings a byte uses up the budget: the download fails
-// after 1 + WithDownloadRetries attempts, backing off exponentially (with
+// after 1 + DownloadOptions.Retries attempts, backing off exponentially (with
 // jitter, capped) between them.
 func TestDownloadWithoutProgressGivesUpAfterTheBudget(t *testing.T) {
 	content := downloadContent(1 << 20)
@@ -83,11 +83,11 @@ func TestDownloadWithoutProgressGivesUpAfterTheBudget(t *testing.T) {
 		}
 		clock := &waitRecorder{}
 		c, _ := downloadWorker(t, store, WithClock(clock), defaultBackoff)
-		opts := []CallOption{}
+		dl := &DownloadOptions{} // zero Retries: DefaultDownloadRetries
 		if retries != DefaultDownloadRetries {
-			opts = append(opts, WithDownloadRetries(retries))
+			dl.Retries = retries
 		}
-		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &bytes.Buffer{}, opts...)
+		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &bytes.Buffer{}, dl)
 		var de *DownloadError
 		if !errors.As(err, &de) || !errors.Is(err, ErrTruncated) || de.Attempts != retries+1 || de.Written != 0 {
 			t.Fatalf("retries %d: got %v", retries, err)
@@ -119,7 +119,7 @@ func TestDownloadRetryBudgetCountsFailuresInARow(t *testing.T) {
 	}
 	c, _ := downloadWorker(t, store, WithClock(&waitRecorder{}))
 	var buf bytes.Buffer
-	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithDownloadRetries(2))
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, &DownloadOptions{Retries: 2})
 	if err != nil || sum(buf.Bytes()) != sum(content) || res.Attempts != 7 {
 		t.Fatalf("got %+v, %v", res, err)
 	}
@@ -129,7 +129,7 @@ func TestDownloadRetryBudgetCountsFailuresInARow(t *testing.T) {
 		store.cut[i] = n
 	}
 	c, _ = downloadWorker(t, store, WithClock(&waitRecorder{}))
-	_, err = c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, WithDownloadRetries(2))
+	_, err = c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, &DownloadOptions{Retries: 2})
 	var de *DownloadError
 	if !errors.As(err, &de) || de.Attempts != 4 || de.Written != 100_000 {
 		t.Fatalf("three failures in a row with 2 retries: got %v", err)
@@ -147,7 +147,7 @@ func TestDownloadBackoffHonoursTheContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Exports.Download(ctx, link, io.Discard)
+		_, err := c.Exports.Download(ctx, link, io.Discard, nil)
 		done <- err
 	}()
 	clock.WaitForWaiters(1) // the download waits before its second attempt
@@ -173,7 +173,7 @@ func TestDownloadTrickleUsesTheBudget(t *testing.T) {
 	store.dropEvery = 1000
 	c, _ := downloadWorker(t, store, WithClock(&waitRecorder{}))
 	var buf bytes.Buffer
-	_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithDownloadRetries(2))
+	_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, &DownloadOptions{Retries: 2})
 	var de *DownloadError
 	if !errors.As(err, &de) || !errors.Is(err, ErrTruncated) || de.Attempts != 3 || de.Written != 3000 {
 		t.Fatalf("got %v", err)

@@ -67,7 +67,7 @@ func TestDownloadRefusesPlainHTTPLink(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := newSchemeClient(t, opts...)
 			link := linkTo("http://store.example/exports/p1.zip?" + exportsSecretQuery)
-			_, err := c.Exports.Download(context.Background(), link, io.Discard)
+			_, err := c.Exports.Download(context.Background(), link, io.Discard, nil)
 			var de *DownloadError
 			if !errors.Is(err, ErrInsecureDownload) || !errors.As(err, &de) || de.Attempts != 0 {
 				t.Fatalf("got %v", err)
@@ -88,7 +88,7 @@ func TestDownloadRefusesRedirectToPlainHTTP(t *testing.T) {
 			store.seen = nil
 			c := newSchemeClient(t, opts...)
 			link := linkTo("https://store.example/exports/p1.zip?" + exportsSecretQuery)
-			_, err := c.Exports.Download(context.Background(), link, io.Discard)
+			_, err := c.Exports.Download(context.Background(), link, io.Discard, nil)
 			var de *DownloadError
 			if !errors.Is(err, ErrInsecureDownload) || !errors.As(err, &de) {
 				t.Fatalf("got %v", err)
@@ -121,7 +121,7 @@ func TestDownloadRefusesDowngradeFromTLSServer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := newSchemeClient(t, opts...)
 			link := linkTo(secure.URL + "/exports/p1.zip?" + exportsSecretQuery)
-			_, err := c.Exports.Download(context.Background(), link, io.Discard, WithDownloadRetries(0))
+			_, err := c.Exports.Download(context.Background(), link, io.Discard, &DownloadOptions{Retries: -1})
 			if !errors.Is(err, ErrInsecureDownload) || hits.Load() != 0 {
 				t.Fatalf("got %v; the plain server was asked %d times", err, hits.Load())
 			}
@@ -156,7 +156,7 @@ func TestDownloadInsecureHTTPOptIn(t *testing.T) {
 					t.Fatal(err)
 				}
 				var buf bytes.Buffer
-				if _, err := c.Exports.Download(context.Background(), linkTo(tc.link), &buf); err != nil || !bytes.Equal(buf.Bytes(), content) {
+				if _, err := c.Exports.Download(context.Background(), linkTo(tc.link), &buf, nil); err != nil || !bytes.Equal(buf.Bytes(), content) {
 					t.Errorf("%+v: %v", tc, err)
 				}
 			}
@@ -170,7 +170,7 @@ func TestDownloadSecureRedirectIsFollowed(t *testing.T) {
 	store := &storeTransport{content: []byte("PK\x03\x04zip"), redirectTo: "https://cdn.example/a.zip?sig=2"}
 	c := newSchemeClient(t, WithDownloadHTTPClient(&http.Client{Transport: store}))
 	var buf bytes.Buffer
-	if _, err := c.Exports.Download(context.Background(), linkTo("https://store.example/a.zip?sig=1"), &buf); err != nil || buf.String() != "PK\x03\x04zip" {
+	if _, err := c.Exports.Download(context.Background(), linkTo("https://store.example/a.zip?sig=1"), &buf, nil); err != nil || buf.String() != "PK\x03\x04zip" {
 		t.Fatalf("got %q, %v", buf.String(), err)
 	}
 	if got := store.requested(); len(got) != 2 || got[1] != "https://cdn.example/a.zip" {

@@ -18,7 +18,7 @@ func TestDownloadErrorUnwrapsConnectionRefused(t *testing.T) {
 	c, _ := downloadWorker(t, store)
 	link := downloadLinkFor(t, c)
 	store.srv.Close()
-	_, err := c.Exports.Download(context.Background(), link, io.Discard, WithDownloadRetries(0))
+	_, err := c.Exports.Download(context.Background(), link, io.Discard, &DownloadOptions{Retries: -1})
 	var de *DownloadError
 	if !errors.As(err, &de) || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("got %v; want a *DownloadError matching ECONNREFUSED", err)
@@ -40,7 +40,7 @@ func TestDownloadErrorUnwrapsDNSError(t *testing.T) {
 	t.Cleanup(tr.CloseIdleConnections)
 	c, _ := newMockClient(t, WithDownloadHTTPClient(&http.Client{Transport: tr}))
 	link := linkTo("https://store.invalid/exports/p1.zip?" + exportsSecretQuery)
-	_, err := c.Exports.Download(context.Background(), link, io.Discard, WithDownloadRetries(0))
+	_, err := c.Exports.Download(context.Background(), link, io.Discard, &DownloadOptions{Retries: -1})
 	var de *DownloadError
 	var dnsErr *net.DNSError
 	if !errors.As(err, &de) || !errors.As(err, &dnsErr) {
@@ -79,7 +79,7 @@ func TestDownloadTruncatedByResetMatchesErrTruncated(t *testing.T) {
 	})
 	c, _ := newMockClient(t, WithDownloadHTTPClient(&http.Client{Transport: rt}))
 	link := linkTo("https://store.test/exports/p1.zip?" + exportsSecretQuery)
-	n, err := written(c.Exports.Download(context.Background(), link, io.Discard, WithDownloadRetries(0)))
+	n, err := written(c.Exports.Download(context.Background(), link, io.Discard, &DownloadOptions{Retries: -1}))
 	var de *DownloadError
 	if !errors.As(err, &de) || !errors.Is(err, ErrTruncated) || !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("got %v; want a *DownloadError matching ErrTruncated and ECONNRESET", err)

@@ -13,9 +13,9 @@ import (
 // the temporary file is removed (also when the writer or a progress
 // callback panics; the panic then goes on). An existing file at path is
 // replaced. The file is created with mode 0600 (an archive may hold a
-// project's secrets). Options are as for Download.
-func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink, path string, opts ...CallOption) (*DownloadResult, error) {
-	if _, err := s.checkDownload(ctx, link, opts); err != nil {
+// project's secrets). dl and opts are as for Download.
+func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink, path string, dl *DownloadOptions, opts ...CallOption) (*DownloadResult, error) {
+	if _, _, err := s.checkDownload(ctx, link, dl, opts); err != nil {
 		return nil, err
 	}
 	if path == "" {
@@ -35,7 +35,7 @@ func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink,
 			os.Remove(tmp)
 		}
 	}()
-	res, err := s.Download(ctx, link, f, opts...)
+	res, err := s.Download(ctx, link, f, dl, opts...)
 	if err != nil {
 		return res, err
 	}

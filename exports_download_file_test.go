@@ -43,11 +43,11 @@ func TestDownloadToFilePanicCleansUp(t *testing.T) {
 	var got any
 	func() {
 		defer func() { got = recover() }()
-		c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), filepath.Join(dir, "p1.zip"), WithProgress(func(n, _ int64) {
+		c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), filepath.Join(dir, "p1.zip"), &DownloadOptions{Progress: func(n, _ int64) {
 			if n > 100_000 {
 				panic(want)
 			}
-		}))
+		}})
 	}()
 	if got != want {
 		t.Fatalf("recovered %v, want the callback's own panic", got)
@@ -60,7 +60,7 @@ func TestDownloadToFilePanicCleansUp(t *testing.T) {
 	}
 	// The connection to the store was let go too: goleak (TestMain) checks
 	// no goroutine is left, and a new download works.
-	if _, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard); err != nil {
+	if _, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -75,7 +75,7 @@ func TestDownloadToFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), path)
+	res, err := c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestDownloadToFile(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("directory holds %v", entries)
 	}
-	if _, err := c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), filepath.Join(dir, "missing", "x.zip")); err == nil {
+	if _, err := c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), filepath.Join(dir, "missing", "x.zip"), nil); err == nil {
 		t.Error("a path in a missing directory was accepted")
 	}
 }

@@ -65,7 +65,7 @@ func TestDownloadDetectsFormat(t *testing.T) {
 			store := newDownloadStore(t, tc.content)
 			c, _ := downloadWorker(t, store)
 			var buf bytes.Buffer
-			res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf)
+			res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,7 +79,7 @@ func TestDownloadDetectsFormat(t *testing.T) {
 	store := newDownloadStore(t, content)
 	store.cut[0] = 7
 	c, _ := downloadWorker(t, store)
-	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard)
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, nil)
 	if err != nil || res.Format != FormatTarGzip || res.Resumes != 1 {
 		t.Errorf("after a resume at byte 7: %+v, %v", res, err)
 	}

@@ -216,10 +216,10 @@ func TestDownloadWholeArchive(t *testing.T) {
 	var buf bytes.Buffer
 	var seen []int64
 	var totals []int64
-	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithProgress(func(n, total int64) {
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, &DownloadOptions{Progress: func(n, total int64) {
 		seen = append(seen, n)
 		totals = append(totals, total)
-	}))
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestDownloadWholeArchive(t *testing.T) {
 	if res.Format != FormatUnknown {
 		t.Errorf("random bytes detected as %s", res.Format)
 	}
-	n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard))
+	n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, nil))
 	if err != nil || n != int64(len(content)) {
 		t.Errorf("Download: %d, %v", n, err)
 	}
@@ -253,7 +253,7 @@ func TestDownloadResumesAfterBreak(t *testing.T) {
 	store.cut[1] = 100_000
 	c, workerCalls := downloadWorker(t, store)
 	var buf bytes.Buffer
-	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), plainWriter{&buf})
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), plainWriter{&buf}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestDownloadChunkedBreakResumes(t *testing.T) {
 	store.cut[0] = 250_000
 	c, _ := downloadWorker(t, store)
 	var buf bytes.Buffer
-	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf)
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestDownloadRangeIgnored(t *testing.T) {
 	t.Run("resettable buffer restarts", func(t *testing.T) {
 		c, link, _ := setup(t)
 		var buf resettableBuffer
-		res, err := c.Exports.Download(context.Background(), link, &buf)
+		res, err := c.Exports.Download(context.Background(), link, &buf, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,7 +319,7 @@ func TestDownloadRangeIgnored(t *testing.T) {
 	t.Run("hash restarts", func(t *testing.T) {
 		c, link, _ := setup(t)
 		h := sha256.New()
-		if _, err := c.Exports.Download(context.Background(), link, h); err != nil {
+		if _, err := c.Exports.Download(context.Background(), link, h, nil); err != nil {
 			t.Fatal(err)
 		}
 		if fmt.Sprintf("%x", h.Sum(nil)) != sum(content) {
@@ -335,7 +335,7 @@ func TestDownloadRangeIgnored(t *testing.T) {
 		}
 		defer f.Close()
 		f.WriteString("HEADER")
-		if _, err := c.Exports.Download(context.Background(), link, f); err != nil {
+		if _, err := c.Exports.Download(context.Background(), link, f, nil); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := os.ReadFile(f.Name())
@@ -347,7 +347,7 @@ func TestDownloadRangeIgnored(t *testing.T) {
 	t.Run("plain writer fails", func(t *testing.T) {
 		c, link, _ := setup(t)
 		var buf bytes.Buffer
-		n, err := written(c.Exports.Download(context.Background(), link, plainWriter{&buf}))
+		n, err := written(c.Exports.Download(context.Background(), link, plainWriter{&buf}, nil))
 		if !errors.Is(err, ErrRangeIgnored) {
 			t.Fatalf("got %v, want ErrRangeIgnored", err)
 		}
@@ -374,7 +374,7 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 		store.mu.Unlock()
 		var buf bytes.Buffer
 		var resp Response
-		res, err := c.Exports.Download(context.Background(), link, &buf, WithResponse(&resp), WithCorrelationID("dl-1"))
+		res, err := c.Exports.Download(context.Background(), link, &buf, nil, WithResponse(&resp), WithCorrelationID("dl-1"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -400,13 +400,13 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 		c, _ := downloadWorker(t, store)
 		var buf bytes.Buffer
 		link := downloadLinkFor(t, c)
-		res, err := c.Exports.Download(context.Background(), link, plainWriter{&buf}, WithProgress(func(n, _ int64) {
+		res, err := c.Exports.Download(context.Background(), link, plainWriter{&buf}, &DownloadOptions{Progress: func(n, _ int64) {
 			if n == 300_000 { // the link expires as the connection breaks
 				store.mu.Lock()
 				store.valid = map[string]bool{"tok2": true}
 				store.mu.Unlock()
 			}
-		}))
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -424,7 +424,7 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 		store.valid = map[string]bool{}
 		c, workerCalls := downloadWorker(t, store)
 		var buf bytes.Buffer
-		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf)
+		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, nil)
 		var de *DownloadError
 		if !errors.Is(err, ErrLinkExpired) || !errors.As(err, &de) || de.StatusCode != 403 {
 			t.Fatalf("got %v", err)
@@ -438,7 +438,7 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 	t.Run("a caller's own link is not refreshed", func(t *testing.T) {
 		store := newDownloadStore(t, content)
 		c, workerCalls := downloadWorker(t, store)
-		_, err := c.Exports.Download(context.Background(), linkTo(store.url("nope")), io.Discard)
+		_, err := c.Exports.Download(context.Background(), linkTo(store.url("nope")), io.Discard, nil)
 		if !errors.Is(err, ErrLinkExpired) || workerCalls.Load() != 0 {
 			t.Fatalf("got %v after %d worker calls", err, workerCalls.Load())
 		}
@@ -455,7 +455,7 @@ func TestDownloadExpiredLinkRefreshesOnce(t *testing.T) {
 			}
 			return httpmock.NewStringResponse(404, `{"error":"gone","canRebuild":true,"rebuildUrl":"/v1/versions/v9/rebuild"}`), nil
 		})
-		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard)
+		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, nil)
 		var am *ArtifactMissingError
 		var de *DownloadError
 		if !errors.As(err, &am) || !errors.As(err, &de) || !am.CanRebuild {
@@ -472,7 +472,7 @@ func TestDownloadTruncated(t *testing.T) {
 		store.truncateAt = 400_000
 		c, _ := downloadWorker(t, store)
 		var buf bytes.Buffer
-		n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithDownloadRetries(3)))
+		n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, &DownloadOptions{Retries: 3}))
 		if !errors.Is(err, ErrTruncated) {
 			t.Fatalf("got %v, want ErrTruncated", err)
 		}
@@ -492,7 +492,7 @@ func TestDownloadTruncated(t *testing.T) {
 		store := newDownloadStore(t, content)
 		store.cut[0] = 10
 		c, _ := downloadWorker(t, store)
-		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, WithDownloadRetries(0))
+		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, &DownloadOptions{Retries: -1})
 		if !errors.Is(err, ErrTruncated) || len(store.requests()) != 1 {
 			t.Fatalf("got %v after %d requests", err, len(store.requests()))
 		}
@@ -503,7 +503,7 @@ func TestDownloadTruncated(t *testing.T) {
 		store.truncateAt = 1000
 		c, _ := downloadWorker(t, store)
 		dir := t.TempDir()
-		_, err := c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), filepath.Join(dir, "p1.zip"), WithDownloadRetries(1))
+		_, err := c.Exports.DownloadToFile(context.Background(), downloadLinkFor(t, c), filepath.Join(dir, "p1.zip"), &DownloadOptions{Retries: 1})
 		if !errors.Is(err, ErrTruncated) {
 			t.Fatalf("got %v", err)
 		}
@@ -523,7 +523,7 @@ func TestDownloadStallResumes(t *testing.T) {
 	store.stallFirst = 123_456
 	c, _ := downloadWorker(t, store)
 	var buf bytes.Buffer
-	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithStallTimeout(100*time.Millisecond))
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, &DownloadOptions{StallTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,7 +540,7 @@ func TestDownloadMaxSize(t *testing.T) {
 			store.chunked = chunked
 			c, _ := downloadWorker(t, store)
 			var buf bytes.Buffer
-			n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, WithMaxDownloadSize(50_000)))
+			n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, &DownloadOptions{MaxSize: 50_000}))
 			if !errors.Is(err, ErrPayloadTooLarge) {
 				t.Fatalf("got %v", err)
 			}
@@ -554,7 +554,7 @@ func TestDownloadMaxSize(t *testing.T) {
 	}
 	store := newDownloadStore(t, content)
 	c, _ := downloadWorker(t, store)
-	if n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, WithMaxDownloadSize(100_000))); err != nil || n != 100_000 {
+	if n, err := written(c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, &DownloadOptions{MaxSize: 100_000})); err != nil || n != 100_000 {
 		t.Errorf("an archive of exactly the limit: %d, %v", n, err)
 	}
 }
@@ -565,7 +565,7 @@ func TestDownloadStoreErrors(t *testing.T) {
 		store := newDownloadStore(t, content)
 		store.status = 404
 		c, _ := downloadWorker(t, store)
-		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard)
+		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, nil)
 		var de *DownloadError
 		if !errors.Is(err, ErrNotFound) || !errors.As(err, &de) || de.StatusCode != 404 || len(store.requests()) != 1 {
 			t.Fatalf("got %v after %d requests", err, len(store.requests()))
@@ -575,7 +575,7 @@ func TestDownloadStoreErrors(t *testing.T) {
 		store := newDownloadStore(t, content)
 		store.status = 503
 		c, _ := downloadWorker(t, store)
-		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, WithDownloadRetries(2))
+		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, &DownloadOptions{Retries: 2})
 		var de *DownloadError
 		if !errors.As(err, &de) || de.StatusCode != 503 || len(store.requests()) != 3 {
 			t.Fatalf("got %v after %d requests", err, len(store.requests()))
@@ -586,7 +586,7 @@ func TestDownloadStoreErrors(t *testing.T) {
 		c, _ := downloadWorker(t, store)
 		link := downloadLinkFor(t, c)
 		store.srv.Close()
-		_, err := c.Exports.Download(context.Background(), link, io.Discard, WithDownloadRetries(1))
+		_, err := c.Exports.Download(context.Background(), link, io.Discard, &DownloadOptions{Retries: 1})
 		var de *DownloadError
 		if !errors.As(err, &de) || de.Attempts != 2 {
 			t.Fatalf("got %v", err)
@@ -597,7 +597,7 @@ func TestDownloadStoreErrors(t *testing.T) {
 		store := newDownloadStore(t, content)
 		c, _ := downloadWorker(t, store)
 		boom := errors.New("disk full")
-		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), failingWriter{boom})
+		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), failingWriter{boom}, nil)
 		if !errors.Is(err, boom) || len(store.requests()) != 1 {
 			t.Fatalf("got %v after %d requests", err, len(store.requests()))
 		}
@@ -614,11 +614,11 @@ func TestDownloadCancelled(t *testing.T) {
 	c, _ := downloadWorker(t, store)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n, err := written(c.Exports.Download(ctx, downloadLinkFor(t, c), io.Discard, WithProgress(func(n, _ int64) {
+	n, err := written(c.Exports.Download(ctx, downloadLinkFor(t, c), io.Discard, &DownloadOptions{Progress: func(n, _ int64) {
 		if n > 1<<20 {
 			cancel()
 		}
-	})))
+	}}))
 	if !errors.Is(err, context.Canceled) || n >= int64(len(content)) {
 		t.Fatalf("got %d, %v", n, err)
 	}
@@ -631,22 +631,22 @@ func TestDownloadArgumentErrors(t *testing.T) {
 	c, _ := newMockClient(t)
 	var ve *ValidationError
 	for name, call := range map[string]func() error{
-		"nil link": func() error { _, err := c.Exports.Download(context.Background(), nil, io.Discard); return err },
+		"nil link": func() error { _, err := c.Exports.Download(context.Background(), nil, io.Discard, nil); return err },
 		"nil writer": func() error {
-			_, err := c.Exports.Download(context.Background(), linkTo("https://s.test/a"), nil)
+			_, err := c.Exports.Download(context.Background(), linkTo("https://s.test/a"), nil, nil)
 			return err
 		},
 		"nil context": func() error {
 			var nilCtx context.Context
-			_, err := c.Exports.Download(nilCtx, linkTo("https://s.test/a"), io.Discard)
+			_, err := c.Exports.Download(nilCtx, linkTo("https://s.test/a"), io.Discard, nil)
 			return err
 		},
 		"bad url": func() error {
-			_, err := c.Exports.Download(context.Background(), linkTo("ftp://s.test/a?sig=s3cr3t"), io.Discard)
+			_, err := c.Exports.Download(context.Background(), linkTo("ftp://s.test/a?sig=s3cr3t"), io.Discard, nil)
 			return err
 		},
 		"empty path": func() error {
-			_, err := c.Exports.DownloadToFile(context.Background(), linkTo("https://s.test/a"), "")
+			_, err := c.Exports.DownloadToFile(context.Background(), linkTo("https://s.test/a"), "", nil)
 			return err
 		},
 	} {
@@ -673,7 +673,7 @@ func TestDownloadDefaultClientIsPlain(t *testing.T) {
 	})
 	var logged bytes.Buffer
 	c.core.logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard)
+	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -761,7 +761,7 @@ func TestDownloadRedirectDoesNotLeakTheLink(t *testing.T) {
 				t.Fatal(err)
 			}
 			var buf bytes.Buffer
-			if _, err := c.Exports.Download(context.Background(), link, &buf); err != nil {
+			if _, err := c.Exports.Download(context.Background(), link, &buf, nil); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(buf.Bytes(), content) {
@@ -790,46 +790,33 @@ func written(res *DownloadResult, err error) (int64, error) {
 	return res.Written, err
 }
 
-// A bad download option value is a *ValidationError naming the option,
-// before anything is asked of the object store; other calls ignore
-// download options.
+// A bad DownloadOptions value is a *ValidationError naming the field,
+// before anything is asked of the object store.
 func TestDownloadOptionValues(t *testing.T) {
 	store := newDownloadStore(t, downloadContent(1000))
-	for i := range 10 {
-		store.valid[fmt.Sprint("tok", i+1)] = true
-	}
 	c, workerCalls := downloadWorker(t, store)
 	link := downloadLinkFor(t, c)
-	for name, opt := range map[string]CallOption{
-		"WithDownloadRetries": WithDownloadRetries(-1),
-		"WithMaxDownloadSize": WithMaxDownloadSize(-1),
-		"WithStallTimeout":    WithStallTimeout(-time.Second),
-		"WithProgress":        WithProgress(nil),
-	} {
-		_, err := c.Exports.Download(context.Background(), link, io.Discard, opt)
-		var ve *ValidationError
-		if !errors.As(err, &ve) || ve.Field != name {
-			t.Errorf("%s: got %v, want a *ValidationError about it", name, err)
-		}
-		_, err = c.Exports.DownloadToFile(context.Background(), link, filepath.Join(t.TempDir(), "a.zip"), opt)
-		if !errors.As(err, &ve) || ve.Field != name {
-			t.Errorf("%s: DownloadToFile got %v", name, err)
-		}
-		c.Exports.Invalidate(link)
-		if _, err := c.Exports.ProjectLink(context.Background(), "p1", "u1", opt); err != nil {
-			t.Errorf("%s: ProjectLink did not ignore a download option: %v", name, err)
-		}
+	bad := &DownloadOptions{MaxSize: -1}
+	const field = "DownloadOptions.MaxSize"
+	_, err := c.Exports.Download(context.Background(), link, io.Discard, bad)
+	var ve *ValidationError
+	if !errors.As(err, &ve) || ve.Field != field {
+		t.Errorf("Download: got %v, want a *ValidationError about %s", err, field)
+	}
+	_, err = c.Exports.DownloadToFile(context.Background(), link, filepath.Join(t.TempDir(), "a.zip"), bad)
+	if !errors.As(err, &ve) || ve.Field != field {
+		t.Errorf("DownloadToFile: got %v, want a *ValidationError about %s", err, field)
 	}
 	if n := len(store.requests()); n != 0 {
 		t.Errorf("%d requests reached the store", n)
 	}
-	if n := workerCalls.Load(); n != 5 {
-		t.Errorf("%d link requests, want 5", n)
+	if n := workerCalls.Load(); n != 1 {
+		t.Errorf("%d link requests, want only the first", n)
 	}
-	// The boundary values are meaningful, not refused.
-	res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard,
-		WithDownloadRetries(0), WithMaxDownloadSize(0), WithStallTimeout(0))
+	// The boundary values are meaningful, not refused: no retries, no
+	// stall timeout, no size limit, no progress callback.
+	res, err := c.Exports.Download(context.Background(), link, io.Discard, &DownloadOptions{Retries: -1, StallTimeout: -1})
 	if err != nil || res.Written != 1000 {
-		t.Errorf("zero values: %+v, %v", res, err)
+		t.Errorf("boundary values: %+v, %v", res, err)
 	}
 }

@@ -39,16 +39,20 @@ func TestRebuildMissingArtifact(t *testing.T) {
 			if !errors.As(err, &missing) || !missing.CanRebuild || missing.VersionID != versionID || !errors.Is(err, sheen.ErrNotFound) {
 				t.Fatalf("want *ArtifactMissingError for %s, got %v", versionID, err)
 			}
-			res, err := c.Exports.RebuildMissing(ctx, missing)
+			var seen int
+			res, err := c.Exports.RebuildMissing(ctx, missing, &sheen.FollowOptions{OnEvent: func(sheen.BuildEvent) { seen++ }})
 			if err != nil || res.VersionID != versionID {
 				t.Fatalf("rebuild: %+v %v", res, err)
+			}
+			if seen == 0 || seen != res.Events {
+				t.Errorf("OnEvent saw %d events of the rebuild, want the %d read", seen, res.Events)
 			}
 			link, err := getLink()
 			if err != nil {
 				t.Fatal(err)
 			}
 			var buf bytes.Buffer
-			if _, err := c.Exports.Download(ctx, link, &buf); err != nil || !bytes.Equal(buf.Bytes(), srv.Artifact(versionID)) {
+			if _, err := c.Exports.Download(ctx, link, &buf, nil); err != nil || !bytes.Equal(buf.Bytes(), srv.Artifact(versionID)) {
 				t.Fatalf("download after rebuild: %v", err)
 			}
 		})
@@ -65,10 +69,39 @@ func TestRebuildMissingRefusesWhatCannotBeRebuilt(t *testing.T) {
 	if !errors.As(err, &missing) || missing.CanRebuild {
 		t.Fatalf("got %v", err)
 	}
-	_, err = c.Exports.RebuildMissing(context.Background(), missing)
+	_, err = c.Exports.RebuildMissing(context.Background(), missing, nil)
 	var ve *sheen.ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("want *ValidationError, got %v", err)
+	}
+	if n := srv.Calls("POST /v1/versions/{versionId}/rebuild"); n != 0 {
+		t.Fatalf("%d rebuilds requested", n)
+	}
+}
+
+// A bad FollowOptions value is refused before the rebuild is asked for,
+// not after the build started.
+func TestRebuildMissingRefusesBadFollowOptions(t *testing.T) {
+	ctx := context.Background()
+	srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithRateLimit(6000))
+	c, err := srv.Client(sheen.WithRateLimit(6000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Builds.CreatePreview(ctx, sheen.CreatePreviewRequest{UserID: "u1", Prompt: "a bakery"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.DropArtifact(srv.LatestVersion(b.ProjectID))
+	_, err = c.Exports.ProjectLink(ctx, b.ProjectID, "u1")
+	var missing *sheen.ArtifactMissingError
+	if !errors.As(err, &missing) || !missing.CanRebuild {
+		t.Fatalf("want a rebuildable *ArtifactMissingError, got %v", err)
+	}
+	_, err = c.Exports.RebuildMissing(ctx, missing, &sheen.FollowOptions{AfterEventID: -1})
+	var ve *sheen.ValidationError
+	if !errors.As(err, &ve) || ve.Field != "FollowOptions.AfterEventID" {
+		t.Fatalf("want a *ValidationError naming FollowOptions.AfterEventID, got %v", err)
 	}
 	if n := srv.Calls("POST /v1/versions/{versionId}/rebuild"); n != 0 {
 		t.Fatalf("%d rebuilds requested", n)

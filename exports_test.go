@@ -683,9 +683,9 @@ func TestZeroClientExports(t *testing.T) {
 	calls := map[string]error{}
 	_, calls["ProjectLink"] = c.Exports.ProjectLink(ctx, "p1", "u1")
 	_, calls["VersionLink"] = c.Exports.VersionLink(ctx, "v1", "u1")
-	_, calls["Download"] = c.Exports.Download(ctx, link, io.Discard)
-	_, calls["DownloadToFile"] = c.Exports.DownloadToFile(ctx, link, filepath.Join(t.TempDir(), "a.zip"))
-	_, calls["RebuildMissing"] = c.Exports.RebuildMissing(ctx, &ArtifactMissingError{APIError: &APIError{}, CanRebuild: true, VersionID: "v1", UserID: "u1"})
+	_, calls["Download"] = c.Exports.Download(ctx, link, io.Discard, nil)
+	_, calls["DownloadToFile"] = c.Exports.DownloadToFile(ctx, link, filepath.Join(t.TempDir(), "a.zip"), nil)
+	_, calls["RebuildMissing"] = c.Exports.RebuildMissing(ctx, &ArtifactMissingError{APIError: &APIError{}, CanRebuild: true, VersionID: "v1", UserID: "u1"}, nil)
 	c.Exports.Invalidate(link)
 	c.Exports.forgetProject("p1", "u1")
 	for name, err := range calls {
@@ -711,13 +711,13 @@ func TestExportsNilContext(t *testing.T) {
 	calls := map[string]func() error{
 		"ProjectLink": func() error { _, err := c.Exports.ProjectLink(nilCtx, "p1", "u1"); return err },
 		"VersionLink": func() error { _, err := c.Exports.VersionLink(nilCtx, "v1", "u1"); return err },
-		"Download":    func() error { _, err := c.Exports.Download(nilCtx, link, io.Discard); return err },
+		"Download":    func() error { _, err := c.Exports.Download(nilCtx, link, io.Discard, nil); return err },
 		"DownloadToFile": func() error {
-			_, err := c.Exports.DownloadToFile(nilCtx, link, filepath.Join(t.TempDir(), "a.zip"))
+			_, err := c.Exports.DownloadToFile(nilCtx, link, filepath.Join(t.TempDir(), "a.zip"), nil)
 			return err
 		},
 		"RebuildMissing": func() error {
-			_, err := c.Exports.RebuildMissing(nilCtx, &ArtifactMissingError{APIError: &APIError{}, CanRebuild: true, VersionID: "v1", UserID: "u1"})
+			_, err := c.Exports.RebuildMissing(nilCtx, &ArtifactMissingError{APIError: &APIError{}, CanRebuild: true, VersionID: "v1", UserID: "u1"}, nil)
 			return err
 		},
 	}

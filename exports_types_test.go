@@ -75,7 +75,7 @@ func TestExportsRedactionEverywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.Exports.Download(context.Background(), link, &bytes.Buffer{})
+	res, err := c.Exports.Download(context.Background(), link, &bytes.Buffer{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestExportsSDKLogsRedact(t *testing.T) {
 	c, _ := downloadWorker(t, store)
 	var logged bytes.Buffer
 	c.core.logger = slog.New(slog.NewJSONHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if _, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard); err != nil {
+	if _, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), io.Discard, nil); err != nil {
 		t.Fatal(err)
 	}
 	out := logged.String()

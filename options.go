@@ -77,7 +77,7 @@ const (
 
 	// DefaultDownloadRetries is how many failed attempts in a row without
 	// progress a download survives before it gives up (see
-	// WithDownloadRetries).
+	// DownloadOptions.Retries).
 	DefaultDownloadRetries = 5
 
 	// DefaultStallTimeout is how long a download waits for the next byte
@@ -423,11 +423,6 @@ type callConfig struct {
 	// route and userID describe a service call to telemetry (send sets
 	// them; WorkerClient.Do leaves them empty).
 	route, userID string
-
-	// Feature settings, set by the CallOptions of builds_follow.go and
-	// exports_download.go and read only by those calls.
-	follow   followConfig
-	download downloadOptions
 }
 
 // newCallConfig applies opts, refusing nil ones.

@@ -55,7 +55,7 @@ func TestTelemetryWaitPhases(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen []sheen.BuildEvent
-	res, err := client.Builds.Wait(ctx, build.ID, user, sheen.WithEventCallback(func(ev sheen.BuildEvent) { seen = append(seen, ev) }))
+	res, err := client.Builds.Wait(ctx, build.ID, user, &sheen.FollowOptions{OnEvent: func(ev sheen.BuildEvent) { seen = append(seen, ev) }})
 	if err != nil {
 		t.Fatal(err)
 	}

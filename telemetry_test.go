@@ -158,7 +158,7 @@ func TestTelemetryFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.Builds.Wait(ctx, build.ID, user); err != nil {
+	if _, err := client.Builds.Wait(ctx, build.ID, user, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The setup above is not the flow: forget its spans and metrics.
@@ -187,7 +187,7 @@ func TestTelemetryFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	var archive bytes.Buffer
-	res, err := client.Exports.Download(ctx, link, &archive)
+	res, err := client.Exports.Download(ctx, link, &archive, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,8 +45,11 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 			delivered := make(chan int64, 1)
 			done := make(chan error, 1)
 			go func() {
-				for e, err := range client.Builds.Follow(ctx, build, user, sheen.WithEventSource(src), sheen.WithMetadataWait(0),
-					sheen.WithPollInterval(func(sheen.Phase) time.Duration { return benchPollInterval })) {
+				for e, err := range client.Builds.Follow(ctx, build, user, &sheen.FollowOptions{
+					Source:       src,
+					MetadataWait: -1,
+					PollInterval: func(sheen.Phase) time.Duration { return benchPollInterval },
+				}) {
 					if err != nil {
 						done <- err
 						return

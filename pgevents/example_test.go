@@ -32,7 +32,7 @@ func ExampleNew() {
 	}
 
 	// Every Follow and Wait call of this client reads from Postgres; one
-	// call can choose with sheen.WithEventSource instead.
+	// call can choose with sheen.FollowOptions.Source instead.
 	client, err := sheen.NewWorkerClientFromEnv(sheen.WithBuildEventSource(pgevents.New(pool)))
 	if err != nil {
 		log.Fatal(err)
@@ -42,9 +42,9 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := client.Builds.Wait(ctx, build.ID, userID, sheen.WithEventCallback(func(e sheen.BuildEvent) {
+	res, err := client.Builds.Wait(ctx, build.ID, userID, &sheen.FollowOptions{OnEvent: func(e sheen.BuildEvent) {
 		fmt.Printf("%3.0f%% %s\n", 100*e.Progress, e.Title)
-	}))
+	}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -199,10 +199,11 @@ func FeedDrainTimeout(d time.Duration) FeedOption {
 
 // FeedMetadataWait sets how long after a successful deploy the handling
 // waits for the metadata phase (the version's name), as
-// sheen.WithMetadataWait and sheen.WithMetadataStartWait do for Wait:
+// sheen.FollowOptions.MetadataWait and MetadataStartWait do for Wait:
 // until the phase ends, or wait after the deploy, or startWait when no
 // metadata event has shown up (defaults sheen.DefaultMetadataWait and
-// sheen.DefaultMetadataStartWait; 0 hands successes over at the deploy).
+// sheen.DefaultMetadataStartWait; 0 here hands successes over at the
+// deploy, as a negative FollowOptions.MetadataWait does).
 // The times count from the deploy event's created_at, so builds that
 // finished long ago are handed over at once.
 func FeedMetadataWait(wait, startWait time.Duration) FeedOption {

@@ -84,10 +84,12 @@ func waitAsync(ctx context.Context, t testing.TB, src sheen.EventSource, build, 
 	done := make(chan error, 1)
 	client := newClient(t)
 	go func() {
-		opts = append([]sheen.CallOption{sheen.WithEventSource(src), sheen.WithMetadataWait(0),
-			sheen.WithPollInterval(func(sheen.Phase) time.Duration { return 20 * time.Millisecond }),
-			sheen.WithEventCallback(rec.add)}, opts...)
-		_, err := client.Builds.Wait(ctx, build, user, opts...)
+		_, err := client.Builds.Wait(ctx, build, user, &sheen.FollowOptions{
+			Source:       src,
+			MetadataWait: -1,
+			PollInterval: func(sheen.Phase) time.Duration { return 20 * time.Millisecond },
+			OnEvent:      rec.add,
+		}, opts...)
 		done <- err
 	}()
 	return done
@@ -261,7 +263,7 @@ func TestZeroValueSourceReturnsErrors(t *testing.T) {
 		if src.Listening() {
 			t.Errorf("%s Source: Listening", name)
 		}
-		_, err := newClient(t).Builds.Wait(ctx, "B1", uuid.NewString(), sheen.WithEventSource(src))
+		_, err := newClient(t).Builds.Wait(ctx, "B1", uuid.NewString(), &sheen.FollowOptions{Source: src})
 		if err == nil || !strings.Contains(err.Error(), "pgevents.New") {
 			t.Errorf("%s Source: Wait returned %v, want an error saying how to make a Source", name, err)
 		}

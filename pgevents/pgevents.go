@@ -7,7 +7,7 @@
 //
 //	pool, _ := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
 //	src := pgevents.New(pool)
-//	res, err := client.Builds.Wait(ctx, buildID, userID, sheen.WithEventSource(src))
+//	res, err := client.Builds.Wait(ctx, buildID, userID, &sheen.FollowOptions{Source: src})
 //
 // (or sheen.WithBuildEventSource(src) for every call of a client). It yields
 // the same sheen.BuildEvent values as the HTTP endpoint, from clean rows and

@@ -309,16 +309,16 @@ func cmpOr(a, b string) string {
 
 func TestConcurrentBuildsAreEachDeliveredOnceInOrder(t *testing.T) {
 	for _, mode := range []struct {
-		name    string
-		trigger bool
-		opts    []sheen.CallOption
-		srcOpts []Option
+		name     string
+		trigger  bool
+		interval func(sheen.Phase) time.Duration
+		srcOpts  []Option
 	}{
 		// With the trigger, readers keep the default intervals (1 to 3 s)
 		// and are woken by notifications.
 		{name: "notifications", trigger: true},
 		{name: "polling", srcOpts: []Option{WithoutNotifications()},
-			opts: []sheen.CallOption{sheen.WithPollInterval(func(sheen.Phase) time.Duration { return 20 * time.Millisecond })}},
+			interval: func(sheen.Phase) time.Duration { return 20 * time.Millisecond }},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			db := newTestDB(t, mode.trigger)
@@ -349,9 +349,11 @@ func TestConcurrentBuildsAreEachDeliveredOnceInOrder(t *testing.T) {
 			var wg sync.WaitGroup
 			for i, p := range plans {
 				wg.Go(func() {
-					opts := append([]sheen.CallOption{sheen.WithEventSource(src),
-						sheen.WithEventCallback(func(e sheen.BuildEvent) { readings[i].ids = append(readings[i].ids, e.ID) })}, mode.opts...)
-					readings[i].res, readings[i].err = client.Builds.Wait(ctx, p.id, user, opts...)
+					readings[i].res, readings[i].err = client.Builds.Wait(ctx, p.id, user, &sheen.FollowOptions{
+						Source:       src,
+						PollInterval: mode.interval,
+						OnEvent:      func(e sheen.BuildEvent) { readings[i].ids = append(readings[i].ids, e.ID) },
+					})
 				})
 			}
 			var werr atomic.Value
@@ -440,9 +442,12 @@ func TestReaderSurvivesKilledConnections(t *testing.T) {
 	var read []int64
 	done := make(chan error, 1)
 	go func() {
-		_, err := client.Builds.Wait(ctx, "01JKILLED", user, sheen.WithEventSource(src), sheen.WithMetadataWait(0),
-			sheen.WithPollInterval(func(sheen.Phase) time.Duration { return 10 * time.Millisecond }),
-			sheen.WithEventCallback(func(e sheen.BuildEvent) { read = append(read, e.ID) }))
+		_, err := client.Builds.Wait(ctx, "01JKILLED", user, &sheen.FollowOptions{
+			Source:       src,
+			MetadataWait: -1,
+			PollInterval: func(sheen.Phase) time.Duration { return 10 * time.Millisecond },
+			OnEvent:      func(e sheen.BuildEvent) { read = append(read, e.ID) },
+		})
 		done <- err
 	}()
 	var written []int64
@@ -487,9 +492,12 @@ func TestNotificationsWakeTheReader(t *testing.T) {
 	delivered := make(chan sheen.BuildEvent, 16)
 	done := make(chan error, 1)
 	go func() {
-		_, err := client.Builds.Wait(ctx, "01JNOTIFY", user, sheen.WithEventSource(src), sheen.WithMetadataWait(0),
-			sheen.WithPollInterval(func(sheen.Phase) time.Duration { return time.Hour }),
-			sheen.WithEventCallback(func(e sheen.BuildEvent) { delivered <- e }))
+		_, err := client.Builds.Wait(ctx, "01JNOTIFY", user, &sheen.FollowOptions{
+			Source:       src,
+			MetadataWait: -1,
+			PollInterval: func(sheen.Phase) time.Duration { return time.Hour },
+			OnEvent:      func(e sheen.BuildEvent) { delivered <- e },
+		})
 		done <- err
 	}()
 	waitFor(t, ctx, "the source to listen", func() bool { return src.Listening() })
@@ -565,7 +573,7 @@ func TestSourceErrorsThatRetriesCannotFix(t *testing.T) {
 	t.Logf("failed after %s", time.Since(start))
 	// The reader stops with it, once.
 	var errs []error
-	for _, err := range newClient(t).Builds.Follow(ctx, "B1", uuid.NewString(), sheen.WithEventSource(src)) {
+	for _, err := range newClient(t).Builds.Follow(ctx, "B1", uuid.NewString(), &sheen.FollowOptions{Source: src}) {
 		errs = append(errs, err)
 	}
 	if len(errs) != 1 || errs[0] == nil {

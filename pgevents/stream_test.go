@@ -86,7 +86,7 @@ func TestBuildStreamOverPostgres(t *testing.T) {
 	src := New(db.reader)
 	stream, err := sheen.NewBuildStream(newClient(t), sheen.BuildStreamConfig{
 		Authorize: func(r *http.Request) (string, error) { return r.Header.Get("X-User"), nil },
-		Options:   []sheen.CallOption{sheen.WithEventSource(src)},
+		Follow:    &sheen.FollowOptions{Source: src},
 		Heartbeat: 20 * time.Millisecond,
 	})
 	if err != nil {

@@ -30,7 +30,7 @@ func TestBatchesAreEventsOfTheReadersSpan(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := New(db.reader, WithoutNotifications())
-	if _, err := c.Builds.Wait(context.Background(), "B1", user, sheen.WithEventSource(src), sheen.WithMetadataWait(0)); err != nil {
+	if _, err := c.Builds.Wait(context.Background(), "B1", user, &sheen.FollowOptions{Source: src, MetadataWait: -1}); err != nil {
 		t.Fatal(err)
 	}
 	var batches []string

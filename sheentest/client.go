@@ -45,7 +45,7 @@ func ClientOptions() []sheen.Option {
 // flow takes milliseconds. A build stopped at its deploy (PaceManual without
 // Finish) still makes Wait wait up to 5 s for the metadata phase that
 // follows a deploy on the real worker: step it to the end, or pass
-// sheen.WithMetadataWait(0) to Wait.
+// &sheen.FollowOptions{MetadataWait: -1} to Wait.
 //
 // opts are applied after all this, so any of it can be overridden (for
 // example sheen.WithRateLimit(60) to test your code against the SDK's

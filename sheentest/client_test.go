@@ -98,12 +98,12 @@ func TestClientIsWokenByEachEvent(t *testing.T) {
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		res, err := c.Builds.Wait(ctx, b.ID, "u1", sheen.WithEventCallback(func(e sheen.BuildEvent) {
+		res, err := c.Builds.Wait(ctx, b.ID, "u1", &sheen.FollowOptions{OnEvent: func(e sheen.BuildEvent) {
 			select {
 			case seen <- e:
 			case <-ctx.Done():
 			}
-		}))
+		}})
 		done <- outcome{res, err}
 	}()
 	steps := 0

@@ -157,13 +157,13 @@ func (r *contractRun) buildsFlow(ctx context.Context) (projectID, firstVersion s
 	if err != nil {
 		t.Fatalf("CreatePreview: %v", err)
 	}
-	res, err := c.Builds.Wait(ctx, b.ID, "u1")
+	res, err := c.Builds.Wait(ctx, b.ID, "u1", nil)
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
 	must(t, "Status", func() error { _, err := c.Builds.Status(ctx, b.ID, "u1"); return err })
 	n := 0
-	for _, err := range c.Builds.Follow(ctx, b.ID, "u1", sheen.WithMetadataWait(0)) {
+	for _, err := range c.Builds.Follow(ctx, b.ID, "u1", &sheen.FollowOptions{MetadataWait: -1}) {
 		if err != nil {
 			t.Fatalf("Events: %v", err)
 		}
@@ -176,7 +176,7 @@ func (r *contractRun) buildsFlow(ctx context.Context) (projectID, firstVersion s
 	if err != nil {
 		t.Fatalf("UpdateProject: %v", err)
 	}
-	must(t, "Wait (update)", func() error { _, err := c.Builds.Wait(ctx, up.ID, "u1"); return err })
+	must(t, "Wait (update)", func() error { _, err := c.Builds.Wait(ctx, up.ID, "u1", nil); return err })
 	versions := 0
 	for _, err := range c.Builds.Versions(ctx, b.ProjectID, "") {
 		if err != nil {
@@ -203,7 +203,7 @@ func (r *contractRun) exportsFlow(ctx context.Context, projectID, versionID stri
 	}
 	// The download goes to the object store: no x-sheen-* header may go
 	// with it (the Transport reports one).
-	must(t, "Download", func() error { _, err := c.Exports.Download(ctx, link, io.Discard); return err })
+	must(t, "Download", func() error { _, err := c.Exports.Download(ctx, link, io.Discard, nil); return err })
 	vlink, err := c.Exports.VersionLink(ctx, versionID, "u1")
 	if err != nil {
 		t.Fatalf("VersionLink: %v", err)
@@ -216,7 +216,7 @@ func (r *contractRun) exportsFlow(ctx context.Context, projectID, versionID stri
 	if !errors.As(err, &missing) {
 		t.Fatalf("a dropped artifact: %v, want *ArtifactMissingError", err)
 	}
-	must(t, "RebuildMissing", func() error { _, err := c.Exports.RebuildMissing(ctx, missing); return err })
+	must(t, "RebuildMissing", func() error { _, err := c.Exports.RebuildMissing(ctx, missing, nil); return err })
 }
 
 // refusalsFlow makes the fake refuse well-formed requests: a build without

@@ -31,7 +31,7 @@ func ExampleServer_Client() {
 	}
 	go srv.Finish(build.ID) // every step, as the real worker would over a minute or two
 
-	res, err := client.Builds.Wait(ctx, build.ID, "u1")
+	res, err := client.Builds.Wait(ctx, build.ID, "u1", nil)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func ExampleNewServer() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := client.Builds.Wait(ctx, build.ID, "u1")
+	res, err := client.Builds.Wait(ctx, build.ID, "u1", nil)
 	if err != nil {
 		log.Fatal(err)
 	}

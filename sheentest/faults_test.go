@@ -163,6 +163,6 @@ func buildAndDownload(t *testing.T, srv *sheentest.Server, c *sheen.WorkerClient
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	res, err := c.Exports.Download(ctx, link, &buf, sheen.WithDownloadRetries(2))
+	res, err := c.Exports.Download(ctx, link, &buf, &sheen.DownloadOptions{Retries: 2})
 	return buf.Bytes(), res, err
 }

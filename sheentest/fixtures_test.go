@@ -369,7 +369,7 @@ func (g *fixtureGen) main() {
 	var res *sheen.BuildResult
 	r.call("build-events", func(ctx context.Context) error {
 		var err error
-		res, err = c.Builds.Wait(ctx, build.ID, fixtureUser)
+		res, err = c.Builds.Wait(ctx, build.ID, fixtureUser, nil)
 		return err
 	}, nil)
 	r.call("build-events.none", func(ctx context.Context) error {
@@ -387,7 +387,7 @@ func (g *fixtureGen) main() {
 		link, err = c.Exports.ProjectLink(ctx, build.ProjectID, fixtureUser)
 		return err
 	}, nil)
-	r.call("archive", func(ctx context.Context) error { _, err := c.Exports.Download(ctx, link, io.Discard); return err }, nil)
+	r.call("archive", func(ctx context.Context) error { _, err := c.Exports.Download(ctx, link, io.Discard, nil); return err }, nil)
 
 	first := res.VersionID
 	r.call("update-project", func(ctx context.Context) error {
@@ -454,7 +454,7 @@ func (g *fixtureGen) main() {
 		if err != nil {
 			return err
 		}
-		_, err = c.Builds.Wait(ctx, b.ID, fixtureUser)
+		_, err = c.Builds.Wait(ctx, b.ID, fixtureUser, nil)
 		return err
 	}, isAs[*sheen.BuildFailedError])
 

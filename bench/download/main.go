@@ -105,7 +105,7 @@ func main() {
 		}
 		bufTimes = append(bufTimes, d)
 
-		d, err = timeIt(func() (int64, error) { return written(client.Exports.Download(ctx, link, io.Discard)) }, size)
+		d, err = timeIt(func() (int64, error) { return written(client.Exports.Download(ctx, link, io.Discard, nil)) }, size)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func main() {
 	_, err = timeIt(func() (int64, error) {
 		stop := sampleHeap(&peak)
 		defer stop()
-		return written(client.Exports.Download(ctx, link, io.Discard))
+		return written(client.Exports.Download(ctx, link, io.Discard, nil))
 	}, size)
 	if err != nil {
 		log.Fatal(err)

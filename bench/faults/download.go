@@ -17,13 +17,13 @@ func download(ctx context.Context, c *sheen.WorkerClient, srv *sheentest.Server)
 	if err != nil {
 		return err
 	}
-	if _, err := c.Builds.Wait(ctx, b.ID, user, sheen.WithMetadataWait(0)); err != nil {
+	if _, err := c.Builds.Wait(ctx, b.ID, user, &sheen.FollowOptions{MetadataWait: -1}); err != nil {
 		return err
 	}
 	link, err := c.Exports.ProjectLink(ctx, b.ProjectID, user)
 	if err != nil {
 		return err
 	}
-	_, err = c.Exports.Download(ctx, link, io.Discard, sheen.WithStallTimeout(500*time.Millisecond))
+	_, err = c.Exports.Download(ctx, link, io.Discard, &sheen.DownloadOptions{StallTimeout: 500 * time.Millisecond})
 	return err
 }

@@ -193,7 +193,7 @@ func measure(ctx context.Context, cluster *pgtest.Cluster, mode string, n int, w
 	errs := make(chan error, n)
 	for _, b := range builds {
 		wg.Go(func() {
-			for _, err := range client.Builds.Follow(runCtx, b, user, sheen.WithEventSource(src)) {
+			for _, err := range client.Builds.Follow(runCtx, b, user, &sheen.FollowOptions{Source: src}) {
 				if err != nil {
 					if runCtx.Err() == nil {
 						errs <- err

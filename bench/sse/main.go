@@ -310,7 +310,7 @@ func run(ctx context.Context, cluster *pgtest.Cluster, sc scenario, handler stri
 func newHandler(kind string, client *sheen.WorkerClient, src sheen.EventSource) (http.Handler, func(), error) {
 	authorize := func(r *http.Request) (string, error) { return r.Header.Get("X-User"), nil }
 	if kind == "stream" {
-		s, err := sheen.NewBuildStream(client, sheen.BuildStreamConfig{Authorize: authorize, Options: []sheen.CallOption{sheen.WithEventSource(src)}})
+		s, err := sheen.NewBuildStream(client, sheen.BuildStreamConfig{Authorize: authorize, Follow: &sheen.FollowOptions{Source: src}})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -332,7 +332,7 @@ func newHandler(kind string, client *sheen.WorkerClient, src sheen.EventSource) 
 		_, _ = w.Write([]byte("retry: 2000\n\n"))
 		_ = rc.Flush()
 		user, _ := authorize(r)
-		for ev, err := range client.Builds.Follow(r.Context(), r.URL.Query().Get("buildId"), user, sheen.WithEventSource(src)) {
+		for ev, err := range client.Builds.Follow(r.Context(), r.URL.Query().Get("buildId"), user, &sheen.FollowOptions{Source: src}) {
 			if err != nil {
 				return
 			}

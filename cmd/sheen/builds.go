@@ -153,7 +153,7 @@ func (a *app) follow(ctx context.Context, c *sheen.WorkerClient, buildID, user s
 		a.streaming = true
 	}
 	p := a.newBuildProgress()
-	res, err := c.Builds.Wait(ctx, buildID, user, sheen.WithEventCallback(p.event))
+	res, err := c.Builds.Wait(ctx, buildID, user, &sheen.FollowOptions{OnEvent: p.event})
 	p.done(err == nil)
 	if err != nil {
 		return err

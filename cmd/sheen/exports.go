@@ -103,7 +103,7 @@ func (a *app) link(ctx context.Context, c *sheen.WorkerClient, id string, f arch
 		return link, err
 	}
 	a.notef("the archive is gone: rebuilding version %s...\n", orDash(missing.VersionID))
-	res, err := c.Exports.RebuildMissing(ctx, missing)
+	res, err := c.Exports.RebuildMissing(ctx, missing, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -171,9 +171,9 @@ func (a *app) download(ctx context.Context, c *sheen.WorkerClient, link *sheen.D
 	var err error
 	if out == "-" {
 		p.name = link.Filename
-		res, err = c.Exports.Download(ctx, link, a.stdout, sheen.WithProgress(p.update))
+		res, err = c.Exports.Download(ctx, link, a.stdout, &sheen.DownloadOptions{Progress: p.update})
 	} else {
-		res, err = c.Exports.DownloadToFile(ctx, link, path, sheen.WithProgress(p.update))
+		res, err = c.Exports.DownloadToFile(ctx, link, path, &sheen.DownloadOptions{Progress: p.update})
 	}
 	p.done(err == nil)
 	if err != nil {

@@ -176,7 +176,7 @@ func (a *app) newDownloadProgress(name string) *downloadProgress {
 	return &downloadProgress{a: a, mode: a.progressMode(), name: name, quarter: -1}
 }
 
-// update is the SDK's WithProgress callback: bytes written so far and the
+// update is the SDK's DownloadOptions.Progress callback: bytes written so far and the
 // archive's length (-1 when unknown); written goes back to 0 when the
 // download starts over.
 func (p *downloadProgress) update(written, total int64) {

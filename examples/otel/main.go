@@ -139,14 +139,14 @@ func flow(ctx context.Context, client *sheen.WorkerClient, fake *sheentest.Serve
 	if err != nil {
 		return fmt.Errorf("create build: %w", err)
 	}
-	if _, err := client.Builds.Wait(ctx, b.ID, user, sheen.WithMetadataWait(0)); err != nil {
+	if _, err := client.Builds.Wait(ctx, b.ID, user, &sheen.FollowOptions{MetadataWait: -1}); err != nil {
 		return fmt.Errorf("follow build: %w", err)
 	}
 	link, err := client.Exports.ProjectLink(ctx, b.ProjectID, user)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	if _, err := client.Exports.Download(ctx, link, sha256.New()); err != nil {
+	if _, err := client.Exports.Download(ctx, link, sha256.New(), nil); err != nil {
 		return fmt.Errorf("download: %w", err)
 	}
 	const poor = "0b6f3a10-0000-4000-8000-000000000001"

@@ -106,7 +106,7 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 		}
 	}()
 	var client *sheen.WorkerClient
-	var follow []sheen.CallOption
+	var poll func(sheen.Phase) time.Duration
 	if os.Getenv(sheen.EnvBaseURL) == "" {
 		// No worker configured: start the fake one, signing like the
 		// deployed worker, moving builds a step every 300 ms.
@@ -131,7 +131,7 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 			opt.userID = "7d1f7e52-5b0e-4c7a-9a59-2f2d0f0a6b11"
 		}
 		// The fake is quick: poll it faster than the worker's own UI does.
-		follow = append(follow, sheen.WithPollInterval(func(sheen.Phase) time.Duration { return 150 * time.Millisecond }))
+		poll = func(sheen.Phase) time.Duration { return 150 * time.Millisecond }
 	} else {
 		c, err := sheen.NewWorkerClientFromEnv()
 		if err != nil {
@@ -179,11 +179,11 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 	fmt.Fprintf(out, "3. Build %s started for project %s\n", b.ID, b.ProjectID)
 	bar := newBar(out, "   build   ", opt.tty)
 	buildStart := time.Now()
-	res, err := client.Builds.Wait(ctx, b.ID, opt.userID, append(follow, sheen.WithEventCallback(func(e sheen.BuildEvent) {
+	res, err := client.Builds.Wait(ctx, b.ID, opt.userID, &sheen.FollowOptions{PollInterval: poll, OnEvent: func(e sheen.BuildEvent) {
 		if e.HasProgress && e.Phase != "metadata" {
 			bar.set(e.Progress, e.Title, e.Title)
 		}
-	}))...)
+	}})
 	bar.done()
 	var failed *sheen.BuildFailedError
 	if errors.As(err, &failed) {
@@ -214,12 +214,12 @@ func run(ctx context.Context, out io.Writer, opt options) (err error) {
 	sum.kept = opt.outDir != ""
 	path := filepath.Join(dir, link.Filename)
 	dbar := newBar(out, "   download", opt.tty)
-	dl, err := client.Exports.DownloadToFile(ctx, link, path, sheen.WithProgress(func(written, total int64) {
+	dl, err := client.Exports.DownloadToFile(ctx, link, path, &sheen.DownloadOptions{Progress: func(written, total int64) {
 		if total > 0 {
 			pct := int(100 * written / total)
 			dbar.set(float64(written)/float64(total), fmt.Sprintf("%d/%d bytes", written, total), fmt.Sprint(pct/25))
 		}
-	}))
+	}})
 	dbar.done()
 	if err != nil {
 		return fmt.Errorf("download: %w", err)

@@ -110,7 +110,7 @@ func (s *service) publish(ctx context.Context, user, prompt string) (*published,
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.worker.Builds.Wait(ctx, build.ID, user)
+	res, err := s.worker.Builds.Wait(ctx, build.ID, user, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (s *service) publish(ctx context.Context, user, prompt string) (*published,
 		return nil, err
 	}
 	sum := sha256.New()
-	dl, err := s.worker.Exports.Download(ctx, link, sum)
+	dl, err := s.worker.Exports.Download(ctx, link, sum, nil)
 	if err != nil {
 		return nil, err
 	}
