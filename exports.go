@@ -1,7 +1,6 @@
 package sheen
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -227,9 +226,10 @@ func nilContextError() error { return &ValidationError{Field: "context", Reason:
 // link, so the next ProjectLink or VersionLink hands out a link to the new
 // archive.
 //
-// follow shapes the wait as for Builds.Wait (nil: every default), but for
-// its MetadataWait, whose zero here means no wait for the metadata phase;
-// opts apply to the rebuild request and the wait's requests.
+// follow shapes the wait as for Builds.Wait (nil: every default), except
+// that the metadata phase is never waited for (an archive does not need
+// it): MetadataWait and MetadataStartWait do not apply. opts apply to the
+// rebuild request and the wait's requests.
 //
 // It fails with a *ValidationError when the worker said the archive cannot
 // be rebuilt or did not say which version it was, and with the Builds
@@ -241,11 +241,11 @@ func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMi
 	if err := checkMissing(ctx, missing); err != nil {
 		return nil, err
 	}
-	wait := FollowOptions{MetadataWait: -1}
+	var wait FollowOptions
 	if follow != nil {
 		wait = *follow
-		wait.MetadataWait = cmp.Or(wait.MetadataWait, -1)
 	}
+	wait.MetadataWait, wait.MetadataStartWait = -1, -1
 	if _, err := wait.settings(); err != nil {
 		return nil, err // before the rebuild is asked for
 	}
