@@ -47,7 +47,7 @@ import (
 // request and *-allocs allocations per request, of the whole process
 // (browser, front, proxy and worker).
 //
-// Run it with: go test -run '^$' -bench Proxy .
+// Run it with: go test -run '^$' -bench Proxy ./sheenhttp
 func BenchmarkProxy(b *testing.B) {
 	small := []byte(`{"balance":{"welcomeBonus":3000,"dailyGift":900,"paid":0,"total":3900},"usage":{"todayUsed":0,"lifetimeUsed":120},"plan":"free","ok":true}`)
 	big := bytes.Repeat([]byte(`{"a":"0123456789abcdef"},`), (1<<20)/25)

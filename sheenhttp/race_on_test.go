@@ -1,7 +1,0 @@
-//go:build race
-
-package sheenhttp
-
-// raceEnabled reports a test binary built with -race, whose instrumentation
-// changes allocation counts.
-const raceEnabled = true
