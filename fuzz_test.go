@@ -78,11 +78,3 @@ func FuzzServerTime(f *testing.F) {
 		}
 	})
 }
-
-func asAuth(err error, target **AuthError) bool {
-	ae, ok := err.(*AuthError)
-	if ok {
-		*target = ae
-	}
-	return ok
-}
