@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
+	"github.com/sheenapps/sheen-go/internal/signing"
 )
 
 // generatePath is the endpoint's path below a base URL.
@@ -116,7 +117,7 @@ type aiState struct {
 	url        string // the endpoint
 	path       string // its path, for errors and logs
 	secretFrom string // the setting its secret came from, for errors
-	key        *macKey
+	key        *signing.Key
 	transport  http.RoundTripper // the caller's transport, without signer or limiter
 	stall      time.Duration
 	fallback   func(context.Context, GenerateRequest) (string, error)
@@ -142,7 +143,7 @@ func (a *aiState) init(c *core, cfg *config) error {
 		u = u.JoinPath(generatePath)
 	}
 	a.url, a.path = u.String(), u.EscapedPath()
-	a.key, a.secretFrom = newMACKey([]byte(v.secret)), v.secretFrom
+	a.key, a.secretFrom = signing.NewKey([]byte(v.secret)), v.secretFrom
 	a.transport = http.DefaultTransport
 	if st, ok := c.http.Transport.(*signingTransport); ok {
 		a.transport = unsignedTransport{st}
@@ -162,9 +163,9 @@ func (a *aiState) init(c *core, cfg *config) error {
 // worker's schemes, whose /generate checks neither v1 nor v2.
 func (a *aiState) sign(scheme Signing, target string, body []byte) string {
 	if scheme == SigningBodyPath {
-		return signBodyPath(a.key, body, target)
+		return signing.SignBodyPath(a.key, body, target)
 	}
-	return a.key.sum("", body, "")
+	return signing.SignBodyPath(a.key, body, "") // the body alone
 }
 
 // Generate runs req.Prompt on the project and returns the model's output.

@@ -3,25 +3,18 @@ package sheen
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"time"
 	"unicode/utf8"
 
-	"github.com/sheenapps/sheen-go/internal/jsonx"
+	"github.com/sheenapps/sheen-go/internal/signing"
+	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
 // Signing selects how requests to the worker are signed.
@@ -99,8 +92,8 @@ func (s *Signing) UnmarshalText(text []byte) error {
 type signer struct {
 	scheme atomic.Int32 // a Signing
 	auto   bool         // the scheme was not chosen: it may move to SigningDual once
-	key    *macKey
-	keyV2  *macKey // the v2 signature's key: the v2 secret, or key
+	key    *signing.Key
+	keyV2  *signing.Key // the v2 signature's key: the v2 secret, or key
 	clock  Clock
 	logger *slog.Logger
 	offset atomic.Int64  // server time minus local time, in seconds
@@ -108,11 +101,11 @@ type signer struct {
 }
 
 func newSigner(scheme Signing, auto bool, secret, secretV2 string, clock Clock, logger *slog.Logger) *signer {
-	s := &signer{auto: auto, key: newMACKey([]byte(secret)), clock: clock, logger: logger}
+	s := &signer{auto: auto, key: signing.NewKey([]byte(secret)), clock: clock, logger: logger}
 	s.scheme.Store(int32(scheme))
 	s.keyV2 = s.key
 	if secretV2 != "" {
-		s.keyV2 = newMACKey([]byte(secretV2))
+		s.keyV2 = signing.NewKey([]byte(secretV2))
 	}
 	return s
 }
@@ -130,20 +123,20 @@ func (s *signer) generation() uint64 { return s.gen.Load() }
 func (s *signer) sign(h http.Header, method, target string, body []byte) error {
 	scheme := s.current()
 	if scheme == SigningBodyPath {
-		h.Set(HeaderSignature, signBodyPath(s.key, body, target))
+		h.Set(HeaderSignature, signing.SignBodyPath(s.key, body, target))
 		return nil
 	}
 	ts := strconv.FormatInt(s.clock.Now().Unix()+s.offset.Load(), 10)
-	nonce, err := newNonce()
+	nonce, err := signing.NewNonce()
 	if err != nil {
 		return err
 	}
-	payload := signedPayload(method, h.Get("Content-Type"), body)
+	payload := signing.Payload(method, h.Get("Content-Type"), body)
 	h.Set(HeaderTimestamp, ts)
 	h.Set(HeaderNonce, nonce)
-	h.Set(HeaderSignature, signTimestamp(s.key, ts, payload))
+	h.Set(HeaderSignature, signing.SignTimestamp(s.key, ts, payload))
 	if scheme == SigningDual {
-		h.Set(HeaderSignatureV2, signV2(s.keyV2, method, target, ts, nonce, payload))
+		h.Set(HeaderSignatureV2, signing.SignV2(s.keyV2, method, target, ts, nonce, payload))
 	}
 	return nil
 }
@@ -209,78 +202,12 @@ func deployedRefusal(status int, body []byte) bool {
 	return false
 }
 
-// signedPayload is the body the deployed worker's middleware signs
-// (worker-api.md 1.1): nothing for GET and DELETE and for falsy JSON, the
-// text of a JSON string, otherwise the bytes as sent.
-func signedPayload(method, contentType string, body []byte) []byte {
-	return jsonx.MiddlewarePayload(method, contentType, body)
-}
-
-// newNonce returns 16 random bytes as lowercase hex.
-func newNonce() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("sheen: making a nonce: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
-}
-
-// macKey is a secret with a pool of HMAC-SHA256 states keyed with it, so
-// signing a request does not set up a new HMAC each time.
-type macKey struct {
-	pool sync.Pool
-}
-
-func newMACKey(secret []byte) *macKey {
-	secret = bytes.Clone(secret)
-	k := &macKey{}
-	k.pool.New = func() any { return hmac.New(sha256.New, secret) }
-	return k
-}
-
-// sum returns the lowercase hex HMAC of prefix + body + suffix. The body is
-// hashed where it lies: signing never copies it.
-func (k *macKey) sum(prefix string, body []byte, suffix string) string {
-	m := k.pool.Get().(hash.Hash)
-	m.Reset()
-	io.WriteString(m, prefix)
-	m.Write(body)
-	io.WriteString(m, suffix)
-	var sum [sha256.Size]byte
-	out := hex.EncodeToString(m.Sum(sum[:0]))
-	k.pool.Put(m)
-	return out
-}
-
-// signBodyPath is the v2.1 signature: HMAC over body + pathWithQuery.
-func signBodyPath(k *macKey, body []byte, target string) string {
-	return k.sum("", body, target)
-}
-
-// signTimestamp is the v1 signature: HMAC over timestamp + body.
-func signTimestamp(k *macKey, timestamp string, body []byte) string {
-	return k.sum(timestamp, body, "")
-}
-
-// signV2 is the deployed worker's v2 signature, over canonicalV2.
-func signV2(k *macKey, method, target, timestamp, nonce string, body []byte) string {
-	return k.sum(canonicalV2Head(method, target, timestamp, nonce), body, "")
-}
-
 // escapeID path-escapes one ID for a route after checking that it cannot be
 // mistaken for a path of its own. what names the ID in the error ("userId").
 func escapeID(what, id string) (string, error) {
-	switch {
-	case strings.TrimSpace(id) == "":
-		return "", &ValidationError{Field: what, Reason: "is empty or only white space"}
-	case id == "." || id == ".." || strings.Contains(id, "/") || strings.Contains(id, `\`):
-		return "", &ValidationError{Field: what, Reason: fmt.Sprintf("%q would change the request path", id)}
-	case strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return "", &ValidationError{Field: what, Reason: "contains control characters"}
-	}
-	esc := url.PathEscape(id)
-	if len(esc) > MaxIDLength {
-		return "", &ValidationError{Field: what, Reason: fmt.Sprintf("is %d characters once escaped; the worker's router answers 404 past %d", len(esc), MaxIDLength)}
+	esc, reason := wire.EscapeID(id, MaxIDLength)
+	if reason != "" {
+		return "", &ValidationError{Field: what, Reason: reason}
 	}
 	return esc, nil
 }
@@ -307,13 +234,4 @@ func escapeNonASCII(target string) string {
 		}
 	}
 	return sb.String()
-}
-
-// parseUnixSeconds parses a decimal Unix timestamp.
-func parseUnixSeconds(s string) (time.Time, bool) {
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil {
-		return time.Time{}, false
-	}
-	return time.Unix(n, 0), true
 }

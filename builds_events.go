@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
+	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
 // EventKind is what an event says happened, whatever spelling its type had:
@@ -284,15 +285,7 @@ func legacyPhase(eventType string) Phase {
 
 // clampProgress reads a progress value into [0, 1]: values above 1 are
 // percentages (60 is 0.6), and the result is clamped.
-func clampProgress(p float64) float64 {
-	switch {
-	case p != p: // NaN
-		return 0
-	case p > 1:
-		p /= 100
-	}
-	return min(max(p, 0), 1)
-}
+func clampProgress(p float64) float64 { return wire.ClampProgress(p) }
 
 // BuildOutcome reads a build's events, in ascending id order, by the rules
 // Follow and Wait apply (the first failure or deploy completion stands;

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/sheenapps/sheen-go/internal/signing"
 )
 
 // wireVectors is ../shared/spec/wire-vectors.json: canonical strings and
@@ -93,21 +94,21 @@ func TestWireVectorsCanonicalV2(t *testing.T) {
 	for _, tc := range loadWireVectors(t).CanonicalV2.Cases {
 		t.Run(tc.Name, func(t *testing.T) {
 			body := []byte(tc.Body)
-			if got := canonicalV2(tc.Method, tc.Target, tc.Timestamp, tc.Nonce, body); got != tc.Canonical {
+			if got := signing.CanonicalV2(tc.Method, tc.Target, tc.Timestamp, tc.Nonce, body); got != tc.Canonical {
 				t.Errorf("canonical:\n%s", cmp.Diff(tc.Canonical, got))
 			}
-			key := newMACKey([]byte(tc.Secret))
-			if got := signV2(key, tc.Method, tc.Target, tc.Timestamp, tc.Nonce, body); got != tc.SigV2 {
+			key := signing.NewKey([]byte(tc.Secret))
+			if got := signing.SignV2(key, tc.Method, tc.Target, tc.Timestamp, tc.Nonce, body); got != tc.SigV2 {
 				t.Errorf("v2 signature = %s, want %s", got, tc.SigV2)
 			}
-			if got := signTimestamp(key, tc.Timestamp, body); got != tc.SigV1 {
+			if got := signing.SignTimestamp(key, tc.Timestamp, body); got != tc.SigV1 {
 				t.Errorf("v1 signature = %s, want %s", got, tc.SigV1)
 			}
-			at, _ := parseUnixSeconds(tc.Timestamp)
+			at, _ := signing.ParseUnixSeconds(tc.Timestamp)
 			if len(tc.Secret) < MinSecretLength {
 				// The worker's own code signs with any secret; the Verifier
 				// refuses to run with one this short.
-				ver := &Verifier{Secret: tc.Secret, Scheme: SigningDual}
+				ver := &testVerifier{Secret: tc.Secret, Scheme: SigningDual}
 				if err := ver.Verify(tc.Method, tc.Target, http.Header{}, body); err == nil || errors.As(err, new(*AuthError)) {
 					t.Errorf("a Verifier with a %d-byte secret ran: %v", len(tc.Secret), err)
 				}
@@ -126,7 +127,7 @@ func TestWireVectorsCanonicalV2(t *testing.T) {
 			} {
 				c.h.Set("Content-Type", "application/json")
 				for _, acceptV1 := range []bool{false, true} {
-					ver := &Verifier{Secret: tc.Secret, Scheme: SigningDual, AcceptV1: acceptV1, Now: func() time.Time { return at }}
+					ver := &testVerifier{Secret: tc.Secret, Scheme: SigningDual, AcceptV1: acceptV1, Now: func() time.Time { return at }}
 					err := ver.Verify(tc.Method, tc.Target, c.h.Clone(), body)
 					if want := acceptV1 || c.strictOK; (err == nil) != want {
 						t.Errorf("%s, AcceptV1=%v: %v, want accepted=%v", c.name, acceptV1, err, want)
@@ -138,25 +139,6 @@ func TestWireVectorsCanonicalV2(t *testing.T) {
 }
 
 const zeroSig = "0000000000000000000000000000000000000000000000000000000000000000"
-
-func TestWellFormedIsWHATWG(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"abc", "abc"},
-		{"\xff", "\uFFFD"},
-		{"\xc3", "\uFFFD"},
-		{"\xe2\x82", "\uFFFD"},                 // one maximal subpart
-		{"\xe2\x82x", "\uFFFDx"},               // cut short by an ASCII byte
-		{"\xe0\x80\x80", "\uFFFD\uFFFD\uFFFD"}, // overlong: E0 needs A0..BF next
-		{"\xed\xa0\x80", "\uFFFD\uFFFD\uFFFD"}, // a surrogate
-		{"\xf0\x9f\x98", "\uFFFD"},
-		{"\xf4\x90\x80\x80", "\uFFFD\uFFFD\uFFFD\uFFFD"}, // above U+10FFFF
-		{"é\xffé", "é\uFFFDé"},
-	} {
-		if got := wellFormed(tc.in); got != tc.want {
-			t.Errorf("wellFormed(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
 
 // The signer signs, and the Verifier checks, the payload the deployed
 // worker's middleware signs for each body: nothing for GET, DELETE and falsy
@@ -177,11 +159,11 @@ func TestWireVectorsPayload(t *testing.T) {
 			if err := s.sign(h, tc.Method, "/v1/x", body); err != nil {
 				t.Fatal(err)
 			}
-			key := newMACKey([]byte(testSecret))
-			if got, want := h.Get(HeaderSignature), signTimestamp(key, "1767225600", []byte(tc.SignedPayload)); got != want {
+			key := signing.NewKey([]byte(testSecret))
+			if got, want := h.Get(HeaderSignature), signing.SignTimestamp(key, "1767225600", []byte(tc.SignedPayload)); got != want {
 				t.Errorf("v1 signed over another payload than %q", tc.SignedPayload)
 			}
-			ver := &Verifier{Secret: testSecret, Scheme: SigningDual, Now: func() time.Time { return at }}
+			ver := &testVerifier{Secret: testSecret, Scheme: SigningDual, Now: func() time.Time { return at }}
 			if err := ver.Verify(tc.Method, "/v1/x", h, body); err != nil {
 				t.Errorf("Verifier: %v", err)
 			}

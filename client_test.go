@@ -296,7 +296,7 @@ func TestSigningNames(t *testing.T) {
 func TestSchemesAgainstVerifyingServer(t *testing.T) {
 	for _, scheme := range []Signing{SigningBodyPath, SigningTimestamp, SigningDual} {
 		t.Run(scheme.String(), func(t *testing.T) {
-			ver := &Verifier{Secret: testSecret, Scheme: scheme}
+			ver := &testVerifier{Secret: testSecret, Scheme: scheme}
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if _, err := ver.VerifyRequest(r); err != nil {
 					var ae *AuthError

@@ -49,8 +49,8 @@
 // 401 with serverTime), and retries: a refused signature has no side effect.
 // A client that chose its scheme with WithSigning or WORKER_SIGNING keeps it,
 // and gets an *AuthError that names the option and the variable to change.
-// Verifier checks signed requests the way the worker does, for servers that
-// receive them and for the fake worker in sheentest.
+// sheenhttp.Verifier checks signed requests the way the worker does, for
+// servers that receive them and for the fake worker in sheentest.
 //
 // Request bodies are JSON that JavaScript's JSON.stringify(JSON.parse(body))
 // writes back unchanged (compact, "<", ">" and "&" and U+2028 literal,
@@ -151,23 +151,10 @@
 //
 // # Browser front ends and inbound requests
 //
-// NewProxy is a handler a Go web backend mounts so a browser can reach the
-// worker without the secret: it signs with the client's signer and passes
-// through its rate limiter, but only for an allowlist of routes, only for the
-// user ProxyConfig.Authorize names (a different user id in the path, query or
-// JSON body is refused with 403 before anything reaches the worker), with
-// browser headers dropped, bodies capped and responses streamed. Routes that
-// name no user (rebuild, version lists) need ProxyConfig.AuthorizeResource.
-//
-// A Verifier checks signed requests a Go service receives (Verify,
-// VerifyRequest, or its Middleware), with the deployed worker's status codes
-// and JSON codes. SigningDual requires the v2 signature with a nonce;
-// AcceptV1 also lets a request through on its v1 signature alone, as the
-// deployed worker does during its rollout window.
-//
-// NewBuildStream streams one build's events to browsers as Server-Sent
-// Events (one upstream reader per build and user, resumed from
-// Last-Event-ID, ended by an "end" event by Wait's rules).
+// Code that serves HTTP uses package sheenhttp: its NewProxy lets a browser
+// reach the worker through a client without the secret, its BuildStream
+// streams a build's events to browsers as Server-Sent Events, and its
+// Verifier checks requests signed with the worker's secret.
 //
 // # AI generation
 //
@@ -181,11 +168,11 @@
 //
 // WithSharedLimiter and WithSharedCache (package sheenredis implements them
 // on Redis) let every replica of a service share the worker's quota, its
-// balances and its download links; a NonceChecker shares the Verifier's
-// replay guard. The client records a span per call and per attempt and its
-// metrics to the global OpenTelemetry providers, or to those given with
-// WithTelemetry; no secret, signature, signed URL, body or (unless
-// TelemetryConfig.UserIDs) user id is ever recorded.
+// balances and its download links; a sheenhttp.NonceChecker shares the
+// Verifier's replay guard. The client records a span per call and per
+// attempt and its metrics to the global OpenTelemetry providers, or to
+// those given with WithTelemetry; no secret, signature, signed URL, body or
+// (unless TelemetryConfig.UserIDs) user id is ever recorded.
 //
 // # Per-call options
 //

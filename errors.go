@@ -76,11 +76,12 @@ var (
 	// allowed (local stores, tests), but never after https:// (a downgrade).
 	ErrInsecureDownload = errors.New("sheen: download refused: plain http:// would expose the signed link")
 	// ErrSharedUnavailable marks an answer of a shared store (SharedLimiter,
-	// SharedCache, NonceChecker) that could not reach its backend in time. For
-	// the limiter and the caches the client then falls back, for that call, to
-	// its own local limiter or cache; a Verifier refuses the request (see
-	// NonceChecker). Implementations return it promptly (a short timeout, not
-	// the caller's whole context) and wrap it with the cause.
+	// SharedCache, sheenhttp.NonceChecker) that could not reach its backend
+	// in time. For the limiter and the caches the client then falls back, for
+	// that call, to its own local limiter or cache; a sheenhttp.Verifier
+	// refuses the request (see sheenhttp.NonceChecker). Implementations
+	// return it promptly (a short timeout, not the caller's whole context)
+	// and wrap it with the cause.
 	ErrSharedUnavailable = errors.New("sheen: shared store unavailable")
 )
 

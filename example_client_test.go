@@ -12,12 +12,13 @@ import (
 	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
 // A worker stand-in that checks signatures with the SDK's own Verifier.
 func newExampleWorker(secret string, handler http.HandlerFunc) *httptest.Server {
-	ver := &sheen.Verifier{Secret: secret, Scheme: sheen.SigningBodyPath}
+	ver := &sheenhttp.Verifier{Secret: secret, Scheme: sheen.SigningBodyPath}
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := ver.VerifyRequest(r); err != nil {
 			http.Error(w, `{"code":"INVALID_SIGNATURE","error":"Signature validation failed"}`, http.StatusForbidden)

@@ -11,32 +11,14 @@ import (
 // Fuzz targets for the untrusted inputs of the request path. Each asserts
 // what a user relies on, not only the absence of a panic.
 
-// Whatever headers, target and body arrive, the Verifier answers nil or an
-// *AuthError with one of the deployed worker's statuses, and a request the
-// client signed always passes.
-func FuzzVerify(f *testing.F) {
-	f.Add("GET", "/v1/x?b=1&a=2", "1767225600", "abc", "00", "", []byte(`{"a":1}`))
-	f.Add("POST", "/v1/x??%FF=1", "-1", "", "zz", "not-hex", []byte(`null`))
-	f.Add("DELETE", "", "99999999999999999999", "\x00", "", "", []byte{0xff})
+// A request the client signed always passes the check the Verifier
+// runs (sheenhttp's FuzzVerify checks the Verifier's other answers).
+func FuzzVerifyOwnSignature(f *testing.F) {
+	f.Add("GET", "/v1/x?b=1&a=2", []byte(`{"a":1}`))
+	f.Add("POST", "/v1/x??%FF=1", []byte(`null`))
+	f.Add("DELETE", "/", []byte{0xff})
 	at := time.Unix(1767225600, 0)
-	f.Fuzz(func(t *testing.T, method, target, ts, nonce, sig, sigV2 string, body []byte) {
-		for i, scheme := range []Signing{SigningBodyPath, SigningTimestamp, SigningDual, SigningDual} {
-			v := &Verifier{Secret: testSecret, Scheme: scheme, AcceptV1: i == 3, Now: func() time.Time { return at }}
-			h := http.Header{HeaderTimestamp: {ts}, HeaderNonce: {nonce}, HeaderSignature: {sig}, HeaderSignatureV2: {sigV2}}
-			err := v.Verify(method, target, h, body)
-			if err == nil {
-				continue // a guessed signature would be news, but not a crash
-			}
-			var ae *AuthError
-			if !asAuth(err, &ae) {
-				t.Fatalf("%s: not an *AuthError: %v", scheme, err)
-			}
-			switch ae.StatusCode {
-			case 401, 403, 408, 409:
-			default:
-				t.Fatalf("%s: status %d", scheme, ae.StatusCode)
-			}
-		}
+	f.Fuzz(func(t *testing.T, method, target string, body []byte) {
 		if !strings.HasPrefix(target, "/") || !utf8.ValidString(method) || method == "" {
 			return
 		}
@@ -45,7 +27,7 @@ func FuzzVerify(f *testing.F) {
 		if err := s.sign(h, method, target, body); err != nil {
 			t.Fatal(err)
 		}
-		v := &Verifier{Secret: testSecret, Scheme: SigningDual, Now: func() time.Time { return at }}
+		v := &testVerifier{Secret: testSecret, Scheme: SigningDual, Now: func() time.Time { return at }}
 		if err := v.Verify(method, target, h, body); err != nil {
 			t.Fatalf("the client's own signature refused: %v", err)
 		}
@@ -95,12 +77,4 @@ func FuzzServerTime(f *testing.F) {
 			t.Fatalf("believed %v from %q / %q", tm, body, date)
 		}
 	})
-}
-
-func asAuth(err error, target **AuthError) bool {
-	ae, ok := err.(*AuthError)
-	if ok {
-		*target = ae
-	}
-	return ok
 }

@@ -262,7 +262,7 @@ func TestContextCancelStopsRetries(t *testing.T) {
 // the retry (and later calls) are signed with the corrected time.
 func TestClockSkewCorrected(t *testing.T) {
 	serverNow := time.Now().Add(-10 * time.Minute)
-	ver := &Verifier{Secret: testSecret, Scheme: SigningDual, Now: func() time.Time { return serverNow }}
+	ver := &testVerifier{Secret: testSecret, Scheme: SigningDual, Now: func() time.Time { return serverNow }}
 	n := 0
 	rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		n++

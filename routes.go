@@ -7,9 +7,9 @@ import (
 
 // Routes of the Worker API that the SDK calls, as "METHOD /path" patterns in
 // net/http.ServeMux syntax ({name} is one path segment). They are the names
-// a route goes by everywhere: ProxyRoute.Pattern, sheentest's Fault.Route,
-// Server.Calls and Request.Route, and the golden answers in sheentest's
-// fixtures. Each names the service method that calls it.
+// a route goes by everywhere: sheenhttp.ProxyRoute.Pattern, sheentest's
+// Fault.Route, Server.Calls and Request.Route, and the golden answers in
+// sheentest's fixtures. Each names the service method that calls it.
 const (
 	// RouteBalance is called by BillingService.Balance, RefreshBalance and WaitForBalance.
 	RouteBalance = "GET /v1/billing/balance/{userId}"

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 )
 
 // The route constants and the proxy's default allowlist name the same
@@ -12,7 +13,7 @@ import (
 // proxy refusing a call the SDK makes, or a Fault.Route naming nothing.
 func TestRoutesAreTheProxyDefaults(t *testing.T) {
 	var proxied []string
-	for _, r := range sheen.DefaultProxyRoutes() {
+	for _, r := range sheenhttp.DefaultProxyRoutes() {
 		proxied = append(proxied, r.Pattern)
 	}
 	routes := sheen.Routes()

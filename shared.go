@@ -96,21 +96,6 @@ type SharedCache interface {
 	Delete(ctx context.Context, key string) error
 }
 
-// NonceChecker is a NonceStore that can fail to answer, as a store shared
-// over the network can (sheenredis.NonceStore). A Verifier calls Check
-// instead of Seen when its store has it. When Check fails, the Verifier
-// refuses the request rather than risk a replay: Verify returns an error
-// that says so and wraps Check's (a NonceChecker that prefers to let
-// requests through when its backend is down answers from a local store
-// instead of failing), and Middleware answers 503 NONCE_STORE_UNAVAILABLE
-// with Retry-After: 1.
-type NonceChecker interface {
-	NonceStore
-	// Check records nonce as used at now and reports whether it had already
-	// been used within the store's window, or fails when it cannot tell.
-	Check(nonce string, now time.Time) (seen bool, err error)
-}
-
 // WithSharedLimiter makes the client pace its requests with l, shared with
 // the other replicas of the service, instead of its own limiter; its own
 // limiter stays as the fallback while l cannot answer (see SharedLimiter).

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,29 +240,5 @@ func TestSharedCacheFallsBackAndForgetsWhatItLearntMeanwhile(t *testing.T) {
 	shared.setDown(true)
 	if _, err := c.Billing.Balance(ctx, "u1"); err != nil || w.balances.Load() != 3 {
 		t.Fatalf("down again: %v, %d calls; want the worker asked (the local cache was emptied)", err, w.balances.Load())
-	}
-}
-
-// failingNonces is a NonceChecker that cannot answer.
-type failingNonces struct{}
-
-func (failingNonces) Seen(string, time.Time) bool { return true }
-func (failingNonces) Check(string, time.Time) (bool, error) {
-	return false, fmt.Errorf("%w: redis is down", ErrSharedUnavailable)
-}
-
-func TestVerifierRefusesWhatItsNonceStoreCannotCheck(t *testing.T) {
-	v := &Verifier{Secret: testSecret, Scheme: SigningDual, Nonces: failingNonces{}}
-	h := http.Header{HeaderTimestamp: {strconv.FormatInt(time.Now().Unix(), 10)}, HeaderNonce: {"n1"}, HeaderSignatureV2: {"ab"}}
-	err := v.Verify(http.MethodGet, "/x", h, nil)
-	if !errors.Is(err, ErrSharedUnavailable) || !strings.Contains(err.Error(), "replay") {
-		t.Fatalf("Verify: %v; want an error that says the replay check failed", err)
-	}
-	r := httptest.NewRequest(http.MethodGet, "/x", nil)
-	r.Header = h
-	rec := httptest.NewRecorder()
-	v.Middleware(http.NotFoundHandler()).ServeHTTP(rec, r)
-	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), string(codeNonceStoreUnavailable)) {
-		t.Errorf("Middleware: %d %v %s; want 503 NONCE_STORE_UNAVAILABLE, Retry-After: 1", rec.Code, rec.Header(), rec.Body)
 	}
 }

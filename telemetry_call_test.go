@@ -167,7 +167,7 @@ func TestTraceparentIsNotSigned(t *testing.T) {
 		if h.Get("Traceparent") == "" {
 			t.Fatal("no traceparent injected")
 		}
-		v := &Verifier{Secret: testSecret, Scheme: scheme}
+		v := &testVerifier{Secret: testSecret, Scheme: scheme}
 		if err := v.Verify(http.MethodPost, target, h, body); err != nil {
 			t.Errorf("%v: a signed request with a traceparent is refused: %v", scheme, err)
 		}

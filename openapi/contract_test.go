@@ -12,6 +12,7 @@ import (
 
 	sheen "github.com/sheenapps/sheen-go"
 	"github.com/sheenapps/sheen-go/openapi"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
@@ -91,7 +92,7 @@ func TestRoutesMatchTheSDK(t *testing.T) {
 		}
 	}
 
-	for _, r := range sheen.DefaultProxyRoutes() {
+	for _, r := range sheenhttp.DefaultProxyRoutes() {
 		op := c.Operation(r.Pattern)
 		if op == nil {
 			t.Errorf("DefaultProxyRoutes has %q, the contract does not", r.Pattern)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 )
 
 // sseBlock is one block of an event stream.
@@ -75,7 +76,7 @@ func next(t *testing.T, blocks <-chan sseBlock) sseBlock {
 	return sseBlock{}
 }
 
-// sheen.NewBuildStream over a pgevents Source: browsers get the rows their
+// sheenhttp.NewBuildStream over a pgevents Source: browsers get the rows their
 // user may see as they are written, resume after a dropped connection from
 // Last-Event-ID with nothing repeated or missed, and get the end; another
 // user's stream of the same build shows none of its rows.
@@ -84,7 +85,7 @@ func TestBuildStreamOverPostgres(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a safety net, not a timing assertion
 	defer cancel()
 	src := New(db.reader)
-	stream, err := sheen.NewBuildStream(newClient(t), sheen.BuildStreamConfig{
+	stream, err := sheenhttp.NewBuildStream(newClient(t), sheenhttp.BuildStreamConfig{
 		Authorize: func(r *http.Request) (string, error) { return r.Header.Get("X-User"), nil },
 		Follow:    &sheen.FollowOptions{Source: src},
 		Heartbeat: 20 * time.Millisecond,

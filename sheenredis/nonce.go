@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 )
 
 // maxPendingNonces bounds the nonces a failing-open store keeps to write
@@ -32,10 +33,10 @@ type NonceOptions struct {
 	FailOpen bool
 	// Local is the store used while failing open (default an in-memory
 	// store keeping TTL's worth of nonces, at most 100,000).
-	Local sheen.NonceStore
+	Local sheenhttp.NonceStore
 }
 
-// NonceStore is a sheen.NonceChecker on Redis: SET NX with an expiry, so a
+// NonceStore is a sheenhttp.NonceChecker on Redis: SET NX with an expiry, so a
 // nonce used on one replica is refused on every other. Use it as a
 // Verifier's Nonces. It is safe for concurrent use.
 type NonceStore struct {
@@ -68,7 +69,7 @@ func NewNonceStore(rdb redis.UniversalClient, o NonceOptions) (*NonceStore, erro
 		o.TTL = sheen.DefaultNonceTTL
 	}
 	if o.Local == nil {
-		o.Local = sheen.NewMemoryNonceStore(o.TTL, 100_000)
+		o.Local = sheenhttp.NewMemoryNonceStore(o.TTL, 100_000)
 	}
 	s := &NonceStore{rdb: rdb, o: o}
 	fallback := "refusing signed requests (fail closed)"
@@ -86,7 +87,7 @@ func (s *NonceStore) key(nonce string) string {
 	return s.o.Prefix + ":n:" + hex.EncodeToString(sum[:16])
 }
 
-// Check implements sheen.NonceChecker: it records nonce as used and reports
+// Check implements sheenhttp.NonceChecker: it records nonce as used and reports
 // whether it had been used within TTL, on any replica. When Redis cannot
 // answer it fails (wrapping sheen.ErrSharedUnavailable), or with FailOpen
 // answers from Local.
@@ -115,7 +116,7 @@ func (s *NonceStore) Check(nonce string, now time.Time) (bool, error) {
 	return seen, nil
 }
 
-// Seen implements sheen.NonceStore for callers that cannot take an error:
+// Seen implements sheenhttp.NonceStore for callers that cannot take an error:
 // a nonce it cannot check counts as seen (the request is refused), unless
 // FailOpen.
 func (s *NonceStore) Seen(nonce string, now time.Time) bool {
@@ -146,4 +147,4 @@ func (s *NonceStore) flush() {
 	})
 }
 
-var _ sheen.NonceChecker = (*NonceStore)(nil)
+var _ sheenhttp.NonceChecker = (*NonceStore)(nil)

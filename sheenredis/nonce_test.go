@@ -15,22 +15,23 @@ import (
 
 	"github.com/sheenapps/sheen-go"
 	"github.com/sheenapps/sheen-go/internal/redistest"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 )
 
 // replica is one replica's Verifier on a NonceStore of its own.
-func replica(t *testing.T, rdb *redis.Client, o NonceOptions) *sheen.Verifier {
+func replica(t *testing.T, rdb *redis.Client, o NonceOptions) *sheenhttp.Verifier {
 	t.Helper()
 	s, err := NewNonceStore(rdb, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &sheen.Verifier{Secret: testSecret, Scheme: sheen.SigningDual, Nonces: s}
+	return &sheenhttp.Verifier{Secret: testSecret, Scheme: sheen.SigningDual, Nonces: s}
 }
 
 // send hands v's Middleware a request with a fresh timestamp, nonce and a
 // signature that does not verify: the nonce is used up before the
 // signature is checked, so a first sending is a 403 and a replay a 409.
-func send(v *sheen.Verifier, nonce string) *httptest.ResponseRecorder {
+func send(v *sheenhttp.Verifier, nonce string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodGet, "/v1/anything", nil)
 	r.Header.Set(sheen.HeaderTimestamp, strconv.FormatInt(time.Now().Unix(), 10))
 	r.Header.Set(sheen.HeaderNonce, nonce)

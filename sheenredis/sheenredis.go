@@ -9,7 +9,7 @@
 //	client, _ := sheen.NewWorkerClientFromEnv(sheen.WithSharedLimiter(lim), sheen.WithSharedCache(cache))
 //
 //	nonces, _ := sheenredis.NewNonceStore(rdb, sheenredis.NonceOptions{})
-//	v := &sheen.Verifier{Secret: secret, Scheme: sheen.SigningDual, Nonces: nonces}
+//	v := &sheenhttp.Verifier{Secret: secret, Scheme: sheen.SigningDual, Nonces: nonces}
 //
 // # What each piece buys
 //

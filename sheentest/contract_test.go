@@ -24,6 +24,7 @@ import (
 
 	sheen "github.com/sheenapps/sheen-go"
 	"github.com/sheenapps/sheen-go/openapi"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
@@ -395,9 +396,9 @@ func TestProxyKeepsTheContract(t *testing.T) {
 	for _, scheme := range []sheen.Signing{sheen.SigningBodyPath, sheen.SigningDual} {
 		t.Run(scheme.String(), func(t *testing.T) {
 			r := newContractRun(t, scheme, false, nil)
-			proxy, err := sheen.NewProxy(r.client, sheen.ProxyConfig{
+			proxy, err := sheenhttp.NewProxy(r.client, sheenhttp.ProxyConfig{
 				Authorize:         func(*http.Request) (string, error) { return "u1", nil },
-				AuthorizeResource: func(*http.Request, string, sheen.ResourceKind, string) error { return nil },
+				AuthorizeResource: func(*http.Request, string, sheenhttp.ResourceKind, string) error { return nil },
 			})
 			if err != nil {
 				t.Fatal(err)

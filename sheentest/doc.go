@@ -32,7 +32,7 @@
 //     artifact (DropArtifact) answers 404 with canRebuild; archives over
 //     WithMaxExportSize answer 413.
 //
-// Every /v1 request is verified with sheen.Verifier exactly as the deployed
+// Every /v1 request is verified with sheenhttp.Verifier exactly as the deployed
 // worker does for the configured scheme: 401 MISSING_SIGNATURE, 403
 // INVALID_SIGNATURE, 408 TIMESTAMP_OUT_OF_RANGE (120 s, against the server's
 // clock, which WithClockSkew can move), 409 REPLAY_ATTACK_DETECTED (nonces

@@ -81,7 +81,7 @@ func WithSecret(secret string) Option { return func(s *settings) { s.secret = se
 func WithSecretV2(secret string) Option { return func(s *settings) { s.secretV2 = secret } }
 
 // WithSigning sets the scheme requests must be signed with (default
-// sheen.SigningBodyPath). Requests are verified with sheen.Verifier exactly
+// sheen.SigningBodyPath). Requests are verified with sheenhttp.Verifier exactly
 // as the deployed worker does.
 func WithSigning(scheme sheen.Signing) Option { return func(s *settings) { s.signing = scheme } }
 

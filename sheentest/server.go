@@ -17,6 +17,7 @@ import (
 	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 )
 
 // maxBody is the deployed worker's request body limit.
@@ -32,7 +33,7 @@ type Server struct {
 
 	cfg      settings
 	http     *httptest.Server
-	verifier *sheen.Verifier
+	verifier *sheenhttp.Verifier
 	mux      *http.ServeMux
 
 	mu       sync.Mutex
@@ -85,7 +86,7 @@ func NewServer(opts ...Option) *Server {
 		calls:    map[string]int{},
 		stop:     make(chan struct{}),
 	}
-	s.verifier = &sheen.Verifier{Secret: cfg.secret, SecretV2: cfg.secretV2, Scheme: cfg.signing, AcceptV1: cfg.signing == sheen.SigningDual, Now: s.now}
+	s.verifier = &sheenhttp.Verifier{Secret: cfg.secret, SecretV2: cfg.secretV2, Scheme: cfg.signing, AcceptV1: cfg.signing == sheen.SigningDual, Now: s.now}
 	for id, paid := range cfg.users {
 		s.users[id] = &user{id: id, paid: paid}
 	}

@@ -1,4 +1,4 @@
-// Command sse measures sheen.NewBuildStream under load, against a
+// Command sse measures sheenhttp.NewBuildStream under load, against a
 // throwaway PostgreSQL server (internal/pgtest) read through one pgevents
 // Source with its NOTIFY trigger, on loopback:
 //
@@ -60,6 +60,7 @@ import (
 	sheen "github.com/sheenapps/sheen-go"
 	"github.com/sheenapps/sheen-go/internal/pgtest"
 	"github.com/sheenapps/sheen-go/pgevents"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 )
 
 // steps are the 10 events of every build: the last two end its metadata
@@ -310,7 +311,7 @@ func run(ctx context.Context, cluster *pgtest.Cluster, sc scenario, handler stri
 func newHandler(kind string, client *sheen.WorkerClient, src sheen.EventSource) (http.Handler, func(), error) {
 	authorize := func(r *http.Request) (string, error) { return r.Header.Get("X-User"), nil }
 	if kind == "stream" {
-		s, err := sheen.NewBuildStream(client, sheen.BuildStreamConfig{Authorize: authorize, Follow: &sheen.FollowOptions{Source: src}})
+		s, err := sheenhttp.NewBuildStream(client, sheenhttp.BuildStreamConfig{Authorize: authorize, Follow: &sheen.FollowOptions{Source: src}})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 )
 
 // maxCapture caps the request verify reads: the worker's body limit plus
@@ -257,7 +258,7 @@ func verdictOf(req *http.Request, body []byte, k verifyKeys, acceptV1 bool, now 
 	// Each check gets a Verifier of its own, so a nonce used up by one
 	// does not make the next see a replay.
 	check := func(v1 bool) error {
-		ver := &sheen.Verifier{Secret: k.secret, SecretV2: k.secretV2, Scheme: k.scheme, AcceptV1: v1, Now: now}
+		ver := &sheenhttp.Verifier{Secret: k.secret, SecretV2: k.secretV2, Scheme: k.scheme, AcceptV1: v1, Now: now}
 		return ver.Verify(req.Method, target, req.Header, body)
 	}
 	dual := k.scheme == sheen.SigningDual

@@ -1,7 +1,7 @@
 // Command proxy is a small web backend whose browser front end talks to the
 // worker without ever holding the shared secret. It signs users in with a
 // toy session cookie, creates projects on their behalf (so it knows who owns
-// which project), and mounts sheen.NewProxy under /api/worker/ for
+// which project), and mounts sheenhttp.NewProxy under /api/worker/ for
 // everything else the page does: the balance, a build's status, a project's
 // versions, exports.
 //
@@ -38,6 +38,7 @@ import (
 	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
@@ -117,13 +118,13 @@ func newApp(client *sheen.WorkerClient, users map[string]string) (*app, error) {
 
 	// The browser may use every default route except creating projects,
 	// which goes through /app/projects so the app records who owns them.
-	var routes []sheen.ProxyRoute
-	for _, rt := range sheen.DefaultProxyRoutes() {
+	var routes []sheenhttp.ProxyRoute
+	for _, rt := range sheenhttp.DefaultProxyRoutes() {
 		if rt.Pattern != "POST /v1/create-preview-for-new-project" {
 			routes = append(routes, rt)
 		}
 	}
-	proxy, err := sheen.NewProxy(client, sheen.ProxyConfig{
+	proxy, err := sheenhttp.NewProxy(client, sheenhttp.ProxyConfig{
 		Prefix:            "/api/worker",
 		Routes:            routes,
 		Authorize:         a.authorize,
@@ -169,9 +170,9 @@ func (a *app) session(r *http.Request) string {
 // Versions are looked up in the user's projects (a real app keeps them in
 // its database). Builds are checked by the worker itself: every build route
 // carries the userId the proxy sets.
-func (a *app) owns(r *http.Request, userID string, kind sheen.ResourceKind, id string) error {
+func (a *app) owns(r *http.Request, userID string, kind sheenhttp.ResourceKind, id string) error {
 	switch kind {
-	case sheen.ResourceProject:
+	case sheenhttp.ResourceProject:
 		a.mu.Lock()
 		owner, ok := a.projects[id]
 		a.mu.Unlock()
@@ -182,7 +183,7 @@ func (a *app) owns(r *http.Request, userID string, kind sheen.ResourceKind, id s
 			return errors.New("not the user's project")
 		}
 		return nil
-	case sheen.ResourceVersion:
+	case sheenhttp.ResourceVersion:
 		for _, pid := range a.projectsOf(userID) {
 			for v, err := range a.client.Builds.Versions(r.Context(), pid, "") {
 				if err != nil {
@@ -194,7 +195,7 @@ func (a *app) owns(r *http.Request, userID string, kind sheen.ResourceKind, id s
 			}
 		}
 		return errors.New("not the user's version")
-	case sheen.ResourceBuild:
+	case sheenhttp.ResourceBuild:
 		return nil
 	}
 	return fmt.Errorf("unknown resource kind %q", kind)

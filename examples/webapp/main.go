@@ -7,10 +7,10 @@
 // The browser never holds the worker's secret. It talks to two handlers of
 // this server:
 //
-//   - sheen.NewProxy under /api/worker/ for the balance, the balance check
+//   - sheenhttp.NewProxy under /api/worker/ for the balance, the balance check
 //     before a build, starting the build and the export link, each signed
 //     by the server for the signed-in user only;
-//   - sheen.NewBuildStream at /app/builds/{buildId}/events, the build's
+//   - sheenhttp.NewBuildStream at /app/builds/{buildId}/events, the build's
 //     events as Server-Sent Events, which the page reads with EventSource
 //     (and which resumes by itself after a dropped connection).
 //
@@ -48,6 +48,7 @@ import (
 	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
@@ -139,7 +140,7 @@ func newWorker(out io.Writer, pace sheentest.BuildPace, step time.Duration) (*wo
 // app is the web backend: sign-in, the page, the proxy, the build stream.
 type app struct {
 	http.Handler
-	stream *sheen.BuildStream
+	stream *sheenhttp.BuildStream
 	users  map[string]string
 
 	mu       sync.Mutex
@@ -156,8 +157,8 @@ var proxyRoutes = map[string]bool{
 
 func newApp(w *worker) (*app, error) {
 	a := &app{users: w.users, sessions: map[string]string{}}
-	var routes []sheen.ProxyRoute
-	for _, rt := range sheen.DefaultProxyRoutes() {
+	var routes []sheenhttp.ProxyRoute
+	for _, rt := range sheenhttp.DefaultProxyRoutes() {
 		if proxyRoutes[rt.Pattern] {
 			routes = append(routes, rt)
 		}
@@ -165,13 +166,13 @@ func newApp(w *worker) (*app, error) {
 	// Every route the page uses carries the user id, which the proxy sets
 	// to the signed-in user and the worker checks against the project or
 	// build: no AuthorizeResource is needed.
-	proxy, err := sheen.NewProxy(w.proxy, sheen.ProxyConfig{Prefix: "/api/worker", Routes: routes, Authorize: a.authorize})
+	proxy, err := sheenhttp.NewProxy(w.proxy, sheenhttp.ProxyConfig{Prefix: "/api/worker", Routes: routes, Authorize: a.authorize})
 	if err != nil {
 		return nil, err
 	}
 	// The stream reads a build's events for the signed-in user only: the
 	// worker answers 404 for another user's build.
-	if a.stream, err = sheen.NewBuildStream(w.stream, sheen.BuildStreamConfig{Authorize: a.authorize}); err != nil {
+	if a.stream, err = sheenhttp.NewBuildStream(w.stream, sheenhttp.BuildStreamConfig{Authorize: a.authorize}); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()

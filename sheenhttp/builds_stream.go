@@ -1,4 +1,4 @@
-package sheen
+package sheenhttp
 
 import (
 	"cmp"
@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
 // streamRetry is the reconnection delay a stream asks browsers to use.
@@ -40,11 +43,11 @@ type BuildStreamConfig struct {
 	// HTTP endpoint), PollInterval, MetadataWait and MetadataStartWait.
 	// AfterEventID and OnEvent are refused: the stream resumes each browser
 	// from its own Last-Event-ID. nil means every default.
-	Follow *FollowOptions
+	Follow *sheen.FollowOptions
 
 	// Options are the CallOptions of the HTTP source's requests.
 	// WithResponse is refused.
-	Options []CallOption
+	Options []sheen.CallOption
 
 	// Heartbeat is how often an idle stream gets a comment line (default
 	// DefaultStreamHeartbeat). It must not be negative.
@@ -63,11 +66,13 @@ type BuildStreamConfig struct {
 // browser as Server-Sent Events (text/event-stream), made by
 // NewBuildStream. It is safe for concurrent use.
 type BuildStream struct {
-	client            *WorkerClient
+	client            *sheen.WorkerClient
+	logger            *slog.Logger
+	source            sheen.EventSource // where events are read: the options', the client's, or the worker's
 	authorize         func(*http.Request) (string, error)
 	authorizeResource func(*http.Request, string, ResourceKind, string) error
-	follow            *FollowOptions
-	opts              []CallOption
+	follow            sheen.FollowOptions // Source and OnEvent are set per hub
+	opts              []sheen.CallOption
 	heartbeat         time.Duration
 	writeTimeout      time.Duration
 
@@ -135,37 +140,38 @@ type BuildStream struct {
 //
 // Nothing the stream sends or logs holds the secret or a signed URL: the
 // events are the worker's user-facing build events.
-func NewBuildStream(client *WorkerClient, cfg BuildStreamConfig) (*BuildStream, error) {
-	if client == nil || client.core == nil {
-		return nil, errors.New("sheen: NewBuildStream: client is nil")
+func NewBuildStream(client *sheen.WorkerClient, cfg BuildStreamConfig) (*BuildStream, error) {
+	c := hooks.Core(client)
+	if c == nil {
+		return nil, errors.New("sheenhttp: NewBuildStream: client is nil")
 	}
 	if cfg.Authorize == nil {
-		return nil, errors.New("sheen: NewBuildStream: BuildStreamConfig.Authorize is required")
+		return nil, errors.New("sheenhttp: NewBuildStream: BuildStreamConfig.Authorize is required")
 	}
 	if cfg.Heartbeat < 0 || cfg.WriteTimeout < 0 {
-		return nil, errors.New("sheen: NewBuildStream: Heartbeat and WriteTimeout must not be negative")
+		return nil, errors.New("sheenhttp: NewBuildStream: Heartbeat and WriteTimeout must not be negative")
 	}
-	cc, err := newCallConfig(cfg.Options)
-	_, ferr := cfg.Follow.settings()
-	if err = cmp.Or(err, ferr); err != nil {
-		return nil, fmt.Errorf("sheen: NewBuildStream: %w", err)
-	}
-	var follow *FollowOptions
+	var follow sheen.FollowOptions
 	if cfg.Follow != nil {
-		follow = new(*cfg.Follow)
+		follow = *cfg.Follow
 	}
-	switch {
-	case follow != nil && (follow.AfterEventID != 0 || follow.OnEvent != nil), cc.response != nil:
-		return nil, errors.New("sheen: NewBuildStream: AfterEventID, OnEvent and WithResponse do not apply to a stream")
+	if follow.AfterEventID != 0 || follow.OnEvent != nil {
+		return nil, errors.New("sheenhttp: NewBuildStream: FollowOptions.AfterEventID and OnEvent do not apply to a stream")
+	}
+	src, err := hooks.StreamSource(client, follow.Source, cfg.Options)
+	if err != nil {
+		return nil, fmt.Errorf("sheenhttp: NewBuildStream: %w", err)
 	}
 	return &BuildStream{
 		client:            client,
+		logger:            c.Logger,
+		source:            src,
 		authorize:         cfg.Authorize,
 		authorizeResource: cfg.AuthorizeResource,
 		follow:            follow,
 		opts:              slices.Clone(cfg.Options),
-		heartbeat:         cmp.Or(cfg.Heartbeat, DefaultStreamHeartbeat),
-		writeTimeout:      cmp.Or(cfg.WriteTimeout, DefaultStreamWriteTimeout),
+		heartbeat:         cmp.Or(cfg.Heartbeat, sheen.DefaultStreamHeartbeat),
+		writeTimeout:      cmp.Or(cfg.WriteTimeout, sheen.DefaultStreamWriteTimeout),
 		closing:           make(chan struct{}),
 	}, nil
 }
@@ -182,9 +188,9 @@ func (s *BuildStream) Close() {
 
 // Codes of the stream's own refusals, besides the proxy's.
 const (
-	streamCodeMethod      ErrorCode = "METHOD_NOT_ALLOWED"
-	streamCodeUnavailable ErrorCode = "EVENTS_UNAVAILABLE"
-	streamCodeClosed      ErrorCode = "SERVICE_UNAVAILABLE"
+	streamCodeMethod      sheen.ErrorCode = "METHOD_NOT_ALLOWED"
+	streamCodeUnavailable sheen.ErrorCode = "EVENTS_UNAVAILABLE"
+	streamCodeClosed      sheen.ErrorCode = "SERVICE_UNAVAILABLE"
 )
 
 // ServeHTTP implements http.Handler.
@@ -238,7 +244,7 @@ func (s *BuildStream) check(r *http.Request) (key hubKey, cursor int64, no *prox
 	key.userID = userID
 	if s.authorizeResource != nil {
 		if err := s.authorizeResource(r, userID, ResourceBuild, key.buildID); err != nil {
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, sheen.ErrNotFound) {
 				return key, 0, &proxyRefusal{http.StatusNotFound, proxyCodeNotFound, "No such build"}
 			}
 			return key, 0, &proxyRefusal{http.StatusForbidden, proxyCodeForbidden, "This build is not yours"}
@@ -267,9 +273,9 @@ func lastEventID(r *http.Request) (int64, bool) {
 
 // refuse answers a request the stream will not serve.
 func (s *BuildStream) refuse(w http.ResponseWriter, r *http.Request, no *proxyRefusal) {
-	logger := s.client.core.logger
+	logger := s.logger
 	if logger.Enabled(r.Context(), slog.LevelDebug) {
-		logger.LogAttrs(r.Context(), slog.LevelDebug, "sheen: build stream refused a request",
+		logger.LogAttrs(r.Context(), slog.LevelDebug, "sheenhttp: build stream refused a request",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", no.status), slog.String("code", string(no.code)))
 	}
@@ -283,53 +289,35 @@ func (s *BuildStream) refuse(w http.ResponseWriter, r *http.Request, no *proxyRe
 func (s *BuildStream) newHub(key hubKey) *hub {
 	s.readers.Add(1) // under the hubs' lock, so never after Close's Wait began
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &hub{key: key, ctx: ctx, cancel: cancel, changed: make(chan struct{})}
-	f, err := s.client.Builds.newFollower(key.buildID, key.userID, s.follow, s.opts)
-	if err != nil { // not reached: NewBuildStream checked the options, check the ids
-		h.done, h.err = true, err
-		return h
-	}
-	h.source = f.cfg.source
-	f.cfg.source = wrapHubSource(f.cfg.source, h)
-	h.reader = f
-	return h
+	return &hub{key: key, ctx: ctx, cancel: cancel, changed: make(chan struct{}), source: s.source}
 }
 
-// read runs a hub's upstream reader, a follower as Builds.Follow has: its
-// events go to the hub's log, and its outcome is the final frame.
+// read runs a hub's upstream reader, Builds.Wait with the stream's options:
+// its events go to the hub's log, and its outcome is the final frame. It
+// reads through the hub's source, which tells the hub when the source first
+// answered.
 func (s *BuildStream) read(h *hub) {
 	defer s.readers.Done()
 	defer h.cancel()
-	f := h.reader
-	if f == nil {
-		s.hubs.forget(h)
-		return
-	}
-	var failure error
-	f.run(h.ctx, func(ev BuildEvent, err error) bool {
-		if err != nil {
-			failure = err
-			return false
-		}
+	var lastID int64
+	follow := s.follow
+	follow.Source = wrapHubSource(h.source, h)
+	follow.OnEvent = func(ev sheen.BuildEvent) {
+		lastID = ev.ID
 		h.append(frame{id: ev.ID, data: encodeEventFrame(ev)})
-		return true
-	})
+	}
+	res, err := s.client.Builds.Wait(h.ctx, h.key.buildID, h.key.userID, &follow, s.opts...)
+	var failed *sheen.BuildFailedError
 	switch {
 	case h.ctx.Err() != nil: // the last browser left, or Close
 		h.finish(nil, h.ctx.Err())
-	case failure != nil:
-		s.client.core.logger.LogAttrs(context.Background(), slog.LevelWarn, "sheen: build stream: reading the build's events failed",
-			slog.String("build_id", h.key.buildID), slog.String("error", failure.Error()))
+	case res != nil || errors.As(err, &failed):
+		h.finish(encodeEndFrame(h.key.buildID, lastID, res, err), nil)
+	default: // the source failed for good: the outcome is unknown
+		s.logger.LogAttrs(context.Background(), slog.LevelWarn, "sheenhttp: build stream: reading the build's events failed",
+			slog.String("build_id", h.key.buildID), slog.String("error", err.Error()))
 		s.hubs.forget(h)
-		h.finish(nil, failure)
-	default:
-		res, ended, err := f.result(h.key.buildID)
-		if !ended { // not reached: a follower stops at an outcome or with an error
-			s.hubs.forget(h)
-			h.finish(nil, errors.New("sheen: the build's events ended before the build did"))
-			return
-		}
-		h.finish(encodeEndFrame(h.key.buildID, f.lastID, res, err), nil)
+		h.finish(nil, err)
 	}
 }
 
@@ -357,9 +345,9 @@ func (s *BuildStream) awaitReady(ctx context.Context, h *hub) *proxyRefusal {
 // sourceRefusal is the answer to a source that failed before answering.
 func sourceRefusal(err error) *proxyRefusal {
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, sheen.ErrNotFound):
 		return &proxyRefusal{http.StatusNotFound, proxyCodeNotFound, "No such build"}
-	case errors.Is(err, ErrRateLimited):
+	case errors.Is(err, sheen.ErrRateLimited):
 		return &proxyRefusal{http.StatusTooManyRequests, proxyCodeRateLimited, "Too many requests; try again shortly"}
 	}
 	return &proxyRefusal{http.StatusBadGateway, streamCodeUnavailable, "The build's events cannot be read right now"}
@@ -451,19 +439,19 @@ func (s *BuildStream) catchUp(ctx context.Context, rc *http.ResponseController, 
 		events, _, err := h.source.FetchEvents(ctx, h.key.buildID, h.key.userID, cursor)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.client.core.logger.LogAttrs(ctx, slog.LevelWarn, "sheen: build stream: reading missed events failed",
+				s.logger.LogAttrs(ctx, slog.LevelWarn, "sheenhttp: build stream: reading missed events failed",
 					slog.String("build_id", h.key.buildID), slog.String("error", err.Error()))
 			}
 			return cursor, false
 		}
-		slices.SortStableFunc(events, func(a, b BuildEvent) int { return cmp.Compare(a.ID, b.ID) })
+		slices.SortStableFunc(events, func(a, b sheen.BuildEvent) int { return cmp.Compare(a.ID, b.ID) })
 		var chunks [][]byte
 		next := cursor
 		for _, ev := range events {
 			if ev.ID <= next || ev.ID > through {
 				continue
 			}
-			ev.Progress = clampProgress(ev.Progress)
+			ev.Progress = wire.ClampProgress(ev.Progress)
 			chunks = append(chunks, encodeEventFrame(ev))
 			next = ev.ID
 		}
@@ -483,8 +471,8 @@ type streamEvent struct {
 	ID              int64           `json:"id"`
 	BuildID         string          `json:"buildId"`
 	Type            string          `json:"type"`
-	Kind            EventKind       `json:"kind"`
-	Phase           Phase           `json:"phase,omitempty"`
+	Kind            sheen.EventKind `json:"kind"`
+	Phase           sheen.Phase     `json:"phase,omitempty"`
 	Title           string          `json:"title,omitempty"`
 	Description     string          `json:"description,omitempty"`
 	Progress        *float64        `json:"progress,omitempty"`
@@ -517,11 +505,11 @@ type streamEnd struct {
 	MetadataDone    *bool        `json:"metadataDone,omitempty"`
 	MetadataError   *streamError `json:"metadataError,omitempty"`
 	Error           *streamError `json:"error,omitempty"`
-	Phase           Phase        `json:"phase,omitempty"`
+	Phase           sheen.Phase  `json:"phase,omitempty"`
 	LastEventID     int64        `json:"lastEventId"`
 }
 
-func newStreamError(e *BuildEventError) *streamError {
+func newStreamError(e *sheen.BuildEventError) *streamError {
 	if e == nil {
 		return nil
 	}
@@ -529,7 +517,7 @@ func newStreamError(e *BuildEventError) *streamError {
 }
 
 // encodeEventFrame encodes an event as a message: "id: N\ndata: {json}\n\n".
-func encodeEventFrame(ev BuildEvent) []byte {
+func encodeEventFrame(ev sheen.BuildEvent) []byte {
 	se := streamEvent{
 		ID: ev.ID, BuildID: ev.BuildID, Type: ev.Type, Kind: ev.Kind, Phase: ev.Phase,
 		Title: ev.Title, Description: ev.Description, Finished: ev.Finished, PreviewURL: ev.PreviewURL,
@@ -561,9 +549,9 @@ func encodeEventFrame(ev BuildEvent) []byte {
 }
 
 // encodeEndFrame encodes how the build ended as the "end" event.
-func encodeEndFrame(buildID string, lastID int64, res *BuildResult, err error) []byte {
+func encodeEndFrame(buildID string, lastID int64, res *sheen.BuildResult, err error) []byte {
 	end := streamEnd{BuildID: buildID, LastEventID: lastID}
-	var failed *BuildFailedError
+	var failed *sheen.BuildFailedError
 	switch {
 	case res != nil:
 		done := res.MetadataDone

@@ -1,4 +1,4 @@
-package sheen_test
+package sheenhttp_test
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
@@ -25,7 +25,7 @@ func ExampleNewProxy() {
 	}
 
 	sessions := map[string]string{"s3cr3t-session": "user-123"} // your session store
-	proxy, err := sheen.NewProxy(client, sheen.ProxyConfig{
+	proxy, err := sheenhttp.NewProxy(client, sheenhttp.ProxyConfig{
 		Prefix: "/api/worker",
 		Authorize: func(r *http.Request) (string, error) {
 			c, err := r.Cookie("session")

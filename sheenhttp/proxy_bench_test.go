@@ -1,10 +1,9 @@
-package sheen
+package sheenhttp
 
 import (
 	"bytes"
 	"cmp"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -16,6 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/internal/signing"
 )
 
 // BenchmarkProxy measures the proxy's throughput against baselines from
@@ -45,7 +47,7 @@ import (
 // request and *-allocs allocations per request, of the whole process
 // (browser, front, proxy and worker).
 //
-// Run it with: go test -run '^$' -bench Proxy .
+// Run it with: go test -run '^$' -bench Proxy ./sheenhttp
 func BenchmarkProxy(b *testing.B) {
 	small := []byte(`{"balance":{"welcomeBonus":3000,"dailyGift":900,"paid":0,"total":3900},"usage":{"todayUsed":0,"lifetimeUsed":120},"plan":"free","ok":true}`)
 	big := bytes.Repeat([]byte(`{"a":"0123456789abcdef"},`), (1<<20)/25)
@@ -115,8 +117,8 @@ func newProxyBenchRig(b *testing.B, body []byte, chunked bool) *proxyBenchRig {
 	}
 	authorize := func(r *http.Request) (string, error) { return pxBenchUser, nil }
 
-	client, err := NewWorkerClient(WithBaseURL(rig.worker.URL), WithSecret(benchProxySecret), WithSigning(SigningDual),
-		WithRateLimit(1_000_000_000), WithRetry(1, time.Second), WithHTTPClient(&http.Client{Transport: newTransport()}))
+	client, err := sheen.NewWorkerClient(sheen.WithBaseURL(rig.worker.URL), sheen.WithSecret(benchProxySecret), sheen.WithSigning(sheen.SigningDual),
+		sheen.WithRateLimit(1_000_000_000), sheen.WithRetry(1, time.Second), sheen.WithHTTPClient(&http.Client{Transport: newTransport()}))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -127,14 +129,14 @@ func newProxyBenchRig(b *testing.B, body []byte, chunked bool) *proxyBenchRig {
 	rig.sides = append(rig.sides, benchSide{"proxy", httptest.NewServer(h)})
 
 	target, _ := url.Parse(rig.worker.URL)
-	s := newSigner(SigningDual, false, benchProxySecret, "", systemClock{}, slog.New(slog.DiscardHandler))
+	s := signing.NewKey([]byte(benchProxySecret))
 	for _, name := range []string{"reverseproxy", "pooledproxy"} {
 		rp := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(target)
 				pr.Out.Header.Del("Cookie")
 			},
-			Transport: signingRoundTripper{base: newTransport(), signer: s},
+			Transport: signingRoundTripper{base: newTransport(), key: s},
 		}
 		if name == "pooledproxy" {
 			rp.BufferPool = benchBufferPool{}
@@ -166,21 +168,37 @@ func (benchBufferPool) Put(b []byte) {
 
 const pxBenchUser = "a11ce000-0000-4000-8000-000000000001"
 
-// signingRoundTripper signs a request as the client's transport does, and
+// signingRoundTripper signs a request as the client's transport does under
+// SigningDual (a fresh timestamp and nonce, the v1 and v2 signatures over
+// the worker's payload, with internal/signing as the client's signer), and
 // nothing else.
 type signingRoundTripper struct {
-	base   http.RoundTripper
-	signer *signer
+	base http.RoundTripper
+	key  *signing.Key
 }
 
 func (t signingRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
-	body, err := bodyBytes(r)
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		b, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		body = b
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	nonce, err := signing.NewNonce()
 	if err != nil {
 		return nil, err
 	}
-	if err := t.signer.sign(r.Header, r.Method, r.URL.RequestURI(), body); err != nil {
-		return nil, err
-	}
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	target := r.URL.RequestURI()
+	payload := signing.Payload(r.Method, r.Header.Get("Content-Type"), body)
+	r.Header.Set(sheen.HeaderTimestamp, ts)
+	r.Header.Set(sheen.HeaderNonce, nonce)
+	r.Header.Set(sheen.HeaderSignature, signing.SignTimestamp(t.key, ts, payload))
+	r.Header.Set(sheen.HeaderSignatureV2, signing.SignV2(t.key, r.Method, target, ts, nonce, payload))
 	return t.base.RoundTrip(r)
 }
 

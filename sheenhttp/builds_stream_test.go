@@ -1,4 +1,4 @@
-package sheen
+package sheenhttp
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/sheenapps/sheen-go"
 	"go.uber.org/goleak"
 )
 
@@ -26,7 +27,7 @@ import (
 // worker does), counts of fetches and of live subscriptions.
 type memSource struct {
 	mu       sync.Mutex
-	events   map[string][]BuildEvent
+	events   map[string][]sheen.BuildEvent
 	owner    map[string]string
 	wakes    map[chan struct{}]string
 	fetches  int
@@ -34,10 +35,10 @@ type memSource struct {
 }
 
 func newMemSource() *memSource {
-	return &memSource{events: map[string][]BuildEvent{}, owner: map[string]string{}, wakes: map[chan struct{}]string{}}
+	return &memSource{events: map[string][]sheen.BuildEvent{}, owner: map[string]string{}, wakes: map[chan struct{}]string{}}
 }
 
-func (m *memSource) FetchEvents(ctx context.Context, buildID, userID string, after int64) ([]BuildEvent, bool, error) {
+func (m *memSource) FetchEvents(ctx context.Context, buildID, userID string, after int64) ([]sheen.BuildEvent, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.fetches++
@@ -45,9 +46,9 @@ func (m *memSource) FetchEvents(ctx context.Context, buildID, userID string, aft
 		return nil, false, m.failWith
 	}
 	if m.owner[buildID] != userID {
-		return nil, false, &APIError{StatusCode: http.StatusNotFound, Code: "BUILD_NOT_FOUND", Message: "Build not found"}
+		return nil, false, &sheen.APIError{StatusCode: http.StatusNotFound, Code: "BUILD_NOT_FOUND", Message: "Build not found"}
 	}
-	var out []BuildEvent
+	var out []sheen.BuildEvent
 	for _, ev := range m.events[buildID] {
 		if ev.ID > after {
 			out = append(out, ev)
@@ -102,7 +103,7 @@ func (m *memSource) build(buildID, userID string) {
 }
 
 // add appends events to a build, numbering them on, and wakes its readers.
-func (m *memSource) add(buildID string, evs ...BuildEvent) {
+func (m *memSource) add(buildID string, evs ...sheen.BuildEvent) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, ev := range evs {
@@ -121,26 +122,26 @@ func (m *memSource) add(buildID string, evs ...BuildEvent) {
 }
 
 // The phases of a successful build, as events.
-func progressEvent(phase Phase, title string, p float64) BuildEvent {
-	return BuildEvent{Type: "progress", Kind: KindProgress, Phase: phase, Title: title, Progress: p, HasProgress: true}
+func progressEvent(phase sheen.Phase, title string, p float64) sheen.BuildEvent {
+	return sheen.BuildEvent{Type: "progress", Kind: sheen.KindProgress, Phase: phase, Title: title, Progress: p, HasProgress: true}
 }
 
 var (
-	evStarted  = BuildEvent{Type: "started", Kind: KindStarted, Phase: PhaseDevelopment, Title: "Build started", Progress: 0.05, HasProgress: true}
-	evCode     = progressEvent(PhaseDevelopment, "Writing the code", 0.25)
-	evDeps     = progressEvent(PhaseDependencies, "Installing dependencies", 0.45)
-	evBuild    = progressEvent(PhaseBuild, "Building", 0.65)
-	evDeploy   = progressEvent(PhaseDeploy, "Deploying", 0.85)
-	evDeployed = BuildEvent{Type: "completed", Kind: KindCompleted, Phase: PhaseDeploy, Title: "Deployed", Progress: 1, HasProgress: true,
+	evStarted  = sheen.BuildEvent{Type: "started", Kind: sheen.KindStarted, Phase: sheen.PhaseDevelopment, Title: "Build started", Progress: 0.05, HasProgress: true}
+	evCode     = progressEvent(sheen.PhaseDevelopment, "Writing the code", 0.25)
+	evDeps     = progressEvent(sheen.PhaseDependencies, "Installing dependencies", 0.45)
+	evBuild    = progressEvent(sheen.PhaseBuild, "Building", 0.65)
+	evDeploy   = progressEvent(sheen.PhaseDeploy, "Deploying", 0.85)
+	evDeployed = sheen.BuildEvent{Type: "completed", Kind: sheen.KindCompleted, Phase: sheen.PhaseDeploy, Title: "Deployed", Progress: 1, HasProgress: true,
 		Finished: true, PreviewURL: "https://preview.test/p1/", VersionID: "ver1", VersionName: "v1.0.0"}
-	evMeta     = progressEvent(PhaseMetadata, "Writing metadata", 0.6)
-	evMetaDone = BuildEvent{Type: "completed", Kind: KindCompleted, Phase: PhaseMetadata, Title: "Metadata ready", Progress: 1, HasProgress: true, Finished: true}
-	evFailed   = BuildEvent{Type: "failed", Kind: KindFailed, Phase: PhaseBuild, Title: "Build failed", Finished: true,
-		Error: &BuildEventError{Code: "BUILD_FAILED", Message: "The build script failed"}}
+	evMeta     = progressEvent(sheen.PhaseMetadata, "Writing metadata", 0.6)
+	evMetaDone = sheen.BuildEvent{Type: "completed", Kind: sheen.KindCompleted, Phase: sheen.PhaseMetadata, Title: "Metadata ready", Progress: 1, HasProgress: true, Finished: true}
+	evFailed   = sheen.BuildEvent{Type: "failed", Kind: sheen.KindFailed, Phase: sheen.PhaseBuild, Title: "Build failed", Finished: true,
+		Error: &sheen.BuildEventError{Code: "BUILD_FAILED", Message: "The build script failed"}}
 )
 
-func wholeBuild() []BuildEvent {
-	return []BuildEvent{evStarted, evCode, evDeps, evBuild, evDeploy, evDeployed, evMeta, evMetaDone}
+func wholeBuild() []sheen.BuildEvent {
+	return []sheen.BuildEvent{evStarted, evCode, evDeps, evBuild, evDeploy, evDeployed, evMeta, evMetaDone}
 }
 
 const (
@@ -159,7 +160,7 @@ func headerUser(r *http.Request) (string, error) {
 // newTestStream makes a BuildStream over src, on a client that never
 // reaches a worker; the readers poll once an hour, so only the source's
 // notifications move them.
-func newTestStream(t *testing.T, src EventSource, cfg BuildStreamConfig) *BuildStream {
+func newTestStream(t *testing.T, src sheen.EventSource, cfg BuildStreamConfig) *BuildStream {
 	t.Helper()
 	c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		return nil, errors.New("no worker in this test")
@@ -167,11 +168,11 @@ func newTestStream(t *testing.T, src EventSource, cfg BuildStreamConfig) *BuildS
 	if cfg.Authorize == nil {
 		cfg.Authorize = headerUser
 	}
-	var follow FollowOptions
+	var follow sheen.FollowOptions
 	if cfg.Follow != nil {
 		follow = *cfg.Follow
 	}
-	follow.Source, follow.PollInterval = src, func(Phase) time.Duration { return time.Hour }
+	follow.Source, follow.PollInterval = src, func(sheen.Phase) time.Duration { return time.Hour }
 	cfg.Follow = &follow
 	s, err := NewBuildStream(c, cfg)
 	if err != nil {
@@ -432,7 +433,7 @@ func TestBuildStreamMessageShape(t *testing.T) {
 		ev := evDeployed
 		ev.CreatedAt, ev.Code, ev.Params = at, "BUILD_deploy", json.RawMessage(`{"n":1}`)
 		src.add("b1", ev)
-		s := newTestStream(t, src, BuildStreamConfig{Follow: &FollowOptions{MetadataWait: -1}})
+		s := newTestStream(t, src, BuildStreamConfig{Follow: &sheen.FollowOptions{MetadataWait: -1}})
 		defer s.Close()
 		w := open(s, alice, "b1", "", newRecorder())
 		synctest.Wait()
@@ -479,7 +480,7 @@ func TestBuildStreamEnd(t *testing.T) {
 		if noMeta.ended() {
 			t.Fatal("the stream ended at the deploy, before the metadata phase had a chance")
 		}
-		time.Sleep(DefaultMetadataStartWait)
+		time.Sleep(sheen.DefaultMetadataStartWait)
 		synctest.Wait()
 		if !noMeta.ended() {
 			t.Fatal("the stream did not end after the metadata start wait")
@@ -630,9 +631,9 @@ func TestBuildStreamCatchUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newMemSource()
 		src.build("b1", alice)
-		var evs []BuildEvent
+		var evs []sheen.BuildEvent
 		for i := range 10 {
-			evs = append(evs, progressEvent(PhaseDevelopment, fmt.Sprint("step ", i), float64(i)/20))
+			evs = append(evs, progressEvent(sheen.PhaseDevelopment, fmt.Sprint("step ", i), float64(i)/20))
 		}
 		src.add("b1", evs...)
 		s := newTestStream(t, src, BuildStreamConfig{})
@@ -670,7 +671,7 @@ func TestBuildStreamRefusals(t *testing.T) {
 				case id == "secret":
 					return errors.New("not yours")
 				case id == "gone":
-					return ErrNotFound
+					return sheen.ErrNotFound
 				}
 				return nil
 			},
@@ -783,11 +784,11 @@ func TestNewBuildStreamRefusesBadConfig(t *testing.T) {
 		"no Authorize":          {},
 		"negative heartbeat":    {Authorize: headerUser, Heartbeat: -1},
 		"negative timeout":      {Authorize: headerUser, WriteTimeout: -1},
-		"AfterEventID":          {Authorize: headerUser, Follow: &FollowOptions{AfterEventID: 3}},
-		"OnEvent":               {Authorize: headerUser, Follow: &FollowOptions{OnEvent: func(BuildEvent) {}}},
-		"WithResponse":          {Authorize: headerUser, Options: []CallOption{WithResponse(&Response{})}},
-		"negative AfterEventID": {Authorize: headerUser, Follow: &FollowOptions{AfterEventID: -1}},
-		"nil option":            {Authorize: headerUser, Options: []CallOption{nil}},
+		"AfterEventID":          {Authorize: headerUser, Follow: &sheen.FollowOptions{AfterEventID: 3}},
+		"OnEvent":               {Authorize: headerUser, Follow: &sheen.FollowOptions{OnEvent: func(sheen.BuildEvent) {}}},
+		"WithResponse":          {Authorize: headerUser, Options: []sheen.CallOption{sheen.WithResponse(&sheen.Response{})}},
+		"negative AfterEventID": {Authorize: headerUser, Follow: &sheen.FollowOptions{AfterEventID: -1}},
+		"nil option":            {Authorize: headerUser, Options: []sheen.CallOption{nil}},
 	} {
 		if _, err := NewBuildStream(c, cfg); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -1,4 +1,4 @@
-package sheen_test
+package sheenhttp_test
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
@@ -36,7 +37,7 @@ func ExampleNewBuildStream() {
 		log.Fatal(err)
 	}
 
-	stream, err := sheen.NewBuildStream(client, sheen.BuildStreamConfig{
+	stream, err := sheenhttp.NewBuildStream(client, sheenhttp.BuildStreamConfig{
 		// The same function as the proxy's: the user of the session.
 		Authorize: func(r *http.Request) (string, error) {
 			if c, err := r.Cookie("session"); err == nil && c.Value == "s3cr3t-session" {

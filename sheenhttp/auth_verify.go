@@ -1,16 +1,17 @@
-package sheen
+package sheenhttp
 
 import (
 	"bytes"
 	"cmp"
-	"crypto/hmac"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/internal/signing"
 )
 
 // Verifier checks signed requests the way the deployed worker does: for Go
@@ -38,7 +39,7 @@ type Verifier struct {
 	// SecretV2, when set, is the secret of x-sheen-sig-v2 signatures.
 	SecretV2 string
 	// Scheme is what senders must sign with.
-	Scheme Signing
+	Scheme sheen.Signing
 	// AcceptV1, with SigningDual, also lets through a request whose only
 	// valid signature is the v1 one (and a v2 one without a nonce), as the
 	// deployed worker does during its rollout window. Set it only for
@@ -63,10 +64,10 @@ type Verifier struct {
 	// Now tells the time; nil means time.Now.
 	Now func() time.Time
 
-	once       sync.Once
-	key, keyV2 *macKey
-	nonces     NonceStore
-	err        error // a configuration Verify refuses to run with
+	once    sync.Once
+	checker signing.Checker
+	nonces  NonceStore
+	err     error // a configuration Verify refuses to run with
 }
 
 // NonceStore remembers nonces so a replayed request can be refused.
@@ -74,6 +75,21 @@ type NonceStore interface {
 	// Seen records nonce as used at now and reports whether it had already
 	// been used within the store's window.
 	Seen(nonce string, now time.Time) bool
+}
+
+// NonceChecker is a NonceStore that can fail to answer, as a store shared
+// over the network can (sheenredis.NonceStore). A Verifier calls Check
+// instead of Seen when its store has it. When Check fails, the Verifier
+// refuses the request rather than risk a replay: Verify returns an error
+// that says so and wraps Check's (a NonceChecker that prefers to let
+// requests through when its backend is down answers from a local store
+// instead of failing), and Middleware answers 503 NONCE_STORE_UNAVAILABLE
+// with Retry-After: 1.
+type NonceChecker interface {
+	NonceStore
+	// Check records nonce as used at now and reports whether it had already
+	// been used within the store's window, or fails when it cannot tell.
+	Check(nonce string, now time.Time) (seen bool, err error)
 }
 
 // setup checks the configuration and makes the keys, once.
@@ -84,9 +100,16 @@ func (v *Verifier) setup() error {
 		}
 		v.nonces = v.Nonces
 		if v.nonces == nil {
-			v.nonces = NewMemoryNonceStore(DefaultNonceTTL, 100_000)
+			v.nonces = NewMemoryNonceStore(sheen.DefaultNonceTTL, 100_000)
 		}
-		v.key, v.keyV2 = newMACKey([]byte(v.Secret)), newMACKey([]byte(cmp.Or(v.SecretV2, v.Secret)))
+		v.checker = signing.Checker{
+			Scheme:   signing.Scheme(v.Scheme),
+			AcceptV1: v.AcceptV1,
+			Key:      signing.NewKey([]byte(v.Secret)),
+			KeyV2:    signing.NewKey([]byte(cmp.Or(v.SecretV2, v.Secret))),
+			Skew:     cmp.Or(v.Skew, sheen.DefaultSkew),
+			Seen:     v.nonceSeen,
+		}
 	})
 	return v.err
 }
@@ -95,18 +118,18 @@ func (v *Verifier) setup() error {
 // secrets.
 func (v *Verifier) checkConfig() error {
 	switch {
-	case len(v.Secret) < MinSecretLength:
-		return fmt.Errorf("sheen: Verifier.Secret is %d characters; it must be at least %d", len(v.Secret), MinSecretLength)
-	case v.SecretV2 != "" && len(v.SecretV2) < MinSecretLength:
-		return fmt.Errorf("sheen: Verifier.SecretV2 is %d characters; it must be at least %d", len(v.SecretV2), MinSecretLength)
-	case !v.Scheme.valid():
-		return fmt.Errorf("sheen: Verifier.Scheme: unknown scheme %v", v.Scheme)
-	case v.AcceptV1 && v.Scheme != SigningDual:
-		return fmt.Errorf("sheen: Verifier.AcceptV1 needs Scheme SigningDual, not %v", v.Scheme)
+	case len(v.Secret) < sheen.MinSecretLength:
+		return fmt.Errorf("sheenhttp: Verifier.Secret is %d characters; it must be at least %d", len(v.Secret), sheen.MinSecretLength)
+	case v.SecretV2 != "" && len(v.SecretV2) < sheen.MinSecretLength:
+		return fmt.Errorf("sheenhttp: Verifier.SecretV2 is %d characters; it must be at least %d", len(v.SecretV2), sheen.MinSecretLength)
+	case v.Scheme < sheen.SigningBodyPath || v.Scheme > sheen.SigningDual:
+		return fmt.Errorf("sheenhttp: Verifier.Scheme: unknown scheme %v", v.Scheme)
+	case v.AcceptV1 && v.Scheme != sheen.SigningDual:
+		return fmt.Errorf("sheenhttp: Verifier.AcceptV1 needs Scheme SigningDual, not %v", v.Scheme)
 	case v.MaxBody < 0:
-		return errors.New("sheen: Verifier.MaxBody is negative")
+		return errors.New("sheenhttp: Verifier.MaxBody is negative")
 	case v.Skew < 0:
-		return errors.New("sheen: Verifier.Skew is negative")
+		return errors.New("sheenhttp: Verifier.Skew is negative")
 	}
 	return nil
 }
@@ -124,77 +147,44 @@ func (v *Verifier) checkConfig() error {
 // so a request with a bad signature still burns its nonce.
 func (v *Verifier) Verify(method, target string, h http.Header, body []byte) error {
 	if v == nil {
-		return ErrNotConfigured
+		return sheen.ErrNotConfigured
 	}
 	if err := v.setup(); err != nil {
 		return err
 	}
-	sig, sigV2 := h.Get(HeaderSignature), h.Get(HeaderSignatureV2)
-	if sig == "" && (v.Scheme != SigningDual || sigV2 == "") {
-		return authFailure(http.StatusUnauthorized, CodeMissingSignature, "missing signature header")
-	}
-	if v.Scheme == SigningBodyPath {
-		if !equalHex(sig, signBodyPath(v.key, body, target)) {
-			return invalidSignature()
-		}
-		return nil
-	}
-	ts, nonce := h.Get(HeaderTimestamp), h.Get(HeaderNonce)
-	if err := v.checkFresh(ts, nonce); err != nil {
-		return err
-	}
-	// The deployed middleware signs a payload chosen from the body, not
-	// always the raw bytes (nothing for GET, DELETE and falsy JSON).
-	payload := signedPayload(method, h.Get("Content-Type"), body)
-	if v.Scheme == SigningDual && sigV2 != "" && (nonce != "" || v.AcceptV1) &&
-		equalHex(sigV2, signV2(v.keyV2, method, target, ts, nonce, payload)) {
-		return nil
-	}
-	if (v.Scheme == SigningTimestamp || v.AcceptV1) && equalHex(sig, signTimestamp(v.key, ts, payload)) {
-		return nil
-	}
-	return invalidSignature()
-}
-
-// checkFresh refuses a timestamp outside the skew window (408) and a nonce
-// already used (409), and uses the nonce up.
-func (v *Verifier) checkFresh(ts, nonce string) error {
 	at := time.Now()
 	if v.Now != nil {
 		at = v.Now()
 	}
-	sent, ok := parseUnixSeconds(ts)
-	if !ok || sent.Sub(at).Abs() > cmp.Or(v.Skew, DefaultSkew) {
-		e := authFailure(http.StatusRequestTimeout, CodeTimestampOutOfRange, "request timestamp is missing or outside the allowed window")
+	failure, err := v.checker.Check(method, target, h, body, at)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNonceStore, err)
+	}
+	switch failure {
+	case signing.Accepted:
+		return nil
+	case signing.Missing:
+		return authFailure(http.StatusUnauthorized, sheen.CodeMissingSignature, "missing signature header")
+	case signing.Stale:
+		e := authFailure(http.StatusRequestTimeout, sheen.CodeTimestampOutOfRange, "request timestamp is missing or outside the allowed window")
 		e.ServerTime = at.Truncate(time.Second)
 		return e
+	case signing.Replayed:
+		return authFailure(http.StatusConflict, sheen.CodeReplayAttackDetected, "nonce has already been used")
 	}
-	if nonce == "" {
-		return nil
-	}
-	if seen, err := v.nonceSeen(nonce, at); err != nil {
-		return err
-	} else if seen {
-		return authFailure(http.StatusConflict, CodeReplayAttackDetected, "nonce has already been used")
-	}
-	return nil
+	return invalidSignature()
 }
 
 // errNonceStore marks a request refused because the nonce store could not
 // tell whether it is a replay (a NonceChecker failed).
-var errNonceStore = errors.New("sheen: Verifier: the nonce store cannot tell whether this request is a replay, so it is refused")
+var errNonceStore = errors.New("sheenhttp: Verifier: the nonce store cannot tell whether this request is a replay, so it is refused")
 
 // nonceSeen uses nonce up, through Check when the store can fail.
 func (v *Verifier) nonceSeen(nonce string, at time.Time) (bool, error) {
-	c, ok := v.nonces.(NonceChecker)
-	if !ok {
-		return v.nonces.Seen(nonce, at), nil
+	if c, ok := v.nonces.(NonceChecker); ok {
+		return c.Check(nonce, at)
 	}
-	seen, err := c.Check(nonce, at)
-	if err != nil {
-		return false, fmt.Errorf("%w: %w", errNonceStore, err)
-	}
-	return seen, nil
+	return v.nonces.Seen(nonce, at), nil
 }
 
 // VerifyRequest reads r's body (at most MaxBody bytes) and checks its
@@ -209,7 +199,7 @@ func (v *Verifier) nonceSeen(nonce string, at time.Time) (bool, error) {
 // Verifier or a body that could not be read.
 func (v *Verifier) VerifyRequest(r *http.Request) ([]byte, error) {
 	if v == nil {
-		return nil, ErrNotConfigured
+		return nil, sheen.ErrNotConfigured
 	}
 	if err := v.setup(); err != nil {
 		return nil, err
@@ -225,15 +215,15 @@ func (v *Verifier) VerifyRequest(r *http.Request) ([]byte, error) {
 }
 
 // errReadingBody marks a request body that could not be read.
-var errReadingBody = errors.New("sheen: reading the request body")
+var errReadingBody = errors.New("sheenhttp: reading the request body")
 
 // readBody reads r's body, capped at MaxBody, and puts the bytes back in
 // r.Body. A request without a body keeps its r.Body.
 func (v *Verifier) readBody(r *http.Request) ([]byte, error) {
-	limit := cmp.Or(v.MaxBody, MaxRequestBody)
+	limit := cmp.Or(v.MaxBody, sheen.MaxRequestBody)
 	tooLarge := func() error {
-		return &PayloadTooLargeError{
-			APIError: &APIError{StatusCode: http.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge, Message: "Request body is too large"},
+		return &sheen.PayloadTooLargeError{
+			APIError: &sheen.APIError{StatusCode: http.StatusRequestEntityTooLarge, Code: sheen.CodeBodyTooLarge, Message: "Request body is too large"},
 			Limit:    limit,
 		}
 	}
@@ -282,26 +272,26 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 
 // codeNonceStoreUnavailable is Middleware's answer when the nonce store
 // cannot tell whether a request is a replay.
-const codeNonceStoreUnavailable ErrorCode = "NONCE_STORE_UNAVAILABLE"
+const codeNonceStoreUnavailable sheen.ErrorCode = "NONCE_STORE_UNAVAILABLE"
 
 // authErrorBody is how the deployed worker's middleware answers a refused
 // signature.
 type authErrorBody struct {
-	Code       ErrorCode `json:"code"`
-	Error      string    `json:"error"`
-	ServerTime int64     `json:"serverTime,omitempty"`
+	Code       sheen.ErrorCode `json:"code"`
+	Error      string          `json:"error"`
+	ServerTime int64           `json:"serverTime,omitempty"`
 }
 
 // writeVerifyError answers a refused request with the worker's status and
 // JSON body.
 func writeVerifyError(w http.ResponseWriter, err error) {
 	var (
-		ae *AuthError
-		pe *PayloadTooLargeError
+		ae *sheen.AuthError
+		pe *sheen.PayloadTooLargeError
 	)
 	switch {
 	case errors.As(err, &pe):
-		writeError(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, pe.Message)
+		writeError(w, http.StatusRequestEntityTooLarge, sheen.CodeBodyTooLarge, pe.Message)
 	case errors.As(err, &ae):
 		body := authErrorBody{Code: ae.Code, Error: ae.Message}
 		if !ae.ServerTime.IsZero() {
@@ -327,23 +317,12 @@ func requestTarget(r *http.Request) string {
 	return r.URL.RequestURI()
 }
 
-// equalHex compares a received hex signature with the expected one in
-// constant time; signatures of another length or not hex never match.
-func equalHex(got, want string) bool {
-	g, err := hex.DecodeString(got)
-	if err != nil {
-		return false
-	}
-	w, _ := hex.DecodeString(want)
-	return len(g) == len(w) && hmac.Equal(g, w)
+func authFailure(status int, code sheen.ErrorCode, msg string) *sheen.AuthError {
+	return &sheen.AuthError{APIError: &sheen.APIError{StatusCode: status, Code: code, Message: msg}}
 }
 
-func authFailure(status int, code ErrorCode, msg string) *AuthError {
-	return &AuthError{APIError: &APIError{StatusCode: status, Code: code, Message: msg}}
-}
-
-func invalidSignature() *AuthError {
-	return authFailure(http.StatusForbidden, CodeInvalidSignature, "signature validation failed")
+func invalidSignature() *sheen.AuthError {
+	return authFailure(http.StatusForbidden, sheen.CodeInvalidSignature, "signature validation failed")
 }
 
 // MemoryNonceStore is a bounded in-memory NonceStore. When full it forgets
@@ -377,7 +356,7 @@ func (s *MemoryNonceStore) Seen(nonce string, now time.Time) bool {
 	defer s.mu.Unlock()
 	if s.seen == nil {
 		s.seen = make(map[string]time.Time)
-		s.ttl = cmp.Or(s.ttl, DefaultNonceTTL)
+		s.ttl = cmp.Or(s.ttl, sheen.DefaultNonceTTL)
 		s.max = cmp.Or(s.max, 100_000)
 	}
 	s.expire(now)

@@ -1,6 +1,6 @@
 //go:build unix
 
-package sheen
+package sheenhttp
 
 import (
 	"syscall"

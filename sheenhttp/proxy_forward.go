@@ -1,4 +1,4 @@
-package sheen
+package sheenhttp
 
 import (
 	"bytes"
@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/sheenapps/sheen-go"
 )
 
 // send forwards a checked request through the client's signing, rate-limited
 // transport, once, and streams the answer back.
 func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
-	w, r, obs := p.c.tel.startProxy(w, r, fw.route.Pattern, fw.userID) // the span; trace context goes on to the worker
-	defer obs.end(r.Context())
+	w, r, obs := p.c.StartProxy(w, r, fw.route.Pattern, fw.userID) // the span; trace context goes on to the worker
+	defer obs.End(r.Context())
 	if wait := p.pausedFor(); wait > 0 {
 		// The worker said stop (a 429, or no quota left until the window
 		// resets): tell the browser now rather than hold its request.
@@ -33,8 +34,8 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 		p.answer(w, r, no)
 		return
 	}
-	resp, err := p.c.http.Do(req)
-	obs.answered(resp, err)
+	resp, err := p.c.HTTP.Do(req)
+	obs.Answered(resp, err)
 	if err != nil {
 		p.sendFailed(w, r, err)
 		return
@@ -49,7 +50,7 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 	}
 	if resp.StatusCode == http.StatusPaymentRequired ||
 		fw.route.method == http.MethodPost && resp.StatusCode/100 == 2 && !strings.HasPrefix(fw.target, "/v1/billing/") {
-		p.billing.InvalidateBalance(fw.userID)
+		p.client.Billing.InvalidateBalance(fw.userID)
 	}
 	copyAnswerHeaders(w.Header(), resp)
 	w.WriteHeader(resp.StatusCode)
@@ -61,7 +62,7 @@ func (p *proxy) send(w http.ResponseWriter, r *http.Request, fw *forward) {
 func (p *proxy) workerRequest(r *http.Request, fw *forward) (*http.Request, *proxyRefusal) {
 	var body io.Reader
 	if fw.body != nil {
-		body = newRequestBody(fw.body)
+		body = hooks.RequestBody(fw.body)
 	}
 	req, err := http.NewRequestWithContext(r.Context(), fw.route.method, p.base+fw.target, body)
 	if err != nil {
@@ -70,7 +71,7 @@ func (p *proxy) workerRequest(r *http.Request, fw *forward) (*http.Request, *pro
 	h := make(http.Header, 8) // room for the signer's headers too
 	req.Header = h
 	h.Set("Accept", "application/json")
-	h.Set("User-Agent", p.c.userAgent)
+	h.Set("User-Agent", p.c.UserAgent)
 	if fw.body != nil {
 		h.Set("Content-Type", "application/json")
 		req.ContentLength = int64(len(fw.body))
@@ -103,8 +104,8 @@ var proxyIdempotencySpace = uuid.MustParse("6f3a1c52-9d2e-4b7a-8c15-0e4d7b9a2f61
 func (p *proxy) refusedSignature(ctx context.Context, resp *http.Response, fw *forward) bool {
 	refused, peeked := workerRefusedSignature(resp)
 	if refused {
-		p.c.logger.LogAttrs(ctx, slog.LevelError, "sheen: proxy: the worker refused the proxy's signature; check the secret, the signing scheme and the clock",
-			slog.Int("status", resp.StatusCode), slog.String("method", fw.route.method), slog.String("path", p.c.basePath+pathOnly(fw.target)))
+		p.c.Logger.LogAttrs(ctx, slog.LevelError, "sheenhttp: proxy: the worker refused the proxy's signature; check the secret, the signing scheme and the clock",
+			slog.Int("status", resp.StatusCode), slog.String("method", fw.route.method), slog.String("path", p.c.BasePath+pathOnly(fw.target)))
 		return true
 	}
 	if len(peeked) > 0 {
@@ -130,8 +131,8 @@ func workerRefusedSignature(resp *http.Response) (bool, []byte) {
 		return false, nil
 	}
 	peek, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	switch newAPIError(resp.StatusCode, nil, peek).Code {
-	case CodeMissingSignature, CodeInvalidSignature, CodeTimestampOutOfRange, CodeReplayAttackDetected:
+	switch sheen.ErrorCode(hooks.ErrorCode(resp.StatusCode, peek)) {
+	case sheen.CodeMissingSignature, sheen.CodeInvalidSignature, sheen.CodeTimestampOutOfRange, sheen.CodeReplayAttackDetected:
 		return true, peek
 	}
 	return false, peek
@@ -238,8 +239,8 @@ func streamBody(ctx context.Context, w http.ResponseWriter, body io.Reader, flus
 // pausedFor is how long the client's limiter will send nothing: the rest of
 // a pause after a 429, or of a window whose quota the worker said is used up.
 func (p *proxy) pausedFor() time.Duration {
-	snap := p.c.limiter.snapshot()
-	now := p.c.clock.Now()
+	snap := p.client.RateLimit()
+	now := p.c.Now()
 	var wait time.Duration
 	if !snap.PausedUntil.IsZero() {
 		wait = snap.PausedUntil.Sub(now)
@@ -255,7 +256,7 @@ func (p *proxy) sendFailed(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
 		return // the browser went away; nobody is listening
 	}
-	var rl *RateLimitError
+	var rl *sheen.RateLimitError
 	if errors.As(err, &rl) {
 		if rl.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(rl.RetryAfter.Seconds())), 10))
@@ -263,7 +264,7 @@ func (p *proxy) sendFailed(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusTooManyRequests, proxyCodeRateLimited, "Too many requests; try again later")
 		return
 	}
-	p.c.logger.LogAttrs(r.Context(), slog.LevelWarn, "sheen: proxy: worker unreachable",
+	p.c.Logger.LogAttrs(r.Context(), slog.LevelWarn, "sheenhttp: proxy: worker unreachable",
 		slog.String("method", r.Method), slog.String("error", redactedError(err)))
 	writeError(w, http.StatusBadGateway, proxyCodeUnavailable, "The worker could not be reached")
 }

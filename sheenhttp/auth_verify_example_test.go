@@ -1,4 +1,4 @@
-package sheen_test
+package sheenhttp_test
 
 import (
 	"context"
@@ -10,13 +10,14 @@ import (
 	"strings"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 )
 
 // A Go service that receives signed requests (v2.1 webhooks, or calls from
 // another service holding the secret) verifies them before its handler runs.
 func ExampleVerifier_Middleware() {
 	const secret = "example-shared-secret-0123456789abcdef"
-	verifier := &sheen.Verifier{Secret: secret, Scheme: sheen.SigningDual}
+	verifier := &sheenhttp.Verifier{Secret: secret, Scheme: sheen.SigningDual}
 	hook := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body) // the exact bytes that were signed
 		fmt.Printf("handler got %s %s\n", r.URL.Path, body)

@@ -1,14 +1,16 @@
-package sheen
+package sheenhttp
 
 import (
 	"context"
 	"errors"
 	"sort"
 	"sync"
+
+	"github.com/sheenapps/sheen-go"
 )
 
-// The fan-out behind BuildStream: one upstream reader (a follower, as in
-// Builds.Follow) per build and user, however many browsers watch it. The
+// The fan-out behind BuildStream: one upstream reader (Builds.Wait, which
+// follows as Builds.Follow does) per build and user, however many browsers watch it. The
 // reader appends each event, encoded once as an SSE frame, to a log shared
 // by every subscriber; a subscriber is only a cursor into that log, so it
 // holds no queue of its own and a slow one holds back nobody: the reader
@@ -36,8 +38,7 @@ type hub struct {
 	key    hubKey
 	ctx    context.Context // the reader's; canceled when the last subscriber leaves
 	cancel context.CancelFunc
-	source EventSource // the upstream source itself, for catch-up reads
-	reader *follower   // the upstream reader, reading through source
+	source sheen.EventSource // the upstream source itself, for catch-up reads
 
 	mu      sync.Mutex
 	refs    int           // subscribers; the reader stops when it drops to 0
@@ -117,7 +118,7 @@ func (h *hub) finish(end []byte, err error) {
 	defer h.mu.Unlock()
 	h.done, h.end, h.err = true, end, err
 	if end == nil && err == nil {
-		h.err = errors.New("sheen: the build's events stopped")
+		h.err = errors.New("sheenhttp: the build's events stopped")
 	}
 	h.changedLocked()
 }
@@ -199,12 +200,12 @@ func (hs *hubs) count() int {
 // hubSource is the source a hub's reader fetches through: it tells the hub
 // when the source has answered a first time.
 type hubSource struct {
-	EventSource
+	sheen.EventSource
 	h *hub
 }
 
 // FetchEvents implements EventSource.
-func (s *hubSource) FetchEvents(ctx context.Context, buildID, userID string, after int64) ([]BuildEvent, bool, error) {
+func (s *hubSource) FetchEvents(ctx context.Context, buildID, userID string, after int64) ([]sheen.BuildEvent, bool, error) {
 	events, more, err := s.EventSource.FetchEvents(ctx, buildID, userID, after)
 	if err == nil {
 		s.h.markReady()
@@ -216,7 +217,7 @@ func (s *hubSource) FetchEvents(ctx context.Context, buildID, userID string, aft
 // so the reader is still woken early.
 type hubNotifierSource struct {
 	*hubSource
-	n EventNotifier
+	n sheen.EventNotifier
 }
 
 // Subscribe implements EventNotifier.
@@ -225,9 +226,9 @@ func (s *hubNotifierSource) Subscribe(ctx context.Context, buildID string) (<-ch
 }
 
 // wrapHubSource returns src as the hub's reader fetches through it.
-func wrapHubSource(src EventSource, h *hub) EventSource {
+func wrapHubSource(src sheen.EventSource, h *hub) sheen.EventSource {
 	hs := &hubSource{EventSource: src, h: h}
-	if n, ok := src.(EventNotifier); ok {
+	if n, ok := src.(sheen.EventNotifier); ok {
 		return &hubNotifierSource{hubSource: hs, n: n}
 	}
 	return hs

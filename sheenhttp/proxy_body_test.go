@@ -1,4 +1,4 @@
-package sheen
+package sheenhttp
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package sheen
+package sheenhttp
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sheenapps/sheen-go"
 	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
@@ -22,13 +23,13 @@ func (p *proxy) readBody(w http.ResponseWriter, r *http.Request, fw *forward) *p
 	if r.Method == http.MethodGet || r.Method == http.MethodDelete {
 		return nil // sent without a body: the worker signs these with an empty one
 	}
-	tooLarge := refuse(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "Request body is too large")
-	if r.ContentLength > MaxRequestBody {
+	tooLarge := refuse(http.StatusRequestEntityTooLarge, sheen.CodeBodyTooLarge, "Request body is too large")
+	if r.ContentLength > sheen.MaxRequestBody {
 		return tooLarge
 	}
 	var body []byte
 	if r.Body != nil {
-		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBody))
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, sheen.MaxRequestBody))
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
@@ -56,7 +57,7 @@ func (p *proxy) readBody(w http.ResponseWriter, r *http.Request, fw *forward) *p
 	if no != nil {
 		return no
 	}
-	if len(out) > MaxRequestBody {
+	if len(out) > sheen.MaxRequestBody {
 		return tooLarge
 	}
 	fw.body = out

@@ -1,4 +1,4 @@
-package sheen_test
+package sheenhttp_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
@@ -46,7 +47,7 @@ type pxOptions struct {
 	hook      bool // set AuthorizeResource
 	worker    []sheentest.Option
 	client    []sheen.Option
-	configure func(*sheen.ProxyConfig)
+	configure func(*sheenhttp.ProxyConfig)
 }
 
 func newPxRig(t *testing.T, o pxOptions) *pxRig {
@@ -61,14 +62,14 @@ func newPxRig(t *testing.T, o pxOptions) *pxRig {
 		t.Fatal(err)
 	}
 	rg.client = c
-	cfg := sheen.ProxyConfig{Prefix: "/api/worker", Authorize: pxAuthorize}
+	cfg := sheenhttp.ProxyConfig{Prefix: "/api/worker", Authorize: pxAuthorize}
 	if o.hook {
 		cfg.AuthorizeResource = rg.owns
 	}
 	if o.configure != nil {
 		o.configure(&cfg)
 	}
-	h, err := sheen.NewProxy(c, cfg)
+	h, err := sheenhttp.NewProxy(c, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +89,13 @@ func pxAuthorize(r *http.Request) (string, error) {
 	return "", errors.New("unknown session")
 }
 
-func (rg *pxRig) own(kind sheen.ResourceKind, id, user string) {
+func (rg *pxRig) own(kind sheenhttp.ResourceKind, id, user string) {
 	rg.mu.Lock()
 	defer rg.mu.Unlock()
 	rg.owned[string(kind)+":"+id] = user
 }
 
-func (rg *pxRig) owns(_ *http.Request, user string, kind sheen.ResourceKind, id string) error {
+func (rg *pxRig) owns(_ *http.Request, user string, kind sheenhttp.ResourceKind, id string) error {
 	rg.mu.Lock()
 	defer rg.mu.Unlock()
 	switch owner, ok := rg.owned[string(kind)+":"+id]; {
@@ -209,27 +210,27 @@ func TestProxyConfigErrors(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		cfg  sheen.ProxyConfig
+		cfg  sheenhttp.ProxyConfig
 		want string
 	}{
-		{"no Authorize", sheen.ProxyConfig{}, "Authorize is required"},
-		{"relative prefix", sheen.ProxyConfig{Authorize: pxAuthorize, Prefix: "api"}, "Prefix"},
-		{"prefix with dots", sheen.ProxyConfig{Authorize: pxAuthorize, Prefix: "/api/../x"}, "Prefix"},
-		{"route outside /v1", sheen.ProxyConfig{Authorize: pxAuthorize, Routes: []sheen.ProxyRoute{{Pattern: "GET /admin/{userId}"}}}, "/v1/"},
-		{"route without method", sheen.ProxyConfig{Authorize: pxAuthorize, Routes: []sheen.ProxyRoute{{Pattern: "/v1/x"}}}, "METHOD"},
-		{"GET with a body", sheen.ProxyConfig{Authorize: pxAuthorize, Routes: []sheen.ProxyRoute{{Pattern: "GET /v1/x", Body: true}}}, "no body"},
-		{"BodyIDs naming the user", sheen.ProxyConfig{Authorize: pxAuthorize, Routes: []sheen.ProxyRoute{{Pattern: "POST /v1/x", Body: true, BodyIDs: map[string]sheen.ResourceKind{"user_id": "user"}}}}, "user id"},
-		{"partial wildcard", sheen.ProxyConfig{Authorize: pxAuthorize, Routes: []sheen.ProxyRoute{{Pattern: "GET /v1/x-{id}"}}}, "literal"},
+		{"no Authorize", sheenhttp.ProxyConfig{}, "Authorize is required"},
+		{"relative prefix", sheenhttp.ProxyConfig{Authorize: pxAuthorize, Prefix: "api"}, "Prefix"},
+		{"prefix with dots", sheenhttp.ProxyConfig{Authorize: pxAuthorize, Prefix: "/api/../x"}, "Prefix"},
+		{"route outside /v1", sheenhttp.ProxyConfig{Authorize: pxAuthorize, Routes: []sheenhttp.ProxyRoute{{Pattern: "GET /admin/{userId}"}}}, "/v1/"},
+		{"route without method", sheenhttp.ProxyConfig{Authorize: pxAuthorize, Routes: []sheenhttp.ProxyRoute{{Pattern: "/v1/x"}}}, "METHOD"},
+		{"GET with a body", sheenhttp.ProxyConfig{Authorize: pxAuthorize, Routes: []sheenhttp.ProxyRoute{{Pattern: "GET /v1/x", Body: true}}}, "no body"},
+		{"BodyIDs naming the user", sheenhttp.ProxyConfig{Authorize: pxAuthorize, Routes: []sheenhttp.ProxyRoute{{Pattern: "POST /v1/x", Body: true, BodyIDs: map[string]sheenhttp.ResourceKind{"user_id": "user"}}}}, "user id"},
+		{"partial wildcard", sheenhttp.ProxyConfig{Authorize: pxAuthorize, Routes: []sheenhttp.ProxyRoute{{Pattern: "GET /v1/x-{id}"}}}, "literal"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := sheen.NewProxy(c, tc.cfg)
+			_, err := sheenhttp.NewProxy(c, tc.cfg)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want one mentioning %q", err, tc.want)
 			}
 		})
 	}
-	if _, err := sheen.NewProxy(nil, sheen.ProxyConfig{Authorize: pxAuthorize}); err == nil {
+	if _, err := sheenhttp.NewProxy(nil, sheenhttp.ProxyConfig{Authorize: pxAuthorize}); err == nil {
 		t.Error("nil client accepted")
 	}
 }
@@ -264,10 +265,10 @@ func TestProxyHappyPaths(t *testing.T) {
 
 			b := ok(pxCall{method: "POST", path: "/api/worker/v1/create-preview-for-new-project", body: `{"prompt":"A bakery <site> & more","framework":"react"}`})
 			buildID, projectID := b["buildId"].(string), b["projectId"].(string)
-			rg.own(sheen.ResourceProject, projectID, pxAlice)
-			rg.own(sheen.ResourceBuild, buildID, pxAlice)
+			rg.own(sheenhttp.ResourceProject, projectID, pxAlice)
+			rg.own(sheenhttp.ResourceBuild, buildID, pxAlice)
 			versionID := rg.srv.LatestVersion(projectID)
-			rg.own(sheen.ResourceVersion, versionID, pxAlice)
+			rg.own(sheenhttp.ResourceVersion, versionID, pxAlice)
 
 			if m := ok(pxCall{method: "GET", path: "/api/worker/v1/builds/" + buildID + "/status"}); m["finished"] != true {
 				t.Errorf("status: %v", m)
@@ -287,7 +288,7 @@ func TestProxyHappyPaths(t *testing.T) {
 				header: http.Header{"Idempotency-Key": {"rollback-1"}}})
 			ok(pxCall{method: "POST", path: "/api/worker/v1/versions/" + versionID + "/rebuild"})
 
-			for _, rt := range sheen.DefaultProxyRoutes() {
+			for _, rt := range sheenhttp.DefaultProxyRoutes() {
 				if n := rg.srv.Calls(rt.Pattern); n != 1 {
 					t.Errorf("%s: %d call(s) reached the worker, want 1", rt.Pattern, n)
 				}
@@ -314,11 +315,11 @@ func TestProxyMounting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withPrefix, err := sheen.NewProxy(c, sheen.ProxyConfig{Authorize: pxAuthorize, Prefix: "/api/worker/"})
+	withPrefix, err := sheenhttp.NewProxy(c, sheenhttp.ProxyConfig{Authorize: pxAuthorize, Prefix: "/api/worker/"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bare, err := sheen.NewProxy(c, sheen.ProxyConfig{Authorize: pxAuthorize})
+	bare, err := sheenhttp.NewProxy(c, sheenhttp.ProxyConfig{Authorize: pxAuthorize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +361,7 @@ func TestProxyReencodesBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := sheen.NewProxy(c, sheen.ProxyConfig{Authorize: pxAuthorize})
+	h, err := sheenhttp.NewProxy(c, sheenhttp.ProxyConfig{Authorize: pxAuthorize})
 	if err != nil {
 		t.Fatal(err)
 	}

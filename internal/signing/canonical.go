@@ -1,4 +1,4 @@
-package sheen
+package signing
 
 import (
 	"slices"
@@ -13,25 +13,27 @@ import (
 )
 
 // This file is the v2 canonical form of a request, exactly as the deployed
-// worker computes it (worker-api.md 1.1): the signer, the Verifier and
-// sheentest all call canonicalV2, so the three can never disagree.
+// worker computes it (worker-api.md 1.1): the client's signer and
+// sheenhttp.Verifier both use it, so the two can never disagree.
 
-func canonicalV2(method, target, timestamp, nonce string, payload []byte) string {
+// CanonicalV2 is the string the v2 signature covers:
+// METHOD\ncanonicalPath\ntimestamp\nnonce\npayload.
+func CanonicalV2(method, target, timestamp, nonce string, payload []byte) string {
 	return canonicalV2Head(method, target, timestamp, nonce) + string(payload)
 }
 
 // canonicalV2Head is the canonical string up to the payload, which the
 // signer hashes after it without copying.
 func canonicalV2Head(method, target, timestamp, nonce string) string {
-	return method + "\n" + canonicalPath(target) + "\n" + timestamp + "\n" + nonce + "\n"
+	return method + "\n" + CanonicalPath(target) + "\n" + timestamp + "\n" + nonce + "\n"
 }
 
-// canonicalPath is the v2 canonical form of a request target: the path as
+// CanonicalPath is the v2 canonical form of a request target: the path as
 // sent; the query (up to a second '?', which the worker's parser treats as
 // the end of it) parsed as a form the way URLSearchParams does, its pairs
 // stably sorted by key with ICU collation (JavaScript's localeCompare) and
 // re-encoded as a form. An empty query drops the '?'.
-func canonicalPath(target string) string {
+func CanonicalPath(target string) string {
 	path, rest, ok := strings.Cut(target, "?")
 	if !ok {
 		return path

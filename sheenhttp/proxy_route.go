@@ -1,4 +1,4 @@
-package sheen
+package sheenhttp
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"path"
 	"strings"
 	"unicode"
+
+	"github.com/sheenapps/sheen-go"
 )
 
 // ProxyRoute is one worker route the proxy lets through. Build your own only
@@ -195,11 +197,11 @@ func isUserKey(k string) bool {
 // proxyRefusal is an answer the proxy gives itself.
 type proxyRefusal struct {
 	status  int
-	code    ErrorCode
+	code    sheen.ErrorCode
 	message string
 }
 
-func refuse(status int, code ErrorCode, message string) *proxyRefusal {
+func refuse(status int, code sheen.ErrorCode, message string) *proxyRefusal {
 	return &proxyRefusal{status: status, code: code, message: message}
 }
 
@@ -253,7 +255,7 @@ func (p *proxy) user(r *http.Request) (string, *proxyRefusal) {
 		return "", refuse(http.StatusUnauthorized, proxyCodeUnauthorized, "Sign in to continue")
 	}
 	if _, err := escapeID("userId", userID); err != nil {
-		p.c.logger.LogAttrs(r.Context(), slog.LevelError, "sheen: proxy: Authorize returned an unusable user id", slog.String("error", err.Error()))
+		p.c.Logger.LogAttrs(r.Context(), slog.LevelError, "sheenhttp: proxy: Authorize returned an unusable user id", slog.String("error", err.Error()))
 		return "", refuse(http.StatusInternalServerError, codeInternal, "Internal error")
 	}
 	return userID, nil
@@ -324,7 +326,7 @@ func (p *proxy) authorizeResources(r *http.Request, fw *forward) *proxyRefusal {
 	}
 	for _, res := range fw.resources {
 		if err := p.authorizeResource(r, fw.userID, res.kind, res.id); err != nil {
-			if errors.Is(err, ErrNotFound) {
+			if errors.Is(err, sheen.ErrNotFound) {
 				return refuse(http.StatusNotFound, proxyCodeNotFound, "Not found")
 			}
 			return refuse(http.StatusForbidden, proxyCodeForbidden, "That "+string(res.kind)+" is not yours")

@@ -1,4 +1,4 @@
-package sheen_test
+package sheenhttp_test
 
 import (
 	"io"
@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
@@ -190,7 +191,7 @@ func TestProxyStreamsLargeResponses(t *testing.T) {
 	for i := range chunk {
 		chunk[i] = byte(i % period)
 	}
-	verifier := &sheen.Verifier{Secret: pxSecret}
+	verifier := &sheenhttp.Verifier{Secret: pxSecret}
 	worker := httptest.NewServer(verifier.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		for left := total; left > 0; {
@@ -206,7 +207,7 @@ func TestProxyStreamsLargeResponses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := sheen.NewProxy(c, sheen.ProxyConfig{Authorize: pxAuthorize, Prefix: "/api/worker"})
+	h, err := sheenhttp.NewProxy(c, sheenhttp.ProxyConfig{Authorize: pxAuthorize, Prefix: "/api/worker"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +338,7 @@ func aliceBalanceVia(t *testing.T, base string) *httptest.ResponseRecorder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := sheen.NewProxy(c, sheen.ProxyConfig{Authorize: pxAuthorize})
+	h, err := sheenhttp.NewProxy(c, sheenhttp.ProxyConfig{Authorize: pxAuthorize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +465,7 @@ func pxDefaultProxy(t *testing.T, base string) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := sheen.NewProxy(c, sheen.ProxyConfig{Authorize: pxAuthorize})
+	h, err := sheenhttp.NewProxy(c, sheenhttp.ProxyConfig{Authorize: pxAuthorize})
 	if err != nil {
 		t.Fatal(err)
 	}

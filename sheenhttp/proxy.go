@@ -1,4 +1,4 @@
-package sheen
+package sheenhttp
 
 import (
 	"errors"
@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+
+	"github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/internal/bridge"
 )
 
 // ResourceKind names the kind of worker resource a proxied request names,
@@ -54,15 +57,15 @@ type ProxyConfig struct {
 
 // Codes in the JSON bodies of errors the proxy answers itself.
 const (
-	proxyCodeUnauthorized ErrorCode = "UNAUTHORIZED"
-	proxyCodeForbidden    ErrorCode = "FORBIDDEN"
-	proxyCodeCrossOrigin  ErrorCode = "CROSS_ORIGIN_REQUEST"
-	proxyCodeNotFound     ErrorCode = "NOT_FOUND"
-	proxyCodeBadPath      ErrorCode = "INVALID_PATH"
-	proxyCodeBadMedia     ErrorCode = "FST_ERR_CTP_INVALID_MEDIA_TYPE"
-	proxyCodeRateLimited  ErrorCode = "client_rate_limited"
-	proxyCodeUnavailable  ErrorCode = "WORKER_UNAVAILABLE"
-	proxyCodeSigning      ErrorCode = "PROXY_SIGNATURE_REJECTED"
+	proxyCodeUnauthorized sheen.ErrorCode = "UNAUTHORIZED"
+	proxyCodeForbidden    sheen.ErrorCode = "FORBIDDEN"
+	proxyCodeCrossOrigin  sheen.ErrorCode = "CROSS_ORIGIN_REQUEST"
+	proxyCodeNotFound     sheen.ErrorCode = "NOT_FOUND"
+	proxyCodeBadPath      sheen.ErrorCode = "INVALID_PATH"
+	proxyCodeBadMedia     sheen.ErrorCode = "FST_ERR_CTP_INVALID_MEDIA_TYPE"
+	proxyCodeRateLimited  sheen.ErrorCode = "client_rate_limited"
+	proxyCodeUnavailable  sheen.ErrorCode = "WORKER_UNAVAILABLE"
+	proxyCodeSigning      sheen.ErrorCode = "PROXY_SIGNATURE_REJECTED"
 )
 
 // NewProxy returns a handler that forwards browser requests to the worker
@@ -111,29 +114,29 @@ const (
 // or behind http.StripPrefix with no Prefix. An http.ServeMux cleans paths
 // with dot segments or double slashes and redirects to the clean path before
 // the proxy sees them; the proxy then checks the clean path like any other.
-func NewProxy(client *WorkerClient, cfg ProxyConfig) (http.Handler, error) {
-	if client == nil || client.core == nil {
-		return nil, errors.New("sheen: NewProxy: client is nil")
+func NewProxy(client *sheen.WorkerClient, cfg ProxyConfig) (http.Handler, error) {
+	c := hooks.Core(client)
+	if c == nil {
+		return nil, errors.New("sheenhttp: NewProxy: client is nil")
 	}
 	if cfg.Authorize == nil {
-		return nil, errors.New("sheen: NewProxy: ProxyConfig.Authorize is required")
+		return nil, errors.New("sheenhttp: NewProxy: ProxyConfig.Authorize is required")
 	}
 	prefix := strings.TrimSuffix(cfg.Prefix, "/")
 	if prefix != "" && (!strings.HasPrefix(prefix, "/") || checkRawProxyPath(prefix) != nil) {
-		return nil, fmt.Errorf("sheen: NewProxy: Prefix %q must be a clean absolute path such as /api/worker", cfg.Prefix)
+		return nil, fmt.Errorf("sheenhttp: NewProxy: Prefix %q must be a clean absolute path such as /api/worker", cfg.Prefix)
 	}
 	routes, err := proxyRoutes(cfg)
 	if err != nil {
 		return nil, err
 	}
-	c := client.core
 	p := &proxy{
 		c:                 c,
-		billing:           client.Billing,
+		client:            client,
 		authorize:         cfg.Authorize,
 		authorizeResource: cfg.AuthorizeResource,
 		prefix:            prefix,
-		base:              c.baseURL.Scheme + "://" + c.baseURL.Host + c.basePath,
+		base:              c.Base,
 		routes:            routes,
 		cop:               cfg.CrossOrigin,
 	}
@@ -155,11 +158,11 @@ func proxyRoutes(cfg ProxyConfig) ([]*proxyRoute, error) {
 	for _, rt := range routes {
 		pr, err := parseProxyRoute(rt)
 		if err != nil {
-			return nil, fmt.Errorf("sheen: NewProxy: route %q: %w", rt.Pattern, err)
+			return nil, fmt.Errorf("sheenhttp: NewProxy: route %q: %w", rt.Pattern, err)
 		}
 		if rt.Unowned && cfg.AuthorizeResource == nil {
 			if explicit {
-				return nil, fmt.Errorf("sheen: NewProxy: route %q is Unowned: it needs ProxyConfig.AuthorizeResource", rt.Pattern)
+				return nil, fmt.Errorf("sheenhttp: NewProxy: route %q is Unowned: it needs ProxyConfig.AuthorizeResource", rt.Pattern)
 			}
 			continue
 		}
@@ -169,8 +172,8 @@ func proxyRoutes(cfg ProxyConfig) ([]*proxyRoute, error) {
 }
 
 type proxy struct {
-	c                 *core
-	billing           *BillingService // told when a user's balance changed
+	c                 *bridge.Core
+	client            *sheen.WorkerClient // its limiter's snapshot; its Billing, told when a user's balance changed
 	authorize         func(*http.Request) (string, error)
 	authorizeResource func(*http.Request, string, ResourceKind, string) error
 	prefix            string
@@ -191,8 +194,8 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // answer writes a refusal as JSON.
 func (p *proxy) answer(w http.ResponseWriter, r *http.Request, no *proxyRefusal) {
-	if p.c.logger.Enabled(r.Context(), slog.LevelDebug) {
-		p.c.logger.LogAttrs(r.Context(), slog.LevelDebug, "sheen: proxy refused a request",
+	if p.c.Logger.Enabled(r.Context(), slog.LevelDebug) {
+		p.c.Logger.LogAttrs(r.Context(), slog.LevelDebug, "sheenhttp: proxy refused a request",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", no.status), slog.String("code", string(no.code)))
 	}

@@ -1,4 +1,4 @@
-package sheen
+package sheenhttp
 
 import (
 	"bytes"
@@ -9,12 +9,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/internal/signing"
 )
 
 // Inbound verification as a Go service receiving signed requests meets it.
@@ -23,7 +26,7 @@ const mwSecret = "inbound-secret-0123456789abcdef0123456"
 
 // mwSigned makes a request the way a WorkerClient signs it with the given
 // scheme (its clock at now), as it arrives at a server.
-func mwSigned(t *testing.T, scheme Signing, now time.Time, method, target string, body []byte) *http.Request {
+func mwSigned(t *testing.T, scheme sheen.Signing, now time.Time, method, target string, body []byte) *http.Request {
 	t.Helper()
 	var got *http.Request
 	var gotBody []byte
@@ -34,8 +37,8 @@ func mwSigned(t *testing.T, scheme Signing, now time.Time, method, target string
 		}
 		return &http.Response{StatusCode: 204, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
 	})
-	c, err := NewWorkerClient(WithBaseURL("https://worker.test"), WithSecret(mwSecret), WithSigning(scheme),
-		WithHTTPClient(&http.Client{Transport: rt}), WithClock(newFakeClock(now)), WithRateLimit(60_000))
+	c, err := sheen.NewWorkerClient(sheen.WithBaseURL("https://worker.test"), sheen.WithSecret(mwSecret), sheen.WithSigning(scheme),
+		sheen.WithHTTPClient(&http.Client{Transport: rt}), sheen.WithClock(newFakeClock(now)), sheen.WithRateLimit(60_000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,23 +93,23 @@ func mwServe(t *testing.T, ver *Verifier, r *http.Request) mwResult {
 func TestVerifierMiddlewareVectors(t *testing.T) {
 	v := loadVectors(t)
 	for _, tc := range v.Cases {
-		at, _ := parseUnixSeconds(tc.Timestamp)
+		at, _ := signing.ParseUnixSeconds(tc.Timestamp)
 		now := func() time.Time { return at.Add(-90 * time.Second) }
 		type variant struct {
-			scheme    Signing
+			scheme    sheen.Signing
 			requireV2 bool
 			h         http.Header
 		}
 		for _, vr := range []variant{
-			{SigningBodyPath, false, http.Header{HeaderSignature: {tc.SeedV21Signature}}},
-			{SigningTimestamp, false, http.Header{HeaderSignature: {tc.V1Signature}, HeaderTimestamp: {tc.Timestamp}}},
-			{SigningDual, false, http.Header{HeaderSignature: {tc.V1Signature}, HeaderSignatureV2: {tc.V2Signature}, HeaderTimestamp: {tc.Timestamp}, HeaderNonce: {tc.Nonce}}},
-			{SigningDual, true, http.Header{HeaderSignature: {tc.V1Signature}, HeaderSignatureV2: {tc.V2Signature}, HeaderTimestamp: {tc.Timestamp}, HeaderNonce: {tc.Nonce}}},
+			{sheen.SigningBodyPath, false, http.Header{sheen.HeaderSignature: {tc.SeedV21Signature}}},
+			{sheen.SigningTimestamp, false, http.Header{sheen.HeaderSignature: {tc.V1Signature}, sheen.HeaderTimestamp: {tc.Timestamp}}},
+			{sheen.SigningDual, false, http.Header{sheen.HeaderSignature: {tc.V1Signature}, sheen.HeaderSignatureV2: {tc.V2Signature}, sheen.HeaderTimestamp: {tc.Timestamp}, sheen.HeaderNonce: {tc.Nonce}}},
+			{sheen.SigningDual, true, http.Header{sheen.HeaderSignature: {tc.V1Signature}, sheen.HeaderSignatureV2: {tc.V2Signature}, sheen.HeaderTimestamp: {tc.Timestamp}, sheen.HeaderNonce: {tc.Nonce}}},
 		} {
 			if vr.requireV2 && tc.Nonce == "" {
 				continue // v2 without a nonce is refused unless AcceptV1
 			}
-			ver := &Verifier{Secret: v.Secret, Scheme: vr.scheme, AcceptV1: vr.scheme == SigningDual && !vr.requireV2, Now: now}
+			ver := &Verifier{Secret: v.Secret, Scheme: vr.scheme, AcceptV1: vr.scheme == sheen.SigningDual && !vr.requireV2, Now: now}
 			r := httptest.NewRequest(tc.Method, tc.Path, strings.NewReader(tc.Body))
 			r.Header = vr.h
 			res := mwServe(t, ver, r)
@@ -141,48 +144,48 @@ func TestVerifierMiddlewareRefusals(t *testing.T) {
 	}
 	tests := []struct {
 		name      string
-		scheme    Signing
+		scheme    sheen.Signing
 		requireV2 bool
 		signedAt  time.Time
 		change    func(*http.Request) *http.Request
 		want      int
-		code      ErrorCode
+		code      sheen.ErrorCode
 	}{
-		{"untouched bodypath", SigningBodyPath, false, now, nil, 204, ""},
-		{"untouched timestamp", SigningTimestamp, false, now, nil, 204, ""},
-		{"untouched dual", SigningDual, false, now, nil, 204, ""},
-		{"untouched dual, v2 required", SigningDual, true, now, nil, 204, ""},
+		{"untouched bodypath", sheen.SigningBodyPath, false, now, nil, 204, ""},
+		{"untouched timestamp", sheen.SigningTimestamp, false, now, nil, 204, ""},
+		{"untouched dual", sheen.SigningDual, false, now, nil, 204, ""},
+		{"untouched dual, v2 required", sheen.SigningDual, true, now, nil, 204, ""},
 
-		{"no signature", SigningBodyPath, false, now, tamper(func(r *http.Request) *http.Request { r.Header.Del(HeaderSignature); return r }), 401, CodeMissingSignature},
-		{"no signatures, dual", SigningDual, false, now, tamper(func(r *http.Request) *http.Request {
-			r.Header.Del(HeaderSignature)
-			r.Header.Del(HeaderSignatureV2)
+		{"no signature", sheen.SigningBodyPath, false, now, tamper(func(r *http.Request) *http.Request { r.Header.Del(sheen.HeaderSignature); return r }), 401, sheen.CodeMissingSignature},
+		{"no signatures, dual", sheen.SigningDual, false, now, tamper(func(r *http.Request) *http.Request {
+			r.Header.Del(sheen.HeaderSignature)
+			r.Header.Del(sheen.HeaderSignatureV2)
 			return r
-		}), 401, CodeMissingSignature},
+		}), 401, sheen.CodeMissingSignature},
 
-		{"tampered body, bodypath", SigningBodyPath, false, now, withBody(`{"buildId":"b2","status":"completed"}`), 403, CodeInvalidSignature},
-		{"tampered body, timestamp", SigningTimestamp, false, now, withBody(`{"buildId":"b2","status":"completed"}`), 403, CodeInvalidSignature},
-		{"tampered body, dual", SigningDual, false, now, withBody(`{"buildId":"b2","status":"completed"}`), 403, CodeInvalidSignature},
-		{"tampered path, bodypath", SigningBodyPath, false, now, withTarget("/v1/hooks/admin?attempt=1&b=2"), 403, CodeInvalidSignature},
-		{"tampered query, bodypath", SigningBodyPath, false, now, withTarget("/v1/hooks/build?attempt=2&b=2"), 403, CodeInvalidSignature},
-		{"tampered path, dual with v2 required", SigningDual, true, now, withTarget("/v1/hooks/admin?attempt=1&b=2"), 403, CodeInvalidSignature},
-		{"tampered query, dual with v2 required", SigningDual, true, now, withTarget("/v1/hooks/build?attempt=1&b=3"), 403, CodeInvalidSignature},
+		{"tampered body, bodypath", sheen.SigningBodyPath, false, now, withBody(`{"buildId":"b2","status":"completed"}`), 403, sheen.CodeInvalidSignature},
+		{"tampered body, timestamp", sheen.SigningTimestamp, false, now, withBody(`{"buildId":"b2","status":"completed"}`), 403, sheen.CodeInvalidSignature},
+		{"tampered body, dual", sheen.SigningDual, false, now, withBody(`{"buildId":"b2","status":"completed"}`), 403, sheen.CodeInvalidSignature},
+		{"tampered path, bodypath", sheen.SigningBodyPath, false, now, withTarget("/v1/hooks/admin?attempt=1&b=2"), 403, sheen.CodeInvalidSignature},
+		{"tampered query, bodypath", sheen.SigningBodyPath, false, now, withTarget("/v1/hooks/build?attempt=2&b=2"), 403, sheen.CodeInvalidSignature},
+		{"tampered path, dual with v2 required", sheen.SigningDual, true, now, withTarget("/v1/hooks/admin?attempt=1&b=2"), 403, sheen.CodeInvalidSignature},
+		{"tampered query, dual with v2 required", sheen.SigningDual, true, now, withTarget("/v1/hooks/build?attempt=1&b=3"), 403, sheen.CodeInvalidSignature},
 		// v1 signs timestamp + body only: as on the deployed worker, a
 		// request whose v1 signature holds passes whatever its path.
-		{"tampered path, dual (v1 still valid)", SigningDual, false, now, withTarget("/v1/hooks/admin?attempt=1&b=2"), 204, ""},
-		{"v1 only, dual with v2 required", SigningDual, true, now, tamper(func(r *http.Request) *http.Request { r.Header.Del(HeaderSignatureV2); return r }), 403, CodeInvalidSignature},
-		{"garbage signature", SigningBodyPath, false, now, tamper(func(r *http.Request) *http.Request {
-			r.Header.Set(HeaderSignature, "zz"+r.Header.Get(HeaderSignature)[2:])
+		{"tampered path, dual (v1 still valid)", sheen.SigningDual, false, now, withTarget("/v1/hooks/admin?attempt=1&b=2"), 204, ""},
+		{"v1 only, dual with v2 required", sheen.SigningDual, true, now, tamper(func(r *http.Request) *http.Request { r.Header.Del(sheen.HeaderSignatureV2); return r }), 403, sheen.CodeInvalidSignature},
+		{"garbage signature", sheen.SigningBodyPath, false, now, tamper(func(r *http.Request) *http.Request {
+			r.Header.Set(sheen.HeaderSignature, "zz"+r.Header.Get(sheen.HeaderSignature)[2:])
 			return r
-		}), 403, CodeInvalidSignature},
-		{"short signature", SigningBodyPath, false, now, tamper(func(r *http.Request) *http.Request {
-			r.Header.Set(HeaderSignature, r.Header.Get(HeaderSignature)[:32])
+		}), 403, sheen.CodeInvalidSignature},
+		{"short signature", sheen.SigningBodyPath, false, now, tamper(func(r *http.Request) *http.Request {
+			r.Header.Set(sheen.HeaderSignature, r.Header.Get(sheen.HeaderSignature)[:32])
 			return r
-		}), 403, CodeInvalidSignature},
+		}), 403, sheen.CodeInvalidSignature},
 
-		{"stale timestamp", SigningTimestamp, false, now.Add(-5 * time.Minute), nil, 408, CodeTimestampOutOfRange},
-		{"future timestamp, dual", SigningDual, false, now.Add(5 * time.Minute), nil, 408, CodeTimestampOutOfRange},
-		{"no timestamp", SigningDual, false, now, tamper(func(r *http.Request) *http.Request { r.Header.Del(HeaderTimestamp); return r }), 408, CodeTimestampOutOfRange},
+		{"stale timestamp", sheen.SigningTimestamp, false, now.Add(-5 * time.Minute), nil, 408, sheen.CodeTimestampOutOfRange},
+		{"future timestamp, dual", sheen.SigningDual, false, now.Add(5 * time.Minute), nil, 408, sheen.CodeTimestampOutOfRange},
+		{"no timestamp", sheen.SigningDual, false, now, tamper(func(r *http.Request) *http.Request { r.Header.Del(sheen.HeaderTimestamp); return r }), 408, sheen.CodeTimestampOutOfRange},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -190,7 +193,7 @@ func TestVerifierMiddlewareRefusals(t *testing.T) {
 			if tc.change != nil {
 				r = tc.change(r)
 			}
-			ver := &Verifier{Secret: mwSecret, Scheme: tc.scheme, AcceptV1: tc.scheme == SigningDual && !tc.requireV2, Now: func() time.Time { return now }}
+			ver := &Verifier{Secret: mwSecret, Scheme: tc.scheme, AcceptV1: tc.scheme == sheen.SigningDual && !tc.requireV2, Now: func() time.Time { return now }}
 			res := mwServe(t, ver, r)
 			if res.status != tc.want {
 				t.Fatalf("status %d %v, want %d", res.status, res.body, tc.want)
@@ -217,7 +220,7 @@ func TestVerifierMiddlewareRefusals(t *testing.T) {
 // A replayed request is refused with 409 under the timestamped schemes; the
 // first one passes.
 func TestVerifierMiddlewareReplay(t *testing.T) {
-	for _, scheme := range []Signing{SigningTimestamp, SigningDual} {
+	for _, scheme := range []sheen.Signing{sheen.SigningTimestamp, sheen.SigningDual} {
 		t.Run(scheme.String(), func(t *testing.T) {
 			ver := &Verifier{Secret: mwSecret, Scheme: scheme}
 			orig := mwSigned(t, scheme, time.Now(), "POST", "/v1/hooks/build", []byte(`{"a":1}`))
@@ -227,7 +230,7 @@ func TestVerifierMiddlewareReplay(t *testing.T) {
 				t.Fatalf("first: %d %v", res.status, res.body)
 			}
 			res := mwServe(t, ver, replay)
-			if res.status != 409 || res.body["code"] != string(CodeReplayAttackDetected) || res.reached {
+			if res.status != 409 || res.body["code"] != string(sheen.CodeReplayAttackDetected) || res.reached {
 				t.Errorf("replay: %d %v reached=%v", res.status, res.body, res.reached)
 			}
 		})
@@ -237,10 +240,10 @@ func TestVerifierMiddlewareReplay(t *testing.T) {
 // A NonceStore of one's own is used; here one shared by two middlewares, as
 // two instances of a service would share one.
 func TestVerifierMiddlewareSharedNonceStore(t *testing.T) {
-	store := &countingNonces{inner: NewMemoryNonceStore(DefaultNonceTTL, 10)}
-	a := &Verifier{Secret: mwSecret, Scheme: SigningDual, Nonces: store}
-	b := &Verifier{Secret: mwSecret, Scheme: SigningDual, Nonces: store}
-	orig := mwSigned(t, SigningDual, time.Now(), "GET", "/v1/hooks/ping", nil)
+	store := &countingNonces{inner: NewMemoryNonceStore(sheen.DefaultNonceTTL, 10)}
+	a := &Verifier{Secret: mwSecret, Scheme: sheen.SigningDual, Nonces: store}
+	b := &Verifier{Secret: mwSecret, Scheme: sheen.SigningDual, Nonces: store}
+	orig := mwSigned(t, sheen.SigningDual, time.Now(), "GET", "/v1/hooks/ping", nil)
 	replay := httptest.NewRequest("GET", orig.RequestURI, nil)
 	replay.Header = orig.Header.Clone()
 	if res := mwServe(t, a, orig); res.status != 204 {
@@ -278,24 +281,24 @@ func (c *countingNonces) calls() int {
 func TestVerifierMiddlewareOversizedBody(t *testing.T) {
 	ver := &Verifier{Secret: mwSecret, MaxBody: 1024}
 	big := bytes.Repeat([]byte("a"), 1025)
-	r := mwSigned(t, SigningBodyPath, time.Now(), "POST", "/v1/hooks/big", big)
-	want := map[string]any{"statusCode": 413.0, "code": string(CodeBodyTooLarge), "error": "Payload Too Large", "message": "Request body is too large"}
+	r := mwSigned(t, sheen.SigningBodyPath, time.Now(), "POST", "/v1/hooks/big", big)
+	want := map[string]any{"statusCode": 413.0, "code": string(sheen.CodeBodyTooLarge), "error": "Payload Too Large", "message": "Request body is too large"}
 	if res := mwServe(t, ver, r); res.status != 413 || res.reached || !cmp.Equal(res.body, want) {
 		t.Errorf("with Content-Length: %d %v reached=%v", res.status, res.body, res.reached)
 	}
-	r = mwSigned(t, SigningBodyPath, time.Now(), "POST", "/v1/hooks/big", big)
+	r = mwSigned(t, sheen.SigningBodyPath, time.Now(), "POST", "/v1/hooks/big", big)
 	r.ContentLength = -1
 	r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(big[:10]), bytes.NewReader(big[10:])))
 	if res := mwServe(t, ver, r); res.status != 413 || res.reached {
 		t.Errorf("chunked: %d %v reached=%v", res.status, res.body, res.reached)
 	}
 	// Exactly the cap passes.
-	r = mwSigned(t, SigningBodyPath, time.Now(), "POST", "/v1/hooks/big", big[:1024])
+	r = mwSigned(t, sheen.SigningBodyPath, time.Now(), "POST", "/v1/hooks/big", big[:1024])
 	if res := mwServe(t, ver, r); res.status != 204 || len(res.got) != 1024 {
 		t.Errorf("at the cap: %d, handler read %d bytes", res.status, len(res.got))
 	}
 	// The default cap is the worker's 1 MiB.
-	r = mwSigned(t, SigningBodyPath, time.Now(), "POST", "/v1/hooks/big", bytes.Repeat([]byte("a"), MaxRequestBody))
+	r = mwSigned(t, sheen.SigningBodyPath, time.Now(), "POST", "/v1/hooks/big", bytes.Repeat([]byte("a"), sheen.MaxRequestBody))
 	r.Body = io.NopCloser(io.MultiReader(r.Body, strings.NewReader("b")))
 	r.ContentLength = -1
 	if res := mwServe(t, &Verifier{Secret: mwSecret}, r); res.status != 413 {
@@ -306,9 +309,9 @@ func TestVerifierMiddlewareOversizedBody(t *testing.T) {
 // VerifyRequest returns the body, leaves it readable in r.Body, and
 // fails with typed errors.
 func TestVerifierVerifyRequest(t *testing.T) {
-	ver := &Verifier{Secret: mwSecret, Scheme: SigningDual, MaxBody: 64}
+	ver := &Verifier{Secret: mwSecret, Scheme: sheen.SigningDual, MaxBody: 64}
 	body := []byte(`{"event":"build.completed"}`)
-	r := mwSigned(t, SigningDual, time.Now(), "POST", "/v1/hooks/x", body)
+	r := mwSigned(t, sheen.SigningDual, time.Now(), "POST", "/v1/hooks/x", body)
 	got, err := ver.VerifyRequest(r)
 	if err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("got %q, %v", got, err)
@@ -318,22 +321,22 @@ func TestVerifierVerifyRequest(t *testing.T) {
 		t.Errorf("r.Body afterwards %q, ContentLength %d", again, r.ContentLength)
 	}
 
-	r = mwSigned(t, SigningDual, time.Now(), "POST", "/v1/hooks/x", body)
-	r.Header.Set(HeaderSignature, strings.Repeat("0", 64))
-	r.Header.Set(HeaderSignatureV2, strings.Repeat("0", 64))
+	r = mwSigned(t, sheen.SigningDual, time.Now(), "POST", "/v1/hooks/x", body)
+	r.Header.Set(sheen.HeaderSignature, strings.Repeat("0", 64))
+	r.Header.Set(sheen.HeaderSignatureV2, strings.Repeat("0", 64))
 	_, err = ver.VerifyRequest(r)
-	var ae *AuthError
-	if !errors.As(err, &ae) || ae.StatusCode != 403 || ae.Code != CodeInvalidSignature || !errors.Is(err, ErrUnauthorized) {
+	var ae *sheen.AuthError
+	if !errors.As(err, &ae) || ae.StatusCode != 403 || ae.Code != sheen.CodeInvalidSignature || !errors.Is(err, sheen.ErrUnauthorized) {
 		t.Errorf("bad signature: %v", err)
 	}
 	if strings.Contains(err.Error(), mwSecret) {
 		t.Error("the error holds the secret")
 	}
 
-	r = mwSigned(t, SigningDual, time.Now(), "POST", "/v1/hooks/x", bytes.Repeat([]byte("a"), 65))
+	r = mwSigned(t, sheen.SigningDual, time.Now(), "POST", "/v1/hooks/x", bytes.Repeat([]byte("a"), 65))
 	_, err = ver.VerifyRequest(r)
-	var pe *PayloadTooLargeError
-	if !errors.As(err, &pe) || pe.Limit != 64 || !errors.Is(err, ErrPayloadTooLarge) {
+	var pe *sheen.PayloadTooLargeError
+	if !errors.As(err, &pe) || pe.Limit != 64 || !errors.Is(err, sheen.ErrPayloadTooLarge) {
 		t.Errorf("oversized: %v", err)
 	}
 }
@@ -342,7 +345,7 @@ func TestVerifierVerifyRequest(t *testing.T) {
 // scheme, mounted below a prefix that http.StripPrefix removes: the target
 // verified is the one on the wire.
 func TestVerifierMiddlewareAcceptsClientRequests(t *testing.T) {
-	for _, scheme := range []Signing{SigningBodyPath, SigningTimestamp, SigningDual} {
+	for _, scheme := range []sheen.Signing{sheen.SigningBodyPath, sheen.SigningTimestamp, sheen.SigningDual} {
 		t.Run(scheme.String(), func(t *testing.T) {
 			ver := &Verifier{Secret: mwSecret, SecretV2: mwSecret + "-v2", Scheme: scheme}
 			var seen []string
@@ -358,7 +361,7 @@ func TestVerifierMiddlewareAcceptsClientRequests(t *testing.T) {
 			}))))
 			srv := httptest.NewServer(mux)
 			defer srv.Close()
-			c, err := NewWorkerClient(WithBaseURL(srv.URL+"/hooks"), WithSecret(mwSecret), WithSecretV2(mwSecret+"-v2"), WithSigning(scheme))
+			c, err := sheen.NewWorkerClient(sheen.WithBaseURL(srv.URL+"/hooks"), sheen.WithSecret(mwSecret), sheen.WithSecretV2(mwSecret+"-v2"), sheen.WithSigning(scheme))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -394,26 +397,26 @@ func TestVerifierConfigErrors(t *testing.T) {
 		{"nil", nil},
 		{"short secret", &Verifier{Secret: "short"}},
 		{"short v2 secret", &Verifier{Secret: mwSecret, SecretV2: "short"}},
-		{"unknown scheme", &Verifier{Secret: mwSecret, Scheme: Signing(9)}},
+		{"unknown scheme", &Verifier{Secret: mwSecret, Scheme: sheen.Signing(9)}},
 		{"AcceptV1 without dual", &Verifier{Secret: mwSecret, AcceptV1: true}},
-		{"AcceptV1 with timestamp", &Verifier{Secret: mwSecret, Scheme: SigningTimestamp, AcceptV1: true}},
+		{"AcceptV1 with timestamp", &Verifier{Secret: mwSecret, Scheme: sheen.SigningTimestamp, AcceptV1: true}},
 		{"negative MaxBody", &Verifier{Secret: mwSecret, MaxBody: -1}},
-		{"negative Skew", &Verifier{Secret: mwSecret, Scheme: SigningDual, Skew: -time.Second}},
+		{"negative Skew", &Verifier{Secret: mwSecret, Scheme: sheen.SigningDual, Skew: -time.Second}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := mwSigned(t, SigningBodyPath, time.Now(), "POST", "/v1/hooks/x", []byte(`{"a":1}`))
+			r := mwSigned(t, sheen.SigningBodyPath, time.Now(), "POST", "/v1/hooks/x", []byte(`{"a":1}`))
 			_, err := tc.ver.VerifyRequest(r)
-			if err == nil || errors.As(err, new(*AuthError)) {
+			if err == nil || errors.As(err, new(*sheen.AuthError)) {
 				t.Fatalf("VerifyRequest: %v, want a plain error", err)
 			}
 			if tc.ver != nil && strings.Contains(err.Error(), tc.ver.Secret) {
 				t.Errorf("the error holds the secret: %v", err)
 			}
-			if err := tc.ver.Verify("GET", "/v1/x", http.Header{HeaderSignature: {zeroSig}}, nil); err == nil || errors.As(err, new(*AuthError)) {
+			if err := tc.ver.Verify("GET", "/v1/x", http.Header{sheen.HeaderSignature: {zeroSig}}, nil); err == nil || errors.As(err, new(*sheen.AuthError)) {
 				t.Errorf("Verify: %v, want a plain error", err)
 			}
-			r = mwSigned(t, SigningBodyPath, time.Now(), "POST", "/v1/hooks/x", []byte(`{"a":1}`))
+			r = mwSigned(t, sheen.SigningBodyPath, time.Now(), "POST", "/v1/hooks/x", []byte(`{"a":1}`))
 			res := mwServe(t, tc.ver, r)
 			if res.status != http.StatusInternalServerError || res.reached || res.body["code"] != string(codeInternal) {
 				t.Errorf("Middleware: %d %v, reached=%v", res.status, res.body, res.reached)
@@ -432,9 +435,9 @@ func TestVerifierMiddlewareDualNeedsV2ByDefault(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	body := []byte(`{"event":"build.completed"}`)
 	for _, acceptV1 := range []bool{false, true} {
-		r := mwSigned(t, SigningDual, now, "POST", "/hooks/worker", body)
-		r.Header.Del(HeaderSignatureV2)
-		res := mwServe(t, &Verifier{Secret: mwSecret, Scheme: SigningDual, AcceptV1: acceptV1, Now: func() time.Time { return now }}, r)
+		r := mwSigned(t, sheen.SigningDual, now, "POST", "/hooks/worker", body)
+		r.Header.Del(sheen.HeaderSignatureV2)
+		res := mwServe(t, &Verifier{Secret: mwSecret, Scheme: sheen.SigningDual, AcceptV1: acceptV1, Now: func() time.Time { return now }}, r)
 		switch {
 		case !acceptV1 && (res.reached || res.status != http.StatusForbidden):
 			t.Errorf("default: a v1-only request got %d and reached the handler: %v", res.status, res.reached)
@@ -449,18 +452,18 @@ func TestVerifierMiddlewareDualNeedsV2ByDefault(t *testing.T) {
 func TestVerifierAcceptsVectors(t *testing.T) {
 	v := loadVectors(t)
 	for _, tc := range v.Cases {
-		at, _ := parseUnixSeconds(tc.Timestamp)
+		at, _ := signing.ParseUnixSeconds(tc.Timestamp)
 		now := func() time.Time { return at.Add(30 * time.Second) }
-		schemes := map[Signing]http.Header{
-			SigningBodyPath:  {HeaderSignature: {tc.SeedV21Signature}},
-			SigningTimestamp: {HeaderSignature: {tc.V1Signature}, HeaderTimestamp: {tc.Timestamp}},
+		schemes := map[sheen.Signing]http.Header{
+			sheen.SigningBodyPath:  {sheen.HeaderSignature: {tc.SeedV21Signature}},
+			sheen.SigningTimestamp: {sheen.HeaderSignature: {tc.V1Signature}, sheen.HeaderTimestamp: {tc.Timestamp}},
 			// Only v2 valid: the deployed worker lets it through.
-			SigningDual: {HeaderSignature: {strings.Repeat("0", 64)}, HeaderSignatureV2: {tc.V2Signature}, HeaderTimestamp: {tc.Timestamp}, HeaderNonce: {tc.Nonce}},
+			sheen.SigningDual: {sheen.HeaderSignature: {strings.Repeat("0", 64)}, sheen.HeaderSignatureV2: {tc.V2Signature}, sheen.HeaderTimestamp: {tc.Timestamp}, sheen.HeaderNonce: {tc.Nonce}},
 		}
 		for scheme, h := range schemes {
 			// A v2 signature without a nonce passes only during the
 			// rollout window, as on the deployed worker.
-			acceptV1 := scheme == SigningDual && tc.Nonce == ""
+			acceptV1 := scheme == sheen.SigningDual && tc.Nonce == ""
 			ver := &Verifier{Secret: v.Secret, Scheme: scheme, AcceptV1: acceptV1, Now: now}
 			if err := ver.Verify(tc.Method, tc.Path, h, []byte(tc.Body)); err != nil {
 				t.Errorf("%s/%s: %v", tc.Name, scheme, err)
@@ -477,38 +480,38 @@ func TestVerifierFailures(t *testing.T) {
 	target := "/v1/billing/check-sufficient?x=1"
 	good := func() http.Header {
 		return http.Header{
-			HeaderTimestamp:   {ts},
-			HeaderNonce:       {"n1"},
-			HeaderSignature:   {signTimestamp(newMACKey([]byte(secret)), ts, body)},
-			HeaderSignatureV2: {signV2(newMACKey([]byte(secret)), "POST", target, ts, "n1", body)},
+			sheen.HeaderTimestamp:   {ts},
+			sheen.HeaderNonce:       {"n1"},
+			sheen.HeaderSignature:   {signing.SignTimestamp(signing.NewKey([]byte(secret)), ts, body)},
+			sheen.HeaderSignatureV2: {signing.SignV2(signing.NewKey([]byte(secret)), "POST", target, ts, "n1", body)},
 		}
 	}
 	type check struct {
 		name   string
-		scheme Signing
+		scheme sheen.Signing
 		header func() http.Header
 		body   []byte
 		target string
 		status int
-		code   ErrorCode
+		code   sheen.ErrorCode
 	}
 	checks := []check{
-		{"missing", SigningDual, func() http.Header { return http.Header{} }, body, target, 401, CodeMissingSignature},
-		{"tampered body", SigningTimestamp, good, []byte(`{"userId":"u2"}`), target, 403, CodeInvalidSignature},
-		{"tampered query (v1 ok: v1 does not sign the path)", SigningTimestamp, good, body, "/v1/billing/check-sufficient?x=2", 0, ""},
-		{"tampered query, v2 only", SigningDual, func() http.Header { h := good(); h.Set(HeaderSignature, "00"); return h }, body, "/v1/billing/check-sufficient?x=2", 403, CodeInvalidSignature},
-		{"stale", SigningDual, func() http.Header { h := good(); h.Set(HeaderTimestamp, "1799999000"); return h }, body, target, 408, CodeTimestampOutOfRange},
-		{"no timestamp", SigningTimestamp, func() http.Header { h := good(); h.Del(HeaderTimestamp); return h }, body, target, 408, CodeTimestampOutOfRange},
-		{"not hex", SigningBodyPath, func() http.Header { return http.Header{HeaderSignature: {"zz"}} }, body, target, 403, CodeInvalidSignature},
-		{"short signature", SigningBodyPath, func() http.Header {
-			return http.Header{HeaderSignature: {signBodyPath(newMACKey([]byte(secret)), body, target)[:62]}}
-		}, body, target, 403, CodeInvalidSignature},
-		{"body-path good", SigningBodyPath, func() http.Header {
-			return http.Header{HeaderSignature: {signBodyPath(newMACKey([]byte(secret)), body, target)}}
+		{"missing", sheen.SigningDual, func() http.Header { return http.Header{} }, body, target, 401, sheen.CodeMissingSignature},
+		{"tampered body", sheen.SigningTimestamp, good, []byte(`{"userId":"u2"}`), target, 403, sheen.CodeInvalidSignature},
+		{"tampered query (v1 ok: v1 does not sign the path)", sheen.SigningTimestamp, good, body, "/v1/billing/check-sufficient?x=2", 0, ""},
+		{"tampered query, v2 only", sheen.SigningDual, func() http.Header { h := good(); h.Set(sheen.HeaderSignature, "00"); return h }, body, "/v1/billing/check-sufficient?x=2", 403, sheen.CodeInvalidSignature},
+		{"stale", sheen.SigningDual, func() http.Header { h := good(); h.Set(sheen.HeaderTimestamp, "1799999000"); return h }, body, target, 408, sheen.CodeTimestampOutOfRange},
+		{"no timestamp", sheen.SigningTimestamp, func() http.Header { h := good(); h.Del(sheen.HeaderTimestamp); return h }, body, target, 408, sheen.CodeTimestampOutOfRange},
+		{"not hex", sheen.SigningBodyPath, func() http.Header { return http.Header{sheen.HeaderSignature: {"zz"}} }, body, target, 403, sheen.CodeInvalidSignature},
+		{"short signature", sheen.SigningBodyPath, func() http.Header {
+			return http.Header{sheen.HeaderSignature: {signing.SignBodyPath(signing.NewKey([]byte(secret)), body, target)[:62]}}
+		}, body, target, 403, sheen.CodeInvalidSignature},
+		{"body-path good", sheen.SigningBodyPath, func() http.Header {
+			return http.Header{sheen.HeaderSignature: {signing.SignBodyPath(signing.NewKey([]byte(secret)), body, target)}}
 		}, body, target, 0, ""},
-		{"body-path tampered path", SigningBodyPath, func() http.Header {
-			return http.Header{HeaderSignature: {signBodyPath(newMACKey([]byte(secret)), body, target)}}
-		}, body, "/v1/billing/check-sufficient?x=1&userId=other", 403, CodeInvalidSignature},
+		{"body-path tampered path", sheen.SigningBodyPath, func() http.Header {
+			return http.Header{sheen.HeaderSignature: {signing.SignBodyPath(signing.NewKey([]byte(secret)), body, target)}}
+		}, body, "/v1/billing/check-sufficient?x=1&userId=other", 403, sheen.CodeInvalidSignature},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -520,14 +523,14 @@ func TestVerifierFailures(t *testing.T) {
 				}
 				return
 			}
-			var ae *AuthError
+			var ae *sheen.AuthError
 			if !errors.As(err, &ae) {
 				t.Fatalf("want *AuthError, got %T %v", err, err)
 			}
 			if ae.StatusCode != c.status || ae.Code != c.code {
 				t.Fatalf("got %d %s, want %d %s", ae.StatusCode, ae.Code, c.status, c.code)
 			}
-			if !errors.Is(err, ErrUnauthorized) {
+			if !errors.Is(err, sheen.ErrUnauthorized) {
 				t.Fatal("auth failures match ErrUnauthorized")
 			}
 		})
@@ -537,15 +540,15 @@ func TestVerifierFailures(t *testing.T) {
 func TestVerifierRefusesReplayEvenAfterBadSignature(t *testing.T) {
 	const secret = "verifier-secret-0123456789abcdef0123"
 	now := time.Unix(1_800_000_000, 0)
-	v := &Verifier{Secret: secret, Scheme: SigningDual, AcceptV1: true, Now: func() time.Time { return now }}
+	v := &Verifier{Secret: secret, Scheme: sheen.SigningDual, AcceptV1: true, Now: func() time.Time { return now }}
 	ts := "1800000000"
-	h := http.Header{HeaderTimestamp: {ts}, HeaderNonce: {"abc"}, HeaderSignature: {strings.Repeat("1", 64)}}
-	var ae *AuthError
-	if err := v.Verify("GET", "/v1/x", h, nil); !errors.As(err, &ae) || ae.Code != CodeInvalidSignature {
+	h := http.Header{sheen.HeaderTimestamp: {ts}, sheen.HeaderNonce: {"abc"}, sheen.HeaderSignature: {strings.Repeat("1", 64)}}
+	var ae *sheen.AuthError
+	if err := v.Verify("GET", "/v1/x", h, nil); !errors.As(err, &ae) || ae.Code != sheen.CodeInvalidSignature {
 		t.Fatalf("first: %v", err)
 	}
-	h.Set(HeaderSignature, signTimestamp(newMACKey([]byte(secret)), ts, nil))
-	if err := v.Verify("GET", "/v1/x", h, nil); !errors.As(err, &ae) || ae.StatusCode != 409 || ae.Code != CodeReplayAttackDetected {
+	h.Set(sheen.HeaderSignature, signing.SignTimestamp(signing.NewKey([]byte(secret)), ts, nil))
+	if err := v.Verify("GET", "/v1/x", h, nil); !errors.As(err, &ae) || ae.StatusCode != 409 || ae.Code != sheen.CodeReplayAttackDetected {
 		t.Fatalf("a burnt nonce must be refused as a replay, got %v", err)
 	}
 }
@@ -554,8 +557,8 @@ func TestVerifierSecretV2(t *testing.T) {
 	const s1, s2 = "first-secret-0123456789abcdef01234567", "second-secret-0123456789abcdef0123456"
 	now := time.Unix(1_800_000_000, 0)
 	ts := "1800000000"
-	h := http.Header{HeaderTimestamp: {ts}, HeaderNonce: {"n"}, HeaderSignature: {"00"}, HeaderSignatureV2: {signV2(newMACKey([]byte(s2)), "GET", "/v1/x", ts, "n", nil)}}
-	v := &Verifier{Secret: s1, SecretV2: s2, Scheme: SigningDual, Now: func() time.Time { return now }}
+	h := http.Header{sheen.HeaderTimestamp: {ts}, sheen.HeaderNonce: {"n"}, sheen.HeaderSignature: {"00"}, sheen.HeaderSignatureV2: {signing.SignV2(signing.NewKey([]byte(s2)), "GET", "/v1/x", ts, "n", nil)}}
+	v := &Verifier{Secret: s1, SecretV2: s2, Scheme: sheen.SigningDual, Now: func() time.Time { return now }}
 	if err := v.Verify("GET", "/v1/x", h, nil); err != nil {
 		t.Fatalf("v2 signed with the v2 secret: %v", err)
 	}
@@ -587,31 +590,31 @@ func TestVerifierDualMeaning(t *testing.T) {
 	const secret = "verifier-secret-0123456789abcdef0123"
 	now := time.Unix(1_800_000_000, 0)
 	ts := "1800000000"
-	key := newMACKey([]byte(secret))
-	v1 := signTimestamp(key, ts, nil)
+	key := signing.NewKey([]byte(secret))
+	v1 := signing.SignTimestamp(key, ts, nil)
 	for _, tc := range []struct {
 		name            string
 		h               http.Header
 		strict, lenient int // status, 0 for accepted
 	}{
-		{"v2 with nonce", http.Header{HeaderSignatureV2: {signV2(key, "GET", "/v1/x", ts, "n1", nil)}, HeaderNonce: {"n1"}}, 0, 0},
-		{"v2 without nonce", http.Header{HeaderSignatureV2: {signV2(key, "GET", "/v1/x", ts, "", nil)}}, 403, 0},
-		{"v1 only", http.Header{HeaderSignature: {v1}, HeaderNonce: {"n1"}}, 403, 0},
-		{"v1 only, no nonce", http.Header{HeaderSignature: {v1}}, 403, 0},
-		{"v1 good, v2 bad", http.Header{HeaderSignature: {v1}, HeaderSignatureV2: {zeroSig}, HeaderNonce: {"n1"}}, 403, 0},
-		{"v2 over another path", http.Header{HeaderSignatureV2: {signV2(key, "GET", "/v1/y", ts, "n1", nil)}, HeaderNonce: {"n1"}}, 403, 403},
-		{"no signature", http.Header{HeaderNonce: {"n1"}}, 401, 401},
+		{"v2 with nonce", http.Header{sheen.HeaderSignatureV2: {signing.SignV2(key, "GET", "/v1/x", ts, "n1", nil)}, sheen.HeaderNonce: {"n1"}}, 0, 0},
+		{"v2 without nonce", http.Header{sheen.HeaderSignatureV2: {signing.SignV2(key, "GET", "/v1/x", ts, "", nil)}}, 403, 0},
+		{"v1 only", http.Header{sheen.HeaderSignature: {v1}, sheen.HeaderNonce: {"n1"}}, 403, 0},
+		{"v1 only, no nonce", http.Header{sheen.HeaderSignature: {v1}}, 403, 0},
+		{"v1 good, v2 bad", http.Header{sheen.HeaderSignature: {v1}, sheen.HeaderSignatureV2: {zeroSig}, sheen.HeaderNonce: {"n1"}}, 403, 0},
+		{"v2 over another path", http.Header{sheen.HeaderSignatureV2: {signing.SignV2(key, "GET", "/v1/y", ts, "n1", nil)}, sheen.HeaderNonce: {"n1"}}, 403, 403},
+		{"no signature", http.Header{sheen.HeaderNonce: {"n1"}}, 401, 401},
 	} {
 		for _, acceptV1 := range []bool{false, true} {
-			ver := &Verifier{Secret: secret, Scheme: SigningDual, AcceptV1: acceptV1, Now: func() time.Time { return now }}
+			ver := &Verifier{Secret: secret, Scheme: sheen.SigningDual, AcceptV1: acceptV1, Now: func() time.Time { return now }}
 			h := tc.h.Clone()
-			h.Set(HeaderTimestamp, ts)
+			h.Set(sheen.HeaderTimestamp, ts)
 			want := tc.strict
 			if acceptV1 {
 				want = tc.lenient
 			}
 			err := ver.Verify("GET", "/v1/x", h, nil)
-			var ae *AuthError
+			var ae *sheen.AuthError
 			switch {
 			case want == 0 && err != nil:
 				t.Errorf("%s, AcceptV1=%v: refused: %v", tc.name, acceptV1, err)
@@ -620,4 +623,78 @@ func TestVerifierDualMeaning(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A zero MemoryNonceStore works, a nil Verifier answers sheen.ErrNotConfigured,
+// and a Verifier with a short secret refuses to run rather than accept
+// requests signed with it.
+func TestVerifierZeroValuesAndShortSecret(t *testing.T) {
+	var store MemoryNonceStore
+	now := time.Now()
+	if store.Seen("n1", now) || !store.Seen("n1", now) {
+		t.Fatal("zero MemoryNonceStore: a nonce must be new once, then seen")
+	}
+	var nilVerifier *Verifier
+	if err := nilVerifier.Verify("GET", "/v1/x", http.Header{}, nil); !errors.Is(err, sheen.ErrNotConfigured) {
+		t.Fatalf("nil Verifier: %v", err)
+	}
+	const short = "short-secret"
+	h := http.Header{sheen.HeaderSignature: {signing.SignBodyPath(signing.NewKey([]byte(short)), nil, "/v1/x")}}
+	v := &Verifier{Secret: short}
+	if err := v.Verify("GET", "/v1/x", h, nil); err == nil || !strings.Contains(err.Error(), "at least") {
+		t.Fatalf("a request signed with a %d-character secret: %v", len(short), err)
+	}
+}
+
+// failingNonces is a NonceChecker that cannot answer.
+type failingNonces struct{}
+
+func (failingNonces) Seen(string, time.Time) bool { return true }
+func (failingNonces) Check(string, time.Time) (bool, error) {
+	return false, fmt.Errorf("%w: redis is down", sheen.ErrSharedUnavailable)
+}
+
+func TestVerifierRefusesWhatItsNonceStoreCannotCheck(t *testing.T) {
+	v := &Verifier{Secret: testSecret, Scheme: sheen.SigningDual, Nonces: failingNonces{}}
+	h := http.Header{sheen.HeaderTimestamp: {strconv.FormatInt(time.Now().Unix(), 10)}, sheen.HeaderNonce: {"n1"}, sheen.HeaderSignatureV2: {"ab"}}
+	err := v.Verify(http.MethodGet, "/x", h, nil)
+	if !errors.Is(err, sheen.ErrSharedUnavailable) || !strings.Contains(err.Error(), "replay") {
+		t.Fatalf("Verify: %v; want an error that says the replay check failed", err)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/x", nil)
+	r.Header = h
+	rec := httptest.NewRecorder()
+	v.Middleware(http.NotFoundHandler()).ServeHTTP(rec, r)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), string(codeNonceStoreUnavailable)) {
+		t.Errorf("Middleware: %d %v %s; want 503 NONCE_STORE_UNAVAILABLE, Retry-After: 1", rec.Code, rec.Header(), rec.Body)
+	}
+}
+
+// Whatever headers, target and body arrive, the Verifier answers nil or an
+// *sheen.AuthError with one of the deployed worker's statuses (the root's
+// FuzzVerifyOwnSignature checks that what the client signs passes).
+func FuzzVerify(f *testing.F) {
+	f.Add("GET", "/v1/x?b=1&a=2", "1767225600", "abc", "00", "", []byte(`{"a":1}`))
+	f.Add("POST", "/v1/x??%FF=1", "-1", "", "zz", "not-hex", []byte(`null`))
+	f.Add("DELETE", "", "99999999999999999999", "\x00", "", "", []byte{0xff})
+	at := time.Unix(1767225600, 0)
+	f.Fuzz(func(t *testing.T, method, target, ts, nonce, sig, sigV2 string, body []byte) {
+		for i, scheme := range []sheen.Signing{sheen.SigningBodyPath, sheen.SigningTimestamp, sheen.SigningDual, sheen.SigningDual} {
+			v := &Verifier{Secret: testSecret, Scheme: scheme, AcceptV1: i == 3, Now: func() time.Time { return at }}
+			h := http.Header{sheen.HeaderTimestamp: {ts}, sheen.HeaderNonce: {nonce}, sheen.HeaderSignature: {sig}, sheen.HeaderSignatureV2: {sigV2}}
+			err := v.Verify(method, target, h, body)
+			if err == nil {
+				continue // a guessed signature would be news, but not a crash
+			}
+			var ae *sheen.AuthError
+			if !errors.As(err, &ae) {
+				t.Fatalf("%s: not an *sheen.AuthError: %v", scheme, err)
+			}
+			switch ae.StatusCode {
+			case 401, 403, 408, 409:
+			default:
+				t.Fatalf("%s: status %d", scheme, ae.StatusCode)
+			}
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package sheen_test
+package sheenhttp_test
 
 import (
 	"net/http"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheenhttp"
 )
 
 // What the proxy lets through: routes, paths, users and resources.
@@ -14,9 +15,9 @@ import (
 // and not one request reaches the worker.
 func TestProxyRefusesAttacks(t *testing.T) {
 	rg := newPxRig(t, pxOptions{scheme: sheen.SigningDual, hook: true})
-	rg.own(sheen.ResourceProject, "proj-bob", pxBob)
-	rg.own(sheen.ResourceVersion, "ver-bob", pxBob)
-	rg.own(sheen.ResourceProject, "proj-alice", pxAlice)
+	rg.own(sheenhttp.ResourceProject, "proj-bob", pxBob)
+	rg.own(sheenhttp.ResourceVersion, "ver-bob", pxBob)
+	rg.own(sheenhttp.ResourceProject, "proj-alice", pxAlice)
 	big := `{"prompt":"` + strings.Repeat("x", sheen.MaxRequestBody) + `"}`
 	const sess = "sess-alice"
 	status := "/api/worker/v1/builds/b1/status"
@@ -126,7 +127,7 @@ func TestProxyUnownedRoutesNeedTheHook(t *testing.T) {
 		t.Errorf("the worker received %d request(s)", n)
 	}
 
-	_, err := sheen.NewProxy(rg.client, sheen.ProxyConfig{Authorize: pxAuthorize, Routes: sheen.DefaultProxyRoutes()})
+	_, err := sheenhttp.NewProxy(rg.client, sheenhttp.ProxyConfig{Authorize: pxAuthorize, Routes: sheenhttp.DefaultProxyRoutes()})
 	if err == nil || !strings.Contains(err.Error(), "AuthorizeResource") {
 		t.Errorf("explicit Unowned routes without a hook: err = %v", err)
 	}

@@ -1,9 +1,10 @@
-package sheen
+package sheenhttp
 
 import (
 	"net/http"
 	"strconv"
 
+	"github.com/sheenapps/sheen-go"
 	"github.com/sheenapps/sheen-go/internal/jsonx"
 )
 
@@ -12,27 +13,27 @@ import (
 
 // Codes of refusals that both the proxy and the Verifier's middleware give.
 const (
-	codeBadRequest ErrorCode = "BAD_REQUEST"
-	codeInternal   ErrorCode = "INTERNAL_ERROR"
+	codeBadRequest sheen.ErrorCode = "BAD_REQUEST"
+	codeInternal   sheen.ErrorCode = "INTERNAL_ERROR"
 )
 
 // errorBody is the worker's usual error shape.
 type errorBody struct {
-	Error string    `json:"error"`
-	Code  ErrorCode `json:"code"`
+	Error string          `json:"error"`
+	Code  sheen.ErrorCode `json:"code"`
 }
 
 // tooLargeBody is the shape of the worker's web framework's 413.
 type tooLargeBody struct {
-	StatusCode int       `json:"statusCode"`
-	Code       ErrorCode `json:"code"`
-	Error      string    `json:"error"`
-	Message    string    `json:"message"`
+	StatusCode int             `json:"statusCode"`
+	Code       sheen.ErrorCode `json:"code"`
+	Error      string          `json:"error"`
+	Message    string          `json:"message"`
 }
 
 // writeError answers {"error": message, "code": code} with status; a 413
 // gets the worker's web framework shape.
-func writeError(w http.ResponseWriter, status int, code ErrorCode, message string) {
+func writeError(w http.ResponseWriter, status int, code sheen.ErrorCode, message string) {
 	if status == http.StatusRequestEntityTooLarge {
 		writeJSON(w, status, tooLargeBody{StatusCode: status, Code: code, Error: "Payload Too Large", Message: message})
 		return
