@@ -3,6 +3,7 @@ package sheen
 import (
 	"context"
 	"errors"
+	"math"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -305,4 +306,47 @@ func TestCacheHitDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { c.Get("u1") }); n != 0 {
 		t.Errorf("Get hit: %v allocations", n)
 	}
+}
+
+// With the system clock a lookup reads the monotonic clock alone: a value
+// still expires exactly when it was told to, whether its expiry carries a
+// monotonic reading (balances: now plus the TTL) or only a wall time
+// (links: the worker's expiresAt less the margin).
+func TestCacheSystemClockExpiresExactly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTTLCache[int](systemClock{}, 10)
+		if !c.mono {
+			t.Fatal("the system clock does not take the monotonic path")
+		}
+		c.Set("mono", 1, time.Now().Add(time.Minute))
+		c.Set("wall", 2, time.Now().Round(0).Add(time.Minute)) // Round(0) strips the monotonic reading
+		ctx := context.Background()
+		load := func(context.Context) (int, time.Time, error) { return 3, time.Now().Add(2 * time.Minute), nil }
+		if v, err := c.Fetch(ctx, "fetched", load); err != nil || v != 3 {
+			t.Fatalf("Fetch: %d, %v", v, err)
+		}
+		time.Sleep(time.Minute - time.Nanosecond)
+		for k, want := range map[string]int{"mono": 1, "wall": 2, "fetched": 3} {
+			if v, ok := c.Get(k); !ok || v != want {
+				t.Fatalf("%s expired early: %d, %v", k, v, ok)
+			}
+		}
+		time.Sleep(time.Nanosecond)
+		for _, k := range []string{"mono", "wall"} {
+			if _, ok := c.Get(k); ok {
+				t.Fatalf("%s outlived its expiry", k)
+			}
+		}
+		if _, ok := c.GetBytes([]byte("fetched")); !ok {
+			t.Fatal("fetched expired a minute early")
+		}
+		time.Sleep(time.Minute)
+		if _, ok := c.GetBytes([]byte("fetched")); ok {
+			t.Fatal("fetched outlived its expiry")
+		}
+		c.Set("far", 4, time.Now().Add(math.MaxInt64)) // saturates instead of overflowing
+		if _, ok := c.Get("far"); !ok {
+			t.Fatal("a value for ever was not stored")
+		}
+	})
 }
