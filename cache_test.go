@@ -3,7 +3,12 @@ package sheen
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -349,4 +354,56 @@ func TestCacheSystemClockExpiresExactly(t *testing.T) {
 			t.Fatal("a value for ever was not stored")
 		}
 	})
+}
+
+// Issue #13's ceiling: a hit through the public API costs at most one
+// allocation, the caller's copy, for balances of both shapes and for links.
+func TestCacheHitAllocationCeiling(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation counts; .ci/run also runs this test without -race")
+	}
+	expires := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
+	for _, tc := range []struct{ name, balance string }{
+		{"v2.1", billingV21Body},
+		{"bucketed", billingBucketedBody},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var requests atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				requests.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				if strings.Contains(r.URL.Path, "/export") {
+					fmt.Fprintf(w, `{"success":true,"downloadUrl":"https://store.test/p.zip?sig=1","expiresAt":%q,"filename":"p.zip","version":{"id":"ver-9","prompt":"a shop","createdAt":"2025-06-01T10:00:00.000Z"}}`, expires)
+					return
+				}
+				io.WriteString(w, tc.balance)
+			}))
+			defer srv.Close()
+			c, err := NewWorkerClient(WithBaseURL(srv.URL), WithSecret(testSecret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			for name, hit := range map[string]func() error{
+				"balance": func() error { _, err := c.Billing.Balance(ctx, "u1"); return err },
+				"link":    func() error { _, err := c.Exports.ProjectLink(ctx, "p1", "u1"); return err },
+			} {
+				if err := hit(); err != nil {
+					t.Fatal(err)
+				}
+				before := requests.Load()
+				n := testing.AllocsPerRun(1000, func() {
+					if err := hit(); err != nil {
+						t.Fatal(err)
+					}
+				})
+				if n > 1 {
+					t.Errorf("%s hit: %v allocations, want at most 1", name, n)
+				}
+				if d := requests.Load() - before; d != 0 {
+					t.Errorf("%s: %d requests while measuring hits", name, d)
+				}
+			}
+		})
+	}
 }
