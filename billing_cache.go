@@ -160,40 +160,61 @@ func (l *balanceLoad) report(cc *callConfig, err error) {
 	}
 }
 
-// balanceCopyBuckets is how many buckets a Balance copy holds without a
-// second allocation; the deployed worker sends three (welcome, daily, paid).
-const balanceCopyBuckets = 4
+// A hit's one allocation is the caller's copy of the balance, and on a busy
+// heap an allocation costs about in proportion to its size: each shape gets
+// a layout of its own, the Balance together with just the parts it has.
+// A shape none fits (more buckets, or parts of both shapes) costs a second
+// allocation for its buckets.
 
-// balanceCopy lays a Balance out together with its parts, so that copying a
-// typical balance is one allocation.
-type balanceCopy struct {
+// balanceCopyBuckets is how many buckets a bucketed copy holds without a
+// second allocation; the deployed worker sends three (welcome, daily, paid).
+const balanceCopyBuckets = 3
+
+// balanceWithUsage is v2.1's shape: a Balance and its usage.
+type balanceWithUsage struct {
+	b     Balance
+	usage BalanceUsage
+}
+
+// balanceBucketed is the deployed worker's shape: a Balance, its bonus
+// allowance and up to balanceCopyBuckets buckets.
+type balanceBucketed struct {
 	b       Balance
-	usage   BalanceUsage
 	bonus   BonusAllowance
 	buckets [balanceCopyBuckets]BalanceBucket
 }
 
-// clone returns a deep copy of b, sharing nothing with it.
+// clone returns a deep copy of b, sharing nothing with it, in one
+// allocation for either shape the worker serves.
 func (b *Balance) clone() *Balance {
-	if b == nil {
+	switch {
+	case b == nil:
 		return nil
-	}
-	c := &balanceCopy{b: *b}
-	switch n := len(b.Buckets); {
-	case b.Buckets == nil:
-	case n <= len(c.buckets):
-		c.b.Buckets = c.buckets[:n]
-		copy(c.b.Buckets, b.Buckets)
-	default:
-		c.b.Buckets = slices.Clone(b.Buckets)
-	}
-	if b.Usage != nil {
-		c.usage = *b.Usage
+	case b.Usage != nil && b.BonusAllowance == nil && b.Buckets == nil:
+		c := &balanceWithUsage{b: *b, usage: *b.Usage}
 		c.b.Usage = &c.usage
+		return &c.b
+	case b.Usage == nil && (b.Buckets != nil || b.BonusAllowance != nil) && len(b.Buckets) <= balanceCopyBuckets:
+		c := &balanceBucketed{b: *b}
+		if b.Buckets != nil {
+			c.b.Buckets = c.buckets[:len(b.Buckets):len(b.Buckets)]
+			copy(c.b.Buckets, b.Buckets)
+		}
+		if b.BonusAllowance != nil {
+			c.bonus = *b.BonusAllowance
+			c.b.BonusAllowance = &c.bonus
+		}
+		return &c.b
+	}
+	c := *b // no parts (one allocation), or an unusual mix (more)
+	c.Buckets = slices.Clone(b.Buckets)
+	if b.Usage != nil {
+		u := *b.Usage
+		c.Usage = &u
 	}
 	if b.BonusAllowance != nil {
-		c.bonus = *b.BonusAllowance
-		c.b.BonusAllowance = &c.bonus
+		a := *b.BonusAllowance
+		c.BonusAllowance = &a
 	}
-	return &c.b
+	return &c
 }

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"time"
 )
@@ -13,8 +14,17 @@ import (
 // concurrent misses share it. Billing balances and export links both live in
 // one. Every operation is O(1): a map finds an entry, a list keeps the
 // entries in order of use.
+//
+// Expiries are kept as nanoseconds on the cache's clock since base, the
+// clock's time when the cache was made: a lookup reads the clock once and
+// compares integers. With the system clock that reading is the monotonic
+// clock alone (time.Since, one vDSO call; time.Now makes two), so a value
+// lives exactly the time it was given when stored, whatever the wall clock
+// does meanwhile, as Go's own timers and context deadlines do.
 type ttlCache[V any] struct {
 	clock Clock
+	base  time.Time // the clock's time when the cache was made
+	mono  bool      // clock is the system clock: now reads the monotonic clock alone
 	max   int
 	// loadTimeout bounds how long one shared load may run, on the runtime's
 	// clock (zero: no bound of the cache's own; the loader's requests have
@@ -34,7 +44,7 @@ type ttlCache[V any] struct {
 type cacheEntry[V any] struct {
 	key     string
 	value   V
-	expires time.Time
+	expires int64 // nanoseconds since the cache's base (see now)
 }
 
 // flight is one load of a key and the callers waiting for it.
@@ -55,12 +65,39 @@ func newTTLCache[V any](clock Clock, max int) *ttlCache[V] {
 	if max <= 0 {
 		max = 1
 	}
-	return &ttlCache[V]{clock: clock, max: max, entries: make(map[string]*list.Element), flights: make(map[string]*flight[V])}
+	_, mono := clock.(systemClock)
+	return &ttlCache[V]{clock: clock, base: clock.Now(), mono: mono, max: max, entries: make(map[string]*list.Element), flights: make(map[string]*flight[V])}
+}
+
+// now is the cache's clock reading: nanoseconds since c.base.
+func (c *ttlCache[V]) now() int64 {
+	if c.mono {
+		return int64(time.Since(c.base))
+	}
+	return int64(c.clock.Now().Sub(c.base))
+}
+
+// deadline reads the clock and returns its reading (as now does) and
+// expires on the same scale: the reading plus the time left until
+// expires, as Time.Sub measures it (on the monotonic clock when expires
+// has a monotonic reading, on the wall clock otherwise). The time left is
+// zero or less when expires has passed.
+func (c *ttlCache[V]) deadline(expires time.Time) (now, deadline int64) {
+	t := c.clock.Now()
+	now = int64(t.Sub(c.base))
+	left := int64(expires.Sub(t))
+	if left <= 0 {
+		return now, now
+	}
+	if left > math.MaxInt64-now {
+		return now, math.MaxInt64
+	}
+	return now, now + left
 }
 
 // Get returns the value for key if it has not expired.
 func (c *ttlCache[V]) Get(key string) (V, bool) {
-	now := c.clock.Now()
+	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.getLocked(key, now)
@@ -69,7 +106,7 @@ func (c *ttlCache[V]) Get(key string) (V, bool) {
 // GetBytes is Get for a key held in a byte slice: the lookup does not
 // allocate, so a caller can build its key in a buffer on its stack.
 func (c *ttlCache[V]) GetBytes(key []byte) (V, bool) {
-	now := c.clock.Now()
+	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.entries[string(key)]
@@ -78,17 +115,17 @@ func (c *ttlCache[V]) GetBytes(key []byte) (V, bool) {
 
 // getLocked returns key's value if it has not expired, marking it used. An
 // expired entry found on the way is dropped.
-func (c *ttlCache[V]) getLocked(key string, now time.Time) (V, bool) {
+func (c *ttlCache[V]) getLocked(key string, now int64) (V, bool) {
 	el, ok := c.entries[key]
 	return c.liveLocked(el, ok, now)
 }
 
 // liveLocked is the value of the entry el, found (ok) by a lookup, if it
 // has not expired.
-func (c *ttlCache[V]) liveLocked(el *list.Element, ok bool, now time.Time) (V, bool) {
+func (c *ttlCache[V]) liveLocked(el *list.Element, ok bool, now int64) (V, bool) {
 	if ok {
 		e := el.Value.(*cacheEntry[V])
-		if now.Before(e.expires) {
+		if now < e.expires {
 			c.lru.MoveToFront(el)
 			return e.value, true
 		}
@@ -101,16 +138,18 @@ func (c *ttlCache[V]) liveLocked(el *list.Element, ok bool, now time.Time) (V, b
 // Set stores value for key until expires. A value already expired is not
 // stored (and drops the one held).
 func (c *ttlCache[V]) Set(key string, value V, expires time.Time) {
-	now := c.clock.Now()
+	now, deadline := c.deadline(expires)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.setLocked(key, value, expires, now)
+	c.setLocked(key, value, deadline, now)
 }
 
-func (c *ttlCache[V]) setLocked(key string, value V, expires, now time.Time) {
+// setLocked stores value for key until expires, both on the cache's scale
+// (see now).
+func (c *ttlCache[V]) setLocked(key string, value V, expires, now int64) {
 	el, ok := c.entries[key]
 	switch {
-	case !now.Before(expires):
+	case now >= expires:
 		if ok {
 			c.removeLocked(el)
 		}
@@ -188,7 +227,7 @@ func (c *ttlCache[V]) Len() int {
 // on every call: it escapes, as the load may outlive its caller. Callers
 // that care check Get first.
 func (c *ttlCache[V]) Fetch(ctx context.Context, key string, load func(context.Context) (V, time.Time, error)) (V, error) {
-	now := c.clock.Now()
+	now := c.now()
 	c.mu.Lock()
 	if v, ok := c.getLocked(key, now); ok {
 		c.mu.Unlock()
@@ -255,12 +294,12 @@ func (c *ttlCache[V]) run(key string, f *flight[V], load func(context.Context) (
 			var zero V
 			v = zero
 		}
-		now := c.clock.Now()
+		now, deadline := c.deadline(expires)
 		c.mu.Lock()
 		if c.flights[key] == f {
 			delete(c.flights, key)
 			if err == nil {
-				c.setLocked(key, v, expires, now)
+				c.setLocked(key, v, deadline, now)
 			}
 		}
 		f.value, f.err = v, err

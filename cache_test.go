@@ -3,6 +3,12 @@ package sheen
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -304,5 +310,100 @@ func TestCacheHitDoesNotAllocate(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, func() { c.Get("u1") }); n != 0 {
 		t.Errorf("Get hit: %v allocations", n)
+	}
+}
+
+// With the system clock a lookup reads the monotonic clock alone: a value
+// still expires exactly when it was told to, whether its expiry carries a
+// monotonic reading (balances: now plus the TTL) or only a wall time
+// (links: the worker's expiresAt less the margin).
+func TestCacheSystemClockExpiresExactly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTTLCache[int](systemClock{}, 10)
+		if !c.mono {
+			t.Fatal("the system clock does not take the monotonic path")
+		}
+		c.Set("mono", 1, time.Now().Add(time.Minute))
+		c.Set("wall", 2, time.Now().Round(0).Add(time.Minute)) // Round(0) strips the monotonic reading
+		ctx := context.Background()
+		load := func(context.Context) (int, time.Time, error) { return 3, time.Now().Add(2 * time.Minute), nil }
+		if v, err := c.Fetch(ctx, "fetched", load); err != nil || v != 3 {
+			t.Fatalf("Fetch: %d, %v", v, err)
+		}
+		time.Sleep(time.Minute - time.Nanosecond)
+		for k, want := range map[string]int{"mono": 1, "wall": 2, "fetched": 3} {
+			if v, ok := c.Get(k); !ok || v != want {
+				t.Fatalf("%s expired early: %d, %v", k, v, ok)
+			}
+		}
+		time.Sleep(time.Nanosecond)
+		for _, k := range []string{"mono", "wall"} {
+			if _, ok := c.Get(k); ok {
+				t.Fatalf("%s outlived its expiry", k)
+			}
+		}
+		if _, ok := c.GetBytes([]byte("fetched")); !ok {
+			t.Fatal("fetched expired a minute early")
+		}
+		time.Sleep(time.Minute)
+		if _, ok := c.GetBytes([]byte("fetched")); ok {
+			t.Fatal("fetched outlived its expiry")
+		}
+		c.Set("far", 4, time.Now().Add(math.MaxInt64)) // saturates instead of overflowing
+		if _, ok := c.Get("far"); !ok {
+			t.Fatal("a value for ever was not stored")
+		}
+	})
+}
+
+// Issue #13's ceiling: a hit through the public API costs at most one
+// allocation, the caller's copy, for balances of both shapes and for links.
+func TestCacheHitAllocationCeiling(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation counts; .ci/run also runs this test without -race")
+	}
+	expires := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
+	for _, tc := range []struct{ name, balance string }{
+		{"v2.1", billingV21Body},
+		{"bucketed", billingBucketedBody},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var requests atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				requests.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				if strings.Contains(r.URL.Path, "/export") {
+					fmt.Fprintf(w, `{"success":true,"downloadUrl":"https://store.test/p.zip?sig=1","expiresAt":%q,"filename":"p.zip","version":{"id":"ver-9","prompt":"a shop","createdAt":"2025-06-01T10:00:00.000Z"}}`, expires)
+					return
+				}
+				io.WriteString(w, tc.balance)
+			}))
+			defer srv.Close()
+			c, err := NewWorkerClient(WithBaseURL(srv.URL), WithSecret(testSecret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			for name, hit := range map[string]func() error{
+				"balance": func() error { _, err := c.Billing.Balance(ctx, "u1"); return err },
+				"link":    func() error { _, err := c.Exports.ProjectLink(ctx, "p1", "u1"); return err },
+			} {
+				if err := hit(); err != nil {
+					t.Fatal(err)
+				}
+				before := requests.Load()
+				n := testing.AllocsPerRun(1000, func() {
+					if err := hit(); err != nil {
+						t.Fatal(err)
+					}
+				})
+				if n > 1 {
+					t.Errorf("%s hit: %v allocations, want at most 1", name, n)
+				}
+				if d := requests.Load() - before; d != 0 {
+					t.Errorf("%s: %d requests while measuring hits", name, d)
+				}
+			}
+		})
 	}
 }
