@@ -55,7 +55,7 @@ type GenerateConfig struct {
 	// worker's answer: the request's headers, a heartbeat or the document
 	// (0: DefaultGenerateStallTimeout; negative: as long as the call's
 	// context allows). A generation may run for minutes; the attempt
-	// timeout (WithAttemptTimeout) does not apply to it, this does.
+	// timeout (RetryConfig.AttemptTimeout) does not apply to it, this does.
 	//
 	// The deployed worker sends one heartbeat (a space) at once and nothing
 	// more until the model ends: against it, a run longer than the stall

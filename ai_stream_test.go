@@ -243,7 +243,7 @@ var genReq = GenerateRequest{UserID: "u1", ProjectID: "p1", Prompt: "Add a dark 
 func TestGenerateLongRunIsNotCut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fake := &fakeGenerate{beat: 20 * time.Second, run: 3 * time.Minute, doc: okDoc}
-		c := aiClient(t, fake, WithAttemptTimeout(time.Second))
+		c := aiClient(t, fake, WithRetry(RetryConfig{AttemptTimeout: time.Second}))
 		start := time.Now()
 		res, err := c.AI.Generate(context.Background(), genReq)
 		if err != nil {
@@ -490,7 +490,7 @@ func TestGenerateRetriesWhatDidNotStart(t *testing.T) {
 
 	// Tries end: all refused.
 	rt = &refused{n: 100, next: pipeTransport{fake}}
-	c = newTestClient(t, rt, WithRetry(3, time.Second))
+	c = newTestClient(t, rt, WithRetry(RetryConfig{MaxAttempts: 3, MaxWait: time.Second}))
 	_, err = c.AI.Generate(context.Background(), genReq)
 	if !errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, ErrOutcomeUnknown) || rt.dials != 3 {
 		t.Fatalf("refused every time: %v after %d dials", err, rt.dials)

@@ -153,7 +153,7 @@ func TestGenerateFallback(t *testing.T) {
 		t.Errorf("503 without a fallback: %v", err)
 	}
 	fake := &fakeGenerate{status: 429, body: `{"error":"Rate limit exceeded"}`}
-	c = aiClient(t, fake, WithRetry(2, time.Second))
+	c = aiClient(t, fake, WithRetry(RetryConfig{MaxAttempts: 2, MaxWait: time.Second}))
 	_, err = c.AI.Generate(context.Background(), genReq)
 	var rl *RateLimitError
 	if !errors.As(err, &rl) || rl.Limit != -1 || rl.Remaining != -1 || !rl.Reset.IsZero() || rl.Message != "Rate limit exceeded" || len(fake.requests()) != 2 {
@@ -164,14 +164,14 @@ func TestGenerateFallback(t *testing.T) {
 // The worker's 429 for its hourly generation budget carries no hint: it
 // must not pause the client's other calls. A 429 with a Retry-After does.
 func TestGenerate429PausesOnlyWithAHint(t *testing.T) {
-	c := aiClient(t, &fakeGenerate{status: 429, body: `{"error":"Rate limit exceeded"}`}, WithRetry(1, time.Minute))
+	c := aiClient(t, &fakeGenerate{status: 429, body: `{"error":"Rate limit exceeded"}`}, WithRetry(RetryConfig{MaxAttempts: 1, MaxWait: time.Minute}))
 	if _, err := c.AI.Generate(context.Background(), genReq); !errors.Is(err, ErrRateLimited) {
 		t.Fatal(err)
 	}
 	if p := c.RateLimit().PausedUntil; !p.IsZero() {
 		t.Errorf("a 429 without a hint paused the client until %s", p)
 	}
-	c = aiClient(t, &fakeGenerate{status: 429, body: `{"error":"Rate limit exceeded"}`, header: http.Header{"Retry-After": {"30"}}}, WithRetry(1, time.Minute))
+	c = aiClient(t, &fakeGenerate{status: 429, body: `{"error":"Rate limit exceeded"}`, header: http.Header{"Retry-After": {"30"}}}, WithRetry(RetryConfig{MaxAttempts: 1, MaxWait: time.Minute}))
 	if _, err := c.AI.Generate(context.Background(), genReq); !errors.Is(err, ErrRateLimited) {
 		t.Fatal(err)
 	}

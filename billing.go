@@ -12,7 +12,7 @@ import (
 // affordable. Get it from WorkerClient.Billing.
 //
 // Balances are cached per user (DefaultBalanceCacheTTL, see
-// WithBalanceCacheTTL). The cached value is dropped when the client learns
+// CacheConfig.BalanceTTL). The cached value is dropped when the client learns
 // it changed: a 402 from any call made for that user, a build started for
 // that user, or InvalidateBalance.
 //

@@ -2,7 +2,6 @@ package sheen
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -11,23 +10,11 @@ import (
 // balanceCacheMaxUsers bounds the balance cache.
 const balanceCacheMaxUsers = 10_000
 
-// WithBalanceCacheTTL sets how long a user's balance is reused (default
-// DefaultBalanceCacheTTL). Zero turns the cache off.
-func WithBalanceCacheTTL(ttl time.Duration) Option {
-	return func(c *config) error {
-		if ttl < 0 {
-			return fmt.Errorf("sheen: WithBalanceCacheTTL: %s; it must not be negative", ttl)
-		}
-		c.billing.balanceTTL, c.billing.balanceTTLSet = ttl, true
-		return nil
-	}
-}
-
 // billingConfig holds the Billing service's options.
 type billingConfig struct {
 	balanceTTL    time.Duration
 	balanceTTLSet bool
-	shared        SharedCache // WithSharedCache
+	shared        SharedCache // CacheConfig.Shared
 }
 
 // billingState is the Billing service's state, held by the WorkerClient:

@@ -21,7 +21,7 @@ const flowUser = "5b0e6c3a-8f0e-4d3e-9a57-2f1c3f1d7a10"
 func flowClient(t *testing.T, opts ...sheentest.Option) (*sheentest.Server, *sheen.WorkerClient) {
 	t.Helper()
 	srv := sheentest.NewServer(append([]sheentest.Option{sheentest.WithTest(t), sheentest.WithUser(flowUser, 10*time.Hour), sheentest.WithRateLimit(60_000)}, opts...)...)
-	c, err := srv.Client(sheen.WithBackoffBase(time.Millisecond), sheen.WithRateLimit(60_000))
+	c, err := srv.Client(sheen.WithRetry(sheen.RetryConfig{BackoffBase: time.Millisecond}), sheen.WithRateLimit(60_000))
 	if err != nil {
 		t.Fatal(err)
 	}

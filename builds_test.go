@@ -227,7 +227,7 @@ func TestBuildsAnswerWithoutBuildIDIsAnError(t *testing.T) {
 }
 
 func TestBuildsCreatePreviewInsufficientBalance(t *testing.T) {
-	c, mt, notes := buildsClient(t, WithRetry(1, time.Second))
+	c, mt, notes := buildsClient(t, WithRetry(RetryConfig{MaxAttempts: 1, MaxWait: time.Second}))
 	mt.RegisterResponder("POST", buildsBase+"/v1/create-preview-for-new-project", buildsAnswer(402,
 		`{"success":false,"error":"insufficient_ai_time","message":"Insufficient AI time balance to start build","balance":{"welcomeBonus":0,"dailyGift":60,"paid":0,"total":60},"required":180}`))
 	_, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "x"})

@@ -109,7 +109,7 @@ func TestBuildsVersionsNeverRepeatAVersion(t *testing.T) {
 }
 
 func TestBuildsVersionsStopsAtFirstError(t *testing.T) {
-	c, mt, _ := buildsClient(t, WithRetry(1, time.Second))
+	c, mt, _ := buildsClient(t, WithRetry(RetryConfig{MaxAttempts: 1, MaxWait: time.Second}))
 	mt.RegisterResponder("GET", `=~^`+buildsBase+`/v1/projects/p1/versions`, func(r *http.Request) (*http.Response, error) {
 		if r.URL.Query().Get("offset") == "0" {
 			return buildsAnswer(200, `{"versions":[{"id":"v2"},{"id":"v1"}],"pagination":{"hasMore":true}}`)(r)

@@ -9,6 +9,51 @@ import (
 	"time"
 )
 
+// CacheConfig shapes the client's caches of balances and download links;
+// give it with WithCache. A zero field keeps its current value (the
+// default, or an earlier WithCache's); a negative one means "none", as each
+// field says.
+type CacheConfig struct {
+	// BalanceTTL is how long a user's balance is reused (default
+	// DefaultBalanceCacheTTL; negative: balances are not cached).
+	BalanceTTL time.Duration
+	// LinkMargin is how long before its expiry a cached download link stops
+	// being handed out (default DefaultLinkMargin; negative: a link is
+	// reused until it expires).
+	LinkMargin time.Duration
+	// MaxLinks is how many download links are cached at most (default
+	// DefaultLinkCacheSize); when full, the least recently used link goes.
+	// Negative: links are not cached (concurrent calls still share one
+	// request).
+	MaxLinks int
+	// Shared, when set, keeps balances and download links in a cache shared
+	// with the other replicas of the service (see SharedCache), instead of
+	// the client's own caches, which stay as the fallback while Shared
+	// cannot answer. BalanceTTL and LinkMargin still apply, and a cache
+	// turned off here is not shared either.
+	Shared SharedCache
+}
+
+// WithCache sets how the client caches balances and download links; see
+// CacheConfig.
+func WithCache(cfg CacheConfig) Option {
+	return func(c *config) error {
+		if cfg.BalanceTTL != 0 {
+			c.billing.balanceTTL, c.billing.balanceTTLSet = max(cfg.BalanceTTL, 0), true
+		}
+		if cfg.LinkMargin != 0 {
+			c.exports.margin, c.exports.marginSet = max(cfg.LinkMargin, 0), true
+		}
+		if cfg.MaxLinks != 0 {
+			c.exports.cacheSize, c.exports.cacheSizeSet = max(cfg.MaxLinks, 0), true
+		}
+		if cfg.Shared != nil {
+			c.billing.shared, c.exports.shared = cfg.Shared, cfg.Shared
+		}
+		return nil
+	}
+}
+
 // ttlCache holds values until they expire, at most max of them (when full,
 // the least recently used goes), with one load at a time per key:
 // concurrent misses share it. Billing balances and export links both live in

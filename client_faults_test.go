@@ -36,7 +36,7 @@ func hungServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 func faultClient(t *testing.T, base string, opts ...Option) *WorkerClient {
 	t.Helper()
 	c, err := NewWorkerClient(append([]Option{
-		WithBaseURL(base), WithSecret(testSecret), WithRateLimit(60_000), WithBackoffBase(time.Millisecond),
+		WithBaseURL(base), WithSecret(testSecret), WithRateLimit(60_000), WithRetry(RetryConfig{BackoffBase: time.Millisecond}),
 	}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func faultClient(t *testing.T, base string, opts ...Option) *WorkerClient {
 // a build-starting POST is sent once and reported as outcome unknown.
 func TestHungWorkerReturnsWithinAttemptTimeout(t *testing.T) {
 	srv, hits := hungServer(t)
-	c := faultClient(t, srv.URL, WithAttemptTimeout(50*time.Millisecond), WithRetry(2, time.Second))
+	c := faultClient(t, srv.URL, WithRetry(RetryConfig{AttemptTimeout: 50 * time.Millisecond}), WithRetry(RetryConfig{MaxAttempts: 2, MaxWait: time.Second}))
 
 	err := c.Do(context.Background(), "GET", "/v1/op", nil, nil)
 	var te *AttemptTimeoutError
@@ -89,7 +89,7 @@ func cutShortServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 // call is tried again, a billed one is not and says its outcome is unknown.
 func TestAnswerCutShort(t *testing.T) {
 	srv, hits := cutShortServer(t)
-	c := faultClient(t, srv.URL, WithRetry(3, time.Second))
+	c := faultClient(t, srv.URL, WithRetry(RetryConfig{MaxAttempts: 3, MaxWait: time.Second}))
 
 	var out map[string]any
 	err := c.Do(context.Background(), "GET", "/v1/op", nil, &out)
@@ -124,7 +124,7 @@ func TestOversizedAnswersStayBounded(t *testing.T) {
 		io.WriteString(w, `"}`)
 	}))
 	defer srv.Close()
-	c := faultClient(t, srv.URL, WithRetry(1, time.Second))
+	c := faultClient(t, srv.URL, WithRetry(RetryConfig{MaxAttempts: 1, MaxWait: time.Second}))
 
 	runtime.GC()
 	var base runtime.MemStats
@@ -249,10 +249,12 @@ func TestDoEncodesNonASCII(t *testing.T) {
 // panicking.
 func TestBadOptionsAndZeroClient(t *testing.T) {
 	for name, opt := range map[string]Option{
-		"nil option":           nil,
-		"empty user agent":     WithUserAgent(""),
-		"newline in UA":        WithUserAgent("x\r\nX-Evil: 1"),
-		"zero attempt timeout": WithAttemptTimeout(0),
+		"nil option":               nil,
+		"empty user agent":         WithUserAgent(""),
+		"newline in UA":            WithUserAgent("x\r\nX-Evil: 1"),
+		"negative attempt timeout": WithRetry(RetryConfig{AttemptTimeout: -time.Second}),
+		"base over max wait":       WithRetry(RetryConfig{BackoffBase: time.Minute, MaxWait: time.Second}),
+		"101 attempts":             WithRetry(RetryConfig{MaxAttempts: 101}),
 	} {
 		if _, err := NewWorkerClient(WithSecret(testSecret), opt); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -30,7 +30,7 @@ func TestNewWorkerClientValidation(t *testing.T) {
 		{"relative", []Option{WithSecret(testSecret), WithBaseURL("/v1")}, "not an absolute URL"},
 		{"credentials", []Option{WithSecret(testSecret), WithBaseURL("https://u:p@x")}, "must not carry credentials"},
 		{"bad rate", []Option{WithSecret(testSecret), WithRateLimit(0)}, "WithRateLimit"},
-		{"bad retry", []Option{WithSecret(testSecret), WithRetry(0, time.Second)}, "WithRetry"},
+		{"bad retry", []Option{WithSecret(testSecret), WithRetry(RetryConfig{MaxAttempts: -1, MaxWait: time.Second})}, "WithRetry: MaxAttempts -1"},
 		{"bad signing", []Option{WithSecret(testSecret), WithSigning(Signing(9))}, "WithSigning"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

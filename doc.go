@@ -78,7 +78,7 @@
 // # Retries and rate limits
 //
 // A call is tried up to 4 times (WithRetry), each attempt bounded by the
-// attempt timeout (WithAttemptTimeout, 30 s by default), so no call waits
+// attempt timeout (RetryConfig.AttemptTimeout, 30 s by default), so no call waits
 // for ever on a silent worker. A call that may start and bill a build is
 // never sent twice unless the worker provably did not act on it. Safe calls
 // are GET, HEAD, PUT, DELETE, calls with an Idempotency-Key
@@ -115,7 +115,7 @@
 // # Billing and caching
 //
 // Billing.Balance keeps each user's balance for 5 minutes
-// (WithBalanceCacheTTL), shared by concurrent callers (one request for many
+// (CacheConfig.BalanceTTL), shared by concurrent callers (one request for many
 // misses), and drops it as soon as the client learns it changed: a 402 for
 // that user from any call, a build started for them, or InvalidateBalance.
 // RefreshBalance skips the cache. CheckSufficient treats "not enough" as an
@@ -166,7 +166,7 @@
 //
 // # Fleets and observability
 //
-// WithSharedLimiter and WithSharedCache (package sheenredis implements them
+// WithSharedLimiter and CacheConfig.Shared (package sheenredis implements them
 // on Redis) let every replica of a service share the worker's quota, its
 // balances and its download links; a sheenhttp.NonceChecker shares the
 // Verifier's replay guard. The client records a span per call and per

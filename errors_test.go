@@ -18,7 +18,7 @@ import (
 func newMockClient(t *testing.T, opts ...Option) (*WorkerClient, *httpmock.MockTransport) {
 	t.Helper()
 	mock := httpmock.NewMockTransport()
-	c := newTestClient(t, mock, append([]Option{WithRetry(1, time.Minute)}, opts...)...)
+	c := newTestClient(t, mock, append([]Option{WithRetry(RetryConfig{MaxAttempts: 1, MaxWait: time.Minute})}, opts...)...)
 	return c, mock
 }
 

@@ -83,8 +83,8 @@ func ExampleInsufficientBalanceError() {
 func ExampleNewWorkerClient() {
 	client, err := sheen.NewWorkerClient(
 		sheen.WithSecret("example-secret-of-at-least-32-characters"),
-		sheen.WithSigning(sheen.SigningDual), // what the deployed worker wants
-		sheen.WithRetry(4, 30*time.Second),   // give up on waits longer than 30 s
+		sheen.WithSigning(sheen.SigningDual),                                          // what the deployed worker wants
+		sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 4, MaxWait: 30 * time.Second}), // give up on waits longer than 30 s
 	)
 	if err != nil {
 		log.Fatal(err)

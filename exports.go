@@ -3,7 +3,6 @@ package sheen
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -288,33 +287,7 @@ type exportsConfig struct {
 	backoff        downloadBackoff // zero: the defaults
 	// insecureHTTP lets downloads use plain http:// (WithInsecureHTTP).
 	insecureHTTP bool
-	shared       SharedCache // WithSharedCache
-}
-
-// WithExportLinkMargin sets how long before its expiry a cached download
-// link stops being reused (default DefaultLinkMargin, 1 hour). Zero reuses
-// a link until it expires.
-func WithExportLinkMargin(d time.Duration) Option {
-	return func(c *config) error {
-		if d < 0 {
-			return fmt.Errorf("sheen: WithExportLinkMargin: %s; it must not be negative", d)
-		}
-		c.exports.margin, c.exports.marginSet = d, true
-		return nil
-	}
-}
-
-// WithExportLinkCacheSize sets how many download links are cached at most
-// (default DefaultLinkCacheSize); when full, the least recently used link
-// goes. Zero turns caching off (concurrent calls still share one request).
-func WithExportLinkCacheSize(n int) Option {
-	return func(c *config) error {
-		if n < 0 {
-			return fmt.Errorf("sheen: WithExportLinkCacheSize: %d; it must not be negative", n)
-		}
-		c.exports.cacheSize, c.exports.cacheSizeSet = n, true
-		return nil
-	}
+	shared       SharedCache // CacheConfig.Shared
 }
 
 // WithDownloadHTTPClient sets the HTTP client that downloads archives from

@@ -17,7 +17,7 @@ import (
 // store do not come back in step. The waits use WithClock's clock and end
 // with the download's context.
 //
-// It is separate from WithBackoffBase, which paces retries of calls to the
+// It is separate from RetryConfig.BackoffBase, which paces retries of calls to the
 // worker.
 func WithDownloadBackoff(base, max time.Duration) Option {
 	return func(c *config) error {

@@ -239,7 +239,7 @@ func TestExportsLinkCacheKeys(t *testing.T) {
 }
 
 func TestExportsLinkMarginOption(t *testing.T) {
-	c, mock, clock := newExportsClient(t, WithExportLinkMargin(10*time.Minute))
+	c, mock, clock := newExportsClient(t, WithCache(CacheConfig{LinkMargin: 10 * time.Minute}))
 	var calls atomic.Int32
 	mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls, func(n int) string {
 		return exportsLinkBody(n, iso(exportsStart.Add(24*time.Hour)))
@@ -256,8 +256,26 @@ func TestExportsLinkMarginOption(t *testing.T) {
 	if calls.Load() != 2 {
 		t.Fatalf("at a 10-minute margin: %d requests", calls.Load())
 	}
-	if _, err := NewWorkerClient(WithSecret(testSecret), WithExportLinkMargin(-time.Second)); err == nil {
-		t.Error("a negative margin was accepted")
+}
+
+// A negative margin reuses a link until it expires.
+func TestExportsNoLinkMargin(t *testing.T) {
+	c, mock, clock := newExportsClient(t, WithCache(CacheConfig{LinkMargin: -1}))
+	var calls atomic.Int32
+	mock.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls, func(n int) string {
+		return exportsLinkBody(n, iso(exportsStart.Add(24*time.Hour)))
+	}))
+	ctx := context.Background()
+	c.Exports.ProjectLink(ctx, "p1", "u1")
+	clock.Advance(24*time.Hour - time.Second)
+	c.Exports.ProjectLink(ctx, "p1", "u1")
+	if calls.Load() != 1 {
+		t.Fatalf("a second before expiry with no margin: %d requests, want 1", calls.Load())
+	}
+	clock.Advance(time.Second)
+	c.Exports.ProjectLink(ctx, "p1", "u1")
+	if calls.Load() != 2 {
+		t.Fatalf("at expiry: %d requests, want 2", calls.Load())
 	}
 }
 
@@ -345,7 +363,7 @@ func TestExportsReturnsCopies(t *testing.T) {
 }
 
 func TestExportsCacheIsBounded(t *testing.T) {
-	c, mock := newMockClient(t, WithExportLinkCacheSize(2))
+	c, mock := newMockClient(t, WithCache(CacheConfig{MaxLinks: 2}))
 	var calls atomic.Int32
 	now := time.Now()
 	mock.RegisterResponder("GET", `=~^https://worker\.test/base/v1/projects/\w+/export`, exportsCounting(&calls, func(n int) string {
@@ -365,7 +383,7 @@ func TestExportsCacheIsBounded(t *testing.T) {
 		t.Errorf("cache holds %d links, limit 2", n)
 	}
 
-	off, mock2, _ := newExportsClient(t, WithExportLinkCacheSize(0))
+	off, mock2, _ := newExportsClient(t, WithCache(CacheConfig{MaxLinks: -1}))
 	var calls2 atomic.Int32
 	mock2.RegisterResponder("GET", exportsProjectURL, exportsCounting(&calls2, func(n int) string { return exportsLinkBody(n, iso(exportsStart.Add(24*time.Hour))) }))
 	off.Exports.ProjectLink(ctx, "p1", "u1")

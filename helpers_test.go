@@ -41,7 +41,7 @@ func newTestClient(t testing.TB, rt http.RoundTripper, opts ...Option) *WorkerCl
 		WithBaseURL("https://worker.test/base"),
 		WithSecret(testSecret),
 		WithHTTPClient(&http.Client{Transport: rt}),
-		WithBackoffBase(time.Millisecond),
+		WithRetry(RetryConfig{BackoffBase: time.Millisecond}),
 		WithRateLimit(60_000),
 	}
 	c, err := NewWorkerClient(append(base, opts...)...)

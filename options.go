@@ -52,18 +52,18 @@ const (
 	DefaultMaxWait = 5 * time.Minute
 
 	// DefaultAttemptTimeout bounds one attempt of a call to the worker, from
-	// sending the request to the end of its answer (WithAttemptTimeout).
+	// sending the request to the end of its answer (RetryConfig.AttemptTimeout).
 	DefaultAttemptTimeout = 30 * time.Second
 
 	// DefaultBalanceCacheTTL is how long a user's balance is reused (v2.1).
 	DefaultBalanceCacheTTL = 5 * time.Minute
 
 	// DefaultLinkMargin is how long before its expiry a cached download link
-	// stops being handed out (v2.1's rule); see WithExportLinkMargin.
+	// stops being handed out (v2.1's rule); see CacheConfig.LinkMargin.
 	DefaultLinkMargin = time.Hour
 
 	// DefaultLinkCacheSize is how many download links a client keeps at most;
-	// see WithExportLinkCacheSize.
+	// see CacheConfig.MaxLinks.
 	DefaultLinkCacheSize = 1000
 
 	// DefaultMetadataWait is how long, by default, Follow and Wait keep
@@ -91,7 +91,7 @@ const (
 
 	// DefaultDownloadBackoffMax caps the wait between two attempts of a
 	// download (a Retry-After from the object store is bounded by
-	// WithRetry's maximum wait instead).
+	// RetryConfig.MaxWait instead).
 	DefaultDownloadBackoffMax = 30 * time.Second
 
 	// DefaultGenerateStallTimeout is how long Generate waits for the next byte
@@ -261,32 +261,49 @@ func WithRateLimit(perMinute int) Option {
 	}
 }
 
-// WithRetry sets how many times a call is tried in all (default 4; 1 turns
-// retries off) and the longest single wait between attempts or for rate-limit
-// quota (default 5 minutes).
-func WithRetry(maxAttempts int, maxWait time.Duration) Option {
-	return func(c *config) error {
-		if maxAttempts < 1 || maxAttempts > 100 {
-			return fmt.Errorf("sheen: WithRetry: %d attempts; it must be between 1 and 100", maxAttempts)
-		}
-		if maxWait <= 0 {
-			return fmt.Errorf("sheen: WithRetry: maximum wait %s; it must be positive", maxWait)
-		}
-		c.maxAttempts, c.maxWait = maxAttempts, maxWait
-		c.backoffBase = min(c.backoffBase, maxWait)
-		return nil
-	}
+// RetryConfig says how calls to the worker are tried; give it with
+// WithRetry. A zero field keeps its current value (the default, or an
+// earlier WithRetry's); a negative one is an error.
+type RetryConfig struct {
+	// MaxAttempts is how many times a call is tried in all (default
+	// DefaultMaxAttempts; 1 turns retries off; at most 100).
+	MaxAttempts int
+	// MaxWait caps any single wait between attempts or for rate-limit
+	// quota (default DefaultMaxWait).
+	MaxWait time.Duration
+	// BackoffBase is the first step of the exponential backoff used when
+	// the worker gives no Retry-After (default 1s); step n waits about 2^n
+	// times it, with jitter, capped by MaxWait.
+	BackoffBase time.Duration
+	// AttemptTimeout bounds each attempt, from sending the request to the
+	// end of its answer (default DefaultAttemptTimeout). An attempt that
+	// runs out is a failed attempt like a dropped connection: retried when
+	// the call is safe to retry, otherwise reported as ErrOutcomeUnknown.
+	// The call as a whole is bounded by its context and the other fields;
+	// downloads have their own stall timeout (DownloadOptions).
+	AttemptTimeout time.Duration
 }
 
-// WithBackoffBase sets the first step of the exponential backoff used when
-// the worker gives no Retry-After (default 1s); step n waits about 2^n times
-// it, with jitter, capped by the maximum wait.
-func WithBackoffBase(d time.Duration) Option {
+// WithRetry sets how calls to the worker are retried and timed; see
+// RetryConfig. Downloads from the object store have their own settings
+// (DownloadOptions, WithDownloadBackoff).
+func WithRetry(cfg RetryConfig) Option {
 	return func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("sheen: WithBackoffBase: %s; it must be positive", d)
+		switch {
+		case cfg.MaxAttempts < 0 || cfg.MaxAttempts > 100:
+			return fmt.Errorf("sheen: WithRetry: MaxAttempts %d; it must be between 1 and 100", cfg.MaxAttempts)
+		case cfg.MaxWait < 0, cfg.BackoffBase < 0, cfg.AttemptTimeout < 0:
+			return fmt.Errorf("sheen: WithRetry: MaxWait %s, BackoffBase %s, AttemptTimeout %s; none may be negative",
+				cfg.MaxWait, cfg.BackoffBase, cfg.AttemptTimeout)
 		}
-		c.backoffBase = d
+		maxWait := cmp.Or(cfg.MaxWait, c.maxWait)
+		if cfg.BackoffBase > maxWait {
+			return fmt.Errorf("sheen: WithRetry: BackoffBase %s is over MaxWait %s", cfg.BackoffBase, maxWait)
+		}
+		c.maxAttempts = cmp.Or(cfg.MaxAttempts, c.maxAttempts)
+		c.maxWait = maxWait
+		c.backoffBase = min(cmp.Or(cfg.BackoffBase, c.backoffBase), maxWait)
+		c.attemptTimeout = cmp.Or(cfg.AttemptTimeout, c.attemptTimeout)
 		return nil
 	}
 }
@@ -306,22 +323,6 @@ func WithClock(clock Clock) Option {
 			return errors.New("sheen: WithClock: clock is nil")
 		}
 		c.clock = clock
-		return nil
-	}
-}
-
-// WithAttemptTimeout bounds each attempt of a call to the worker, from
-// sending the request to the end of its answer (default
-// DefaultAttemptTimeout). An attempt that runs out is a failed attempt like a
-// dropped connection: retried when the call is safe to retry, otherwise
-// reported as ErrOutcomeUnknown. The call as a whole is bounded by its
-// context and the retry settings; downloads have their own stall timeout.
-func WithAttemptTimeout(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("sheen: WithAttemptTimeout: %s; it must be positive", d)
-		}
-		c.attemptTimeout = d
 		return nil
 	}
 }
@@ -467,7 +468,7 @@ func WithCallTimeout(d time.Duration) CallOption {
 }
 
 // WithCallAttempts sets how many times this call may be tried in all,
-// overriding WithRetry's count for it (1 turns retries off). The retry rule
+// overriding RetryConfig.MaxAttempts for it (1 turns retries off). The retry rule
 // still decides which failures are retried.
 func WithCallAttempts(n int) CallOption {
 	return func(c *callConfig) { c.maxAttempts, c.attemptsSet = n, true }

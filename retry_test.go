@@ -72,7 +72,7 @@ func TestRetryDecisions(t *testing.T) {
 		{"reset POST with key retried", "POST", "k2", fail(errReset), 2, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, mock := newMockClient(t, WithRetry(4, time.Second))
+			c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 4, MaxWait: time.Second}))
 			r, n := sequence(tc.first, ok)
 			mock.RegisterResponder(tc.method, "=~/v1/op", r)
 			var in any
@@ -117,7 +117,7 @@ func TestOutcomeUnknownKeepsTheAPIError(t *testing.T) {
 // An Idempotency-Key given as a plain header makes the call as safe to
 // retry as one given with WithIdempotencyKey.
 func TestIdempotencyKeyHeaderAllowsRetry(t *testing.T) {
-	c, mock := newMockClient(t, WithRetry(4, time.Second))
+	c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 4, MaxWait: time.Second}))
 	r, n := sequence(httpmock.NewStringResponder(500, `{}`), httpmock.NewStringResponder(200, `{}`))
 	mock.RegisterResponder("POST", "=~/v1/op", r)
 	if err := c.Do(context.Background(), "POST", "/v1/op", map[string]int{}, nil, WithHeader("Idempotency-Key", "k")); err != nil || *n != 2 {
@@ -126,7 +126,7 @@ func TestIdempotencyKeyHeaderAllowsRetry(t *testing.T) {
 }
 
 func TestRetryGivesUpAfterMaxAttempts(t *testing.T) {
-	c, mock := newMockClient(t, WithRetry(4, time.Second))
+	c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 4, MaxWait: time.Second}))
 	r, n := sequence(httpmock.NewStringResponder(503, `{"error":"down"}`))
 	mock.RegisterResponder("GET", "=~/v1/op", r)
 	err := c.Do(context.Background(), "GET", "/v1/op", nil, nil)
@@ -136,7 +136,7 @@ func TestRetryGivesUpAfterMaxAttempts(t *testing.T) {
 }
 
 func TestRetryGivesUpOnTransportErrorWithoutURL(t *testing.T) {
-	c, mock := newMockClient(t, WithRetry(3, time.Second))
+	c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 3, MaxWait: time.Second}))
 	r, n := sequence(httpmock.NewErrorResponder(errRefused))
 	mock.RegisterResponder("GET", "=~/v1/op", r)
 	err := c.Do(context.Background(), "GET", "/v1/op?userId=u1", nil, nil)
@@ -151,7 +151,7 @@ func TestRetryGivesUpOnTransportErrorWithoutURL(t *testing.T) {
 // Every attempt carries the same correlation id and idempotency key, and a
 // fresh nonce.
 func TestRetryKeepsCallHeaders(t *testing.T) {
-	c, mock := newMockClient(t, WithRetry(3, time.Second), WithSigning(SigningDual))
+	c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 3, MaxWait: time.Second}), WithSigning(SigningDual))
 	var mu sync.Mutex
 	var corr, keys, nonces []string
 	mock.RegisterResponder("POST", "=~/v1/versions/rollback", func(r *http.Request) (*http.Response, error) {
@@ -182,7 +182,7 @@ func TestRetryKeepsCallHeaders(t *testing.T) {
 func TestRetryAfterHonouredAndCapped(t *testing.T) {
 	// synctest's fake time lets the test wait out Retry-After instantly.
 	synctest.Test(t, func(t *testing.T) {
-		c, mock := newMockClient(t, WithRetry(4, 10*time.Second))
+		c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 4, MaxWait: 10 * time.Second}))
 		var times []time.Time
 		mock.RegisterResponder("GET", "=~/v1/op", func(r *http.Request) (*http.Response, error) {
 			times = append(times, time.Now())
@@ -203,7 +203,7 @@ func TestRetryAfterHonouredAndCapped(t *testing.T) {
 }
 
 func TestRetryAfterBeyondMaxWaitReturnsRateLimitError(t *testing.T) {
-	c, mock := newMockClient(t, WithRetry(4, 10*time.Second))
+	c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 4, MaxWait: 10 * time.Second}))
 	r, n := sequence(func(r *http.Request) (*http.Response, error) {
 		resp := httpmock.NewStringResponse(429, `{"error":"Rate limit exceeded"}`)
 		resp.Header.Set("Retry-After", "3600")
@@ -224,7 +224,7 @@ func TestRetryAfterBeyondMaxWaitReturnsRateLimitError(t *testing.T) {
 }
 
 func TestRetryAfterBeyondDeadlineReturnsAtOnce(t *testing.T) {
-	c, mock := newMockClient(t, WithRetry(4, time.Hour))
+	c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 4, MaxWait: time.Hour}))
 	r, n := sequence(func(r *http.Request) (*http.Response, error) {
 		resp := httpmock.NewStringResponse(429, `{"error":"slow"}`)
 		resp.Header.Set("Retry-After", strconv.Itoa(120))
@@ -246,7 +246,7 @@ func TestRetryAfterBeyondDeadlineReturnsAtOnce(t *testing.T) {
 }
 
 func TestContextCancelStopsRetries(t *testing.T) {
-	c, mock := newMockClient(t, WithRetry(10, time.Hour), WithBackoffBase(time.Hour))
+	c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 10, MaxWait: time.Hour}), WithRetry(RetryConfig{BackoffBase: time.Hour}))
 	ctx, cancel := context.WithCancel(context.Background())
 	mock.RegisterResponder("GET", "=~/v1/op", func(r *http.Request) (*http.Response, error) {
 		cancel()
@@ -292,7 +292,7 @@ func TestClockSkewCorrected(t *testing.T) {
 }
 
 func TestClockSkewRetriedOnlyOnce(t *testing.T) {
-	c, mock := newMockClient(t, WithRetry(4, time.Second), WithSigning(SigningTimestamp))
+	c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 4, MaxWait: time.Second}), WithSigning(SigningTimestamp))
 	r, n := sequence(func(r *http.Request) (*http.Response, error) {
 		serverTime := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
 		resp := httpmock.NewStringResponse(408, `{"code":"TIMESTAMP_OUT_OF_RANGE","error":"skew","serverTime":`+serverTime+`}`)

@@ -32,7 +32,7 @@ type SharedLimiter interface {
 	// request's answer (or its failure) is known.
 	//
 	// A wait that must last past ctx's deadline, or longer than maxWait (the
-	// client's WithRetry maximum), is refused at once with a
+	// client's RetryConfig.MaxWait), is refused at once with a
 	// *RateLimitError whose RetryAfter is the wait; other waits end with
 	// ctx's error when ctx ends. An error wrapping ErrSharedUnavailable
 	// makes the client send this request under its own limiter instead.
@@ -67,7 +67,7 @@ type RateAnswer struct {
 // the balances and download links of every replica of a service, so that
 // one replica's answer from the worker serves them all and an invalidation
 // (a build started for a user drops that user's balance) reaches them all.
-// Plug one in with WithSharedCache; sheenredis.Cache is one on Redis.
+// Plug one in with CacheConfig.Shared; sheenredis.Cache is one on Redis.
 //
 // Keys are the client's: a kind ("balance", "link") and the IDs the value
 // is for, NUL-separated, so they name users. Values are opaque bytes that
@@ -105,22 +105,6 @@ func WithSharedLimiter(l SharedLimiter) Option {
 			return errors.New("sheen: WithSharedLimiter: limiter is nil")
 		}
 		c.sharedLimiter = l
-		return nil
-	}
-}
-
-// WithSharedCache makes the client keep balances and download links in c,
-// shared with the other replicas of the service, instead of its own
-// caches, which stay as the fallback while c cannot answer (see
-// SharedCache). The TTLs and margins are the client's (WithBalanceCacheTTL,
-// WithExportLinkMargin); a zero balance TTL or link cache size still turns
-// that cache off.
-func WithSharedCache(c SharedCache) Option {
-	return func(cfg *config) error {
-		if c == nil {
-			return errors.New("sheen: WithSharedCache: cache is nil")
-		}
-		cfg.billing.shared, cfg.exports.shared = c, c
 		return nil
 	}
 }

@@ -48,7 +48,7 @@ func TestSharedLimiterHearsEveryAnswer(t *testing.T) {
 			resp.Header.Set("Retry-After", "5")
 		}
 		return resp, nil
-	}), WithSharedLimiter(lim), WithRetry(1, time.Minute))
+	}), WithSharedLimiter(lim), WithRetry(RetryConfig{MaxAttempts: 1, MaxWait: time.Minute}))
 	ctx := context.Background()
 	if err := c.Do(ctx, http.MethodGet, "/v1/x", nil, nil); err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func (w *sharedWorker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 func sharedClients(t *testing.T, url string, shared SharedCache, n int) []*WorkerClient {
 	var cs []*WorkerClient
 	for range n {
-		c, err := NewWorkerClient(WithBaseURL(url), WithSecret(testSecret), WithSharedCache(shared), WithRateLimit(60_000))
+		c, err := NewWorkerClient(WithBaseURL(url), WithSecret(testSecret), WithCache(CacheConfig{Shared: shared}), WithRateLimit(60_000))
 		if err != nil {
 			t.Fatal(err)
 		}

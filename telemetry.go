@@ -68,11 +68,17 @@ type TelemetryConfig struct {
 }
 
 // WithTelemetry sets where the client's spans and metrics go and whether
-// spans name users; see TelemetryConfig. It replaces an earlier
-// WithTelemetry as a whole.
+// spans name users; see TelemetryConfig. A zero field keeps its current
+// value (the global provider, or an earlier WithTelemetry's).
 func WithTelemetry(cfg TelemetryConfig) Option {
 	return func(c *config) error {
-		c.telemetry = telemetryConfig{tp: cfg.TracerProvider, mp: cfg.MeterProvider, userIDs: cfg.UserIDs}
+		if cfg.TracerProvider != nil {
+			c.telemetry.tp = cfg.TracerProvider
+		}
+		if cfg.MeterProvider != nil {
+			c.telemetry.mp = cfg.MeterProvider
+		}
+		c.telemetry.userIDs = c.telemetry.userIDs || cfg.UserIDs
 		return nil
 	}
 }

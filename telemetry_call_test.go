@@ -180,7 +180,7 @@ func TestTelemetryCacheEvictions(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer mp.Shutdown(context.Background())
-	c, err := NewWorkerClient(WithSecret(testSecret), WithTelemetry(TelemetryConfig{MeterProvider: mp}), WithExportLinkCacheSize(1))
+	c, err := NewWorkerClient(WithSecret(testSecret), WithTelemetry(TelemetryConfig{MeterProvider: mp}), WithCache(CacheConfig{MaxLinks: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,7 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 var errAttemptTimeout = errors.New("attempt timeout")
 
 // AttemptTimeoutError is an attempt of a call that got no complete answer
-// within the attempt timeout (WithAttemptTimeout). It matches
+// within the attempt timeout (RetryConfig.AttemptTimeout). It matches
 // context.DeadlineExceeded with errors.Is.
 type AttemptTimeoutError struct {
 	// Timeout is the attempt timeout that ran out.

@@ -28,7 +28,7 @@ func ExampleTransport() {
 		Exempt: []string{sheentest.RouteStore},
 		Report: func(err error) { fmt.Println("contract:", err) },
 	}
-	client, err := srv.Client(sheen.WithHTTPClient(&http.Client{Transport: tr}), sheen.WithRetry(1, 1))
+	client, err := srv.Client(sheen.WithHTTPClient(&http.Client{Transport: tr}), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: 1}))
 	if err != nil {
 		log.Fatal(err)
 	}

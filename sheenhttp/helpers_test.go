@@ -52,7 +52,7 @@ func newTestClient(t testing.TB, rt http.RoundTripper, opts ...sheen.Option) *sh
 		sheen.WithBaseURL("https://worker.test/base"),
 		sheen.WithSecret(testSecret),
 		sheen.WithHTTPClient(&http.Client{Transport: rt}),
-		sheen.WithBackoffBase(time.Millisecond),
+		sheen.WithRetry(sheen.RetryConfig{BackoffBase: time.Millisecond}),
 		sheen.WithRateLimit(60_000),
 	}
 	c, err := sheen.NewWorkerClient(append(base, opts...)...)

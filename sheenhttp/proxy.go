@@ -94,7 +94,7 @@ const (
 //     answers 429 client_rate_limited with Retry-After at once; otherwise a
 //     request waits for quota as long as the client's maximum wait
 //     (WithRetry) allows, then gets the same 429. Give the proxy a client of
-//     its own with WithRetry(1, a few seconds) to keep browsers from
+//     its own with WithRetry(RetryConfig{MaxAttempts: 1, MaxWait: a few seconds}) to keep browsers from
 //     waiting long, and a WithRateLimit that fits all your users.
 //   - Bodies over 1 MiB answer 413 FST_ERR_CTP_BODY_TOO_LARGE, as the worker
 //     would. Responses are streamed, with their status, Content-Type (JSON

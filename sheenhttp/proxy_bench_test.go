@@ -118,7 +118,7 @@ func newProxyBenchRig(b *testing.B, body []byte, chunked bool) *proxyBenchRig {
 	authorize := func(r *http.Request) (string, error) { return pxBenchUser, nil }
 
 	client, err := sheen.NewWorkerClient(sheen.WithBaseURL(rig.worker.URL), sheen.WithSecret(benchProxySecret), sheen.WithSigning(sheen.SigningDual),
-		sheen.WithRateLimit(1_000_000_000), sheen.WithRetry(1, time.Second), sheen.WithHTTPClient(&http.Client{Transport: newTransport()}))
+		sheen.WithRateLimit(1_000_000_000), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Second}), sheen.WithHTTPClient(&http.Client{Transport: newTransport()}))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -136,7 +136,7 @@ func TestProxyResponseHeaders(t *testing.T) {
 // up and the wait is longer than the client allows, the proxy answers 429
 // itself and the worker sees nothing more.
 func TestProxyUsesTheClientsRateLimiter(t *testing.T) {
-	rg := newPxRig(t, pxOptions{client: []sheen.Option{sheen.WithRateLimit(1), sheen.WithRetry(1, 50*time.Millisecond)}})
+	rg := newPxRig(t, pxOptions{client: []sheen.Option{sheen.WithRateLimit(1), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: 50 * time.Millisecond})}})
 	var last pxAnswer
 	for range 10 {
 		last = rg.do(pxCall{method: "GET", path: pxBalance, session: "sess-alice"})
@@ -461,7 +461,7 @@ func TestProxyPassesOnACutAnswer(t *testing.T) {
 // worker at base.
 func pxDefaultProxy(t *testing.T, base string) http.Handler {
 	t.Helper()
-	c, err := sheen.NewWorkerClient(sheen.WithBaseURL(base), sheen.WithSecret(pxSecret), sheen.WithRetry(1, time.Second))
+	c, err := sheen.NewWorkerClient(sheen.WithBaseURL(base), sheen.WithSecret(pxSecret), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}

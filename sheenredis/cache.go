@@ -46,7 +46,7 @@ type CacheOptions struct {
 	Poll time.Duration
 }
 
-// Cache is a sheen.SharedCache on Redis, for sheen.WithSharedCache. Key
+// Cache is a sheen.SharedCache on Redis, for CacheConfig.Shared (sheen.WithCache). Key
 // names are HMAC-SHA-256 digests of the client's keys and values are
 // sealed with AES-256-GCM, both under keys derived from the shared secret
 // with HKDF-SHA-256: Redis, its MONITOR output and its dumps show neither

@@ -56,7 +56,7 @@ func cacheReplicas(t *testing.T, rdb *redis.Client, prefix, workerURL string, n 
 			t.Fatal(err)
 		}
 		client, err := sheen.NewWorkerClient(sheen.WithBaseURL(workerURL), sheen.WithSecret(testSecret),
-			sheen.WithSharedCache(c), sheen.WithRateLimit(60_000), sheen.WithRetry(1, time.Minute))
+			sheen.WithCache(sheen.CacheConfig{Shared: c}), sheen.WithRateLimit(60_000), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Minute}))
 		if err != nil {
 			t.Fatal(err)
 		}

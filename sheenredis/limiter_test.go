@@ -261,7 +261,7 @@ func TestClientsOfTwoReplicasStayInsideTheWorkersWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 		c, err := sheen.NewWorkerClient(sheen.WithBaseURL(worker.URL), sheen.WithSecret(testSecret),
-			sheen.WithSharedLimiter(l), sheen.WithRateLimit(60_000), sheen.WithRetry(1, time.Minute))
+			sheen.WithSharedLimiter(l), sheen.WithRateLimit(60_000), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Minute}))
 		if err != nil {
 			t.Fatal(err)
 		}

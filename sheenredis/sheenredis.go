@@ -6,7 +6,7 @@
 //	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", ContextTimeoutEnabled: true})
 //	lim, _ := sheenredis.NewLimiter(rdb, sheenredis.LimiterOptions{})
 //	cache, _ := sheenredis.NewCache(rdb, secret, sheenredis.CacheOptions{})
-//	client, _ := sheen.NewWorkerClientFromEnv(sheen.WithSharedLimiter(lim), sheen.WithSharedCache(cache))
+//	client, _ := sheen.NewWorkerClientFromEnv(sheen.WithSharedLimiter(lim), sheen.WithCache(sheen.CacheConfig{Shared: cache}))
 //
 //	nonces, _ := sheenredis.NewNonceStore(rdb, sheenredis.NonceOptions{})
 //	v := &sheenhttp.Verifier{Secret: secret, Scheme: sheen.SigningDual, Nonces: nonces}

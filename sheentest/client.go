@@ -24,7 +24,7 @@ const testBackoffBase = time.Millisecond
 // (default 1 s) before retrying a 5xx. Retries, Retry-After, signing and
 // error decoding are unchanged. Put your own options after them.
 func ClientOptions() []sheen.Option {
-	return []sheen.Option{sheen.WithRateLimit(unpacedPerMinute), sheen.WithBackoffBase(testBackoffBase)}
+	return []sheen.Option{sheen.WithRateLimit(unpacedPerMinute), sheen.WithRetry(sheen.RetryConfig{BackoffBase: testBackoffBase})}
 }
 
 // Client returns a WorkerClient pointed at the server and ready for a test:
@@ -61,7 +61,7 @@ func (s *Server) Client(opts ...sheen.Option) (*sheen.WorkerClient, error) {
 		pace = s.cfg.ratePerMinute
 	}
 	src := &eventSource{srv: s}
-	base = append(base, sheen.WithRateLimit(pace), sheen.WithBackoffBase(testBackoffBase), sheen.WithBuildEventSource(src))
+	base = append(base, sheen.WithRateLimit(pace), sheen.WithRetry(sheen.RetryConfig{BackoffBase: testBackoffBase}), sheen.WithBuildEventSource(src))
 	c, err := sheen.NewWorkerClient(append(base, opts...)...)
 	if err != nil {
 		return nil, err

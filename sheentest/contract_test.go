@@ -257,11 +257,11 @@ func TestRefusalsKeepTheContract(t *testing.T) {
 	ctx := t.Context()
 	for _, scheme := range []sheen.Signing{sheen.SigningBodyPath, sheen.SigningDual} {
 		t.Run(scheme.String(), func(t *testing.T) {
-			r := newContractRun(t, scheme, true, []sheentest.Option{sheentest.WithRateLimit(1000)}, sheen.WithRetry(1, time.Second))
+			r := newContractRun(t, scheme, true, []sheentest.Option{sheentest.WithRateLimit(1000)}, sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Second}))
 			c := r.client
 
 			// A wrong secret: 403 (401 on inline-check routes).
-			wrong, err := r.srv.Client(sheen.WithSecret(strings.Repeat("w", 40)), sheen.WithRetry(1, time.Second),
+			wrong, err := r.srv.Client(sheen.WithSecret(strings.Repeat("w", 40)), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Second}),
 				sheen.WithHTTPClient(&http.Client{Transport: contractTransport(t, mustLoad(t), r.srv.URL, scheme, true)}))
 			if err != nil {
 				t.Fatal(err)
@@ -305,7 +305,7 @@ func TestRefusalsKeepTheContract(t *testing.T) {
 			}
 
 			// The rate limit: a server that allows one request a minute.
-			limited := newContractRun(t, scheme, true, []sheentest.Option{sheentest.WithRateLimit(1)}, sheen.WithRateLimit(6_000_000), sheen.WithRetry(1, time.Second))
+			limited := newContractRun(t, scheme, true, []sheentest.Option{sheentest.WithRateLimit(1)}, sheen.WithRateLimit(6_000_000), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Second}))
 			for range 2 {
 				_, err = limited.client.Billing.RefreshBalance(ctx, "u1")
 			}
@@ -316,7 +316,7 @@ func TestRefusalsKeepTheContract(t *testing.T) {
 	}
 	// A clock far from the worker's: 408 from the deployed middleware.
 	t.Run("skew", func(t *testing.T) {
-		r := newContractRun(t, sheen.SigningDual, true, []sheentest.Option{sheentest.WithClockSkew(10 * time.Minute)}, sheen.WithRetry(1, time.Second))
+		r := newContractRun(t, sheen.SigningDual, true, []sheentest.Option{sheentest.WithClockSkew(10 * time.Minute)}, sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Second}))
 		if _, err := r.client.Billing.Balance(ctx, "u1"); !isStatus(err, 408) {
 			t.Errorf("a skewed clock: %v, want a 408", err)
 		}
@@ -360,7 +360,7 @@ func TestContractTransportReports(t *testing.T) {
 		}}
 	// The client signs dual while the Transport expects v2.1; the fake
 	// answers a fault no route declares, with a download host's header.
-	client, err := srv.Client(sheen.WithHTTPClient(&http.Client{Transport: tr}), sheen.WithRetry(1, time.Second))
+	client, err := srv.Client(sheen.WithHTTPClient(&http.Client{Transport: tr}), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}

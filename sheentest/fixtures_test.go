@@ -504,7 +504,7 @@ func (g *fixtureGen) refusals() {
 	r.call("error.missing-signature", func(ctx context.Context) error {
 		return rawCall(ctx, raw, "GET", r.srv.URL+"/v1/billing/balance/"+fixtureUser, nil, nil)
 	}, nil)
-	wrong, err := r.srv.Client(sheen.WithHTTPClient(raw), sheen.WithSecret(strings.Repeat("w", 40)), sheen.WithRetry(1, time.Second))
+	wrong, err := r.srv.Client(sheen.WithHTTPClient(raw), sheen.WithSecret(strings.Repeat("w", 40)), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Second}))
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -538,7 +538,7 @@ func (g *fixtureGen) rateLimited() {
 		g.t.Fatal(err)
 	}
 	// A second client, whose limiter has not heard the window is used up.
-	other, err := r.srv.Client(sheen.WithHTTPClient(&http.Client{Transport: r.rec}), sheen.WithRetry(1, time.Second))
+	other, err := r.srv.Client(sheen.WithHTTPClient(&http.Client{Transport: r.rec}), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Second}))
 	if err != nil {
 		g.t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func client(t *testing.T, srv *sheentest.Server, opts ...sheen.Option) *sheen.WorkerClient {
 	t.Helper()
-	c, err := srv.Client(append([]sheen.Option{sheen.WithBackoffBase(time.Millisecond)}, opts...)...)
+	c, err := srv.Client(append([]sheen.Option{sheen.WithRetry(sheen.RetryConfig{BackoffBase: time.Millisecond})}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func limiterScenarios() {
 func sheenCaller(sc scenario) func(url string, rt http.RoundTripper) func(context.Context) error {
 	return func(url string, rt http.RoundTripper) func(context.Context) error {
 		client, err := sheen.NewWorkerClient(sheen.WithBaseURL(url), sheen.WithSecret(secret),
-			sheen.WithRateLimit(sc.perMinute), sheen.WithRetry(10, 5*time.Second),
+			sheen.WithRateLimit(sc.perMinute), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 10, MaxWait: 5 * time.Second}),
 			sheen.WithHTTPClient(&http.Client{Transport: rt}))
 		if err != nil {
 			log.Fatal(err)

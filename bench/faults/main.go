@@ -81,7 +81,7 @@ func main() {
 func measure(f fault, k kind) (outcome string, requests int, took time.Duration) {
 	srv := sheentest.NewServer(sheentest.WithUser(user, time.Hour))
 	defer srv.Close()
-	c, err := srv.Client(sheen.WithBackoffBase(50*time.Millisecond), sheen.WithAttemptTimeout(500*time.Millisecond),
+	c, err := srv.Client(sheen.WithRetry(sheen.RetryConfig{BackoffBase: 50 * time.Millisecond}), sheen.WithRetry(sheen.RetryConfig{AttemptTimeout: 500 * time.Millisecond}),
 		sheen.WithDownloadBackoff(50*time.Millisecond, time.Second))
 	if err != nil {
 		log.Fatal(err)

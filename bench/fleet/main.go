@@ -232,7 +232,7 @@ func newClient(workerURL string, rdb *redis.Client, prefix string, extra ...shee
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, sheen.WithSharedLimiter(lim), sheen.WithSharedCache(cache))
+		opts = append(opts, sheen.WithSharedLimiter(lim), sheen.WithCache(sheen.CacheConfig{Shared: cache}))
 	}
 	return sheen.NewWorkerClient(append(opts, extra...)...)
 }

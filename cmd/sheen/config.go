@@ -69,7 +69,7 @@ func (a *app) clientOptions() ([]sheen.Option, error) {
 	}
 	opts := []sheen.Option{
 		sheen.WithUserAgent(userAgent),
-		sheen.WithRetry(a.attempts, sheen.DefaultMaxWait),
+		sheen.WithRetry(sheen.RetryConfig{MaxAttempts: a.attempts, MaxWait: sheen.DefaultMaxWait}),
 		sheen.WithLogger(slog.New(&noticeHandler{a: a})),
 	}
 	if a.baseURL != "" {

@@ -373,7 +373,7 @@ func sampleRequest(ctx context.Context, k verifyKeys) ([]byte, error) {
 	capture := &captureTransport{}
 	opts := []sheen.Option{
 		sheen.WithBaseURL("https://worker.example"), sheen.WithSecret(k.secret), sheen.WithSigning(scheme),
-		sheen.WithHTTPClient(&http.Client{Transport: capture}), sheen.WithRetry(1, time.Second), sheen.WithUserAgent(userAgent),
+		sheen.WithHTTPClient(&http.Client{Transport: capture}), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: time.Second}), sheen.WithUserAgent(userAgent),
 	}
 	if k.secretV2 != "" {
 		opts = append(opts, sheen.WithSecretV2(k.secretV2))

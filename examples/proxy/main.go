@@ -77,7 +77,7 @@ func workerClient(out io.Writer, step time.Duration) (c *sheen.WorkerClient, use
 	// The proxy's client waits at most 10 s for rate-limit quota, so a
 	// browser request is never held for minutes, and is never retried:
 	// the browser decides that.
-	opts := []sheen.Option{sheen.WithRetry(1, 10*time.Second)}
+	opts := []sheen.Option{sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: 10 * time.Second})}
 	if os.Getenv(sheen.EnvBaseURL) != "" {
 		users = map[string]string{"alice": os.Getenv("SHEEN_ALICE_ID"), "bob": os.Getenv("SHEEN_BOB_ID")}
 		if users["alice"] == "" || users["bob"] == "" {

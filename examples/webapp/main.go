@@ -104,7 +104,7 @@ type worker struct {
 // newWorker connects to the worker in WORKER_BASE_URL, or starts a fake one
 // whose builds move at pace (a step every step for sheentest.PaceTimed).
 func newWorker(out io.Writer, pace sheentest.BuildPace, step time.Duration) (*worker, error) {
-	proxyOpts := []sheen.Option{sheen.WithRetry(1, 10*time.Second)}
+	proxyOpts := []sheen.Option{sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 1, MaxWait: 10 * time.Second})}
 	if os.Getenv(sheen.EnvBaseURL) != "" {
 		w := &worker{users: map[string]string{"alice": os.Getenv("SHEEN_ALICE_ID"), "bob": os.Getenv("SHEEN_BOB_ID")}, close: func() {}}
 		if w.users["alice"] == "" || w.users["bob"] == "" {
