@@ -107,16 +107,6 @@ const (
 
 	// DefaultNonceTTL is how long the deployed worker remembers a nonce.
 	DefaultNonceTTL = 600 * time.Second
-
-	// DefaultStreamHeartbeat is how often, by default, a BuildStream writes a
-	// comment line to a stream that has had nothing to say: often enough that
-	// proxies and load balancers (idle timeouts of 60 s and more) keep it open.
-	DefaultStreamHeartbeat = 15 * time.Second
-
-	// DefaultStreamWriteTimeout is how long, by default, a BuildStream lets one
-	// write to a browser take before it drops that browser (which reconnects
-	// and resumes from Last-Event-ID).
-	DefaultStreamWriteTimeout = 10 * time.Second
 )
 
 // Environment variables read by NewWorkerClientFromEnv.

@@ -20,6 +20,19 @@ import (
 // streamRetry is the reconnection delay a stream asks browsers to use.
 const streamRetry = 2 * time.Second
 
+// Defaults of a BuildStream.
+const (
+	// DefaultStreamHeartbeat is how often, by default, a BuildStream writes a
+	// comment line to a stream that has had nothing to say: often enough that
+	// proxies and load balancers (idle timeouts of 60 s and more) keep it open.
+	DefaultStreamHeartbeat = 15 * time.Second
+
+	// DefaultStreamWriteTimeout is how long, by default, a BuildStream lets one
+	// write to a browser take before it drops that browser (which reconnects
+	// and resumes from Last-Event-ID).
+	DefaultStreamWriteTimeout = 10 * time.Second
+)
+
 // BuildStreamConfig configures NewBuildStream.
 type BuildStreamConfig struct {
 	// Authorize returns the signed-in user of a browser request, from your
@@ -170,8 +183,8 @@ func NewBuildStream(client *sheen.WorkerClient, cfg BuildStreamConfig) (*BuildSt
 		authorizeResource: cfg.AuthorizeResource,
 		follow:            follow,
 		opts:              slices.Clone(cfg.Options),
-		heartbeat:         cmp.Or(cfg.Heartbeat, sheen.DefaultStreamHeartbeat),
-		writeTimeout:      cmp.Or(cfg.WriteTimeout, sheen.DefaultStreamWriteTimeout),
+		heartbeat:         cmp.Or(cfg.Heartbeat, DefaultStreamHeartbeat),
+		writeTimeout:      cmp.Or(cfg.WriteTimeout, DefaultStreamWriteTimeout),
 		closing:           make(chan struct{}),
 	}, nil
 }
