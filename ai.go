@@ -13,6 +13,7 @@ import (
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
 	"github.com/sheenapps/sheen-go/internal/signing"
+	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
 // generatePath is the endpoint's path below a base URL.
@@ -231,7 +232,7 @@ func (s *AIService) Generate(ctx context.Context, req GenerateRequest, opts ...C
 func (s *AIService) fallBack(ctx context.Context, req GenerateRequest, cause error, correlationID string) (*GenerateResult, error) {
 	c := s.client
 	c.core.logger.LogAttrs(ctx, slog.LevelDebug, "sheen: generate: the fallback answers",
-		slog.String("cause", redactedError(cause)))
+		slog.String("cause", wire.RedactedError(cause)))
 	out, err := c.ai.fallback(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("sheen: POST %s: the fallback failed: %w (after the worker's failure: %w)", c.ai.path, err, cause)

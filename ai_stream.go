@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
+	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
 // maxGenerateAnswer caps the bytes read of a /generate answer. The worker
@@ -143,7 +144,7 @@ func (g *generation) try(ctx context.Context) (out string, a attempt, err error)
 func (g *generation) newRequest(ctx context.Context) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.ai.url, bytes.NewReader(g.body))
 	if err != nil {
-		return nil, &ValidationError{Field: "generate URL", Reason: redactedError(err)}
+		return nil, &ValidationError{Field: "generate URL", Reason: wire.RedactedError(err)}
 	}
 	for k, vs := range g.cc.header {
 		for _, v := range vs {

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
+	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
 // maxResponseBody caps a successful JSON answer (the worker's largest, a
@@ -367,7 +368,7 @@ func (c *core) newRequest(ctx context.Context, method, target string, body []byt
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, c.baseURL.Scheme+"://"+c.baseURL.Host+c.basePath+target, raw)
 	if err != nil {
-		return nil, &ValidationError{Field: "path", Reason: redactedError(err)}
+		return nil, &ValidationError{Field: "path", Reason: wire.RedactedError(err)}
 	}
 	for k, vs := range cc.header {
 		if strings.HasPrefix(strings.ToLower(k), "x-sheen-") {

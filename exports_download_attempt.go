@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
 // downloader is the state of one download.
@@ -229,7 +231,7 @@ func (a *attemptContext) broken(err error) *failure {
 func (d *downloader) send(a *attemptContext) (*http.Response, *failure) {
 	req, err := http.NewRequestWithContext(a.ctx, http.MethodGet, d.link.SignedURL(), nil)
 	if err != nil {
-		return nil, &failure{err: errors.New("cannot build the request: " + redactedError(err))}
+		return nil, &failure{err: errors.New("cannot build the request: " + wire.RedactedError(err))}
 	}
 	if err := checkDownloadScheme(nil, req.URL, d.st.insecureHTTP); err != nil {
 		return nil, &failure{err: err}

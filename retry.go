@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
 // defaultBackoffBase is the first backoff step when the worker gave no hint.
@@ -211,7 +213,7 @@ func (p *retryPolicy) log(ctx context.Context, resp *http.Response, err error, r
 		attrs = append(attrs, slog.Int("status", resp.StatusCode))
 	}
 	if err != nil {
-		attrs = append(attrs, slog.String("error", redactedError(err)))
+		attrs = append(attrs, slog.String("error", wire.RedactedError(err)))
 	}
 	if retry {
 		attrs = append(attrs, slog.Duration("wait", wait))

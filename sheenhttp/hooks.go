@@ -1,9 +1,6 @@
 package sheenhttp
 
 import (
-	"errors"
-	"net/url"
-
 	"github.com/sheenapps/sheen-go"
 	"github.com/sheenapps/sheen-go/internal/bridge"
 	"github.com/sheenapps/sheen-go/internal/wire"
@@ -36,27 +33,4 @@ func escapeID(what, id string) (string, error) {
 func checkID(what, id string) error {
 	_, err := escapeID(what, id)
 	return err
-}
-
-// redactedError describes a transport error without the URL it carries.
-func redactedError(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	return err.Error()
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0'
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
 }

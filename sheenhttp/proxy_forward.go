@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
 // send forwards a checked request through the client's signing, rate-limited
@@ -265,6 +266,6 @@ func (p *proxy) sendFailed(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	p.c.Logger.LogAttrs(r.Context(), slog.LevelWarn, "sheenhttp: proxy: worker unreachable",
-		slog.String("method", r.Method), slog.String("error", redactedError(err)))
+		slog.String("method", r.Method), slog.String("error", wire.RedactedError(err)))
 	writeError(w, http.StatusBadGateway, proxyCodeUnavailable, "The worker could not be reached")
 }

@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
 // ProxyRoute is one worker route the proxy lets through. Build your own only
@@ -417,10 +418,10 @@ func checkRawProxyPath(raw string) error {
 		if raw[i] != '%' {
 			continue
 		}
-		if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
+		if i+2 >= len(raw) || !wire.IsHex(raw[i+1]) || !wire.IsHex(raw[i+2]) {
 			return errors.New("refused path")
 		}
-		if b := unhex(raw[i+1])<<4 | unhex(raw[i+2]); b < 0x20 || b == 0x7f {
+		if b := wire.Unhex(raw[i+1])<<4 | wire.Unhex(raw[i+2]); b < 0x20 || b == 0x7f {
 			return errors.New("refused path")
 		}
 	}

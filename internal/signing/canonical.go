@@ -10,6 +10,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/sheenapps/sheen-go/internal/jsonx"
+	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
 // This file is the v2 canonical form of a request, exactly as the deployed
@@ -83,8 +84,8 @@ func formUnescape(s string) string {
 	}
 	out := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-			out = append(out, unhex(s[i+1])<<4|unhex(s[i+2]))
+		if s[i] == '%' && i+2 < len(s) && wire.IsHex(s[i+1]) && wire.IsHex(s[i+2]) {
+			out = append(out, wire.Unhex(s[i+1])<<4|wire.Unhex(s[i+2]))
 			i += 2
 			continue
 		}
@@ -101,20 +102,6 @@ func wellFormed(s string) string {
 		return s
 	}
 	return string(jsonx.ToWellFormed([]byte(s)))
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0'
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
 }
 
 // formEscape writes s as application/x-www-form-urlencoded, the way

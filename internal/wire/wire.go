@@ -4,6 +4,7 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -39,4 +40,31 @@ func ClampProgress(p float64) float64 {
 		p /= 100
 	}
 	return min(max(p, 0), 1)
+}
+
+// RedactedError describes a transport error without the URL it carries: a
+// signed download link's query, or a target with a user's id, stays out of
+// logs and errors.
+func RedactedError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// IsHex reports whether c is a hexadecimal digit, as in a %XX escape.
+func IsHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// Unhex is the value of the hexadecimal digit c (IsHex(c) must hold).
+func Unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
 }
