@@ -229,7 +229,7 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 // a body cut short still leaves it what it is.
 func (g *generation) refusal(ctx context.Context, w *attemptContext, resp *http.Response) error {
 	body, _ := io.ReadAll(&watchedBody{r: resp.Body, w: w, left: maxErrorBody * 4})
-	e := newAPIError(resp.StatusCode, resp.Header, body)
+	e := newAPIError(resp.StatusCode, resp.Header, body, g.core.clock.Now())
 	e.Method, e.Path = http.MethodPost, g.ai.path
 	if e.CorrelationID == "" {
 		e.CorrelationID = g.sentID

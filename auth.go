@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/sheenapps/sheen-go/internal/signing"
@@ -192,7 +193,7 @@ func abs(n int64) int64 {
 func deployedRefusal(status int, body []byte) bool {
 	switch status {
 	case http.StatusRequestTimeout:
-		return newAPIError(status, nil, body).Code == CodeTimestampOutOfRange
+		return newAPIError(status, nil, body, time.Time{}).Code == CodeTimestampOutOfRange
 	case http.StatusUnauthorized:
 		var b struct {
 			ServerTime json.RawMessage `json:"serverTime"`

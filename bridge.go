@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/sheenapps/sheen-go/internal/bridge"
 )
@@ -21,7 +22,7 @@ func init() {
 	bridge.Set(&bridge.Hooks[*WorkerClient, CallOption, EventSource]{
 		Core:         bridgeCore,
 		StreamSource: streamSource,
-		ErrorCode:    func(status int, body []byte) string { return string(newAPIError(status, nil, body).Code) },
+		ErrorCode:    func(status int, body []byte) string { return string(newAPIError(status, nil, body, time.Time{}).Code) },
 		RequestBody:  func(b []byte) io.ReadCloser { return newRequestBody(b) },
 	})
 }

@@ -502,7 +502,7 @@ func (c *core) transportError(ctx context.Context, p *retryPolicy, resp *http.Re
 // errorFromResponse reads an error response into the typed error it means.
 func (c *core) errorFromResponse(resp *http.Response, p *retryPolicy, correlationID string) error {
 	body := p.errBody
-	e := newAPIError(resp.StatusCode, resp.Header, body)
+	e := newAPIError(resp.StatusCode, resp.Header, body, c.clock.Now())
 	e.Method, e.Path = p.method, p.path
 	if e.CorrelationID == "" {
 		e.CorrelationID = correlationID

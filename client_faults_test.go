@@ -293,7 +293,7 @@ func TestRetryAfterClamped(t *testing.T) {
 		`{"error":{"code":"X","retryAfter":"1e309"}}`: 0, // not a finite number: ignored
 		`{"error":"x","retryAfter":"30"}`:             30 * time.Second,
 	} {
-		if got := newAPIError(429, nil, []byte(body)).RetryAfter; got != want {
+		if got := newAPIError(429, nil, []byte(body), time.Time{}).RetryAfter; got != want {
 			t.Errorf("%s: RetryAfter %s, want %s", body, got, want)
 		}
 	}

@@ -382,8 +382,9 @@ var codeShaped = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)+$|^[A-
 
 // newAPIError reads the code and message out of any envelope of spec
 // section 3. It never fails: an empty or HTML body gives a message from the
-// status.
-func newAPIError(status int, header http.Header, body []byte) *APIError {
+// status. now is the client's clock, against which a Retry-After date in
+// header is read (unused without a header).
+func newAPIError(status int, header http.Header, body []byte, now time.Time) *APIError {
 	e := &APIError{StatusCode: status, Header: header}
 	if len(body) > maxErrorBody {
 		e.Body = bytes.Clone(body[:maxErrorBody])
@@ -392,7 +393,7 @@ func newAPIError(status int, header http.Header, body []byte) *APIError {
 	}
 	if header != nil {
 		e.CorrelationID = header.Get("X-Correlation-Id")
-		if d, ok := parseRetryAfter(header.Get("Retry-After"), time.Now()); ok {
+		if d, ok := parseRetryAfter(header.Get("Retry-After"), now); ok {
 			e.RetryAfter = d
 		}
 	}

@@ -210,7 +210,7 @@ func FuzzNewAPIError(f *testing.F) {
 		f.Add(413, s)
 	}
 	f.Fuzz(func(t *testing.T, status int, body string) {
-		e := newAPIError(status, http.Header{"Retry-After": {"3"}}, []byte(body))
+		e := newAPIError(status, http.Header{"Retry-After": {"3"}}, []byte(body), time.Time{})
 		if e.Code == "" || e.Message == "" {
 			t.Fatalf("code %q message %q: both must be set", e.Code, e.Message)
 		}
@@ -223,3 +223,21 @@ func FuzzNewAPIError(f *testing.F) {
 
 // fuzzCore is a core for tests that decode answers without a client.
 var fuzzCore = &core{clock: systemClock{}, limiter: newAdaptiveLimiter(60, DefaultMaxWait, systemClock{})}
+
+// A Retry-After given as a date is read against the client's clock (the
+// one given with WithClock), as the retry waits are: the error tells the
+// caller the wait the client itself would have made.
+func TestRetryAfterDateUsesTheClientClock(t *testing.T) {
+	c, mock, clock := newBillingClient(t)
+	start := clock.Now()
+	mock.RegisterNoResponder(func(*http.Request) (*http.Response, error) {
+		resp := httpmock.NewStringResponse(http.StatusServiceUnavailable, `{"error":"down for maintenance"}`)
+		resp.Header.Set("Retry-After", start.Add(90*time.Second).Format(http.TimeFormat))
+		return resp, nil
+	})
+	_, err := c.Billing.Balance(context.Background(), "u1")
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.RetryAfter != 90*time.Second {
+		t.Fatalf("got %v (RetryAfter %v), want an *APIError with RetryAfter 1m30s", err, apiErr)
+	}
+}

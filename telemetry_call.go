@@ -202,7 +202,7 @@ func (o *callObs) answerAttrs(span trace.Span, resp *http.Response, errBody []by
 		span.SetAttributes(attrCorrelation.String(corr))
 	}
 	if resp.StatusCode >= 400 && len(errBody) > 0 {
-		if code := newAPIError(resp.StatusCode, nil, errBody).Code; code != "" {
+		if code := newAPIError(resp.StatusCode, nil, errBody, time.Time{}).Code; code != "" {
 			span.SetAttributes(attrErrorCode.String(string(code)))
 		}
 	}
