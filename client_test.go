@@ -324,3 +324,26 @@ func TestSchemesAgainstVerifyingServer(t *testing.T) {
 		})
 	}
 }
+
+// A config option sets the fields it names and keeps the others: two
+// WithRetry (or WithCache) options add up instead of resetting each other.
+func TestConfigOptionsMerge(t *testing.T) {
+	c, err := NewWorkerClient(WithSecret(testSecret),
+		WithRetry(RetryConfig{MaxAttempts: 2, AttemptTimeout: time.Second}),
+		WithRetry(RetryConfig{MaxWait: 3 * time.Second}),
+		WithCache(CacheConfig{BalanceTTL: -1}),
+		WithCache(CacheConfig{MaxLinks: 7}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.core
+	if k.maxAttempts != 2 || k.maxWait != 3*time.Second || k.backoffBase != time.Second {
+		t.Errorf("retry: %d attempts, max wait %s, base %s; want 2, 3s, 1s", k.maxAttempts, k.maxWait, k.backoffBase)
+	}
+	if st := k.http.Transport.(*signingTransport); st.attemptTimeout != time.Second {
+		t.Errorf("attempt timeout %s, want 1s", st.attemptTimeout)
+	}
+	if c.billing.ttl != 0 || c.exports.noCache {
+		t.Errorf("cache: balance TTL %s (want 0: off), links off %v (want on)", c.billing.ttl, c.exports.noCache)
+	}
+}
