@@ -370,5 +370,5 @@ func (g *generation) correlationID() string {
 
 // record fills the caller's Response (WithResponse).
 func (g *generation) record() {
-	g.cc.record(g.resp, g.p.attempt, g.sentID, g.core.limiter.snapshot())
+	g.cc.record(g.resp, g.p.attempt, g.sentID, g.core.limiter)
 }

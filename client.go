@@ -296,7 +296,7 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 	err = c.result(ctx, policy, req, resp, err)
 	correlationID := req.Header.Get("X-Correlation-Id")
 	obs.endCall(ctx, err, resp, policy.attempt, correlationID)
-	cc.record(resp, policy.attempt, correlationID, c.limiter.snapshot())
+	cc.record(resp, policy.attempt, correlationID, c.limiter)
 	return err
 }
 

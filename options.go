@@ -481,12 +481,13 @@ type Response struct {
 	Cached bool
 }
 
-// record fills the caller's Response, if it asked for one.
-func (c *callConfig) record(resp *http.Response, attempts int, correlationID string, rl LimiterSnapshot) {
+// record fills the caller's Response, if it asked for one, with the
+// limiter's state read then (only then: a snapshot takes its lock).
+func (c *callConfig) record(resp *http.Response, attempts int, correlationID string, lim *adaptiveLimiter) {
 	if c.response == nil {
 		return
 	}
-	r := Response{Attempts: attempts, CorrelationID: correlationID, RateLimit: rl}
+	r := Response{Attempts: attempts, CorrelationID: correlationID, RateLimit: lim.snapshot()}
 	if resp != nil {
 		r.StatusCode, r.Header = resp.StatusCode, resp.Header
 		r.CorrelationID = cmp.Or(resp.Header.Get("X-Correlation-Id"), correlationID)
