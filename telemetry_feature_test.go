@@ -8,33 +8,12 @@ import (
 
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/internal/oteltest"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
-
-// spanNamed returns the ended spans called name.
-func spanNamed(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySpan {
-	var out []sdktrace.ReadOnlySpan
-	for _, s := range spans {
-		if s.Name() == name {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// attrOf is the value of a span's attribute key, "" when absent.
-func attrOf(s sdktrace.ReadOnlySpan, key string) string {
-	for _, a := range s.Attributes() {
-		if string(a.Key) == key {
-			return a.Value.String()
-		}
-	}
-	return ""
-}
 
 // Wait is one span for the build with an event each time a phase starts,
 // in the order the events came; its fetches are its children; every event
@@ -44,7 +23,7 @@ func TestTelemetryWaitPhases(t *testing.T) {
 	const user = "user-otel-2"
 	worker := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithUser(user, time.Hour))
 	defer worker.Close()
-	client, err := worker.Client(rec.options()...)
+	client, err := worker.Client(rec.Options(sheen.TelemetryConfig{})...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +37,8 @@ func TestTelemetryWaitPhases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spans := rec.spans.Ended()
-	waits := spanNamed(spans, "sheen.Builds.Wait")
+	spans := rec.Spans.Ended()
+	waits := oteltest.SpansNamed(spans, "sheen.Builds.Wait")
 	if len(waits) != 1 {
 		t.Fatalf("%d sheen.Builds.Wait spans, want 1", len(waits))
 	}
@@ -89,11 +68,11 @@ func TestTelemetryWaitPhases(t *testing.T) {
 	}
 	for k, v := range map[string]string{"sheen.build.id": build.ID, "sheen.build.outcome": "succeeded",
 		"sheen.build.events": strconv.Itoa(res.Events), "sheen.build.event_id": strconv.FormatInt(res.LastEventID, 10)} {
-		if got := attrOf(w, k); got != v {
+		if got := oteltest.Attr(w, k); got != v {
 			t.Errorf("Wait span %s = %q, want %q", k, got, v)
 		}
 	}
-	fetches := spanNamed(spans, "sheen.Builds.FetchEvents")
+	fetches := oteltest.SpansNamed(spans, "sheen.Builds.FetchEvents")
 	if len(fetches) == 0 {
 		t.Fatal("no sheen.Builds.FetchEvents span")
 	}
@@ -103,7 +82,7 @@ func TestTelemetryWaitPhases(t *testing.T) {
 		}
 	}
 	var rm metricdata.ResourceMetrics
-	if err := rec.reader.Collect(ctx, &rm); err != nil {
+	if err := rec.Reader.Collect(ctx, &rm); err != nil {
 		t.Fatal(err)
 	}
 	var latencies int64
@@ -135,7 +114,7 @@ func TestTelemetryUserIDsOptIn(t *testing.T) {
 	for _, optIn := range []bool{false, true} {
 		rec := newRecorded(t)
 		worker := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithUser(user, time.Hour))
-		opts := rec.optionsWith(sheen.TelemetryConfig{UserIDs: optIn})
+		opts := rec.Options(sheen.TelemetryConfig{UserIDs: optIn})
 		client, err := worker.Client(opts...)
 		if err != nil {
 			t.Fatal(err)
@@ -150,7 +129,7 @@ func TestTelemetryUserIDsOptIn(t *testing.T) {
 			t.Fatal(err)
 		}
 		worker.Close()
-		calls := append(spanNamed(rec.spans.Ended(), "sheen.Billing.Balance"), spanNamed(rec.spans.Ended(), "sheen.Billing.Usage")...)
+		calls := append(oteltest.SpansNamed(rec.Spans.Ended(), "sheen.Billing.Balance"), oteltest.SpansNamed(rec.Spans.Ended(), "sheen.Billing.Usage")...)
 		if len(calls) != 3 {
 			t.Fatalf("%d call spans, want 3", len(calls))
 		}
@@ -159,7 +138,7 @@ func TestTelemetryUserIDsOptIn(t *testing.T) {
 			want = user
 		}
 		for _, s := range calls {
-			if got := attrOf(s, "user.id"); got != want {
+			if got := oteltest.Attr(s, "user.id"); got != want {
 				t.Errorf("opted in %v: %s span has user.id %q, want %q", optIn, s.Name(), got, want)
 			}
 		}
@@ -173,7 +152,7 @@ func TestTelemetryGenerate(t *testing.T) {
 	rec := newRecorded(t)
 	worker := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithProjectFolder("u1", "p1"), sheentest.WithGenerateBudget(1))
 	defer worker.Close()
-	client, err := worker.Client(rec.options()...)
+	client, err := worker.Client(rec.Options(sheen.TelemetryConfig{})...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,17 +164,17 @@ func TestTelemetryGenerate(t *testing.T) {
 	if err == nil {
 		t.Fatal("the second generation passed the fake worker's budget of 1")
 	}
-	spans := rec.spans.Ended()
-	calls, attempts := spanNamed(spans, "sheen.AI.Generate"), spanNamed(spans, "POST /generate")
+	spans := rec.Spans.Ended()
+	calls, attempts := oteltest.SpansNamed(spans, "sheen.AI.Generate"), oteltest.SpansNamed(spans, "POST /generate")
 	if len(calls) != 2 || len(attempts) != 2 {
 		t.Fatalf("%d calls and %d attempts, want 2 and 2", len(calls), len(attempts))
 	}
 	for i, want := range []string{"200", "429"} {
-		if attempts[i].Parent().SpanID() != calls[i].SpanContext().SpanID() || attrOf(attempts[i], "http.response.status_code") != want {
-			t.Errorf("attempt %d: status %s under %s", i+1, attrOf(attempts[i], "http.response.status_code"), attempts[i].Parent().SpanID())
+		if attempts[i].Parent().SpanID() != calls[i].SpanContext().SpanID() || oteltest.Attr(attempts[i], "http.response.status_code") != want {
+			t.Errorf("attempt %d: status %s under %s", i+1, oteltest.Attr(attempts[i], "http.response.status_code"), attempts[i].Parent().SpanID())
 		}
 	}
-	if got := attrOf(calls[1], "sheen.outcome"); got != "rate_limited" {
+	if got := oteltest.Attr(calls[1], "sheen.outcome"); got != "rate_limited" {
 		t.Errorf("the refused generation's outcome is %q", got)
 	}
 	var carried int

@@ -6,20 +6,18 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/internal/oteltest"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
@@ -27,75 +25,10 @@ import (
 // span or metric may contain it.
 const telemetryCanary = "canary-secret-0123456789abcdef-0123456789"
 
-// recorded is what a test's providers received.
-type recorded struct {
-	spans   *tracetest.SpanRecorder
-	reader  *sdkmetric.ManualReader
-	tp      *sdktrace.TracerProvider
-	mp      *sdkmetric.MeterProvider
-	traffic *trafficLog
-}
+// recorded is what a test's providers received (internal/oteltest).
+type recorded = oteltest.Recorded
 
-// newRecorded makes in-memory providers: every span, and metrics as deltas
-// since the last collection.
-func newRecorded(t *testing.T) *recorded {
-	t.Helper()
-	r := &recorded{spans: tracetest.NewSpanRecorder(), traffic: &trafficLog{}}
-	r.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(r.spans))
-	r.reader = sdkmetric.NewManualReader(sdkmetric.WithTemporalitySelector(func(sdkmetric.InstrumentKind) metricdata.Temporality {
-		return metricdata.DeltaTemporality
-	}))
-	r.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(r.reader))
-	t.Cleanup(func() {
-		_ = r.tp.Shutdown(context.Background())
-		_ = r.mp.Shutdown(context.Background())
-	})
-	return r
-}
-
-// options are the client options that send telemetry to r and the
-// client's traffic through r's log.
-func (r *recorded) options() []sheen.Option { return r.optionsWith(sheen.TelemetryConfig{}) }
-
-// optionsWith is options with the rest of cfg (its providers are r's).
-func (r *recorded) optionsWith(cfg sheen.TelemetryConfig) []sheen.Option {
-	cfg.TracerProvider, cfg.MeterProvider = r.tp, r.mp
-	return []sheen.Option{sheen.WithTelemetry(cfg), sheen.WithHTTPClient(&http.Client{Transport: r.traffic})}
-}
-
-// trafficLog records every request the client sends (to the worker and to
-// the object store), with the secrets it carries: signatures, signed
-// queries and the trace context.
-type trafficLog struct {
-	mu   sync.Mutex
-	reqs []*http.Request
-}
-
-func (l *trafficLog) RoundTrip(r *http.Request) (*http.Response, error) {
-	l.mu.Lock()
-	l.reqs = append(l.reqs, r.Clone(context.Background()))
-	l.mu.Unlock()
-	return http.DefaultTransport.RoundTrip(r)
-}
-
-// secrets are the values no telemetry may hold: every signature header
-// sent and every signed query.
-func (l *trafficLog) secrets() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, r := range l.reqs {
-		for k, vs := range r.Header {
-			if strings.HasPrefix(strings.ToLower(k), "x-sheen-sig") {
-				out = append(out, vs...)
-			}
-		}
-		if strings.HasPrefix(r.URL.Path, "/_store/") {
-			out = append(out, r.URL.RawQuery, r.URL.Query().Get("X-Signature"))
-		}
-	}
-	return out
-}
+func newRecorded(t *testing.T) *recorded { return oteltest.New(t) }
 
 // spanShape is what the flow test compares of a span: attributes whose
 // values vary from run to run (waits, ids) are compared for presence only.
@@ -149,7 +82,7 @@ func TestTelemetryFlow(t *testing.T) {
 	const user = "user-otel-1"
 	worker := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithSecret(telemetryCanary), sheentest.WithUser(user, time.Hour))
 	defer worker.Close()
-	client, err := worker.Client(rec.options()...)
+	client, err := worker.Client(rec.Options(sheen.TelemetryConfig{})...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,9 +95,9 @@ func TestTelemetryFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The setup above is not the flow: forget its spans and metrics.
-	setupSpans := len(rec.spans.Ended())
+	setupSpans := len(rec.Spans.Ended())
 	var rm metricdata.ResourceMetrics
-	if err := rec.reader.Collect(ctx, &rm); err != nil {
+	if err := rec.Reader.Collect(ctx, &rm); err != nil {
 		t.Fatal(err)
 	}
 
@@ -174,7 +107,7 @@ func TestTelemetryFlow(t *testing.T) {
 		Header: http.Header{"Content-Type": {"application/json"}}, Body: `{"error":"Service unavailable","code":"SERVICE_UNAVAILABLE"}`})
 	worker.AddFault(sheentest.Fault{Route: sheentest.RouteStore, Calls: []int{1}, ResetAfterBytes: 64})
 
-	tracer := rec.tp.Tracer("test")
+	tracer := rec.TP.Tracer("test")
 	ctx, root := tracer.Start(ctx, "flow")
 	if _, err := client.Billing.Balance(ctx, user); err != nil {
 		t.Fatal(err)
@@ -196,11 +129,11 @@ func TestTelemetryFlow(t *testing.T) {
 	}
 	root.End()
 
-	flow := rec.spans.Ended()[setupSpans:]
+	flow := rec.Spans.Ended()[setupSpans:]
 	checkFlowSpans(t, flow, string(res.Format))
 	checkTraceparent(t, rec, flow)
 	got := checkFlowMetrics(t, rec, string(res.Format), res.Written)
-	checkNoSecrets(t, rec.spans.Ended(), got, append(rec.traffic.secrets(), telemetryCanary, user))
+	checkNoSecrets(t, rec.Spans.Ended(), got, append(rec.Traffic.Secrets(), telemetryCanary, user))
 }
 
 func checkFlowSpans(t *testing.T, flow []sdktrace.ReadOnlySpan, format string) {
@@ -263,7 +196,7 @@ func checkTraceparent(t *testing.T, rec *recorded, flow []sdktrace.ReadOnlySpan)
 		}
 	}
 	seen := 0
-	for _, r := range rec.traffic.reqs {
+	for _, r := range rec.Traffic.Requests() {
 		if r.Header.Get("Traceparent") == "" {
 			continue
 		}
@@ -317,7 +250,7 @@ func points(rm metricdata.ResourceMetrics) []point {
 func checkFlowMetrics(t *testing.T, rec *recorded, format string, written int64) []point {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
-	if err := rec.reader.Collect(context.Background(), &rm); err != nil {
+	if err := rec.Reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
 	want := []point{

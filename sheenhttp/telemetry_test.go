@@ -4,29 +4,24 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-
 	"github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/internal/oteltest"
 )
 
-// The proxy's telemetry, with helpers copied from the root package's
-// telemetry tests (test code only).
+// The proxy's telemetry, recorded with internal/oteltest.
 
 // A forwarded request is one span, continuing the browser's trace, whose
 // child is the request to the worker; the worker gets the trace context
 // of that child, and verifies the proxy's signature all the same.
 func TestTelemetryProxy(t *testing.T) {
 	rec := newRecorded(t)
-	rg := newPxRig(t, pxOptions{scheme: sheen.SigningDual, client: rec.options()})
+	rg := newPxRig(t, pxOptions{scheme: sheen.SigningDual, client: rec.Options(sheen.TelemetryConfig{})})
 	const browserTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 	const browserSpan = "00f067aa0ba902b7"
 	a := rg.do(pxCall{method: "GET", path: pxBalance, session: "sess-alice",
@@ -36,9 +31,9 @@ func TestTelemetryProxy(t *testing.T) {
 	}
 	rg.front.Close() // waits for the handler, so its span has ended
 
-	spans := rec.spans.Ended()
-	proxied := spanNamed(spans, "sheen.Proxy")
-	attempts := spanNamed(spans, "GET /v1/billing/balance/{userId}")
+	spans := rec.Spans.Ended()
+	proxied := oteltest.SpansNamed(spans, "sheen.Proxy")
+	attempts := oteltest.SpansNamed(spans, "GET /v1/billing/balance/{userId}")
 	if len(proxied) != 1 || len(attempts) != 1 {
 		t.Fatalf("%d proxy spans and %d attempt spans, want 1 each", len(proxied), len(attempts))
 	}
@@ -51,7 +46,7 @@ func TestTelemetryProxy(t *testing.T) {
 		t.Errorf("the worker request's span is not a client child of the proxy span")
 	}
 	for k, v := range map[string]string{"http.route": "GET /v1/billing/balance/{userId}", "http.response.status_code": "200", "sheen.outcome": "ok"} {
-		if got := attrOf(p, k); got != v {
+		if got := oteltest.Attr(p, k); got != v {
 			t.Errorf("proxy span %s = %q, want %q", k, got, v)
 		}
 	}
@@ -63,77 +58,14 @@ func TestTelemetryProxy(t *testing.T) {
 	if sc.SpanID() != at.SpanContext().SpanID() || sc.TraceID().String() != browserTrace {
 		t.Errorf("the worker got trace context %s/%s, want the attempt span's %s/%s", sc.TraceID(), sc.SpanID(), browserTrace, at.SpanContext().SpanID())
 	}
-	checkNoSecrets(t, spans, append(rec.traffic.secrets(), rg.srv.Secret, pxAlice))
+	checkNoSecrets(t, spans, append(rec.Traffic.Secrets(), rg.srv.Secret, pxAlice))
 }
 
-// recorded is what a test's providers received.
-type recorded struct {
-	spans   *tracetest.SpanRecorder
-	reader  *sdkmetric.ManualReader
-	tp      *sdktrace.TracerProvider
-	mp      *sdkmetric.MeterProvider
-	traffic *trafficLog
-}
+// recorded is what a test's providers received (internal/oteltest).
+type recorded = oteltest.Recorded
 
-// newRecorded makes in-memory providers: every span, and metrics as deltas
-// since the last collection.
-func newRecorded(t *testing.T) *recorded {
-	t.Helper()
-	r := &recorded{spans: tracetest.NewSpanRecorder(), traffic: &trafficLog{}}
-	r.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(r.spans))
-	r.reader = sdkmetric.NewManualReader(sdkmetric.WithTemporalitySelector(func(sdkmetric.InstrumentKind) metricdata.Temporality {
-		return metricdata.DeltaTemporality
-	}))
-	r.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(r.reader))
-	t.Cleanup(func() {
-		_ = r.tp.Shutdown(context.Background())
-		_ = r.mp.Shutdown(context.Background())
-	})
-	return r
-}
+func newRecorded(t *testing.T) *recorded { return oteltest.New(t) }
 
-// options are the client options that send telemetry to r and the
-// client's traffic through r's log.
-func (r *recorded) options() []sheen.Option {
-	return []sheen.Option{sheen.WithTelemetry(sheen.TelemetryConfig{TracerProvider: r.tp, MeterProvider: r.mp}),
-		sheen.WithHTTPClient(&http.Client{Transport: r.traffic})}
-}
-
-// trafficLog records every request the client sends (to the worker and to
-// the object store), with the secrets it carries: signatures, signed
-// queries and the trace context.
-type trafficLog struct {
-	mu   sync.Mutex
-	reqs []*http.Request
-}
-
-func (l *trafficLog) RoundTrip(r *http.Request) (*http.Response, error) {
-	l.mu.Lock()
-	l.reqs = append(l.reqs, r.Clone(context.Background()))
-	l.mu.Unlock()
-	return http.DefaultTransport.RoundTrip(r)
-}
-
-// secrets are the values no telemetry may hold: every signature header
-// sent and every signed query.
-func (l *trafficLog) secrets() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, r := range l.reqs {
-		for k, vs := range r.Header {
-			if strings.HasPrefix(strings.ToLower(k), "x-sheen-sig") {
-				out = append(out, vs...)
-			}
-		}
-		if strings.HasPrefix(r.URL.Path, "/_store/") {
-			out = append(out, r.URL.RawQuery, r.URL.Query().Get("X-Signature"))
-		}
-	}
-	return out
-}
-
-// checkNoSecrets fails when a span's name, attribute, event or status, or
 // a metric's attribute, holds one of secrets.
 func checkNoSecrets(t *testing.T, spans []sdktrace.ReadOnlySpan, secrets []string) {
 	t.Helper()
@@ -160,25 +92,4 @@ func checkNoSecrets(t *testing.T, spans []sdktrace.ReadOnlySpan, secrets []strin
 			}
 		}
 	}
-}
-
-// spanNamed returns the ended spans called name.
-func spanNamed(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySpan {
-	var out []sdktrace.ReadOnlySpan
-	for _, s := range spans {
-		if s.Name() == name {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// attrOf is the value of a span's attribute key, "" when absent.
-func attrOf(s sdktrace.ReadOnlySpan, key string) string {
-	for _, a := range s.Attributes() {
-		if string(a.Key) == key {
-			return a.Value.String()
-		}
-	}
-	return ""
 }
