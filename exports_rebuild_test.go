@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
 	"github.com/sheenapps/sheen-go/sheentest"
@@ -40,9 +41,14 @@ func TestRebuildMissingArtifact(t *testing.T) {
 				t.Fatalf("want *ArtifactMissingError for %s, got %v", versionID, err)
 			}
 			var seen int
-			res, err := c.Exports.RebuildMissing(ctx, missing, &sheen.FollowOptions{OnEvent: func(sheen.BuildEvent) { seen++ }})
+			// MetadataWait does not apply: the archive does not wait for
+			// the metadata phase that sheentest runs after the deploy.
+			res, err := c.Exports.RebuildMissing(ctx, missing, &sheen.FollowOptions{OnEvent: func(sheen.BuildEvent) { seen++ }, MetadataWait: time.Minute})
 			if err != nil || res.VersionID != versionID {
 				t.Fatalf("rebuild: %+v %v", res, err)
+			}
+			if res.MetadataDone {
+				t.Error("RebuildMissing waited for the metadata phase")
 			}
 			if seen == 0 || seen != res.Events {
 				t.Errorf("OnEvent saw %d events of the rebuild, want the %d read", seen, res.Events)
