@@ -278,7 +278,7 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		obs.endCall(ctx, err, nil, 0, "")
 		return err
 	}
-	policy := &retryPolicy{
+	run := newRetryRun(c.http, retryPolicy{
 		c:          c,
 		method:     method,
 		path:       cmp.Or(u.RawPath, u.Path), // as the caller escaped it
@@ -287,15 +287,10 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		rule:       retryRule{maxAttempts: cmp.Or(cc.maxAttempts, c.maxAttempts), maxWait: c.maxWait, backoffBase: c.backoffBase},
 		signerGen:  c.signer.generation(),
 		obs:        obs,
-	}
-	rc := &retryablehttp.Client{
-		HTTPClient:   c.http,
-		RetryMax:     policy.rule.maxAttempts - 1,
-		CheckRetry:   policy.checkRetry,
-		Backoff:      policy.backoff,
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-	}
-	resp, err := rc.Do(req)
+	})
+	defer run.release()
+	policy := &run.policy
+	resp, err := run.client.Do(req)
 	if resp != nil {
 		resp.Body.Close() // read by the policy already
 	}
