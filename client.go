@@ -446,6 +446,9 @@ func checkTarget(target string) error {
 		return bad("contains a fragment, a backslash, a space or a control character")
 	}
 	path, _, _ := strings.Cut(target, "?")
+	if !strings.ContainsAny(path, ".%") {
+		return nil // no dot segment, plain or escaped, and no escape to check
+	}
 	for seg := range strings.SplitSeq(path, "/") {
 		if s, err := url.PathUnescape(seg); err != nil {
 			return bad("has an invalid percent escape")
