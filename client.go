@@ -111,6 +111,7 @@ type service struct {
 type core struct {
 	baseURL     *url.URL
 	basePath    string // baseURL's path without a trailing slash
+	host        string // baseURL's host as a request's Host (no empty port)
 	http        *http.Client
 	signer      *signer
 	limiter     *adaptiveLimiter
@@ -168,6 +169,7 @@ func newClient(cfg config) (*WorkerClient, error) {
 	c := &core{
 		baseURL:  base,
 		basePath: strings.TrimSuffix(base.Path, "/"),
+		host:     strings.TrimSuffix(base.Host, ":"), // as http.NewRequest drops an empty port
 		http: &http.Client{
 			Transport: &signingTransport{user: cfg.httpClient, signer: s, limiter: lim, attemptTimeout: cfg.attemptTimeout},
 			Timeout:   timeout,
@@ -266,30 +268,29 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		return err
 	}
 	ctx, obs := c.tel.startCall(ctx, cc.route, method, cc.userID)
-	req, err := c.newRequest(ctx, method, target, body, cc)
+	u, err := c.targetURL(target)
 	if err != nil {
 		obs.endCall(ctx, err, nil, 0, "")
 		return err
 	}
-	path, _, _ := strings.Cut(target, "?")
-	policy := &retryPolicy{
+	req, err := c.newRequest(ctx, method, u, body, cc)
+	if err != nil {
+		obs.endCall(ctx, err, nil, 0, "")
+		return err
+	}
+	run := newRetryRun(c.http, retryPolicy{
 		c:          c,
 		method:     method,
-		path:       c.basePath + path,
+		path:       cmp.Or(u.RawPath, u.Path), // as the caller escaped it
 		idempotent: cc.safe || isIdempotent(method) || req.Header.Get("Idempotency-Key") != "",
 		out:        out,
 		rule:       retryRule{maxAttempts: cmp.Or(cc.maxAttempts, c.maxAttempts), maxWait: c.maxWait, backoffBase: c.backoffBase},
 		signerGen:  c.signer.generation(),
 		obs:        obs,
-	}
-	rc := &retryablehttp.Client{
-		HTTPClient:   c.http,
-		RetryMax:     policy.rule.maxAttempts - 1,
-		CheckRetry:   policy.checkRetry,
-		Backoff:      policy.backoff,
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-	}
-	resp, err := rc.Do(req)
+	})
+	defer run.release()
+	policy := &run.policy
+	resp, err := run.client.Do(req)
 	if resp != nil {
 		resp.Body.Close() // read by the policy already
 	}
@@ -359,16 +360,38 @@ func (p *retryPolicy) outcome(err error, correlationID string) error {
 	return &OutcomeUnknownError{Method: p.method, Path: p.path, CorrelationID: correlationID, Attempts: p.attempt, Err: err}
 }
 
-// newRequest builds the retryable request with the headers every attempt
-// shares (the signature headers are the transport's).
-func (c *core) newRequest(ctx context.Context, method, target string, body []byte, cc callConfig) (*retryablehttp.Request, error) {
-	var raw any
-	if body != nil {
-		raw = retryablehttp.ReaderFunc(func() (io.Reader, error) { return newRequestBody(body), nil })
-	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, c.baseURL.Scheme+"://"+c.baseURL.Host+c.basePath+target, raw)
+// targetURL is the URL of target (an escaped path and query, checked by
+// checkTarget) below the base URL: the URL url.Parse would make of their
+// concatenation, built from the base parsed once instead.
+func (c *core) targetURL(target string) (url.URL, error) {
+	path, query, hasQuery := strings.Cut(target, "?")
+	escaped := c.basePath + path
+	unescaped, err := url.PathUnescape(escaped)
 	if err != nil {
-		return nil, &ValidationError{Field: "path", Reason: wire.RedactedError(err)}
+		return url.URL{}, &ValidationError{Field: "path", Reason: wire.RedactedError(err)}
+	}
+	u := url.URL{Scheme: c.baseURL.Scheme, Host: c.host, Path: unescaped, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	if unescaped != escaped {
+		u.RawPath = escaped // URL.EscapedPath keeps it when it is a valid escaping of Path
+	}
+	return u, nil
+}
+
+// newRequest builds the retryable request for u with the headers every
+// attempt shares (the signature headers are the transport's).
+func (c *core) newRequest(ctx context.Context, method string, u url.URL, body []byte, cc callConfig) (*retryablehttp.Request, error) {
+	// An empty URL parses at no cost; the request then takes u.
+	hreq, err := http.NewRequestWithContext(ctx, method, "", nil)
+	if err != nil {
+		return nil, &ValidationError{Field: "method", Reason: wire.RedactedError(err)}
+	}
+	*hreq.URL, hreq.Host = u, u.Host
+	req, err := retryablehttp.FromRequest(hreq)
+	if err == nil && body != nil {
+		err = req.SetBody(retryablehttp.ReaderFunc(func() (io.Reader, error) { return newRequestBody(body), nil }))
+	}
+	if err != nil {
+		return nil, &ValidationError{Field: "request body", Reason: wire.RedactedError(err)}
 	}
 	for k, vs := range cc.header {
 		if strings.HasPrefix(strings.ToLower(k), "x-sheen-") {
@@ -423,6 +446,9 @@ func checkTarget(target string) error {
 		return bad("contains a fragment, a backslash, a space or a control character")
 	}
 	path, _, _ := strings.Cut(target, "?")
+	if !strings.ContainsAny(path, ".%") {
+		return nil // no dot segment, plain or escaped, and no escape to check
+	}
 	for seg := range strings.SplitSeq(path, "/") {
 		if s, err := url.PathUnescape(seg); err != nil {
 			return bad("has an invalid percent escape")

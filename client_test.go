@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -345,5 +346,39 @@ func TestConfigOptionsMerge(t *testing.T) {
 	}
 	if c.billing.ttl != 0 || c.exports.noCache {
 		t.Errorf("cache: balance TTL %s (want 0: off), links off %v (want on)", c.billing.ttl, c.exports.noCache)
+	}
+}
+
+// The request that leaves for a target is the one parsing the base URL
+// joined with the target would make: same URL on the wire (and so in the
+// signature), same Host, same path in errors.
+func TestRequestURLMatchesParsedTarget(t *testing.T) {
+	for _, base := range []string{"https://worker.test", "https://worker.test/base", "http://127.0.0.1:/a%20b", "https://[::1]:8443/p"} {
+		for _, target := range []string{
+			"/v1/billing/balance/u1", "/v1/x?period=day&a=%2F", "/v1/x?", "/v1/x??", "/v1/a%2Fb/c%20d",
+			"/v1/%7Bid%7D", "/v1/{id}", "/v1/caf%C3%A9?q=%C3%A9", "/v1/a;b=c/d@e", "/",
+		} {
+			var got *http.Request
+			c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				got = r
+				return jsonResponse(r, 404, `{}`), nil
+			}), WithBaseURL(base), WithInsecureHTTP())
+			var apiErr *APIError
+			if err := c.Do(context.Background(), "GET", target, nil, nil); !errors.As(err, &apiErr) {
+				t.Fatalf("%s + %s: %v; want the 404's *APIError", base, target, err)
+			}
+			b, _ := url.Parse(strings.TrimSuffix(base, "/"))
+			want, err := http.NewRequest("GET", b.Scheme+"://"+b.Host+strings.TrimSuffix(b.Path, "/")+target, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.URL.String() != want.URL.String() || got.URL.RequestURI() != want.URL.RequestURI() || got.Host != want.Host {
+				t.Errorf("%s + %s: sent %s (target %s, Host %s); want %s (target %s, Host %s)", base, target,
+					got.URL, got.URL.RequestURI(), got.Host, want.URL, want.URL.RequestURI(), want.Host)
+			}
+			if path, _, _ := strings.Cut(target, "?"); apiErr.Path != strings.TrimSuffix(b.Path, "/")+path {
+				t.Errorf("%s + %s: the error names path %q", base, target, apiErr.Path)
+			}
+		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-retryablehttp"
+
 	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
@@ -47,8 +49,8 @@ const defaultBackoffBase = time.Second
 // retryPolicy follows one call through its attempts: after each one, it
 // reads the answer (2xx decoded into out, others kept capped), asks
 // decideRetry, logs the attempt and keeps the wait for go-retryablehttp's
-// Backoff. One is made per call; go-retryablehttp calls checkRetry once per
-// attempt.
+// Backoff. Each call has its own (in a pooled retryRun); go-retryablehttp
+// calls checkRetry once per attempt.
 type retryPolicy struct {
 	c          *core
 	method     string
@@ -66,6 +68,37 @@ type retryPolicy struct {
 	answerErr error         // why the last 2xx answer could not be used
 	lastResp  *http.Response
 	obs       *callObs // the call's telemetry, nil when none records
+}
+
+// retryRun is one call's retry loop: its policy and the go-retryablehttp
+// client that consults it, bound to each other once. Runs are pooled, so a
+// call allocates neither of them nor the two method values.
+type retryRun struct {
+	policy retryPolicy
+	client retryablehttp.Client
+}
+
+var retryRuns = sync.Pool{New: func() any {
+	r := &retryRun{}
+	r.client.CheckRetry, r.client.Backoff = r.policy.checkRetry, r.policy.backoff
+	r.client.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	return r
+}}
+
+// newRetryRun takes a run from the pool for policy, sending through hc.
+func newRetryRun(hc *http.Client, policy retryPolicy) *retryRun {
+	r := retryRuns.Get().(*retryRun)
+	r.policy = policy
+	r.client.HTTPClient, r.client.RetryMax = hc, policy.rule.maxAttempts-1
+	return r
+}
+
+// release gives the run back to the pool, forgetting the call: nothing of
+// it may be used afterwards (the errors made from it hold copies).
+func (r *retryRun) release() {
+	r.policy = retryPolicy{}
+	r.client.HTTPClient = nil
+	retryRuns.Put(r)
 }
 
 // retryRule is the client's retry settings for one call.

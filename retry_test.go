@@ -372,3 +372,44 @@ func TestTruncatedBodyRetriedOnlyWhenIdempotent(t *testing.T) {
 		}
 	}
 }
+
+// Calls running at once keep their own retry state (a call's policy and
+// retry client are pooled between calls): each sees its own attempts,
+// answer and error, never another call's.
+func TestConcurrentCallsKeepTheirOwnRetryState(t *testing.T) {
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		attempts[r.URL.Path]++
+		n := attempts[r.URL.Path]
+		mu.Unlock()
+		i, _ := strconv.Atoi(r.URL.Query().Get("i"))
+		switch {
+		case i%2 == 0:
+			return jsonResponse(r, 404, `{"error":"gone"}`), nil
+		case n == 1:
+			return jsonResponse(r, 503, `{"error":"busy"}`), nil
+		}
+		return jsonResponse(r, 200, `{"n":`+strconv.Itoa(i)+`}`), nil
+	}))
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 20 {
+				path := "/v1/op/" + strconv.Itoa(g) + "/" + strconv.Itoa(i)
+				var out struct{ N int }
+				var resp Response
+				err := c.Do(context.Background(), "GET", path+"?i="+strconv.Itoa(i), nil, &out, WithResponse(&resp))
+				var apiErr *APIError
+				switch {
+				case i%2 == 0 && (!errors.As(err, &apiErr) || apiErr.StatusCode != 404 || apiErr.Path != "/base"+path || resp.Attempts != 1):
+					t.Errorf("%s: %v after %d attempt(s); want its own 404 at once", path, err, resp.Attempts)
+				case i%2 == 1 && (err != nil || out.N != i || resp.Attempts != 2):
+					t.Errorf("%s: %v, answer %d after %d attempt(s); want %d after 2", path, err, out.N, resp.Attempts, i)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -22,7 +22,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -54,29 +53,48 @@ const (
 // signing a request does not set up a new HMAC each time. It is safe for
 // concurrent use.
 type Key struct {
-	pool sync.Pool
+	pool sync.Pool // of *mac
+}
+
+// mac is a keyed HMAC state with the scratch space one signature needs, so
+// that signing allocates only the signature's text.
+type mac struct {
+	h     hash.Hash
+	chunk [256]byte // strings are hashed through it: hash.Hash takes bytes
+	sum   [sha256.Size]byte
+	hex   [2 * sha256.Size]byte
 }
 
 // NewKey makes the Key of secret (copied).
 func NewKey(secret []byte) *Key {
 	secret = bytes.Clone(secret)
 	k := &Key{}
-	k.pool.New = func() any { return hmac.New(sha256.New, secret) }
+	k.pool.New = func() any { return &mac{h: hmac.New(sha256.New, secret)} }
 	return k
 }
 
 // sum returns the lowercase hex HMAC of prefix + body + suffix. The body is
 // hashed where it lies: signing never copies it.
 func (k *Key) sum(prefix string, body []byte, suffix string) string {
-	m := k.pool.Get().(hash.Hash)
-	m.Reset()
-	io.WriteString(m, prefix)
-	m.Write(body)
-	io.WriteString(m, suffix)
-	var sum [sha256.Size]byte
-	out := hex.EncodeToString(m.Sum(sum[:0]))
+	m := k.pool.Get().(*mac)
+	m.h.Reset()
+	m.writeString(prefix)
+	m.h.Write(body)
+	m.writeString(suffix)
+	hex.Encode(m.hex[:], m.h.Sum(m.sum[:0]))
+	out := string(m.hex[:])
 	k.pool.Put(m)
 	return out
+}
+
+// writeString hashes s a chunk at a time, without converting it to a
+// []byte of its own.
+func (m *mac) writeString(s string) {
+	for len(s) > 0 {
+		n := copy(m.chunk[:], s)
+		m.h.Write(m.chunk[:n])
+		s = s[n:]
+	}
 }
 
 // SignBodyPath is the v2.1 signature: HMAC over body + pathWithQuery.
