@@ -10,7 +10,9 @@ import (
 // reads back as f; plain notation when 1e-6 <= |f| < 1e21 ("0.000001",
 // "100000000000000000000", "12345678901234567000"), otherwise exponent
 // notation ("1e-7", "1e+21", "1.7976931348623157e+308", "5e-324"); -0 is
-// "0"; NaN and ±Inf are "null".
+// "0"; NaN and ±Inf are "null". It spells out ECMA-262's
+// Number::toString steps in order, one branch per notation, so it runs a
+// little over sixty lines.
 func AppendNumber(dst []byte, f float64) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(dst, "null"...)

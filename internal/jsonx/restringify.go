@@ -264,6 +264,8 @@ func (c *canon) array() error {
 // up in a map rather than compared one by one.
 const dupMapAfter = 16
 
+// object reads an object and rewrites it, when JavaScript would, in
+// JavaScript's property order with one member per key (reorder).
 func (c *canon) object() error {
 	if err := c.enter(); err != nil {
 		return err
@@ -284,57 +286,13 @@ func (c *canon) object() error {
 	var lastIndex int64 = -1
 	var seen map[string]int32
 	for {
-		c.skipSpace()
-		if c.pos >= len(c.in) || c.in[c.pos] != '"' {
-			return c.errorf("unexpected %s, looking for an object key", c.describe())
-		}
-		ks := c.outLen()
-		if err := c.str(); err != nil {
+		m, err := c.member()
+		if err != nil {
 			return err
 		}
-		ke := c.outLen()
-		c.skipSpace()
-		if c.pos >= len(c.in) || c.in[c.pos] != ':' {
-			return c.errorf("unexpected %s after an object key", c.describe())
-		}
-		c.keep(c.pos, c.pos+1)
-		c.pos++
-		c.skipSpace()
-		if err := c.value(); err != nil {
-			return err
-		}
-		m := member{ks: ks, ke: ke, ve: c.outLen(), first: -1}
-		key := c.outAt(ks+1, ke-1)
-		m.index, m.isIndex = arrayIndex(key)
 		i := int32(len(c.members) - base)
 		m.last = i
-		// Look for the key earlier in this object.
-		dup := int32(-1)
-		if seen != nil {
-			if j, ok := seen[string(key)]; ok {
-				dup = j
-			} else {
-				seen[string(key)] = i
-			}
-		} else {
-			for j := base; j < len(c.members); j++ {
-				o := c.members[j]
-				if o.first < 0 && bytes.Equal(c.outAt(o.ks+1, o.ke-1), key) {
-					dup = int32(j - base)
-					break
-				}
-			}
-			if i+1 > dupMapAfter && dup < 0 {
-				seen = make(map[string]int32, 2*i)
-				for j := base; j < len(c.members); j++ {
-					if o := c.members[j]; o.first < 0 {
-						seen[string(c.outAt(o.ks+1, o.ke-1))] = int32(j - base)
-					}
-				}
-				seen[string(key)] = i
-			}
-		}
-		switch {
+		switch dup := c.earlierKey(base, i, c.outAt(m.ks+1, m.ke-1), &seen); {
 		case dup >= 0:
 			m.first = dup
 			c.members[base+int(dup)].last = i
@@ -348,22 +306,13 @@ func (c *canon) object() error {
 			sawName = true
 		}
 		c.members = append(c.members, m)
-		c.skipSpace()
-		if c.pos >= len(c.in) {
-			return c.errorf("unexpected end of JSON input")
+		more, err := c.memberEnd()
+		if err != nil {
+			return err
 		}
-		switch c.in[c.pos] {
-		case ',':
-			c.keep(c.pos, c.pos+1)
-			c.pos++
-			continue
-		case '}':
-			c.keep(c.pos, c.pos+1)
-			c.pos++
-		default:
-			return c.errorf("unexpected %s after an object member", c.describe())
+		if !more {
+			break
 		}
-		break
 	}
 	if reorder {
 		c.reorder(start, base)
@@ -371,6 +320,83 @@ func (c *canon) object() error {
 	c.members = c.members[:base]
 	c.depth--
 	return nil
+}
+
+// member reads one member of an object, "key": value, and returns where
+// its key and value lie in the output.
+func (c *canon) member() (member, error) {
+	c.skipSpace()
+	if c.pos >= len(c.in) || c.in[c.pos] != '"' {
+		return member{}, c.errorf("unexpected %s, looking for an object key", c.describe())
+	}
+	ks := c.outLen()
+	if err := c.str(); err != nil {
+		return member{}, err
+	}
+	ke := c.outLen()
+	c.skipSpace()
+	if c.pos >= len(c.in) || c.in[c.pos] != ':' {
+		return member{}, c.errorf("unexpected %s after an object key", c.describe())
+	}
+	c.keep(c.pos, c.pos+1)
+	c.pos++
+	c.skipSpace()
+	if err := c.value(); err != nil {
+		return member{}, err
+	}
+	m := member{ks: ks, ke: ke, ve: c.outLen(), first: -1}
+	m.index, m.isIndex = arrayIndex(c.outAt(ks+1, ke-1))
+	return m, nil
+}
+
+// earlierKey returns the position (from base) of the first member of this
+// object with key, the member at position i, or -1 when key is new. Keys are
+// compared one by one up to dupMapAfter members, then looked up in *seen,
+// which it builds then.
+func (c *canon) earlierKey(base int, i int32, key []byte, seen *map[string]int32) int32 {
+	if *seen != nil {
+		if j, ok := (*seen)[string(key)]; ok {
+			return j
+		}
+		(*seen)[string(key)] = i
+		return -1
+	}
+	for j := base; j < len(c.members); j++ {
+		o := c.members[j]
+		if o.first < 0 && bytes.Equal(c.outAt(o.ks+1, o.ke-1), key) {
+			return int32(j - base)
+		}
+	}
+	if i+1 > dupMapAfter {
+		*seen = make(map[string]int32, 2*i)
+		for j := base; j < len(c.members); j++ {
+			if o := c.members[j]; o.first < 0 {
+				(*seen)[string(c.outAt(o.ks+1, o.ke-1))] = int32(j - base)
+			}
+		}
+		(*seen)[string(key)] = i
+	}
+	return -1
+}
+
+// memberEnd reads what follows a member: a comma (more is true) or the
+// object's closing brace.
+func (c *canon) memberEnd() (more bool, err error) {
+	c.skipSpace()
+	if c.pos >= len(c.in) {
+		return false, c.errorf("unexpected end of JSON input")
+	}
+	switch c.in[c.pos] {
+	case ',':
+		c.keep(c.pos, c.pos+1)
+		c.pos++
+		return true, nil
+	case '}':
+		c.keep(c.pos, c.pos+1)
+		c.pos++
+		return false, nil
+	}
+	return false, c.errorf("unexpected %s after an object member", c.describe())
 }
 
 // reorder rewrites the object at out[start:] (its members are
@@ -422,7 +448,9 @@ func arrayIndex(k []byte) (uint32, bool) {
 	return uint32(n), true
 }
 
-// str reads a string; the input is valid UTF-8.
+// str reads a string; the input is valid UTF-8. It is one loop over the
+// string's bytes with a case per escape, kept whole so that the grammar of
+// a JSON string reads in one place (hence its length).
 func (c *canon) str() error {
 	in := c.in
 	run := c.pos // input not yet output; it is output unchanged
@@ -539,6 +567,9 @@ func hex4(in []byte, i int) (uint16, bool) {
 	return u, true
 }
 
+// number reads a number and writes it as JSON.stringify would. It follows
+// the JSON number grammar (sign, integer, fraction, exponent) step by step
+// in one function, which is why it is longer than most.
 func (c *canon) number() error {
 	in := c.in
 	start := c.pos
