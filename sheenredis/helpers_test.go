@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/sheenapps/sheen-go/internal/fakeclock"
 	"github.com/sheenapps/sheen-go/internal/redistest"
 )
 
@@ -20,49 +21,10 @@ func TestMain(m *testing.M) {
 // testSecret is a shared secret long enough for the SDK.
 const testSecret = "sheenredis-test-secret-0123456789abcdef"
 
-// fakeClock is a clock tests move by hand; its timers fire when it passes
-// them.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []fakeTimer
-}
+// fakeClock is the module's manual clock (internal/fakeclock).
+type fakeClock = fakeclock.Clock
 
-type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	c.timers = append(c.timers, fakeTimer{c.now.Add(d), ch})
-	return ch
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.timers[:0]
-	for _, t := range c.timers {
-		if t.at.After(c.now) {
-			kept = append(kept, t)
-			continue
-		}
-		t.ch <- c.now
-	}
-	c.timers = kept
-}
+func newFakeClock() *fakeClock { return fakeclock.New(time.Unix(1_800_000_000, 0)) }
 
 // logCounter counts log records by level.
 type logCounter struct {
