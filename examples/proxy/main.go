@@ -22,8 +22,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -38,6 +36,7 @@ import (
 	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/examples/internal/demosession"
 	"github.com/sheenapps/sheen-go/sheenhttp"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
@@ -105,16 +104,15 @@ func workerClient(out io.Writer, step time.Duration) (c *sheen.WorkerClient, use
 // app is the web backend: sign-in, the page, project creation, the proxy.
 type app struct {
 	http.Handler
-	client *sheen.WorkerClient
-	users  map[string]string // login name -> worker user id
+	*demosession.Store // the toy sign-in: UserID is the proxy's Authorize
+	client             *sheen.WorkerClient
 
 	mu       sync.Mutex
-	sessions map[string]string // session id -> login name
 	projects map[string]string // project id -> owner's user id
 }
 
 func newApp(client *sheen.WorkerClient, users map[string]string) (*app, error) {
-	a := &app{client: client, users: users, sessions: map[string]string{}, projects: map[string]string{}}
+	a := &app{Store: demosession.New(users), client: client, projects: map[string]string{}}
 
 	// The browser may use every default route except creating projects,
 	// which goes through /app/projects so the app records who owns them.
@@ -127,7 +125,7 @@ func newApp(client *sheen.WorkerClient, users map[string]string) (*app, error) {
 	proxy, err := sheenhttp.NewProxy(client, sheenhttp.ProxyConfig{
 		Prefix:            "/api/worker",
 		Routes:            routes,
-		Authorize:         a.authorize,
+		Authorize:         a.UserID,
 		AuthorizeResource: a.owns,
 	})
 	if err != nil {
@@ -137,33 +135,14 @@ func newApp(client *sheen.WorkerClient, users map[string]string) (*app, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/api/worker/", proxy)
 	mux.HandleFunc("GET /{$}", a.page)
-	mux.HandleFunc("POST /login", a.login)
-	mux.HandleFunc("POST /logout", a.logout)
-	mux.HandleFunc("GET /app/me", a.me)
+	mux.HandleFunc("POST /login", a.Login)
+	mux.HandleFunc("POST /logout", a.Logout)
+	mux.HandleFunc("GET /app/me", a.Me)
 	mux.HandleFunc("POST /app/projects", a.createProject)
 	// The app's own forms and JSON endpoints get the same cross-origin
 	// protection the proxy gives its POST routes.
 	a.Handler = http.NewCrossOriginProtection().Handler(mux)
 	return a, nil
-}
-
-// authorize is the proxy's Authorize: the user of the session cookie.
-func (a *app) authorize(r *http.Request) (string, error) {
-	name := a.session(r)
-	if name == "" {
-		return "", errors.New("not signed in")
-	}
-	return a.users[name], nil
-}
-
-func (a *app) session(r *http.Request) string {
-	c, err := r.Cookie("session")
-	if err != nil {
-		return ""
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.sessions[c.Value]
 }
 
 // owns is the proxy's AuthorizeResource. Projects are the app's own records.
@@ -213,86 +192,44 @@ func (a *app) projectsOf(userID string) []string {
 	return ids
 }
 
-func (a *app) login(w http.ResponseWriter, r *http.Request) {
-	name := r.FormValue("user")
-	if _, ok := a.users[name]; !ok {
-		http.Error(w, "unknown user", http.StatusBadRequest)
-		return
-	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
-	a.mu.Lock()
-	a.sessions[id] = name
-	a.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: "session", Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-func (a *app) logout(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie("session"); err == nil {
-		a.mu.Lock()
-		delete(a.sessions, c.Value)
-		a.mu.Unlock()
-	}
-	http.SetCookie(w, &http.Cookie{Name: "session", Value: "", Path: "/", MaxAge: -1})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-func (a *app) me(w http.ResponseWriter, r *http.Request) {
-	name := a.session(r)
-	if name == "" {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Sign in to continue", "code": "UNAUTHORIZED"})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"name": name, "userId": a.users[name]})
-}
-
 // createProject starts a build for a new project of the signed-in user and
 // records the project as theirs.
 func (a *app) createProject(w http.ResponseWriter, r *http.Request) {
-	name := a.session(r)
+	name := a.Name(r)
 	if name == "" {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Sign in to continue", "code": "UNAUTHORIZED"})
+		demosession.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "Sign in to continue", "code": "UNAUTHORIZED"})
 		return
 	}
 	var in struct {
 		Prompt string `json:"prompt"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&in); err != nil || in.Prompt == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "Send {\"prompt\": \"...\"}", "code": "BAD_REQUEST"})
+		demosession.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "Send {\"prompt\": \"...\"}", "code": "BAD_REQUEST"})
 		return
 	}
-	userID := a.users[name]
+	userID := a.UserOf(name)
 	b, err := a.client.Builds.CreatePreview(r.Context(), sheen.CreatePreviewRequest{UserID: userID, Prompt: in.Prompt, Framework: sheen.FrameworkReact})
 	var short *sheen.InsufficientBalanceError
 	switch {
 	case errors.As(err, &short):
-		writeJSON(w, http.StatusPaymentRequired, map[string]string{"error": "Not enough AI time for a build", "code": string(sheen.CodeInsufficientAITime)})
+		demosession.WriteJSON(w, http.StatusPaymentRequired, map[string]string{"error": "Not enough AI time for a build", "code": string(sheen.CodeInsufficientAITime)})
 		return
 	case err != nil:
 		log.Printf("create project: %v", err)
-		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "The build could not be started", "code": "BUILD_NOT_STARTED"})
+		demosession.WriteJSON(w, http.StatusBadGateway, map[string]string{"error": "The build could not be started", "code": "BUILD_NOT_STARTED"})
 		return
 	}
 	a.mu.Lock()
 	a.projects[b.ProjectID] = userID
 	a.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]string{"projectId": b.ProjectID, "buildId": b.ID})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	demosession.WriteJSON(w, http.StatusOK, map[string]string{"projectId": b.ProjectID, "buildId": b.ID})
 }
 
 func (a *app) page(w http.ResponseWriter, r *http.Request) {
-	name := a.session(r)
+	name := a.Name(r)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = pageTemplate.Execute(w, map[string]string{"Name": name, "UserID": a.users[name]})
+	_ = pageTemplate.Execute(w, map[string]string{"Name": name, "UserID": a.UserOf(name)})
 }
 
 var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>

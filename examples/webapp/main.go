@@ -31,10 +31,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"embed"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,10 +41,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/examples/internal/demosession"
 	"github.com/sheenapps/sheen-go/sheenhttp"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
@@ -140,11 +137,8 @@ func newWorker(out io.Writer, pace sheentest.BuildPace, step time.Duration) (*wo
 // app is the web backend: sign-in, the page, the proxy, the build stream.
 type app struct {
 	http.Handler
-	stream *sheenhttp.BuildStream
-	users  map[string]string
-
-	mu       sync.Mutex
-	sessions map[string]string // session id -> login name
+	*demosession.Store // the toy sign-in: UserID is the proxy's and the stream's Authorize
+	stream             *sheenhttp.BuildStream
 }
 
 // proxyRoutes are the worker routes the page uses, and no others.
@@ -156,7 +150,7 @@ var proxyRoutes = map[string]bool{
 }
 
 func newApp(w *worker) (*app, error) {
-	a := &app{users: w.users, sessions: map[string]string{}}
+	a := &app{Store: demosession.New(w.users)}
 	var routes []sheenhttp.ProxyRoute
 	for _, rt := range sheenhttp.DefaultProxyRoutes() {
 		if proxyRoutes[rt.Pattern] {
@@ -166,89 +160,26 @@ func newApp(w *worker) (*app, error) {
 	// Every route the page uses carries the user id, which the proxy sets
 	// to the signed-in user and the worker checks against the project or
 	// build: no AuthorizeResource is needed.
-	proxy, err := sheenhttp.NewProxy(w.proxy, sheenhttp.ProxyConfig{Prefix: "/api/worker", Routes: routes, Authorize: a.authorize})
+	proxy, err := sheenhttp.NewProxy(w.proxy, sheenhttp.ProxyConfig{Prefix: "/api/worker", Routes: routes, Authorize: a.UserID})
 	if err != nil {
 		return nil, err
 	}
 	// The stream reads a build's events for the signed-in user only: the
 	// worker answers 404 for another user's build.
-	if a.stream, err = sheenhttp.NewBuildStream(w.stream, sheenhttp.BuildStreamConfig{Authorize: a.authorize}); err != nil {
+	if a.stream, err = sheenhttp.NewBuildStream(w.stream, sheenhttp.BuildStreamConfig{Authorize: a.UserID}); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/worker/", proxy)
 	mux.Handle("GET /app/builds/{buildId}/events", a.stream)
-	mux.HandleFunc("GET /app/me", a.me)
-	mux.HandleFunc("POST /login", a.login)
-	mux.HandleFunc("POST /logout", a.logout)
+	mux.HandleFunc("GET /app/me", a.Me)
+	mux.HandleFunc("POST /login", a.Login)
+	mux.HandleFunc("POST /logout", a.Logout)
 	mux.HandleFunc("GET /{$}", servePage)
 	// The app's own forms get the cross-origin protection the proxy gives
 	// its POST routes.
 	a.Handler = http.NewCrossOriginProtection().Handler(mux)
 	return a, nil
-}
-
-// authorize is the proxy's and the stream's Authorize: the user of the
-// session cookie.
-func (a *app) authorize(r *http.Request) (string, error) {
-	name := a.session(r)
-	if name == "" {
-		return "", errors.New("not signed in")
-	}
-	return a.users[name], nil
-}
-
-func (a *app) session(r *http.Request) string {
-	c, err := r.Cookie("session")
-	if err != nil {
-		return ""
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.sessions[c.Value]
-}
-
-func (a *app) login(w http.ResponseWriter, r *http.Request) {
-	name := r.FormValue("user")
-	if _, ok := a.users[name]; !ok {
-		http.Error(w, "unknown user", http.StatusBadRequest)
-		return
-	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
-	a.mu.Lock()
-	a.sessions[id] = name
-	a.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: "session", Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-func (a *app) logout(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie("session"); err == nil {
-		a.mu.Lock()
-		delete(a.sessions, c.Value)
-		a.mu.Unlock()
-	}
-	http.SetCookie(w, &http.Cookie{Name: "session", Value: "", Path: "/", MaxAge: -1})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-// me tells the page who is signed in.
-func (a *app) me(w http.ResponseWriter, r *http.Request) {
-	name := a.session(r)
-	if name == "" {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Sign in to continue", "code": "UNAUTHORIZED"})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"name": name, "userId": a.users[name]})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // servePage serves the page: plain HTML and JavaScript, embedded.
