@@ -615,29 +615,11 @@ func (r *feedRun) loop(ctx context.Context) error {
 func (r *feedRun) listen(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	f := r.f
-	delay := f.retryMin
-	failures := 0
-	for {
-		established, err := r.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if established {
-			delay, failures = f.retryMin, 0
-		}
-		failures++
-		level := slog.LevelWarn
-		if failures > 1 {
-			level = slog.LevelDebug
-		}
+	keepListening(ctx, f.retryMin, f.retryMax, r.listenOnce, func(level slog.Level, wait time.Duration, err error) {
 		f.logger.LogAttrs(ctx, level, "pgevents: feed's listening connection lost; polling until it is back",
-			slog.String("feed", f.name), slog.Duration("wait", delay), slog.String("error", err.Error()))
+			slog.String("feed", f.name), slog.Duration("wait", wait), slog.String("error", err.Error()))
 		r.noNote.Store(true)
-		if sleep(ctx, delay) != nil {
-			return
-		}
-		delay = min(2*delay, f.retryMax)
-	}
+	})
 }
 
 func (r *feedRun) listenOnce(ctx context.Context) (bool, error) {

@@ -149,27 +149,39 @@ func (s *Source) setListening(ok bool) {
 // backoff.
 func (s *Source) listen(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
-	delay := s.retryMin
-	failures := 0
+	keepListening(ctx, s.retryMin, s.retryMax, s.listenOnce, func(level slog.Level, wait time.Duration, err error) {
+		s.logger.LogAttrs(ctx, level, "pgevents: listening connection lost; readers poll until it is back",
+			slog.Duration("wait", wait), slog.String("error", err.Error()))
+	})
+}
+
+// keepListening runs once (a LISTEN connection's life) until ctx ends,
+// again after every failure, waiting from retryMin, doubling up to
+// retryMax, and starting over from retryMin after a connection that was
+// established. lost hears of each failure and the wait after it, at Warn
+// for the first of an outage and Debug for the rest (said once per outage).
+func keepListening(ctx context.Context, retryMin, retryMax time.Duration,
+	once func(context.Context) (established bool, err error),
+	lost func(level slog.Level, wait time.Duration, err error)) {
+	delay, failures := retryMin, 0
 	for {
-		established, err := s.listenOnce(ctx)
+		established, err := once(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if established {
-			delay, failures = s.retryMin, 0
+			delay, failures = retryMin, 0
 		}
 		failures++
 		level := slog.LevelWarn
 		if failures > 1 {
-			level = slog.LevelDebug // said once per outage
+			level = slog.LevelDebug
 		}
-		s.logger.LogAttrs(ctx, level, "pgevents: listening connection lost; readers poll until it is back",
-			slog.Duration("wait", delay), slog.String("error", err.Error()))
+		lost(level, delay, err)
 		if sleep(ctx, delay) != nil {
 			return
 		}
-		delay = min(delay*2, s.retryMax)
+		delay = min(2*delay, retryMax)
 	}
 }
 
