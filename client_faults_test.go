@@ -64,6 +64,31 @@ func TestHungWorkerReturnsWithinAttemptTimeout(t *testing.T) {
 	}
 }
 
+// A caller's deadline replaces the attempt timeout only when it comes
+// first: with a deadline later than the attempt timeout, a hung attempt
+// still ends at the attempt timeout; with one sooner, at the caller's
+// deadline, reported as the caller's own.
+func TestAttemptTimeoutWithCallerDeadline(t *testing.T) {
+	srv, _ := hungServer(t)
+	c := faultClient(t, srv.URL, WithRetry(RetryConfig{AttemptTimeout: 50 * time.Millisecond, MaxAttempts: 1}))
+
+	later, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := c.Do(later, "GET", "/v1/op", nil, nil)
+	var te *AttemptTimeoutError
+	if !errors.As(err, &te) || later.Err() != nil {
+		t.Fatalf("deadline after the attempt timeout: %v (caller's context: %v); want an *AttemptTimeoutError", err, later.Err())
+	}
+
+	sooner, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	c = faultClient(t, srv.URL, WithRetry(RetryConfig{AttemptTimeout: time.Minute, MaxAttempts: 1}))
+	err = c.Do(sooner, "GET", "/v1/op", nil, nil)
+	if errors.As(err, &te) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("deadline before the attempt timeout: %v; want the caller's context.DeadlineExceeded, not an *AttemptTimeoutError", err)
+	}
+}
+
 // cutShortServer answers 200 with a Content-Length longer than what it
 // sends, then drops the connection.
 func cutShortServer(t *testing.T) (*httptest.Server, *atomic.Int32) {

@@ -92,11 +92,15 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		return nil, &clientAbort{err}
 	}
-	ctx, cancel := context.WithTimeoutCause(parent, t.attemptTimeout, errAttemptTimeout)
-	// A shallow copy: the signature headers go into the call's own header
-	// map, which belongs to this call alone and is re-signed on every
-	// attempt (the client that calls this transport is the core's).
-	signed := req.WithContext(ctx)
+	ctx, cancel := t.attemptContext(parent)
+	// The signature headers go into the call's own header map, which
+	// belongs to this call alone and is re-signed on every attempt (the
+	// client that calls this transport is the core's); a shallow copy
+	// carries the attempt's context when it has one of its own.
+	signed := req
+	if ctx != parent {
+		signed = req.WithContext(ctx)
+	}
 	obs.inject(ctx, signed.Header) // traceparent: not signed, ignored by the worker's checks
 	if err := t.signer.sign(signed.Header, signed.Method, signed.URL.RequestURI(), body); err != nil {
 		cancel()
@@ -112,6 +116,19 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	t.signer.observe(resp)
 	resp.Body = &attemptBody{ReadCloser: resp.Body, t: t, ctx: ctx, parent: parent, cancel: cancel}
 	return resp, nil
+}
+
+// attemptContext is the context one attempt runs under: the caller's,
+// bounded by the attempt timeout. When the caller's own deadline comes no
+// later than the attempt timeout would, that deadline already bounds the
+// attempt and no timer is armed (a server handler's request context
+// usually has one): the attempt ends the same way, as the caller's
+// context.DeadlineExceeded, without the cost of a second timer.
+func (t *signingTransport) attemptContext(parent context.Context) (context.Context, context.CancelFunc) {
+	if deadline, ok := parent.Deadline(); ok && time.Until(deadline) <= t.attemptTimeout {
+		return parent, func() {}
+	}
+	return context.WithTimeoutCause(parent, t.attemptTimeout, errAttemptTimeout)
 }
 
 // errAttemptTimeout is the cause of an attempt's context when the attempt
