@@ -270,7 +270,9 @@ type RetryConfig struct {
 	// runs out is a failed attempt like a dropped connection: retried when
 	// the call is safe to retry, otherwise reported as ErrOutcomeUnknown.
 	// The call as a whole is bounded by its context and the other fields;
-	// downloads have their own stall timeout (DownloadOptions).
+	// downloads have their own stall timeout (DownloadOptions). When the
+	// context's deadline comes first, it bounds the attempt instead, and
+	// its end is reported as the context's own error.
 	AttemptTimeout time.Duration
 }
 

@@ -5,7 +5,8 @@
 //     against a bare net/http request signed by hand, to the same loopback
 //     server: time and allocations per call, and their ratio; beside them
 //     what a user writes by hand with go-retryablehttp, and the bare request
-//     with the SDK's headers and attempt timeout (sameWire);
+//     with the SDK's headers and attempt timeout (sameWire), and both
+//     under a caller's deadline shorter than the attempt timeout;
 //     1b. OpenTelemetry's cost (telemetry.go): Do with telemetry off
 //     against the same client with the API's no-op providers given, and
 //     with the SDK recording everything in memory;
@@ -130,20 +131,56 @@ func overhead(rounds int) {
 		}
 	}
 	wire := sameWire(srv.URL+path, sign, decode)
-	var ratios, handRatios, wireRatios []float64
-	var lastSDK, lastBare, lastHand, lastWire testing.BenchmarkResult
+	// The same two calls made under a caller's deadline shorter than the
+	// attempt timeout, as from a server handler: the SDK then arms no
+	// timer of its own, and both sides pay for the caller's context.
+	handlerCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), sheen.DefaultAttemptTimeout/2)
+	}
+	sdkDeadline := func(b *testing.B) {
+		b.ReportAllocs()
+		ctx, cancel := handlerCtx()
+		defer cancel()
+		for b.Loop() {
+			var out balance
+			if err := client.Do(ctx, "GET", path, nil, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	bareDeadline := func(b *testing.B) {
+		b.ReportAllocs()
+		ctx, cancel := handlerCtx()
+		defer cancel()
+		hc := &http.Client{}
+		for b.Loop() {
+			req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+			sign(req.Header)
+			resp, err := hc.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			decode(b, resp)
+		}
+	}
+	var ratios, handRatios, wireRatios, deadlineRatios []float64
+	var lastSDK, lastBare, lastHand, lastWire, lastSDKDeadline, lastBareDeadline testing.BenchmarkResult
 	for range rounds {
 		lastBare = testing.Benchmark(bare)
 		lastSDK = testing.Benchmark(sdk)
 		lastHand = testing.Benchmark(byHand)
 		lastWire = testing.Benchmark(wire)
+		lastBareDeadline = testing.Benchmark(bareDeadline)
+		lastSDKDeadline = testing.Benchmark(sdkDeadline)
 		ratios = append(ratios, float64(lastSDK.NsPerOp())/float64(lastBare.NsPerOp()))
 		handRatios = append(handRatios, float64(lastHand.NsPerOp())/float64(lastBare.NsPerOp()))
 		wireRatios = append(wireRatios, float64(lastSDK.NsPerOp())/float64(lastWire.NsPerOp()))
+		deadlineRatios = append(deadlineRatios, float64(lastSDKDeadline.NsPerOp())/float64(lastBareDeadline.NsPerOp()))
 	}
 	sort.Float64s(ratios)
 	sort.Float64s(handRatios)
 	sort.Float64s(wireRatios)
+	sort.Float64s(deadlineRatios)
 	fmt.Println("1. One GET through WorkerClient.Do vs a hand-signed net/http request (loopback)")
 	fmt.Printf("   bare net/http + HMAC        %8d ns/op %6d allocs/op %7d B/op\n", lastBare.NsPerOp(), lastBare.AllocsPerOp(), lastBare.AllocedBytesPerOp())
 	fmt.Printf("   go-retryablehttp + HMAC     %8d ns/op %6d allocs/op %7d B/op\n", lastHand.NsPerOp(), lastHand.AllocsPerOp(), lastHand.AllocedBytesPerOp())
@@ -154,6 +191,8 @@ func overhead(rounds int) {
 	fmt.Printf("   time ratio go-retryablehttp by hand/bare: median %.3f\n", handRatios[len(handRatios)/2])
 	fmt.Printf("   time ratio sheen/bare with the SDK's wire (headers, attempt timeout): median %.3f (min %.3f, max %.3f)\n",
 		wireRatios[len(wireRatios)/2], wireRatios[0], wireRatios[len(wireRatios)-1])
+	fmt.Printf("   under a caller's deadline (as from a handler): bare %d ns/op, sheen %d ns/op; time ratio median %.3f (min %.3f, max %.3f)\n",
+		lastBareDeadline.NsPerOp(), lastSDKDeadline.NsPerOp(), deadlineRatios[len(deadlineRatios)/2], deadlineRatios[0], deadlineRatios[len(deadlineRatios)-1])
 	fmt.Printf("   the SDK's own cost per call, without the network: %s\n", sdkCost())
 }
 
