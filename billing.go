@@ -26,14 +26,14 @@ type BillingService service
 // than the cache TTL is held. Concurrent calls for one user that miss the
 // cache share one request, made with the CallOptions of the caller that
 // started it (the others' WithResponse reports Cached). The result is the
-// caller's own copy.
-func (s *BillingService) Balance(ctx context.Context, userID string, opts ...CallOption) (*Balance, error) {
+// caller's own copy, Buckets included; on error it is the zero Balance.
+func (s *BillingService) Balance(ctx context.Context, userID string, opts ...CallOption) (Balance, error) {
 	if err := ready((*service)(s)); err != nil {
-		return nil, err
+		return Balance{}, err
 	}
 	cc, err := newCallConfig(opts)
 	if err != nil {
-		return nil, err
+		return Balance{}, err
 	}
 	b, ok := s.client.billing.cached(userID)
 	s.client.core.tel.cacheLookup(ctx, RouteBalance, cacheBalance, userID, ok)
@@ -45,14 +45,15 @@ func (s *BillingService) Balance(ctx context.Context, userID string, opts ...Cal
 }
 
 // RefreshBalance asks the worker for userID's balance, ignoring any cached
-// value, and caches the answer for later Balance calls.
-func (s *BillingService) RefreshBalance(ctx context.Context, userID string, opts ...CallOption) (*Balance, error) {
+// value, and caches the answer for later Balance calls. The result is the
+// caller's own copy; on error it is the zero Balance.
+func (s *BillingService) RefreshBalance(ctx context.Context, userID string, opts ...CallOption) (Balance, error) {
 	if err := ready((*service)(s)); err != nil {
-		return nil, err
+		return Balance{}, err
 	}
 	cc, err := newCallConfig(opts)
 	if err != nil {
-		return nil, err
+		return Balance{}, err
 	}
 	s.client.billing.invalidate(userID)
 	return s.loadBalance(ctx, userID, &cc, opts)
@@ -60,8 +61,9 @@ func (s *BillingService) RefreshBalance(ctx context.Context, userID string, opts
 
 // LegacyBalance reads userID's balance from /v1/billing/legacy-balance,
 // where the deployed worker still serves the v2.1 shape (welcome bonus,
-// daily gift, usage, daily reset). It is never cached.
-func (s *BillingService) LegacyBalance(ctx context.Context, userID string, opts ...CallOption) (*Balance, error) {
+// daily gift, usage, daily reset). It is never cached. On error it returns
+// the zero Balance.
+func (s *BillingService) LegacyBalance(ctx context.Context, userID string, opts ...CallOption) (Balance, error) {
 	return s.fetchBalance(ctx, RouteLegacyBalance, userID, opts)
 }
 
@@ -75,10 +77,10 @@ func (s *BillingService) InvalidateBalance(userID string) {
 }
 
 // fetchBalance asks the worker for userID's balance on route.
-func (s *BillingService) fetchBalance(ctx context.Context, route, userID string, opts []CallOption) (*Balance, error) {
+func (s *BillingService) fetchBalance(ctx context.Context, route, userID string, opts []CallOption) (Balance, error) {
 	var w balanceWire
 	if err := (*service)(s).send(ctx, call{route: route, params: []string{userID}, out: &w, userID: userID}, opts); err != nil {
-		return nil, err
+		return Balance{}, err
 	}
 	return w.toBalance(), nil
 }

@@ -22,6 +22,8 @@ type billingConfig struct {
 type billingState struct {
 	clock Clock
 	ttl   time.Duration
+	// cache holds each balance behind a pointer that nothing changes once
+	// stored; callers get clones (see Balance.clone).
 	cache *ttlCache[*Balance]
 	// shared, when set, holds the balances instead of cache, which is the
 	// fallback (shared.go).
@@ -63,15 +65,17 @@ func (s *billingState) invalidate(userID string) {
 }
 
 // cached returns the caller's copy of userID's cached balance: the hit
-// path, whose one allocation is that copy (issue #13). It needs no check of
-// userID: only balances the worker gave for a valid id are stored.
-func (s *billingState) cached(userID string) (*Balance, bool) {
+// path (issue #13). The copy is a value in the caller's frame, so a hit
+// allocates nothing but, for a bucketed balance, the caller's own Buckets.
+// It needs no check of userID: only balances the worker gave for a valid id
+// are stored.
+func (s *billingState) cached(userID string) (Balance, bool) {
 	if s.ttl <= 0 || s.shared != nil { // a shared cache is read by loadBalance
-		return nil, false
+		return Balance{}, false
 	}
 	b, ok := s.cache.Get(userID)
 	if !ok {
-		return nil, false
+		return Balance{}, false
 	}
 	return b.clone(), true
 }
@@ -80,7 +84,7 @@ func (s *billingState) cached(userID string) (*Balance, bool) {
 // Callers missing on one user at once share one request (the cache's
 // load), made with the CallOptions of the caller that started it; each
 // waits no longer than its own context and WithCallTimeout allow.
-func (s *BillingService) loadBalance(ctx context.Context, userID string, cc *callConfig, opts []CallOption) (*Balance, error) {
+func (s *BillingService) loadBalance(ctx context.Context, userID string, cc *callConfig, opts []CallOption) (Balance, error) {
 	st := &s.client.billing
 	if st.ttl <= 0 || ctx == nil { // nothing to cache or share; the core refuses a nil ctx
 		return s.fetchBalance(ctx, RouteBalance, userID, opts)
@@ -108,9 +112,9 @@ func (s *BillingService) loadBalance(ctx context.Context, userID string, cc *cal
 	}
 	own.report(cc, err)
 	if err != nil {
-		return nil, err
+		return Balance{}, err
 	}
-	return b.clone(), nil
+	return b.clone(), nil // b is the cache's, and every waiter's
 }
 
 // balanceLoad is one caller's loader for the balance cache. The load may
@@ -130,7 +134,7 @@ func (l *balanceLoad) loader(s *BillingService, userID string) func(context.Cont
 			return nil, time.Time{}, err
 		}
 		st := &s.client.billing
-		return b, st.clock.Now().Add(st.ttl), nil
+		return &b, st.clock.Now().Add(st.ttl), nil
 	}
 }
 
@@ -147,61 +151,12 @@ func (l *balanceLoad) report(cc *callConfig, err error) {
 	}
 }
 
-// A hit's one allocation is the caller's copy of the balance, and on a busy
-// heap an allocation costs about in proportion to its size: each shape gets
-// a layout of its own, the Balance together with just the parts it has.
-// A shape none fits (more buckets, or parts of both shapes) costs a second
-// allocation for its buckets.
-
-// balanceCopyBuckets is how many buckets a bucketed copy holds without a
-// second allocation; the deployed worker sends three (welcome, daily, paid).
-const balanceCopyBuckets = 3
-
-// balanceWithUsage is v2.1's shape: a Balance and its usage.
-type balanceWithUsage struct {
-	b     Balance
-	usage BalanceUsage
-}
-
-// balanceBucketed is the deployed worker's shape: a Balance, its bonus
-// allowance and up to balanceCopyBuckets buckets.
-type balanceBucketed struct {
-	b       Balance
-	bonus   BonusAllowance
-	buckets [balanceCopyBuckets]BalanceBucket
-}
-
-// clone returns a deep copy of b, sharing nothing with it, in one
-// allocation for either shape the worker serves.
-func (b *Balance) clone() *Balance {
-	switch {
-	case b == nil:
-		return nil
-	case b.Usage != nil && b.BonusAllowance == nil && b.Buckets == nil:
-		c := &balanceWithUsage{b: *b, usage: *b.Usage}
-		c.b.Usage = &c.usage
-		return &c.b
-	case b.Usage == nil && (b.Buckets != nil || b.BonusAllowance != nil) && len(b.Buckets) <= balanceCopyBuckets:
-		c := &balanceBucketed{b: *b}
-		if b.Buckets != nil {
-			c.b.Buckets = c.buckets[:len(b.Buckets):len(b.Buckets)]
-			copy(c.b.Buckets, b.Buckets)
-		}
-		if b.BonusAllowance != nil {
-			c.bonus = *b.BonusAllowance
-			c.b.BonusAllowance = &c.bonus
-		}
-		return &c.b
-	}
-	c := *b // no parts (one allocation), or an unusual mix (more)
+// clone returns a copy of b that shares no memory with it: the Balance
+// itself by value, and its own Buckets (the one allocation, made only for a
+// balance that has buckets). The cache holds a *Balance that nobody changes;
+// each caller gets a clone.
+func (b *Balance) clone() Balance {
+	c := *b
 	c.Buckets = slices.Clone(b.Buckets)
-	if b.Usage != nil {
-		u := *b.Usage
-		c.Usage = &u
-	}
-	if b.BonusAllowance != nil {
-		a := *b.BonusAllowance
-		c.BonusAllowance = &a
-	}
-	return &c
+	return c
 }

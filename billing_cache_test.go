@@ -2,11 +2,13 @@ package sheen
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,17 +158,22 @@ func TestBillingBalanceConcurrentMissesShareOneRequest(t *testing.T) {
 	}
 }
 
-// TestBillingBalanceHitAllocations is issue #13's bound: a cache hit costs
-// at most one allocation, the caller's copy of the balance.
+// TestBillingBalanceHitAllocations is issue #13's bound: a hit hands the
+// caller a value, so it allocates nothing but the caller's own Buckets (one
+// allocation, bucketed balances only).
 func TestBillingBalanceHitAllocations(t *testing.T) {
 	fixture, err := os.ReadFile("sheentest/fixtures/balance.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ name, body string }{
-		{"bucketed, 2 buckets", billingBucketedBody},
-		{"bucketed, the fixture's 3 buckets", string(fixture)},
-		{"v2.1 with usage", billingV21Body},
+	for _, tc := range []struct {
+		name, body string
+		allocs     float64
+	}{
+		{"bucketed, 2 buckets", billingBucketedBody, 1},
+		{"bucketed, the fixture's 3 buckets", string(fixture), 1},
+		{"bucketed, no buckets", billingTotalBody(60), 0},
+		{"v2.1 with usage", billingV21Body, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, mock, _ := newBillingClient(t)
@@ -184,15 +191,15 @@ func TestBillingBalanceHitAllocations(t *testing.T) {
 			}
 			n := testing.AllocsPerRun(1000, hit())
 			t.Logf("a hit: %v allocations", n)
-			if n > 1 {
-				t.Errorf("a hit: %v allocations, want at most 1", n)
+			if n > tc.allocs {
+				t.Errorf("a hit: %v allocations, want at most %v", n, tc.allocs)
 			}
 			// An option is applied to a callConfig on the heap: one more.
 			var resp Response
 			n = testing.AllocsPerRun(1000, hit(WithResponse(&resp)))
 			t.Logf("a hit with WithResponse: %v allocations", n)
-			if n > 2 {
-				t.Errorf("a hit with WithResponse: %v allocations, want at most 2", n)
+			if n > tc.allocs+1 {
+				t.Errorf("a hit with WithResponse: %v allocations, want at most %v", n, tc.allocs+1)
 			}
 			if n := mock.GetTotalCallCount(); n != 1 {
 				t.Errorf("%d requests, want the 1 that filled the cache", n)
@@ -201,38 +208,109 @@ func TestBillingBalanceHitAllocations(t *testing.T) {
 	}
 }
 
-func TestBillingBalanceCopiesShareNothing(t *testing.T) {
+// TestBillingBalanceCallerOwnsWhatItGets: a caller that changes every part
+// of a Balance it was handed (each field, each bucket, and then appends a
+// bucket) changes nothing that any later call returns, whether the balance
+// came from a miss, a hit or a refresh, from the client's cache or a
+// shared one.
+func TestBillingBalanceCallerOwnsWhatItGets(t *testing.T) {
 	ctx := context.Background()
-	for _, body := range []string{billingBucketedBody, billingV21Body, `{"totals":{},"buckets":[{},{},{},{},{"source":"fifth"}]}`} {
-		c, mock, _ := newBillingClient(t)
-		mock.RegisterNoResponder(httpmock.NewStringResponder(200, body))
-		want, err := c.Billing.Balance(ctx, "u1")
-		if err != nil {
+	bodies := map[string]string{
+		"bucketed":      billingBucketedBody,
+		"v2.1":          billingV21Body,
+		"five buckets":  `{"totals":{},"buckets":[{},{},{},{},{"source":"fifth"}],"bonus":{}}`,
+		"empty buckets": billingTotalBody(60),
+	}
+	for name, body := range bodies {
+		var w balanceWire
+		if err := json.Unmarshal([]byte(body), &w); err != nil {
 			t.Fatal(err)
 		}
-		for range 2 { // the miss's copy, then a hit's
-			got, err := c.Billing.Balance(ctx, "u1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := cmp.Diff(want, got); d != "" {
-				t.Fatalf("copy differs (-want +got):\n%s", d)
-			}
-			for i := range got.Buckets {
-				got.Buckets[i].Source = "mine"
-			}
-			got.Buckets = append(got.Buckets, BalanceBucket{Source: "mine"})
-			if got.Usage != nil {
-				got.Usage.TodayUsed = -1
-			}
-			if got.BonusAllowance != nil {
-				got.BonusAllowance.Daily = -1
-			}
+		want := w.toBalance()
+		for _, shared := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/shared=%v", name, shared), func(t *testing.T) {
+				var opts []Option
+				if shared {
+					opts = append(opts, WithCache(CacheConfig{Shared: &memShared{values: map[string][]byte{}}}))
+				}
+				c, mock, _ := newBillingClient(t, opts...)
+				mock.RegisterNoResponder(httpmock.NewStringResponder(200, body))
+				steps := []struct {
+					name string
+					get  func(context.Context, string, ...CallOption) (Balance, error)
+				}{
+					{"miss", c.Billing.Balance},
+					{"hit", c.Billing.Balance},
+					{"refresh", c.Billing.RefreshBalance},
+					{"hit after the refresh", c.Billing.Balance},
+					{"last hit", c.Billing.Balance},
+				}
+				for _, step := range steps {
+					got, err := step.get(ctx, "u1")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d := cmp.Diff(want, got); d != "" {
+						t.Fatalf("%s: an earlier caller's changes came back (-want +got):\n%s", step.name, d)
+					}
+					scribble(t, reflect.ValueOf(&got).Elem())
+					got.Buckets = append(got.Buckets, BalanceBucket{Source: "mine"})
+					if cmp.Equal(want, got) {
+						t.Fatalf("%s: scribbling changed nothing", step.name)
+					}
+				}
+				if n := mock.GetTotalCallCount(); n != 2 {
+					t.Errorf("%d requests, want 2 (the miss and the refresh)", n)
+				}
+			})
 		}
-		again, _ := c.Billing.Balance(ctx, "u1")
-		if d := cmp.Diff(want, again); d != "" {
-			t.Errorf("a caller's changes reached the cache (-want +got):\n%s", d)
+	}
+}
+
+// scribble overwrites every part of v a caller can reach: each field, each
+// element of a slice, each entry of a map, what a pointer points to. A kind
+// it does not know fails the test, so that a new field cannot be left out.
+func scribble(t *testing.T, v reflect.Value) {
+	t.Helper()
+	if !v.CanSet() {
+		t.Fatalf("scribble cannot set %s", v.Type())
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[time.Time]() {
+			v.Set(reflect.ValueOf(time.Unix(1, 0)))
+			return
 		}
+		for i := range v.NumField() {
+			scribble(t, v.Field(i))
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			scribble(t, v.Index(i))
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(it.Value())
+			scribble(t, e)
+			v.SetMapIndex(it.Key(), e)
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			scribble(t, v.Elem())
+		}
+	case reflect.String:
+		v.SetString("scribbled " + v.String())
+	case reflect.Bool:
+		v.SetBool(!v.Bool())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(-v.Int() - 7)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(v.Uint() + 7)
+	case reflect.Float32, reflect.Float64:
+		v.SetFloat(-v.Float() - 7)
+	default:
+		t.Fatalf("scribble does not know %s", v.Type())
 	}
 }
 

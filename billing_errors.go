@@ -151,8 +151,10 @@ type BalanceTimeoutError struct {
 	Waited time.Duration
 	// Polls counts the balance requests made.
 	Polls int
-	// Last is the last balance seen, nil when no request succeeded.
-	Last *Balance
+	// Last is the last balance seen; HasLast says whether any request
+	// succeeded (Last is the zero Balance when none did).
+	Last    Balance
+	HasLast bool
 	// Err is the last request's error when the last request failed.
 	Err error
 }
@@ -160,7 +162,7 @@ type BalanceTimeoutError struct {
 // Error says whose balance was awaited, for how much, and what was last seen.
 func (e *BalanceTimeoutError) Error() string {
 	msg := fmt.Sprintf("sheen: balance of user %s did not reach %s within %s (%d polls", e.UserID, e.AtLeast, e.Waited, e.Polls)
-	if e.Last != nil {
+	if e.HasLast {
 		msg += fmt.Sprintf("; last total %s", e.Last.Total)
 	}
 	msg += ")"

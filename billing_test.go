@@ -57,22 +57,22 @@ func TestBillingBalanceShapes(t *testing.T) {
 		name   string
 		legacy bool
 		body   string
-		want   *Balance
+		want   Balance
 	}{
-		{"v2.1 with string numbers", false, billingV21Body, &Balance{
+		{"v2.1 with string numbers", false, billingV21Body, Balance{
 			Total:        4020*time.Second + 500*time.Millisecond,
 			Paid:         120*time.Second + 500*time.Millisecond,
 			Bonus:        3900 * time.Second,
 			WelcomeBonus: 3000 * time.Second,
 			DailyGift:    900 * time.Second,
-			Usage:        &BalanceUsage{TodayUsed: time.Minute, LifetimeUsed: 2 * time.Hour},
+			Usage:        BalanceUsage{TodayUsed: time.Minute, LifetimeUsed: 2 * time.Hour},
 			DailyResetAt: time.Date(2025, 3, 5, 0, 0, 0, 0, time.UTC),
 		}},
-		{"v2.1 without total sums the parts", false, `{"balance":{"welcomeBonus":60,"dailyGift":60,"paid":60}}`, &Balance{
+		{"v2.1 without total sums the parts", false, `{"balance":{"welcomeBonus":60,"dailyGift":60,"paid":60}}`, Balance{
 			Total: 3 * time.Minute, Paid: time.Minute, Bonus: 2 * time.Minute,
 			WelcomeBonus: time.Minute, DailyGift: time.Minute,
 		}},
-		{"bucketed with string numbers", false, billingBucketedBody, &Balance{
+		{"bucketed with string numbers", false, billingBucketedBody, Balance{
 			Bucketed:     true,
 			Total:        90 * time.Minute,
 			Paid:         time.Hour,
@@ -82,23 +82,23 @@ func TestBillingBalanceShapes(t *testing.T) {
 				{Source: "paid", Remaining: time.Hour},
 				{Source: "bonus_daily", Remaining: 30 * time.Minute, ExpiresAt: time.Date(2025, 3, 31, 0, 0, 0, 0, time.UTC)},
 			},
-			BonusAllowance:     &BonusAllowance{Daily: 15 * time.Minute, UsedThisMonth: 45 * time.Minute, MonthlyCap: 5 * time.Hour},
+			BonusAllowance:     BonusAllowance{Daily: 15 * time.Minute, UsedThisMonth: 45 * time.Minute, MonthlyCap: 5 * time.Hour},
 			Plan:               "paid",
 			SubscriptionStatus: "active",
 			CatalogVersion:     "2025-09-01",
 			Version:            "7",
 		}},
-		{"bucketed without total sums the buckets", false, `{"totals":{"next_expiry_at":null},"buckets":[{"source":"a","seconds":"30"},{"source":"b","seconds":30}]}`, &Balance{
+		{"bucketed without total sums the buckets", false, `{"totals":{"next_expiry_at":null},"buckets":[{"source":"a","seconds":"30"},{"source":"b","seconds":30}]}`, Balance{
 			Bucketed: true, Total: time.Minute,
 			Buckets: []BalanceBucket{{Source: "a", Remaining: 30 * time.Second}, {Source: "b", Remaining: 30 * time.Second}},
 		}},
-		{"legacy endpoint", true, billingV21Body, &Balance{
+		{"legacy endpoint", true, billingV21Body, Balance{
 			Total:        4020*time.Second + 500*time.Millisecond,
 			Paid:         120*time.Second + 500*time.Millisecond,
 			Bonus:        3900 * time.Second,
 			WelcomeBonus: 3000 * time.Second,
 			DailyGift:    900 * time.Second,
-			Usage:        &BalanceUsage{TodayUsed: time.Minute, LifetimeUsed: 2 * time.Hour},
+			Usage:        BalanceUsage{TodayUsed: time.Minute, LifetimeUsed: 2 * time.Hour},
 			DailyResetAt: time.Date(2025, 3, 5, 0, 0, 0, 0, time.UTC),
 		}},
 	} {

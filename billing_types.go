@@ -40,9 +40,13 @@ type Recommendation struct {
 	PurchaseURL      string
 }
 
-// Balance is a user's AI-time balance. It holds either shape the worker
-// serves: Total, Paid and Bonus are always filled; the other fields are
-// filled when the shape carries them (see each field) and zero otherwise.
+// Balance is a user's AI-time balance: a snapshot, handed out by value.
+// It holds either shape the worker serves: Total, Paid and Bonus are
+// always filled; the other fields are filled when the shape carries them
+// (see each field, and Bucketed) and zero otherwise.
+//
+// The caller owns every Balance it receives, Buckets included: changing
+// one changes nothing another caller (or the cache) sees.
 type Balance struct {
 	// Bucketed says which of the worker's two responses this was read
 	// from: true for the deployed worker's {"totals":{...},"buckets":[...],
@@ -59,8 +63,8 @@ type Balance struct {
 
 	// WelcomeBonus and DailyGift split Bonus (v2.1 only).
 	WelcomeBonus, DailyGift time.Duration
-	// Usage is what the user has spent (v2.1 only; nil otherwise).
-	Usage *BalanceUsage
+	// Usage is what the user has spent (v2.1 only: zero when Bucketed).
+	Usage BalanceUsage
 	// DailyResetAt is when the daily gift is next renewed (v2.1 only).
 	DailyResetAt time.Time
 
@@ -69,8 +73,9 @@ type Balance struct {
 	NextExpiryAt time.Time
 	// Buckets are the balance's parts by source (bucketed only).
 	Buckets []BalanceBucket
-	// BonusAllowance is the free-time policy (bucketed only; nil otherwise).
-	BonusAllowance *BonusAllowance
+	// BonusAllowance is the free-time policy (bucketed only: zero when
+	// not Bucketed, or when the worker sent none).
+	BonusAllowance BonusAllowance
 	// Plan is the plan key, "paid" or "free" (bucketed only).
 	Plan string
 	// SubscriptionStatus is "active" or "inactive" (bucketed only).

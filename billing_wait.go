@@ -23,15 +23,16 @@ const (
 // RefreshBalance.
 //
 // When time runs out it returns a *BalanceTimeoutError with the last
-// balance seen; when ctx ends it returns at once with ctx's error.
+// balance seen; when ctx ends it returns at once with ctx's error. On error
+// the Balance returned is the zero Balance.
 // A failed poll is tried again at the next interval if the failure may pass
 // (5xx, 429, network); other failures end the wait.
-func (s *BillingService) WaitForBalance(ctx context.Context, userID string, atLeast time.Duration, opts ...CallOption) (*Balance, error) {
+func (s *BillingService) WaitForBalance(ctx context.Context, userID string, atLeast time.Duration, opts ...CallOption) (Balance, error) {
 	if err := ready((*service)(s)); err != nil {
-		return nil, err
+		return Balance{}, err
 	}
 	if ctx == nil { // the wait derives a context for each poll
-		return nil, &ValidationError{Field: "context", Reason: "is nil"}
+		return Balance{}, &ValidationError{Field: "context", Reason: "is nil"}
 	}
 	st := &s.client.billing
 	w := &balanceWaiter{s: s, userID: userID, atLeast: atLeast, opts: opts, clock: st.clock, interval: st.pollInterval}
@@ -42,7 +43,7 @@ func (s *BillingService) WaitForBalance(ctx context.Context, userID string, atLe
 			return b, err
 		}
 		if err := w.pause(ctx); err != nil {
-			return nil, err
+			return Balance{}, err
 		}
 	}
 }
@@ -58,13 +59,14 @@ type balanceWaiter struct {
 	start, deadline time.Time
 
 	polls   int
-	last    *Balance // the last balance seen
-	lastErr error    // the last poll's error, if it failed
+	last    Balance // the last balance seen, if seen
+	seen    bool    // a poll succeeded: last is set
+	lastErr error   // the last poll's error, if it failed
 }
 
 // poll asks for the balance once; done reports that the wait is over, with
 // its answer.
-func (w *balanceWaiter) poll(ctx context.Context) (b *Balance, done bool, err error) {
+func (w *balanceWaiter) poll(ctx context.Context) (b Balance, done bool, err error) {
 	// The wait's timeout also bounds each poll (the last one, made at the
 	// deadline, gets one interval), so a worker that never answers cannot
 	// hold the wait for long past it.
@@ -75,20 +77,20 @@ func (w *balanceWaiter) poll(ctx context.Context) (b *Balance, done bool, err er
 	w.polls++
 	switch {
 	case ctx.Err() != nil:
-		return nil, true, w.stopped(ctx)
+		return Balance{}, true, w.stopped(ctx)
 	case cut:
 		w.lastErr = err
-		return nil, true, w.timedOut(w.clock.Now())
+		return Balance{}, true, w.timedOut(w.clock.Now())
 	case err == nil && b.Total >= w.atLeast:
 		return b, true, nil
 	case err == nil:
-		w.last, w.lastErr = b, nil
+		w.last, w.seen, w.lastErr = b, true, nil
 	case balanceWaitRetryable(err):
 		w.lastErr = err
 	default:
-		return nil, true, err
+		return Balance{}, true, err
 	}
-	return nil, false, nil
+	return Balance{}, false, nil
 }
 
 // pause waits until the next poll is due; an error ends the wait.
@@ -109,7 +111,7 @@ func (w *balanceWaiter) stopped(ctx context.Context) error {
 }
 
 func (w *balanceWaiter) timedOut(now time.Time) error {
-	return &BalanceTimeoutError{UserID: w.userID, AtLeast: w.atLeast, Waited: now.Sub(w.start), Polls: w.polls, Last: w.last, Err: w.lastErr}
+	return &BalanceTimeoutError{UserID: w.userID, AtLeast: w.atLeast, Waited: now.Sub(w.start), Polls: w.polls, Last: w.last, HasLast: w.seen, Err: w.lastErr}
 }
 
 // balanceWaitRetryable reports whether a failed poll may succeed later.

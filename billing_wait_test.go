@@ -14,10 +14,10 @@ import (
 
 // billingWait runs WaitForBalance in a goroutine and advances the fake clock
 // whenever it waits, until it returns.
-func billingWait(t *testing.T, ctx context.Context, c *WorkerClient, clock *fakeClock, atLeast time.Duration, opts ...CallOption) (*Balance, error) {
+func billingWait(t *testing.T, ctx context.Context, c *WorkerClient, clock *fakeClock, atLeast time.Duration, opts ...CallOption) (Balance, error) {
 	t.Helper()
 	type result struct {
-		b   *Balance
+		b   Balance
 		err error
 	}
 	done := make(chan result, 1)
@@ -77,7 +77,7 @@ func TestBillingWaitForBalanceTimesOut(t *testing.T) {
 	if !errors.As(err, &te) {
 		t.Fatalf("want *BalanceTimeoutError, got %T", err)
 	}
-	if te.Last == nil || te.Last.Total != time.Minute || te.AtLeast != 10*time.Minute || te.UserID != "u1" {
+	if !te.HasLast || te.Last.Total != time.Minute || te.AtLeast != 10*time.Minute || te.UserID != "u1" {
 		t.Errorf("timeout error says %+v; want the last total seen (1m) and what was waited for", te)
 	}
 	if te.Waited != 10*time.Second || te.Polls != 6 || calls.Load() != 6 {
@@ -102,7 +102,7 @@ func TestBillingWaitForBalanceDefaults(t *testing.T) {
 	if te.Waited != 60*time.Second || te.Polls != 31 {
 		t.Errorf("waited %s with %d polls; want 60s and 31 (every 2s)", te.Waited, te.Polls)
 	}
-	if te.Last != nil || !errors.Is(err, ErrServer) {
+	if te.HasLast || te.Last.Total != 0 || !errors.Is(err, ErrServer) {
 		t.Errorf("want no balance seen and the last poll's 500 inside, got %+v", te)
 	}
 }
@@ -195,7 +195,7 @@ func TestBillingWaitForBalanceTimeoutBoundsAHungPoll(t *testing.T) {
 	if !errors.As(err, &te) || ctx.Err() != nil {
 		t.Fatalf("got %v (caller's context: %v); want a *BalanceTimeoutError from the wait's own timeout", err, ctx.Err())
 	}
-	if te.Polls != 1 || te.Last != nil || te.Err == nil {
+	if te.Polls != 1 || te.HasLast || te.Err == nil {
 		t.Errorf("timeout error %+v; want the one hung poll and its error", te)
 	}
 }

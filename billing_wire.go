@@ -147,16 +147,16 @@ type bonusAllowanceWire struct {
 // toBalance reads whichever shape w holds (bucketed first, as the deployed
 // worker serves it). A w that did not go through UnmarshalJSON (an empty
 // answer) reads as a zero v2.1 balance.
-func (w *balanceWire) toBalance() *Balance {
+func (w *balanceWire) toBalance() Balance {
 	if w.Totals != nil {
 		return w.bucketed()
 	}
 	return w.v21()
 }
 
-func (w *balanceWire) bucketed() *Balance {
+func (w *balanceWire) bucketed() Balance {
 	t := w.Totals
-	b := &Balance{
+	b := Balance{
 		Bucketed:           true,
 		Paid:               t.PaidSeconds.Seconds(),
 		Bonus:              t.BonusSeconds.Seconds(),
@@ -181,7 +181,7 @@ func (w *balanceWire) bucketed() *Balance {
 		b.Total = sum
 	}
 	if w.Bonus != nil {
-		b.BonusAllowance = &BonusAllowance{
+		b.BonusAllowance = BonusAllowance{
 			Daily:         w.Bonus.DailyMinutes.Minutes(),
 			UsedThisMonth: w.Bonus.UsedThisMonthMinutes.Minutes(),
 			MonthlyCap:    w.Bonus.MonthlyCapMinutes.Minutes(),
@@ -190,12 +190,12 @@ func (w *balanceWire) bucketed() *Balance {
 	return b
 }
 
-func (w *balanceWire) v21() *Balance {
+func (w *balanceWire) v21() Balance {
 	bd := w.breakdown
 	if bd == nil {
 		bd = &BalanceBreakdown{}
 	}
-	b := &Balance{
+	b := Balance{
 		Total:        bd.Total,
 		Paid:         bd.Paid,
 		Bonus:        bd.WelcomeBonus + bd.DailyGift,
@@ -204,7 +204,7 @@ func (w *balanceWire) v21() *Balance {
 		DailyResetAt: w.DailyResetAt.Time,
 	}
 	if w.Usage != nil {
-		b.Usage = &BalanceUsage{TodayUsed: w.Usage.TodayUsed.Seconds(), LifetimeUsed: w.Usage.LifetimeUsed.Seconds()}
+		b.Usage = BalanceUsage{TodayUsed: w.Usage.TodayUsed.Seconds(), LifetimeUsed: w.Usage.LifetimeUsed.Seconds()}
 	}
 	return b
 }

@@ -271,7 +271,10 @@ func (s *sharedValues[V]) delete(k string) {
 // differently is not read, but loaded again.
 const sharedFormat = '1'
 
-// encodeBalance and decodeBalance lay a balance out for a shared cache.
+// encodeBalance and decodeBalance lay a balance out for a shared cache: the
+// Balance as JSON. Usage and BonusAllowance were pointers at first; a null
+// one, as a pointer wrote it, reads as the zero value they now are, so the
+// format did not change.
 func encodeBalance(b *Balance) ([]byte, error) {
 	out, err := json.Marshal(b)
 	if err != nil {

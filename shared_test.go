@@ -2,6 +2,7 @@ package sheen
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // fakeSharedLimiter lets every request leave (or answers err) and keeps
@@ -240,5 +243,44 @@ func TestSharedCacheFallsBackAndForgetsWhatItLearntMeanwhile(t *testing.T) {
 	shared.setDown(true)
 	if _, err := c.Billing.Balance(ctx, "u1"); err != nil || w.balances.Load() != 3 {
 		t.Fatalf("down again: %v, %d calls; want the worker asked (the local cache was emptied)", err, w.balances.Load())
+	}
+}
+
+// A balance of either shape comes back from the shared cache as it went in;
+// one laid out when Usage and BonusAllowance were pointers (null when
+// absent) reads the same; one in another format is refused, to be loaded
+// again.
+func TestSharedBalanceCodec(t *testing.T) {
+	for name, body := range map[string]string{"bucketed": billingBucketedBody, "v2.1": billingV21Body, "empty buckets": billingTotalBody(60)} {
+		var w balanceWire
+		if err := json.Unmarshal([]byte(body), &w); err != nil {
+			t.Fatal(err)
+		}
+		want := w.toBalance()
+		raw, err := encodeBalance(&want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeBalance(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if d := cmp.Diff(want, *got); d != "" {
+			t.Errorf("%s: decoded (-want +got):\n%s", name, d)
+		}
+	}
+	old := `1{"Bucketed":true,"Total":60000000000,"Usage":null,"BonusAllowance":{"Daily":900000000000},"Buckets":[{"Source":"paid","Remaining":60000000000}]}`
+	got, err := decodeBalance([]byte(old))
+	want := Balance{Bucketed: true, Total: time.Minute, BonusAllowance: BonusAllowance{Daily: 15 * time.Minute}, Buckets: []BalanceBucket{{Source: "paid", Remaining: time.Minute}}}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, *got); d != "" {
+		t.Errorf("a balance written with pointers (-want +got):\n%s", d)
+	}
+	for _, raw := range []string{"", `0{"Total":60000000000}`, `{"Total":60000000000}`, `1{"Total":`} {
+		if b, err := decodeBalance([]byte(raw)); err == nil {
+			t.Errorf("decodeBalance(%q) = %+v, want an error", raw, b)
+		}
 	}
 }

@@ -56,7 +56,7 @@ type jsonBucket struct {
 	ExpiresAt        string  `json:"expiresAt,omitempty"`
 }
 
-func balanceJSON(user string, b *sheen.Balance) jsonBalance {
+func balanceJSON(user string, b sheen.Balance) jsonBalance {
 	shape := "v2.1"
 	if b.Bucketed {
 		shape = "bucketed"
@@ -73,7 +73,7 @@ func balanceJSON(user string, b *sheen.Balance) jsonBalance {
 	return out
 }
 
-func (a *app) printBalance(user string, b *sheen.Balance) {
+func (a *app) printBalance(user string, b sheen.Balance) {
 	a.printf("%s has %s of AI time (%s paid, %s bonus)\n", user, human(b.Total), human(b.Paid), human(b.Bonus))
 	if b.Plan != "" || b.SubscriptionStatus != "" {
 		a.printf("  plan %s, subscription %s\n", orDash(b.Plan), orDash(b.SubscriptionStatus))
