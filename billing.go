@@ -39,7 +39,9 @@ func (s *BillingService) Balance(ctx context.Context, userID string, opts ...Cal
 	s.client.core.tel.cacheLookup(ctx, RouteBalance, cacheBalance, userID, ok)
 	if ok {
 		cc.recordCached()
-		return b, nil
+		// The caller's copy is a value in its frame: a hit allocates
+		// nothing but, for a bucketed balance, the caller's own Buckets.
+		return b.clone(), nil
 	}
 	return s.loadBalance(ctx, userID, &cc, opts)
 }

@@ -64,20 +64,14 @@ func (s *billingState) invalidate(userID string) {
 	}
 }
 
-// cached returns the caller's copy of userID's cached balance: the hit
-// path (issue #13). The copy is a value in the caller's frame, so a hit
-// allocates nothing but, for a bucketed balance, the caller's own Buckets.
-// It needs no check of userID: only balances the worker gave for a valid id
-// are stored.
-func (s *billingState) cached(userID string) (Balance, bool) {
+// cached returns userID's cached balance, the cache's own (callers hand out
+// its clone): the hit path (issue #13). It needs no check of userID: only
+// balances the worker gave for a valid id are stored.
+func (s *billingState) cached(userID string) (*Balance, bool) {
 	if s.ttl <= 0 || s.shared != nil { // a shared cache is read by loadBalance
-		return Balance{}, false
+		return nil, false
 	}
-	b, ok := s.cache.Get(userID)
-	if !ok {
-		return Balance{}, false
-	}
-	return b.clone(), true
+	return s.cache.Get(userID)
 }
 
 // loadBalance asks the worker for userID's balance and caches the answer.
