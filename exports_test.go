@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -356,19 +357,84 @@ func TestExportsInvalidate(t *testing.T) {
 	if vcalls.Load() != 2 {
 		t.Errorf("after invalidating the version link: %d requests, want 2", vcalls.Load())
 	}
-	c.Exports.Invalidate(linkTo("https://x.test/")) // not ours: ignored
+	// A link the caller built, the zero link and a link whose fields the
+	// caller changed name no cached link: nothing is dropped.
+	c.Exports.Invalidate(linkTo("https://x.test/"))
 	c.Exports.Invalidate(DownloadLink{})
+	c.Exports.Invalidate(DownloadLink{Filename: vl.Filename, Version: vl.Version})
+	c.Exports.VersionLink(ctx, "v1", "u1")
+	if vcalls.Load() != 2 {
+		t.Errorf("a link not from the cache dropped a cached one: %d requests, want 2", vcalls.Load())
+	}
+	// A copy the caller changed still names the link it came from.
+	changed := vl
+	changed.Filename, changed.Version.ID = "other.zip", "other"
+	c.Exports.Invalidate(changed)
+	c.Exports.VersionLink(ctx, "v1", "u1")
+	if vcalls.Load() != 3 {
+		t.Errorf("invalidating a changed copy of the link: %d requests, want 3", vcalls.Load())
+	}
 }
 
+// Each caller owns the link it gets: changing every field of one, the
+// version's too, changes nothing a later call returns, whether the link
+// came from the worker (a miss) or from the cache (a hit).
 func TestExportsReturnsCopies(t *testing.T) {
 	c, mock, _ := newExportsClient(t)
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
 	ctx := context.Background()
-	l, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
-	l.Filename, l.Version.ID = "evil.zip", "changed"
-	l2, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
-	if l2.Filename == l.Filename || l2.Version.ID == "changed" {
-		t.Errorf("changing a returned link changed the cached one: %s", l2)
+	all := cmp.Exporter(func(reflect.Type) bool { return true }) // the signed URL and the request too
+	miss, err := c.Exports.ProjectLink(ctx, "p1", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := miss
+	if want.Version.ID == "" || want.Filename == "" || want.Size == 0 || want.ExpiresAt.IsZero() {
+		t.Fatalf("the worker's link lacks a field this test changes: %s", want)
+	}
+	scribble(t, reflect.ValueOf(&miss).Elem())
+	hit, err := c.Exports.ProjectLink(ctx, "p1", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, hit, all); d != "" {
+		t.Errorf("changing the link a miss returned changed a later hit (-want +got):\n%s", d)
+	}
+	scribble(t, reflect.ValueOf(&hit).Elem())
+	again, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
+	if d := cmp.Diff(want, again, all); d != "" {
+		t.Errorf("changing the link a hit returned changed a later hit (-want +got):\n%s", d)
+	}
+	if again.SignedURL() != "https://store.test/exports/p1-1.zip?"+exportsSecretQuery {
+		t.Errorf("the signed URL changed: %s", again)
+	}
+	if n := mock.GetTotalCallCount(); n != 1 {
+		t.Errorf("%d requests, want 1: the later calls were not hits", n)
+	}
+}
+
+// scribble sets every exported field of the struct v (nested structs'
+// too) to something else, and fails on a field kind it does not know, so
+// that a field added to DownloadLink is not left out of the test.
+func scribble(t *testing.T, v reflect.Value) {
+	t.Helper()
+	for i := range v.NumField() {
+		f, sf := v.Field(i), v.Type().Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		switch {
+		case sf.Type == reflect.TypeFor[time.Time]():
+			f.Set(reflect.ValueOf(time.Date(1999, 1, 2, 3, 4, 5, 0, time.UTC)))
+		case f.Kind() == reflect.String:
+			f.SetString("changed-" + f.String())
+		case f.Kind() == reflect.Int64:
+			f.SetInt(f.Int() + 1)
+		case f.Kind() == reflect.Struct:
+			scribble(t, f)
+		default:
+			t.Fatalf("scribble: field %s of kind %s", sf.Name, f.Kind())
+		}
 	}
 }
 
