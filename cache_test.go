@@ -411,6 +411,9 @@ func TestCacheHitAllocationCeiling(t *testing.T) {
 				if n > ceiling {
 					t.Errorf("%s hit: %v allocations, want at most %v", name, n, ceiling)
 				}
+				if name == "link" && n != 0 {
+					t.Errorf("link hit: %v allocations, want none (the caller's copy is a value)", n)
+				}
 				if d := requests.Load() - before; d != 0 {
 					t.Errorf("%s: %d requests while measuring hits", name, d)
 				}

@@ -139,9 +139,10 @@
 // # Exports
 //
 // Exports.ProjectLink and Exports.VersionLink hand out download links,
-// cached until an hour before they expire. A link's URL is a bearer
-// credential: DownloadLink's String, GoString, LogValue and MarshalJSON
-// redact its query; SignedURL returns it whole.
+// cached until an hour before they expire. A DownloadLink is a value: each
+// caller gets its own copy, and a cache hit allocates nothing. Its URL is a
+// bearer credential: DownloadLink's String, GoString, LogValue and
+// MarshalJSON redact its query; SignedURL returns it whole.
 // Exports.Download streams an archive with flat memory through a plain HTTP
 // client of its own (no signature headers reach the object store), resumes
 // with Range after a break, fetches a fresh link once when the store answers

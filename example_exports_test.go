@@ -36,7 +36,8 @@ func builtProject() (*sheentest.Server, *sheen.WorkerClient, *sheen.BuildResult,
 // ProjectLink hands out a signed download link for a project's latest
 // version. The link is a bearer credential: printed or logged, its query is
 // redacted. Asking again within its lifetime costs no request (the link is
-// cached until an hour before it expires).
+// cached until an hour before it expires). A link is a value: each caller
+// gets its own copy, to change as it likes.
 func ExampleExportsService_ProjectLink() {
 	worker, client, _, projectID := builtProject()
 	defer worker.Close()
@@ -50,13 +51,16 @@ func ExampleExportsService_ProjectLink() {
 	fmt.Println("expires in about", time.Until(link.ExpiresAt).Round(time.Hour))
 	fmt.Println("size (of the build output, not of the archive):", link.Size)
 
+	link.Filename = "bakery.zip" // this caller's copy only
 	again, _ := client.Exports.ProjectLink(ctx, projectID, "user-42")
 	fmt.Println("same link, from the cache:", again.SignedURL() == link.SignedURL(), worker.Calls(sheen.RouteExportProject), "request")
+	fmt.Println("its name there:", again.Filename)
 	// Output:
 	// proj_0001-latest.zip version ver_0003
 	// expires in about 24h0m0s
 	// size (of the build output, not of the archive): 354
 	// same link, from the cache: true 1 request
+	// its name there: proj_0001-latest.zip
 }
 
 // DownloadToFile streams the archive to a file with flat memory, resuming

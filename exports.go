@@ -43,25 +43,29 @@ type linkRequest struct {
 // archive is gone; *PayloadTooLargeError when it is over the worker's 2 GiB
 // limit; *APIError (and its typed wrappers) otherwise.
 //
+// The link is the caller's own copy: changing it changes nothing another
+// call returns. On error it is the zero DownloadLink.
+//
 // A link whose expiresAt is missing, unreadable or already within the
 // margin is returned (the object store, not the local clock, decides when
 // it stops working) but not cached: the next call asks the worker again.
-func (s *ExportsService) ProjectLink(ctx context.Context, projectID, userID string, opts ...CallOption) (*DownloadLink, error) {
+func (s *ExportsService) ProjectLink(ctx context.Context, projectID, userID string, opts ...CallOption) (DownloadLink, error) {
 	return s.link(ctx, linkRequest{linkProject, projectID, userID}, opts)
 }
 
 // VersionLink returns a download link for the archive of versionID, for
 // userID. Caching, options and failures are as for ProjectLink.
-func (s *ExportsService) VersionLink(ctx context.Context, versionID, userID string, opts ...CallOption) (*DownloadLink, error) {
+func (s *ExportsService) VersionLink(ctx context.Context, versionID, userID string, opts ...CallOption) (DownloadLink, error) {
 	return s.link(ctx, linkRequest{linkVersion, versionID, userID}, opts)
 }
 
 // Invalidate drops the cached link that link came from, so the next
 // ProjectLink or VersionLink for it asks the worker (call it when you learn
 // a link no longer works); a request already under way is not cached
-// either. Links the caller built are ignored.
-func (s *ExportsService) Invalidate(link *DownloadLink) {
-	if ready((*service)(s)) != nil || link == nil || link.from.kind == "" {
+// either. Links the caller built (NewDownloadLink, the zero DownloadLink)
+// are ignored.
+func (s *ExportsService) Invalidate(link DownloadLink) {
+	if ready((*service)(s)) != nil || link.from.kind == "" {
 		return
 	}
 	s.client.exports.forget(link.from.key())
@@ -77,18 +81,19 @@ func (s *ExportsService) forgetProject(projectID, userID string) {
 }
 
 // link answers a link request from the cache, or asks the worker. A hit
-// makes one allocation, the caller's copy of the link: the key is built
-// on the stack and looked up before anything that allocates.
-func (s *ExportsService) link(ctx context.Context, r linkRequest, opts []CallOption) (*DownloadLink, error) {
+// allocates nothing: the key is built on the stack and looked up before
+// anything that allocates, and the caller gets a copy of the cache's value
+// (whose signed URL, immutable, the copies share).
+func (s *ExportsService) link(ctx context.Context, r linkRequest, opts []CallOption) (DownloadLink, error) {
 	if err := ready((*service)(s)); err != nil {
-		return nil, err
+		return DownloadLink{}, err
 	}
 	if ctx == nil {
-		return nil, nilContextError()
+		return DownloadLink{}, nilContextError()
 	}
 	cc, err := newCallConfig(opts)
 	if err != nil {
-		return nil, err
+		return DownloadLink{}, err
 	}
 	st := &s.client.exports
 	if st.shared == nil { // a shared cache is read by load
@@ -102,21 +107,21 @@ func (s *ExportsService) link(ctx context.Context, r linkRequest, opts []CallOpt
 	}
 	l, err := s.load(ctx, r, opts, &cc)
 	if err != nil {
-		return nil, err
+		return DownloadLink{}, err
 	}
-	return l.copy(), nil
+	return l, nil
 }
 
 // load fetches r's link through the cache, sharing the request with
 // concurrent callers for the same link. The request carries this caller's
 // options only when it is this caller's: a caller whose loader did not run
 // made no request, and its Response says Cached.
-func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOption, cc *callConfig) (*DownloadLink, error) {
+func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOption, cc *callConfig) (DownloadLink, error) {
 	// The query's userId is checked like an ID: the path's IDs are
 	// checked by the route, and a userId without control characters keeps
 	// the cache's keys apart.
 	if _, err := escapeID("userId", r.userID); err != nil {
-		return nil, err
+		return DownloadLink{}, err
 	}
 	st := &s.client.exports
 	// The loader may run on past this caller (who may stop waiting), so it
@@ -125,16 +130,16 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 	// Its own copy of the options, too: the caller's stay on its stack.
 	ld := &linkLoad{}
 	ld.opts = append(append(make([]CallOption, 0, len(opts)+1), opts...), WithResponse(&ld.resp))
-	load := func(ctx context.Context) (*DownloadLink, time.Time, error) {
+	load := func(ctx context.Context) (DownloadLink, time.Time, error) {
 		ld.ran = true
 		l, err := s.fetch(ctx, r, ld.opts)
 		if err != nil {
-			return nil, time.Time{}, err
+			return DownloadLink{}, time.Time{}, err
 		}
 		return l, st.cacheUntil(l), nil
 	}
 	var (
-		l      *DownloadLink
+		l      DownloadLink
 		shared bool
 		err    error
 	)
@@ -145,7 +150,7 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 		l, err = st.links.Fetch(ctx, r.key(), load)
 	}
 	if ctx.Err() != nil && err == ctx.Err() {
-		return nil, err // gone before the answer: ld may still be written
+		return DownloadLink{}, err // gone before the answer: ld may still be written
 	}
 	switch {
 	case !ld.ran:
@@ -153,7 +158,10 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 	case cc.response != nil:
 		*cc.response = ld.resp
 	}
-	return l, err
+	if err != nil {
+		return DownloadLink{}, err
+	}
+	return l, nil
 }
 
 // linkLoad is what one caller's loader learnt, for that caller.
@@ -165,26 +173,26 @@ type linkLoad struct {
 
 // refresh asks the worker for a new link for the one given, bypassing the
 // cache, and caches the answer.
-func (s *ExportsService) refresh(ctx context.Context, old *DownloadLink, opts []CallOption) (*DownloadLink, error) {
+func (s *ExportsService) refresh(ctx context.Context, old DownloadLink, opts []CallOption) (DownloadLink, error) {
 	l, err := s.fetch(ctx, old.from, opts)
 	if err != nil {
-		return nil, err
+		return DownloadLink{}, err
 	}
 	st := &s.client.exports
 	if st.shared == nil || !st.shared.set(ctx, l.from.key(), l, st.cacheUntil(l)) {
 		st.links.Set(l.from.key(), l, st.cacheUntil(l))
 	}
-	return l.copy(), nil
+	return l, nil
 }
 
 // fetch asks the worker for r's link.
-func (s *ExportsService) fetch(ctx context.Context, r linkRequest, opts []CallOption) (*DownloadLink, error) {
+func (s *ExportsService) fetch(ctx context.Context, r linkRequest, opts []CallOption) (DownloadLink, error) {
 	var a linkAnswer
 	if err := (*service)(s).send(ctx, r.call(&a), opts); err != nil {
-		return nil, r.artifactMissing(err)
+		return DownloadLink{}, r.artifactMissing(err)
 	}
 	a.link.from = r
-	return &a.link, nil
+	return a.link, nil
 }
 
 // call is the request for r's link, decoded into a.
@@ -313,10 +321,10 @@ func WithDownloadHTTPClient(hc *http.Client) Option {
 // exportsState is what the Exports service keeps: the link cache and the
 // download client. It lives on the WorkerClient, beside the core.
 type exportsState struct {
-	links *ttlCache[*DownloadLink]
+	links *ttlCache[DownloadLink]
 	// shared, when set, holds the links instead of links, which is the
 	// fallback (shared.go).
-	shared   *sharedValues[*DownloadLink]
+	shared   *sharedValues[DownloadLink]
 	margin   time.Duration
 	noCache  bool
 	download *http.Client
@@ -335,7 +343,7 @@ func (s *exportsState) init(c *core, cfg exportsConfig) {
 		size = cfg.cacheSize
 	}
 	s.noCache = size == 0
-	s.links = newTTLCache[*DownloadLink](c.clock, size)
+	s.links = newTTLCache[DownloadLink](c.clock, size)
 	s.shared = newSharedValues(cfg.shared, "link", s.links, c.clock, encodeLink, decodeLink)
 	hc := cfg.downloadClient
 	if hc == nil {
@@ -363,7 +371,7 @@ func (s *exportsState) forget(key string) {
 
 // cacheUntil is when a link stops being served from the cache: the margin
 // before it expires, or never cached (zero) when its expiry is unknown.
-func (s *exportsState) cacheUntil(l *DownloadLink) time.Time {
+func (s *exportsState) cacheUntil(l DownloadLink) time.Time {
 	if s.noCache || l.ExpiresAt.IsZero() {
 		return time.Time{}
 	}

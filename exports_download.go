@@ -108,7 +108,7 @@ func (o *DownloadOptions) settings() (downloadOptions, error) {
 //
 // Failures are *DownloadError, ErrNotConfigured, or *ValidationError for
 // bad arguments and option values.
-func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.Writer, dl *DownloadOptions, opts ...CallOption) (*DownloadResult, error) {
+func (s *ExportsService) Download(ctx context.Context, link DownloadLink, w io.Writer, dl *DownloadOptions, opts ...CallOption) (*DownloadResult, error) {
 	cc, o, err := s.checkDownload(ctx, link, dl, opts)
 	if err != nil {
 		return nil, err
@@ -130,17 +130,18 @@ func (s *ExportsService) Download(ctx context.Context, link *DownloadLink, w io.
 }
 
 // checkDownload refuses a client NewWorkerClient did not make, a nil
-// context or link, a link URL that is not absolute http(s) (without quoting
-// it) and bad options; it returns the call's and the download's settings.
-func (s *ExportsService) checkDownload(ctx context.Context, link *DownloadLink, dl *DownloadOptions, opts []CallOption) (callConfig, downloadOptions, error) {
+// context, the zero link, a link URL that is not absolute http(s) (without
+// quoting it) and bad options; it returns the call's and the download's
+// settings.
+func (s *ExportsService) checkDownload(ctx context.Context, link DownloadLink, dl *DownloadOptions, opts []CallOption) (callConfig, downloadOptions, error) {
 	if err := ready((*service)(s)); err != nil {
 		return callConfig{}, downloadOptions{}, err
 	}
 	switch {
 	case ctx == nil:
 		return callConfig{}, downloadOptions{}, nilContextError()
-	case link == nil:
-		return callConfig{}, downloadOptions{}, &ValidationError{Field: "link", Reason: "is nil"}
+	case link.signed == nil:
+		return callConfig{}, downloadOptions{}, &ValidationError{Field: "link", Reason: "is the zero DownloadLink"}
 	case !isAbsoluteHTTPURL(link.SignedURL()):
 		return callConfig{}, downloadOptions{}, &ValidationError{Field: "link URL", Reason: "is not an absolute http(s) URL"}
 	}

@@ -22,7 +22,7 @@ type downloader struct {
 	callOpts []CallOption // for the worker call that refreshes the link
 	w        io.Writer
 	reset    func() error
-	link     *DownloadLink
+	link     DownloadLink
 	res      *DownloadResult
 	sniff    *sniffer
 
@@ -36,7 +36,7 @@ type downloader struct {
 }
 
 // newDownloader is a download of link into w with the settings o.
-func (s *ExportsService) newDownloader(link *DownloadLink, w io.Writer, o downloadOptions, opts []CallOption) *downloader {
+func (s *ExportsService) newDownloader(link DownloadLink, w io.Writer, o downloadOptions, opts []CallOption) *downloader {
 	return &downloader{
 		s:        s,
 		core:     s.client.core,
@@ -139,7 +139,7 @@ func (d *downloader) fail(err error) error {
 
 func (d *downloader) log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
 	if d.core.logger.Enabled(ctx, level) {
-		d.core.logger.LogAttrs(ctx, level, msg, append([]slog.Attr{slog.Any("link", *d.link)}, attrs...)...)
+		d.core.logger.LogAttrs(ctx, level, msg, append([]slog.Attr{slog.Any("link", d.link)}, attrs...)...)
 	}
 }
 

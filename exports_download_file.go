@@ -14,7 +14,7 @@ import (
 // callback panics; the panic then goes on). An existing file at path is
 // replaced. The file is created with mode 0600 (an archive may hold a
 // project's secrets). dl and opts are as for Download.
-func (s *ExportsService) DownloadToFile(ctx context.Context, link *DownloadLink, path string, dl *DownloadOptions, opts ...CallOption) (*DownloadResult, error) {
+func (s *ExportsService) DownloadToFile(ctx context.Context, link DownloadLink, path string, dl *DownloadOptions, opts ...CallOption) (*DownloadResult, error) {
 	if _, _, err := s.checkDownload(ctx, link, dl, opts); err != nil {
 		return nil, err
 	}

@@ -188,7 +188,7 @@ type plainWriter struct{ w io.Writer }
 
 func (p plainWriter) Write(b []byte) (int, error) { return p.w.Write(b) }
 
-func downloadLinkFor(t *testing.T, c *WorkerClient) *DownloadLink {
+func downloadLinkFor(t *testing.T, c *WorkerClient) DownloadLink {
 	t.Helper()
 	l, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 	if err != nil {
@@ -296,7 +296,7 @@ func TestDownloadChunkedBreakResumes(t *testing.T) {
 
 func TestDownloadRangeIgnored(t *testing.T) {
 	content := downloadContent(2<<20 + 9)
-	setup := func(t *testing.T) (*WorkerClient, *DownloadLink, *downloadStore) {
+	setup := func(t *testing.T) (*WorkerClient, DownloadLink, *downloadStore) {
 		store := newDownloadStore(t, content)
 		store.ignoreRange = true
 		store.cut[0] = 700_001
@@ -631,7 +631,18 @@ func TestDownloadArgumentErrors(t *testing.T) {
 	c, _ := newMockClient(t)
 	var ve *ValidationError
 	for name, call := range map[string]func() error{
-		"nil link": func() error { _, err := c.Exports.Download(context.Background(), nil, io.Discard, nil); return err },
+		"zero link": func() error {
+			_, err := c.Exports.Download(context.Background(), DownloadLink{}, io.Discard, nil)
+			return err
+		},
+		"zero link to a file": func() error {
+			_, err := c.Exports.DownloadToFile(context.Background(), DownloadLink{}, filepath.Join(t.TempDir(), "a.zip"), nil)
+			return err
+		},
+		"zero link but a filename": func() error {
+			_, err := c.Exports.Download(context.Background(), DownloadLink{Filename: "a.zip", Size: 3}, io.Discard, nil)
+			return err
+		},
 		"nil writer": func() error {
 			_, err := c.Exports.Download(context.Background(), linkTo("https://s.test/a"), nil, nil)
 			return err
@@ -653,6 +664,8 @@ func TestDownloadArgumentErrors(t *testing.T) {
 		err := call()
 		if !errors.As(err, &ve) {
 			t.Errorf("%s: got %v", name, err)
+		} else if strings.HasPrefix(name, "zero link") && ve.Field != "link" {
+			t.Errorf("%s: refused for %q, want the link", name, ve.Field)
 		}
 		if err != nil && strings.Contains(err.Error(), "s3cr3t") {
 			t.Errorf("%s: error shows the query: %v", name, err)

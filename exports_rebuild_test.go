@@ -28,7 +28,7 @@ func TestRebuildMissingArtifact(t *testing.T) {
 				t.Fatal(err)
 			}
 			versionID := srv.LatestVersion(b.ProjectID)
-			getLink := func() (*sheen.DownloadLink, error) {
+			getLink := func() (sheen.DownloadLink, error) {
 				if kind == "project" {
 					return c.Exports.ProjectLink(ctx, b.ProjectID, "u1")
 				}

@@ -3,12 +3,14 @@ package sheen
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -72,11 +74,11 @@ func TestExportsProjectLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &DownloadLink{
+	want := DownloadLink{
 		ExpiresAt: expires,
 		Filename:  "p1-latest.zip",
 		Size:      123456,
-		Version:   &ExportVersion{ID: "ver-9", Prompt: "make a shop", CreatedAt: time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)},
+		Version:   ExportVersion{ID: "ver-9", Prompt: "make a shop", CreatedAt: time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)},
 	}
 	if d := cmp.Diff(want, link, linkCmp); d != "" {
 		t.Errorf("link (-want +got):\n%s", d)
@@ -103,11 +105,11 @@ func TestExportsVersionLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &DownloadLink{
+	want := DownloadLink{
 		ExpiresAt: time.Date(2025, 6, 8, 6, 0, 0, 0, time.UTC),
 		Filename:  "v1.zip",
 		Size:      42,
-		Version:   &ExportVersion{ID: "v1", Prompt: "p", ProjectID: "p1"},
+		Version:   ExportVersion{ID: "v1", Prompt: "p", ProjectID: "p1"},
 	}
 	if d := cmp.Diff(want, link, linkCmp, cmpopts.EquateApproxTime(0)); d != "" {
 		t.Errorf("link (-want +got):\n%s", d)
@@ -146,17 +148,26 @@ func TestExportsLinkRedaction(t *testing.T) {
 		ExpiresAt: exportsStart,
 		Filename:  "p1.zip",
 		Size:      7,
-		Version:   &ExportVersion{ID: "ver-9"},
+		Version:   ExportVersion{ID: "ver-9"},
 	}
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("got link", "link", link, "ptr", &link)
+	marshalled, err := json.Marshal(link)
+	if err != nil {
+		t.Fatal(err)
+	}
 	outputs := map[string]string{
-		"String":        link.String(),
-		"%v":            fmt.Sprintf("%v", link),
-		"%+v pointer":   fmt.Sprintf("%+v", &link),
-		"%#v":           fmt.Sprintf("%#v", link),
-		"%s in a slice": fmt.Sprintf("%s", []*DownloadLink{&link}),
-		"slog":          logged.String(),
+		"String":                link.String(),
+		"%v":                    fmt.Sprintf("%v", link),
+		"%v pointer":            fmt.Sprintf("%v", &link),
+		"%+v":                   fmt.Sprintf("%+v", link),
+		"%+v pointer":           fmt.Sprintf("%+v", &link),
+		"%#v":                   fmt.Sprintf("%#v", link),
+		"%#v pointer":           fmt.Sprintf("%#v", &link),
+		"%s in a slice":         fmt.Sprintf("%s", []DownloadLink{link}),
+		"%s in a pointer slice": fmt.Sprintf("%s", []*DownloadLink{&link}),
+		"slog":                  logged.String(),
+		"JSON":                  string(marshalled),
 	}
 	for name, out := range outputs {
 		for _, secret := range []string{"X-Amz-Signature", "deadbeef", "AKIA", "pw@", "frag"} {
@@ -346,19 +357,59 @@ func TestExportsInvalidate(t *testing.T) {
 	if vcalls.Load() != 2 {
 		t.Errorf("after invalidating the version link: %d requests, want 2", vcalls.Load())
 	}
-	c.Exports.Invalidate(linkTo("https://x.test/")) // not ours: ignored
-	c.Exports.Invalidate(nil)
+	// A link the caller built, the zero link and a link whose fields the
+	// caller changed name no cached link: nothing is dropped.
+	c.Exports.Invalidate(linkTo("https://x.test/"))
+	c.Exports.Invalidate(DownloadLink{})
+	c.Exports.Invalidate(DownloadLink{Filename: vl.Filename, Version: vl.Version})
+	c.Exports.VersionLink(ctx, "v1", "u1")
+	if vcalls.Load() != 2 {
+		t.Errorf("a link not from the cache dropped a cached one: %d requests, want 2", vcalls.Load())
+	}
+	// A copy the caller changed still names the link it came from.
+	changed := vl
+	changed.Filename, changed.Version.ID = "other.zip", "other"
+	c.Exports.Invalidate(changed)
+	c.Exports.VersionLink(ctx, "v1", "u1")
+	if vcalls.Load() != 3 {
+		t.Errorf("invalidating a changed copy of the link: %d requests, want 3", vcalls.Load())
+	}
 }
 
+// Each caller owns the link it gets: changing every field of one, the
+// version's too, changes nothing a later call returns, whether the link
+// came from the worker (a miss) or from the cache (a hit).
 func TestExportsReturnsCopies(t *testing.T) {
 	c, mock, _ := newExportsClient(t)
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
 	ctx := context.Background()
-	l, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
-	l.Filename, l.Version.ID = "evil.zip", "changed"
-	l2, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
-	if l2.Filename == l.Filename || l2.Version.ID == "changed" {
-		t.Errorf("changing a returned link changed the cached one: %s", l2)
+	all := cmp.Exporter(func(reflect.Type) bool { return true }) // the signed URL and the request too
+	miss, err := c.Exports.ProjectLink(ctx, "p1", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := miss
+	if want.Version.ID == "" || want.Filename == "" || want.Size == 0 || want.ExpiresAt.IsZero() {
+		t.Fatalf("the worker's link lacks a field this test changes: %s", want)
+	}
+	scribble(t, reflect.ValueOf(&miss).Elem())
+	hit, err := c.Exports.ProjectLink(ctx, "p1", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, hit, all); d != "" {
+		t.Errorf("changing the link a miss returned changed a later hit (-want +got):\n%s", d)
+	}
+	scribble(t, reflect.ValueOf(&hit).Elem())
+	again, _ := c.Exports.ProjectLink(ctx, "p1", "u1")
+	if d := cmp.Diff(want, again, all); d != "" {
+		t.Errorf("changing the link a hit returned changed a later hit (-want +got):\n%s", d)
+	}
+	if again.SignedURL() != "https://store.test/exports/p1-1.zip?"+exportsSecretQuery {
+		t.Errorf("the signed URL changed: %s", again)
+	}
+	if n := mock.GetTotalCallCount(); n != 1 {
+		t.Errorf("%d requests, want 1: the later calls were not hits", n)
 	}
 }
 
@@ -416,9 +467,7 @@ func TestExportsConcurrentMissesMakeOneRequest(t *testing.T) {
 			<-start
 			l, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
 			errs[i] = err
-			if l != nil {
-				urls[i] = l.SignedURL()
-			}
+			urls[i] = l.SignedURL()
 		}()
 	}
 	ready.Wait()
@@ -485,11 +534,14 @@ func TestExportsPayloadTooLarge(t *testing.T) {
 	body := `{"error":"Export too large","message":"Project exceeds the export size limit","size":3221225472,"limit":2147483648,"suggestion":"Remove large assets"}`
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(413, body))
 	mock.RegisterResponder("GET", exportsVersionURL, httpmock.NewStringResponder(413, body))
-	for name, call := range map[string]func() (*DownloadLink, error){
-		"ProjectLink": func() (*DownloadLink, error) { return c.Exports.ProjectLink(context.Background(), "p1", "u1") },
-		"VersionLink": func() (*DownloadLink, error) { return c.Exports.VersionLink(context.Background(), "v1", "u1") },
+	for name, call := range map[string]func() (DownloadLink, error){
+		"ProjectLink": func() (DownloadLink, error) { return c.Exports.ProjectLink(context.Background(), "p1", "u1") },
+		"VersionLink": func() (DownloadLink, error) { return c.Exports.VersionLink(context.Background(), "v1", "u1") },
 	} {
-		_, err := call()
+		l, err := call()
+		if l != (DownloadLink{}) {
+			t.Errorf("%s: a failed call returned the link %s, want the zero link", name, l)
+		}
 		var pt *PayloadTooLargeError
 		if !errors.As(err, &pt) || !errors.Is(err, ErrPayloadTooLarge) {
 			t.Fatalf("%s: got %T %v", name, err, err)
@@ -543,7 +595,7 @@ func TestExportsNonStringTimesAreUnreadable(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the link was refused: %v", err)
 			}
-			if l.Version != nil && !l.Version.CreatedAt.IsZero() {
+			if !l.Version.CreatedAt.IsZero() {
 				t.Errorf("CreatedAt = %v", l.Version.CreatedAt)
 			}
 			if strings.Contains(fields, `"expiresAt":"2099`) {
@@ -559,9 +611,9 @@ func TestExportsNonStringTimesAreUnreadable(t *testing.T) {
 	}
 }
 
-// Issue #13: a link served from the cache costs one allocation, the
-// caller's copy of it (key, lookup and options allocate nothing).
-func TestExportsCacheHitAllocatesOnce(t *testing.T) {
+// Issue #13: a link served from the cache allocates nothing: key, lookup
+// and options stay on the stack, and the caller's copy is a value.
+func TestExportsCacheHitAllocatesNothing(t *testing.T) {
 	c, mock, _ := newExportsClient(t)
 	mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(exportsStart.Add(24*time.Hour)))))
 	mock.RegisterResponder("GET", exportsVersionURL, httpmock.NewStringResponder(200, `{"success":true,"downloadUrl":"https://store.test/v1.zip?sig=1","expiresAt":"2025-06-08T08:00:00Z"}`))
@@ -572,10 +624,10 @@ func TestExportsCacheHitAllocatesOnce(t *testing.T) {
 	mock.RegisterResponder("GET", "https://worker.test/base/v1/projects/"+id+"/export", httpmock.NewStringResponder(200, exportsLinkBody(2, iso(exportsStart.Add(24*time.Hour)))))
 	var resp Response
 	withResponse := WithResponse(&resp) // made once: the caller's allocation
-	for name, get := range map[string]func() (*DownloadLink, error){
-		"project with a version": func() (*DownloadLink, error) { return c.Exports.ProjectLink(ctx, "p1", "u1") },
-		"version without one":    func() (*DownloadLink, error) { return c.Exports.VersionLink(ctx, "v1", "u1") },
-		"long ids":               func() (*DownloadLink, error) { return c.Exports.ProjectLink(ctx, id, id) },
+	for name, get := range map[string]func() (DownloadLink, error){
+		"project with a version": func() (DownloadLink, error) { return c.Exports.ProjectLink(ctx, "p1", "u1") },
+		"version without one":    func() (DownloadLink, error) { return c.Exports.VersionLink(ctx, "v1", "u1") },
+		"long ids":               func() (DownloadLink, error) { return c.Exports.ProjectLink(ctx, id, id) },
 	} {
 		if _, err := get(); err != nil {
 			t.Fatal(err)
@@ -586,22 +638,22 @@ func TestExportsCacheHitAllocatesOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		if allocs > 1 {
-			t.Errorf("%s: a cache hit makes %.1f allocations, want at most 1", name, allocs)
+		if allocs != 0 {
+			t.Errorf("%s: a cache hit makes %.1f allocations, want none", name, allocs)
 		}
 		if n := mock.GetTotalCallCount(); n != calls {
 			t.Errorf("%s: %d requests while measuring hits", name, n-calls)
 		}
 	}
-	// With options, their settings cost one more: applying a CallOption
-	// (a function) moves them to the heap.
+	// With options, their settings cost one: applying a CallOption (a
+	// function) moves them to the heap.
 	allocs := testing.AllocsPerRun(100, func() {
 		if _, err := c.Exports.ProjectLink(ctx, "p1", "u1", withResponse); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if allocs > 2 || !resp.Cached {
-		t.Errorf("a cache hit with WithResponse makes %.1f allocations, want at most 2 (Response %+v)", allocs, resp)
+	if allocs > 1 || !resp.Cached {
+		t.Errorf("a cache hit with WithResponse makes %.1f allocations, want at most 1 (Response %+v)", allocs, resp)
 	}
 }
 

@@ -12,6 +12,10 @@ import (
 // DownloadLink is a pre-signed object-store URL for a project's or a
 // version's archive.
 //
+// It is a value: ProjectLink and VersionLink hand each caller its own copy,
+// which the caller may change without touching what the cache or any other
+// caller holds. The zero DownloadLink has no URL; Download refuses it.
+//
 // The URL is a bearer credential: whoever holds it can download the archive
 // until it expires. It is kept out of sight: String, GoString (%#v),
 // LogValue (slog) and MarshalJSON show it without its query, and printers
@@ -28,13 +32,15 @@ type DownloadLink struct {
 	// Size is the build output's size in bytes as the worker reports it,
 	// not the archive's; zero when not given.
 	Size int64
-	// Version is the version the archive holds, nil when the worker did
-	// not say.
-	Version *ExportVersion
+	// Version is the version the archive holds; the zero ExportVersion
+	// when the worker did not say, so Version.ID == "" tells.
+	Version ExportVersion
 
 	// signed is the pre-signed URL (valid 24 hours when issued), behind a
 	// pointer so that fmt, printing a struct that holds a DownloadLink in
 	// an unexported field, shows an address rather than the credential.
+	// The string it points to is never changed, so copies of a link share
+	// it safely.
 	signed *string
 
 	// from is the request the link answered, so that a download can fetch
@@ -52,19 +58,14 @@ type ExportVersion struct {
 	ProjectID string
 }
 
-// copy returns a copy of l the caller may change without touching the
-// cache's, made in one allocation (the link and its version together).
-func (l *DownloadLink) copy() *DownloadLink {
-	if l.Version == nil {
-		c := *l
-		return &c
-	}
-	both := &struct {
-		link    DownloadLink
-		version ExportVersion
-	}{*l, *l.Version}
-	both.link.Version = &both.version
-	return &both.link
+// copy is the caller's copy of a link the cache holds: the struct itself,
+// passed by value. Nothing in it is shared but the signed URL, which is
+// never changed.
+func (l DownloadLink) copy() DownloadLink { return l }
+
+// isZero reports whether v says nothing (the worker gave no version).
+func (v ExportVersion) isZero() bool {
+	return v.ID == "" && v.Prompt == "" && v.CreatedAt.IsZero() && v.ProjectID == ""
 }
 
 // ArtifactMissingError is a 404 from an export endpoint whose body says
@@ -152,19 +153,20 @@ type DownloadResult struct {
 	LinkRefreshed bool
 	// Link is the link the download finished with: the one given, or the
 	// fresh one after a refresh.
-	Link *DownloadLink
+	Link DownloadLink
 }
 
 // NewDownloadLink makes a link from a pre-signed URL got some other way than
 // ProjectLink or VersionLink, for Download and DownloadToFile. signedURL
 // must be an absolute http(s) URL; set ExpiresAt and Filename on the result
 // if you know them. Such a link is not refreshed when the object store
-// refuses it. The error never quotes signedURL.
-func NewDownloadLink(signedURL string) (*DownloadLink, error) {
+// refuses it. On error it returns the zero DownloadLink; the error never
+// quotes signedURL.
+func NewDownloadLink(signedURL string) (DownloadLink, error) {
 	if !isAbsoluteHTTPURL(signedURL) {
-		return nil, &ValidationError{Field: "signedURL", Reason: "is not an absolute http(s) URL"}
+		return DownloadLink{}, &ValidationError{Field: "signedURL", Reason: "is not an absolute http(s) URL"}
 	}
-	return &DownloadLink{signed: &signedURL}, nil
+	return DownloadLink{signed: &signedURL}, nil
 }
 
 // SignedURL returns the pre-signed download URL, query and all.
@@ -199,7 +201,7 @@ func (l DownloadLink) String() string {
 	if !l.ExpiresAt.IsZero() {
 		sb.WriteString(" expires=" + l.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	if l.Version != nil && l.Version.ID != "" {
+	if l.Version.ID != "" {
 		sb.WriteString(" version=" + l.Version.ID)
 	}
 	sb.WriteString("}")
@@ -221,7 +223,7 @@ func (l DownloadLink) LogValue() slog.Value {
 	if !l.ExpiresAt.IsZero() {
 		attrs = append(attrs, slog.Time("expires_at", l.ExpiresAt))
 	}
-	if l.Version != nil && l.Version.ID != "" {
+	if l.Version.ID != "" {
 		attrs = append(attrs, slog.String("version", l.Version.ID))
 	}
 	return slog.GroupValue(attrs...)
@@ -249,7 +251,7 @@ type exportVersionJSON struct {
 // if a link must outlive the process.
 func (l DownloadLink) MarshalJSON() ([]byte, error) {
 	j := downloadLinkJSON{URL: l.redacted(), ExpiresAt: l.ExpiresAt, Filename: l.Filename, Size: l.Size}
-	if v := l.Version; v != nil {
+	if v := l.Version; !v.isZero() {
 		j.Version = &exportVersionJSON{ID: v.ID, Prompt: v.Prompt, CreatedAt: v.CreatedAt, ProjectID: v.ProjectID}
 	}
 	return json.Marshal(j)
@@ -263,7 +265,7 @@ func (r DownloadResult) String() string {
 	if r.LinkRefreshed {
 		sb.WriteString(" link_refreshed")
 	}
-	if r.Link != nil {
+	if r.Link.signed != nil {
 		sb.WriteString(" link=" + r.Link.String())
 	}
 	sb.WriteString("}")
@@ -284,8 +286,8 @@ func (r DownloadResult) LogValue() slog.Value {
 		slog.Int("restarts", r.Restarts),
 		slog.Bool("link_refreshed", r.LinkRefreshed),
 	}
-	if r.Link != nil {
-		attrs = append(attrs, slog.Any("link", *r.Link))
+	if r.Link.signed != nil {
+		attrs = append(attrs, slog.Any("link", r.Link))
 	}
 	return slog.GroupValue(attrs...)
 }
@@ -301,7 +303,15 @@ func (r DownloadResult) MarshalJSON() ([]byte, error) {
 		Restarts      int           `json:"restarts"`
 		LinkRefreshed bool          `json:"linkRefreshed"`
 		Link          *DownloadLink `json:"link,omitempty"`
-	}{r.Written, r.Total, r.Format, r.Attempts, r.Resumes, r.Restarts, r.LinkRefreshed, r.Link})
+	}{r.Written, r.Total, r.Format, r.Attempts, r.Resumes, r.Restarts, r.LinkRefreshed, r.linkOrNil()})
+}
+
+// linkOrNil is r's link, nil when it has none (a zero DownloadResult).
+func (r DownloadResult) linkOrNil() *DownloadLink {
+	if r.Link.signed == nil {
+		return nil
+	}
+	return &r.Link
 }
 
 // redactURL returns u without user info, query or fragment; a present query

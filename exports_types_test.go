@@ -17,7 +17,7 @@ import (
 
 // linkTo is a caller's link to u, made without NewDownloadLink's check so
 // that tests can hand the SDK any URL.
-func linkTo(u string) *DownloadLink { return &DownloadLink{signed: &u} }
+func linkTo(u string) DownloadLink { return DownloadLink{signed: &u} }
 
 // linkSecrets are the parts of the test links that must never show.
 var linkSecrets = []string{"X-Amz-Signature", "deadbeef", "AKIA", "X-Amz-Credential"}
@@ -80,7 +80,7 @@ func TestExportsRedactionEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	const redacted = "https://store.test/exports/p1-1.zip?REDACTED"
-	checkRedacted(t, "DownloadLink", renderings(t, *link), redacted)
+	checkRedacted(t, "DownloadLink", renderings(t, link), redacted)
 	checkRedacted(t, "DownloadResult", renderings(t, *res), redacted)
 
 	// fmt cannot call String on a value in an unexported field: it walks
@@ -88,7 +88,7 @@ func TestExportsRedactionEverywhere(t *testing.T) {
 	hidden := struct {
 		link DownloadLink
 		res  DownloadResult
-	}{*link, *res}
+	}{link, *res}
 	for _, verb := range []string{"%v", "%+v", "%#v", "%d", "%x"} {
 		out := fmt.Sprintf(verb, hidden)
 		for _, secret := range linkSecrets {
@@ -101,20 +101,32 @@ func TestExportsRedactionEverywhere(t *testing.T) {
 
 // MarshalJSON writes the fields a log or an API answer wants.
 func TestExportsLinkJSON(t *testing.T) {
-	link := &DownloadLink{
+	link := DownloadLink{
 		signed:    new("https://store.test/exports/p1.zip?" + exportsSecretQuery),
 		ExpiresAt: exportsStart,
 		Filename:  "p1-latest.zip",
 		Size:      123,
-		Version:   &ExportVersion{ID: "ver-9", Prompt: "make a shop", CreatedAt: exportsStart.Add(-time.Hour)},
+		Version:   ExportVersion{ID: "ver-9", Prompt: "make a shop", CreatedAt: exportsStart.Add(-time.Hour)},
 	}
-	b, err := json.Marshal(link)
+	const want = `{"url":"https://store.test/exports/p1.zip?REDACTED","expiresAt":"2025-06-07T08:00:00Z","filename":"p1-latest.zip","size":123,"version":{"id":"ver-9","prompt":"make a shop","createdAt":"2025-06-07T07:00:00Z"}}`
+	for name, v := range map[string]any{"value": link, "pointer": &link} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != want {
+			t.Errorf("json.Marshal(link %s) =\n%s\nwant\n%s", name, b, want)
+		}
+	}
+	// A link without a version (the zero ExportVersion) has none in JSON.
+	noVersion := link
+	noVersion.Version = ExportVersion{}
+	b, err := json.Marshal(noVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"url":"https://store.test/exports/p1.zip?REDACTED","expiresAt":"2025-06-07T08:00:00Z","filename":"p1-latest.zip","size":123,"version":{"id":"ver-9","prompt":"make a shop","createdAt":"2025-06-07T07:00:00Z"}}`
-	if string(b) != want {
-		t.Errorf("json.Marshal(link) =\n%s\nwant\n%s", b, want)
+	if strings.Contains(string(b), "version") {
+		t.Errorf("json.Marshal(link without a version) = %s", b)
 	}
 	res := &DownloadResult{Written: 10, Total: 10, Format: FormatZip, Attempts: 2, Resumes: 1, Link: link}
 	b, err = json.Marshal(res)
@@ -163,11 +175,11 @@ func TestExportsSignedURLAndNewDownloadLink(t *testing.T) {
 	for _, bad := range []string{"", "ftp://store.test/a?sig=s3cr3t", "/relative?sig=s3cr3t", "https://?sig=s3cr3t", "https://a b/?sig=s3cr3t"} {
 		l, err := NewDownloadLink(bad)
 		var ve *ValidationError
-		if l != nil || !errors.As(err, &ve) || strings.Contains(err.Error(), "s3cr3t") {
+		if l != (DownloadLink{}) || !errors.As(err, &ve) || strings.Contains(err.Error(), "s3cr3t") {
 			t.Errorf("NewDownloadLink(%q) = %v, %v", bad, l, err)
 		}
 	}
-	// A nil link inside a result is printed, logged and marshalled without
+	// A zero link inside a result is printed, logged and marshalled without
 	// a panic.
 	res := DownloadResult{Total: -1, Format: FormatUnknown}
 	for name, out := range renderings(t, res) {

@@ -65,7 +65,7 @@ func (a *linkAnswer) UnmarshalJSON(b []byte) error {
 		Size:      w.Size.Int(),
 	}
 	if v := w.Version; v != nil {
-		a.link.Version = &ExportVersion{ID: v.ID, Prompt: v.Prompt, CreatedAt: time.Time(v.CreatedAt), ProjectID: v.ProjectID}
+		a.link.Version = ExportVersion{ID: v.ID, Prompt: v.Prompt, CreatedAt: time.Time(v.CreatedAt), ProjectID: v.ProjectID}
 	}
 	return nil
 }

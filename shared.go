@@ -296,19 +296,21 @@ func decodeBalance(raw []byte) (*Balance, error) {
 
 // linkRecord is a download link as a shared cache holds it: signed URL
 // and all (the shared cache keeps it from prying eyes), with the request it
-// answered.
+// answered. Its layout is sharedFormat's: a version that says nothing is
+// left out, as the nil *ExportVersion of earlier releases was, so replicas
+// on either side of that change read each other's records.
 type linkRecord struct {
-	URL       string         `json:"u"`
-	ExpiresAt time.Time      `json:"e,omitzero"`
-	Filename  string         `json:"f,omitempty"`
-	Size      int64          `json:"s,omitempty"`
-	Version   *ExportVersion `json:"v,omitempty"`
-	Kind      linkKind       `json:"k"`
-	ID        string         `json:"i"`
-	UserID    string         `json:"w"`
+	URL       string        `json:"u"`
+	ExpiresAt time.Time     `json:"e,omitzero"`
+	Filename  string        `json:"f,omitempty"`
+	Size      int64         `json:"s,omitempty"`
+	Version   ExportVersion `json:"v,omitzero"`
+	Kind      linkKind      `json:"k"`
+	ID        string        `json:"i"`
+	UserID    string        `json:"w"`
 }
 
-func encodeLink(l *DownloadLink) ([]byte, error) {
+func encodeLink(l DownloadLink) ([]byte, error) {
 	out, err := json.Marshal(linkRecord{
 		URL: l.SignedURL(), ExpiresAt: l.ExpiresAt, Filename: l.Filename, Size: l.Size, Version: l.Version,
 		Kind: l.from.kind, ID: l.from.id, UserID: l.from.userID,
@@ -319,18 +321,18 @@ func encodeLink(l *DownloadLink) ([]byte, error) {
 	return append([]byte{sharedFormat}, out...), nil
 }
 
-func decodeLink(raw []byte) (*DownloadLink, error) {
+func decodeLink(raw []byte) (DownloadLink, error) {
 	var r linkRecord
 	if len(raw) == 0 || raw[0] != sharedFormat {
-		return nil, errors.New("sheen: a shared link in another format")
+		return DownloadLink{}, errors.New("sheen: a shared link in another format")
 	}
 	if err := json.Unmarshal(raw[1:], &r); err != nil {
-		return nil, err
+		return DownloadLink{}, err
 	}
 	if !isAbsoluteHTTPURL(r.URL) {
-		return nil, errors.New("sheen: a shared link without a usable URL")
+		return DownloadLink{}, errors.New("sheen: a shared link without a usable URL")
 	}
-	return &DownloadLink{
+	return DownloadLink{
 		signed: &r.URL, ExpiresAt: r.ExpiresAt, Filename: r.Filename, Size: r.Size, Version: r.Version,
 		from: linkRequest{kind: r.Kind, id: r.ID, userID: r.UserID},
 	}, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -281,6 +282,47 @@ func TestSharedBalanceCodec(t *testing.T) {
 	for _, raw := range []string{"", `0{"Total":60000000000}`, `{"Total":60000000000}`, `1{"Total":`} {
 		if b, err := decodeBalance([]byte(raw)); err == nil {
 			t.Errorf("decodeBalance(%q) = %+v, want an error", raw, b)
+		}
+	}
+}
+
+// A link goes through the shared cache's codec whole, version or none, and
+// the records read and written are those of the releases where
+// DownloadLink.Version was a pointer (the same sharedFormat): replicas on
+// either side of that change share one cache.
+func TestSharedLinkCodec(t *testing.T) {
+	const (
+		withVersion    = `1{"u":"https://store.test/v1.zip?sig=s3cr3t","e":"2099-01-01T00:00:00Z","f":"v1.zip","s":3,"v":{"ID":"v1","Prompt":"p","CreatedAt":"2025-06-01T10:00:00Z","ProjectID":"p1"},"k":"version","i":"v1","w":"u1"}`
+		withoutVersion = `1{"u":"https://store.test/v1.zip?sig=s3cr3t","e":"2099-01-01T00:00:00Z","f":"v1.zip","s":3,"k":"version","i":"v1","w":"u1"}`
+	)
+	link := linkTo("https://store.test/v1.zip?sig=s3cr3t")
+	link.ExpiresAt, link.Filename, link.Size = time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), "v1.zip", 3
+	link.from = linkRequest{linkVersion, "v1", "u1"}
+	versioned := link
+	versioned.Version = ExportVersion{ID: "v1", Prompt: "p", CreatedAt: time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC), ProjectID: "p1"}
+	all := cmp.Exporter(func(reflect.Type) bool { return true })
+	for name, tc := range map[string]struct {
+		link   DownloadLink
+		record string
+	}{
+		"with a version": {versioned, withVersion},
+		"without one":    {link, withoutVersion},
+	} {
+		raw, err := encodeLink(tc.link)
+		if err != nil || string(raw) != tc.record {
+			t.Errorf("%s: encodeLink = %s, %v\nwant %s", name, raw, err, tc.record)
+		}
+		back, err := decodeLink([]byte(tc.record))
+		if err != nil {
+			t.Fatalf("%s: decodeLink: %v", name, err)
+		}
+		if d := cmp.Diff(tc.link, back, all); d != "" {
+			t.Errorf("%s: decodeLink (-want +got):\n%s", name, d)
+		}
+	}
+	for _, bad := range []string{"", "2{}", `1{"u":"ftp://store.test/a?sig=1"}`, "1{"} {
+		if l, err := decodeLink([]byte(bad)); err == nil || l != (DownloadLink{}) {
+			t.Errorf("decodeLink(%q) = %v, %v; want the zero link and an error", bad, l, err)
 		}
 	}
 }

@@ -381,7 +381,7 @@ func (g *fixtureGen) main() {
 		return err
 	}, nil)
 
-	var link *sheen.DownloadLink
+	var link sheen.DownloadLink
 	r.call("export-project", func(ctx context.Context) error {
 		var err error
 		link, err = c.Exports.ProjectLink(ctx, build.ProjectID, fixtureUser)

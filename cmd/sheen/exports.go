@@ -90,8 +90,8 @@ func (a *app) archive(ctx context.Context, id string, f archiveFlags, version bo
 
 // link asks for the archive's link; with --rebuild, an archive that is
 // gone is rebuilt first.
-func (a *app) link(ctx context.Context, c *sheen.WorkerClient, id string, f archiveFlags, version bool) (*sheen.DownloadLink, error) {
-	get := func() (*sheen.DownloadLink, error) {
+func (a *app) link(ctx context.Context, c *sheen.WorkerClient, id string, f archiveFlags, version bool) (sheen.DownloadLink, error) {
+	get := func() (sheen.DownloadLink, error) {
 		if version {
 			return c.Exports.VersionLink(ctx, id, f.user)
 		}
@@ -105,7 +105,7 @@ func (a *app) link(ctx context.Context, c *sheen.WorkerClient, id string, f arch
 	a.notef("the archive is gone: rebuilding version %s...\n", orDash(missing.VersionID))
 	res, err := c.Exports.RebuildMissing(ctx, missing, nil)
 	if err != nil {
-		return nil, err
+		return sheen.DownloadLink{}, err
 	}
 	a.notef("rebuilt by build %s\n", res.ID)
 	return get()
@@ -114,12 +114,12 @@ func (a *app) link(ctx context.Context, c *sheen.WorkerClient, id string, f arch
 // jsonLink is a link in JSON output: sheen.DownloadLink's own redacted
 // form, and the signed URL only when --show-url asks for it.
 type jsonLink struct {
-	ID        string              `json:"id"`
-	Link      *sheen.DownloadLink `json:"link"`
-	SignedURL string              `json:"signedUrl,omitempty"`
+	ID        string             `json:"id"`
+	Link      sheen.DownloadLink `json:"link"`
+	SignedURL string             `json:"signedUrl,omitempty"`
 }
 
-func (a *app) printLink(id string, link *sheen.DownloadLink) {
+func (a *app) printLink(id string, link sheen.DownloadLink) {
 	if a.json {
 		doc := jsonLink{ID: id, Link: link}
 		if a.showURL {
@@ -129,7 +129,7 @@ func (a *app) printLink(id string, link *sheen.DownloadLink) {
 		return
 	}
 	a.printf("Archive of %s: %s\n", id, orDash(link.Filename))
-	if v := link.Version; v != nil {
+	if v := link.Version; v.ID != "" {
 		a.printf("  version %s, made %s\n", v.ID, local(v.CreatedAt))
 	}
 	if link.Size > 0 {
@@ -147,7 +147,7 @@ func (a *app) printLink(id string, link *sheen.DownloadLink) {
 
 // redactedURL is the link's URL with its query redacted, from the SDK's
 // own redacted JSON form.
-func redactedURL(link *sheen.DownloadLink) string {
+func redactedURL(link sheen.DownloadLink) string {
 	var v struct {
 		URL string `json:"url"`
 	}
@@ -160,7 +160,7 @@ func redactedURL(link *sheen.DownloadLink) string {
 
 // download fetches the archive behind link to out: a file ("" for the
 // worker's name with the right extension) or "-" for stdout.
-func (a *app) download(ctx context.Context, c *sheen.WorkerClient, link *sheen.DownloadLink, out string) error {
+func (a *app) download(ctx context.Context, c *sheen.WorkerClient, link sheen.DownloadLink, out string) error {
 	path, chosen := out, out == ""
 	if chosen {
 		path = safeName(link.Filename)
@@ -210,16 +210,16 @@ func safeName(name string) string {
 }
 
 type jsonDownload struct {
-	Path          string              `json:"path,omitempty"`
-	Bytes         int64               `json:"bytes"`
-	Total         int64               `json:"total"`
-	Format        string              `json:"format"`
-	Seconds       float64             `json:"seconds"`
-	Attempts      int                 `json:"attempts"`
-	Resumes       int                 `json:"resumes"`
-	Restarts      int                 `json:"restarts"`
-	LinkRefreshed bool                `json:"linkRefreshed"`
-	Link          *sheen.DownloadLink `json:"link,omitempty"`
+	Path          string             `json:"path,omitempty"`
+	Bytes         int64              `json:"bytes"`
+	Total         int64              `json:"total"`
+	Format        string             `json:"format"`
+	Seconds       float64            `json:"seconds"`
+	Attempts      int                `json:"attempts"`
+	Resumes       int                `json:"resumes"`
+	Restarts      int                `json:"restarts"`
+	LinkRefreshed bool               `json:"linkRefreshed"`
+	Link          sheen.DownloadLink `json:"link,omitzero"`
 }
 
 func (a *app) reportDownload(path string, res *sheen.DownloadResult, took time.Duration, note string) {
