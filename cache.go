@@ -61,15 +61,19 @@ func WithCache(cfg CacheConfig) Option {
 // entries in order of use.
 //
 // Expiries are kept as nanoseconds on the cache's clock since base, the
-// clock's time when the cache was made: a lookup reads the clock once and
-// compares integers. With the system clock that reading is the monotonic
-// clock alone (time.Since, one vDSO call; time.Now makes two), so a value
-// lives exactly the time it was given when stored, whatever the wall clock
-// does meanwhile, as Go's own timers and context deadlines do.
+// clock's time when the cache was made. With the system clock, each entry
+// has a runtime timer that drops it when it expires (time.AfterFunc, on the
+// monotonic clock as Go's own deadlines are): a hit reads no clock at all,
+// only asks the map, and an expired value does not sit in memory until
+// someone looks it up. A value lives the time it was given when stored,
+// whatever the wall clock does meanwhile, give or take the scheduler's
+// delay in running the timer (microseconds; a value is never dropped
+// early). With any other clock (a test's), nothing runs on its own: a
+// lookup reads the clock and compares integers.
 type ttlCache[V any] struct {
 	clock Clock
 	base  time.Time // the clock's time when the cache was made
-	mono  bool      // clock is the system clock: now reads the monotonic clock alone
+	timed bool      // clock is the system clock: entries are dropped by their timers
 	max   int
 	// loadTimeout bounds how long one shared load may run, on the runtime's
 	// clock (zero: no bound of the cache's own; the loader's requests have
@@ -89,7 +93,8 @@ type ttlCache[V any] struct {
 type cacheEntry[V any] struct {
 	key     string
 	value   V
-	expires int64 // nanoseconds since the cache's base (see now)
+	expires int64       // nanoseconds since the cache's base (see now)
+	timer   *time.Timer // drops the entry at expires (system clock only)
 }
 
 // flight is one load of a key and the callers waiting for it.
@@ -110,16 +115,26 @@ func newTTLCache[V any](clock Clock, max int) *ttlCache[V] {
 	if max <= 0 {
 		max = 1
 	}
-	_, mono := clock.(systemClock)
-	return &ttlCache[V]{clock: clock, base: clock.Now(), mono: mono, max: max, entries: make(map[string]*list.Element), flights: make(map[string]*flight[V])}
+	_, timed := clock.(systemClock)
+	return &ttlCache[V]{clock: clock, base: clock.Now(), timed: timed, max: max, entries: make(map[string]*list.Element), flights: make(map[string]*flight[V])}
 }
 
 // now is the cache's clock reading: nanoseconds since c.base.
 func (c *ttlCache[V]) now() int64 {
-	if c.mono {
-		return int64(time.Since(c.base))
+	if c.timed {
+		return int64(time.Since(c.base)) // the monotonic clock alone
 	}
 	return int64(c.clock.Now().Sub(c.base))
+}
+
+// lookupNow is the reading a lookup compares expiries with: with the
+// system clock none is needed (every entry held is live: its timer drops
+// it when it expires), so the earliest reading there is.
+func (c *ttlCache[V]) lookupNow() int64 {
+	if c.timed {
+		return math.MinInt64
+	}
+	return c.now()
 }
 
 // deadline reads the clock and returns its reading (as now does) and
@@ -142,7 +157,7 @@ func (c *ttlCache[V]) deadline(expires time.Time) (now, deadline int64) {
 
 // Get returns the value for key if it has not expired.
 func (c *ttlCache[V]) Get(key string) (V, bool) {
-	now := c.now()
+	now := c.lookupNow()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.getLocked(key, now)
@@ -151,7 +166,7 @@ func (c *ttlCache[V]) Get(key string) (V, bool) {
 // GetBytes is Get for a key held in a byte slice: the lookup does not
 // allocate, so a caller can build its key in a buffer on its stack.
 func (c *ttlCache[V]) GetBytes(key []byte) (V, bool) {
-	now := c.now()
+	now := c.lookupNow()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.entries[string(key)]
@@ -202,27 +217,74 @@ func (c *ttlCache[V]) setLocked(key string, value V, expires, now int64) {
 	case ok:
 		e := el.Value.(*cacheEntry[V])
 		e.value, e.expires = value, expires
+		c.armLocked(e, now)
 		c.lru.MoveToFront(el)
 		return
 	case len(c.entries) >= c.max:
 		// Full: the least recently used entry makes room, its element
 		// reused for the new one.
 		el = c.lru.Back()
-		e := el.Value.(*cacheEntry[V])
-		delete(c.entries, e.key)
-		*e = cacheEntry[V]{key: key, value: value, expires: expires}
+		old := el.Value.(*cacheEntry[V])
+		old.stop()
+		delete(c.entries, old.key)
+		e := &cacheEntry[V]{key: key, value: value, expires: expires}
+		c.armLocked(e, now)
+		el.Value = e
 		c.lru.MoveToFront(el)
 		if c.onEvict != nil {
 			c.onEvict()
 		}
 	default:
-		el = c.lru.PushFront(&cacheEntry[V]{key: key, value: value, expires: expires})
+		e := &cacheEntry[V]{key: key, value: value, expires: expires}
+		c.armLocked(e, now)
+		el = c.lru.PushFront(e)
 	}
 	c.entries[key] = el
 }
 
+// armLocked sets e's timer to drop it at its expiry (system clock only).
+func (c *ttlCache[V]) armLocked(e *cacheEntry[V], now int64) {
+	if !c.timed {
+		return
+	}
+	d := time.Duration(e.expires - now)
+	if e.timer != nil {
+		e.timer.Reset(d)
+		return
+	}
+	e.timer = time.AfterFunc(d, func() { c.expire(e) })
+}
+
+// expire is e's timer firing: it drops e if e is still held and has
+// expired. A timer that fired as e was replaced by a later value finds
+// either another entry under the key, or e with a later expiry, which it
+// waits for again.
+func (c *ttlCache[V]) expire(e *cacheEntry[V]) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[e.key]
+	if !ok || el.Value.(*cacheEntry[V]) != e {
+		return
+	}
+	if now < e.expires {
+		e.timer.Reset(time.Duration(e.expires - now))
+		return
+	}
+	c.removeLocked(el)
+}
+
+// stop cancels e's timer, if it has one.
+func (e *cacheEntry[V]) stop() {
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+}
+
 func (c *ttlCache[V]) removeLocked(el *list.Element) {
-	delete(c.entries, c.lru.Remove(el).(*cacheEntry[V]).key)
+	e := c.lru.Remove(el).(*cacheEntry[V])
+	e.stop()
+	delete(c.entries, e.key)
 }
 
 // Delete drops key, and makes sure a load already under way for it is
@@ -242,12 +304,17 @@ func (c *ttlCache[V]) Delete(key string) {
 func (c *ttlCache[V]) Clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for el := c.lru.Front(); el != nil; el = el.Next() {
+		el.Value.(*cacheEntry[V]).stop()
+	}
 	clear(c.entries)
 	c.lru.Init()
 	clear(c.flights)
 }
 
-// Len reports how many entries are held, expired ones included.
+// Len reports how many entries are held: with the system clock, live ones
+// (give or take a timer about to fire); with another clock, expired ones
+// not yet looked up are counted too.
 func (c *ttlCache[V]) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -272,7 +339,7 @@ func (c *ttlCache[V]) Len() int {
 // on every call: it escapes, as the load may outlive its caller. Callers
 // that care check Get first.
 func (c *ttlCache[V]) Fetch(ctx context.Context, key string, load func(context.Context) (V, time.Time, error)) (V, error) {
-	now := c.now()
+	now := c.lookupNow()
 	c.mu.Lock()
 	if v, ok := c.getLocked(key, now); ok {
 		c.mu.Unlock()

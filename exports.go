@@ -102,7 +102,7 @@ func (s *ExportsService) link(ctx context.Context, r linkRequest, opts []CallOpt
 		s.client.core.tel.cacheLookup(ctx, r.route(), cacheLinks, r.userID, ok)
 		if ok {
 			cc.recordCached()
-			return l.copy(), nil
+			return *l, nil // the caller's copy, in its frame
 		}
 	}
 	l, err := s.load(ctx, r, opts, &cc)
@@ -130,16 +130,16 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 	// Its own copy of the options, too: the caller's stay on its stack.
 	ld := &linkLoad{}
 	ld.opts = append(append(make([]CallOption, 0, len(opts)+1), opts...), WithResponse(&ld.resp))
-	load := func(ctx context.Context) (DownloadLink, time.Time, error) {
+	load := func(ctx context.Context) (*DownloadLink, time.Time, error) {
 		ld.ran = true
 		l, err := s.fetch(ctx, r, ld.opts)
 		if err != nil {
-			return DownloadLink{}, time.Time{}, err
+			return nil, time.Time{}, err
 		}
-		return l, st.cacheUntil(l), nil
+		return &l, st.cacheUntil(l), nil
 	}
 	var (
-		l      DownloadLink
+		l      *DownloadLink
 		shared bool
 		err    error
 	)
@@ -161,7 +161,7 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 	if err != nil {
 		return DownloadLink{}, err
 	}
-	return l, nil
+	return *l, nil
 }
 
 // linkLoad is what one caller's loader learnt, for that caller.
@@ -179,8 +179,8 @@ func (s *ExportsService) refresh(ctx context.Context, old DownloadLink, opts []C
 		return DownloadLink{}, err
 	}
 	st := &s.client.exports
-	if st.shared == nil || !st.shared.set(ctx, l.from.key(), l, st.cacheUntil(l)) {
-		st.links.Set(l.from.key(), l, st.cacheUntil(l))
+	if st.shared == nil || !st.shared.set(ctx, l.from.key(), &l, st.cacheUntil(l)) {
+		st.links.Set(l.from.key(), &l, st.cacheUntil(l))
 	}
 	return l, nil
 }
@@ -321,10 +321,12 @@ func WithDownloadHTTPClient(hc *http.Client) Option {
 // exportsState is what the Exports service keeps: the link cache and the
 // download client. It lives on the WorkerClient, beside the core.
 type exportsState struct {
-	links *ttlCache[DownloadLink]
+	// links holds each link behind a pointer that nothing changes once
+	// stored: a hit copies it once, into the caller's result.
+	links *ttlCache[*DownloadLink]
 	// shared, when set, holds the links instead of links, which is the
 	// fallback (shared.go).
-	shared   *sharedValues[DownloadLink]
+	shared   *sharedValues[*DownloadLink]
 	margin   time.Duration
 	noCache  bool
 	download *http.Client
@@ -343,8 +345,8 @@ func (s *exportsState) init(c *core, cfg exportsConfig) {
 		size = cfg.cacheSize
 	}
 	s.noCache = size == 0
-	s.links = newTTLCache[DownloadLink](c.clock, size)
-	s.shared = newSharedValues(cfg.shared, "link", s.links, c.clock, encodeLink, decodeLink)
+	s.links = newTTLCache[*DownloadLink](c.clock, size)
+	s.shared = newSharedValues(cfg.shared, "link", s.links, c.clock, encodeLinkRef, decodeLinkRef)
 	hc := cfg.downloadClient
 	if hc == nil {
 		var inner http.RoundTripper = http.DefaultTransport

@@ -58,11 +58,6 @@ type ExportVersion struct {
 	ProjectID string
 }
 
-// copy is the caller's copy of a link the cache holds: the struct itself,
-// passed by value. Nothing in it is shared but the signed URL, which is
-// never changed.
-func (l DownloadLink) copy() DownloadLink { return l }
-
 // isZero reports whether v says nothing (the worker gave no version).
 func (v ExportVersion) isZero() bool {
 	return v.ID == "" && v.Prompt == "" && v.CreatedAt.IsZero() && v.ProjectID == ""

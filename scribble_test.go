@@ -56,4 +56,3 @@ func scribble(t *testing.T, v reflect.Value) {
 		t.Fatalf("scribble does not know %s", v.Type())
 	}
 }
-

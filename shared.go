@@ -321,6 +321,18 @@ func encodeLink(l DownloadLink) ([]byte, error) {
 	return append([]byte{sharedFormat}, out...), nil
 }
 
+// encodeLinkRef and decodeLinkRef are encodeLink and decodeLink for the
+// link cache, which holds pointers.
+func encodeLinkRef(l *DownloadLink) ([]byte, error) { return encodeLink(*l) }
+
+func decodeLinkRef(raw []byte) (*DownloadLink, error) {
+	l, err := decodeLink(raw)
+	if err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
 func decodeLink(raw []byte) (DownloadLink, error) {
 	var r linkRecord
 	if len(raw) == 0 || raw[0] != sharedFormat {

@@ -186,7 +186,7 @@ func TestTelemetryCacheEvictions(t *testing.T) {
 	}
 	later := time.Now().Add(time.Hour)
 	for _, key := range []string{"a", "b", "c"} {
-		c.exports.links.Set(key, DownloadLink{}, later)
+		c.exports.links.Set(key, &DownloadLink{}, later)
 	}
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
