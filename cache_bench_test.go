@@ -39,29 +39,34 @@ import (
 //
 // Run it with: go test -run '^$' -bench Cache .
 func BenchmarkCache(b *testing.B) {
-	b.Run("balances", func(b *testing.B) {
-		c, srv := benchCacheClient(b)
-		defer srv.Close()
-		ctx := context.Background()
-		if _, err := c.Billing.Balance(ctx, "u1"); err != nil {
-			b.Fatal(err)
-		}
-		hit, miss := compare(b, func() {
+	for _, shape := range []struct{ name, body string }{
+		{"balances", benchBalanceV21},
+		{"balances-bucketed", benchBalanceBucketed},
+	} {
+		b.Run(shape.name, func(b *testing.B) {
+			c, srv := benchCacheClient(b, shape.body)
+			defer srv.Close()
+			ctx := context.Background()
 			if _, err := c.Billing.Balance(ctx, "u1"); err != nil {
 				b.Fatal(err)
 			}
-		}, func() {
-			c.Billing.InvalidateBalance("u2")
-			if _, err := c.Billing.Balance(ctx, "u2"); err != nil {
-				b.Fatal(err)
-			}
+			hit, miss := compare(b, func() {
+				if _, err := c.Billing.Balance(ctx, "u1"); err != nil {
+					b.Fatal(err)
+				}
+			}, func() {
+				c.Billing.InvalidateBalance("u2")
+				if _, err := c.Billing.Balance(ctx, "u2"); err != nil {
+					b.Fatal(err)
+				}
+			})
+			own := cacheHit(b, c.billing.cache, "u1")
+			cached, _ := c.billing.cache.Get("u1")
+			reportHitMiss(b, hit, miss, own, measure(func() { balanceSink = cached.clone() }))
 		})
-		own := cacheHit(b, c.billing.cache, "u1")
-		cached, _ := c.billing.cache.Get("u1")
-		reportHitMiss(b, hit, miss, own, measure(func() { balanceSink = cached.clone() }))
-	})
+	}
 	b.Run("links", func(b *testing.B) {
-		c, srv := benchCacheClient(b)
+		c, srv := benchCacheClient(b, benchBalanceV21)
 		defer srv.Close()
 		ctx := context.Background()
 		if _, err := c.Exports.ProjectLink(ctx, "p1", "u1"); err != nil {
@@ -83,9 +88,9 @@ func BenchmarkCache(b *testing.B) {
 		reportHitMiss(b, hit, miss, own, measure(func() { linkSink = *cached }))
 	})
 	b.Run("balances-full", func(b *testing.B) {
-		full, srvFull := benchCacheClient(b)
+		full, srvFull := benchCacheClient(b, benchBalanceV21)
 		defer srvFull.Close()
-		empty, srvEmpty := benchCacheClient(b)
+		empty, srvEmpty := benchCacheClient(b, benchBalanceV21)
 		defer srvEmpty.Close()
 		ctx := context.Background()
 		cache := full.billing.cache
@@ -243,9 +248,16 @@ func benchKeys(prefix string, n int) []string {
 	return keys
 }
 
+// The two balance shapes the worker serves: v2.1's, and the deployed
+// worker's with its three buckets.
+const (
+	benchBalanceV21      = `{"balance":{"welcomeBonus":3000,"dailyGift":900,"paid":0,"total":3900},"usage":{"todayUsed":0,"lifetimeUsed":120}}`
+	benchBalanceBucketed = `{"version":7,"plan_key":"paid","subscription_status":"active","totals":{"total_seconds":5400,"paid_seconds":3600,"bonus_seconds":1800,"next_expiry_at":"2025-03-31T00:00:00Z"},"buckets":[{"source":"paid","seconds":3600,"expires_at":null},{"source":"bonus_daily","seconds":900,"expires_at":"2025-03-31T00:00:00Z"},{"source":"bonus_welcome","seconds":900,"expires_at":null}],"bonus":{"daily_minutes":15,"used_this_month_minutes":45,"monthly_cap_minutes":300},"catalog_version":"2025-09-01"}`
+)
+
 // benchCacheClient is a client of a loopback worker that answers balances
-// and export links (valid for a day).
-func benchCacheClient(b *testing.B) (*WorkerClient, *httptest.Server) {
+// (balance) and export links (valid for a day).
+func benchCacheClient(b *testing.B, balance string) (*WorkerClient, *httptest.Server) {
 	b.Helper()
 	link := fmt.Sprintf(`{"success":true,"downloadUrl":"https://store.test/exports/p.zip?X-Amz-Signature=x","expiresAt":%q,"filename":"p.zip","size":"123456","version":{"id":"ver-9","prompt":"make a shop","createdAt":"2025-06-01T10:00:00.000Z"}}`,
 		time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339))
@@ -256,7 +268,7 @@ func benchCacheClient(b *testing.B) (*WorkerClient, *httptest.Server) {
 			io.WriteString(w, link)
 			return
 		}
-		io.WriteString(w, `{"balance":{"welcomeBonus":3000,"dailyGift":900,"paid":0,"total":3900},"usage":{"todayUsed":0,"lifetimeUsed":120}}`)
+		io.WriteString(w, balance)
 	}))
 	c, err := NewWorkerClient(WithBaseURL(srv.URL), WithSecret(testSecret), WithRateLimit(1_000_000_000))
 	if err != nil {
