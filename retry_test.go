@@ -13,6 +13,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jarcoal/httpmock"
 )
 
@@ -176,6 +177,23 @@ func TestRetryKeepsCallHeaders(t *testing.T) {
 	}
 	if nonces[0] == nonces[1] || nonces[1] == nonces[2] {
 		t.Errorf("nonces %q: each attempt needs its own", nonces)
+	}
+}
+
+// The correlation id the SDK makes for a call is a UUIDv4 (what the worker
+// accepts and echoes), and calls do not share one.
+func TestCorrelationIDsAreDistinctUUIDv4s(t *testing.T) {
+	seen := map[string]bool{}
+	for range 10_000 {
+		id := newCorrelationID()
+		u, err := uuid.Parse(id)
+		if err != nil || len(id) != 36 || u.Version() != 4 || u.Variant() != uuid.RFC4122 {
+			t.Fatalf("correlation id %q: not a canonical UUIDv4 (%v)", id, err)
+		}
+		if seen[id] {
+			t.Fatalf("correlation id %q made twice", id)
+		}
+		seen[id] = true
 	}
 }
 
