@@ -210,10 +210,11 @@ func TestBillingBalanceHitAllocations(t *testing.T) {
 }
 
 // TestBillingBalanceCallerOwnsWhatItGets: a caller that changes every part
-// of a Balance it was handed (each field, each bucket, and then appends a
-// bucket) changes nothing that any later call returns, whether the balance
-// came from a miss, a hit or a refresh, from the client's cache or a
-// shared one.
+// of a Balance it was handed (each field; each bucket of what Buckets
+// returned, then a bucket appended to it; then the Balance given buckets of
+// its own) changes nothing that any later call returns, Buckets included,
+// whether the balance came from a miss, a hit or a refresh, from the
+// client's cache or a shared one.
 func TestBillingBalanceCallerOwnsWhatItGets(t *testing.T) {
 	ctx := context.Background()
 	bodies := map[string]string{
@@ -254,8 +255,17 @@ func TestBillingBalanceCallerOwnsWhatItGets(t *testing.T) {
 					if d := cmp.Diff(want, got, balanceFields); d != "" {
 						t.Fatalf("%s: an earlier caller's changes came back (-want +got):\n%s", step.name, d)
 					}
+					mine := got.Buckets()
+					if d := cmp.Diff(want.Buckets(), mine); d != "" {
+						t.Fatalf("%s: an earlier caller's changes to its Buckets() came back (-want +got):\n%s", step.name, d)
+					}
+					scribble(t, reflect.ValueOf(&mine).Elem())
+					mine = append(mine, BalanceBucket{Source: "mine"})
+					if cmp.Equal(want.Buckets(), mine) {
+						t.Fatalf("%s: scribbling the buckets changed nothing", step.name)
+					}
 					scribble(t, reflect.ValueOf(&got).Elem())
-					got = got.WithBuckets(append(got.Buckets(), BalanceBucket{Source: "mine"})...)
+					got = got.WithBuckets(mine...)
 					if cmp.Equal(want, got, balanceFields) {
 						t.Fatalf("%s: scribbling changed nothing", step.name)
 					}
