@@ -26,7 +26,7 @@ type BillingService service
 // than the cache TTL is held. Concurrent calls for one user that miss the
 // cache share one request, made with the CallOptions of the caller that
 // started it (the others' WithResponse reports Cached). The result is the
-// caller's own copy, Buckets included; on error it is the zero Balance.
+// caller's own copy; on error it is the zero Balance.
 func (s *BillingService) Balance(ctx context.Context, userID string, opts ...CallOption) (Balance, error) {
 	if err := ready((*service)(s)); err != nil {
 		return Balance{}, err
@@ -39,9 +39,10 @@ func (s *BillingService) Balance(ctx context.Context, userID string, opts ...Cal
 	s.client.core.tel.cacheLookup(ctx, RouteBalance, cacheBalance, userID, ok)
 	if ok {
 		cc.recordCached()
-		// The caller's copy is a value in its frame: a hit allocates
-		// nothing but, for a bucketed balance, the caller's own Buckets.
-		return b.clone(), nil
+		// The caller's copy is a value in its frame, sharing the cache's
+		// buckets, which nothing writes (Buckets hands out copies): a hit
+		// allocates nothing.
+		return *b, nil
 	}
 	return s.loadBalance(ctx, userID, &cc, opts)
 }

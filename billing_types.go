@@ -1,7 +1,9 @@
 package sheen
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -45,8 +47,10 @@ type Recommendation struct {
 // always filled; the other fields are filled when the shape carries them
 // (see each field, and Bucketed) and zero otherwise.
 //
-// The caller owns every Balance it receives, Buckets included: changing
-// one changes nothing another caller (or the cache) sees.
+// The caller owns every Balance it receives: changing one changes nothing
+// another caller (or the cache) sees. Its buckets are read with Buckets,
+// which returns the caller's own copy; copies of a Balance share the
+// buckets themselves, which nothing changes once the Balance is built.
 type Balance struct {
 	// Bucketed says which of the worker's two responses this was read
 	// from: true for the deployed worker's {"totals":{...},"buckets":[...],
@@ -71,8 +75,11 @@ type Balance struct {
 	// NextExpiryAt is when the next bucket expires (bucketed only; zero
 	// when none expires).
 	NextExpiryAt time.Time
-	// Buckets are the balance's parts by source (bucketed only).
-	Buckets []BalanceBucket
+	// buckets are the balance's parts by source (bucketed only), read with
+	// Buckets. Never written once the Balance is built (the decoder,
+	// WithBuckets and UnmarshalJSON each make a new slice): every copy of
+	// the Balance, the cache's included, shares them.
+	buckets []BalanceBucket
 	// BonusAllowance is the free-time policy (bucketed only: zero when
 	// not Bucketed, or when the worker sent none).
 	BonusAllowance BonusAllowance
@@ -85,6 +92,65 @@ type Balance struct {
 	// Version is the balance record's version, as the worker wrote it
 	// (bucketed only).
 	Version string
+}
+
+// Buckets returns the balance's parts by source (bucketed only), as the
+// caller's own copy: nil when there are none, else a new slice on each call.
+func (b Balance) Buckets() []BalanceBucket {
+	if len(b.buckets) == 0 {
+		return nil
+	}
+	return slices.Clone(b.buckets)
+}
+
+// WithBuckets returns a copy of b whose buckets are a copy of buckets (none
+// when called without any), for code that builds Balances, such as a fake
+// of BillingService in a test. b itself is unchanged.
+func (b Balance) WithBuckets(buckets ...BalanceBucket) Balance {
+	b.buckets = slices.Clone(buckets)
+	return b
+}
+
+// plainBalance is Balance without its methods, for its JSON encoding.
+type plainBalance Balance
+
+// balanceJSON is Balance's JSON layout: every exported field as
+// encoding/json lays it out by default, and the buckets under "Buckets"
+// (after the other fields), as they were when Buckets was a field.
+type balanceJSON struct {
+	plainBalance
+	Buckets []BalanceBucket
+}
+
+// MarshalJSON writes b as encoding/json writes its exported fields, with
+// its buckets under "Buckets" (null when it has none, as a nil field was).
+func (b Balance) MarshalJSON() ([]byte, error) {
+	return json.Marshal(balanceJSON{plainBalance(b), b.buckets})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, with encoding/json's rules
+// for each field: a key that is absent leaves the field as it was, a null
+// "Buckets" leaves none. The buckets read are a new slice: b's are never
+// written, as other copies of b may share them. On error b is unchanged.
+func (b *Balance) UnmarshalJSON(data []byte) error {
+	var read []BalanceBucket
+	// Through a pointer to read: json sets it to nil on null, and leaves
+	// read nil when the key is absent (an array, even [], makes it non-nil).
+	aux := struct {
+		plainBalance
+		Buckets *[]BalanceBucket
+	}{plainBalance(*b), &read}
+	if err := json.Unmarshal(data, &aux); err != nil {
+		return err
+	}
+	switch {
+	case aux.Buckets == nil: // "Buckets":null
+		aux.buckets = nil
+	case read != nil:
+		aux.buckets = read
+	}
+	*b = Balance(aux.plainBalance)
+	return nil
 }
 
 // BalanceUsage is AI time spent, as v2.1's balance reports it.

@@ -171,7 +171,7 @@ func (w *balanceWire) bucketed() Balance {
 	for _, k := range w.Buckets {
 		d := k.Seconds.Seconds()
 		sum += d
-		b.Buckets = append(b.Buckets, BalanceBucket{Source: string(k.Source), Remaining: d, ExpiresAt: k.ExpiresAt.Time})
+		b.buckets = append(b.buckets, BalanceBucket{Source: string(k.Source), Remaining: d, ExpiresAt: k.ExpiresAt.Time})
 	}
 	switch {
 	case t.TotalSeconds.Valid:

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestBillingWireChecksItselfAtDecode(t *testing.T) {
@@ -59,12 +60,23 @@ func FuzzBalanceDecode(f *testing.F) {
 			return
 		}
 		b := w.toBalance()
-		c := b.clone()
-		if d := cmp.Diff(b, c); d != "" {
-			t.Fatalf("clone differs (-orig +clone):\n%s", d)
+		own := b.Buckets()
+		if d := cmp.Diff(b.buckets, own, cmpopts.EquateEmpty()); d != "" {
+			t.Fatalf("Buckets() differs from the buckets (-held +returned):\n%s", d)
 		}
-		if len(b.Buckets) > 0 && &b.Buckets[0] == &c.Buckets[0] {
-			t.Fatalf("the clone of %s shares its buckets", body)
+		if len(own) > 0 && &own[0] == &b.buckets[0] {
+			t.Fatalf("Buckets() of %s hands out the balance's own buckets", body)
+		}
+		raw, err := encodeBalance(&b)
+		if err != nil {
+			t.Fatalf("encodeBalance of %s: %v", body, err)
+		}
+		back, err := decodeBalance(raw)
+		if err != nil {
+			t.Fatalf("decodeBalance(%s): %v", raw, err)
+		}
+		if d := cmp.Diff(b, *back, balanceFields); d != "" {
+			t.Fatalf("through the shared cache's codec (-before +after):\n%s", d)
 		}
 	})
 }

@@ -59,7 +59,7 @@ func ExampleBillingService_Balance() {
 	}
 	fmt.Println("total:", b.Total, "paid:", b.Paid, "bonus:", b.Bonus)
 	fmt.Println("plan:", b.Plan, b.SubscriptionStatus)
-	for _, bucket := range b.Buckets {
+	for _, bucket := range b.Buckets() {
 		fmt.Println("bucket:", bucket.Source, bucket.Remaining, "expires:", !bucket.ExpiresAt.IsZero())
 	}
 

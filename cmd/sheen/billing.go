@@ -67,7 +67,7 @@ func balanceJSON(user string, b sheen.Balance) jsonBalance {
 		Plan: b.Plan, SubscriptionStatus: b.SubscriptionStatus,
 		NextExpiryAt: stamp(b.NextExpiryAt), DailyResetAt: stamp(b.DailyResetAt),
 	}
-	for _, k := range b.Buckets {
+	for _, k := range b.Buckets() {
 		out.Buckets = append(out.Buckets, jsonBucket{Source: k.Source, RemainingSeconds: seconds(k.Remaining), ExpiresAt: stamp(k.ExpiresAt)})
 	}
 	return out
@@ -81,9 +81,9 @@ func (a *app) printBalance(user string, b sheen.Balance) {
 	if !b.DailyResetAt.IsZero() {
 		a.printf("  daily gift renews at %s\n", local(b.DailyResetAt))
 	}
-	if len(b.Buckets) > 0 {
-		rows := make([][]string, 0, len(b.Buckets))
-		for _, k := range b.Buckets {
+	if buckets := b.Buckets(); len(buckets) > 0 {
+		rows := make([][]string, 0, len(buckets))
+		for _, k := range buckets {
 			rows = append(rows, []string{"  " + k.Source, human(k.Remaining), local(k.ExpiresAt)})
 		}
 		table(a.stdout, "  SOURCE\tREMAINING\tEXPIRES", rows)

@@ -13,13 +13,17 @@ func TestBalance(t *testing.T) {
 	_, c := worker(t, sheentest.WithUser("u-paid", 10*time.Minute))
 	r := c.run(t, "balance", "u-paid")
 	wantCode(t, r, exitOK)
-	wantIn(t, "balance", r.stdout, "u-paid has 10m0s of AI time (10m0s paid, 0s bonus)")
+	wantIn(t, "balance", r.stdout, "u-paid has 10m0s of AI time (10m0s paid, 0s bonus)", "SOURCE", "paid", "10m0s")
 
 	r = c.run(t, "--json", "balance", "u-paid")
 	wantCode(t, r, exitOK)
 	doc := decode[jsonBalance](t, r)
 	if doc.UserID != "u-paid" || doc.TotalSeconds != 600 || doc.PaidSeconds != 600 {
 		t.Errorf("balance document: %+v", doc)
+	}
+	// sheentest's worker sends three buckets: welcome, daily, paid.
+	if n := len(doc.Buckets); n != 3 || doc.Buckets[2] != (jsonBucket{Source: "paid", RemainingSeconds: 600}) {
+		t.Errorf("balance document's buckets: %+v; want 3, the last 600 s paid", doc.Buckets)
 	}
 }
 
