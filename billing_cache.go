@@ -143,11 +143,3 @@ func (l *balanceLoad) report(cc *callConfig, err error) {
 		cc.recordCached()
 	}
 }
-
-// clone returns the copy of b that a caller gets from the cache: the struct
-// by value, sharing b's buckets, which nothing writes once b is built (the
-// caller reads its own copy of them with Buckets). It allocates nothing.
-// The hit path writes *b itself; BenchmarkCache measures this copy.
-func (b *Balance) clone() Balance {
-	return *b
-}

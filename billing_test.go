@@ -16,10 +16,6 @@ import (
 	"github.com/jarcoal/httpmock"
 )
 
-// balanceFields makes cmp compare Balances whole, their buckets (an
-// unexported field) included.
-var balanceFields = cmp.AllowUnexported(Balance{})
-
 // billingStart is the fake clock's start in the billing tests.
 var billingStart = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 
@@ -122,7 +118,7 @@ func TestBillingBalanceShapes(t *testing.T) {
 			if path != wantPath {
 				t.Errorf("path %q, want %q", path, wantPath)
 			}
-			if d := cmp.Diff(tc.want, got, balanceFields); d != "" {
+			if d := cmp.Diff(tc.want, got); d != "" {
 				t.Errorf("balance (-want +got):\n%s", d)
 			}
 		})

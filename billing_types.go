@@ -111,6 +111,24 @@ func (b Balance) WithBuckets(buckets ...BalanceBucket) Balance {
 	return b
 }
 
+// Equal reports whether b and o say the same: every field, the buckets
+// included, with times compared as instants (time.Time.Equal). go-cmp uses
+// it, so cmp.Diff and cmp.Equal compare Balances without options.
+func (b Balance) Equal(o Balance) bool {
+	return b.Bucketed == o.Bucketed && b.Total == o.Total && b.Paid == o.Paid && b.Bonus == o.Bonus &&
+		b.WelcomeBonus == o.WelcomeBonus && b.DailyGift == o.DailyGift && b.Usage == o.Usage &&
+		b.DailyResetAt.Equal(o.DailyResetAt) && b.NextExpiryAt.Equal(o.NextExpiryAt) &&
+		slices.EqualFunc(b.buckets, o.buckets, BalanceBucket.Equal) &&
+		b.BonusAllowance == o.BonusAllowance && b.Plan == o.Plan && b.SubscriptionStatus == o.SubscriptionStatus &&
+		b.CatalogVersion == o.CatalogVersion && b.Version == o.Version
+}
+
+// Equal reports whether k and o say the same, their expiries compared as
+// instants.
+func (k BalanceBucket) Equal(o BalanceBucket) bool {
+	return k.Source == o.Source && k.Remaining == o.Remaining && k.ExpiresAt.Equal(o.ExpiresAt)
+}
+
 // plainBalance is Balance without its methods, for its JSON encoding.
 type plainBalance Balance
 

@@ -2,6 +2,7 @@ package sheen
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -85,14 +86,14 @@ func TestBalanceJSONCompatible(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := cmp.Diff(want, *got, balanceFields); d != "" {
+			if d := cmp.Diff(want, *got); d != "" {
 				t.Errorf("decodeBalance of the previous release's record (-want +got):\n%s", d)
 			}
 			var direct Balance
 			if err := json.Unmarshal([]byte(old), &direct); err != nil {
 				t.Fatal(err)
 			}
-			if d := cmp.Diff(want, direct, balanceFields); d != "" {
+			if d := cmp.Diff(want, direct); d != "" {
 				t.Errorf("json.Unmarshal of the previous release's record (-want +got):\n%s", d)
 			}
 
@@ -170,7 +171,44 @@ func TestBalanceUnmarshalJSONKeepsSharedBuckets(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"Total":"soon"}`), &before); err == nil {
 		t.Error("a string Total: want an error")
 	}
-	if d := cmp.Diff(shared, before, balanceFields); d != "" {
+	if d := cmp.Diff(shared, before); d != "" {
 		t.Errorf("a failed decode changed the Balance (-before +after):\n%s", d)
+	}
+}
+
+// Equal sees every field a Balance has, its buckets included, so go-cmp
+// compares Balances without options (the buckets field is unexported) and a
+// field added later cannot be left out; times are compared as instants.
+func TestBalanceEqual(t *testing.T) {
+	at := time.Date(2025, 3, 31, 0, 0, 0, 0, time.UTC)
+	base := Balance{
+		Bucketed: true, Total: time.Hour, Paid: time.Minute, Bonus: time.Second, WelcomeBonus: 2 * time.Second,
+		DailyGift: 3 * time.Second, Usage: BalanceUsage{TodayUsed: time.Second}, DailyResetAt: at, NextExpiryAt: at,
+		BonusAllowance: BonusAllowance{Daily: time.Minute}, Plan: "paid", SubscriptionStatus: "active",
+		CatalogVersion: "2025-09-01", Version: "7",
+	}.WithBuckets(BalanceBucket{Source: "paid", Remaining: time.Hour, ExpiresAt: at})
+	same := base.WithBuckets(BalanceBucket{Source: "paid", Remaining: time.Hour, ExpiresAt: at.In(time.FixedZone("X", 3600))})
+	same.DailyResetAt = at.In(time.FixedZone("Y", -3600))
+	if !base.Equal(same) || !cmp.Equal(base, same) {
+		t.Fatal("two Balances saying the same (times in other zones) are not Equal")
+	}
+	if d := cmp.Diff(base, same); d != "" {
+		t.Fatalf("cmp.Diff of equal Balances without options:\n%s", d)
+	}
+	typ := reflect.TypeFor[Balance]()
+	for i := range typ.NumField() {
+		if !typ.Field(i).IsExported() {
+			continue
+		}
+		changed := base
+		scribble(t, reflect.ValueOf(&changed).Elem().Field(i))
+		if base.Equal(changed) {
+			t.Errorf("Equal ignores Balance.%s", typ.Field(i).Name)
+		}
+	}
+	for _, other := range [][]BalanceBucket{nil, {{Source: "bonus_daily", Remaining: time.Hour, ExpiresAt: at}}, {{Source: "paid", Remaining: time.Hour, ExpiresAt: at}, {Source: "paid"}}} {
+		if base.Equal(base.WithBuckets(other...)) {
+			t.Errorf("Equal ignores the buckets: %v", other)
+		}
 	}
 }
