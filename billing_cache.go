@@ -22,7 +22,8 @@ type billingState struct {
 	clock Clock
 	ttl   time.Duration
 	// cache holds each balance behind a pointer that nothing changes once
-	// stored; callers get copies of the struct (see Balance.clone).
+	// stored; callers get copies of the struct, which share its buckets
+	// (nothing writes them; Balance.Buckets hands out copies).
 	cache *ttlCache[*Balance]
 	// shared, when set, holds the balances instead of cache, which is the
 	// fallback (shared.go).
