@@ -346,7 +346,7 @@ func (s *exportsState) init(c *core, cfg exportsConfig) {
 	}
 	s.noCache = size == 0
 	s.links = newTTLCache[*DownloadLink](c.clock, size)
-	s.shared = newSharedValues(cfg.shared, "link", s.links, c.clock, encodeLinkRef, decodeLinkRef)
+	s.shared = newSharedValues(cfg.shared, "link", s.links, c.clock, encodeLink, decodeLink)
 	hc := cfg.downloadClient
 	if hc == nil {
 		var inner http.RoundTripper = http.DefaultTransport

@@ -310,7 +310,7 @@ type linkRecord struct {
 	UserID    string        `json:"w"`
 }
 
-func encodeLink(l DownloadLink) ([]byte, error) {
+func encodeLink(l *DownloadLink) ([]byte, error) {
 	out, err := json.Marshal(linkRecord{
 		URL: l.SignedURL(), ExpiresAt: l.ExpiresAt, Filename: l.Filename, Size: l.Size, Version: l.Version,
 		Kind: l.from.kind, ID: l.from.id, UserID: l.from.userID,
@@ -321,30 +321,18 @@ func encodeLink(l DownloadLink) ([]byte, error) {
 	return append([]byte{sharedFormat}, out...), nil
 }
 
-// encodeLinkRef and decodeLinkRef are encodeLink and decodeLink for the
-// link cache, which holds pointers.
-func encodeLinkRef(l *DownloadLink) ([]byte, error) { return encodeLink(*l) }
-
-func decodeLinkRef(raw []byte) (*DownloadLink, error) {
-	l, err := decodeLink(raw)
-	if err != nil {
-		return nil, err
-	}
-	return &l, nil
-}
-
-func decodeLink(raw []byte) (DownloadLink, error) {
+func decodeLink(raw []byte) (*DownloadLink, error) {
 	var r linkRecord
 	if len(raw) == 0 || raw[0] != sharedFormat {
-		return DownloadLink{}, errors.New("sheen: a shared link in another format")
+		return nil, errors.New("sheen: a shared link in another format")
 	}
 	if err := json.Unmarshal(raw[1:], &r); err != nil {
-		return DownloadLink{}, err
+		return nil, err
 	}
 	if !isAbsoluteHTTPURL(r.URL) {
-		return DownloadLink{}, errors.New("sheen: a shared link without a usable URL")
+		return nil, errors.New("sheen: a shared link without a usable URL")
 	}
-	return DownloadLink{
+	return &DownloadLink{
 		signed: &r.URL, ExpiresAt: r.ExpiresAt, Filename: r.Filename, Size: r.Size, Version: r.Version,
 		from: linkRequest{kind: r.Kind, id: r.ID, userID: r.UserID},
 	}, nil

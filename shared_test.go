@@ -308,7 +308,7 @@ func TestSharedLinkCodec(t *testing.T) {
 		"with a version": {versioned, withVersion},
 		"without one":    {link, withoutVersion},
 	} {
-		raw, err := encodeLink(tc.link)
+		raw, err := encodeLink(&tc.link)
 		if err != nil || string(raw) != tc.record {
 			t.Errorf("%s: encodeLink = %s, %v\nwant %s", name, raw, err, tc.record)
 		}
@@ -316,13 +316,13 @@ func TestSharedLinkCodec(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: decodeLink: %v", name, err)
 		}
-		if d := cmp.Diff(tc.link, back, all); d != "" {
+		if d := cmp.Diff(tc.link, *back, all); d != "" {
 			t.Errorf("%s: decodeLink (-want +got):\n%s", name, d)
 		}
 	}
 	for _, bad := range []string{"", "2{}", `1{"u":"ftp://store.test/a?sig=1"}`, "1{"} {
-		if l, err := decodeLink([]byte(bad)); err == nil || l != (DownloadLink{}) {
-			t.Errorf("decodeLink(%q) = %v, %v; want the zero link and an error", bad, l, err)
+		if l, err := decodeLink([]byte(bad)); err == nil || l != nil {
+			t.Errorf("decodeLink(%q) = %v, %v; want no link and an error", bad, l, err)
 		}
 	}
 }
