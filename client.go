@@ -367,9 +367,12 @@ func (p *retryPolicy) outcome(err error, correlationID string) error {
 func (c *core) targetURL(target string) (url.URL, error) {
 	path, query, hasQuery := strings.Cut(target, "?")
 	escaped := c.basePath + path
-	unescaped, err := url.PathUnescape(escaped)
-	if err != nil {
-		return url.URL{}, &ValidationError{Field: "path", Reason: wire.RedactedError(err)}
+	unescaped := escaped
+	if strings.IndexByte(escaped, '%') >= 0 { // most paths have no escape to undo
+		var err error
+		if unescaped, err = url.PathUnescape(escaped); err != nil {
+			return url.URL{}, &ValidationError{Field: "path", Reason: wire.RedactedError(err)}
+		}
 	}
 	u := url.URL{Scheme: c.baseURL.Scheme, Host: c.host, Path: unescaped, RawQuery: query, ForceQuery: hasQuery && query == ""}
 	if unescaped != escaped {
@@ -447,8 +450,10 @@ func checkTarget(target string) error {
 	if !strings.HasPrefix(target, "/") || strings.HasPrefix(target, "//") {
 		return bad("must start with a single /")
 	}
-	if strings.ContainsAny(target, "#\\") || strings.ContainsFunc(target, func(r rune) bool { return r <= 0x20 || r == 0x7f }) {
-		return bad("contains a fragment, a backslash, a space or a control character")
+	for i := range len(target) { // bytes: no byte of a multi-byte rune is below 0x80
+		if b := target[i]; b <= 0x20 || b == 0x7f || b == '#' || b == '\\' {
+			return bad("contains a fragment, a backslash, a space or a control character")
+		}
 	}
 	path, _, _ := strings.Cut(target, "?")
 	if !strings.ContainsAny(path, ".%") {
