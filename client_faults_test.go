@@ -89,6 +89,39 @@ func TestAttemptTimeoutWithCallerDeadline(t *testing.T) {
 	}
 }
 
+// A negative attempt timeout turns the bound off, overriding an earlier
+// option's: an answer slower than the earlier bound still arrives, and a
+// hung attempt ends at the caller's deadline, reported as the caller's own.
+func TestNegativeAttemptTimeoutMeansNone(t *testing.T) {
+	var hits atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		time.Sleep(200 * time.Millisecond)
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	t.Cleanup(slow.Close)
+	bounded := faultClient(t, slow.URL, WithRetry(RetryConfig{AttemptTimeout: 50 * time.Millisecond, MaxAttempts: 1}))
+	var te *AttemptTimeoutError
+	if err := bounded.Do(context.Background(), "GET", "/v1/op", nil, nil); !errors.As(err, &te) {
+		t.Fatalf("with a 50ms attempt timeout: %v; want an *AttemptTimeoutError", err)
+	}
+	unbounded := faultClient(t, slow.URL, WithRetry(RetryConfig{AttemptTimeout: 50 * time.Millisecond, MaxAttempts: 1}),
+		WithRetry(RetryConfig{AttemptTimeout: -1}))
+	var out struct{ OK bool }
+	hits.Store(0)
+	if err := unbounded.Do(context.Background(), "GET", "/v1/op", nil, &out); err != nil || !out.OK || hits.Load() != 1 {
+		t.Fatalf("with no attempt timeout: %v, %+v after %d requests; want the slow answer from one request", err, out, hits.Load())
+	}
+
+	hung, _ := hungServer(t)
+	unbounded = faultClient(t, hung.URL, WithRetry(RetryConfig{AttemptTimeout: -1, MaxAttempts: 1}))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := unbounded.Do(ctx, "GET", "/v1/op", nil, nil); errors.As(err, &te) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hung worker, no attempt timeout: %v; want the caller's context.DeadlineExceeded", err)
+	}
+}
+
 // cutShortServer answers 200 with a Content-Length longer than what it
 // sends, then drops the connection.
 func cutShortServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
@@ -274,12 +307,11 @@ func TestDoEncodesNonASCII(t *testing.T) {
 // panicking.
 func TestBadOptionsAndZeroClient(t *testing.T) {
 	for name, opt := range map[string]Option{
-		"nil option":               nil,
-		"empty user agent":         WithUserAgent(""),
-		"newline in UA":            WithUserAgent("x\r\nX-Evil: 1"),
-		"negative attempt timeout": WithRetry(RetryConfig{AttemptTimeout: -time.Second}),
-		"base over max wait":       WithRetry(RetryConfig{BackoffBase: time.Minute, MaxWait: time.Second}),
-		"101 attempts":             WithRetry(RetryConfig{MaxAttempts: 101}),
+		"nil option":         nil,
+		"empty user agent":   WithUserAgent(""),
+		"newline in UA":      WithUserAgent("x\r\nX-Evil: 1"),
+		"base over max wait": WithRetry(RetryConfig{BackoffBase: time.Minute, MaxWait: time.Second}),
+		"101 attempts":       WithRetry(RetryConfig{MaxAttempts: 101}),
 	} {
 		if _, err := NewWorkerClient(WithSecret(testSecret), opt); err == nil {
 			t.Errorf("%s: accepted", name)

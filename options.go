@@ -253,7 +253,8 @@ func WithRateLimit(perMinute int) Option {
 
 // RetryConfig says how calls to the worker are tried; give it with
 // WithRetry. A zero field keeps its current value (the default, or an
-// earlier WithRetry's); a negative one is an error.
+// earlier WithRetry's); a negative one is an error, except AttemptTimeout's,
+// which means none.
 type RetryConfig struct {
 	// MaxAttempts is how many times a call is tried in all (default
 	// DefaultMaxAttempts; 1 turns retries off; at most 100).
@@ -273,6 +274,12 @@ type RetryConfig struct {
 	// downloads have their own stall timeout (DownloadOptions). When the
 	// context's deadline comes first, it bounds the attempt instead, and
 	// its end is reported as the context's own error.
+	//
+	// A negative AttemptTimeout means none: each attempt is bounded by the
+	// call's context alone, which saves a timer and a context per attempt.
+	// Use it only when every call's context has a deadline (a server
+	// handler's usually does): a call under a context without one then
+	// waits as long as a silent worker does.
 	AttemptTimeout time.Duration
 }
 
@@ -284,9 +291,9 @@ func WithRetry(cfg RetryConfig) Option {
 		switch {
 		case cfg.MaxAttempts < 0 || cfg.MaxAttempts > 100:
 			return fmt.Errorf("sheen: WithRetry: MaxAttempts %d; it must be between 1 and 100", cfg.MaxAttempts)
-		case cfg.MaxWait < 0, cfg.BackoffBase < 0, cfg.AttemptTimeout < 0:
-			return fmt.Errorf("sheen: WithRetry: MaxWait %s, BackoffBase %s, AttemptTimeout %s; none may be negative",
-				cfg.MaxWait, cfg.BackoffBase, cfg.AttemptTimeout)
+		case cfg.MaxWait < 0, cfg.BackoffBase < 0:
+			return fmt.Errorf("sheen: WithRetry: MaxWait %s, BackoffBase %s; neither may be negative",
+				cfg.MaxWait, cfg.BackoffBase)
 		}
 		maxWait := cmp.Or(cfg.MaxWait, c.maxWait)
 		if cfg.BackoffBase > maxWait {

@@ -22,7 +22,7 @@ type signingTransport struct {
 	user           *http.Client
 	signer         *signer
 	limiter        *adaptiveLimiter
-	attemptTimeout time.Duration
+	attemptTimeout time.Duration // negative: none
 }
 
 // base is the transport that carries a signed request.
@@ -123,8 +123,12 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 // later than the attempt timeout would, that deadline already bounds the
 // attempt and no timer is armed (a server handler's request context
 // usually has one): the attempt ends the same way, as the caller's
-// context.DeadlineExceeded, without the cost of a second timer.
+// context.DeadlineExceeded, without the cost of a second timer. A negative
+// attempt timeout is none: the caller's context alone bounds the attempt.
 func (t *signingTransport) attemptContext(parent context.Context) (context.Context, context.CancelFunc) {
+	if t.attemptTimeout < 0 {
+		return parent, func() {}
+	}
 	if deadline, ok := parent.Deadline(); ok && time.Until(deadline) <= t.attemptTimeout {
 		return parent, func() {}
 	}
