@@ -415,7 +415,7 @@ func (c *core) newRequest(ctx context.Context, method string, u url.URL, body []
 	if id == "" {
 		id = newCorrelationID()
 	}
-	req.Header.Set("X-Correlation-Id", id)
+	h["X-Correlation-Id"] = []string{id} // canonical already
 	if cc.idempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", cc.idempotencyKey)
 	}

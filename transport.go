@@ -114,7 +114,9 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return nil, t.timeoutError(ctx, parent, err)
 	}
 	t.signer.observe(resp)
-	resp.Body = &attemptBody{ReadCloser: resp.Body, t: t, ctx: ctx, parent: parent, cancel: cancel}
+	if ctx != parent { // the body's reads run out the attempt's own timer
+		resp.Body = &attemptBody{ReadCloser: resp.Body, t: t, ctx: ctx, parent: parent, cancel: cancel}
+	}
 	return resp, nil
 }
 
@@ -170,8 +172,8 @@ func (t *signingTransport) timeoutError(ctx, parent context.Context, err error) 
 	return err
 }
 
-// attemptBody is a response body read under its attempt's timeout; closing
-// it (or reading it to the end) releases the timer.
+// attemptBody is a response body read under its attempt's own timeout;
+// closing it releases the timer.
 type attemptBody struct {
 	io.ReadCloser
 	t           *signingTransport
