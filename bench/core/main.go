@@ -3,7 +3,9 @@
 //
 //  1. one WorkerClient.Do call (signing, limiter, retry wrapper, decoding)
 //     against a bare net/http request signed by hand, to the same loopback
-//     server: time and allocations per call, and their ratio; beside them
+//     server: time and allocations per call, and their ratio, both for a
+//     client with no attempt timeout (the same unbounded exchange as the
+//     bare request) and for the default client; beside them
 //     what a user writes by hand with go-retryablehttp, and the bare request
 //     with the SDK's headers and attempt timeout (sameWire), and both
 //     under a caller's deadline shorter than the attempt timeout;
@@ -16,7 +18,8 @@
 //     a limit that drops mid-window, a cold start): 429s received and share
 //     of the quota used, beside a naive client that only reacts to 429s.
 //
-// Run it with: go run ./bench/core (add -limiter for the limiter part only)
+// Run it with: go run ./bench/core (add -limiter for the limiter part
+// only, -overhead for part 1 only)
 package main
 
 import (
@@ -34,6 +37,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-retryablehttp"
@@ -46,8 +50,13 @@ const secret = "bench-secret-0123456789abcdef0123456789"
 func main() {
 	rounds := flag.Int("rounds", 5, "rounds of the Do benchmark (the median is reported)")
 	limiterOnly := flag.Bool("limiter", false, "run only the rate-limiter scenarios")
+	overheadOnly := flag.Bool("overhead", false, "run only the request-path comparison (part 1)")
 	flag.Parse()
 	log.SetFlags(0)
+	if *overheadOnly {
+		overhead(*rounds)
+		return
+	}
 	if !*limiterOnly {
 		overhead(*rounds)
 		fmt.Println()
@@ -70,20 +79,30 @@ func overhead(rounds int) {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// The same client without the per-attempt bound: each attempt is
+	// bounded by the caller's context alone, like the bare request.
+	unbounded, err := sheen.NewWorkerClient(sheen.WithBaseURL(srv.URL), sheen.WithSecret(secret), sheen.WithRateLimit(1_000_000_000),
+		sheen.WithRetry(sheen.RetryConfig{AttemptTimeout: -1}))
+	if err != nil {
+		log.Fatal(err)
+	}
 	type balance struct {
 		Balance struct{ Total int } `json:"balance"`
 	}
 	const path = "/v1/billing/balance/7d1f7e52-5b0e-4c7a-9a59-2f2d0f0a6b11"
-	sdk := func(b *testing.B) {
-		b.ReportAllocs()
-		ctx := context.Background()
-		for b.Loop() {
-			var out balance
-			if err := client.Do(ctx, "GET", path, nil, &out); err != nil {
-				b.Fatal(err)
+	do := func(client *sheen.WorkerClient) func(*testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			ctx := context.Background()
+			for b.Loop() {
+				var out balance
+				if err := client.Do(ctx, "GET", path, nil, &out); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 	}
+	sdk, sdkUnbounded := do(client), do(unbounded)
 	// sign and decode are what both hand-written baselines do around
 	// their client's Do.
 	sign := func(h http.Header) {
@@ -163,21 +182,24 @@ func overhead(rounds int) {
 			decode(b, resp)
 		}
 	}
-	var ratios, handRatios, wireRatios, deadlineRatios []float64
-	var lastSDK, lastBare, lastHand, lastWire, lastSDKDeadline, lastBareDeadline testing.BenchmarkResult
+	var ratios, unboundedRatios, handRatios, wireRatios, deadlineRatios []float64
+	var lastSDK, lastUnbounded, lastBare, lastHand, lastWire, lastSDKDeadline, lastBareDeadline testing.BenchmarkResult
 	for range rounds {
 		lastBare = testing.Benchmark(bare)
+		lastUnbounded = testing.Benchmark(sdkUnbounded)
 		lastSDK = testing.Benchmark(sdk)
 		lastHand = testing.Benchmark(byHand)
 		lastWire = testing.Benchmark(wire)
 		lastBareDeadline = testing.Benchmark(bareDeadline)
 		lastSDKDeadline = testing.Benchmark(sdkDeadline)
 		ratios = append(ratios, float64(lastSDK.NsPerOp())/float64(lastBare.NsPerOp()))
+		unboundedRatios = append(unboundedRatios, float64(lastUnbounded.NsPerOp())/float64(lastBare.NsPerOp()))
 		handRatios = append(handRatios, float64(lastHand.NsPerOp())/float64(lastBare.NsPerOp()))
 		wireRatios = append(wireRatios, float64(lastSDK.NsPerOp())/float64(lastWire.NsPerOp()))
 		deadlineRatios = append(deadlineRatios, float64(lastSDKDeadline.NsPerOp())/float64(lastBareDeadline.NsPerOp()))
 	}
 	sort.Float64s(ratios)
+	sort.Float64s(unboundedRatios)
 	sort.Float64s(handRatios)
 	sort.Float64s(wireRatios)
 	sort.Float64s(deadlineRatios)
@@ -185,15 +207,80 @@ func overhead(rounds int) {
 	fmt.Printf("   bare net/http + HMAC        %8d ns/op %6d allocs/op %7d B/op\n", lastBare.NsPerOp(), lastBare.AllocsPerOp(), lastBare.AllocedBytesPerOp())
 	fmt.Printf("   go-retryablehttp + HMAC     %8d ns/op %6d allocs/op %7d B/op\n", lastHand.NsPerOp(), lastHand.AllocsPerOp(), lastHand.AllocedBytesPerOp())
 	fmt.Printf("   bare, the SDK's wire        %8d ns/op %6d allocs/op %7d B/op\n", lastWire.NsPerOp(), lastWire.AllocsPerOp(), lastWire.AllocedBytesPerOp())
-	fmt.Printf("   sheen Do                    %8d ns/op %6d allocs/op %7d B/op\n", lastSDK.NsPerOp(), lastSDK.AllocsPerOp(), lastSDK.AllocedBytesPerOp())
-	fmt.Printf("   time ratio sheen/bare: median %.3f over %d rounds (min %.3f, max %.3f); goal <= 1.05\n",
-		ratios[len(ratios)/2], rounds, ratios[0], ratios[len(ratios)-1])
+	fmt.Printf("   sheen Do, no attempt timeout%8d ns/op %6d allocs/op %7d B/op\n", lastUnbounded.NsPerOp(), lastUnbounded.AllocsPerOp(), lastUnbounded.AllocedBytesPerOp())
+	fmt.Printf("   sheen Do (default)          %8d ns/op %6d allocs/op %7d B/op\n", lastSDK.NsPerOp(), lastSDK.AllocsPerOp(), lastSDK.AllocedBytesPerOp())
+	fmt.Printf("   time ratio sheen/bare, neither bounding an attempt: median %.3f over %d rounds (min %.3f, max %.3f); goal <= 1.05\n",
+		unboundedRatios[len(unboundedRatios)/2], rounds, unboundedRatios[0], unboundedRatios[len(unboundedRatios)-1])
+	fmt.Printf("   time ratio sheen (default: each attempt bounded, 30 s)/bare: median %.3f (min %.3f, max %.3f)\n",
+		ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
 	fmt.Printf("   time ratio go-retryablehttp by hand/bare: median %.3f\n", handRatios[len(handRatios)/2])
 	fmt.Printf("   time ratio sheen/bare with the SDK's wire (headers, attempt timeout): median %.3f (min %.3f, max %.3f)\n",
 		wireRatios[len(wireRatios)/2], wireRatios[0], wireRatios[len(wireRatios)-1])
 	fmt.Printf("   under a caller's deadline (as from a handler): bare %d ns/op, sheen %d ns/op; time ratio median %.3f (min %.3f, max %.3f)\n",
 		lastBareDeadline.NsPerOp(), lastSDKDeadline.NsPerOp(), deadlineRatios[len(deadlineRatios)/2], deadlineRatios[0], deadlineRatios[len(deadlineRatios)-1])
 	fmt.Printf("   the SDK's own cost per call, without the network: %s\n", sdkCost())
+	fmt.Printf("   the same with no attempt timeout: %s\n", sdkCost(sheen.WithRetry(sheen.RetryConfig{AttemptTimeout: -1})))
+
+	// The same two ratios measured call by call, bare and sheen taking
+	// turns: drift on a shared machine, which moves back-to-back
+	// benchmarks by 10 % either way, then falls on both sides alike.
+	hc := &http.Client{}
+	bareOnce := func() {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		sign(req.Header)
+		resp, err := hc.Do(req)
+		if err != nil {
+			log.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var out balance
+		if err := json.Unmarshal(body, &out); err != nil {
+			log.Fatal(err)
+		}
+	}
+	doOnce := func(c *sheen.WorkerClient) func() {
+		return func() {
+			var out balance
+			if err := c.Do(context.Background(), "GET", path, nil, &out); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
+	var pairedUnbounded, pairedDefault []float64
+	for range rounds {
+		pairedUnbounded = append(pairedUnbounded, paired(10_000, bareOnce, doOnce(unbounded)))
+		pairedDefault = append(pairedDefault, paired(10_000, bareOnce, doOnce(client)))
+	}
+	sort.Float64s(pairedUnbounded)
+	sort.Float64s(pairedDefault)
+	fmt.Printf("   call by call, taking turns with bare (10,000 pairs a round): sheen with no attempt timeout/bare median %.3f (min %.3f, max %.3f); goal <= 1.05\n",
+		pairedUnbounded[len(pairedUnbounded)/2], pairedUnbounded[0], pairedUnbounded[len(pairedUnbounded)-1])
+	fmt.Printf("   call by call, taking turns with bare: sheen (default)/bare median %.3f (min %.3f, max %.3f)\n",
+		pairedDefault[len(pairedDefault)/2], pairedDefault[0], pairedDefault[len(pairedDefault)-1])
+}
+
+// paired times a and b call by call, alternating which goes first, and
+// returns b's total time over a's.
+func paired(n int, a, b func()) float64 {
+	for range 200 { // warm both up: connections, pools
+		a()
+		b()
+	}
+	var ta, tb time.Duration
+	for i := range n {
+		first, second, tFirst, tSecond := a, b, &ta, &tb
+		if i%2 == 1 {
+			first, second, tFirst, tSecond = b, a, &tb, &ta
+		}
+		t0 := time.Now()
+		first()
+		t1 := time.Now()
+		second()
+		*tFirst += t1.Sub(t0)
+		*tSecond += time.Since(t1)
+	}
+	return float64(tb) / float64(ta)
 }
 
 // sameWire is the bare request as the SDK puts it on the wire: the same
@@ -236,11 +323,12 @@ func (cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}, nil
 }
 
-// sdkCost measures Do and the hand-signed request over a transport that
-// answers from memory, and reports the difference per call.
-func sdkCost() string {
-	client, err := sheen.NewWorkerClient(sheen.WithBaseURL("https://worker.invalid"), sheen.WithSecret(secret),
-		sheen.WithRateLimit(1_000_000_000), sheen.WithHTTPClient(&http.Client{Transport: cannedTransport{}}))
+// sdkCost measures Do (a client made with opts) and the hand-signed
+// request over a transport that answers from memory, and reports the
+// difference per call.
+func sdkCost(opts ...sheen.Option) string {
+	client, err := sheen.NewWorkerClient(append([]sheen.Option{sheen.WithBaseURL("https://worker.invalid"), sheen.WithSecret(secret),
+		sheen.WithRateLimit(1_000_000_000), sheen.WithHTTPClient(&http.Client{Transport: cannedTransport{}})}, opts...)...)
 	if err != nil {
 		log.Fatal(err)
 	}
