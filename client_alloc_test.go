@@ -34,8 +34,9 @@ func (cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // The SDK's request path costs fewer allocations per call than a
 // hand-signed net/http request decoding the same answer: one fewer with Go
 // 1.26 (issue #13 allowed ten more; the ceiling follows the count reached,
-// so that a new allocation on the path shows). Allocation counts are
-// deterministic, so this is a test; time is left to bench/core.
+// so that a new allocation on the path shows), and a client with no
+// attempt timeout six fewer again. Allocation counts are deterministic, so
+// this is a test; time is left to bench/core.
 func TestDoAllocationsOverBare(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes allocation counts; .ci/run also runs this test without -race")
@@ -71,9 +72,24 @@ func TestDoAllocationsOverBare(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	t.Logf("Do %.0f allocations, bare %.0f", sdk, bare)
+	// Without the attempt timeout, no timer, context, request copy or
+	// body wrapper is made for the attempt.
+	unbounded, err := NewWorkerClient(WithBaseURL("https://worker.invalid"), WithSecret(testSecret), WithRateLimit(1_000_000_000),
+		WithHTTPClient(&http.Client{Transport: cannedTransport{}}), WithRetry(RetryConfig{AttemptTimeout: -1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdkUnbounded := testing.AllocsPerRun(200, func() {
+		if err := unbounded.Do(ctx, "GET", path, nil, &out); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("Do %.0f allocations (no attempt timeout: %.0f), bare %.0f", sdk, sdkUnbounded, bare)
 	if sdk > bare-1 {
 		t.Errorf("Do makes %.0f allocations per call, the bare request %.0f: want at least 1 fewer", sdk, bare)
+	}
+	if sdkUnbounded > sdk-6 {
+		t.Errorf("Do with no attempt timeout makes %.0f allocations per call, with one %.0f: want at least 6 fewer", sdkUnbounded, sdk)
 	}
 }
 
