@@ -78,11 +78,12 @@
 // # Retries and rate limits
 //
 // A call is tried up to 4 times (WithRetry), each attempt bounded by the
-// attempt timeout (RetryConfig.AttemptTimeout, 30 s by default), so no call waits
-// for ever on a silent worker. A call that may start and bill a build is
-// never sent twice unless the worker provably did not act on it. Safe calls
-// are GET, HEAD, PUT, DELETE, calls with an Idempotency-Key
-// (WithIdempotencyKey) and the billing checks:
+// attempt timeout (RetryConfig.AttemptTimeout, 30 s by default), so no call
+// waits for ever on a silent worker (a negative AttemptTimeout turns the
+// bound off, for callers whose every context has a deadline). A call that
+// may start and bill a build is never sent twice unless the worker provably
+// did not act on it. Safe calls are GET, HEAD, PUT, DELETE, calls with an
+// Idempotency-Key (WithIdempotencyKey) and the billing checks:
 //
 //	attempt ended with                          safe call        other call
 //	connection refused, DNS failure, dial error retried          retried
