@@ -92,19 +92,6 @@ func overhead(rounds int) {
 		Balance struct{ Total int } `json:"balance"`
 	}
 	const path = "/v1/billing/balance/7d1f7e52-5b0e-4c7a-9a59-2f2d0f0a6b11"
-	do := func(client *sheen.WorkerClient) func(*testing.B) {
-		return func(b *testing.B) {
-			b.ReportAllocs()
-			ctx := context.Background()
-			for b.Loop() {
-				var out balance
-				if err := client.Do(ctx, "GET", path, nil, &out); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-	}
-	sdk, sdkUnbounded := do(client), do(unbounded)
 	// sign and decode are what both hand-written baselines do around
 	// their client's Do.
 	sign := func(h http.Header) {
@@ -121,19 +108,44 @@ func overhead(rounds int) {
 			b.Fatal(err)
 		}
 	}
-	bare := func(b *testing.B) {
-		b.ReportAllocs()
-		hc := &http.Client{}
-		for b.Loop() {
+	// One call of each kind, for the benchmarks below and the call-by-call
+	// comparison at the end.
+	hc := &http.Client{}
+	bareWith := func(headers func(http.Header)) func() {
+		return func() {
 			req, _ := http.NewRequest("GET", srv.URL+path, nil)
 			sign(req.Header)
+			headers(req.Header)
 			resp, err := hc.Do(req)
 			if err != nil {
-				b.Fatal(err)
+				log.Fatal(err)
 			}
-			decode(b, resp)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var out balance
+			if err := json.Unmarshal(body, &out); err != nil {
+				log.Fatal(err)
+			}
 		}
 	}
+	bareOnce := bareWith(func(http.Header) {})
+	doOnce := func(c *sheen.WorkerClient) func() {
+		return func() {
+			var out balance
+			if err := c.Do(context.Background(), "GET", path, nil, &out); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
+	loop := func(call func()) func(*testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				call()
+			}
+		}
+	}
+	bare, sdk, sdkUnbounded := loop(bareOnce), loop(doOnce(client)), loop(doOnce(unbounded))
 	// What a user writes by hand with the same retry library: one
 	// go-retryablehttp client, the signature set before Do (it has no
 	// per-attempt hook, so a retry would resend the same signature).
@@ -226,25 +238,6 @@ func overhead(rounds int) {
 	// The same two ratios measured call by call, bare and sheen taking
 	// turns: drift on a shared machine, which moves back-to-back
 	// benchmarks by 10 % either way, then falls on both sides alike.
-	hc := &http.Client{}
-	bareWith := func(headers func(http.Header)) func() {
-		return func() {
-			req, _ := http.NewRequest("GET", srv.URL+path, nil)
-			sign(req.Header)
-			headers(req.Header)
-			resp, err := hc.Do(req)
-			if err != nil {
-				log.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			var out balance
-			if err := json.Unmarshal(body, &out); err != nil {
-				log.Fatal(err)
-			}
-		}
-	}
-	bareOnce := bareWith(func(http.Header) {})
 	// The bare request with the headers the SDK adds (its User-Agent in
 	// place of Go's, a fresh X-Correlation-Id) and nothing else: what the
 	// wire alone costs.
@@ -252,14 +245,6 @@ func overhead(rounds int) {
 		h.Set("User-Agent", "sheen-go/"+sheen.Version)
 		h.Set("X-Correlation-Id", correlationID())
 	})
-	doOnce := func(c *sheen.WorkerClient) func() {
-		return func() {
-			var out balance
-			if err := c.Do(context.Background(), "GET", path, nil, &out); err != nil {
-				log.Fatal(err)
-			}
-		}
-	}
 	var pairedUnbounded, pairedDefault, pairedHeaders []float64
 	for range rounds {
 		pairedUnbounded = append(pairedUnbounded, paired(10_000, bareOnce, doOnce(unbounded)))
