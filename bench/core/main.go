@@ -110,8 +110,7 @@ func overhead(rounds int) {
 	}
 	// One call of each kind, for the benchmarks below and the call-by-call
 	// comparison at the end.
-	hc := &http.Client{}
-	bareWith := func(headers func(http.Header)) func() {
+	bareWith := func(hc *http.Client, headers func(http.Header)) func() {
 		return func() {
 			req, _ := http.NewRequest("GET", srv.URL+path, nil)
 			sign(req.Header)
@@ -128,7 +127,11 @@ func overhead(rounds int) {
 			}
 		}
 	}
-	bareOnce := bareWith(func(http.Header) {})
+	bareOnce := bareWith(&http.Client{}, func(http.Header) {})
+	// The bare request as Go's docs advise writing it for production, with
+	// http.Client.Timeout bounding each call: what the default client's
+	// per-attempt bound is to be compared with.
+	boundedOnce := bareWith(&http.Client{Timeout: sheen.DefaultAttemptTimeout}, func(http.Header) {})
 	doOnce := func(c *sheen.WorkerClient) func() {
 		return func() {
 			var out balance
@@ -241,25 +244,40 @@ func overhead(rounds int) {
 	// The bare request with the headers the SDK adds (its User-Agent in
 	// place of Go's, a fresh X-Correlation-Id) and nothing else: what the
 	// wire alone costs.
-	headersOnce := bareWith(func(h http.Header) {
+	sdkHeaders := func(h http.Header) {
 		h.Set("User-Agent", "sheen-go/"+sheen.Version)
 		h.Set("X-Correlation-Id", correlationID())
-	})
-	var pairedUnbounded, pairedDefault, pairedHeaders []float64
+	}
+	headersOnce := bareWith(&http.Client{}, sdkHeaders)
+	// The same, bounded by http.Client.Timeout: the bare request that puts
+	// on the wire what the default client does and bounds it the same way
+	// (net/http's Timeout is a context deadline per call, as the SDK's
+	// attempt timeout is). Against it, what remains is the SDK's own code.
+	boundedHeadersOnce := bareWith(&http.Client{Timeout: sheen.DefaultAttemptTimeout}, sdkHeaders)
+	var pairedUnbounded, pairedDefault, pairedHeaders, pairedBounded, ownUnbounded, ownDefault []float64
 	for range rounds {
 		pairedUnbounded = append(pairedUnbounded, paired(10_000, bareOnce, doOnce(unbounded)))
 		pairedDefault = append(pairedDefault, paired(10_000, bareOnce, doOnce(client)))
 		pairedHeaders = append(pairedHeaders, paired(10_000, bareOnce, headersOnce))
+		pairedBounded = append(pairedBounded, paired(10_000, boundedOnce, doOnce(client)))
+		ownUnbounded = append(ownUnbounded, paired(10_000, headersOnce, doOnce(unbounded)))
+		ownDefault = append(ownDefault, paired(10_000, boundedHeadersOnce, doOnce(client)))
 	}
-	sort.Float64s(pairedUnbounded)
-	sort.Float64s(pairedDefault)
-	sort.Float64s(pairedHeaders)
+	for _, r := range [][]float64{pairedUnbounded, pairedDefault, pairedHeaders, pairedBounded, ownUnbounded, ownDefault} {
+		sort.Float64s(r)
+	}
 	fmt.Printf("   call by call, taking turns with bare (10,000 pairs a round): sheen with no attempt timeout/bare median %.3f (min %.3f, max %.3f); goal <= 1.05\n",
 		pairedUnbounded[len(pairedUnbounded)/2], pairedUnbounded[0], pairedUnbounded[len(pairedUnbounded)-1])
 	fmt.Printf("   call by call, taking turns with bare: sheen (default)/bare median %.3f (min %.3f, max %.3f)\n",
 		pairedDefault[len(pairedDefault)/2], pairedDefault[0], pairedDefault[len(pairedDefault)-1])
 	fmt.Printf("   call by call, taking turns with bare: bare with the SDK's two headers/bare median %.3f (min %.3f, max %.3f)\n",
 		pairedHeaders[len(pairedHeaders)/2], pairedHeaders[0], pairedHeaders[len(pairedHeaders)-1])
+	fmt.Printf("   call by call, each bounded: sheen (default, 30 s per attempt)/bare with http.Client.Timeout 30 s median %.3f (min %.3f, max %.3f)\n",
+		pairedBounded[len(pairedBounded)/2], pairedBounded[0], pairedBounded[len(pairedBounded)-1])
+	fmt.Printf("   call by call, the same wire on both sides: sheen with no attempt timeout/bare with the two headers median %.3f (min %.3f, max %.3f); goal <= 1.05\n",
+		ownUnbounded[len(ownUnbounded)/2], ownUnbounded[0], ownUnbounded[len(ownUnbounded)-1])
+	fmt.Printf("   call by call, the same wire and bound on both sides: sheen (default)/bare with the two headers and http.Client.Timeout median %.3f (min %.3f, max %.3f); goal <= 1.05\n",
+		ownDefault[len(ownDefault)/2], ownDefault[0], ownDefault[len(ownDefault)-1])
 }
 
 // paired times a and b call by call, alternating which goes first, and
