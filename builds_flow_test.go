@@ -167,3 +167,23 @@ func TestBuildsFlowFollowMidway(t *testing.T) {
 		t.Fatalf("rebuild outcome %+v, %v; want version %s rebuilt", res, err, versionID)
 	}
 }
+
+// An Idempotency-Key does not make a billed build safe to resend: the worker
+// replays answers by key only for rollback. A connection reset after the
+// worker queued the build is reported as ErrOutcomeUnknown, and the user is
+// billed for one build, not two.
+func TestBuildsFlowIdempotencyKeyDoesNotResendABuild(t *testing.T) {
+	srv, c := flowClient(t)
+	srv.AddFault(sheentest.Fault{Route: sheen.RouteCreatePreview, Calls: []int{1}, ResetAfterBytes: 10})
+	_, err := c.Builds.CreatePreview(context.Background(), sheen.CreatePreviewRequest{UserID: flowUser, ProjectID: "p1", Prompt: "x"},
+		sheen.WithIdempotencyKey("create-p1-once"))
+	if !errors.Is(err, sheen.ErrOutcomeUnknown) {
+		t.Errorf("err = %v, want ErrOutcomeUnknown: the build may have started", err)
+	}
+	if n := srv.Calls(sheen.RouteCreatePreview); n != 1 {
+		t.Errorf("create-preview sent %d times, want once", n)
+	}
+	if ids := srv.BuildIDs(); len(ids) != 1 {
+		t.Errorf("builds on the worker: %v, want one", ids)
+	}
+}

@@ -283,7 +283,7 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		c:          c,
 		method:     method,
 		path:       cmp.Or(u.RawPath, u.Path), // as the caller escaped it
-		idempotent: cc.safe || isIdempotent(method) || req.Header.Get("Idempotency-Key") != "",
+		idempotent: cc.safe || isIdempotent(method) || req.Header.Get("Idempotency-Key") != "" && !ignoresIdempotencyKey(cc.route, method, target),
 		out:        out,
 		rule:       retryRule{maxAttempts: cmp.Or(cc.maxAttempts, c.maxAttempts), maxWait: c.maxWait, backoffBase: c.backoffBase},
 		signerGen:  c.signer.generation(),

@@ -82,8 +82,11 @@
 // waits for ever on a silent worker (a negative AttemptTimeout turns the
 // bound off, for callers whose every context has a deadline). A call that
 // may start and bill a build is never sent twice unless the worker provably
-// did not act on it. Safe calls are GET, HEAD, PUT, DELETE, calls with an
-// Idempotency-Key (WithIdempotencyKey) and the billing checks:
+// did not act on it. Safe calls are GET, HEAD, PUT, DELETE, the billing
+// checks and calls with an Idempotency-Key (WithIdempotencyKey; Rollback
+// always sends one, and the worker replays its answer by key). A key does
+// not make CreatePreview, UpdateProject or Rebuild safe: the worker keeps
+// no replay cache for them, so a second attempt would bill a second build.
 //
 //	attempt ended with                          safe call        other call
 //	connection refused, DNS failure, dial error retried          retried

@@ -514,7 +514,11 @@ func (c *callConfig) recordCached() {
 
 // WithIdempotencyKey sends an Idempotency-Key header. Every attempt of the
 // call carries the same key, and the call becomes safe to retry after
-// ambiguous failures.
+// ambiguous failures, except where the worker is known to ignore the key:
+// it replays answers by key only for rollback, so CreatePreview,
+// UpdateProject and Rebuild (and Do to their paths) are still never sent
+// twice after a failure the worker may have acted on; such a failure is
+// reported as ErrOutcomeUnknown, key or not.
 func WithIdempotencyKey(key string) CallOption {
 	return func(c *callConfig) { c.idempotencyKey = key }
 }

@@ -1,12 +1,15 @@
 package sheen
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -39,43 +42,62 @@ func TestRetryDecisions(t *testing.T) {
 	ok := httpmock.NewStringResponder(200, `{}`)
 	status := func(s int) httpmock.Responder { return httpmock.NewStringResponder(s, `{"error":"x"}`) }
 	fail := func(err error) httpmock.Responder { return httpmock.NewErrorResponder(err) }
-	for _, tc := range []struct {
+	type retryCase struct {
 		name     string
 		method   string
 		key      string
 		first    httpmock.Responder
 		attempts int // attempts made in all
 		success  bool
-		unknown  bool // the error matches ErrOutcomeUnknown
-	}{
-		{"503 POST not sent again", "POST", "", status(503), 1, false, true},
-		{"502 POST not sent again", "POST", "", status(502), 1, false, true},
-		{"504 POST not sent again", "POST", "", status(504), 1, false, true},
-		{"500 POST not sent again", "POST", "", status(500), 1, false, true},
-		{"503 POST with Idempotency-Key retried", "POST", "k0", status(503), 2, true, false},
-		{"500 POST with Idempotency-Key retried", "POST", "k1", status(500), 2, true, false},
-		{"504 DELETE retried", "DELETE", "", status(504), 2, true, false},
-		{"503 PUT retried", "PUT", "", status(503), 2, true, false},
-		{"500 GET retried", "GET", "", status(500), 2, true, false},
-		{"501 GET not retried", "GET", "", status(501), 1, false, false},
-		{"501 POST not retried, not ambiguous", "POST", "", status(501), 1, false, false},
-		{"400 not retried", "GET", "", status(400), 1, false, false},
-		{"400 POST final, known", "POST", "", status(400), 1, false, false},
-		{"404 not retried", "GET", "", status(404), 1, false, false},
-		{"408 without a clock lesson not retried", "POST", "", status(408), 1, false, false},
-		{"429 POST retried", "POST", "", status(429), 2, true, false},
-		{"429 GET retried", "GET", "", status(429), 2, true, false},
-		{"dial refused POST retried", "POST", "", fail(errRefused), 2, true, false},
-		{"dial refused GET retried", "GET", "", fail(errRefused), 2, true, false},
-		{"DNS failure POST retried", "POST", "", fail(&net.DNSError{Err: "no such host", Name: "worker.invalid", IsNotFound: true}), 2, true, false},
-		{"reset after send POST not sent again", "POST", "", fail(errReset), 1, false, true},
-		{"reset GET retried", "GET", "", fail(errReset), 2, true, false},
-		{"reset POST with key retried", "POST", "k2", fail(errReset), 2, true, false},
+		unknown  bool   // the error matches ErrOutcomeUnknown
+		path     string // "" for /v1/op
+	}
+	var cases []retryCase
+	for _, tc := range []retryCase{
+		{"503 POST not sent again", "POST", "", status(503), 1, false, true, ""},
+		{"502 POST not sent again", "POST", "", status(502), 1, false, true, ""},
+		{"504 POST not sent again", "POST", "", status(504), 1, false, true, ""},
+		{"500 POST not sent again", "POST", "", status(500), 1, false, true, ""},
+		{"503 POST with Idempotency-Key retried", "POST", "k0", status(503), 2, true, false, ""},
+		{"500 POST with Idempotency-Key retried", "POST", "k1", status(500), 2, true, false, ""},
+		{"504 DELETE retried", "DELETE", "", status(504), 2, true, false, ""},
+		{"503 PUT retried", "PUT", "", status(503), 2, true, false, ""},
+		{"500 GET retried", "GET", "", status(500), 2, true, false, ""},
+		{"501 GET not retried", "GET", "", status(501), 1, false, false, ""},
+		{"501 POST not retried, not ambiguous", "POST", "", status(501), 1, false, false, ""},
+		{"400 not retried", "GET", "", status(400), 1, false, false, ""},
+		{"400 POST final, known", "POST", "", status(400), 1, false, false, ""},
+		{"404 not retried", "GET", "", status(404), 1, false, false, ""},
+		{"408 without a clock lesson not retried", "POST", "", status(408), 1, false, false, ""},
+		{"429 POST retried", "POST", "", status(429), 2, true, false, ""},
+		{"429 GET retried", "GET", "", status(429), 2, true, false, ""},
+		{"dial refused POST retried", "POST", "", fail(errRefused), 2, true, false, ""},
+		{"dial refused GET retried", "GET", "", fail(errRefused), 2, true, false, ""},
+		{"DNS failure POST retried", "POST", "", fail(&net.DNSError{Err: "no such host", Name: "worker.invalid", IsNotFound: true}), 2, true, false, ""},
+		{"reset after send POST not sent again", "POST", "", fail(errReset), 1, false, true, ""},
+		{"reset GET retried", "GET", "", fail(errReset), 2, true, false, ""},
+		{"reset POST with key retried", "POST", "k2", fail(errReset), 2, true, false, ""},
 	} {
+		cases = append(cases, tc)
+	}
+	// The worker keeps no replay cache for the POSTs that start and bill a
+	// build: a key there would not stop a second attempt from billing a
+	// second build, so it does not make the call safe.
+	for _, path := range []string{"/v1/create-preview-for-new-project", "/v1/update-project", "/v1/versions/v-1/rebuild"} {
+		cases = append(cases,
+			retryCase{"503 key ignored on " + path, "POST", "k3", status(503), 1, false, true, path},
+			retryCase{"reset key ignored on " + path, "POST", "k4", fail(errReset), 1, false, true, path},
+			retryCase{"refused still retried on " + path, "POST", "k5", fail(errRefused), 2, true, false, path},
+		)
+	}
+	// Rollback replays its answer by key: a key makes it safe.
+	cases = append(cases, retryCase{"503 rollback with key retried", "POST", "k6", status(503), 2, true, false, "/v1/versions/rollback?x=1"})
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 4, MaxWait: time.Second}))
 			r, n := sequence(tc.first, ok)
-			mock.RegisterResponder(tc.method, "=~/v1/op", r)
+			path := cmp.Or(tc.path, "/v1/op")
+			mock.RegisterResponder(tc.method, "=~"+regexp.QuoteMeta(strings.TrimSuffix(path, "?x=1")), r)
 			var in any
 			if tc.method == "POST" || tc.method == "PUT" {
 				in = map[string]int{"a": 1}
@@ -84,7 +106,7 @@ func TestRetryDecisions(t *testing.T) {
 			if tc.key != "" {
 				opts = append(opts, WithIdempotencyKey(tc.key))
 			}
-			err := c.Do(context.Background(), tc.method, "/v1/op", in, nil, opts...)
+			err := c.Do(context.Background(), tc.method, path, in, nil, opts...)
 			if *n != tc.attempts {
 				t.Errorf("%d attempts, want %d", *n, tc.attempts)
 			}

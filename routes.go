@@ -99,3 +99,57 @@ func expandRoute(route string, params ...string) (method, path string, err error
 	}
 	return method, sb.String(), nil
 }
+
+// ignoresIdempotencyKey reports whether the worker acts on every request of
+// this call whatever its Idempotency-Key: the worker replays answers by key
+// only on rollback (spec §5), and the POSTs below start and bill a build.
+// On them a key does not make the call safe to send twice. route is the
+// service call's route, or "" for Do, whose method and path (as the caller
+// wrote it, query included) are matched against the routes instead.
+func ignoresIdempotencyKey(route, method, target string) bool {
+	if route == "" {
+		route = matchRoute(method, target)
+	}
+	switch route {
+	case RouteCreatePreview, RouteUpdateProject, RouteRebuild:
+		return true
+	}
+	return false
+}
+
+// matchRoute returns the route of Routes that method and target (a path,
+// possibly with a query) fall under, or "" for none. A {param} matches one
+// non-empty segment.
+func matchRoute(method, target string) string {
+	path, _, _ := strings.Cut(target, "?")
+	for _, route := range Routes() {
+		m, pattern, _ := strings.Cut(route, " ")
+		if m == method && pathMatches(pattern, path) {
+			return route
+		}
+	}
+	return ""
+}
+
+// pathMatches reports whether path has pattern's segments, each {param}
+// standing for one non-empty segment.
+func pathMatches(pattern, path string) bool {
+	for {
+		ps, prest, pmore := strings.Cut(pattern, "/")
+		s, rest, more := strings.Cut(path, "/")
+		if pmore != more {
+			return false
+		}
+		if strings.HasPrefix(ps, "{") {
+			if s == "" {
+				return false
+			}
+		} else if ps != s {
+			return false
+		}
+		if !more {
+			return true
+		}
+		pattern, path = prest, rest
+	}
+}
