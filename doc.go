@@ -103,8 +103,9 @@
 // ErrOutcomeUnknown is matched by an *OutcomeUnknownError that wraps the last
 // failure (an *APIError for a 5xx) and carries the correlation id: the build
 // may have started, so reconcile before trying again. Waits are capped (5
-// minutes by default) and never outlast the context: when the worker asks
-// for longer, the call returns a *RateLimitError at once.
+// minutes by default) and never outlast the context: when a 429 asks for
+// longer, the call returns a *RateLimitError at once; when another
+// failure's backoff cannot fit, the call returns that failure's error.
 //
 // The client paces itself at WithRateLimit requests per minute (60 by
 // default, v2.1's limit, after a burst of 4) and mirrors the worker's window
