@@ -52,8 +52,7 @@ func TestRetryDecisions(t *testing.T) {
 		unknown  bool   // the error matches ErrOutcomeUnknown
 		path     string // "" for /v1/op
 	}
-	var cases []retryCase
-	for _, tc := range []retryCase{
+	cases := []retryCase{
 		{"503 POST not sent again", "POST", "", status(503), 1, false, true, ""},
 		{"502 POST not sent again", "POST", "", status(502), 1, false, true, ""},
 		{"504 POST not sent again", "POST", "", status(504), 1, false, true, ""},
@@ -77,8 +76,6 @@ func TestRetryDecisions(t *testing.T) {
 		{"reset after send POST not sent again", "POST", "", fail(errReset), 1, false, true, ""},
 		{"reset GET retried", "GET", "", fail(errReset), 2, true, false, ""},
 		{"reset POST with key retried", "POST", "k2", fail(errReset), 2, true, false, ""},
-	} {
-		cases = append(cases, tc)
 	}
 	// The worker keeps no replay cache for the POSTs that start and bill a
 	// build: a key there would not stop a second attempt from billing a
