@@ -12,10 +12,10 @@ import (
 
 // convert turns kin-openapi's errors into Violations that name the
 // offending field: a JSON pointer into the body, or a parameter or header.
-func (c *Contract) convert(route string, status int, err error, secrets []string) []error {
+func (c *Contract) convert(route string, status int, err error, secrets, queries []string) []error {
 	var out []error
 	add := func(in, field, reason string) {
-		out = append(out, &Violation{Route: route, Status: status, In: in, Field: field, Reason: redact(reason, secrets)})
+		out = append(out, &Violation{Route: route, Status: status, In: in, Field: field, Reason: redact(reason, secrets, queries)})
 	}
 	var walk func(error)
 	walk = func(err error) {

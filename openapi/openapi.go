@@ -13,13 +13,19 @@
 //	client, err := srv.Client(sheen.WithHTTPClient(&http.Client{Transport: tr}))
 //
 // Schemas are checked with github.com/getkin/kin-openapi (openapi3filter, with
-// its JSON Schema 2020-12 validator for OpenAPI 3.1). The rules OpenAPI cannot
-// state are x- extensions of the document, checked here: the signing scheme a
-// route expects (x-sheen-schemes, x-sheen-signing), the body that must equal
-// JavaScript's JSON.stringify of itself (x-json-stringify-body), compact JSON
-// bodies, the idempotency header a client always sends (x-idempotency), no
-// query parameter the route does not declare, answers that may arrive empty
-// (x-sheen-empty-body).
+// its JSON Schema 2020-12 validator for OpenAPI 3.1). Every format the
+// document uses is asserted, not only annotated: date and date-time (RFC
+// 3339) by kin-openapi, uri (RFC 3986, absolute) by this package; Parse
+// refuses a document that uses a format nothing enforces. A violation may
+// quote the value it refuses, never the query of one (it may carry a
+// signature).
+//
+// The rules OpenAPI cannot state are x- extensions of the document, checked
+// here: the signing scheme a route expects (x-sheen-schemes,
+// x-sheen-signing), the body that must equal JavaScript's JSON.stringify of
+// itself (x-json-stringify-body), compact JSON bodies, the idempotency
+// header a client always sends (x-idempotency), no query parameter the
+// route does not declare, answers that may arrive empty (x-sheen-empty-body).
 package openapi
 
 import (
@@ -125,6 +131,9 @@ func Parse(data []byte) (*Contract, error) {
 	}
 	c := &Contract{doc: doc, ops: map[string]*Operation{}, mux: http.NewServeMux()}
 	if c.schemes, err = parseSchemes(doc.Extensions["x-sheen-signing"]); err != nil {
+		return nil, err
+	}
+	if err := checkFormats(doc); err != nil {
 		return nil, err
 	}
 	for path, item := range doc.Paths.Map() {
@@ -304,12 +313,12 @@ func (c *Contract) ValidateRequest(req *http.Request, body []byte, scheme sheen.
 		Request: r, PathParams: params, Route: op.route(c.doc),
 		Options: &openapi3filter.Options{
 			MultiError: true, RejectWhenRequestBodyNotSpecified: true,
-			AuthenticationFunc: authenticate,
+			AuthenticationFunc: authenticate, SchemaValidationOptions: schemaOptions,
 		},
 	}
 	var errs []error
 	if err := openapi3filter.ValidateRequest(context.Background(), input); err != nil {
-		errs = append(errs, c.convert(op.Pattern, 0, err, secretsOf(req.Header))...)
+		errs = append(errs, c.convert(op.Pattern, 0, err, secretsOf(req.Header), valueQueries(body))...)
 	}
 	errs = append(errs, op.checkQuery(req.URL.Query())...)
 	errs = append(errs, c.checkSigning(op, req.Header, scheme)...)
@@ -344,7 +353,7 @@ func (c *Contract) ValidateAnswer(pattern string, status int, header http.Header
 // reader stopped before its end).
 func (c *Contract) validateAnswer(op *Operation, status int, header http.Header, body []byte, headOnly bool) error {
 	req, _ := http.NewRequest(op.Method, "http://worker"+op.Path, nil)
-	opts := &openapi3filter.Options{MultiError: true, IncludeResponseStatus: true, ExcludeResponseBody: headOnly}
+	opts := &openapi3filter.Options{MultiError: true, IncludeResponseStatus: true, ExcludeResponseBody: headOnly, SchemaValidationOptions: schemaOptions}
 	var errs []error
 	ref := op.op.Responses.Status(status)
 	if ref != nil && ref.Value != nil && !headOnly {
@@ -367,7 +376,7 @@ func (c *Contract) validateAnswer(op *Operation, status int, header http.Header,
 	}
 	input.SetBodyBytes(body)
 	if err := openapi3filter.ValidateResponse(context.Background(), input); err != nil {
-		errs = append(errs, c.convert(op.Pattern, status, err, nil)...)
+		errs = append(errs, c.convert(op.Pattern, status, err, nil, valueQueries(body))...)
 	}
 	return errors.Join(errs...)
 }
@@ -544,12 +553,17 @@ func secretsOf(h http.Header) []string {
 }
 
 // signedQuery matches the query of a URL, which may carry a signature.
-var signedQuery = regexp.MustCompile(`(https?://[^\s"?]*)\?[^\s"]*`)
+// A query already redacted stays as it is.
+var signedQuery = regexp.MustCompile(`(https?://[^\s"?]*)\?(?:\[redacted\]|[^\s"]*)`)
 
-// redact removes signature values and URL queries from a message.
-func redact(msg string, secrets []string) string {
+// redact removes signature values, the queries of the body's strings
+// (valueQueries) and URL queries from a message.
+func redact(msg string, secrets, queries []string) string {
 	for _, s := range secrets {
 		msg = strings.ReplaceAll(msg, s, "[redacted]")
+	}
+	for _, q := range queries {
+		msg = strings.ReplaceAll(msg, q, "?[redacted]")
 	}
 	return signedQuery.ReplaceAllString(msg, "$1?[redacted]")
 }
