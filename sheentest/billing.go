@@ -177,11 +177,6 @@ func estimateBody(d time.Duration) map[string]any {
 	}
 }
 
-var (
-	operationTypes = map[string]bool{"main_build": true, "metadata_generation": true, "update": true}
-	projectSizes   = map[string]bool{"small": true, "medium": true, "large": true}
-)
-
 func (s *Server) handleCheckSufficient(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		UserID        string `json:"userId"`
@@ -189,18 +184,7 @@ func (s *Server) handleCheckSufficient(w http.ResponseWriter, r *http.Request) {
 		ProjectSize   string `json:"projectSize"`
 		IsUpdate      bool   `json:"isUpdate"`
 	}
-	if !decodeBody(w, r, &in) {
-		return
-	}
-	switch {
-	case in.UserID == "":
-		validationError(w, "body must have required property 'userId'")
-		return
-	case !operationTypes[in.OperationType]:
-		validationError(w, "body/operationType must be equal to one of the allowed values")
-		return
-	case in.ProjectSize != "" && !projectSizes[in.ProjectSize]:
-		validationError(w, "body/projectSize must be equal to one of the allowed values")
+	if !decodeBody(w, r, &in) { // checked against its schema (validate.go)
 		return
 	}
 	need := estimate(in.OperationType, in.ProjectSize, in.IsUpdate)
@@ -241,15 +225,7 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 			EstimateSeconds float64 `json:"estimate_seconds"`
 		} `json:"operations"`
 	}
-	if !decodeBody(w, r, &in) {
-		return
-	}
-	if in.UserID == "" {
-		validationError(w, "body must have required property 'userId'")
-		return
-	}
-	if len(in.Operations) < 1 || len(in.Operations) > 10 {
-		validationError(w, "body/operations must NOT have fewer than 1 items or more than 10 items")
+	if !decodeBody(w, r, &in) { // checked against its schema (validate.go)
 		return
 	}
 	s.mu.Lock()
@@ -258,12 +234,6 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 	out := make([]map[string]any, 0, len(in.Operations))
 	used := 0.0
 	for _, op := range in.Operations {
-		switch op.Operation {
-		case "build", "plan", "export", "metadata_generation":
-		default:
-			validationError(w, "body/operations/operation must be equal to one of the allowed values")
-			return
-		}
 		used += op.EstimateSeconds
 		res := map[string]any{"operation": op.Operation, "ok": used <= have, "deficit_seconds": math.Max(0, used-have)}
 		if used > have {
