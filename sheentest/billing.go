@@ -13,7 +13,7 @@ type user struct {
 	welcome, daily, paid    time.Duration
 	todayUsed, lifetimeUsed time.Duration
 	byOperation             map[string]time.Duration
-	events                  []billingEvent
+	events                  []billingEvent // oldest first
 }
 
 type billingEvent struct {
@@ -281,13 +281,14 @@ func (s *Server) handleBillingEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	// The worker answers the latest events, newest first.
 	s.mu.Lock()
 	u := s.userLocked(r.PathValue("userId"))
-	evs := u.events
-	if len(evs) > limit {
-		evs = evs[len(evs)-limit:]
+	evs := u.events // oldest first
+	out := make([]billingEvent, 0, min(limit, len(evs)))
+	for i := len(evs) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, evs[i])
 	}
-	out := append([]billingEvent{}, evs...)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"events": out})
 }

@@ -91,7 +91,7 @@ var fixtureTable = []Fixture{
 	{Name: "check-sufficient.insufficient-v21", Route: sheen.RouteCheckSufficient, Status: 200, About: "not enough: v2.1's sufficient:false with a recommendation"},
 	{Name: "check-batch", Route: sheen.RouteCheckBatch, Status: 200, About: "a batch whose second operation no longer fits"},
 	{Name: "usage", Route: sheen.RouteUsage, Status: 200, About: "a month's usage after one build"},
-	{Name: "billing-events", Route: sheen.RouteBillingEvents, Status: 200, About: "a purchase and a build's consumption"},
+	{Name: "billing-events", Route: sheen.RouteBillingEvents, Status: 200, About: "a purchase and two builds' consumption, newest first"},
 	{Name: "create-preview", Route: sheen.RouteCreatePreview, Status: 200, About: "a build queued for a new project"},
 	{Name: "create-preview.insufficient", Route: sheen.RouteCreatePreview, Status: 402, About: "a build refused for want of AI time"},
 	{Name: "update-project", Route: sheen.RouteUpdateProject, Status: 200, About: "an update build queued"},
