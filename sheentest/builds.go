@@ -414,7 +414,9 @@ func (s *Server) handleRebuild(w http.ResponseWriter, r *http.Request) {
 	}
 	b := &build{userID: v.userID, projectID: v.projectID, prompt: v.prompt, kind: "rebuild", rebuildVersion: v.id, cost: estimate("main_build", "small", false)}
 	s.startBuildLocked(b)
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "jobId": b.id, "buildId": b.id, "versionId": v.id})
+	// As the deployed worker answers (worker-api.md 5): no buildId; the job
+	// is the build to follow.
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "jobId": b.id, "versionId": v.id})
 }
 
 func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {

@@ -96,7 +96,7 @@ var fixtureTable = []Fixture{
 	{Name: "create-preview.insufficient", Route: sheen.RouteCreatePreview, Status: 402, About: "a build refused for want of AI time"},
 	{Name: "update-project", Route: sheen.RouteUpdateProject, Status: 200, About: "an update build queued"},
 	{Name: "rollback", Route: sheen.RouteRollback, Status: 200, About: "a rollback to an earlier version"},
-	{Name: "rebuild", Route: sheen.RouteRebuild, Status: 200, About: "a version's rebuild queued"},
+	{Name: "rebuild", Route: sheen.RouteRebuild, Status: 200, About: "a version's rebuild queued: no buildId, the job id is the build to follow"},
 	{Name: "versions", Route: sheen.RouteVersions, Status: 200, About: "a project's versions, newest first, one page"},
 	{Name: "build-events", Route: sheen.RouteBuildEvents, Status: 200, About: "every event of a successful build, through deploy and metadata"},
 	{Name: "build-events.failed", Route: sheen.RouteBuildEvents, Status: 200, About: "the events of a build that failed while building"},
