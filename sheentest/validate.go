@@ -253,9 +253,9 @@ func (sc *schema) hasType(v any) bool {
 
 // pointerToken escapes a key as a JSON pointer token, as Ajv's instancePath
 // does.
-func pointerToken(k string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(k)
-}
+func pointerToken(k string) string { return pointerEscaper.Replace(k) }
+
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
 // object is a parsed JSON object with its members in JavaScript's order
 // (what Ajv iterates): integer-like keys first, ascending, then the others
