@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	sheen "github.com/sheenapps/sheen-go"
 )
@@ -38,7 +39,7 @@ import (
 
 // schema is the part of JSON Schema the request bodies use.
 type schema struct {
-	typ       string   // "object", "array", "string", "number" or "boolean"
+	typ       string   // "object", "array", "string", "number", "boolean"; "" any
 	enum      []string // allowed values of a string
 	minLength int      // of a string, in characters
 	minimum   *float64 // of a number
@@ -160,7 +161,7 @@ func validateBody(sc *schema, body []byte, deployed bool) string {
 // check returns Ajv's message for the first error of v against sc, at
 // path ("body" followed by a JSON pointer), or "".
 func (sc *schema) check(v any, path string, deployed bool) string {
-	if !sc.hasType(v) {
+	if sc.typ != "" && !sc.hasType(v) {
 		return path + " must be " + sc.typ
 	}
 	switch x := v.(type) {
@@ -168,7 +169,7 @@ func (sc *schema) check(v any, path string, deployed bool) string {
 		if sc.enum != nil && !slices.Contains(sc.enum, x) {
 			return path + " must be equal to one of the allowed values"
 		}
-		if n := len([]rune(x)); n < sc.minLength {
+		if utf8.RuneCountInString(x) < sc.minLength { // Ajv counts code points
 			return path + " must NOT have fewer than " + strconv.Itoa(sc.minLength) + " characters"
 		}
 	case json.Number:
