@@ -13,7 +13,7 @@ type user struct {
 	welcome, daily, paid    time.Duration
 	todayUsed, lifetimeUsed time.Duration
 	byOperation             map[string]time.Duration
-	events                  []billingEvent
+	events                  []billingEvent // oldest first
 }
 
 type billingEvent struct {
@@ -177,11 +177,6 @@ func estimateBody(d time.Duration) map[string]any {
 	}
 }
 
-var (
-	operationTypes = map[string]bool{"main_build": true, "metadata_generation": true, "update": true}
-	projectSizes   = map[string]bool{"small": true, "medium": true, "large": true}
-)
-
 func (s *Server) handleCheckSufficient(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		UserID        string `json:"userId"`
@@ -189,18 +184,7 @@ func (s *Server) handleCheckSufficient(w http.ResponseWriter, r *http.Request) {
 		ProjectSize   string `json:"projectSize"`
 		IsUpdate      bool   `json:"isUpdate"`
 	}
-	if !decodeBody(w, r, &in) {
-		return
-	}
-	switch {
-	case in.UserID == "":
-		validationError(w, "body must have required property 'userId'")
-		return
-	case !operationTypes[in.OperationType]:
-		validationError(w, "body/operationType must be equal to one of the allowed values")
-		return
-	case in.ProjectSize != "" && !projectSizes[in.ProjectSize]:
-		validationError(w, "body/projectSize must be equal to one of the allowed values")
+	if !decodeBody(w, r, &in) { // checked against its schema (validate.go)
 		return
 	}
 	need := estimate(in.OperationType, in.ProjectSize, in.IsUpdate)
@@ -241,15 +225,7 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 			EstimateSeconds float64 `json:"estimate_seconds"`
 		} `json:"operations"`
 	}
-	if !decodeBody(w, r, &in) {
-		return
-	}
-	if in.UserID == "" {
-		validationError(w, "body must have required property 'userId'")
-		return
-	}
-	if len(in.Operations) < 1 || len(in.Operations) > 10 {
-		validationError(w, "body/operations must NOT have fewer than 1 items or more than 10 items")
+	if !decodeBody(w, r, &in) { // checked against its schema (validate.go)
 		return
 	}
 	s.mu.Lock()
@@ -258,12 +234,6 @@ func (s *Server) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 	out := make([]map[string]any, 0, len(in.Operations))
 	used := 0.0
 	for _, op := range in.Operations {
-		switch op.Operation {
-		case "build", "plan", "export", "metadata_generation":
-		default:
-			validationError(w, "body/operations/operation must be equal to one of the allowed values")
-			return
-		}
 		used += op.EstimateSeconds
 		res := map[string]any{"operation": op.Operation, "ok": used <= have, "deficit_seconds": math.Max(0, used-have)}
 		if used > have {
@@ -311,13 +281,14 @@ func (s *Server) handleBillingEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	// The worker answers the latest events, newest first.
 	s.mu.Lock()
 	u := s.userLocked(r.PathValue("userId"))
-	evs := u.events
-	if len(evs) > limit {
-		evs = evs[len(evs)-limit:]
+	evs := u.events // oldest first
+	out := make([]billingEvent, 0, min(limit, len(evs)))
+	for i := len(evs) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, evs[i])
 	}
-	out := append([]billingEvent{}, evs...)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"events": out})
 }

@@ -1,6 +1,7 @@
 package sheentest
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -238,8 +239,6 @@ func (s *Server) startBuildLocked(b *build) {
 	}
 }
 
-var frameworks = map[string]bool{"": true, "react": true, "nextjs": true, "vue": true, "svelte": true}
-
 // projectSize applies v2.1's rule to the number of template files.
 func projectSize(files int) string {
 	switch {
@@ -260,27 +259,18 @@ func (s *Server) insufficientForBuild(w http.ResponseWriter, u *user, need time.
 
 func (s *Server) handleCreatePreview(w http.ResponseWriter, r *http.Request) {
 	var in struct {
-		UserID        string         `json:"userId"`
-		ProjectID     string         `json:"projectId"`
-		Prompt        string         `json:"prompt"`
-		Framework     string         `json:"framework"`
-		TemplateFiles map[string]any `json:"templateFiles"`
+		UserID        string          `json:"userId"`
+		ProjectID     string          `json:"projectId"`
+		Prompt        string          `json:"prompt"`
+		Framework     string          `json:"framework"`
+		TemplateFiles json.RawMessage `json:"templateFiles"` // anything in deployed mode (validate.go)
 	}
-	if !decodeBody(w, r, &in) {
-		return
-	}
-	switch {
-	case in.UserID == "":
-		validationError(w, "body must have required property 'userId'")
-		return
-	case in.Prompt == "":
-		validationError(w, "body must have required property 'prompt'")
-		return
-	case !frameworks[in.Framework]:
-		validationError(w, "body/framework must be equal to one of the allowed values")
+	if !decodeBody(w, r, &in) { // checked against its schema (validate.go)
 		return
 	}
-	need := estimate("main_build", projectSize(len(in.TemplateFiles)), false)
+	var files map[string]json.RawMessage
+	_ = json.Unmarshal(in.TemplateFiles, &files) // not an object: no files
+	need := estimate("main_build", projectSize(len(files)), false)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := s.userLocked(in.UserID)
@@ -318,11 +308,7 @@ func (s *Server) handleUpdateProject(w http.ResponseWriter, r *http.Request) {
 		Prompt    string `json:"prompt"`
 		Framework string `json:"framework"`
 	}
-	if !decodeBody(w, r, &in) {
-		return
-	}
-	if in.UserID == "" || in.ProjectID == "" || in.Prompt == "" {
-		validationError(w, "body must have required properties 'userId', 'projectId' and 'prompt'")
+	if !decodeBody(w, r, &in) { // checked against its schema (validate.go)
 		return
 	}
 	need := estimate("update", "medium", true)
@@ -366,11 +352,7 @@ func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {
 		TargetVersionID string `json:"targetVersionId"`
 		UserID          string `json:"userId"`
 	}
-	if !decodeBody(w, r, &in) {
-		return
-	}
-	if in.ProjectID == "" || in.TargetVersionID == "" || in.UserID == "" {
-		validationError(w, "body must have required properties 'projectId', 'targetVersionId' and 'userId'")
+	if !decodeBody(w, r, &in) { // checked against its schema (validate.go)
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
@@ -432,7 +414,9 @@ func (s *Server) handleRebuild(w http.ResponseWriter, r *http.Request) {
 	}
 	b := &build{userID: v.userID, projectID: v.projectID, prompt: v.prompt, kind: "rebuild", rebuildVersion: v.id, cost: estimate("main_build", "small", false)}
 	s.startBuildLocked(b)
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "jobId": b.id, "buildId": b.id, "versionId": v.id})
+	// As the deployed worker answers (worker-api.md 5): no buildId; the job
+	// is the build to follow.
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "jobId": b.id, "versionId": v.id})
 }
 
 func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {

@@ -36,7 +36,12 @@
 // worker does for the configured scheme: 401 MISSING_SIGNATURE, 403
 // INVALID_SIGNATURE, 408 TIMESTAMP_OUT_OF_RANGE (120 s, against the server's
 // clock, which WithClockSkew can move), 409 REPLAY_ATTACK_DETECTED (nonces
-// kept 600 s). Bodies over 1 MiB answer 413. Rate limiting is off by
+// kept 600 s). Bodies over 1 MiB answer 413. Request bodies are checked
+// against the contract's schemas (openapi/worker-api.yaml) and refused the
+// way the worker's web framework refuses them: 400 FST_ERR_VALIDATION with
+// its message, such as "body must have required property 'isUpdate'"
+// (templateFiles and metadata, which the deployed worker ignores, pass
+// unchecked under a timestamped scheme). Rate limiting is off by
 // default; WithRateLimit(60) gives each client v2.1's fixed window of 60
 // requests per minute with accurate x-ratelimit-* headers and 429 with
 // retry-after, and WithDeployedRateHeaders sends the deployed worker's fixed

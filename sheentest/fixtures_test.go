@@ -459,7 +459,7 @@ func (g *fixtureGen) main() {
 	}, isAs[*sheen.BuildFailedError])
 
 	r.call("error.validation", func(ctx context.Context) error {
-		return c.Do(ctx, "POST", "/v1/billing/check-sufficient", map[string]string{"userId": fixtureUser, "operationType": "painting"}, nil)
+		return c.Do(ctx, "POST", "/v1/billing/check-sufficient", map[string]any{"userId": fixtureUser, "operationType": "painting", "projectSize": "small", "isUpdate": false}, nil)
 	}, func(err error) bool {
 		var ae *sheen.APIError
 		return errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest

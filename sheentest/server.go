@@ -141,7 +141,8 @@ func (s *Server) routes() {
 }
 
 // serve is the pipeline every request goes through: log, injected faults,
-// body cap, signature, rate limit, then the route.
+// body cap, signature, rate limit, the body's schema (validate.go), then the
+// route.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	_, pattern := s.mux.Handler(r)
 	corr := r.Header.Get("X-Correlation-Id")
@@ -215,6 +216,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if pattern == "" {
 		writeJSON(rec, http.StatusNotFound, map[string]any{"error": "Not Found", "message": "Route " + r.Method + ":" + r.URL.Path + " not found", "statusCode": 404})
+		return
+	}
+	if !s.checkBody(rec, pattern, body) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))

@@ -85,7 +85,7 @@ func TestServerRefusesReplays(t *testing.T) {
 			srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithSigning(scheme))
 			capture := &captureTransport{}
 			c := client(t, srv, sheen.WithHTTPClient(&http.Client{Transport: capture}))
-			in := map[string]string{"userId": "u1", "operationType": "main_build", "projectSize": "small"}
+			in := map[string]any{"userId": "u1", "operationType": "main_build", "projectSize": "small", "isUpdate": false}
 			if err := c.Do(context.Background(), "POST", "/v1/billing/check-sufficient", in, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -155,7 +155,7 @@ func TestServerDeployedRateHeaders(t *testing.T) {
 func TestServerFaults(t *testing.T) {
 	srv := sheentest.NewServer(sheentest.WithTest(t))
 	route := "POST /v1/billing/check-sufficient"
-	in := map[string]string{"userId": "u1", "operationType": "main_build", "projectSize": "small"}
+	in := map[string]any{"userId": "u1", "operationType": "main_build", "projectSize": "small", "isUpdate": false}
 	c := client(t, srv)
 
 	srv.AddFault(sheentest.Fault{Route: route, Calls: []int{1}, Status: 503, Body: "<html>busy</html>"})

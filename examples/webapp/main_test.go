@@ -133,7 +133,7 @@ func TestWebappAgainstFakeWorker(t *testing.T) {
 	}
 
 	// Bob has a minute of AI time: the check before a build says so.
-	resp, body = bob.do("POST", "/api/worker/v1/billing/check-sufficient", `{"operationType":"main_build"}`)
+	resp, body = bob.do("POST", "/api/worker/v1/billing/check-sufficient", `{"operationType":"main_build","projectSize":"small","isUpdate":false}`)
 	if resp.StatusCode != 402 || !strings.Contains(string(body), `"suggestions":[`) {
 		t.Errorf("bob's check: %d %s", resp.StatusCode, body)
 	}
