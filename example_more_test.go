@@ -232,8 +232,8 @@ func ExampleBillingService_Usage() {
 	// a week refused before sending: true
 }
 
-// History lists a user's billing events (purchases, consumption) as the
-// worker orders them; limit caps how many.
+// History lists a user's latest billing events (purchases, consumption),
+// newest first; limit caps how many.
 func ExampleBillingService_History() {
 	worker, client, _, _ := builtProject()
 	defer worker.Close()
@@ -247,8 +247,8 @@ func ExampleBillingService_History() {
 		fmt.Println(e.Type, e.Amount, e.Reason, "dated:", !e.Timestamp.IsZero())
 	}
 	// Output:
-	// consumption 2m0s build bld_0002 dated: true
 	// purchase 1h0m0s payment dated: true
+	// consumption 2m0s build bld_0002 dated: true
 }
 
 // UpdateProject starts a build that changes an existing project; follow it
