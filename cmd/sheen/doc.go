@@ -21,7 +21,7 @@
 //	rollback USER PROJECT VERSION [--idempotency-key KEY]
 //	generate USER PROJECT --prompt TEXT           run a prompt with the worker's model
 //	export PROJECT --user USER [--out FILE]       a project's latest archive: the link, or the file
-//	download VERSION --user USER [--out FILE]     a version's archive
+//	download VERSION --user USER [--out FILE]     a version's archive (never replaces a file: exit 11; --force)
 //	verify [--file FILE] [--sample]               check a captured signed request (exit 3 when refused)
 //
 // # Configuration
@@ -64,6 +64,7 @@
 //	   8  network               the worker or the object store could not be reached, or timed out
 //	   9  outcome_unknown       a build, rollback or generation may have started: check first
 //	  10  build_failed          the build (or generation) ran and failed
+//	  11  file_exists           the output file exists and was left as it was (--force replaces it)
 //	 130  interrupted           interrupted (Ctrl-C)
 //
 // The kind is the "kind" of a JSON error document. A 429 whose wait fits

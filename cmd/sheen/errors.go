@@ -26,6 +26,7 @@ const (
 	exitNetwork      = 8
 	exitUnknown      = 9
 	exitFailed       = 10
+	exitExists       = 11
 	exitInterrupted  = 130
 )
 
@@ -46,6 +47,7 @@ var exitTable = []struct {
 	{exitNetwork, "network", "the worker or the object store could not be reached, or timed out"},
 	{exitUnknown, "outcome_unknown", "a build, rollback or generation may have started: check first"},
 	{exitFailed, "build_failed", "the build (or generation) ran and failed"},
+	{exitExists, "file_exists", "the output file exists and was left as it was (--force replaces it)"},
 	{exitInterrupted, "interrupted", "interrupted (Ctrl-C)"},
 }
 
@@ -69,11 +71,14 @@ func exitCode(err error) int {
 	var ge *sheen.GenerateError
 	var re *sheen.ResponseError
 	var done *answered
+	var exists *fileExistsError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &done):
 		return done.code
+	case errors.As(err, &exists):
+		return exitExists
 	case errors.As(err, &ue), errors.As(err, &ve):
 		return exitUsage
 	case errors.Is(err, context.Canceled):

@@ -129,7 +129,7 @@ func TestVerboseShowsNoSecrets(t *testing.T) {
 	var all strings.Builder
 	for _, args := range [][]string{
 		{"-v", "balance", "u1"}, {"-v", "download", v, "--user", "u1"}, {"-v", "export", v, "--user", "u1"},
-		{"-v", "--json", "download", v, "--user", "u1"}, {"-v", "build", "u1", "--prompt", "x", "--watch"},
+		{"-v", "--json", "download", v, "--user", "u1", "--force"}, {"-v", "build", "u1", "--prompt", "x", "--watch"},
 	} {
 		r := c.run(t, args...)
 		all.WriteString(r.stdout + r.stderr)
