@@ -42,9 +42,11 @@
 // Text for people on stdout; --json writes one JSON document instead, or
 // JSON lines for streams (build --watch and watch: the build, its events,
 // then a "result" or an "error" line). Durations in JSON are seconds
-// (fields named ...Seconds), times RFC 3339. A failure with --json is a
-// document {"error": {"kind", "exitCode", "message", "status", "code", ...}}
-// on stdout. Progress bars (build phase and percent, download bytes, rate,
+// (fields named ...Seconds), times RFC 3339. Every failure with --json,
+// an unknown command, flag or help topic included, is a document
+// {"error": {"kind", "exitCode", "message", "status", "code", ...}} on
+// stdout, with nothing on stderr. Messages name flags and environment
+// variables, never the SDK's options. Progress bars (build phase and percent, download bytes, rate,
 // time left) are drawn on stderr when it is a terminal; elsewhere builds
 // are followed with a line per event and downloads with a line per
 // quarter. Signed download URLs are shown with their query (the
