@@ -85,7 +85,7 @@ type Completion struct {
 	// outcome (created_at, read as UTC).
 	FinishedAt time.Time
 	// Attempt counts the runs of this handling, 1 for the first; a run
-	// that crashed counts, a Replay starts again from 1.
+	// that crashed counts, a Replay or ReplayAll starts again from 1.
 	Attempt int
 }
 
@@ -276,7 +276,7 @@ func FeedInstanceName(name string) FeedOption {
 //   - Handling is at least once: the handler runs until a run returns nil
 //     and that is recorded, or until FeedMaxAttempts runs failed (a run
 //     whose replica stopped counts) and the build is parked as a dead
-//     letter (DeadLetters, Replay).
+//     letter (DeadLetters, Replay, ReplayAll).
 //   - Runs do not overlap while leases hold: a replica cancels its
 //     handler's context a tenth of the lease before the lease could lapse
 //     unrenewed (counting from before it asked), and only then can another
@@ -1247,21 +1247,38 @@ func (f *Feed) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	return letters, nil
 }
 
-// Replay sends dead letters back to be handled (from attempt 1, with the
-// same Completion.Key): the given builds, or every dead letter of the feed
-// when none is given. It returns how many it sent back.
+// Replay sends the dead letters of the given builds back to be handled
+// (from attempt 1, with the same Completion.Key). No builds means none: an
+// empty list replays nothing and returns 0; ReplayAll replays every dead
+// letter. It returns how many it sent back; a build that is not a dead
+// letter of the feed is skipped.
 func (f *Feed) Replay(ctx context.Context, buildIDs ...string) (int64, error) {
+	if len(buildIDs) == 0 {
+		if f == nil || f.pool == nil {
+			return 0, errNoFeed
+		}
+		return 0, nil
+	}
+	return f.replay(ctx, buildIDs)
+}
+
+// ReplayAll sends every dead letter of the feed back to be handled, as
+// Replay does the given ones, and returns how many it sent back.
+func (f *Feed) ReplayAll(ctx context.Context) (int64, error) {
+	return f.replay(ctx, nil)
+}
+
+// replay sends back the dead letters of buildIDs, or every one for nil.
+func (f *Feed) replay(ctx context.Context, buildIDs []string) (int64, error) {
 	if f == nil || f.pool == nil {
 		return 0, errNoFeed
 	}
-	if buildIDs == nil {
-		buildIDs = []string{}
-	}
+	all := buildIDs == nil
 	var n int64
 	err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE sheen_build_completions
 		   SET state = 'pending', attempts = 0, next_attempt_at = clock_timestamp(), last_error = NULL
-		 WHERE feed = $1 AND state = 'dead' AND (cardinality($2::text[]) = 0 OR build_id = ANY($2::text[]))`, f.name, buildIDs)
+		 WHERE feed = $1 AND state = 'dead' AND ($2 OR build_id = ANY($3::text[]))`, f.name, all, append([]string{}, buildIDs...))
 		if err != nil {
 			return err
 		}

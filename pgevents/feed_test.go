@@ -376,9 +376,18 @@ func TestFeedRetriesFailuresThenParksThem(t *testing.T) {
 	}
 
 	fixed.Store(true)
-	n, err := r.feed.Replay(ctx)
+	// No builds given replays none: everything takes ReplayAll.
+	for _, ids := range [][]string{nil, {}} {
+		if n, err := r.feed.Replay(ctx, ids...); err != nil || n != 0 {
+			t.Errorf("Replay(%#v): %d, %v; want 0", ids, n, err)
+		}
+	}
+	if n := db.countState(t, "flaky", "dead"); n != 1 {
+		t.Fatalf("after replaying no builds, %d dead letter(s); want the 1 still there", n)
+	}
+	n, err := r.feed.ReplayAll(ctx)
 	if err != nil || n != 1 {
-		t.Fatalf("Replay: %d, %v; want 1", n, err)
+		t.Fatalf("ReplayAll: %d, %v; want 1", n, err)
 	}
 	waitFor(t, ctx, "the replayed build done", func() bool { return db.countState(t, "flaky", "done") == 3 })
 	runs := h.of("01JALWAYS")
@@ -647,6 +656,12 @@ func TestFeedMisuse(t *testing.T) {
 	}
 	if _, err := zero.DeadLetters(ctx); err == nil {
 		t.Error("the zero Feed listed dead letters")
+	}
+	if _, err := zero.Replay(ctx); err == nil {
+		t.Error("the zero Feed replayed")
+	}
+	if _, err := zero.ReplayAll(ctx); err == nil {
+		t.Error("the zero Feed replayed all")
 	}
 	if err := (*Feed)(nil).OnFinished(func(context.Context, Completion) error { return nil }); err == nil {
 		t.Error("a nil Feed took a handler")

@@ -30,8 +30,10 @@ import (
 // Make one and share it by pointer: it holds the nonce store, and is safe
 // for concurrent use. Its fields must not change once it is in use. A
 // misconfigured Verifier (a secret shorter than MinSecretLength, an unknown
-// scheme, AcceptV1 without SigningDual, a negative Skew or MaxBody) refuses
-// every request with a plain error that says what is wrong.
+// scheme, AcceptV1 without SigningDual, a negative Skew or MaxBody, a
+// MemoryNonceStore made with a negative setting or keeping nonces for less
+// than twice Skew) refuses every request with a plain error that says what
+// is wrong.
 type Verifier struct {
 	// Secret is the shared secret (at least MinSecretLength characters,
 	// used as-is).
@@ -52,8 +54,8 @@ type Verifier struct {
 	Skew time.Duration
 	// Nonces remembers the nonces of timestamped requests, to refuse
 	// replays; nil means an in-memory store that keeps each nonce for
-	// DefaultNonceTTL and at most 100,000 of them (under a larger flood the
-	// oldest are forgotten first). Share a store (Redis, a table) between
+	// DefaultNonceTTL (or twice Skew, if longer) and at most 100,000 of
+	// them (under a larger flood the oldest are forgotten first). Share a store (Redis, a table) between
 	// instances of a service behind a load balancer: sheenredis.NonceStore
 	// is one, a NonceChecker.
 	Nonces NonceStore
@@ -100,7 +102,7 @@ func (v *Verifier) setup() error {
 		}
 		v.nonces = v.Nonces
 		if v.nonces == nil {
-			v.nonces = NewMemoryNonceStore(sheen.DefaultNonceTTL, 100_000)
+			v.nonces = NewMemoryNonceStore(max(sheen.DefaultNonceTTL, 2*cmp.Or(v.Skew, sheen.DefaultSkew)), 0)
 		}
 		v.checker = signing.Checker{
 			Scheme:   signing.Scheme(v.Scheme),
@@ -130,6 +132,18 @@ func (v *Verifier) checkConfig() error {
 		return errors.New("sheenhttp: Verifier.MaxBody is negative")
 	case v.Skew < 0:
 		return errors.New("sheenhttp: Verifier.Skew is negative")
+	}
+	if m, ok := v.Nonces.(*MemoryNonceStore); ok && v.Scheme != sheen.SigningBodyPath {
+		if m == nil {
+			return errors.New("sheenhttp: Verifier.Nonces is a nil *MemoryNonceStore")
+		}
+		ttl, err := m.protects()
+		if err != nil {
+			return fmt.Errorf("sheenhttp: Verifier.Nonces: %w", err)
+		}
+		if skew := cmp.Or(v.Skew, sheen.DefaultSkew); ttl < 2*skew {
+			return fmt.Errorf("sheenhttp: Verifier.Nonces keeps each nonce for %s, less than twice Skew (%s): a request replayed after that would pass", ttl, 2*skew)
+		}
 	}
 	return nil
 }
@@ -325,12 +339,16 @@ func invalidSignature() *sheen.AuthError {
 	return authFailure(http.StatusForbidden, sheen.CodeInvalidSignature, "signature validation failed")
 }
 
+// defaultMaxNonces is how many nonces a MemoryNonceStore keeps unless told.
+const defaultMaxNonces = 100_000
+
 // MemoryNonceStore is a bounded in-memory NonceStore. When full it forgets
 // the oldest nonces first, so memory stays bounded under a flood.
 type MemoryNonceStore struct {
 	mu    sync.Mutex
 	ttl   time.Duration
 	max   int
+	err   error // a configuration that would protect nothing
 	seen  map[string]time.Time
 	order []nonceEntry // insertion order, oldest first
 	head  int
@@ -342,23 +360,35 @@ type nonceEntry struct {
 }
 
 // NewMemoryNonceStore keeps each nonce for ttl, and at most max of them.
+// Zero means the default, as for the zero MemoryNonceStore: ttl
+// DefaultNonceTTL, max 100,000. A Verifier needs ttl to be at least twice
+// its Skew, or a request replayed once its nonce is forgotten passes.
+//
+// A negative ttl or max would protect nothing, and is refused: such a store
+// counts every nonce as seen (so every request that carries one is
+// refused as a replay, rather than replays let through), and a Verifier
+// whose Nonces it is refuses to run, with an error that says why.
 func NewMemoryNonceStore(ttl time.Duration, max int) *MemoryNonceStore {
-	if max <= 0 {
-		max = 1
+	s := &MemoryNonceStore{ttl: cmp.Or(ttl, sheen.DefaultNonceTTL), max: cmp.Or(max, defaultMaxNonces), seen: make(map[string]time.Time)}
+	switch {
+	case ttl < 0:
+		s.err = fmt.Errorf("sheenhttp: NewMemoryNonceStore: ttl %s is negative: no nonce would be remembered (0 means DefaultNonceTTL)", ttl)
+	case max < 0:
+		s.err = fmt.Errorf("sheenhttp: NewMemoryNonceStore: max %d is negative (0 means 100,000)", max)
 	}
-	return &MemoryNonceStore{ttl: ttl, max: max, seen: make(map[string]time.Time)}
+	return s
 }
 
 // Seen implements NonceStore. The zero MemoryNonceStore works, keeping
-// nonces for DefaultNonceTTL, at most 100,000 of them.
+// nonces for DefaultNonceTTL, at most 100,000 of them. A store made with
+// a negative ttl or max reports every nonce as seen.
 func (s *MemoryNonceStore) Seen(nonce string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.seen == nil {
-		s.seen = make(map[string]time.Time)
-		s.ttl = cmp.Or(s.ttl, sheen.DefaultNonceTTL)
-		s.max = cmp.Or(s.max, 100_000)
+	if s.err != nil {
+		return true
 	}
+	s.init()
 	s.expire(now)
 	if at, ok := s.seen[nonce]; ok && now.Sub(at) < s.ttl {
 		return true
@@ -369,6 +399,23 @@ func (s *MemoryNonceStore) Seen(nonce string, now time.Time) bool {
 	s.seen[nonce] = now
 	s.order = append(s.order, nonceEntry{nonce, now})
 	return false
+}
+
+// init gives the zero MemoryNonceStore its defaults. s.mu is held.
+func (s *MemoryNonceStore) init() {
+	if s.seen == nil {
+		s.seen = make(map[string]time.Time)
+		s.ttl = cmp.Or(s.ttl, sheen.DefaultNonceTTL)
+		s.max = cmp.Or(s.max, defaultMaxNonces)
+	}
+}
+
+// protects says how long s keeps a nonce, or why it protects nothing.
+func (s *MemoryNonceStore) protects() (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	return s.ttl, s.err
 }
 
 // Len reports how many nonces are remembered.

@@ -583,6 +583,99 @@ func TestMemoryNonceStoreBoundedAndExpiring(t *testing.T) {
 	}
 }
 
+// A zero ttl or max keeps the default, as the zero MemoryNonceStore does:
+// a replay is refused for DefaultNonceTTL (it was refused never: every
+// nonce expired at once).
+func TestNewMemoryNonceStoreZeroMeansDefault(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	for name, s := range map[string]*MemoryNonceStore{"NewMemoryNonceStore(0, 0)": NewMemoryNonceStore(0, 0), "zero value": {}} {
+		if s.Seen("n1", t0) {
+			t.Fatalf("%s: a new nonce seen", name)
+		}
+		if !s.Seen("n1", t0) || !s.Seen("n1", t0.Add(sheen.DefaultNonceTTL-time.Second)) {
+			t.Errorf("%s: a replay within DefaultNonceTTL passed", name)
+		}
+		if s.Seen("n1", t0.Add(sheen.DefaultNonceTTL)) {
+			t.Errorf("%s: a nonce outlived DefaultNonceTTL", name)
+		}
+	}
+	s := NewMemoryNonceStore(time.Hour, 0)
+	for i := range 1000 {
+		s.Seen(strconv.Itoa(i), t0)
+	}
+	if !s.Seen("0", t0) || s.Len() != 1000 {
+		t.Errorf("max 0 kept %d nonces and forgot the first; want the default bound (100,000)", s.Len())
+	}
+}
+
+// A store that would protect nothing is refused: on its own it counts every
+// nonce as seen, and a Verifier refuses to run with it, saying why; so does
+// a Verifier whose store forgets nonces before their timestamps go stale.
+func TestMemoryNonceStoreThatWouldNotProtectIsRefused(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	signedAt := func(nonce string, at time.Time) http.Header {
+		ts := strconv.FormatInt(at.Unix(), 10)
+		return http.Header{sheen.HeaderTimestamp: {ts}, sheen.HeaderNonce: {nonce},
+			sheen.HeaderSignatureV2: {signing.SignV2(signing.NewKey([]byte(testSecret)), "GET", "/v1/x", ts, nonce, nil)}}
+	}
+	signed := func(nonce string) http.Header { return signedAt(nonce, now) }
+	for _, tc := range []struct {
+		name  string
+		store *MemoryNonceStore
+		skew  time.Duration
+		want  string
+	}{
+		{"negative ttl", NewMemoryNonceStore(-time.Second, 10), 0, "ttl -1s is negative"},
+		{"negative max", NewMemoryNonceStore(time.Hour, -1), 0, "max -1 is negative"},
+		{"ttl under twice the skew", NewMemoryNonceStore(time.Minute, 10), 0, "keeps each nonce for 1m0s, less than twice Skew (4m0s)"},
+		{"ttl under twice a longer skew", NewMemoryNonceStore(0, 0), 6 * time.Minute, "keeps each nonce for 10m0s, less than twice Skew (12m0s)"},
+		{"nil", nil, 0, "nil *MemoryNonceStore"},
+	} {
+		if tc.store != nil && tc.store.err != nil && !tc.store.Seen("fresh", now) {
+			t.Errorf("%s: the store let a new nonce through; want every nonce counted as seen", tc.name)
+		}
+		v := &Verifier{Secret: testSecret, Scheme: sheen.SigningDual, Skew: tc.skew, Nonces: tc.store, Now: func() time.Time { return now }}
+		err := v.Verify("GET", "/v1/x", signed("n1"), nil)
+		var ae *sheen.AuthError
+		if err == nil || errors.As(err, &ae) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Verify: %v; want a configuration error with %q", tc.name, err, tc.want)
+		}
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/v1/x", nil)
+		r.Header = signed("n2")
+		v.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Errorf("%s: a request reached the handler", tc.name) })).ServeHTTP(rec, r)
+		if rec.Code != http.StatusInternalServerError {
+			t.Errorf("%s: Middleware answered %d; want 500", tc.name, rec.Code)
+		}
+	}
+
+	// Long enough, it works; nil Nonces follows a long Skew.
+	for _, nonces := range []NonceStore{NewMemoryNonceStore(4*time.Minute, 0), nil} {
+		v := &Verifier{Secret: testSecret, Scheme: sheen.SigningDual, Skew: 2 * time.Minute, Nonces: nonces, Now: func() time.Time { return now }}
+		if nonces == nil {
+			v.Skew = 6 * time.Minute
+		}
+		// The worst case: a timestamp Skew ahead, replayed until it is
+		// Skew behind.
+		h := signedAt("n1", now.Add(v.Skew))
+		if err := v.Verify("GET", "/v1/x", h, nil); err != nil {
+			t.Fatalf("Nonces %v: %v", nonces, err)
+		}
+		v.Now = func() time.Time { return now.Add(2*v.Skew - time.Second) }
+		err := v.Verify("GET", "/v1/x", h, nil)
+		var ae *sheen.AuthError
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusConflict {
+			t.Errorf("Nonces %v: a replay just inside the skew: %v; want 409", nonces, err)
+		}
+	}
+	// A scheme without nonces does not care.
+	v := &Verifier{Secret: testSecret, Scheme: sheen.SigningBodyPath, Nonces: NewMemoryNonceStore(time.Second, 0)}
+	h := http.Header{sheen.HeaderSignature: {signing.SignBodyPath(signing.NewKey([]byte(testSecret)), nil, "/v1/x")}}
+	if err := v.Verify("GET", "/v1/x", h, nil); err != nil {
+		t.Errorf("SigningBodyPath with a short-lived store: %v", err)
+	}
+}
+
 // SigningDual means one thing: a valid v2 signature with its nonce. AcceptV1
 // adds the deployed worker's rollout leniency: a valid v1 signature alone,
 // or a v2 one without a nonce, passes too. Nothing else passes either way.

@@ -202,12 +202,7 @@ func (c *Cache) Fetch(ctx context.Context, key string, load func(context.Context
 // load returns unless the key was dropped meanwhile. The value is returned
 // whether it could be stored or not.
 func (c *Cache) load(ctx context.Context, n names, token string, load func(context.Context) ([]byte, time.Duration, error)) ([]byte, error) {
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() { c.renew(n, token, stop) })
-	value, ttl, err := load(ctx)
-	close(stop)
-	wg.Wait()
+	value, ttl, err := c.whileClaimed(ctx, n, token, load)
 	store, sealed := ttl.Milliseconds(), []byte(nil)
 	if err == nil && store > 0 {
 		if sealed, err = c.seal(value, n.value); err != nil {
@@ -225,6 +220,29 @@ func (c *Cache) load(ctx context.Context, n names, token string, load func(conte
 		return nil, err
 	}
 	return value, nil
+}
+
+// whileClaimed runs load while renewing the claim. If load panics (or
+// exits its goroutine), the renewal stops and the claim is released before
+// the panic goes on, so the other replicas load the key themselves instead
+// of waiting on a claim renewed for ever.
+func (c *Cache) whileClaimed(ctx context.Context, n names, token string, load func(context.Context) ([]byte, time.Duration, error)) (value []byte, ttl time.Duration, err error) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { c.renew(n, token, stop) })
+	returned := false
+	defer func() {
+		close(stop)
+		wg.Wait()
+		if !returned {
+			_ = c.h.run(context.WithoutCancel(ctx), c.o.Timeout, func(ctx context.Context) error {
+				return storeScript.Run(ctx, c.rdb, []string{n.value, n.claim}, token, "", 0).Err()
+			})
+		}
+	}()
+	value, ttl, err = load(ctx)
+	returned = true
+	return value, ttl, err
 }
 
 // renew keeps the claim alive until stop is closed.

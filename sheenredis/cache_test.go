@@ -332,3 +332,43 @@ func TestNewCacheRefusesAShortSecret(t *testing.T) {
 		t.Fatalf("NewCache with a short secret: %v; want an error that does not quote it", err)
 	}
 }
+
+// A loader that panics does not hold the key: the panic reaches its
+// caller, the claim is released at once (not renewed for ever, nor left to
+// expire), and another replica loads the key itself.
+func TestCacheLoaderPanicReleasesTheClaim(t *testing.T) {
+	srv := redistest.Shared(t)
+	rdb := srv.Client(t)
+	prefix := srv.Prefix(t)
+	o := CacheOptions{Options: Options{Prefix: prefix}, LockTTL: time.Hour}
+	a, err := NewCache(rdb, testSecret, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewCache(rdb, testSecret, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	got := func() (p any) {
+		defer func() { p = recover() }()
+		_, _ = a.Fetch(ctx, "k", func(context.Context) ([]byte, time.Duration, error) { panic("loader bug") })
+		return nil
+	}()
+	if got != "loader bug" {
+		t.Fatalf("the loader's panic reached the caller as %v", got)
+	}
+	for _, k := range keysUnder(t, rdb, prefix) {
+		if strings.HasSuffix(k, ":l") {
+			t.Errorf("claim %q still held after its loader panicked", k)
+		}
+	}
+	// Bounded only so that a regression fails instead of hanging for the
+	// hour of LockTTL.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	v, err := b.Fetch(ctx, "k", func(context.Context) ([]byte, time.Duration, error) { return []byte("b's"), time.Minute, nil })
+	if err != nil || string(v) != "b's" {
+		t.Errorf("another replica after the panic: %q, %v; want its own load", v, err)
+	}
+}

@@ -27,12 +27,16 @@ type NonceOptions struct {
 	// passed.
 	TTL time.Duration
 	// FailOpen, while Redis cannot answer, checks nonces against Local
-	// instead of refusing the request: a replay sent to another replica
-	// during the outage is then accepted. Off by default: the Verifier
-	// refuses signed requests it cannot check (Middleware answers 503).
+	// instead of refusing the request. Every nonce the replica accepts is
+	// recorded in Local as well as in Redis, so during an outage a replay
+	// to the same replica is refused, whether its nonce was first used
+	// before the outage or during it; a replay sent to another replica
+	// during the outage is accepted. Off by default: the Verifier refuses
+	// signed requests it cannot check (Middleware answers 503).
 	FailOpen bool
-	// Local is the store used while failing open (default an in-memory
-	// store keeping TTL's worth of nonces, at most 100,000).
+	// Local is the replica's own store with FailOpen (default an in-memory
+	// store keeping each nonce for TTL, at most 100,000 of them: beyond
+	// that many per TTL, the oldest are forgotten first).
 	Local sheenhttp.NonceStore
 }
 
@@ -90,7 +94,7 @@ func (s *NonceStore) key(nonce string) string {
 // Check implements sheenhttp.NonceChecker: it records nonce as used and reports
 // whether it had been used within TTL, on any replica. When Redis cannot
 // answer it fails (wrapping sheen.ErrSharedUnavailable), or with FailOpen
-// answers from Local.
+// answers from Local, where it also records every nonce Redis accepts.
 func (s *NonceStore) Check(nonce string, now time.Time) (bool, error) {
 	key := s.key(nonce)
 	var fresh bool
@@ -100,6 +104,11 @@ func (s *NonceStore) Check(nonce string, now time.Time) (bool, error) {
 		return err
 	})
 	if err == nil {
+		if fresh && s.o.FailOpen {
+			// So that Local, should Redis stop answering, still knows
+			// the nonces this replica accepted before.
+			s.o.Local.Seen(nonce, now)
+		}
 		return !fresh, nil
 	}
 	if !s.o.FailOpen {

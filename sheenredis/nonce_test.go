@@ -114,3 +114,41 @@ func TestNonceStoreFailOpenChecksLocallyAndTellsRedisAfterwards(t *testing.T) {
 		t.Fatalf("replay to another replica after the outage: %d; want 409 (a told Redis what it saw)", rec.Code)
 	}
 }
+
+// With FailOpen, a nonce used while Redis answered and replayed to the same
+// replica during an outage is refused: the replica's own store knew it.
+func TestNonceStoreFailOpenRefusesAReplayOfANonceUsedBeforeTheOutage(t *testing.T) {
+	srv := redistest.Own(t, redistest.Options{})
+	rdb := srv.Client(t)
+	o := NonceOptions{Options: shortOptions("p", nil), FailOpen: true}
+	a := replica(t, rdb, o)
+	if rec := send(a, "nonce-1"); rec.Code != http.StatusForbidden {
+		t.Fatalf("first sending: %d %s; want 403", rec.Code, rec.Body)
+	}
+	if rec := send(a, "nonce-1"); rec.Code != http.StatusConflict {
+		t.Fatalf("replay while Redis answers: %d; want 409", rec.Code)
+	}
+	srv.StopServer()
+	if rec := send(a, "nonce-1"); rec.Code != http.StatusConflict {
+		t.Fatalf("replay to the same replica during the outage: %d %s; want 409 from its own store", rec.Code, rec.Body)
+	}
+	if rec := send(a, "nonce-2"); rec.Code != http.StatusForbidden {
+		t.Fatalf("a new nonce during the outage: %d; want 403 (checked on this replica, let through to the signature)", rec.Code)
+	}
+}
+
+// Without FailOpen the replica's own store is not fed: it is never asked.
+func TestNonceStoreFailClosedKeepsNoLocalCopy(t *testing.T) {
+	srv := redistest.Shared(t)
+	local := sheenhttp.NewMemoryNonceStore(0, 0)
+	s, err := NewNonceStore(srv.Client(t), NonceOptions{Options: Options{Prefix: srv.Prefix(t)}, Local: local})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen, err := s.Check("nonce-1", time.Now()); seen || err != nil {
+		t.Fatalf("Check: %v %v", seen, err)
+	}
+	if n := local.Len(); n != 0 {
+		t.Errorf("the local store holds %d nonce(s) although FailOpen is off", n)
+	}
+}

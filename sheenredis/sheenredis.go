@@ -36,8 +36,10 @@
 //
 // The NonceStore refuses signed requests while Redis is down (fail closed:
 // the Verifier's Middleware answers 503 NONCE_STORE_UNAVAILABLE), unless
-// NonceOptions.FailOpen lets them through on a store of the replica's own;
-// the nonces it saw meanwhile are written to Redis when it answers again.
+// NonceOptions.FailOpen checks them on a store of the replica's own, which
+// holds every nonce the replica accepted, before the outage too: a replay
+// to the same replica is refused, one to another replica is not. The
+// nonces it saw meanwhile are written to Redis when it answers again.
 //
 // # What Redis holds
 //

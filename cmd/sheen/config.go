@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -53,9 +51,8 @@ func (a *app) connect() (*sheen.WorkerClient, error) {
 	}
 	c, err := sheen.NewWorkerClientFromEnv(opts...)
 	if err != nil {
-		// The SDK names its options; a person here has flags.
-		msg := strings.ReplaceAll(err.Error(), "WithInsecureHTTP", "--insecure-http")
-		return nil, &usageError{err: errors.New(msg)}
+		// The SDK names its options; report says them as flags.
+		return nil, &usageError{err: err}
 	}
 	a.client = c
 	return c, nil
@@ -64,8 +61,8 @@ func (a *app) connect() (*sheen.WorkerClient, error) {
 // clientOptions turns the global flags into SDK options; they win over the
 // environment because NewWorkerClientFromEnv applies them last.
 func (a *app) clientOptions() ([]sheen.Option, error) {
-	if a.attempts < 1 {
-		return nil, usagef("--attempts must be at least 1")
+	if a.attempts < 1 || a.attempts > 100 {
+		return nil, usagef("--attempts must be between 1 and 100")
 	}
 	opts := []sheen.Option{
 		sheen.WithUserAgent(userAgent),
@@ -138,7 +135,7 @@ func (h *noticeHandler) Handle(_ context.Context, r slog.Record) error {
 	}
 	switch {
 	case r.Level >= slog.LevelWarn:
-		fmt.Fprintln(h.a.stderr, r.Message)
+		fmt.Fprintln(h.a.stderr, flagWords(r.Message))
 	case r.Level >= slog.LevelInfo && n.hasOffset:
 		fmt.Fprintf(h.a.stderr, "%s (after %s)\n", r.Message, bytesHuman(n.offset))
 	case r.Level >= slog.LevelInfo:

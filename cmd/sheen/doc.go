@@ -21,7 +21,7 @@
 //	rollback USER PROJECT VERSION [--idempotency-key KEY]
 //	generate USER PROJECT --prompt TEXT           run a prompt with the worker's model
 //	export PROJECT --user USER [--out FILE]       a project's latest archive: the link, or the file
-//	download VERSION --user USER [--out FILE]     a version's archive
+//	download VERSION --user USER [--out FILE]     a version's archive (never replaces a file: exit 11; --force)
 //	verify [--file FILE] [--sample]               check a captured signed request (exit 3 when refused)
 //
 // # Configuration
@@ -42,9 +42,11 @@
 // Text for people on stdout; --json writes one JSON document instead, or
 // JSON lines for streams (build --watch and watch: the build, its events,
 // then a "result" or an "error" line). Durations in JSON are seconds
-// (fields named ...Seconds), times RFC 3339. A failure with --json is a
-// document {"error": {"kind", "exitCode", "message", "status", "code", ...}}
-// on stdout. Progress bars (build phase and percent, download bytes, rate,
+// (fields named ...Seconds), times RFC 3339. Every failure with --json,
+// an unknown command, flag or help topic included, is a document
+// {"error": {"kind", "exitCode", "message", "status", "code", ...}} on
+// stdout, with nothing on stderr. Messages name flags and environment
+// variables, never the SDK's options. Progress bars (build phase and percent, download bytes, rate,
 // time left) are drawn on stderr when it is a terminal; elsewhere builds
 // are followed with a line per event and downloads with a line per
 // quarter. Signed download URLs are shown with their query (the
@@ -64,6 +66,7 @@
 //	   8  network               the worker or the object store could not be reached, or timed out
 //	   9  outcome_unknown       a build, rollback or generation may have started: check first
 //	  10  build_failed          the build (or generation) ran and failed
+//	  11  file_exists           the output file exists and was left as it was (--force replaces it)
 //	 130  interrupted           interrupted (Ctrl-C)
 //
 // The kind is the "kind" of a JSON error document. A 429 whose wait fits

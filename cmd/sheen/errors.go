@@ -26,6 +26,7 @@ const (
 	exitNetwork      = 8
 	exitUnknown      = 9
 	exitFailed       = 10
+	exitExists       = 11
 	exitInterrupted  = 130
 )
 
@@ -46,6 +47,7 @@ var exitTable = []struct {
 	{exitNetwork, "network", "the worker or the object store could not be reached, or timed out"},
 	{exitUnknown, "outcome_unknown", "a build, rollback or generation may have started: check first"},
 	{exitFailed, "build_failed", "the build (or generation) ran and failed"},
+	{exitExists, "file_exists", "the output file exists and was left as it was (--force replaces it)"},
 	{exitInterrupted, "interrupted", "interrupted (Ctrl-C)"},
 }
 
@@ -69,11 +71,14 @@ func exitCode(err error) int {
 	var ge *sheen.GenerateError
 	var re *sheen.ResponseError
 	var done *answered
+	var exists *fileExistsError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &done):
 		return done.code
+	case errors.As(err, &exists):
+		return exitExists
 	case errors.As(err, &ue), errors.As(err, &ve):
 		return exitUsage
 	case errors.Is(err, context.Canceled):
@@ -130,8 +135,31 @@ func (a *app) explainContext() explainContext {
 
 // explain turns an error into lines a person can act on: what happened,
 // what the worker said, and what to do next. It never shows the secret,
-// a signature or a signed URL's query: the SDK's errors carry none.
+// a signature or a signed URL's query: the SDK's errors carry none. The
+// SDK's option names in its messages become the flags that set them.
 func explain(err error, ec explainContext) string {
+	return flagWords(explainSDK(err, ec))
+}
+
+// sdkWords are the names of the SDK's options in its messages, and what a
+// person at the command line sets instead. Longer names come first: at one
+// position the first match wins.
+var sdkWords = strings.NewReplacer(
+	"sheen.WithSigning(sheen.SigningDual)", "--signing dual",
+	"WithSigning", "--signing",
+	"WithInsecureHTTP", "--insecure-http",
+	"WithBaseURL", "--base-url",
+	"WithSecretV2", "$"+sheen.EnvSecretV2,
+	"WithSecret", "the shared secret ($"+sheen.EnvSecret+" or --secret-file)",
+	"WithRetry: MaxAttempts", "--attempts",
+)
+
+// flagWords rewrites the SDK's option names in s into the flags and
+// variables of the command line.
+func flagWords(s string) string { return sdkWords.Replace(s) }
+
+// explainSDK is explain in the SDK's own words.
+func explainSDK(err error, ec explainContext) string {
 	var (
 		short   *sheen.InsufficientBalanceError
 		limited *sheen.RateLimitError

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -121,6 +122,96 @@ func TestConfiguration(t *testing.T) {
 	}
 }
 
+// sdkOption is an SDK option's name (WithBaseURL), which a person at the
+// command line cannot set.
+var sdkOption = regexp.MustCompile(`\bWith[A-Z]`)
+
+// Under --json every failure is one JSON document on stdout, with nothing
+// on stderr, also those cobra refuses before it reads --json (an unknown
+// command, an unknown flag before it) and those of its help and completion
+// commands; and no message names an SDK option instead of a flag.
+func TestJSONForEveryFailure(t *testing.T) {
+	_, c := worker(t)
+	for _, tc := range []struct {
+		args []string
+		want string // in the message
+	}{
+		{[]string{"--json", "bogus"}, `unknown command "bogus"`},
+		{[]string{"bogus", "--json"}, `unknown command "bogus"`},
+		{[]string{"--json", "balanse", "u1"}, "did you mean balance?"},
+		{[]string{"--json", "--nope", "balance", "u1"}, "unknown flag: --nope"},
+		{[]string{"balance", "u1", "--nope", "--json"}, "unknown flag: --nope"},
+		{[]string{"--json", "help", "bogus"}, `unknown help topic "bogus"`},
+		{[]string{"--json", "completion", "bogus"}, `unknown command "bogus"`},
+		{[]string{"--json", "balance"}, "missing USER"},
+		{[]string{"--json", "--timeout", "-1s", "balance", "u1"}, "--timeout must not be negative"},
+		{[]string{"--json", "--attempts", "101", "balance", "u1"}, "--attempts must be between 1 and 100"},
+		{[]string{"--json", "--base-url", "https://user:hunter2@worker.test", "balance", "u1"}, "--base-url must not carry credentials"},
+		{[]string{"--json", "--base-url", "ftp://worker.test", "balance", "u1"}, `--base-url has scheme "ftp"`},
+		{[]string{"--json", "--base-url", "http://10.1.2.3", "balance", "u1"}, "--base-url uses plain http:// on 10.1.2.3, which is not loopback; use https:// (or --insecure-http"},
+	} {
+		r := c.run(t, tc.args...)
+		wantCode(t, r, exitUsage)
+		doc := decode[errorDoc](t, r)
+		if doc.Error.Kind != "usage" || doc.Error.ExitCode != exitUsage {
+			t.Errorf("%v: %+v", tc.args, doc.Error)
+		}
+		wantIn(t, fmt.Sprint(tc.args), doc.Error.Message, tc.want)
+		if r.stderr != "" {
+			t.Errorf("%v: stderr is not quiet under --json:\n%s", tc.args, r)
+		}
+		if sdkOption.MatchString(r.stdout) || strings.Contains(r.stdout, "hunter2") {
+			t.Errorf("%v: the message names an SDK option or quotes the password:\n%s", tc.args, r)
+		}
+	}
+
+	// The same in text, on stderr; and the environment is named as such.
+	r := c.run(t, "--base-url", "http://10.1.2.3", "balance", "u1")
+	wantCode(t, r, exitUsage)
+	wantIn(t, "plain http", r.stderr, "sheen: --base-url uses plain http://", "--insecure-http")
+	env := cli{env: []string{sheen.EnvBaseURL + "=http://10.1.2.3", sheen.EnvSecret + "=" + strings.Repeat("s", 32)}, dir: c.dir}
+	r = env.run(t, "balance", "u1")
+	wantCode(t, r, exitUsage)
+	wantIn(t, "plain http from the environment", r.stderr, "sheen: "+sheen.EnvBaseURL+" uses plain http://", "--insecure-http")
+	for _, args := range [][]string{{"help", "bogus"}, {"completion", "bogus"}, {"bogus"}} {
+		r := c.run(t, args...)
+		wantCode(t, r, exitUsage)
+		wantIn(t, fmt.Sprint(args), r.stderr, "sheen: unknown", "--help' for usage.")
+	}
+	wantCode(t, c.run(t, "help", "balance"), exitOK)
+	wantCode(t, c.run(t, "completion", "zsh"), exitOK)
+}
+
+// flagWords turns every SDK option name the SDK's messages hold, in the
+// SDK's own errors, into what the command line sets.
+func TestFlagWords(t *testing.T) {
+	secret := strings.Repeat("s", sheen.MinSecretLength)
+	for _, tc := range []struct {
+		opts []sheen.Option
+		want string
+	}{
+		{[]sheen.Option{sheen.WithBaseURL("http://10.1.2.3"), sheen.WithSecret(secret)}, "--base-url uses plain http:// on 10.1.2.3, which is not loopback; use https:// (or --insecure-http"},
+		{[]sheen.Option{sheen.WithSecret("short")}, "the shared secret ($" + sheen.EnvSecret + " or --secret-file) is 5 characters"},
+		{[]sheen.Option{sheen.WithSecret(secret), sheen.WithSecretV2("short")}, "$" + sheen.EnvSecretV2 + " is 5 characters"},
+		{[]sheen.Option{sheen.WithSecret(secret), sheen.WithRetry(sheen.RetryConfig{MaxAttempts: 101})}, "--attempts 101; it must be between 1 and 100"},
+	} {
+		_, err := sheen.NewWorkerClient(tc.opts...)
+		if err == nil {
+			t.Fatalf("want an error for %s", tc.want)
+		}
+		got := explain(err, explainContext{})
+		if !strings.Contains(got, tc.want) || sdkOption.MatchString(got) {
+			t.Errorf("explain(%q) = %q; want %q in it and no SDK option", err, got, tc.want)
+		}
+	}
+	// The advice the SDK appends to a 401 from a worker that wants dual.
+	e := &sheen.AuthError{APIError: &sheen.APIError{StatusCode: 401, Code: sheen.CodeInvalidSignature,
+		Message: "bad; use sheen.WithSigning(sheen.SigningDual) or set " + sheen.EnvSigning + "=dual"}}
+	if got := explain(e, explainContext{}); !strings.Contains(got, "use --signing dual or set "+sheen.EnvSigning+"=dual") {
+		t.Errorf("explain(401) = %q", got)
+	}
+}
+
 // With --verbose every attempt is logged, and still no secret, signature
 // or signed query shows.
 func TestVerboseShowsNoSecrets(t *testing.T) {
@@ -129,7 +220,7 @@ func TestVerboseShowsNoSecrets(t *testing.T) {
 	var all strings.Builder
 	for _, args := range [][]string{
 		{"-v", "balance", "u1"}, {"-v", "download", v, "--user", "u1"}, {"-v", "export", v, "--user", "u1"},
-		{"-v", "--json", "download", v, "--user", "u1"}, {"-v", "build", "u1", "--prompt", "x", "--watch"},
+		{"-v", "--json", "download", v, "--user", "u1", "--force"}, {"-v", "build", "u1", "--prompt", "x", "--watch"},
 	} {
 		r := c.run(t, args...)
 		all.WriteString(r.stdout + r.stderr)

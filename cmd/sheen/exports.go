@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,12 +21,14 @@ type archiveFlags struct {
 	user    string
 	out     string
 	rebuild bool
+	force   bool
 }
 
 func (f *archiveFlags) register(cmd *cobra.Command, outHelp string) {
 	cmd.Flags().StringVar(&f.user, "user", "", "the user the archive is fetched for (required)")
 	cmd.Flags().StringVarP(&f.out, "out", "o", "", outHelp)
 	cmd.Flags().BoolVar(&f.rebuild, "rebuild", false, "when the archive is gone, rebuild it first (a build: costs AI time)")
+	cmd.Flags().BoolVar(&f.force, "force", false, "replace the file if it exists (without it an existing file is never touched: exit 11)")
 	_ = cmd.MarkFlagRequired("user")
 }
 
@@ -36,7 +40,8 @@ func (a *app) exportCommand() *cobra.Command {
 		Long: `Ask the worker for a signed link to PROJECT's latest archive. Without --out,
 print the link: the URL's query is its credential, so it is redacted
 unless --show-url. With --out, download the archive to FILE ("-" for
-stdout).`,
+stdout). An existing FILE is never replaced unless --force: the command
+stops before downloading, with exit code 11.`,
 		GroupID: groupExports,
 		Args:    exactArgs("PROJECT"),
 		RunE: a.runE(func(ctx context.Context, args []string) error {
@@ -56,7 +61,12 @@ func (a *app) downloadCommand() *cobra.Command {
 stopped and an expired link is renewed once; FILE only ever holds a
 complete archive. Without --out the file is named as the worker suggests,
 with the extension of what the archive really is (often a .tar.gz named
-.zip).`,
+.zip); no other file is created, renamed or replaced.
+
+An existing file is never replaced unless --force: with --out FILE the
+command stops before downloading; without --out, once the archive's
+name is known, it discards the download. Both exit with code 11
+(file_exists) and leave the existing file as it was.`,
 		GroupID: groupExports,
 		Args:    exactArgs("VERSION"),
 		RunE: a.runE(func(ctx context.Context, args []string) error {
@@ -85,7 +95,7 @@ func (a *app) archive(ctx context.Context, id string, f archiveFlags, version bo
 		a.printLink(id, link)
 		return nil
 	}
-	return a.download(ctx, c, link, f.out)
+	return a.download(ctx, c, link, f.out, f.force)
 }
 
 // link asks for the archive's link; with --rebuild, an archive that is
@@ -160,42 +170,131 @@ func redactedURL(link sheen.DownloadLink) string {
 
 // download fetches the archive behind link to out: a file ("" for the
 // worker's name with the right extension) or "-" for stdout.
-func (a *app) download(ctx context.Context, c *sheen.WorkerClient, link sheen.DownloadLink, out string) error {
+//
+// A file that exists is never replaced unless force, nor moved away: the
+// archive is downloaded to a temporary file (DownloadToFile: complete or
+// nothing) and only then given its final name, without replacing
+// anything there (placeNew). An explicit out that exists is refused before
+// anything is downloaded.
+func (a *app) download(ctx context.Context, c *sheen.WorkerClient, link sheen.DownloadLink, out string, force bool) error {
+	if out == "-" {
+		p := a.newDownloadProgress(link.Filename)
+		start := time.Now()
+		res, err := c.Exports.Download(ctx, link, a.stdout, &sheen.DownloadOptions{Progress: p.update})
+		p.done(err == nil)
+		if err != nil {
+			return err
+		}
+		a.reportDownload("", res, time.Since(start), "")
+		return nil
+	}
 	path, chosen := out, out == ""
 	if chosen {
 		path = safeName(link.Filename)
+	} else if !force {
+		if _, err := os.Lstat(path); err == nil {
+			return &fileExistsError{path: path, before: true}
+		}
 	}
+	tmp, err := reserveTemp(path)
+	if err != nil {
+		return err
+	}
+	placed := false
+	defer func() {
+		if !placed {
+			os.Remove(tmp)
+		}
+	}()
 	p := a.newDownloadProgress(filepath.Base(path))
 	start := time.Now()
-	var res *sheen.DownloadResult
-	var err error
-	if out == "-" {
-		p.name = link.Filename
-		res, err = c.Exports.Download(ctx, link, a.stdout, &sheen.DownloadOptions{Progress: p.update})
-	} else {
-		res, err = c.Exports.DownloadToFile(ctx, link, path, &sheen.DownloadOptions{Progress: p.update})
-	}
+	res, err := c.Exports.DownloadToFile(ctx, link, tmp, &sheen.DownloadOptions{Progress: p.update})
 	p.done(err == nil)
 	if err != nil {
 		return err
 	}
 	took := time.Since(start)
 	note := ""
-	if ext := res.Format.Ext(); ext != "" && out != "-" && !strings.HasSuffix(path, ext) {
+	if ext := res.Format.Ext(); ext != "" && !strings.HasSuffix(path, ext) {
 		if chosen {
-			fixed := strings.TrimSuffix(path, filepath.Ext(path)) + ext
-			if err := os.Rename(path, fixed); err != nil {
-				return err
-			}
-			path = fixed
+			path = strings.TrimSuffix(path, filepath.Ext(path)) + ext
 		} else {
 			note = "named " + filepath.Ext(path) + " but it is a " + string(res.Format) + " archive"
 		}
 	}
-	if out == "-" {
-		path = ""
+	if force {
+		err = os.Rename(tmp, path)
+	} else {
+		err = placeNew(tmp, path)
 	}
+	if err != nil {
+		return err
+	}
+	placed = true
 	a.reportDownload(path, res, took, note)
+	return nil
+}
+
+// fileExistsError refuses to replace a file that exists (exit code 11).
+type fileExistsError struct {
+	path   string
+	before bool // refused before downloading (else the download was discarded)
+}
+
+func (e *fileExistsError) Error() string {
+	if e.before {
+		return e.path + " exists: not replaced, nothing downloaded\n  choose another --out, or pass --force to replace it"
+	}
+	return e.path + " exists: not replaced, the download was discarded\n  pass --out FILE to save it under another name, or --force to replace it"
+}
+
+func (e *fileExistsError) Is(target error) bool { return target == fs.ErrExist }
+
+// reserveTemp creates an empty, hidden file of this run's own next to
+// path, for the download to go to before it gets its final name.
+func reserveTemp(path string) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.download")
+	if err != nil {
+		// Name the file asked for, not the temporary one.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return "", fmt.Errorf("cannot save %s: %w", path, err)
+	}
+	name := f.Name()
+	if err := f.Close(); err != nil {
+		os.Remove(name)
+		return "", err
+	}
+	return name, nil
+}
+
+// placeNew gives the complete file tmp the name path, unless a file has
+// that name: then it fails with a *fileExistsError and tmp stays. A hard
+// link claims the name atomically; on a file system without them, the name
+// is claimed with O_EXCL and tmp moved onto that claim.
+func placeNew(tmp, path string) error {
+	err := os.Link(tmp, path)
+	if err == nil {
+		_ = os.Remove(tmp)
+		return nil
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return &fileExistsError{path: path}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return &fileExistsError{path: path}
+	}
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(path) // the empty claim is this run's own
+		return err
+	}
 	return nil
 }
 

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -107,7 +110,7 @@ func TestDownloadResumed(t *testing.T) {
 	}
 
 	srv.AddFault(sheentest.Fault{Route: sheentest.RouteStore, Calls: []int{1}, ResetAfterBytes: 100 << 10})
-	doc := decode[jsonDownload](t, c.run(t, "download", v, "--user", "u1", "--out", out, "--json"))
+	doc := decode[jsonDownload](t, c.run(t, "download", v, "--user", "u1", "--out", out, "--json", "--force"))
 	if doc.Resumes != 1 || doc.Attempts != 2 || doc.Bytes != int64(len(srv.Artifact(v))) {
 		t.Errorf("resumed download document: %+v", doc)
 	}
@@ -129,12 +132,114 @@ func TestDownloadExpiredAndGone(t *testing.T) {
 	wantCode(t, r, exitNotFound)
 	wantIn(t, "gone archive", r.stderr, "sheen: the archive is gone (404", "run the same command with --rebuild")
 
-	r = c.run(t, "download", v, "--user", "u1", "--rebuild")
+	r = c.run(t, "download", v, "--user", "u1", "--rebuild", "--force")
 	wantCode(t, r, exitOK)
 	wantIn(t, "rebuilt", r.stderr, "the archive is gone: rebuilding version "+v)
 	sameFile(t, filepath.Join(c.dir, v+".tar.gz"), srv.Artifact(v))
 	if srv.Calls(sheen.RouteRebuild) != 1 {
 		t.Errorf("rebuild calls: %d", srv.Calls(sheen.RouteRebuild))
+	}
+}
+
+// The command never replaces or moves away a file that was there before
+// it ran: not the worker's file name it saves under, not the name with the
+// archive's real extension, not --out. It says so with exit code 11 and
+// leaves no temporary file; --force replaces.
+func TestDownloadNeverClobbers(t *testing.T) {
+	srv, c := worker(t)
+	b, v := deployed(t, srv, "u1")
+	mine := []byte("a file of the user's own")
+	write := func(name string) string {
+		t.Helper()
+		path := filepath.Join(c.dir, name)
+		if err := os.WriteFile(path, mine, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+
+	// The worker names the archive v.zip; it is a tar.gz. A v.zip that was
+	// there stays as it was, and the archive is saved as v.tar.gz.
+	zip := write(v + ".zip")
+	r := c.run(t, "download", v, "--user", "u1")
+	wantCode(t, r, exitOK)
+	wantIn(t, "download beside the worker's name", r.stdout, "Saved "+v+".tar.gz: ")
+	sameFile(t, zip, mine)
+	sameFile(t, filepath.Join(c.dir, v+".tar.gz"), srv.Artifact(v))
+
+	// Again: v.tar.gz is taken now. Refused, the file left alone.
+	tgz := write(v + ".tar.gz")
+	r = c.run(t, "download", v, "--user", "u1")
+	wantCode(t, r, exitExists)
+	wantIn(t, "taken name", r.stderr, "sheen: "+v+".tar.gz exists: not replaced, the download was discarded", "--force")
+	sameFile(t, tgz, mine)
+	doc := decode[errorDoc](t, c.run(t, "download", v, "--user", "u1", "--json"))
+	if doc.Error.Kind != "file_exists" || doc.Error.ExitCode != exitExists || !strings.Contains(doc.Error.Message, "exists") {
+		t.Errorf("taken name, JSON: %+v", doc.Error)
+	}
+	sameFile(t, tgz, mine)
+
+	// --out FILE that exists: refused before anything is downloaded.
+	out := write("site.tar.gz")
+	fetched := srv.Calls(sheentest.RouteStore)
+	r = c.run(t, "download", v, "--user", "u1", "--out", out)
+	wantCode(t, r, exitExists)
+	wantIn(t, "taken --out", r.stderr, out+" exists: not replaced, nothing downloaded", "--force")
+	sameFile(t, out, mine)
+	r = c.run(t, "export", "--user", "u1", "--out", out, b.ProjectID)
+	wantCode(t, r, exitExists)
+	sameFile(t, out, mine)
+	if n := srv.Calls(sheentest.RouteStore); n != fetched {
+		t.Errorf("the object store was asked %d time(s) for an archive that had nowhere to go", n-fetched)
+	}
+
+	// No temporary file is left behind by any of it.
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := []string{"site.tar.gz", v + ".tar.gz", v + ".zip"}; !slices.Equal(names, want) {
+		t.Errorf("the folder holds %q, want %q", names, want)
+	}
+
+	// --force replaces, whole.
+	wantCode(t, c.run(t, "download", v, "--user", "u1", "--out", out, "--force"), exitOK)
+	sameFile(t, out, srv.Artifact(v))
+	wantCode(t, c.run(t, "download", v, "--user", "u1", "--force"), exitOK)
+	sameFile(t, tgz, srv.Artifact(v))
+	sameFile(t, zip, mine)
+}
+
+// placeNew never replaces a file, even one that appeared while the archive
+// was downloading.
+func TestPlaceNew(t *testing.T) {
+	dir := t.TempDir()
+	tmp, path := filepath.Join(dir, "tmp"), filepath.Join(dir, "final")
+	if err := os.WriteFile(tmp, []byte("archive"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := placeNew(tmp, path)
+	var exists *fileExistsError
+	if !errors.As(err, &exists) || exitCode(err) != exitExists {
+		t.Fatalf("placeNew onto a file: %v; want a *fileExistsError", err)
+	}
+	sameFile(t, path, []byte("mine"))
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := placeNew(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	sameFile(t, path, []byte("archive"))
+	if _, err := os.Stat(tmp); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the temporary file is still there: %v", err)
 	}
 }
 

@@ -52,7 +52,11 @@ func TestFakeEveryCommand(t *testing.T) {
 		wantCode(t, r, tc.code)
 		wantIn(t, strings.Join(tc.args, " "), r.stdout+r.stderr, tc.want)
 
-		r = c.run(t, append(args, "--json")...)
+		// In a folder of its own: download never replaces the file the
+		// text run saved.
+		jc := c
+		jc.dir = t.TempDir()
+		r = jc.run(t, append(args, "--json")...)
 		wantCode(t, r, tc.code)
 		if tc.args[0] == "watch" {
 			jsonLines(t, r)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -57,11 +58,15 @@ type app struct {
 
 	client  *sheen.WorkerClient
 	fakeEnv *fakeWorker
+
+	// args is the command line, for report: when cobra refuses it before
+	// reading the flags, --json is looked for there.
+	args []string
 }
 
 // run executes the command line args and returns the process's exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, tty: isTerminal(stderr)}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, tty: isTerminal(stderr), args: args}
 	defer a.close()
 	root := a.rootCommand()
 	root.SetArgs(args)
@@ -85,6 +90,11 @@ func (a *app) close() {
 // report writes err for a person (or as a JSON document with --json) and
 // returns its exit code.
 func (a *app) report(cmd *cobra.Command, err error) int {
+	if !a.json {
+		// An unknown command, or a flag error before --json, stops cobra
+		// before it sets the flag.
+		a.json = jsonRequested(a.args)
+	}
 	var ue *usageError
 	if !errors.As(err, &ue) && !isRunError(err) {
 		// cobra refused the command line before any command ran: an
@@ -95,7 +105,7 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		if a.json {
 			a.writeJSON(errorDocument(ue, exitUsage))
 		} else {
-			fmt.Fprintf(a.stderr, "sheen: %s\n", strings.TrimPrefix(ue.err.Error(), "sheen: "))
+			fmt.Fprintf(a.stderr, "sheen: %s\n", flagWords(strings.TrimPrefix(ue.err.Error(), "sheen: ")))
 			fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
 		return exitUsage
@@ -117,6 +127,23 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		fmt.Fprintln(a.stderr, explain(err, a.explainContext()))
 	}
 	return code
+}
+
+// jsonRequested reports whether the command line args asks for --json,
+// read without cobra: the last --json or --json=BOOL before "--" decides.
+func jsonRequested(args []string) bool {
+	on := false
+	for _, arg := range args {
+		if arg == "--" {
+			break
+		}
+		if arg == "--json" {
+			on = true
+		} else if v, ok := strings.CutPrefix(arg, "--json="); ok {
+			on, _ = strconv.ParseBool(v)
+		}
+	}
+	return on
 }
 
 // usageError is a command line or configuration the command cannot run
@@ -156,6 +183,9 @@ func unwrapRun(err error) error {
 func (a *app) runE(fn func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
+		if a.timeout < 0 {
+			return usagef("--timeout must not be negative (0, the default, is no limit)")
+		}
 		if a.timeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, a.timeout)

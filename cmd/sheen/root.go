@@ -31,10 +31,19 @@ func (a *app) rootCommand() *cobra.Command {
 			"  sheen check USER --op main_build --size medium && sheen build USER --prompt '...' --watch",
 			"  sheen download VERSION --user USER --out site.tar.gz",
 		}, "\n"),
-		Version:           sheen.Version,
-		SilenceUsage:      true,
-		SilenceErrors:     true,
+		Version:       sheen.Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Read the global flags before the command name as cobra reaches
+		// them, so "--nope balance" is an unknown flag (not an unknown
+		// command "balance" taken for its value) and --json is known.
+		TraverseChildren:  true,
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
+		// Traversing skips cobra's check of the command name: an unknown
+		// one reaches the root as an argument, refused here.
+		Args:                       unknownCommand,
+		SuggestionsMinimumDistance: 2,
+		RunE:                       func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 	root.SetVersionTemplate("sheen {{.Version}} (sheen-go SDK " + sheen.Version + ")\n")
@@ -70,7 +79,49 @@ func (a *app) rootCommand() *cobra.Command {
 	} {
 		root.AddCommand(c)
 	}
+	strictHelpAndCompletion(root)
 	return root
+}
+
+// unknownCommand refuses arguments to a command that only has
+// subcommands: the first is a command name it does not know.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	err := fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		err = fmt.Errorf("%w (did you mean %s?)", err, strings.Join(s, " or "))
+	}
+	return &usageError{err: err}
+}
+
+// strictHelpAndCompletion makes cobra's own help and completion commands
+// refuse what they do not know (an unknown topic or shell) as a usage
+// error, which report writes as JSON under --json, instead of printing
+// help and exiting 0.
+func strictHelpAndCompletion(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			c.Run = nil
+			c.RunE = func(c *cobra.Command, args []string) error {
+				cmd, rest, err := c.Root().Find(args)
+				if cmd == nil || err != nil || len(rest) > 0 {
+					return usagef("unknown help topic %q", strings.Join(args, " "))
+				}
+				cmd.InitDefaultHelpFlag()
+				cmd.InitDefaultVersionFlag()
+				return cmd.Help()
+			}
+		case "completion":
+			// Args (cobra.NoArgs) refuses an unknown shell once the
+			// command can run.
+			c.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+		}
+	}
 }
 
 // rootLong is the text --help shows above the command list.

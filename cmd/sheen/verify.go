@@ -89,6 +89,13 @@ func (a *app) verifyKeys() (verifyKeys, error) {
 		return k, usagef("no shared secret to verify with: set %s or pass --secret-file (or try --fake)", sheen.EnvSecret)
 	}
 	k.secretV2 = os.Getenv(sheen.EnvSecretV2)
+	// Checked here, so the error names the variable rather than the
+	// Verifier's or the SDK's field.
+	for _, v := range []struct{ name, secret string }{{sheen.EnvSecret, k.secret}, {sheen.EnvSecretV2, k.secretV2}} {
+		if v.secret != "" && len(v.secret) < sheen.MinSecretLength && (v.name != sheen.EnvSecret || a.secretFile == "") {
+			return k, usagef("%s is %d characters; it must be at least %d", v.name, len(v.secret), sheen.MinSecretLength)
+		}
+	}
 	name, from := a.signing, "--signing"
 	if name == "" {
 		name, from = os.Getenv(sheen.EnvSigning), sheen.EnvSigning
