@@ -389,7 +389,7 @@ func sampleRequest(ctx context.Context, k verifyKeys) ([]byte, error) {
 	if err != nil {
 		return nil, &usageError{err: err}
 	}
-	in := map[string]any{"userId": fakeDemoUser, "operationType": "main_build", "projectSize": "small"}
+	in := map[string]any{"userId": fakeDemoUser, "operationType": "main_build", "projectSize": "small", "isUpdate": false}
 	if err := c.Do(ctx, http.MethodPost, "/v1/billing/check-sufficient", in, nil); err != nil {
 		return nil, err
 	}
