@@ -177,8 +177,12 @@ func (a *aiState) sign(scheme Signing, target string, body []byte) string {
 // by the attempt timeout nor the HTTP client's Timeout. It is tried again
 // only when the worker provably did not start it (connection refused, DNS,
 // a 429); any other failure after the request may have reached the worker
-// (a connection lost, a stall, a 5xx) is an *OutcomeUnknownError
-// (ErrOutcomeUnknown): the model may have run and changed the project.
+// (a connection lost, a stall, a 5xx, a 2xx whose document cannot be read)
+// is an *OutcomeUnknownError (ErrOutcomeUnknown): the model may have run
+// and changed the project. The worker sends its 200 before the model
+// starts, so a 2xx with an unusable document (not JSON, no "success" flag,
+// cut short, over the size cap) is one too, wrapping a *ResponseError
+// (ErrInvalidResponse); the fallback does not answer it.
 // WithIdempotencyKey does not change that: the worker keeps no replay
 // cache for /generate.
 //
