@@ -49,7 +49,9 @@ type GenerateConfig struct {
 
 	// Secret is the endpoint's secret (default: the main one, WithSecret,
 	// or CLAUDE_SHARED_SECRET with NewWorkerClientFromEnv). Like the main
-	// one it must be at least MinSecretLength characters.
+	// one it must be at least MinSecretLength characters. Printing,
+	// logging or marshalling a GenerateConfig shows it as "REDACTED"
+	// (String, Format, LogValue, MarshalJSON).
 	Secret string
 
 	// StallTimeout is how long Generate waits for the next byte of the
