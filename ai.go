@@ -49,7 +49,9 @@ type GenerateConfig struct {
 
 	// Secret is the endpoint's secret (default: the main one, WithSecret,
 	// or CLAUDE_SHARED_SECRET with NewWorkerClientFromEnv). Like the main
-	// one it must be at least MinSecretLength characters.
+	// one it must be at least MinSecretLength characters. Printing,
+	// logging or marshalling a GenerateConfig shows it as "REDACTED"
+	// (String, Format, LogValue, MarshalJSON).
 	Secret string
 
 	// StallTimeout is how long Generate waits for the next byte of the
@@ -177,8 +179,12 @@ func (a *aiState) sign(scheme Signing, target string, body []byte) string {
 // by the attempt timeout nor the HTTP client's Timeout. It is tried again
 // only when the worker provably did not start it (connection refused, DNS,
 // a 429); any other failure after the request may have reached the worker
-// (a connection lost, a stall, a 5xx) is an *OutcomeUnknownError
-// (ErrOutcomeUnknown): the model may have run and changed the project.
+// (a connection lost, a stall, a 5xx, a 2xx whose document cannot be read)
+// is an *OutcomeUnknownError (ErrOutcomeUnknown): the model may have run
+// and changed the project. The worker sends its 200 before the model
+// starts, so a 2xx with an unusable document (not JSON, no "success" flag,
+// cut short, over the size cap) is one too, wrapping a *ResponseError
+// (ErrInvalidResponse); the fallback does not answer it.
 // WithIdempotencyKey does not change that: the worker keeps no replay
 // cache for /generate.
 //

@@ -68,6 +68,12 @@ func (g *generation) run(ctx context.Context) (string, error) {
 			return out, nil
 		}
 		retry, wait, ambiguous := decideRetry(a, false, rule)
+		if unusable2xx(a, err) {
+			// The worker sends its 200 and a heartbeat before the model
+			// starts: any 2xx means the model ran, and an answer that
+			// cannot be read leaves what it did unknown.
+			ambiguous = true
+		}
 		g.fallback = g.ai.fallback != nil && fallbackCase(a, err)
 		if g.fallback && a.status == http.StatusTooManyRequests {
 			retry = false // the budget is hourly: the fallback, now
@@ -82,6 +88,14 @@ func (g *generation) run(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("sheen: POST %s: %w (while waiting to retry after: %v)", g.ai.path, serr, err)
 		}
 	}
+}
+
+// unusable2xx reports an attempt that got a 2xx whose document could not
+// be used: not JSON, no "success" flag, cut short, over the size cap. A
+// success:false document (a *GenerateError) is the worker's word, not this.
+func unusable2xx(a attempt, err error) bool {
+	var re *ResponseError
+	return a.status >= 200 && a.status <= 299 && errors.As(err, &re)
 }
 
 // fallbackCase reports the failures of an attempt that GenerateConfig.Fallback
@@ -272,8 +286,9 @@ type generateAnswer struct {
 
 // readAnswer reads a 2xx answer: whitespace heartbeats, then one JSON
 // document. cut is set when the stream broke or stalled before the
-// document was whole (the model may have run: the call's outcome is
-// unknown); err is the call's failure.
+// document was whole; err is the call's failure: a *GenerateError for the
+// worker's success:false, a *ResponseError for an answer that cannot be
+// used (which run reports as an outcome unknown: the model ran).
 func (g *generation) readAnswer(w *attemptContext, resp *http.Response) (out string, cut, err error) {
 	br := bufio.NewReader(&watchedBody{r: resp.Body, w: w, left: maxGenerateAnswer})
 	first, rerr := skipHeartbeats(br)

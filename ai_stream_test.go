@@ -355,12 +355,15 @@ func TestGenerateDecodesHeartbeatsThenDocument(t *testing.T) {
 	}
 }
 
-// Complete answers that report or are a failure are typed, and final: the
-// worker finished with the request, so they are not outcome unknown.
+// A document the worker wrote saying the run failed is its word: a
+// *GenerateError. Any other 2xx that cannot be used is an outcome unknown:
+// the worker sent its 200 and heartbeat before the model started, so the
+// model ran; it is sent once, and the fallback does not answer it.
 func TestGenerateFailedDocuments(t *testing.T) {
 	for _, tc := range []struct {
 		name, doc, contentType string
 		want                   []error
+		unknown                bool
 		message                string
 	}{
 		{name: "success false", doc: `{"success":false,"error":"Claude exited with code 1"}`,
@@ -370,26 +373,52 @@ func TestGenerateFailedDocuments(t *testing.T) {
 		{name: "no message", doc: `{"success":false}`,
 			want: []error{ErrGenerationFailed}, message: "without a message"},
 		{name: "html", doc: "<html><body>Bad gateway</body></html>", contentType: "text/html",
-			want: []error{ErrInvalidResponse}, message: "got a page of text/html"},
+			want: []error{ErrInvalidResponse}, unknown: true, message: "got a page of text/html"},
 		{name: "no flag", doc: `{"output":"x"}`,
-			want: []error{ErrInvalidResponse}, message: `no "success" flag`},
+			want: []error{ErrInvalidResponse}, unknown: true, message: `no "success" flag`},
 		{name: "not json", doc: `success`,
-			want: []error{ErrInvalidResponse}, message: "decoding JSON"},
+			want: []error{ErrInvalidResponse}, unknown: true, message: "decoding JSON"},
+		{name: "a JSON string", doc: `"success"`,
+			want: []error{ErrInvalidResponse}, unknown: true, message: "decoding JSON"},
+		{name: "truncated", doc: `{"success":true,"output":"x"`,
+			want: []error{ErrInvalidResponse, io.ErrUnexpectedEOF}, unknown: true, message: "unexpected EOF"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			sent, asked := 0, 0
 			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				sent++
+				mu.Unlock()
 				w.Header().Set("Content-Type", cmpOr(tc.contentType, "application/json; charset=utf-8"))
 				io.WriteString(w, " "+tc.doc)
 			})
-			c := aiClient(t, h)
-			_, err := c.AI.Generate(context.Background(), genReq)
+			c := aiClient(t, h, WithGenerate(GenerateConfig{Fallback: func(context.Context, GenerateRequest) (string, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				asked++
+				return "from the fallback", nil
+			}}))
+			res, err := c.AI.Generate(context.Background(), genReq, WithCorrelationID("corr-2"))
 			for _, want := range tc.want {
 				if !errors.Is(err, want) {
 					t.Errorf("%v does not match %v", err, want)
 				}
 			}
-			if errors.Is(err, ErrOutcomeUnknown) || err == nil || !strings.Contains(err.Error(), tc.message) {
-				t.Errorf("got %v", err)
+			if err == nil || !strings.Contains(err.Error(), tc.message) || res != nil {
+				t.Errorf("got %+v, %v", res, err)
+			}
+			var ou *OutcomeUnknownError
+			if errors.As(err, &ou) != tc.unknown {
+				t.Errorf("outcome unknown = %v, want %v: %v", !tc.unknown, tc.unknown, err)
+			}
+			if tc.unknown && (ou.Attempts != 1 || ou.CorrelationID != "corr-2" || ou.Path != "/base/generate") {
+				t.Errorf("got %#v", ou)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if sent != 1 || asked != 0 {
+				t.Errorf("sent %d times, the fallback asked %d times", sent, asked)
 			}
 		})
 	}
@@ -409,7 +438,8 @@ func cmpOr(a, b string) string {
 }
 
 // An output at the worker's 10 MiB cap is read, even escaped; a stream past
-// the client's own cap is cut and refused.
+// the client's own cap is cut and refused, as an outcome unknown (the model
+// ran).
 func TestGenerateAnswerCap(t *testing.T) {
 	text := strings.Repeat("a\n", MaxGenerateOutput/2) // 10 MiB of text, 15 MiB escaped
 	c := aiClient(t, &fakeGenerate{chunks: []string{`{"success":true,"output":"`, strings.ReplaceAll(text, "\n", `\n`), `"}`}})
@@ -419,7 +449,7 @@ func TestGenerateAnswerCap(t *testing.T) {
 	}
 	c = aiClient(t, &fakeGenerate{chunks: []string{`{"success":true,"output":"`, strings.Repeat("x", maxGenerateAnswer), `"}`}})
 	_, err = c.AI.Generate(context.Background(), genReq)
-	if !errors.Is(err, ErrPayloadTooLarge) || !errors.Is(err, ErrInvalidResponse) || errors.Is(err, ErrOutcomeUnknown) {
+	if !errors.Is(err, ErrPayloadTooLarge) || !errors.Is(err, ErrInvalidResponse) || !errors.Is(err, ErrOutcomeUnknown) {
 		t.Fatalf("an answer over the cap: %v", err)
 	}
 }

@@ -1,6 +1,10 @@
 package sheen
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -91,4 +95,91 @@ type RateLimitAlert struct {
 	Alerting bool
 	// Last is when the last refusal came, zero when none did within Window.
 	Last time.Time
+}
+
+// A GenerateConfig holds a secret: every way of printing it (fmt's verbs,
+// slog, encoding/json) shows the secret as "REDACTED" and the URL without
+// its user info or query. Only what reads the field itself sees the secret.
+
+// redactedSecret is what the printed forms of a GenerateConfig show for a
+// secret that is set.
+const redactedSecret = "REDACTED"
+
+// String describes the configuration with its secret redacted and the URL
+// without user info or query, naming only the fields that are set:
+// sheen.GenerateConfig{url=https://claude.test/generate secret=REDACTED
+// stall=10m0s fallback}.
+func (c GenerateConfig) String() string {
+	var sb strings.Builder
+	sb.WriteString("sheen.GenerateConfig{")
+	sep := ""
+	add := func(s string) { sb.WriteString(sep + s); sep = " " }
+	if c.URL != "" {
+		add("url=" + redactURL(c.URL))
+	}
+	if c.Secret != "" {
+		add("secret=" + redactedSecret)
+	}
+	if c.StallTimeout != 0 {
+		add("stall=" + c.StallTimeout.String())
+	}
+	if c.Fallback != nil {
+		add("fallback")
+	}
+	sb.WriteString("}")
+	return sb.String()
+}
+
+// GoString is String, so %#v redacts too.
+func (c GenerateConfig) GoString() string { return c.String() }
+
+// Format prints String for every verb (GoString for %#v), so that no verb
+// (%d, %x, %+v) reaches the secret through fmt's reflection.
+func (c GenerateConfig) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		io.WriteString(f, c.GoString())
+		return
+	}
+	fmt.Fprintf(f, fmt.FormatString(f, verb), c.String())
+}
+
+// LogValue makes slog log the configuration with its secret redacted and
+// the URL without user info or query.
+func (c GenerateConfig) LogValue() slog.Value {
+	var attrs []slog.Attr
+	if c.URL != "" {
+		attrs = append(attrs, slog.String("url", redactURL(c.URL)))
+	}
+	if c.Secret != "" {
+		attrs = append(attrs, slog.String("secret", redactedSecret))
+	}
+	if c.StallTimeout != 0 {
+		attrs = append(attrs, slog.Duration("stall_timeout", c.StallTimeout))
+	}
+	attrs = append(attrs, slog.Bool("fallback", c.Fallback != nil))
+	return slog.GroupValue(attrs...)
+}
+
+// MarshalJSON writes the configuration for logs, with its secret redacted
+// and the URL without user info or query: {"url","secret","stallTimeout",
+// "fallback"}, the first three only when set, the stall timeout as a Go
+// duration ("10m0s"). What it writes cannot be read back into a working
+// configuration.
+func (c GenerateConfig) MarshalJSON() ([]byte, error) {
+	j := struct {
+		URL          string `json:"url,omitempty"`
+		Secret       string `json:"secret,omitempty"`
+		StallTimeout string `json:"stallTimeout,omitempty"`
+		Fallback     bool   `json:"fallback"`
+	}{Fallback: c.Fallback != nil}
+	if c.URL != "" {
+		j.URL = redactURL(c.URL)
+	}
+	if c.Secret != "" {
+		j.Secret = redactedSecret
+	}
+	if c.StallTimeout != 0 {
+		j.StallTimeout = c.StallTimeout.String()
+	}
+	return json.Marshal(j)
 }

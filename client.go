@@ -150,9 +150,12 @@ func NewWorkerClient(opts ...Option) (*WorkerClient, error) {
 // https://worker.sheenapps.com), WORKER_SHARED_SECRET, WORKER_SHARED_SECRET_V2
 // and WORKER_SIGNING (bodypath, timestamp or dual), and for AI.Generate
 // CLAUDE_WORKER_URL and CLAUDE_SHARED_SECRET. Options given here win over
-// the environment.
+// the environment. An error about a setting that neither the environment
+// nor an option gave names the variable to set (WORKER_SHARED_SECRET is not
+// set), not an option the caller never used.
 func NewWorkerClientFromEnv(opts ...Option) (*WorkerClient, error) {
-	return NewWorkerClient(append(fromEnv(), opts...)...)
+	named := func(c *config) error { c.secretFrom, c.baseURLFrom = EnvSecret, EnvBaseURL; return nil }
+	return NewWorkerClient(append(append([]Option{named}, fromEnv()...), opts...)...)
 }
 
 func newClient(cfg config) (*WorkerClient, error) {

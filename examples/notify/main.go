@@ -14,12 +14,15 @@
 // With DATABASE_URL set it runs against that database (the worker's), creates
 // the feed's tables there if they are missing, and prints an email for every
 // build that finishes from now on until interrupted. -demo also creates the
-// events table if missing and writes the sample builds (not for a real
-// worker's database).
+// events table if missing, writes the sample builds under ids of the run's
+// own (so it can run again on the same database), and exits once their
+// emails are sent (not for a real worker's database).
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -85,16 +88,23 @@ func run(ctx context.Context, out io.Writer, dbURL string, demo bool) error {
 		return err
 	}
 	mailer := &printMailer{out: out, sent: map[string]bool{}}
-	var handled sync.WaitGroup
+	// The demo writes builds with ids of this run's own (a second run on
+	// the same database writes new builds: the feed handles a build once,
+	// and would never hand it the first run's again), and waits for those
+	// only: other builds the feed hands over get their email, but are not
+	// waited for.
+	var builds []demoBuild
+	var waiting *pendingBuilds
 	if demo {
-		handled.Add(len(demoBuilds))
+		builds = demoBuildsOfRun(rand.Text()[:8])
+		waiting = newPendingBuilds(builds)
 	}
 	if err := feed.OnFinished(func(ctx context.Context, c pgevents.Completion) error {
 		if err := mailer.Send(ctx, emailFor(c)); err != nil {
 			return err // the feed runs it again later, then parks it
 		}
-		if demo {
-			handled.Done()
+		if waiting != nil {
+			waiting.handled(c.BuildID)
 		}
 		return nil
 	}); err != nil {
@@ -109,16 +119,19 @@ func run(ctx context.Context, out io.Writer, dbURL string, demo bool) error {
 		fmt.Fprintln(out, "Waiting for builds to finish (Ctrl-C stops)")
 		return <-ran
 	}
-	if err := writeDemoBuilds(ctx, pool); err != nil {
+	if err := writeDemoBuilds(ctx, pool, builds); err != nil {
 		stopFeed()
 		<-ran
 		return err
 	}
-	allSent := make(chan struct{})
-	go func() { handled.Wait(); close(allSent) }()
 	select {
-	case <-allSent:
+	case <-waiting.done:
 	case <-ctx.Done():
+	case err := <-ran: // the feed stopped on its own: nothing more will come
+		if err == nil {
+			err = errors.New("the feed stopped before the demo builds were handled")
+		}
+		return err
 	}
 	stopFeed()
 	if err := <-ran; err != nil {
@@ -129,6 +142,36 @@ func run(ctx context.Context, out io.Writer, dbURL string, demo bool) error {
 	}
 	fmt.Fprintf(out, "%d emails sent, one per finished build\n", mailer.count())
 	return nil
+}
+
+// pendingBuilds is the demo builds not handled yet; done is closed once
+// every one has been.
+type pendingBuilds struct {
+	mu   sync.Mutex
+	ids  map[string]bool
+	done chan struct{}
+}
+
+func newPendingBuilds(builds []demoBuild) *pendingBuilds {
+	p := &pendingBuilds{ids: map[string]bool{}, done: make(chan struct{})}
+	for _, b := range builds {
+		p.ids[b.id] = true
+	}
+	return p
+}
+
+// handled records that the build's email went out (a second time for the
+// same build, after a retry, changes nothing).
+func (p *pendingBuilds) handled(buildID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.ids[buildID] {
+		return
+	}
+	delete(p.ids, buildID)
+	if len(p.ids) == 0 {
+		close(p.done)
+	}
 }
 
 // email is a message to send.
@@ -173,9 +216,11 @@ func (m *printMailer) Send(_ context.Context, e email) error {
 	if m.sent[e.IdempotencyKey] {
 		return nil // sent already: a retry after a crash, not a new email
 	}
+	if _, err := fmt.Fprintf(m.out, "--- email\nTo: %s\nSubject: %s\nIdempotency-Key: %s\n\n%s\n", e.To, e.Subject, e.IdempotencyKey, e.Body); err != nil {
+		return err // not sent: a retry sends it
+	}
 	m.sent[e.IdempotencyKey] = true
-	_, err := fmt.Fprintf(m.out, "--- email\nTo: %s\nSubject: %s\nIdempotency-Key: %s\n\n%s\n", e.To, e.Subject, e.IdempotencyKey, e.Body)
-	return err
+	return nil
 }
 
 func (m *printMailer) count() int {
@@ -213,6 +258,19 @@ type demoEvent struct {
 	versionName       string
 }
 
+// demoBuildsOfRun is the sample builds with ids made for one run: the
+// sample's id, a dash and tag.
+func demoBuildsOfRun(tag string) []demoBuild {
+	builds := make([]demoBuild, len(demoBuilds))
+	for i, b := range demoBuilds {
+		b.id += "-" + tag
+		builds[i] = b
+	}
+	return builds
+}
+
+// demoBuilds is the sample; each run writes it under ids of its own
+// (demoBuildsOfRun).
 var demoBuilds = []demoBuild{
 	{id: "01JDEMOBAKERY", user: alice, events: []demoEvent{
 		{typ: "started", phase: "setup", title: "Planning your app"},
@@ -231,12 +289,12 @@ var demoBuilds = []demoBuild{
 	}},
 }
 
-// writeDemoBuilds writes the sample builds' events, a little apart, as the
+// writeDemoBuilds writes the builds' events, a little apart, as the
 // worker would.
-func writeDemoBuilds(ctx context.Context, pool *pgxpool.Pool) error {
+func writeDemoBuilds(ctx context.Context, pool *pgxpool.Pool, builds []demoBuild) error {
 	for step := 0; ; step++ {
 		wrote := false
-		for _, b := range demoBuilds {
+		for _, b := range builds {
 			if step >= len(b.events) {
 				continue
 			}

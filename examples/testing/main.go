@@ -9,6 +9,15 @@
 // gets 402 with what is missing; a failed build gets 422 with the worker's
 // message for the user.
 //
+// With no environment it starts the in-process fake worker (sheentest), so
+//
+//	go run ./examples/testing
+//
+// works on a fresh machine: it publishes three times through its own HTTP
+// endpoint and prints the answers (a site published, a user short of AI
+// time, a failed build), then serves until Ctrl-C (-once: exits instead).
+// With WORKER_BASE_URL and WORKER_SHARED_SECRET set it talks to that worker:
+//
 //	WORKER_BASE_URL=... WORKER_SHARED_SECRET=... go run ./examples/testing -addr :8080
 //	curl -d 'A landing page for a bakery' 'localhost:8080/publish?user=<id>'
 package main
@@ -20,24 +29,135 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
 	"time"
 
 	sheen "github.com/sheenapps/sheen-go"
+	"github.com/sheenapps/sheen-go/sheentest"
 )
 
 func main() {
 	addr := flag.String("addr", "localhost:8080", "address to listen on")
+	once := flag.Bool("once", false, "with the fake worker: print the demo's answers and exit instead of serving")
 	flag.Parse()
-	worker, err := sheen.NewWorkerClientFromEnv()
-	if err != nil {
-		log.Fatal(err)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Stdout, *addr, *once); err != nil {
+		log.Print(err)
+		stop()
+		os.Exit(1)
 	}
-	log.Printf("publishing through %s on http://%s/publish", worker.BaseURL(), *addr)
-	srv := &http.Server{Addr: *addr, Handler: newService(worker), ReadHeaderTimeout: 10 * time.Second}
-	log.Fatal(srv.ListenAndServe())
+}
+
+// The fake worker's demo users.
+const (
+	richUser  = "7d1f7e52-5b0e-4c7a-9a59-2f2d0f0a6b11" // two hours of AI time
+	shortUser = "0c9a3f1e-2d4b-4e6f-8a1c-3b5d7f9e1a20" // 30 seconds: a build asks for more
+)
+
+// run serves the service on addr until ctx ends. With no worker configured
+// it starts the fake one and first publishes through the service's own
+// endpoint, printing the answers; once returns after that.
+func run(ctx context.Context, out io.Writer, addr string, once bool) error {
+	worker, fake, err := newWorker(out)
+	if err != nil {
+		return err
+	}
+	if fake != nil {
+		defer fake.Close()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: newService(worker), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		shutdown, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer done()
+		_ = srv.Shutdown(shutdown)
+		<-served // Serve has returned: nothing of the server outlives run
+	}()
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(out, "Publishing through %s on %s/publish\n", worker.BaseURL(), base)
+	if fake != nil {
+		if err := demo(ctx, out, base, fake); err != nil {
+			return err
+		}
+		if once {
+			return nil
+		}
+		fmt.Fprintf(out, "\nTry it (Ctrl-C to stop):\n  curl -d 'A landing page for a bakery' '%s/publish?user=%s'\n", base, richUser)
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-served:
+		served <- err // for the deferred shutdown
+		return err
+	}
+}
+
+// newWorker is a client for the worker in WORKER_BASE_URL and
+// WORKER_SHARED_SECRET or, when both are unset, for a fake worker started
+// here (signing like the deployed worker), which the caller closes.
+func newWorker(out io.Writer) (*sheen.WorkerClient, *sheentest.Server, error) {
+	if os.Getenv(sheen.EnvBaseURL) != "" || os.Getenv(sheen.EnvSecret) != "" {
+		c, err := sheen.NewWorkerClientFromEnv()
+		return c, nil, err
+	}
+	fake := sheentest.NewServer(sheentest.WithSigning(sheen.SigningDual),
+		sheentest.WithUser(richUser, 2*time.Hour), sheentest.WithUser(shortUser, 30*time.Second))
+	fmt.Fprintf(out, "No WORKER_BASE_URL or WORKER_SHARED_SECRET: started the fake worker at %s\n", fake.URL)
+	c, err := fake.Client()
+	if err != nil {
+		fake.Close()
+		return nil, nil, err
+	}
+	return c, fake, nil
+}
+
+// demo publishes through the service's endpoint at base as a client of the
+// service would, once for each answer it gives, and prints the answers.
+func demo(ctx context.Context, out io.Writer, base string, fake *sheentest.Server) error {
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: time.Minute}
+	defer hc.CloseIdleConnections()
+	for _, step := range []struct {
+		what, user string
+		before     func()
+	}{
+		{what: "a user with two hours of AI time", user: richUser},
+		{what: "a user with 30 s of AI time", user: shortUser},
+		{what: "a build the worker fails", user: richUser, before: func() { fake.FailNextBuild("BUILD_FAILED", "Module not found: ./Menu") }},
+	} {
+		if step.before != nil {
+			step.before()
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/publish?user="+url.QueryEscape(step.user), strings.NewReader("A landing page for a bakery"))
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return fmt.Errorf("publish for %s: %w", step.what, err)
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("publish for %s: %w", step.what, err)
+		}
+		fmt.Fprintf(out, "\nPOST /publish for %s:\n  %d %s\n  %s\n", step.what, resp.StatusCode, http.StatusText(resp.StatusCode), strings.TrimSpace(string(body)))
+	}
+	return nil
 }
 
 // service publishes sites through the worker.
