@@ -175,7 +175,7 @@ func newClient(cfg config) (*WorkerClient, error) {
 		basePath: strings.TrimSuffix(base.Path, "/"),
 		host:     strings.TrimSuffix(base.Host, ":"), // as http.NewRequest drops an empty port
 		http: &http.Client{
-			Transport: &signingTransport{user: cfg.httpClient, signer: s, limiter: lim, attemptTimeout: cfg.attemptTimeout},
+			Transport: &signingTransport{user: cfg.httpClient, signer: s, limiter: lim, attemptTimeout: cfg.attemptTimeout, basePath: strings.TrimSuffix(base.Path, "/")},
 			Timeout:   timeout,
 			// A redirect would carry signed headers to another target.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -3,6 +3,7 @@ package sheen
 import (
 	"container/list"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -40,7 +41,10 @@ type LimiterSnapshot struct {
 	Remaining int
 	// Reset is when the current window ends, zero when unknown.
 	Reset time.Time
-	// PausedUntil is when a 429 pause ends, zero when none.
+	// PausedUntil is when the pause of the whole client after a 429 ends,
+	// zero when none. A 429 that concerns one user's builds, one project's
+	// updates or one version's rebuilds holds only later requests of the
+	// same kind and is not shown here.
 	PausedUntil time.Time
 	// InFlight counts requests sent and not yet answered.
 	InFlight int
@@ -64,8 +68,12 @@ func (w *rateWindow) end() time.Time { return w.reset.Add(w.unit) }
 // adaptiveLimiter mirrors the worker's fixed window instead of inferring a
 // pace from it. Rules, checked for each request just before it leaves:
 //
-//   - after a 429, nobody leaves until its Retry-After (else the window's
-//     reset) has passed;
+//   - a 429 on a build-starting route that does not say the window is spent
+//     is the worker's limit on one user's builds or one project's updates
+//     (limitScope): only later requests of that route for that user,
+//     project or version wait for its Retry-After, outside the line;
+//   - after any other 429, nobody leaves until its Retry-After (else the
+//     window's reset) has passed;
 //   - while the window is unknown (no answer yet, or the window the worker
 //     described has ended), one request at a time leaves as a probe; its
 //     answer describes the window;
@@ -91,6 +99,12 @@ type adaptiveLimiter struct {
 	// acquire allocates nothing when nobody waits.
 	releasePlain, releaseProbe func(*http.Response)
 
+	// scoped holds the pauses of scoped 429s, each until its end, keyed by
+	// limitScope; bounded (maxScopedPauses, least recently used out first)
+	// and emptied as they end. scopeMu makes extending one atomic.
+	scoped  *ttlCache[time.Time]
+	scopeMu sync.Mutex
+
 	mu          sync.Mutex
 	queue       list.List // of *limitWaiter, first in line at the front
 	window      rateWindow
@@ -112,6 +126,7 @@ func newAdaptiveLimiter(perMinute int, maxWait time.Duration, clock Clock) *adap
 		perMinute: perMinute,
 		maxWait:   maxWait,
 		bucket:    rate.NewLimiter(rate.Limit(float64(perMinute)/60), defaultBurst),
+		scoped:    newTTLCache[time.Time](clock, maxScopedPauses),
 	}
 	l.releasePlain = func(resp *http.Response) { l.release(resp, false) }
 	l.releaseProbe = func(resp *http.Response) { l.release(resp, true) }
@@ -218,6 +233,128 @@ func (l *adaptiveLimiter) acquire(ctx context.Context) (release func(*http.Respo
 	}
 }
 
+// maxScopedPauses bounds how many scoped 429 pauses the limiter holds at
+// once. When it is full the least recently used goes: that user's or
+// project's next request reaches the worker, which refuses it again if its
+// limit still holds, and the pause is learnt anew.
+const maxScopedPauses = 4096
+
+// scopedRoutes are the routes whose 429s may concern one user, project or
+// version only: those that start a build (spec §2: builds per user,
+// updates per project; a rebuild starts a build of one version).
+var scopedRoutes = [...]string{RouteCreatePreview, RouteUpdateProject, RouteRebuild}
+
+// limitScope names whom a 429 of this request would concern, when it does
+// not say the shared window is spent: the route and the user (create
+// preview), the project (update project) or the version (rebuild); "" for
+// every other request, whose 429s pause the whole client. path is the
+// request's escaped path below the base URL, whoever sends it (a service,
+// Do, the sheenhttp proxy); the ids come from the JSON body, or the path for
+// a rebuild. A body that names no id scopes to the route alone.
+func limitScope(method, path string, body []byte) string {
+	if method != http.MethodPost {
+		return ""
+	}
+	route := ""
+	for _, r := range scopedRoutes {
+		if pathMatches(strings.TrimPrefix(r, "POST "), path) {
+			route = r
+			break
+		}
+	}
+	var id string
+	switch route {
+	case RouteCreatePreview, RouteUpdateProject:
+		var b struct {
+			UserID    string `json:"userId"`
+			ProjectID string `json:"projectId"`
+		}
+		_ = json.Unmarshal(body, &b) // fields of the wrong type stay empty
+		id = b.UserID
+		if route == RouteUpdateProject {
+			id = b.ProjectID
+		}
+	case RouteRebuild:
+		id = strings.TrimSuffix(strings.TrimPrefix(path, "/v1/versions/"), "/rebuild")
+	default:
+		return ""
+	}
+	return route + "\x00" + id // no route holds a NUL: keys of two routes never meet
+}
+
+// scopeSubject is what a scoped pause holds back, for an error message
+// (without the id).
+func scopeSubject(scope string) string {
+	route, _, _ := strings.Cut(scope, "\x00")
+	switch route {
+	case RouteCreatePreview:
+		return "the worker's limit on this user's builds"
+	case RouteUpdateProject:
+		return "the worker's limit on this project's updates"
+	}
+	return "the worker's limit on this version's rebuilds"
+}
+
+// acquireScoped is acquire for a request of scope (see limitScope; ""
+// is acquire itself). While a 429 of the same scope holds, the request
+// waits outside the line, so the others go on meanwhile; a wait that cannot
+// fit is refused at once with a *RateLimitError, as acquire's are. Its
+// release keeps a 429 of the scope that does not say the shared window is
+// spent to the scope: the rest of the client, and a shared limiter, learn
+// the answer's headers without the pause.
+func (l *adaptiveLimiter) acquireScoped(ctx context.Context, scope string) (release func(*http.Response), err error) {
+	if scope == "" {
+		return l.acquire(ctx)
+	}
+	for {
+		now := l.clock.Now()
+		until, ok := l.scoped.Get(scope)
+		if !ok || !now.Before(until) {
+			break
+		}
+		d := until.Sub(now)
+		l.mu.Lock()
+		err := l.refuseWait(ctx, now, d, scopeSubject(scope))
+		l.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-l.clock.After(d):
+		}
+	}
+	inner, err := l.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func(resp *http.Response) { inner(l.scopedAnswer(scope, resp)) }, nil
+}
+
+// scopedAnswer is what the rest of the limiter learns from resp, an answer
+// to a request of scope: a 429 whose rate-limit headers do not say that
+// nothing remains of the window pauses the scope alone, and reaches the
+// limiter as an answer without a status (as limiterView does for
+// /generate); anything else is passed on.
+func (l *adaptiveLimiter) scopedAnswer(scope string, resp *http.Response) *http.Response {
+	if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		return resp
+	}
+	now := l.clock.Now()
+	info, ok := parseRateHeaders(resp.Header, now)
+	if ok && info.remaining == 0 {
+		return resp // the shared window is spent: everyone waits
+	}
+	until := pauseAfter429(resp.Header, info, now)
+	l.scopeMu.Lock()
+	if cur, held := l.scoped.Get(scope); !held || until.After(cur) {
+		l.scoped.Set(scope, until, until)
+	}
+	l.scopeMu.Unlock()
+	return &http.Response{Header: resp.Header}
+}
+
 // tryLocked lets a request leave if the window and the pace allow it now.
 // Otherwise it says how long to wait before looking again (-1: until
 // something changes), or refuses a wait that cannot fit. Called with l.mu
@@ -280,6 +417,12 @@ func (l *adaptiveLimiter) kickLocked() {
 // checkWait refuses a wait that ends past ctx's deadline or the maximum.
 // Called with l.mu held.
 func (l *adaptiveLimiter) checkWait(ctx context.Context, now time.Time, d time.Duration) error {
+	return l.refuseWait(ctx, now, d, "rate limit quota")
+}
+
+// refuseWait is checkWait for a wait on what (named in the error). Called
+// with l.mu held.
+func (l *adaptiveLimiter) refuseWait(ctx context.Context, now time.Time, d time.Duration, what string) error {
 	if d <= 0 {
 		return nil
 	}
@@ -296,7 +439,7 @@ func (l *adaptiveLimiter) checkWait(ctx context.Context, now time.Time, d time.D
 	e := newRateLimitError(&APIError{
 		StatusCode: http.StatusTooManyRequests,
 		Code:       "client_rate_limited",
-		Message:    fmt.Sprintf("rate limit quota frees up in %s, after %s; request not sent", d.Round(time.Millisecond), why),
+		Message:    fmt.Sprintf("%s frees up in %s, after %s; request not sent", what, d.Round(time.Millisecond), why),
 		RetryAfter: d,
 	}, l.snapshotLocked(now))
 	return e

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -23,6 +24,21 @@ type signingTransport struct {
 	signer         *signer
 	limiter        *adaptiveLimiter
 	attemptTimeout time.Duration // negative: none
+	// basePath is the base URL's path without a trailing slash: what comes
+	// before a route's path.
+	basePath string
+}
+
+// limitScope is req's limitScope (ratelimit.go): whom a 429 of it concerns.
+func (t *signingTransport) limitScope(req *http.Request, body []byte) string {
+	if req.Method != http.MethodPost {
+		return ""
+	}
+	path, ok := strings.CutPrefix(req.URL.EscapedPath(), t.basePath)
+	if !ok {
+		return ""
+	}
+	return limitScope(req.Method, path, body)
 }
 
 // base is the transport that carries a signed request.
@@ -84,7 +100,7 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return nil, err
 	}
 	parent, obs := beginAttempt(req.Context()) // the attempt's span, when the call is observed
-	release, err := t.limiter.acquire(parent)
+	release, err := t.limiter.acquireScoped(parent, t.limitScope(req, body))
 	obs.acquired(parent)
 	if err != nil {
 		if req.Body != nil {
