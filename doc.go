@@ -113,7 +113,11 @@
 // first answer, or after a reset) requests go one at a time; then never
 // more requests are in flight than the window has remaining; an answer with
 // a lower limit re-plans the window for every goroutine at once, and a 429
-// pauses every goroutine for its Retry-After. The deployed worker's fixed
+// pauses every goroutine for its Retry-After, except a 429 from a build
+// limit (on CreatePreview, UpdateProject or Rebuild, whose headers do not
+// say the window is spent), which holds back only the same user's builds,
+// the same project's updates or the same version's rebuilds. The deployed
+// worker's fixed
 // headers on unlimited routes (remaining 45, reset in an hour, no limit
 // header) do not slow it down. WorkerClient.RateLimit returns a snapshot.
 //

@@ -19,7 +19,9 @@ import (
 // worker limits per IP address, and replicas behind one NAT share it). It
 // follows the worker's window as the client's own limiter does: one request
 // at a time while the window is unknown, never more requests in flight than
-// the worker said remain, a 429 pauses every client. Plug one in with
+// the worker said remain, a 429 pauses every client (except one scoped to
+// one user's, project's or version's builds, which stays with the client
+// that got it). Plug one in with
 // WithSharedLimiter; sheenredis.Limiter is one on Redis.
 //
 // While it answers, it replaces the client's own limiter for every request
