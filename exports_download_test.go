@@ -51,6 +51,10 @@ type downloadStore struct {
 	chunked bool
 	// dropEvery: every response breaks after this many body bytes; 0: never.
 	dropEvery int64
+	// goneAfter: requests from this index on (0-based) answer 410 Gone, a
+	// final failure: a bound for tests of downloads that should end on
+	// their own; 0: never.
+	goneAfter int
 }
 
 type storeReq struct {
@@ -95,6 +99,10 @@ func (s *downloadStore) serve(w http.ResponseWriter, r *http.Request) {
 		hasCut = true
 	}
 	s.mu.Unlock()
+	if s.goneAfter > 0 && n >= s.goneAfter {
+		http.Error(w, "gone", http.StatusGone)
+		return
+	}
 	if s.status != 0 {
 		w.Header().Set("Retry-After", "0")
 		http.Error(w, "nope", s.status)
