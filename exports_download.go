@@ -23,9 +23,12 @@ const (
 // before any request.
 type DownloadOptions struct {
 	// Progress is called with the bytes written so far and the archive's
-	// total length (-1 when unknown) once at the start, after each chunk,
-	// and with 0 after a restart. It runs on the downloading goroutine:
-	// keep it quick. nil calls nothing.
+	// total length (-1 when unknown) each time one of them changes: once
+	// at the start, when a response first tells the total, after each
+	// chunk written, and with 0 when the download starts again from the
+	// first byte (the store ignored Range). A resume changes neither, so it
+	// calls nothing. It runs on the downloading goroutine: keep it quick.
+	// nil calls nothing.
 	Progress func(written, total int64)
 
 	// MaxSize refuses archives over MaxSize bytes: before anything is

@@ -33,6 +33,11 @@ type downloader struct {
 	status    int
 	buf       []byte
 	obs       *downloadObs // the download's telemetry, nil when none records
+
+	// reported is the (written, total) the progress callback last got,
+	// valid once reportedAny: it is called again only when they change.
+	reported    [2]int64
+	reportedAny bool
 }
 
 // newDownloader is a download of link into w with the settings o.
@@ -156,10 +161,19 @@ func (d *downloader) advance() int64 {
 	return gained
 }
 
+// progress calls the progress callback when what it was last told
+// changed: a resume, which changes neither the offset nor the total, calls
+// nothing.
 func (d *downloader) progress() {
-	if d.opts.progress != nil {
-		d.opts.progress(d.written, d.total)
+	if d.opts.progress == nil {
+		return
 	}
+	now := [2]int64{d.written, d.total}
+	if d.reportedAny && now == d.reported {
+		return
+	}
+	d.reported, d.reportedAny = now, true
+	d.opts.progress(d.written, d.total)
 }
 
 // attempt makes one request from the current offset and copies what it
