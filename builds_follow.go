@@ -277,11 +277,9 @@ func (s *BuildsService) Wait(ctx context.Context, buildID, userID string, follow
 
 // WorkerEventSource returns the source that reads events from the worker's
 // HTTP endpoint through this client (signed, rate limited, retried), for
-// wrapping or combining with another source.
+// wrapping or combining with another source. It is never nil: on a client
+// NewWorkerClient did not make, its FetchEvents returns ErrNotConfigured.
 func (s *BuildsService) WorkerEventSource() EventSource {
-	if ready((*service)(s)) != nil {
-		return nil
-	}
 	return &httpEventSource{svc: (*service)(s)}
 }
 
@@ -463,7 +461,7 @@ type httpEventSource struct {
 // FetchEvents implements EventSource with GET
 // /v1/builds/{buildId}/events?userId=&lastEventId=.
 func (s *httpEventSource) FetchEvents(ctx context.Context, buildID, userID string, after int64) ([]BuildEvent, bool, error) {
-	if err := checkID("userId", userID); err != nil {
+	if err := cmp.Or(ready(s.svc), checkID("userId", userID)); err != nil {
 		return nil, false, err
 	}
 	var w buildEventsWire
