@@ -647,3 +647,15 @@ func TestRebuildMissingDropsWhenTheOutcomeIsUnknown(t *testing.T) {
 	}
 }
 
+// RebuildMissing needs the user to wait for the rebuild: an error without
+// one is refused before the rebuild is asked for, not after it started.
+func TestRebuildMissingRefusesAMissingUserBeforeRebuilding(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	rebuilds := buildsRecord(buildsAnswer(200, `{"success":true,"jobId":"J1","versionId":"v1"}`))
+	mt.RegisterResponder("POST", buildsBase+"/v1/versions/v1/rebuild", rebuilds.respond)
+	_, err := c.Exports.RebuildMissing(context.Background(), &ArtifactMissingError{APIError: &APIError{StatusCode: 404}, CanRebuild: true, VersionID: "v1"}, nil)
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(rebuilds.requests()) != 0 {
+		t.Fatalf("got %v after %d rebuild requests; want a *ValidationError before any", err, len(rebuilds.requests()))
+	}
+}

@@ -242,8 +242,9 @@ func nilContextError() error { return &ValidationError{Field: "context", Reason:
 // it): MetadataWait and MetadataStartWait do not apply. opts apply to the
 // rebuild request and the wait's requests.
 //
-// It fails with a *ValidationError when the worker said the archive cannot
-// be rebuilt or did not say which version it was, and with the Builds
+// It fails with a *ValidationError, before anything is sent, when the
+// worker said the archive cannot be rebuilt or did not say which version
+// it was, or missing names no valid user, and with the Builds
 // service's errors (*BuildFailedError, ...) otherwise.
 func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMissingError, follow *FollowOptions, opts ...CallOption) (*BuildResult, error) {
 	if err := ready((*service)(s)); err != nil {
@@ -298,7 +299,9 @@ func checkMissing(ctx context.Context, missing *ArtifactMissingError) error {
 	case missing.VersionID == "":
 		return &ValidationError{Field: "missing", Reason: "the worker did not say which version to rebuild"}
 	}
-	return nil
+	// Wait needs the user: refuse before the rebuild is asked for, not
+	// after it started.
+	return checkID("userId", missing.UserID)
 }
 
 // exportsConfig holds the Exports service's options.
