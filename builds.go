@@ -134,10 +134,31 @@ func (s *BuildsService) preCheck(ctx context.Context, userID string, size Projec
 // /v1/versions/{versionId}/rebuild, no body), for example after an export
 // answered 404 with canRebuild. The deployed worker answers only a job id;
 // Build.ID is then that job id, to follow with Wait or Follow.
+//
+// The request names only the version, not its user or project, so Rebuild
+// cannot tell whose cached balance or which cached links the rebuild makes
+// stale, and drops none. Exports.RebuildMissing, which knows the user from
+// the failed link request, drops them; after calling Rebuild directly, call
+// Billing.InvalidateBalance for the version's user and Exports.Invalidate
+// for links you still hold.
 func (s *BuildsService) Rebuild(ctx context.Context, versionID string, opts ...CallOption) (*Build, error) {
+	return s.rebuild(ctx, versionID, nil, opts)
+}
+
+// rebuild sends the rebuild of versionID. Once the rebuild started, or may
+// have (ErrOutcomeUnknown), it calls stale (when not nil) to drop what the
+// caller knows the rebuild makes stale.
+func (s *BuildsService) rebuild(ctx context.Context, versionID string, stale func(), opts []CallOption) (*Build, error) {
 	var w rebuildWire
 	resp, opts := withResponse(opts)
-	if err := (*service)(s).send(ctx, call{route: RouteRebuild, params: []string{versionID}, out: &w}, opts); err != nil {
+	err := (*service)(s).send(ctx, call{route: RouteRebuild, params: []string{versionID}, out: &w}, opts)
+	if err != nil && !errors.Is(err, ErrOutcomeUnknown) {
+		return nil, err
+	}
+	if stale != nil {
+		stale()
+	}
+	if err != nil {
 		return nil, err
 	}
 	b := w.build(resp.CorrelationID)

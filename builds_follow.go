@@ -100,7 +100,59 @@ type FollowOptions struct {
 	// 0 means DefaultMetadataStartWait (5 s); a negative value (such as -1)
 	// does not wait for a metadata phase that has not started yet.
 	MetadataStartWait time.Duration
+
+	// StallTimeout is how long the reading waits for a new event, from its
+	// start and from each new event, before it stops with a
+	// *BuildStalledError (matching ErrBuildStalled): the build went quiet
+	// and its outcome is unknown, as when ctx ends. Once the deploy's
+	// completion is read it no longer applies (MetadataWait bounds what
+	// follows). It is timed on the client's clock (WithClock), between
+	// fetches: a fetch under way is bounded by its source (the worker's
+	// endpoint by the client's attempt timeout and retries). 0 means
+	// DefaultBuildStallTimeout (15 minutes); a negative value (such as -1)
+	// waits as long as ctx allows.
+	StallTimeout time.Duration
 }
+
+// DefaultBuildStallTimeout is FollowOptions.StallTimeout's default: how
+// long Follow and Wait wait for a build's next event before giving up on
+// it. The worker's events carry no heartbeat, and a build's development
+// phase runs the model, which may send nothing while it works: the default
+// is longer than the SDK lets one model run stay silent
+// (DefaultGenerateStallTimeout, 10 minutes).
+const DefaultBuildStallTimeout = 15 * time.Minute
+
+// ErrBuildStalled is matched (errors.Is) by the *BuildStalledError that
+// Follow and Wait end with when a build sends no new event within
+// FollowOptions.StallTimeout.
+var ErrBuildStalled = errors.New("sheen: build went quiet")
+
+// BuildStalledError is a reading of a build's events that stopped because
+// no new event came within FollowOptions.StallTimeout. The build's outcome
+// is unknown: it may still be running, or the worker may have lost it. To
+// keep following, call Wait or Follow again with FollowOptions.AfterEventID
+// set to LastEventID; Builds.Status gives the worker's summary. It matches
+// ErrBuildStalled.
+type BuildStalledError struct {
+	// ID is the build followed.
+	ID string
+	// LastEventID is the largest event id read (the AfterEventID the
+	// reading started from when it read none), to resume from.
+	LastEventID int64
+	// Quiet is how long the reading waited without a new event: the stall
+	// timeout.
+	Quiet time.Duration
+}
+
+// Error returns "sheen: build ID went quiet: no new event for D after
+// event N; its outcome is unknown".
+func (e *BuildStalledError) Error() string {
+	return "sheen: build " + e.ID + " went quiet: no new event for " + e.Quiet.String() +
+		" after event " + strconv.FormatInt(e.LastEventID, 10) + "; its outcome is unknown"
+}
+
+// Is matches ErrBuildStalled.
+func (e *BuildStalledError) Is(target error) bool { return target == ErrBuildStalled }
 
 // followConfig is one reading's settings: FollowOptions with their
 // defaults applied.
@@ -111,12 +163,13 @@ type followConfig struct {
 	metadataStartWait time.Duration
 	after             int64
 	onEvent           func(BuildEvent)
+	stall             time.Duration // 0: no stall timeout
 }
 
 // settings checks o (nil is every default) and applies the defaults, but
 // for the source, which the caller chooses.
 func (o *FollowOptions) settings() (followConfig, error) {
-	cfg := followConfig{metadataWait: DefaultMetadataWait, metadataStartWait: DefaultMetadataStartWait}
+	cfg := followConfig{metadataWait: DefaultMetadataWait, metadataStartWait: DefaultMetadataStartWait, stall: DefaultBuildStallTimeout}
 	if o == nil {
 		return cfg, nil
 	}
@@ -126,6 +179,7 @@ func (o *FollowOptions) settings() (followConfig, error) {
 	cfg.source, cfg.interval, cfg.after, cfg.onEvent = o.Source, o.PollInterval, o.AfterEventID, o.OnEvent
 	cfg.metadataWait = waitSetting(o.MetadataWait, DefaultMetadataWait)
 	cfg.metadataStartWait = waitSetting(o.MetadataStartWait, DefaultMetadataStartWait)
+	cfg.stall = waitSetting(o.StallTimeout, DefaultBuildStallTimeout)
 	return cfg, nil
 }
 
@@ -235,7 +289,8 @@ func newBuildFailedError(buildID string, ev BuildEvent) *BuildFailedError {
 //
 // Transient HTTP failures are retried by the client; Follow yields an
 // error, once, only when it has to stop (the source failed for good, ctx
-// ended, an argument was invalid). Breaking out of the loop stops it.
+// ended, no new event came within FollowOptions.StallTimeout, an argument
+// was invalid). Breaking out of the loop stops it.
 func (s *BuildsService) Follow(ctx context.Context, buildID, userID string, follow *FollowOptions, opts ...CallOption) iter.Seq2[BuildEvent, error] {
 	return func(yield func(BuildEvent, error) bool) {
 		f, err := s.newFollower(buildID, userID, follow, opts)
@@ -251,9 +306,11 @@ func (s *BuildsService) Follow(ctx context.Context, buildID, userID string, foll
 // with the same options), and returns how it ended: a *BuildResult, or a
 // *BuildFailedError carrying the worker's error code and message for the
 // user. Any other error means the outcome is unknown (ctx ended, the
-// source failed): call Wait again to keep following (AfterEventID, given
-// the last id OnEvent saw, skips what was read already). Set
-// FollowOptions.OnEvent to see every event on the way.
+// source failed, the build went quiet for FollowOptions.StallTimeout: a
+// *BuildStalledError): call Wait again to keep following (AfterEventID,
+// given the last id OnEvent saw or BuildStalledError.LastEventID, skips
+// what was read already). Set FollowOptions.OnEvent to see every event on
+// the way.
 func (s *BuildsService) Wait(ctx context.Context, buildID, userID string, follow *FollowOptions, opts ...CallOption) (*BuildResult, error) {
 	f, err := s.newFollower(buildID, userID, follow, opts)
 	if err != nil {
@@ -277,11 +334,9 @@ func (s *BuildsService) Wait(ctx context.Context, buildID, userID string, follow
 
 // WorkerEventSource returns the source that reads events from the worker's
 // HTTP endpoint through this client (signed, rate limited, retried), for
-// wrapping or combining with another source.
+// wrapping or combining with another source. It is never nil: on a client
+// NewWorkerClient did not make, its FetchEvents returns ErrNotConfigured.
 func (s *BuildsService) WorkerEventSource() EventSource {
-	if ready((*service)(s)) != nil {
-		return nil
-	}
 	return &httpEventSource{svc: (*service)(s)}
 }
 
@@ -300,6 +355,7 @@ type follower struct {
 	cursor    int64
 	phase     Phase
 	successAt time.Time // when the deploy's completion was read
+	heardAt   time.Time // when the reading started or last read a new event
 }
 
 func (s *BuildsService) newFollower(buildID, userID string, follow *FollowOptions, opts []CallOption) (*follower, error) {
@@ -339,6 +395,7 @@ func (f *follower) run(ctx context.Context, yield func(BuildEvent, error) bool) 
 		}
 		wake = w
 	}
+	f.heardAt = f.clock.Now()
 	for {
 		events, more, err := f.cfg.source.FetchEvents(ctx, f.buildID, f.userID, f.cursor)
 		if err != nil {
@@ -352,14 +409,35 @@ func (f *follower) run(ctx context.Context, yield func(BuildEvent, error) bool) 
 		if stop || f.over() {
 			return
 		}
+		if advanced {
+			f.heardAt = f.clock.Now()
+		}
 		if more && advanced {
 			continue
 		}
-		if err := f.wait(ctx, f.nextWait(), wake); err != nil {
+		d := f.nextWait()
+		if left, bounded := f.stallLeft(); bounded {
+			if left <= 0 {
+				yield(BuildEvent{}, &BuildStalledError{ID: f.buildID, LastEventID: f.cursor, Quiet: f.cfg.stall})
+				return
+			}
+			d = min(d, left) // one last fetch when the stall timeout ends
+		}
+		if err := f.wait(ctx, d, wake); err != nil {
 			yield(BuildEvent{}, err)
 			return
 		}
 	}
+}
+
+// stallLeft is how long the reading may still wait for a new event;
+// bounded is false when nothing bounds it (no stall timeout, or the
+// deploy's completion was read and the metadata deadline takes over).
+func (f *follower) stallLeft() (left time.Duration, bounded bool) {
+	if f.cfg.stall <= 0 || f.success != nil {
+		return 0, false
+	}
+	return f.heardAt.Add(f.cfg.stall).Sub(f.clock.Now()), true
 }
 
 // deliver yields, in id order, the events not seen yet; stop reports that
@@ -463,7 +541,7 @@ type httpEventSource struct {
 // FetchEvents implements EventSource with GET
 // /v1/builds/{buildId}/events?userId=&lastEventId=.
 func (s *httpEventSource) FetchEvents(ctx context.Context, buildID, userID string, after int64) ([]BuildEvent, bool, error) {
-	if err := checkID("userId", userID); err != nil {
+	if err := cmp.Or(ready(s.svc), checkID("userId", userID)); err != nil {
 		return nil, false, err
 	}
 	var w buildEventsWire

@@ -655,3 +655,21 @@ func TestBuildsFollowCallTimeoutBoundsTheFollow(t *testing.T) {
 		t.Errorf("Wait error %v, want the call's deadline", err)
 	}
 }
+
+// A client NewWorkerClient did not make still hands out a worker event
+// source; reading from it fails with ErrNotConfigured instead of panicking.
+func TestBuildsWorkerEventSourceOfAnUnconfiguredClient(t *testing.T) {
+	for name, svc := range map[string]*BuildsService{
+		"zero WorkerClient": new(WorkerClient).Builds,
+		"zero service":      new(BuildsService),
+	} {
+		src := svc.WorkerEventSource()
+		if src == nil {
+			t.Fatalf("%s: WorkerEventSource returned nil", name)
+		}
+		events, more, err := src.FetchEvents(context.Background(), "B1", "u1", 0)
+		if !errors.Is(err, ErrNotConfigured) || events != nil || more {
+			t.Errorf("%s: FetchEvents = %v, %v, %v; want ErrNotConfigured", name, events, more, err)
+		}
+	}
+}

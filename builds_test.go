@@ -615,3 +615,47 @@ func TestBuildsDropTheProjectsExportLink(t *testing.T) {
 		t.Errorf("%d export requests, want 3: a rollback makes the project's link stale", n)
 	}
 }
+
+// A rebuild whose outcome is unknown may have started: RebuildMissing
+// drops the user's balance and the links as when it surely started.
+func TestRebuildMissingDropsWhenTheOutcomeIsUnknown(t *testing.T) {
+	c, mt, notes := buildsClient(t)
+	link := fmt.Sprintf(`{"success":true,"downloadUrl":"https://store.test/exports/p1.zip?X-Amz-Signature=x","expiresAt":%q,"filename":"p1.zip","size":1}`,
+		time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339))
+	exports := buildsRecord(buildsAnswer(200, link))
+	mt.RegisterResponder("GET", buildsBase+"/v1/projects/p1/export", exports.respond)
+	rebuilds := buildsRecord(buildsAnswer(500, `{"error":"boom"}`))
+	mt.RegisterResponder("POST", buildsBase+"/v1/versions/v1/rebuild", rebuilds.respond)
+	ctx := context.Background()
+	if _, err := c.Exports.ProjectLink(ctx, "p1", "u1"); err != nil {
+		t.Fatal(err)
+	}
+	missing := &ArtifactMissingError{APIError: &APIError{StatusCode: 404}, CanRebuild: true, VersionID: "v1", UserID: "u1",
+		from: linkRequest{linkProject, "p1", "u1"}}
+	_, err := c.Exports.RebuildMissing(ctx, missing, nil)
+	if !errors.Is(err, ErrOutcomeUnknown) || len(rebuilds.requests()) != 1 {
+		t.Fatalf("RebuildMissing: %v after %d rebuild requests; want ErrOutcomeUnknown after one", err, len(rebuilds.requests()))
+	}
+	if got := notes.list(); len(got) != 1 || got[0] != "u1" {
+		t.Errorf("balances dropped: %q; want u1's", got)
+	}
+	if _, err := c.Exports.ProjectLink(ctx, "p1", "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(exports.requests()); n != 2 {
+		t.Errorf("%d export requests, want 2: the project's link is stale once a rebuild may have started", n)
+	}
+}
+
+// RebuildMissing needs the user to wait for the rebuild: an error without
+// one is refused before the rebuild is asked for, not after it started.
+func TestRebuildMissingRefusesAMissingUserBeforeRebuilding(t *testing.T) {
+	c, mt, _ := buildsClient(t)
+	rebuilds := buildsRecord(buildsAnswer(200, `{"success":true,"jobId":"J1","versionId":"v1"}`))
+	mt.RegisterResponder("POST", buildsBase+"/v1/versions/v1/rebuild", rebuilds.respond)
+	_, err := c.Exports.RebuildMissing(context.Background(), &ArtifactMissingError{APIError: &APIError{StatusCode: 404}, CanRebuild: true, VersionID: "v1"}, nil)
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(rebuilds.requests()) != 0 {
+		t.Fatalf("got %v after %d rebuild requests; want a *ValidationError before any", err, len(rebuilds.requests()))
+	}
+}

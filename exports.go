@@ -228,18 +228,23 @@ func (r linkRequest) key() string {
 func nilContextError() error { return &ValidationError{Field: "context", Reason: "is nil"} }
 
 // RebuildMissing gets an archive back after an *ArtifactMissingError: it
-// rebuilds the version through the Builds service, waits for the build to
-// deploy (without waiting for the metadata phase) and drops the cached
-// link, so the next ProjectLink or VersionLink hands out a link to the new
-// archive.
+// rebuilds the version through the Builds service and waits for the build
+// to deploy (without waiting for the metadata phase). Like the other calls
+// that start a build, it drops what the rebuild makes stale, once the
+// rebuild starts and again when the wait ends: the user's cached balance,
+// the cached link the error came from and the user's cached link to the
+// version, so the next ProjectLink or VersionLink hands out a link to the
+// new archive. (An error from VersionLink does not name the project: a
+// cached ProjectLink of that project is not dropped.)
 //
 // follow shapes the wait as for Builds.Wait (nil: every default), except
 // that the metadata phase is never waited for (an archive does not need
 // it): MetadataWait and MetadataStartWait do not apply. opts apply to the
 // rebuild request and the wait's requests.
 //
-// It fails with a *ValidationError when the worker said the archive cannot
-// be rebuilt or did not say which version it was, and with the Builds
+// It fails with a *ValidationError, before anything is sent, when the
+// worker said the archive cannot be rebuilt or did not say which version
+// it was, or missing names no valid user, and with the Builds
 // service's errors (*BuildFailedError, ...) otherwise.
 func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMissingError, follow *FollowOptions, opts ...CallOption) (*BuildResult, error) {
 	if err := ready((*service)(s)); err != nil {
@@ -256,18 +261,30 @@ func (s *ExportsService) RebuildMissing(ctx context.Context, missing *ArtifactMi
 	if _, err := wait.settings(); err != nil {
 		return nil, err // before the rebuild is asked for
 	}
-	b, err := s.client.Builds.Rebuild(ctx, missing.VersionID, opts...)
+	stale := func() { s.rebuilt(missing) }
+	b, err := s.client.Builds.rebuild(ctx, missing.VersionID, stale, opts)
 	if err != nil {
 		return nil, err
 	}
 	res, err := s.client.Builds.Wait(ctx, b.ID, missing.UserID, &wait, opts...)
+	// The balance and links may have been asked for (and cached) during
+	// the build, and a failed build may have been charged all the same.
+	stale()
 	if err != nil {
 		return nil, err
 	}
+	return res, nil
+}
+
+// rebuilt drops what a rebuild after missing makes stale: the user's
+// balance, the link the error came from and the user's link to the
+// rebuilt version.
+func (s *ExportsService) rebuilt(missing *ArtifactMissingError) {
 	if missing.from.kind != "" {
 		s.client.exports.forget(missing.from.key())
 	}
-	return res, nil
+	s.client.Billing.InvalidateBalance(missing.UserID)
+	s.client.exports.forget(linkRequest{linkVersion, missing.VersionID, missing.UserID}.key())
 }
 
 // checkMissing refuses what RebuildMissing cannot act on.
@@ -282,7 +299,9 @@ func checkMissing(ctx context.Context, missing *ArtifactMissingError) error {
 	case missing.VersionID == "":
 		return &ValidationError{Field: "missing", Reason: "the worker did not say which version to rebuild"}
 	}
-	return nil
+	// Wait needs the user: refuse before the rebuild is asked for, not
+	// after it started.
+	return checkID("userId", missing.UserID)
 }
 
 // exportsConfig holds the Exports service's options.

@@ -23,9 +23,12 @@ const (
 // before any request.
 type DownloadOptions struct {
 	// Progress is called with the bytes written so far and the archive's
-	// total length (-1 when unknown) once at the start, after each chunk,
-	// and with 0 after a restart. It runs on the downloading goroutine:
-	// keep it quick. nil calls nothing.
+	// total length (-1 when unknown) each time one of them changes: once
+	// at the start, when a response first tells the total, after each
+	// chunk written, and with 0 when the download starts again from the
+	// first byte (the store ignored Range). A resume changes neither, so it
+	// calls nothing. It runs on the downloading goroutine: keep it quick.
+	// nil calls nothing.
 	Progress func(written, total int64)
 
 	// MaxSize refuses archives over MaxSize bytes: before anything is
@@ -36,10 +39,13 @@ type DownloadOptions struct {
 	MaxSize int64
 
 	// Retries is how many failed attempts in a row without progress the
-	// download survives. An attempt that wrote at least 64 KiB made
-	// progress and starts the count again, so a store that keeps breaking
-	// the connection but honours Range still delivers the whole archive. A
-	// fresh link after a 403 does not count. Waits between attempts follow
+	// download survives. An attempt that took the download at least 64 KiB
+	// past the furthest byte any earlier attempt reached made progress and
+	// starts the count again, so a store that keeps breaking the connection
+	// but honours Range still delivers the whole archive; bytes written
+	// again after a restart from the first byte are not progress, so a
+	// store that ignores Range and keeps breaking before the old mark uses
+	// the count up. A fresh link after a 403 does not count. Waits between attempts follow
 	// WithDownloadBackoff. 0 means DefaultDownloadRetries; a negative value
 	// (such as -1) turns retries off: the first failure is final.
 	Retries int
@@ -84,9 +90,9 @@ func (o *DownloadOptions) settings() (downloadOptions, error) {
 // When the connection breaks (or stalls, see DownloadOptions.StallTimeout)
 // it waits a little (see WithDownloadBackoff) and resumes with a Range
 // request from the last byte written; it gives up after
-// DownloadOptions.Retries attempts in a row that brought nothing. When the object store ignores Range and sends
-// the archive from the start, it begins again only if w can be reset: a
-// file (or anything with Seek and Truncate: it is truncated back to where
+// DownloadOptions.Retries attempts in a row that brought nothing new (see
+// there). When the object store ignores Range and sends the archive from
+// the start, it begins again only if w can be reset: a file (or anything with Seek and Truncate: it is truncated back to where
 // it stood when the download began), or anything with a Reset() or
 // Reset() error method (bytes.Buffer, hash.Hash); otherwise it fails with
 // ErrRangeIgnored. When the object store answers 403 (expired link) it asks

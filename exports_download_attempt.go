@@ -27,12 +27,17 @@ type downloader struct {
 	sniff    *sniffer
 
 	written   int64
-	wrote     int64 // by the current attempt (also after a restart)
+	mark      int64 // the furthest offset any attempt reached: progress is what passes it
 	total     int64 // -1 unknown; set by the first response that tells
 	validator string
 	status    int
 	buf       []byte
 	obs       *downloadObs // the download's telemetry, nil when none records
+
+	// reported is the (written, total) the progress callback last got,
+	// valid once reportedAny: it is called again only when they change.
+	reported    [2]int64
+	reportedAny bool
 }
 
 // newDownloader is a download of link into w with the settings o.
@@ -70,6 +75,7 @@ func (d *downloader) run(ctx context.Context) error {
 	budget := retryBudget{max: d.opts.retries}
 	for {
 		f := d.attempt(ctx)
+		gained := d.advance()
 		d.obs.interrupted(f, d.written, d.status)
 		if f == nil || f.terminate {
 			d.res.Written, d.res.Total = d.written, d.total
@@ -84,7 +90,7 @@ func (d *downloader) run(ctx context.Context) error {
 			}
 			continue
 		}
-		if !f.retry || !budget.spend(d.wrote) {
+		if !f.retry || !budget.spend(gained) {
 			return d.fail(f.err)
 		}
 		if err := d.pause(ctx, f, budget.idle); err != nil {
@@ -143,16 +149,36 @@ func (d *downloader) log(ctx context.Context, level slog.Level, msg string, attr
 	}
 }
 
+// advance moves the high-water mark to the current offset and returns how
+// far past the old mark the last attempt took the download. An attempt that
+// only wrote again what an earlier one had written (after a restart from
+// the first byte, when the store ignored Range) brought nothing, however
+// many bytes it wrote: otherwise a store that restarts and breaks at the
+// same place would count as progressing for ever.
+func (d *downloader) advance() int64 {
+	gained := max(d.written-d.mark, 0)
+	d.mark = max(d.mark, d.written)
+	return gained
+}
+
+// progress calls the progress callback when what it was last told
+// changed: a resume, which changes neither the offset nor the total, calls
+// nothing.
 func (d *downloader) progress() {
-	if d.opts.progress != nil {
-		d.opts.progress(d.written, d.total)
+	if d.opts.progress == nil {
+		return
 	}
+	now := [2]int64{d.written, d.total}
+	if d.reportedAny && now == d.reported {
+		return
+	}
+	d.reported, d.reportedAny = now, true
+	d.opts.progress(d.written, d.total)
 }
 
 // attempt makes one request from the current offset and copies what it
 // brings. nil means the archive is complete.
 func (d *downloader) attempt(ctx context.Context) *failure {
-	d.wrote = 0
 	a := newAttemptContext(ctx, d.opts.stall)
 	defer a.stop()
 	resp, f := d.send(a)
@@ -382,7 +408,6 @@ func (d *downloader) write(p []byte) *failure {
 	wn, werr := d.w.Write(p)
 	if wn > 0 {
 		d.written += int64(min(wn, len(p)))
-		d.wrote += int64(min(wn, len(p)))
 	}
 	if werr == nil && wn < len(p) {
 		werr = io.ErrShortWrite

@@ -182,3 +182,72 @@ func TestDownloadTrickleUsesTheBudget(t *testing.T) {
 		t.Error("what was written is not the archive's start")
 	}
 }
+
+// A store that ignores Range and breaks every response at the same offset
+// brings nothing new after its first attempt: writing the same first bytes
+// again after a restart is not progress, so the download ends after the
+// retry budget with a truncated error instead of restarting for ever.
+func TestDownloadRestartsThatNeverPassTheMarkUseTheBudget(t *testing.T) {
+	content := downloadContent(1 << 20)
+	for _, retries := range []int{0, 2} { // 0: DefaultDownloadRetries
+		want := retries
+		if want == 0 {
+			want = DefaultDownloadRetries
+		}
+		store := newDownloadStore(t, content)
+		store.ignoreRange = true
+		store.dropEvery = 256 << 10
+		store.goneAfter = 50 // ends the test if the budget never runs out
+		c, _ := downloadWorker(t, store, WithClock(&waitRecorder{}))
+		var buf resettableBuffer
+		_, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, &DownloadOptions{Retries: retries})
+		var de *DownloadError
+		if !errors.As(err, &de) || !errors.Is(err, ErrTruncated) {
+			t.Fatalf("retries %d: want a truncated *DownloadError, got %v", retries, err)
+		}
+		// One attempt brought the first 256 KiB, then want+1 brought
+		// nothing new: the last of them is the failure that is not retried.
+		if de.Attempts != want+2 || buf.resets != want+1 || de.Written != 256<<10 {
+			t.Errorf("retries %d: %d attempts, %d restarts, %d bytes written; want %d attempts, %d restarts, %d bytes",
+				retries, de.Attempts, buf.resets, de.Written, want+2, want+1, 256<<10)
+		}
+	}
+}
+
+// A restart that breaks before the furthest offset reached brings nothing
+// new; one that passes it by 64 KiB or more does, and starts the count
+// again.
+func TestDownloadRestartProgressIsPastTheHighWaterMark(t *testing.T) {
+	content := downloadContent(1 << 20)
+	run := func(retries int, cuts ...int64) (*DownloadResult, error) {
+		t.Helper()
+		store := newDownloadStore(t, content)
+		store.ignoreRange = true
+		store.goneAfter = 50
+		for i, n := range cuts {
+			store.cut[i] = n
+		}
+		c, _ := downloadWorker(t, store, WithClock(&waitRecorder{}))
+		var buf resettableBuffer
+		res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, &DownloadOptions{Retries: retries})
+		if err == nil && sum(buf.Bytes()) != sum(content) {
+			t.Fatalf("cuts %v: sha256 differs", cuts)
+		}
+		return res, err
+	}
+
+	// 500 KB, then twice 300 KB: two failures in a row without progress
+	// with one retry allowed.
+	_, err := run(1, 500_000, 300_000, 300_000)
+	var de *DownloadError
+	if !errors.As(err, &de) || !errors.Is(err, ErrTruncated) || de.Attempts != 3 {
+		t.Errorf("restarts that break before the mark: want a truncated *DownloadError after 3 attempts, got %v", err)
+	}
+
+	// Each restart passes the mark by 100 KB or more: the count starts
+	// again every time, and the archive arrives.
+	res, err := run(1, 500_000, 300_000, 600_000, 300_000, 900_000)
+	if err != nil || res.Restarts != 5 || res.Attempts != 6 {
+		t.Errorf("restarts that pass the mark: got %+v, %v; want the archive after 6 attempts", res, err)
+	}
+}

@@ -51,6 +51,10 @@ type downloadStore struct {
 	chunked bool
 	// dropEvery: every response breaks after this many body bytes; 0: never.
 	dropEvery int64
+	// goneAfter: requests from this index on (0-based) answer 410 Gone, a
+	// final failure: a bound for tests of downloads that should end on
+	// their own; 0: never.
+	goneAfter int
 }
 
 type storeReq struct {
@@ -95,6 +99,10 @@ func (s *downloadStore) serve(w http.ResponseWriter, r *http.Request) {
 		hasCut = true
 	}
 	s.mu.Unlock()
+	if s.goneAfter > 0 && n >= s.goneAfter {
+		http.Error(w, "gone", http.StatusGone)
+		return
+	}
 	if s.status != 0 {
 		w.Header().Set("Retry-After", "0")
 		http.Error(w, "nope", s.status)
@@ -831,5 +839,47 @@ func TestDownloadOptionValues(t *testing.T) {
 	res, err := c.Exports.Download(context.Background(), link, io.Discard, &DownloadOptions{Retries: -1, StallTimeout: -1})
 	if err != nil || res.Written != 1000 {
 		t.Errorf("boundary values: %+v, %v", res, err)
+	}
+}
+
+// Progress is called when the offset or the total changes: at the start,
+// when the total is first told, after each chunk, and with 0 after a
+// restart; a resume, which changes neither, calls nothing, so a progress
+// bar never sees the same values twice in a row.
+func TestDownloadProgressCallsOnlyOnChange(t *testing.T) {
+	content := downloadContent(1 << 20)
+	size := int64(len(content))
+	for _, ignoreRange := range []bool{false, true} {
+		store := newDownloadStore(t, content)
+		store.ignoreRange = ignoreRange
+		store.cut[0] = 300_000
+		c, _ := downloadWorker(t, store)
+		var calls [][2]int64
+		var buf resettableBuffer
+		res, err := c.Exports.Download(context.Background(), downloadLinkFor(t, c), &buf, &DownloadOptions{Progress: func(n, total int64) {
+			calls = append(calls, [2]int64{n, total})
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Resumes+res.Restarts != 1 {
+			t.Fatalf("ignoreRange %v: result %+v; want one resume or restart", ignoreRange, res)
+		}
+		if len(calls) < 3 || calls[0] != [2]int64{0, -1} || calls[1] != [2]int64{0, size} || calls[len(calls)-1] != [2]int64{size, size} {
+			t.Fatalf("ignoreRange %v: progress calls start %v, end %v; want (0, -1), (0, %d), ..., (%d, %d)",
+				ignoreRange, calls[:min(2, len(calls))], calls[len(calls)-1], size, size, size)
+		}
+		backToZero := 0
+		for i := 1; i < len(calls); i++ {
+			if calls[i] == calls[i-1] {
+				t.Errorf("ignoreRange %v: progress call %d repeats %v", ignoreRange, i, calls[i])
+			}
+			if calls[i][0] == 0 && calls[i-1][0] > 0 {
+				backToZero++
+			}
+		}
+		if want := map[bool]int{false: 0, true: 1}[ignoreRange]; backToZero != want {
+			t.Errorf("ignoreRange %v: progress went back to 0 %d times, want %d", ignoreRange, backToZero, want)
+		}
 	}
 }

@@ -113,3 +113,72 @@ func TestRebuildMissingRefusesBadFollowOptions(t *testing.T) {
 		t.Fatalf("%d rebuilds requested", n)
 	}
 }
+
+// RebuildMissing drops what the rebuild makes stale, as CreatePreview does:
+// the user's balance (the rebuild is charged) and the links to the rebuilt
+// archive that the client had cached, so neither is served from the cache
+// afterwards.
+func TestRebuildMissingDropsTheBalanceAndTheLinks(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range []string{"project", "version"} {
+		t.Run(kind, func(t *testing.T) {
+			srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithRateLimit(6000))
+			c, err := srv.Client(sheen.WithRateLimit(6000))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := c.Builds.CreatePreview(ctx, sheen.CreatePreviewRequest{UserID: "u1", Prompt: "a bakery"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Builds.Wait(ctx, b.ID, "u1", nil); err != nil {
+				t.Fatal(err)
+			}
+			versionID := srv.LatestVersion(b.ProjectID)
+			// Cache the balance and both links.
+			if _, err := c.Billing.Balance(ctx, "u1"); err != nil {
+				t.Fatal(err)
+			}
+			projectLink, err := c.Exports.ProjectLink(ctx, b.ProjectID, "u1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			versionLink, err := c.Exports.VersionLink(ctx, versionID, "u1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The archive goes; the caller learns it by asking again.
+			srv.DropArtifact(versionID)
+			var missing *sheen.ArtifactMissingError
+			if kind == "project" {
+				c.Exports.Invalidate(projectLink)
+				_, err = c.Exports.ProjectLink(ctx, b.ProjectID, "u1")
+			} else {
+				c.Exports.Invalidate(versionLink)
+				_, err = c.Exports.VersionLink(ctx, versionID, "u1")
+			}
+			if !errors.As(err, &missing) {
+				t.Fatalf("want *ArtifactMissingError, got %v", err)
+			}
+			if _, err := c.Exports.RebuildMissing(ctx, missing, nil); err != nil {
+				t.Fatal(err)
+			}
+
+			var resp sheen.Response
+			bal, err := c.Billing.Balance(ctx, "u1", sheen.WithResponse(&resp))
+			if err != nil || resp.Cached || bal.Total != srv.Balance("u1") {
+				t.Errorf("balance after the rebuild: %v (cached %v), %v; want the worker's %v", bal.Total, resp.Cached, err, srv.Balance("u1"))
+			}
+			resp = sheen.Response{}
+			if _, err := c.Exports.VersionLink(ctx, versionID, "u1", sheen.WithResponse(&resp)); err != nil || resp.Cached {
+				t.Errorf("version link after the rebuild: cached %v, %v; want a fresh one", resp.Cached, err)
+			}
+			if kind == "project" {
+				resp = sheen.Response{}
+				if _, err := c.Exports.ProjectLink(ctx, b.ProjectID, "u1", sheen.WithResponse(&resp)); err != nil || resp.Cached {
+					t.Errorf("project link after the rebuild: cached %v, %v; want a fresh one", resp.Cached, err)
+				}
+			}
+		})
+	}
+}
