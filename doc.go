@@ -143,7 +143,10 @@
 // follows the phase as the worker's own UI does (1 s build and deploy, 3 s
 // dependencies, 2 s otherwise). Events come from the worker's HTTP endpoint
 // by default (which spends the client's rate limit), or straight from the
-// Postgres table the worker writes, through package pgevents.
+// Postgres table the worker writes, through package pgevents. Reading stops
+// with a *BuildStalledError (ErrBuildStalled) when no new event comes
+// within FollowOptions.StallTimeout (15 minutes by default): the outcome is
+// then unknown, and Wait called again with AfterEventID goes on.
 //
 // # Exports
 //
@@ -154,7 +157,8 @@
 // MarshalJSON redact its query; SignedURL returns it whole.
 // Exports.Download streams an archive with flat memory through a plain HTTP
 // client of its own (no signature headers reach the object store), resumes
-// with Range after a break, fetches a fresh link once when the store answers
+// with Range after a break (and gives up after DownloadOptions.Retries
+// attempts in a row that brought no byte past the furthest offset reached), fetches a fresh link once when the store answers
 // 403, refuses a body cut short, and reports the archive's real format. An
 // archive that is gone gives an *ArtifactMissingError; RebuildMissing gets it
 // back.
