@@ -323,6 +323,8 @@ func outcomeOf(err error) string {
 		return "ok"
 	case errors.Is(err, ErrOutcomeUnknown):
 		return "outcome_unknown"
+	case errors.Is(err, ErrBuildStalled):
+		return "build_stalled"
 	case errors.Is(err, ErrInvalidResponse):
 		return "invalid_response"
 	case errors.As(err, &ve):
@@ -335,7 +337,6 @@ func outcomeOf(err error) string {
 		return "client_error"
 	case ae != nil:
 		return "refused" // a success status whose answer says no
-
 	}
 	return transportClass(err)
 }

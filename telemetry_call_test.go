@@ -68,6 +68,7 @@ func TestOutcomeOf(t *testing.T) {
 		{&AuthError{APIError: api(401)}, "client_error"},
 		{api(200), "refused"},
 		{&OutcomeUnknownError{Err: api(502)}, "outcome_unknown"},
+		{&BuildStalledError{ID: "b1", LastEventID: 3, Quiet: time.Minute}, "build_stalled"},
 		{&ResponseError{StatusCode: 200, Err: errors.New("bad JSON")}, "invalid_response"},
 		{&ValidationError{Field: "path"}, "invalid_request"},
 		{fmt.Errorf("sheen: GET /x: %w", context.Canceled), "canceled"},
