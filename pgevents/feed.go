@@ -128,7 +128,10 @@ type DeadLetter struct {
 type FeedOption func(*Feed)
 
 // FeedConcurrency sets how many handlers run at once in this replica
-// (default 4). The pool needs that many connections and two more.
+// (default 4). The pool needs that many connections and two more: NewFeed
+// lowers the number to the pool's MaxConns less two (pgxpool's default
+// MaxConns is 4 or the number of CPUs, whichever is larger), and refuses a
+// pool of fewer than 3 connections.
 func FeedConcurrency(n int) FeedOption {
 	return func(f *Feed) {
 		if n > 0 {
@@ -351,8 +354,19 @@ func NewFeed(pool *pgxpool.Pool, name string, opts ...FeedOption) (*Feed, error)
 		retryMax:      5 * time.Second,
 	}
 	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("pgevents: NewFeed: an option is nil")
+		}
 		o(f)
 	}
+	// Handlers hold a connection each, and the feed keeps two more (its
+	// listener and its scans): more handlers than the pool leaves room for
+	// would wait on the pool instead of renewing their leases.
+	maxConns := int(pool.Config().MaxConns)
+	if maxConns < 3 {
+		return nil, fmt.Errorf("pgevents: NewFeed: the pool allows %d connections; a feed needs at least 3 (one handler, its listener, its scans)", maxConns)
+	}
+	f.concurrency = min(f.concurrency, maxConns-2)
 	return f, nil
 }
 

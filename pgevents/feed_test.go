@@ -631,6 +631,29 @@ func TestFeedMisuse(t *testing.T) {
 			t.Errorf("feed name %q accepted", name)
 		}
 	}
+	if _, err := NewFeed(db.reader, "emails", nil); err == nil {
+		t.Error("a nil option was accepted")
+	}
+	// A pool too small for a handler, the listener and the scans is
+	// refused; one smaller than the concurrency asked for lowers it.
+	withMax := func(n int32) *pgxpool.Pool {
+		cfg := db.reader.Config().Copy()
+		cfg.MaxConns = n
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		return pool
+	}
+	if _, err := NewFeed(withMax(2), "emails"); err == nil || !strings.Contains(err.Error(), "at least 3") {
+		t.Errorf("a pool of 2 connections: %v, want refused", err)
+	}
+	if f, err := NewFeed(withMax(5), "emails", FeedConcurrency(8)); err != nil {
+		t.Errorf("FeedConcurrency(8) on a pool of 5: %v", err)
+	} else if f.concurrency != 3 {
+		t.Errorf("FeedConcurrency(8) on a pool of 5: concurrency %d, want 3 (5 less the listener and the scans)", f.concurrency)
+	}
 	f, err := NewFeed(db.reader, "emails")
 	if err != nil {
 		t.Fatal(err)
