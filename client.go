@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"time"
 
@@ -233,7 +234,11 @@ func (c *WorkerClient) ClockOffset() time.Duration {
 // space dropped, integer-like keys first, numbers as JavaScript writes them)
 // so the routes that re-serialise and compare accept it. in must be nil for
 // GET, HEAD and DELETE. out, when non-nil, receives the JSON response (a *[]byte receives
-// the raw bytes). Failures are typed: *APIError and the errors that wrap it,
+// the raw bytes); it must be a non-nil pointer, or nil to discard the
+// answer. method must be given (it is not taken for GET). Header values
+// (WithHeader, WithCorrelationID, WithIdempotencyKey) may not hold CR, LF or
+// other control characters. Bad input is refused before anything is sent.
+// Failures are typed: *APIError and the errors that wrap it,
 // *ValidationError for bad input, *ResponseError for an unusable response,
 // and ErrOutcomeUnknown when a POST may have been acted on (see the retry
 // rule in the package documentation).
@@ -261,7 +266,16 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		defer cancel()
 	}
 	method = strings.ToUpper(method)
+	if method == "" {
+		return &ValidationError{Field: "method", Reason: "is empty"}
+	}
 	if err := checkTarget(target); err != nil {
+		return err
+	}
+	if err := checkOut(out); err != nil {
+		return err
+	}
+	if err := checkHeaders(&cc); err != nil {
 		return err
 	}
 	body, err := encodeBody(method, in)
@@ -397,10 +411,7 @@ func (c *core) newRequest(ctx context.Context, method string, u url.URL, body []
 	if err != nil {
 		return nil, &ValidationError{Field: "request body", Reason: wire.RedactedError(err)}
 	}
-	for k, vs := range cc.header {
-		if strings.HasPrefix(strings.ToLower(k), "x-sheen-") {
-			return nil, &ValidationError{Field: "header " + k, Reason: "x-sheen-* headers are set by the signer"}
-		}
+	for k, vs := range cc.header { // checked by checkHeaders
 		for _, v := range vs {
 			req.Header.Add(k, v)
 		}
@@ -441,6 +452,78 @@ func newCorrelationID() string {
 	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
 	return u.String()
+}
+
+// checkOut refuses an out that cannot receive an answer: anything but nil
+// (discard the answer) or a non-nil pointer.
+func checkOut(out any) error {
+	if out == nil {
+		return nil
+	}
+	if v := reflect.ValueOf(out); v.Kind() != reflect.Pointer || v.IsNil() {
+		return &ValidationError{Field: "out", Reason: fmt.Sprintf("must be a non-nil pointer, or nil to discard the answer; got %T", out)}
+	}
+	return nil
+}
+
+// checkHeaders refuses the call's own headers that net/http would refuse
+// only once the call is under way, or that are not the caller's to set:
+// names that are not HTTP tokens, values with control characters (CR and
+// LF above all), x-sheen-* headers (the signer's). The values are not
+// quoted in the error: they may be secret.
+func checkHeaders(cc *callConfig) error {
+	bad := func(name, reason string) error { return &ValidationError{Field: "header " + name, Reason: reason} }
+	const badValue = "has a control character (such as CR or LF), which no header value may hold"
+	for k, vs := range cc.header {
+		switch {
+		case !validHeaderName(k):
+			return bad(k, "is not a valid header name")
+		case strings.HasPrefix(strings.ToLower(k), "x-sheen-"):
+			return bad(k, "x-sheen-* headers are set by the signer")
+		}
+		for _, v := range vs {
+			if !validHeaderValue(v) {
+				return bad(k, badValue)
+			}
+		}
+	}
+	if !validHeaderValue(cc.correlationID) {
+		return bad("X-Correlation-Id", badValue)
+	}
+	if !validHeaderValue(cc.idempotencyKey) {
+		return bad("Idempotency-Key", badValue)
+	}
+	return nil
+}
+
+// validHeaderValue reports a header field value net/http sends (RFC 9110
+// field-value, as golang.org/x/net/http/httpguts.ValidHeaderFieldValue
+// checks it): no control character but tab.
+func validHeaderValue(v string) bool {
+	for i := range len(v) {
+		if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderName reports a header field name net/http sends (an RFC 9110
+// token, as httpguts.ValidHeaderFieldName checks it).
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := range len(k) {
+		b := k[i]
+		if ('a' <= b && b <= 'z') || ('A' <= b && b <= 'Z') || ('0' <= b && b <= '9') {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(b)) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkTarget refuses request targets that are not a plain absolute path:
