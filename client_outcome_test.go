@@ -2,12 +2,17 @@ package sheen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Header values the caller gives that no HTTP request may carry (CR, LF
@@ -137,4 +142,87 @@ func TestOutMustBeANonNilPointer(t *testing.T) {
 	if err := c.Do(context.Background(), "POST", "/v1/update-project", map[string]int{"a": 1}, nil); err != nil {
 		t.Fatalf("nil out: %v", err)
 	}
+}
+
+// A TLS handshake that fails sends nothing, so it is never "outcome
+// unknown"; one that will fail the same way again (a certificate that does
+// not verify, a worker that does not speak TLS) is final at once, and one
+// that timed out is tried again like a refused connection.
+func TestTLSHandshakeFailuresSendNothing(t *testing.T) {
+	var handled atomic.Int32
+	untrusted := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handled.Add(1)
+		io.WriteString(w, `{"success":true,"buildId":"b1"}`)
+	}))
+	untrusted.Config.ErrorLog = log.New(io.Discard, "", 0) // the client's refusal of the handshake
+	t.Cleanup(untrusted.Close)
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handled.Add(1) }))
+	t.Cleanup(plain.Close)
+
+	for _, tc := range []struct {
+		name, base string
+		want       func(error) bool
+	}{
+		{"untrusted certificate", untrusted.URL, func(err error) bool {
+			var v *tls.CertificateVerificationError
+			return errors.As(err, &v)
+		}},
+		{"plain HTTP worker", strings.Replace(plain.URL, "http:", "https:", 1), func(err error) bool { return errors.Is(err, http.ErrSchemeMismatch) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := faultClient(t, tc.base, WithHTTPClient(&http.Client{Transport: &http.Transport{}}))
+			var resp Response
+			_, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "p"}, WithResponse(&resp))
+			if !tc.want(err) || errors.Is(err, ErrOutcomeUnknown) || resp.Attempts != 1 {
+				t.Fatalf("CreatePreview: %v after %d attempts; want the TLS failure, final, not outcome unknown", err, resp.Attempts)
+			}
+			err = c.Do(context.Background(), "GET", "/v1/x", nil, nil, WithResponse(&resp))
+			if !tc.want(err) || resp.Attempts != 1 {
+				t.Fatalf("GET: %v after %d attempts; want the TLS failure after 1", err, resp.Attempts)
+			}
+		})
+	}
+	if n := handled.Load(); n != 0 {
+		t.Fatalf("the handler saw %d requests", n)
+	}
+
+	t.Run("handshake timeout", func(t *testing.T) {
+		silent := silentListener(t)
+		tr := &http.Transport{TLSHandshakeTimeout: 20 * time.Millisecond}
+		t.Cleanup(tr.CloseIdleConnections)
+		c := faultClient(t, "https://"+silent, WithHTTPClient(&http.Client{Transport: tr}))
+		var resp Response
+		_, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "p"}, WithResponse(&resp), WithCallAttempts(2))
+		if err == nil || !strings.Contains(err.Error(), "TLS handshake timeout") || errors.Is(err, ErrOutcomeUnknown) || resp.Attempts != 2 {
+			t.Fatalf("CreatePreview: %v after %d attempts; want the handshake timeout, tried twice, not outcome unknown", err, resp.Attempts)
+		}
+	})
+}
+
+// silentListener accepts connections and never writes to them: a TLS
+// handshake with it times out. It returns its address.
+func silentListener(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
 }

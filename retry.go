@@ -3,6 +3,8 @@ package sheen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +34,9 @@ const defaultBackoffBase = time.Second
 //
 //	attempt ended with                          safe call        other call
 //	connection refused, DNS failure, dial error retried          retried
+//	  or TLS handshake timeout
+//	TLS certificate not trusted, or the other   final            final
+//	  end does not speak TLS
 //	the client's own limiter or signer refused  final            final
 //	reset or attempt timeout after sending      retried          ErrOutcomeUnknown
 //	2xx cut short, or not decodable             retried (cut)    ErrOutcomeUnknown
@@ -191,6 +196,8 @@ func classify(a attempt, idempotent bool, rule retryRule) (retry bool, wait time
 		return idempotent, backoff, true // the answer was cut short
 	case a.err != nil && isClientAbort(a.err):
 		return false, 0, false // refused on our side: nothing was sent
+	case a.err != nil && tlsRefused(a.err):
+		return false, 0, false // nothing was sent, and another try fails the same way
 	case a.err != nil && neverReachedServer(a.err):
 		return true, backoff, false
 	case a.err != nil:
@@ -395,9 +402,10 @@ func (e *bodyReadError) Error() string { return "reading response body: " + e.er
 func (e *bodyReadError) Unwrap() error { return e.err }
 
 // neverReachedServer reports errors that prove the request was not
-// delivered (connection refused, DNS failure), so any method may be retried.
+// delivered (connection refused, DNS failure, a TLS handshake that did not
+// complete), so any method may be retried.
 func neverReachedServer(err error) bool {
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	if errors.Is(err, syscall.ECONNREFUSED) || tlsRefused(err) || tlsHandshakeTimedOut(err) {
 		return true
 	}
 	var dnsErr *net.DNSError
@@ -421,3 +429,47 @@ type clientAbort struct{ err error }
 
 func (e *clientAbort) Error() string { return e.err.Error() }
 func (e *clientAbort) Unwrap() error { return e.err }
+
+// tlsRefused reports a TLS handshake that failed for good before anything
+// was sent: the worker's certificate did not verify (unknown authority,
+// wrong host name, expired), or the other end does not speak TLS (it
+// answered plain HTTP, or its first record is no TLS handshake). Trying
+// again would fail the same way, so such a failure is final.
+func tlsRefused(err error) bool {
+	var (
+		verify    *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		roots     x509.SystemRootsError
+		record    tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &verify), errors.As(err, &authority), errors.As(err, &hostname),
+		errors.As(err, &invalid), errors.As(err, &roots):
+		return true
+	case errors.Is(err, http.ErrSchemeMismatch):
+		return true // net/http's name for a record header that reads "HTTP/"
+	case errors.As(err, &record):
+		// Only the first record's error carries the connection: later ones
+		// (a record too large, a version changed) may come after sending.
+		return record.Conn != nil
+	}
+	return false
+}
+
+// tlsHandshakeMessage is the text of net/http's error for a TLS handshake
+// that did not finish within Transport.TLSHandshakeTimeout (its type is not
+// exported).
+const tlsHandshakeMessage = "net/http: TLS handshake timeout"
+
+// tlsHandshakeTimedOut reports net/http's TLS handshake timeout: the
+// handshake did not finish, so the request was not sent.
+func tlsHandshakeTimedOut(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() && err.Error() == tlsHandshakeMessage {
+			return true
+		}
+	}
+	return false
+}

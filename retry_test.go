@@ -3,6 +3,8 @@ package sheen
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -35,6 +37,14 @@ func sequence(rs ...httpmock.Responder) (httpmock.Responder, *int) {
 
 var errReset = &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
 var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+var errUntrusted = &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}
+
+// pipeConn is a connection for errors that carry one; closed at the end.
+func pipeConn(t *testing.T) net.Conn {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a
+}
 
 // One case per cell of the retry rule in retry.go (and the package doc):
 // failure x kind of call -> attempts made, success, outcome unknown.
@@ -52,8 +62,7 @@ func TestRetryDecisions(t *testing.T) {
 		unknown  bool   // the error matches ErrOutcomeUnknown
 		path     string // "" for /v1/op
 	}
-	var cases []retryCase
-	for _, tc := range []retryCase{
+	cases := []retryCase{
 		{"503 POST not sent again", "POST", "", status(503), 1, false, true, ""},
 		{"502 POST not sent again", "POST", "", status(502), 1, false, true, ""},
 		{"504 POST not sent again", "POST", "", status(504), 1, false, true, ""},
@@ -77,8 +86,15 @@ func TestRetryDecisions(t *testing.T) {
 		{"reset after send POST not sent again", "POST", "", fail(errReset), 1, false, true, ""},
 		{"reset GET retried", "GET", "", fail(errReset), 2, true, false, ""},
 		{"reset POST with key retried", "POST", "k2", fail(errReset), 2, true, false, ""},
-	} {
-		cases = append(cases, tc)
+		// A TLS handshake that fails sends nothing: never ambiguous. A
+		// certificate that does not verify, or a worker that does not speak
+		// TLS, fails the same way every time: final.
+		{"untrusted certificate POST final, known", "POST", "", fail(errUntrusted), 1, false, false, ""},
+		{"untrusted certificate GET final", "GET", "", fail(errUntrusted), 1, false, false, ""},
+		{"wrong host name POST final, known", "POST", "", fail(&tls.CertificateVerificationError{Err: x509.HostnameError{Host: "worker.test"}}), 1, false, false, ""},
+		{"plain HTTP worker POST final, known", "POST", "", fail(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake", Conn: pipeConn(t)}), 1, false, false, ""},
+		{"plain HTTP answer GET final", "GET", "", fail(http.ErrSchemeMismatch), 1, false, false, ""},
+		{"bad record after the handshake POST not sent again", "POST", "", fail(tls.RecordHeaderError{Msg: "oversized record received"}), 1, false, true, ""},
 	}
 	// The worker keeps no replay cache for the POSTs that start and bill a
 	// build: a key there would not stop a second attempt from billing a
