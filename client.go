@@ -350,11 +350,20 @@ func (c *core) unusableAnswer(p *retryPolicy, resp *http.Response, correlationID
 		refusal.CorrelationID = cmp.Or(refusal.CorrelationID, correlationID)
 		return refusal
 	}
+	err := p.answerErr
+	if !p.refused && errors.Is(err, ErrBuildNotQueued) {
+		// No build id in an answer that is not the worker's word (null, an
+		// array, a string): ErrBuildNotQueued would say no build started.
+		err = errNotABuildAnswer
+	}
 	return &ResponseError{
 		StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),
-		CorrelationID: correlationID, Method: p.method, Path: p.path, Err: p.answerErr,
+		CorrelationID: correlationID, Method: p.method, Path: p.path, Err: err,
 	}
 }
+
+// errNotABuildAnswer is a build call's 2xx that is not the worker's answer.
+var errNotABuildAnswer = errors.New("the answer is not a JSON object saying success:true")
 
 // isIdempotent reports the methods HTTP defines as idempotent.
 func isIdempotent(method string) bool {

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // Header values the caller gives that no HTTP request may carry (CR, LF
@@ -225,4 +227,43 @@ func silentListener(t *testing.T) string {
 	}()
 	t.Cleanup(func() { ln.Close(); <-done })
 	return ln.Addr().String()
+}
+
+// A 2xx that cannot be used, to a call that may start a build, may mean
+// the worker acted: whatever the shape, it is ErrOutcomeUnknown (still an
+// unusable response, *ResponseError), sent once, and the user's cached
+// balance is dropped as for a build that started. An answer that is no
+// JSON object does not claim the build was not queued.
+func TestUnusable2xxOnBuildIsOutcomeUnknown(t *testing.T) {
+	big := `{"success":true,"buildId":"b1","pad":"` + strings.Repeat("0", maxResponseBody) + `"}`
+	for name, body := range map[string]string{
+		"array": `[]`, "string": `"queued"`, "number": `123`, "null": `null`, "object over the cap": big,
+		"page": `<html>ok</html>`, "broken JSON": `{"a":`, "empty": ``,
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, mt, notes := buildsClient(t)
+			mt.RegisterResponder("POST", buildsBase+"/v1/create-preview-for-new-project", buildsAnswer(200, body))
+			_, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "p"})
+			var re *ResponseError
+			if !errors.Is(err, ErrOutcomeUnknown) || !errors.As(err, &re) || !errors.Is(err, ErrInvalidResponse) {
+				t.Fatalf("%.300v; want ErrOutcomeUnknown over a *ResponseError", err)
+			}
+			if errors.Is(err, ErrBuildNotQueued) {
+				t.Errorf("%.300v matches ErrBuildNotQueued: nothing says the build was not queued", err)
+			}
+			if n := mt.GetTotalCallCount(); n != 1 {
+				t.Errorf("%d requests, want 1", n)
+			}
+			if diff := cmp.Diff([]string{"u1"}, notes.list()); diff != "" {
+				t.Errorf("a build that may have started drops the cached balance (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// The worker's own word that it queued nothing stays final and known.
+	c, mt, notes := buildsClient(t)
+	mt.RegisterResponder("POST", buildsBase+"/v1/create-preview-for-new-project", buildsAnswer(200, `{"success":true,"buildId":"","jobId":""}`))
+	_, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "p"})
+	if !errors.Is(err, ErrBuildNotQueued) || errors.Is(err, ErrOutcomeUnknown) || len(notes.list()) != 0 {
+		t.Fatalf("success:true without a build id: %v, balance dropped for %v; want ErrBuildNotQueued, known", err, notes.list())
+	}
 }

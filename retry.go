@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/sheenapps/sheen-go/internal/jsonx"
 	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
@@ -39,7 +40,9 @@ const defaultBackoffBase = time.Second
 //	  end does not speak TLS
 //	the client's own limiter or signer refused  final            final
 //	reset or attempt timeout after sending      retried          ErrOutcomeUnknown
-//	2xx cut short, or not decodable             retried (cut)    ErrOutcomeUnknown
+//	2xx cut short                               retried          ErrOutcomeUnknown
+//	2xx not usable (not JSON, not the shape     final            ErrOutcomeUnknown
+//	  the call expects, over the size cap)
 //	408 TIMESTAMP_OUT_OF_RANGE, 401 serverTime  retried once     retried once
 //	  (only when the signer corrected its clock or scheme from it)
 //	429                                         retried          retried
@@ -71,6 +74,7 @@ type retryPolicy struct {
 	ambiguous bool          // the last attempt may have been acted on
 	errBody   []byte        // the last non-2xx answer's body (capped)
 	answerErr error         // why the last 2xx answer could not be used
+	refused   bool          // answerErr is the worker's word that it did not act
 	lastResp  *http.Response
 	obs       *callObs // the call's telemetry, nil when none records
 }
@@ -130,7 +134,7 @@ func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err e
 	p.attempt++
 	a := attempt{n: p.attempt, err: err, now: p.c.clock.Now(), done: ctx.Err() != nil}
 	a.deadline, _ = ctx.Deadline()
-	p.lastResp = resp
+	p.lastResp, p.answerErr, p.errBody, p.refused = resp, nil, nil, false
 	if resp != nil {
 		a.status, a.header = resp.StatusCode, resp.Header
 		if a.err == nil {
@@ -141,11 +145,10 @@ func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err e
 		}
 	}
 	retry, wait, ambiguous := decideRetry(a, p.idempotent, p.rule)
-	if a.err == nil && foreignAnswer(p.answerErr) {
-		// A 2xx that is not the worker's answer (a page of HTML, no body,
-		// broken JSON): something answered success, so the worker may have
-		// acted. (An answer the worker wrote that says no build started,
-		// refused by its wire type, is the worker's word: not ambiguous.)
+	if a.err == nil && p.answerErr != nil && !p.refused {
+		// A 2xx that cannot be used (a page of HTML, no body, JSON of
+		// another shape, an answer over the cap): something answered
+		// success, so the worker may have acted.
 		ambiguous = true
 	}
 	p.ambiguous, p.wait = ambiguous, wait
@@ -269,7 +272,6 @@ func (p *retryPolicy) log(ctx context.Context, resp *http.Response, err error, r
 // *bodyReadError when the connection dropped mid-answer.
 func (p *retryPolicy) readAnswer(resp *http.Response) error {
 	defer resp.Body.Close()
-	p.answerErr, p.errBody = nil, nil
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody*4))
 		p.errBody = body
@@ -289,6 +291,7 @@ func (p *retryPolicy) readAnswer(resp *http.Response) error {
 	*buf = b
 	if err == nil && p.out != nil {
 		err = decodeAnswer(resp, b, p.out)
+		p.refused = err != nil && refusedByWorker(b, err)
 	}
 	return p.setAnswerErr(err)
 }
@@ -381,18 +384,27 @@ type notJSONError struct{ msg string }
 
 func (e *notJSONError) Error() string { return e.msg }
 
-// foreignAnswer reports a 2xx answer that the worker did not write: no
-// body, a page of HTML, JSON that does not parse or does not fit.
-func foreignAnswer(err error) bool {
-	if err == nil {
-		return false // before the targets, which escape: no allocation
+// refusedByWorker reports an unusable 2xx answer, body, that is the
+// worker's own word that it did not act: a success:false refusal (an
+// *APIError from the call's wire type), or a build answer without a build
+// id (ErrBuildNotQueued) that is an object saying success:true, as the
+// deployed worker answers when queueing failed. Any other unusable 2xx (no
+// body, a page of HTML, JSON that does not parse or is not the shape the
+// call expects, an answer over the cap) may have come after the worker
+// acted.
+func refusedByWorker(body []byte, err error) bool {
+	var refusal *APIError
+	if errors.As(err, &refusal) {
+		return true
 	}
-	var (
-		nj  *notJSONError
-		se  *json.SyntaxError
-		ute *json.UnmarshalTypeError
-	)
-	return errors.As(err, &nj) || errors.As(err, &se) || errors.As(err, &ute)
+	if !errors.Is(err, ErrBuildNotQueued) {
+		return false
+	}
+	var said struct {
+		Success jsonx.LooseBool `json:"success"`
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '{' && jsonx.DecodeLoosely(trimmed, &said) && said.Success.Valid && said.Success.Bool
 }
 
 // bodyReadError is a response body that could not be read in full.
