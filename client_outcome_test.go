@@ -267,3 +267,72 @@ func TestUnusable2xxOnBuildIsOutcomeUnknown(t *testing.T) {
 		t.Fatalf("success:true without a build id: %v, balance dropped for %v; want ErrBuildNotQueued, known", err, notes.list())
 	}
 }
+
+// cancelAtEOF is a body that cancels the call's context as its last byte
+// is read.
+type cancelAtEOF struct {
+	r      io.Reader
+	cancel context.CancelFunc
+}
+
+func (b *cancelAtEOF) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.cancel()
+	}
+	return n, err
+}
+func (b *cancelAtEOF) Close() error { return nil }
+
+// An answer read whole is the call's result even if the context ends right
+// after it: a build that was queued and said so is returned, not a
+// context error. An answer the rule would retry ends the call instead.
+func TestAnswerReadWholeStandsAfterContextEnds(t *testing.T) {
+	answer := func(status int, body string) (*WorkerClient, *atomic.Int32, context.Context) {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		var n atomic.Int32
+		c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			n.Add(1)
+			resp := jsonResponse(r, status, "")
+			resp.Body = &cancelAtEOF{r: strings.NewReader(body), cancel: cancel}
+			return resp, nil
+		}))
+		return c, &n, ctx
+	}
+
+	c, _, ctx := answer(200, `{"success":true,"buildId":"b1"}`)
+	b, err := c.Builds.CreatePreview(ctx, CreatePreviewRequest{UserID: "u1", Prompt: "p"})
+	if err != nil || b.ID != "b1" {
+		t.Fatalf("CreatePreview: %+v, %v; want build b1", b, err)
+	}
+
+	c, _, ctx = answer(404, `{"error":"not_found","message":"no such project"}`)
+	err = c.Do(ctx, "GET", "/v1/x", nil, nil)
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("404 read whole: %v; want the 404", err)
+	}
+
+	c, n, ctx := answer(503, `{"error":"busy"}`)
+	err = c.Do(ctx, "GET", "/v1/x", nil, nil)
+	if !errors.Is(err, context.Canceled) || n.Load() != 1 {
+		t.Fatalf("503 then the context ends: %v after %d requests; want context.Canceled after 1", err, n.Load())
+	}
+}
+
+// An error answer cut short keeps its meaning: a 402 to a build is the
+// worker's refusal (insufficient balance), not a maybe-started build.
+func TestCutErrorAnswerKeepsItsStatus(t *testing.T) {
+	var n atomic.Int32
+	c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		n.Add(1)
+		resp := jsonResponse(r, 402, "")
+		resp.Body = &failingBody{}
+		return resp, nil
+	}))
+	_, err := c.Builds.CreatePreview(context.Background(), CreatePreviewRequest{UserID: "u1", Prompt: "p"})
+	var ib *InsufficientBalanceError
+	if !errors.As(err, &ib) || errors.Is(err, ErrOutcomeUnknown) || n.Load() != 1 {
+		t.Fatalf("%v after %d requests; want an *InsufficientBalanceError, known, after 1", err, n.Load())
+	}
+}

@@ -50,6 +50,12 @@ const defaultBackoffBase = time.Second
 //	500 and other 5xx (not 501, 505)            retried          ErrOutcomeUnknown
 //	any other status                            final            final
 //
+// A non-2xx answer is judged by its status even when its body was cut
+// short: the status proves the worker answered. A 2xx the worker wrote to
+// say it did not act (success:false, no build id) is its word: final, and
+// not ambiguous. An answer read whole is the call's result even if the
+// context ends just after it; otherwise a context that ended stops the call.
+//
 // Waits: Retry-After (or the rate-limit reset) when the worker gives one,
 // else min(2^attempt x base, max wait) with jitter; a wait longer than the
 // max wait or past the context's deadline ends the call at once.
@@ -122,7 +128,7 @@ type attempt struct {
 	n         int         // 1 for the first attempt
 	status    int         // 0 when there was no answer
 	header    http.Header // the answer's header
-	err       error       // the transport's failure, or the answer cut short
+	err       error       // the transport's failure, or a 2xx answer cut short
 	corrected bool        // the signer corrected its clock or scheme from this answer
 	now       time.Time   // when the attempt ended
 	deadline  time.Time   // the call's deadline, zero for none
@@ -132,7 +138,7 @@ type attempt struct {
 // checkRetry is go-retryablehttp's CheckRetry for one call.
 func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	p.attempt++
-	a := attempt{n: p.attempt, err: err, now: p.c.clock.Now(), done: ctx.Err() != nil}
+	a := attempt{n: p.attempt, err: err, now: p.c.clock.Now()} // not done: see below
 	a.deadline, _ = ctx.Deadline()
 	p.lastResp, p.answerErr, p.errBody, p.refused = resp, nil, nil, false
 	if resp != nil {
@@ -151,13 +157,17 @@ func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err e
 		// success, so the worker may have acted.
 		ambiguous = true
 	}
+	var stop error
+	if ctxErr := ctx.Err(); ctxErr != nil && (resp == nil || a.err != nil || retry) {
+		// The context ended before the call had its answer: it ends the
+		// call. An answer read whole that ends the call anyway (a decoded
+		// success above all) stands, whatever the context did after it.
+		retry, stop = false, ctxErr
+	}
 	p.ambiguous, p.wait = ambiguous, wait
 	p.obs.endAttempt(ctx, a, resp, p.errBody, retry, wait)
 	p.log(ctx, resp, a.err, retry, wait)
-	if ctx.Err() != nil {
-		return false, ctx.Err()
-	}
-	return retry, nil
+	return retry, stop
 }
 
 // signerCorrected reports whether the signer corrected its clock or scheme
@@ -264,20 +274,18 @@ func (p *retryPolicy) log(ctx context.Context, resp *http.Response, err error, r
 	p.c.logger.LogAttrs(ctx, slog.LevelDebug, "sheen: attempt", attrs...)
 }
 
-// readAnswer reads one attempt's answer inside the retry loop, so that an
-// answer cut short is retried like any other transport failure: a 2xx is
-// read into a pooled buffer (never more than maxResponseBody bytes, so
+// readAnswer reads one attempt's answer inside the retry loop, so that a
+// 2xx cut short is retried like any other transport failure: a 2xx is read
+// into a pooled buffer (never more than maxResponseBody bytes, so
 // concurrent oversized answers cost bounded memory) and decoded into the
 // call's out; any other answer is kept, capped, for the error. It returns a
-// *bodyReadError when the connection dropped mid-answer.
+// *bodyReadError when the connection dropped in the middle of a 2xx. An
+// error answer cut short keeps what arrived: its status alone proves the
+// worker answered, and says what the answer means.
 func (p *retryPolicy) readAnswer(resp *http.Response) error {
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody*4))
-		p.errBody = body
-		if err != nil {
-			return &bodyReadError{err}
-		}
+		p.errBody, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody*4))
 		return nil
 	}
 	if raw, ok := p.out.(*[]byte); ok {
