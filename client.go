@@ -205,19 +205,40 @@ func newClient(cfg config) (*WorkerClient, error) {
 	return wc, nil
 }
 
-// BaseURL returns the worker's base URL.
-func (c *WorkerClient) BaseURL() string { return c.core.baseURL.String() }
+// BaseURL returns the worker's base URL; "" for a client that
+// NewWorkerClient did not make (nil or the zero WorkerClient).
+func (c *WorkerClient) BaseURL() string {
+	if c == nil || c.core == nil {
+		return ""
+	}
+	return c.core.baseURL.String()
+}
 
-// Signing returns the signing scheme in use.
-func (c *WorkerClient) Signing() Signing { return c.core.signer.current() }
+// Signing returns the signing scheme in use; the zero Signing for a client
+// that NewWorkerClient did not make.
+func (c *WorkerClient) Signing() Signing {
+	if c == nil || c.core == nil {
+		return 0
+	}
+	return c.core.signer.current()
+}
 
-// RateLimit returns a snapshot of the client's rate limiter.
-func (c *WorkerClient) RateLimit() LimiterSnapshot { return c.core.limiter.snapshot() }
+// RateLimit returns a snapshot of the client's rate limiter; the zero
+// LimiterSnapshot for a client that NewWorkerClient did not make.
+func (c *WorkerClient) RateLimit() LimiterSnapshot {
+	if c == nil || c.core == nil {
+		return LimiterSnapshot{}
+	}
+	return c.core.limiter.snapshot()
+}
 
 // ClockOffset is how far the worker's clock is ahead of the local one, as
 // learnt from a 408 TIMESTAMP_OUT_OF_RANGE; it is added to every signature's
-// timestamp.
+// timestamp. It is 0 for a client that NewWorkerClient did not make.
 func (c *WorkerClient) ClockOffset() time.Duration {
+	if c == nil || c.core == nil {
+		return 0
+	}
 	return time.Duration(c.core.signer.offset.Load()) * time.Second
 }
 

@@ -336,3 +336,51 @@ func TestCutErrorAnswerKeepsItsStatus(t *testing.T) {
 		t.Fatalf("%v after %d requests; want an *InsufficientBalanceError, known, after 1", err, n.Load())
 	}
 }
+
+// A client that NewWorkerClient did not make answers its accessors with
+// zero values instead of panicking.
+func TestZeroClientAccessors(t *testing.T) {
+	var nilClient *WorkerClient
+	for name, c := range map[string]*WorkerClient{"zero": {}, "nil": nilClient} {
+		if got := c.BaseURL(); got != "" {
+			t.Errorf("%s: BaseURL %q", name, got)
+		}
+		if got := c.Signing(); got != 0 {
+			t.Errorf("%s: Signing %v", name, got)
+		}
+		if got := c.RateLimit(); got != (LimiterSnapshot{}) {
+			t.Errorf("%s: RateLimit %+v", name, got)
+		}
+		if got := c.ClockOffset(); got != 0 {
+			t.Errorf("%s: ClockOffset %s", name, got)
+		}
+	}
+}
+
+// A WithHTTPClient transport that answers neither a response nor an error
+// gives the call an error, as net/http does, and the attempt's timer is
+// released; a response without a body reads as empty.
+func TestBrokenTransportAnswers(t *testing.T) {
+	var attemptCtx context.Context
+	c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		attemptCtx = r.Context()
+		return nil, nil
+	}))
+	err := c.Do(context.Background(), "GET", "/v1/x", nil, nil, WithCallAttempts(1))
+	if err == nil || !strings.Contains(err.Error(), "neither a response nor an error") {
+		t.Fatalf("%v; want an error naming the broken transport", err)
+	}
+	if attemptCtx == nil || attemptCtx.Err() == nil {
+		t.Fatal("the attempt's context (and its timer) was not released")
+	}
+
+	for _, status := range []int{200, 401} {
+		c = newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: status, Header: http.Header{}, Request: r}, nil
+		}))
+		err = c.Do(context.Background(), "GET", "/v1/x", nil, nil, WithCallAttempts(1))
+		if (status == 200) != (err == nil) {
+			t.Errorf("%d without a body: %v", status, err)
+		}
+	}
+}
