@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jarcoal/httpmock"
 )
 
 // Header values the caller gives that no HTTP request may carry (CR, LF
@@ -382,5 +383,19 @@ func TestBrokenTransportAnswers(t *testing.T) {
 		if (status == 200) != (err == nil) {
 			t.Errorf("%d without a body: %v", status, err)
 		}
+	}
+}
+
+// The wait before a retry is measured against the context's deadline on
+// the clock that deadline is set on, whatever clock the client was given.
+func TestRetryFitsDeadlineWhateverTheClock(t *testing.T) {
+	c, mock := newMockClient(t, WithRetry(RetryConfig{MaxAttempts: 2, MaxWait: time.Second}),
+		WithClock(newFakeClock(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))))
+	r, n := sequence(httpmock.NewStringResponder(503, `{"error":"busy"}`), httpmock.NewStringResponder(200, `{}`))
+	mock.RegisterResponder("GET", "=~/v1/op", r)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if err := c.Do(ctx, "GET", "/v1/op", nil, nil); err != nil || *n != 2 {
+		t.Fatalf("%v after %d attempts; want a success on the second", err, *n)
 	}
 }

@@ -130,9 +130,9 @@ type attempt struct {
 	header    http.Header // the answer's header
 	err       error       // the transport's failure, or a 2xx answer cut short
 	corrected bool        // the signer corrected its clock or scheme from this answer
-	now       time.Time   // when the attempt ended
-	deadline  time.Time   // the call's deadline, zero for none
-	done      bool        // the call's context has ended
+	now       time.Time   // when the attempt ended, on the client's Clock (for Retry-After dates)
+	deadline  time.Time   // the call's context's deadline (on the wall clock), zero for none
+	done      bool        // the call's context has ended: no retry
 }
 
 // checkRetry is go-retryablehttp's CheckRetry for one call.
@@ -195,8 +195,10 @@ func decideRetry(a attempt, idempotent bool, rule retryRule) (retry bool, wait t
 	if a.done || a.n >= rule.maxAttempts || wait > rule.maxWait {
 		retry = false
 	}
-	if retry && !a.deadline.IsZero() && wait >= a.deadline.Sub(a.now) {
-		retry = false // the wait would outlast the call
+	// The wait would outlast the call. The deadline is the context's, on
+	// the wall clock, whatever clock the client was given (WithClock).
+	if retry && !a.deadline.IsZero() && wait >= time.Until(a.deadline) {
+		retry = false
 	}
 	return retry, wait, ambiguous
 }
