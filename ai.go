@@ -269,10 +269,8 @@ func (r GenerateRequest) encode(cc callConfig) ([]byte, error) {
 	if r.Prompt == "" {
 		return nil, &ValidationError{Field: "prompt", Reason: "is empty (the worker answers 400 Prompt is required)"}
 	}
-	for k := range cc.header {
-		if strings.HasPrefix(strings.ToLower(k), "x-sheen-") {
-			return nil, &ValidationError{Field: "header " + k, Reason: "x-sheen-* headers are set by the signer"}
-		}
+	if err := checkHeaders(&cc); err != nil {
+		return nil, err
 	}
 	body, err := jsonx.Marshal(r)
 	if err != nil {

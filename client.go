@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"time"
 
@@ -207,19 +208,40 @@ func newClient(cfg config) (*WorkerClient, error) {
 	return wc, nil
 }
 
-// BaseURL returns the worker's base URL.
-func (c *WorkerClient) BaseURL() string { return c.core.baseURL.String() }
+// BaseURL returns the worker's base URL; "" for a client that
+// NewWorkerClient did not make (nil or the zero WorkerClient).
+func (c *WorkerClient) BaseURL() string {
+	if c == nil || c.core == nil {
+		return ""
+	}
+	return c.core.baseURL.String()
+}
 
-// Signing returns the signing scheme in use.
-func (c *WorkerClient) Signing() Signing { return c.core.signer.current() }
+// Signing returns the signing scheme in use; the zero Signing for a client
+// that NewWorkerClient did not make.
+func (c *WorkerClient) Signing() Signing {
+	if c == nil || c.core == nil {
+		return 0
+	}
+	return c.core.signer.current()
+}
 
-// RateLimit returns a snapshot of the client's rate limiter.
-func (c *WorkerClient) RateLimit() LimiterSnapshot { return c.core.limiter.snapshot() }
+// RateLimit returns a snapshot of the client's rate limiter; the zero
+// LimiterSnapshot for a client that NewWorkerClient did not make.
+func (c *WorkerClient) RateLimit() LimiterSnapshot {
+	if c == nil || c.core == nil {
+		return LimiterSnapshot{}
+	}
+	return c.core.limiter.snapshot()
+}
 
 // ClockOffset is how far the worker's clock is ahead of the local one, as
 // learnt from a 408 TIMESTAMP_OUT_OF_RANGE; it is added to every signature's
-// timestamp.
+// timestamp. It is 0 for a client that NewWorkerClient did not make.
 func (c *WorkerClient) ClockOffset() time.Duration {
+	if c == nil || c.core == nil {
+		return 0
+	}
 	return time.Duration(c.core.signer.offset.Load()) * time.Second
 }
 
@@ -236,7 +258,11 @@ func (c *WorkerClient) ClockOffset() time.Duration {
 // space dropped, integer-like keys first, numbers as JavaScript writes them)
 // so the routes that re-serialise and compare accept it. in must be nil for
 // GET, HEAD and DELETE. out, when non-nil, receives the JSON response (a *[]byte receives
-// the raw bytes). Failures are typed: *APIError and the errors that wrap it,
+// the raw bytes); it must be a non-nil pointer, or nil to discard the
+// answer. method must be given (it is not taken for GET). Header values
+// (WithHeader, WithCorrelationID, WithIdempotencyKey) may not hold CR, LF or
+// other control characters. Bad input is refused before anything is sent.
+// Failures are typed: *APIError and the errors that wrap it,
 // *ValidationError for bad input, *ResponseError for an unusable response,
 // and ErrOutcomeUnknown when a POST may have been acted on (see the retry
 // rule in the package documentation).
@@ -264,7 +290,16 @@ func (c *core) do(ctx context.Context, method, target string, in, out any, cc ca
 		defer cancel()
 	}
 	method = strings.ToUpper(method)
+	if method == "" {
+		return &ValidationError{Field: "method", Reason: "is empty"}
+	}
 	if err := checkTarget(target); err != nil {
+		return err
+	}
+	if err := checkOut(out); err != nil {
+		return err
+	}
+	if err := checkHeaders(&cc); err != nil {
 		return err
 	}
 	body, err := encodeBody(method, in)
@@ -339,11 +374,20 @@ func (c *core) unusableAnswer(p *retryPolicy, resp *http.Response, correlationID
 		refusal.CorrelationID = cmp.Or(refusal.CorrelationID, correlationID)
 		return refusal
 	}
+	err := p.answerErr
+	if !p.refused && errors.Is(err, ErrBuildNotQueued) {
+		// No build id in an answer that is not the worker's word (null, an
+		// array, a string): ErrBuildNotQueued would say no build started.
+		err = errNotABuildAnswer
+	}
 	return &ResponseError{
 		StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),
-		CorrelationID: correlationID, Method: p.method, Path: p.path, Err: p.answerErr,
+		CorrelationID: correlationID, Method: p.method, Path: p.path, Err: err,
 	}
 }
+
+// errNotABuildAnswer is a build call's 2xx that is not the worker's answer.
+var errNotABuildAnswer = errors.New("the answer is not a JSON object saying success:true")
 
 // isIdempotent reports the methods HTTP defines as idempotent.
 func isIdempotent(method string) bool {
@@ -400,10 +444,7 @@ func (c *core) newRequest(ctx context.Context, method string, u url.URL, body []
 	if err != nil {
 		return nil, &ValidationError{Field: "request body", Reason: wire.RedactedError(err)}
 	}
-	for k, vs := range cc.header {
-		if strings.HasPrefix(strings.ToLower(k), "x-sheen-") {
-			return nil, &ValidationError{Field: "header " + k, Reason: "x-sheen-* headers are set by the signer"}
-		}
+	for k, vs := range cc.header { // checked by checkHeaders
 		for _, v := range vs {
 			req.Header.Add(k, v)
 		}
@@ -444,6 +485,78 @@ func newCorrelationID() string {
 	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
 	return u.String()
+}
+
+// checkOut refuses an out that cannot receive an answer: anything but nil
+// (discard the answer) or a non-nil pointer.
+func checkOut(out any) error {
+	if out == nil {
+		return nil
+	}
+	if v := reflect.ValueOf(out); v.Kind() != reflect.Pointer || v.IsNil() {
+		return &ValidationError{Field: "out", Reason: fmt.Sprintf("must be a non-nil pointer, or nil to discard the answer; got %T", out)}
+	}
+	return nil
+}
+
+// checkHeaders refuses the call's own headers that net/http would refuse
+// only once the call is under way, or that are not the caller's to set:
+// names that are not HTTP tokens, values with control characters (CR and
+// LF above all), x-sheen-* headers (the signer's). The values are not
+// quoted in the error: they may be secret.
+func checkHeaders(cc *callConfig) error {
+	bad := func(name, reason string) error { return &ValidationError{Field: "header " + name, Reason: reason} }
+	const badValue = "has a control character (such as CR or LF), which no header value may hold"
+	for k, vs := range cc.header {
+		switch {
+		case !validHeaderName(k):
+			return bad(k, "is not a valid header name")
+		case strings.HasPrefix(strings.ToLower(k), "x-sheen-"):
+			return bad(k, "x-sheen-* headers are set by the signer")
+		}
+		for _, v := range vs {
+			if !validHeaderValue(v) {
+				return bad(k, badValue)
+			}
+		}
+	}
+	if !validHeaderValue(cc.correlationID) {
+		return bad("X-Correlation-Id", badValue)
+	}
+	if !validHeaderValue(cc.idempotencyKey) {
+		return bad("Idempotency-Key", badValue)
+	}
+	return nil
+}
+
+// validHeaderValue reports a header field value net/http sends (RFC 9110
+// field-value, as golang.org/x/net/http/httpguts.ValidHeaderFieldValue
+// checks it): no control character but tab.
+func validHeaderValue(v string) bool {
+	for i := range len(v) {
+		if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderName reports a header field name net/http sends (an RFC 9110
+// token, as httpguts.ValidHeaderFieldName checks it).
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := range len(k) {
+		b := k[i]
+		if ('a' <= b && b <= 'z') || ('A' <= b && b <= 'Z') || ('0' <= b && b <= '9') {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(b)) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkTarget refuses request targets that are not a plain absolute path:

@@ -111,6 +111,9 @@ func TestDoRefusesBadInputBeforeSending(t *testing.T) {
 		{"DELETE with raw body", "DELETE", "/v1/x", []byte("{}"), "request body"},
 		{"huge body", "POST", "/v1/x", bytes.Repeat([]byte("a"), MaxRequestBody+1), "request body"},
 		{"unencodable", "POST", "/v1/x", map[string]any{"f": func() {}}, "request body"},
+		{"empty method", "", "/v1/x", map[string]int{"a": 1}, "method"}, // not taken for a GET with a body
+		{"empty method, no body", "", "/v1/x", nil, "method"},
+		{"method with a space", "GE T", "/v1/x", nil, "method"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := c.Do(context.Background(), tc.method, tc.path, tc.in, nil)

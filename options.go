@@ -482,7 +482,9 @@ type Response struct {
 	// CorrelationID is the X-Correlation-Id of the call (the worker's echo,
 	// or the one the SDK sent).
 	CorrelationID string
-	// Attempts is how many times the request was sent.
+	// Attempts is how many attempts the call made, counting those that
+	// never reached the worker (a refused connection, a DNS failure, the
+	// client's own rate limiter refusing to wait).
 	Attempts int
 	// RateLimit is the client's rate limiter after the answer.
 	RateLimit LimiterSnapshot

@@ -3,6 +3,8 @@ package sheen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/sheenapps/sheen-go/internal/jsonx"
 	"github.com/sheenapps/sheen-go/internal/wire"
 )
 
@@ -32,15 +35,26 @@ const defaultBackoffBase = time.Second
 //
 //	attempt ended with                          safe call        other call
 //	connection refused, DNS failure, dial error retried          retried
+//	  or TLS handshake timeout
+//	TLS certificate not trusted, or the other   final            final
+//	  end does not speak TLS
 //	the client's own limiter or signer refused  final            final
 //	reset or attempt timeout after sending      retried          ErrOutcomeUnknown
-//	2xx cut short, or not decodable             retried (cut)    ErrOutcomeUnknown
+//	2xx cut short                               retried          ErrOutcomeUnknown
+//	2xx not usable (not JSON, not the shape     final            ErrOutcomeUnknown
+//	  the call expects, over the size cap)
 //	408 TIMESTAMP_OUT_OF_RANGE, 401 serverTime  retried once     retried once
 //	  (only when the signer corrected its clock or scheme from it)
 //	429                                         retried          retried
 //	502, 503, 504                               retried          ErrOutcomeUnknown
 //	500 and other 5xx (not 501, 505)            retried          ErrOutcomeUnknown
 //	any other status                            final            final
+//
+// A non-2xx answer is judged by its status even when its body was cut
+// short: the status proves the worker answered. A 2xx the worker wrote to
+// say it did not act (success:false, no build id) is its word: final, and
+// not ambiguous. An answer read whole is the call's result even if the
+// context ends just after it; otherwise a context that ended stops the call.
 //
 // Waits: Retry-After (or the rate-limit reset) when the worker gives one,
 // else min(2^attempt x base, max wait) with jitter; a wait longer than the
@@ -66,6 +80,7 @@ type retryPolicy struct {
 	ambiguous bool          // the last attempt may have been acted on
 	errBody   []byte        // the last non-2xx answer's body (capped)
 	answerErr error         // why the last 2xx answer could not be used
+	refused   bool          // answerErr is the worker's word that it did not act
 	lastResp  *http.Response
 	obs       *callObs // the call's telemetry, nil when none records
 }
@@ -113,19 +128,19 @@ type attempt struct {
 	n         int         // 1 for the first attempt
 	status    int         // 0 when there was no answer
 	header    http.Header // the answer's header
-	err       error       // the transport's failure, or the answer cut short
+	err       error       // the transport's failure, or a 2xx answer cut short
 	corrected bool        // the signer corrected its clock or scheme from this answer
-	now       time.Time   // when the attempt ended
-	deadline  time.Time   // the call's deadline, zero for none
-	done      bool        // the call's context has ended
+	now       time.Time   // when the attempt ended, on the client's Clock (for Retry-After dates)
+	deadline  time.Time   // the call's context's deadline (on the wall clock), zero for none
+	done      bool        // the call's context has ended: no retry
 }
 
 // checkRetry is go-retryablehttp's CheckRetry for one call.
 func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	p.attempt++
-	a := attempt{n: p.attempt, err: err, now: p.c.clock.Now(), done: ctx.Err() != nil}
+	a := attempt{n: p.attempt, err: err, now: p.c.clock.Now()} // not done: see below
 	a.deadline, _ = ctx.Deadline()
-	p.lastResp = resp
+	p.lastResp, p.answerErr, p.errBody, p.refused = resp, nil, nil, false
 	if resp != nil {
 		a.status, a.header = resp.StatusCode, resp.Header
 		if a.err == nil {
@@ -136,20 +151,23 @@ func (p *retryPolicy) checkRetry(ctx context.Context, resp *http.Response, err e
 		}
 	}
 	retry, wait, ambiguous := decideRetry(a, p.idempotent, p.rule)
-	if a.err == nil && foreignAnswer(p.answerErr) {
-		// A 2xx that is not the worker's answer (a page of HTML, no body,
-		// broken JSON): something answered success, so the worker may have
-		// acted. (An answer the worker wrote that says no build started,
-		// refused by its wire type, is the worker's word: not ambiguous.)
+	if a.err == nil && p.answerErr != nil && !p.refused {
+		// A 2xx that cannot be used (a page of HTML, no body, JSON of
+		// another shape, an answer over the cap): something answered
+		// success, so the worker may have acted.
 		ambiguous = true
+	}
+	var stop error
+	if ctxErr := ctx.Err(); ctxErr != nil && (resp == nil || a.err != nil || retry) {
+		// The context ended before the call had its answer: it ends the
+		// call. An answer read whole that ends the call anyway (a decoded
+		// success above all) stands, whatever the context did after it.
+		retry, stop = false, ctxErr
 	}
 	p.ambiguous, p.wait = ambiguous, wait
 	p.obs.endAttempt(ctx, a, resp, p.errBody, retry, wait)
 	p.log(ctx, resp, a.err, retry, wait)
-	if ctx.Err() != nil {
-		return false, ctx.Err()
-	}
-	return retry, nil
+	return retry, stop
 }
 
 // signerCorrected reports whether the signer corrected its clock or scheme
@@ -177,8 +195,10 @@ func decideRetry(a attempt, idempotent bool, rule retryRule) (retry bool, wait t
 	if a.done || a.n >= rule.maxAttempts || wait > rule.maxWait {
 		retry = false
 	}
-	if retry && !a.deadline.IsZero() && wait >= a.deadline.Sub(a.now) {
-		retry = false // the wait would outlast the call
+	// The wait would outlast the call. The deadline is the context's, on
+	// the wall clock, whatever clock the client was given (WithClock).
+	if retry && !a.deadline.IsZero() && wait >= time.Until(a.deadline) {
+		retry = false
 	}
 	return retry, wait, ambiguous
 }
@@ -191,6 +211,8 @@ func classify(a attempt, idempotent bool, rule retryRule) (retry bool, wait time
 		return idempotent, backoff, true // the answer was cut short
 	case a.err != nil && isClientAbort(a.err):
 		return false, 0, false // refused on our side: nothing was sent
+	case a.err != nil && tlsRefused(a.err):
+		return false, 0, false // nothing was sent, and another try fails the same way
 	case a.err != nil && neverReachedServer(a.err):
 		return true, backoff, false
 	case a.err != nil:
@@ -254,21 +276,18 @@ func (p *retryPolicy) log(ctx context.Context, resp *http.Response, err error, r
 	p.c.logger.LogAttrs(ctx, slog.LevelDebug, "sheen: attempt", attrs...)
 }
 
-// readAnswer reads one attempt's answer inside the retry loop, so that an
-// answer cut short is retried like any other transport failure: a 2xx is
-// read into a pooled buffer (never more than maxResponseBody bytes, so
+// readAnswer reads one attempt's answer inside the retry loop, so that a
+// 2xx cut short is retried like any other transport failure: a 2xx is read
+// into a pooled buffer (never more than maxResponseBody bytes, so
 // concurrent oversized answers cost bounded memory) and decoded into the
 // call's out; any other answer is kept, capped, for the error. It returns a
-// *bodyReadError when the connection dropped mid-answer.
+// *bodyReadError when the connection dropped in the middle of a 2xx. An
+// error answer cut short keeps what arrived: its status alone proves the
+// worker answered, and says what the answer means.
 func (p *retryPolicy) readAnswer(resp *http.Response) error {
 	defer resp.Body.Close()
-	p.answerErr, p.errBody = nil, nil
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody*4))
-		p.errBody = body
-		if err != nil {
-			return &bodyReadError{err}
-		}
+		p.errBody, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody*4))
 		return nil
 	}
 	if raw, ok := p.out.(*[]byte); ok {
@@ -282,6 +301,7 @@ func (p *retryPolicy) readAnswer(resp *http.Response) error {
 	*buf = b
 	if err == nil && p.out != nil {
 		err = decodeAnswer(resp, b, p.out)
+		p.refused = err != nil && refusedByWorker(b, err)
 	}
 	return p.setAnswerErr(err)
 }
@@ -374,18 +394,27 @@ type notJSONError struct{ msg string }
 
 func (e *notJSONError) Error() string { return e.msg }
 
-// foreignAnswer reports a 2xx answer that the worker did not write: no
-// body, a page of HTML, JSON that does not parse or does not fit.
-func foreignAnswer(err error) bool {
-	if err == nil {
-		return false // before the targets, which escape: no allocation
+// refusedByWorker reports an unusable 2xx answer, body, that is the
+// worker's own word that it did not act: a success:false refusal (an
+// *APIError from the call's wire type), or a build answer without a build
+// id (ErrBuildNotQueued) that is an object saying success:true, as the
+// deployed worker answers when queueing failed. Any other unusable 2xx (no
+// body, a page of HTML, JSON that does not parse or is not the shape the
+// call expects, an answer over the cap) may have come after the worker
+// acted.
+func refusedByWorker(body []byte, err error) bool {
+	var refusal *APIError
+	if errors.As(err, &refusal) {
+		return true
 	}
-	var (
-		nj  *notJSONError
-		se  *json.SyntaxError
-		ute *json.UnmarshalTypeError
-	)
-	return errors.As(err, &nj) || errors.As(err, &se) || errors.As(err, &ute)
+	if !errors.Is(err, ErrBuildNotQueued) {
+		return false
+	}
+	var said struct {
+		Success jsonx.LooseBool `json:"success"`
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '{' && jsonx.DecodeLoosely(trimmed, &said) && said.Success.Valid && said.Success.Bool
 }
 
 // bodyReadError is a response body that could not be read in full.
@@ -395,9 +424,10 @@ func (e *bodyReadError) Error() string { return "reading response body: " + e.er
 func (e *bodyReadError) Unwrap() error { return e.err }
 
 // neverReachedServer reports errors that prove the request was not
-// delivered (connection refused, DNS failure), so any method may be retried.
+// delivered (connection refused, DNS failure, a TLS handshake that did not
+// complete), so any method may be retried.
 func neverReachedServer(err error) bool {
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	if errors.Is(err, syscall.ECONNREFUSED) || tlsRefused(err) || tlsHandshakeTimedOut(err) {
 		return true
 	}
 	var dnsErr *net.DNSError
@@ -421,3 +451,47 @@ type clientAbort struct{ err error }
 
 func (e *clientAbort) Error() string { return e.err.Error() }
 func (e *clientAbort) Unwrap() error { return e.err }
+
+// tlsRefused reports a TLS handshake that failed for good before anything
+// was sent: the worker's certificate did not verify (unknown authority,
+// wrong host name, expired), or the other end does not speak TLS (it
+// answered plain HTTP, or its first record is no TLS handshake). Trying
+// again would fail the same way, so such a failure is final.
+func tlsRefused(err error) bool {
+	var (
+		verify    *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		roots     x509.SystemRootsError
+		record    tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &verify), errors.As(err, &authority), errors.As(err, &hostname),
+		errors.As(err, &invalid), errors.As(err, &roots):
+		return true
+	case errors.Is(err, http.ErrSchemeMismatch):
+		return true // net/http's name for a record header that reads "HTTP/"
+	case errors.As(err, &record):
+		// Only the first record's error carries the connection: later ones
+		// (a record too large, a version changed) may come after sending.
+		return record.Conn != nil
+	}
+	return false
+}
+
+// tlsHandshakeMessage is the text of net/http's error for a TLS handshake
+// that did not finish within Transport.TLSHandshakeTimeout (its type is not
+// exported).
+const tlsHandshakeMessage = "net/http: TLS handshake timeout"
+
+// tlsHandshakeTimedOut reports net/http's TLS handshake timeout: the
+// handshake did not finish, so the request was not sent.
+func tlsHandshakeTimedOut(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() && err.Error() == tlsHandshakeMessage {
+			return true
+		}
+	}
+	return false
+}

@@ -3,6 +3,8 @@ package sheen
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -35,6 +37,25 @@ func sequence(rs ...httpmock.Responder) (httpmock.Responder, *int) {
 
 var errReset = &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
 var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+var errUntrusted = &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}
+
+// pipeConn is a connection for errors that carry one; closed at the end.
+func pipeConn(t *testing.T) net.Conn {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a
+}
+
+// cutStatus answers status with a body that breaks off midway (a
+// connection reset while the body arrives), with Retry-After: 0.
+func cutStatus(status int) httpmock.Responder {
+	return func(r *http.Request) (*http.Response, error) {
+		resp := jsonResponse(r, status, "")
+		resp.Header.Set("Retry-After", "0")
+		resp.Body = &failingBody{}
+		return resp, nil
+	}
+}
 
 // One case per cell of the retry rule in retry.go (and the package doc):
 // failure x kind of call -> attempts made, success, outcome unknown.
@@ -76,6 +97,24 @@ func TestRetryDecisions(t *testing.T) {
 		{"reset after send POST not sent again", "POST", "", fail(errReset), 1, false, true, ""},
 		{"reset GET retried", "GET", "", fail(errReset), 2, true, false, ""},
 		{"reset POST with key retried", "POST", "k2", fail(errReset), 2, true, false, ""},
+		// A TLS handshake that fails sends nothing: never ambiguous. A
+		// certificate that does not verify, or a worker that does not speak
+		// TLS, fails the same way every time: final.
+		{"untrusted certificate POST final, known", "POST", "", fail(errUntrusted), 1, false, false, ""},
+		{"untrusted certificate GET final", "GET", "", fail(errUntrusted), 1, false, false, ""},
+		{"wrong host name POST final, known", "POST", "", fail(&tls.CertificateVerificationError{Err: x509.HostnameError{Host: "worker.test"}}), 1, false, false, ""},
+		{"plain HTTP worker POST final, known", "POST", "", fail(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake", Conn: pipeConn(t)}), 1, false, false, ""},
+		{"plain HTTP answer GET final", "GET", "", fail(http.ErrSchemeMismatch), 1, false, false, ""},
+		{"bad record after the handshake POST not sent again", "POST", "", fail(tls.RecordHeaderError{Msg: "oversized record received"}), 1, false, true, ""},
+		// An error answer cut short is judged by its status, which proves
+		// the worker answered: only a 2xx cut short is ambiguous.
+		{"429 cut short POST retried", "POST", "", cutStatus(429), 2, true, false, ""},
+		{"402 cut short POST final, known", "POST", "", cutStatus(402), 1, false, false, ""},
+		{"404 cut short POST final, known", "POST", "", cutStatus(404), 1, false, false, ""},
+		{"400 cut short GET final", "GET", "", cutStatus(400), 1, false, false, ""},
+		{"503 cut short POST not sent again", "POST", "", cutStatus(503), 1, false, true, ""},
+		{"503 cut short GET retried", "GET", "", cutStatus(503), 2, true, false, ""},
+		{"200 cut short POST not sent again", "POST", "", cutStatus(200), 1, false, true, ""},
 	}
 	// The worker keeps no replay cache for the POSTs that start and bill a
 	// build: a key there would not stop a second attempt from billing a

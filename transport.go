@@ -123,11 +123,21 @@ func (t *signingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		release(nil)
 		return nil, &clientAbort{err}
 	}
-	resp, err := t.base().RoundTrip(signed)
-	release(resp)
+	base := t.base()
+	resp, err := base.RoundTrip(signed)
+	if err == nil && resp == nil {
+		// A broken RoundTripper (WithHTTPClient): an error, as net/http's
+		// Client makes of it.
+		err = fmt.Errorf("sheen: the HTTP transport (%T) returned neither a response nor an error", base)
+	}
 	if err != nil {
+		release(nil)
 		cancel()
 		return nil, t.timeoutError(ctx, parent, err)
+	}
+	release(resp)
+	if resp.Body == nil {
+		resp.Body = http.NoBody // as net/http's Client does for a RoundTripper's empty answer
 	}
 	t.signer.observe(resp)
 	if ctx != parent { // the body's reads run out the attempt's own timer
