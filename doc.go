@@ -90,15 +90,25 @@
 //
 //	attempt ended with                          safe call        other call
 //	connection refused, DNS failure, dial error retried          retried
+//	  or TLS handshake timeout
+//	TLS certificate not trusted, or the other   final            final
+//	  end does not speak TLS
+//	a header value, method or out refused       final, unsent    final, unsent
 //	the client's own limiter or signer refused  final            final
 //	reset or attempt timeout after sending      retried          ErrOutcomeUnknown
-//	2xx cut short, or not decodable             retried (cut)    ErrOutcomeUnknown
+//	2xx cut short                               retried          ErrOutcomeUnknown
+//	2xx not usable (not JSON, not the shape     final            ErrOutcomeUnknown
+//	  the call expects, over the size cap)
 //	408 TIMESTAMP_OUT_OF_RANGE, 401 serverTime  retried once     retried once
 //	  (when the signer corrected its clock or scheme from it)
 //	429                                         retried          retried
 //	502, 503, 504                               retried          ErrOutcomeUnknown
 //	500 and other 5xx (not 501, 505)            retried          ErrOutcomeUnknown
 //	any other status                            final            final
+//
+// A non-2xx answer is judged by its status even when its body is cut short:
+// the status proves the worker answered. An answer read whole is the call's
+// result even if the context ends just after it.
 //
 // ErrOutcomeUnknown is matched by an *OutcomeUnknownError that wraps the last
 // failure (an *APIError for a 5xx) and carries the correlation id: the build

@@ -28,8 +28,9 @@ import (
 const defaultBackoffBase = time.Second
 
 // The retry rule, one row per way an attempt can end. "Safe" calls are GET,
-// HEAD, PUT, DELETE and OPTIONS, calls with an Idempotency-Key, and the
-// service calls that only read (the billing checks); the rest (a build
+// HEAD, PUT, DELETE and OPTIONS, calls with an Idempotency-Key on a route
+// that does not ignore it (ignoresIdempotencyKey: the build-starting POSTs
+// do), and the service calls that only read (the billing checks); the rest (a build
 // started, a project updated) may bill and are never sent twice unless the
 // worker provably did not act on them:
 //
