@@ -97,9 +97,9 @@ func (w *buildFields) decode(b []byte, jobIsBuild bool) error {
 	if w.BuildID.Valid {
 		return nil
 	}
-	what := "a build id"
+	what := "build id"
 	if jobIsBuild {
-		what = "a build id or a job id"
+		what = "build id or job id"
 	}
 	err := fmt.Errorf("%w: the answer has no %s", ErrBuildNotQueued, what)
 	if w.Message != "" {
