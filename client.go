@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"mime"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"reflect"
 	"strings"
@@ -513,6 +514,16 @@ func checkHeaders(cc *callConfig) error {
 			return bad(k, "is not a valid header name")
 		case strings.HasPrefix(strings.ToLower(k), "x-sheen-"):
 			return bad(k, "x-sheen-* headers are set by the signer")
+		}
+		// Headers the SDK sets itself would be overwritten: say so, and
+		// where the one to use is.
+		switch textproto.CanonicalMIMEHeaderKey(k) {
+		case "X-Correlation-Id":
+			return bad(k, "is set by the SDK: use WithCorrelationID")
+		case "User-Agent":
+			return bad(k, "is set by the SDK: use WithUserAgent")
+		case "Accept", "Content-Type":
+			return bad(k, "is set by the SDK: the worker speaks JSON")
 		}
 		for _, v := range vs {
 			if !validHeaderValue(v) {

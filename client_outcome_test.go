@@ -42,6 +42,11 @@ func TestCallHeadersRefusedBeforeSending(t *testing.T) {
 		{"empty header name", WithHeader("", "v"), "header "},
 		{"CRLF in the correlation id", WithCorrelationID("id\r\nX-Evil: secret"), "header X-Correlation-Id"},
 		{"LF in the idempotency key", WithIdempotencyKey("key\nsecret"), "header Idempotency-Key"},
+		// Headers the SDK sets itself, which would be overwritten unsaid.
+		{"a correlation id as a header", WithHeader("x-correlation-id", "secret-id"), "header X-Correlation-Id"},
+		{"a User-Agent as a header", WithHeader("User-Agent", "secret-agent"), "header User-Agent"},
+		{"an Accept header", WithHeader("Accept", "text/secret"), "header Accept"},
+		{"a Content-Type header", WithHeader("Content-Type", "text/secret"), "header Content-Type"},
 	} {
 		for _, method := range []string{"POST", "GET"} {
 			t.Run(tc.name+" "+method, func(t *testing.T) {

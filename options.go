@@ -531,8 +531,11 @@ func WithCorrelationID(id string) CallOption {
 	return func(c *callConfig) { c.correlationID = id }
 }
 
-// WithHeader adds a header to the call. x-sheen-* headers are refused: the
-// signer owns them.
+// WithHeader adds a header to the call. Headers the SDK sets are refused
+// with a *ValidationError before anything is sent: x-sheen-* (the signer
+// owns them), X-Correlation-Id (use WithCorrelationID), User-Agent (use
+// WithUserAgent), Accept and Content-Type (JSON). So are names that are not
+// HTTP tokens and values with a control character.
 func WithHeader(key, value string) CallOption {
 	return func(c *callConfig) {
 		if c.header == nil {
