@@ -385,6 +385,13 @@ func (c *config) validate() (*url.URL, error) {
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("sheen: %s must not carry credentials, a query or a fragment", c.baseURLFrom)
 	}
+	if u.RawPath != "" || strings.Contains(u.Path, "%") || strings.Contains(u.Path, "/./") || strings.Contains(u.Path, "/../") ||
+		strings.HasSuffix(u.Path, "/.") || strings.HasSuffix(u.Path, "/..") {
+		// An escaped '/' or '%' in the prefix would be signed one way and
+		// routed another; dot segments would be resolved away. Other
+		// escapes (%20) are plain characters and stay.
+		return nil, fmt.Errorf("sheen: %s's path must not hold an escaped '/' or '%%' or a dot segment", c.baseURLFrom)
+	}
 	switch u.Scheme {
 	case "https":
 	case "http":
