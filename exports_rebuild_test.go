@@ -12,21 +12,29 @@ import (
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
+// rebuildWorld is a fake worker, a client for it and a build started for
+// user u1, whose archive the tests then take away.
+func rebuildWorld(t *testing.T) (*sheentest.Server, *sheen.WorkerClient, *sheen.Build) {
+	t.Helper()
+	srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithRateLimit(6000))
+	c, err := srv.Client(sheen.WithRateLimit(6000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Builds.CreatePreview(context.Background(), sheen.CreatePreviewRequest{UserID: "u1", Prompt: "a bakery"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c, b
+}
+
 // An archive gone from the object store comes back through RebuildMissing,
 // for both kinds of link.
 func TestRebuildMissingArtifact(t *testing.T) {
 	ctx := context.Background()
 	for _, kind := range []string{"project", "version"} {
 		t.Run(kind, func(t *testing.T) {
-			srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithRateLimit(6000))
-			c, err := srv.Client(sheen.WithRateLimit(6000))
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := c.Builds.CreatePreview(ctx, sheen.CreatePreviewRequest{UserID: "u1", Prompt: "a bakery"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			srv, c, b := rebuildWorld(t)
 			versionID := srv.LatestVersion(b.ProjectID)
 			getLink := func() (sheen.DownloadLink, error) {
 				if kind == "project" {
@@ -35,7 +43,7 @@ func TestRebuildMissingArtifact(t *testing.T) {
 				return c.Exports.VersionLink(ctx, versionID, "u1")
 			}
 			srv.DropArtifact(versionID)
-			_, err = getLink()
+			_, err := getLink()
 			var missing *sheen.ArtifactMissingError
 			if !errors.As(err, &missing) || !missing.CanRebuild || missing.VersionID != versionID || !errors.Is(err, sheen.ErrNotFound) {
 				t.Fatalf("want *ArtifactMissingError for %s, got %v", versionID, err)
@@ -89,17 +97,9 @@ func TestRebuildMissingRefusesWhatCannotBeRebuilt(t *testing.T) {
 // not after the build started.
 func TestRebuildMissingRefusesBadFollowOptions(t *testing.T) {
 	ctx := context.Background()
-	srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithRateLimit(6000))
-	c, err := srv.Client(sheen.WithRateLimit(6000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := c.Builds.CreatePreview(ctx, sheen.CreatePreviewRequest{UserID: "u1", Prompt: "a bakery"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c, b := rebuildWorld(t)
 	srv.DropArtifact(srv.LatestVersion(b.ProjectID))
-	_, err = c.Exports.ProjectLink(ctx, b.ProjectID, "u1")
+	_, err := c.Exports.ProjectLink(ctx, b.ProjectID, "u1")
 	var missing *sheen.ArtifactMissingError
 	if !errors.As(err, &missing) || !missing.CanRebuild {
 		t.Fatalf("want a rebuildable *ArtifactMissingError, got %v", err)
@@ -122,15 +122,7 @@ func TestRebuildMissingDropsTheBalanceAndTheLinks(t *testing.T) {
 	ctx := context.Background()
 	for _, kind := range []string{"project", "version"} {
 		t.Run(kind, func(t *testing.T) {
-			srv := sheentest.NewServer(sheentest.WithTest(t), sheentest.WithRateLimit(6000))
-			c, err := srv.Client(sheen.WithRateLimit(6000))
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := c.Builds.CreatePreview(ctx, sheen.CreatePreviewRequest{UserID: "u1", Prompt: "a bakery"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			srv, c, b := rebuildWorld(t)
 			if _, err := c.Builds.Wait(ctx, b.ID, "u1", nil); err != nil {
 				t.Fatal(err)
 			}
