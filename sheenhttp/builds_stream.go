@@ -53,7 +53,12 @@ type BuildStreamConfig struct {
 
 	// Follow shapes the upstream readers, as for Builds.Follow: Source (by
 	// default the client's source, WithBuildEventSource, else the worker's
-	// HTTP endpoint), PollInterval, MetadataWait and MetadataStartWait.
+	// HTTP endpoint), PollInterval, MetadataWait, MetadataStartWait and
+	// StallTimeout. A reader that gets no new event within StallTimeout
+	// stops, as on any failure of the source: its browsers' streams end
+	// without "end", and the browsers reconnect after 2 s and resume from
+	// their Last-Event-ID under a new reader, whose StallTimeout starts
+	// over (so a quiet build is followed for as long as a browser stays).
 	// AfterEventID and OnEvent are refused: the stream resumes each browser
 	// from its own Last-Event-ID. nil means every default.
 	Follow *sheen.FollowOptions
@@ -69,15 +74,19 @@ type BuildStreamConfig struct {
 	// WriteTimeout bounds each write to a browser (default
 	// DefaultStreamWriteTimeout): a browser that takes longer to accept
 	// what is due is dropped, and resumes from Last-Event-ID when it
-	// reconnects. It is set on the connection before each write, so it
-	// works under an http.Server with a WriteTimeout of its own. It must
-	// not be negative.
+	// reconnects. It is set on the connection before each write and
+	// cleared after it, so it bounds writes only (a quiet stream is not
+	// cut, over HTTP/1 or HTTP/2), and it works under an http.Server with
+	// a WriteTimeout of its own. It needs a ResponseWriter that can set
+	// write deadlines (see NewBuildStream); without one it cannot apply,
+	// which is logged once at warn level. It must not be negative.
 	WriteTimeout time.Duration
 }
 
 // BuildStream is an http.Handler that streams one build's events to a
 // browser as Server-Sent Events (text/event-stream), made by
-// NewBuildStream. It is safe for concurrent use.
+// NewBuildStream. It is safe for concurrent use. It needs a ResponseWriter
+// that can flush, directly or through Unwrap (see NewBuildStream).
 type BuildStream struct {
 	client            *sheen.WorkerClient
 	logger            *slog.Logger
@@ -89,10 +98,12 @@ type BuildStream struct {
 	heartbeat         time.Duration
 	writeTimeout      time.Duration
 
-	hubs      hubs
-	readers   sync.WaitGroup // the upstream readers' goroutines
-	closing   chan struct{}
-	closeOnce sync.Once
+	hubs       hubs
+	readers    sync.WaitGroup // the upstream readers' goroutines
+	noFlush    sync.Once      // logs a ResponseWriter that cannot flush
+	noDeadline sync.Once      // logs a ResponseWriter without write deadlines
+	closing    chan struct{}
+	closeOnce  sync.Once
 }
 
 // NewBuildStream returns a handler that streams a build's events to a
@@ -150,6 +161,14 @@ type BuildStream struct {
 // a write within WriteTimeout is dropped and resumes when it reconnects.
 // Events older than what the reader holds (a build with more than 1,024
 // events) are read from the source for the browser that needs them.
+//
+// The stream needs a ResponseWriter that can flush: net/http's own, or a
+// middleware's wrapper that implements http.Flusher or has an Unwrap()
+// http.ResponseWriter method (as http.ResponseController expects). Behind
+// one that cannot, every request is answered 500 INTERNAL_ERROR (rather
+// than a stream that ends at once and a browser that reconnects every 2 s),
+// and the first is logged at error level. A wrapper should also pass on
+// SetWriteDeadline (or Unwrap), or WriteTimeout cannot apply.
 //
 // Nothing the stream sends or logs holds the secret or a signed URL: the
 // events are the worker's user-facing build events.
@@ -328,7 +347,7 @@ func (s *BuildStream) read(h *hub) {
 		h.finish(encodeEndFrame(h.key.buildID, lastID, res, err), nil)
 	default: // the source failed for good: the outcome is unknown
 		s.logger.LogAttrs(context.Background(), slog.LevelWarn, "sheenhttp: build stream: reading the build's events failed",
-			slog.String("build_id", h.key.buildID), slog.String("error", err.Error()))
+			slog.String("build_id", h.key.buildID), slog.String("error", wire.RedactedError(err)))
 		s.hubs.forget(h)
 		h.finish(nil, err)
 	}
@@ -370,14 +389,7 @@ func sourceRefusal(err error) *proxyRefusal {
 // until the build ends, the browser leaves or a write fails.
 func (s *BuildStream) stream(w http.ResponseWriter, r *http.Request, h *hub, cursor int64) {
 	rc := http.NewResponseController(w)
-	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
-	hd := w.Header()
-	hd.Set("Content-Type", "text/event-stream")
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	hd.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	if !s.write(rc, w, retryFrame) {
+	if !s.start(r.Context(), rc, w) {
 		return
 	}
 	heartbeat := time.NewTimer(s.heartbeat)
@@ -392,7 +404,7 @@ func (s *BuildStream) stream(w http.ResponseWriter, r *http.Request, h *hub, cur
 			continue
 		}
 		if len(v.frames) > 0 {
-			if !s.write(rc, w, framesData(v.frames)...) {
+			if !s.write(r.Context(), rc, w, framesData(v.frames)...) {
 				return
 			}
 			cursor = v.frames[len(v.frames)-1].id
@@ -401,14 +413,14 @@ func (s *BuildStream) stream(w http.ResponseWriter, r *http.Request, h *hub, cur
 		}
 		if v.done {
 			if v.end != nil {
-				s.write(rc, w, v.end)
+				s.write(r.Context(), rc, w, v.end)
 			}
 			return
 		}
 		select {
 		case <-v.changed:
 		case <-heartbeat.C:
-			if !s.write(rc, w, heartbeatFrame) {
+			if !s.write(r.Context(), rc, w, heartbeatFrame) {
 				return
 			}
 			heartbeat.Reset(s.heartbeat)
@@ -433,10 +445,63 @@ func framesData(frames []frame) [][]byte {
 	return out
 }
 
+// start answers 200 with the stream's headers and its "retry:" line. A
+// ResponseWriter that cannot flush (a middleware's wrapper without Flush or
+// Unwrap) would hold every event back and end the stream at once, so the
+// browser would reconnect every 2 s: it is answered 500 INTERNAL_ERROR
+// instead, which EventSource does not retry, and the first time logged at
+// error level. false means the stream must not go on.
+func (s *BuildStream) start(ctx context.Context, rc *http.ResponseController, w http.ResponseWriter) bool {
+	hd := w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	hd.Set("X-Content-Type-Options", "nosniff")
+	armed := s.armWriteDeadline(ctx, rc)
+	// Flush before anything is written: it sends the status and headers
+	// when it can, and writes nothing when it cannot.
+	err := rc.Flush()
+	if armed {
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
+	if errors.Is(err, http.ErrNotSupported) {
+		s.noFlush.Do(func() {
+			s.logger.LogAttrs(ctx, slog.LevelError, "sheenhttp: build stream: the ResponseWriter cannot flush, so no stream can be served (answered 500); "+
+				"a middleware that wraps the ResponseWriter must implement http.Flusher or Unwrap() http.ResponseWriter")
+		})
+		hd.Del("X-Accel-Buffering")
+		writeError(w, http.StatusInternalServerError, codeInternal, "The build stream cannot be served here")
+		return false
+	}
+	if err != nil {
+		return false // the browser is gone
+	}
+	return s.write(ctx, rc, w, retryFrame)
+}
+
+// armWriteDeadline sets the write deadline of the next write; false means
+// none was set. A ResponseWriter without SetWriteDeadline (nor Unwrap) is
+// logged once at warn level: the write timeout cannot apply through it.
+func (s *BuildStream) armWriteDeadline(ctx context.Context, rc *http.ResponseController) bool {
+	err := rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	if errors.Is(err, http.ErrNotSupported) {
+		s.noDeadline.Do(func() {
+			s.logger.LogAttrs(ctx, slog.LevelWarn, "sheenhttp: build stream: the ResponseWriter cannot set write deadlines, so WriteTimeout cannot apply and a stalled browser holds its stream until it leaves; "+
+				"a middleware that wraps the ResponseWriter must implement SetWriteDeadline or Unwrap() http.ResponseWriter")
+		})
+	}
+	return err == nil
+}
+
 // write sends chunks to the browser and flushes them, within the write
-// timeout; false means the browser is gone or too slow, and dropped.
-func (s *BuildStream) write(rc *http.ResponseController, w http.ResponseWriter, chunks ...[]byte) bool {
-	_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout)) // ErrNotSupported: no deadline to set
+// timeout; false means the browser is gone or too slow, and dropped. The
+// deadline is cleared once the write is done, so it bounds writes only: an
+// armed deadline that passes while the stream is quiet would end it (an
+// HTTP/2 server resets the stream even with nothing being written).
+func (s *BuildStream) write(ctx context.Context, rc *http.ResponseController, w http.ResponseWriter, chunks ...[]byte) bool {
+	if s.armWriteDeadline(ctx, rc) {
+		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	}
 	for _, c := range chunks {
 		if _, err := w.Write(c); err != nil {
 			return false
@@ -453,7 +518,7 @@ func (s *BuildStream) catchUp(ctx context.Context, rc *http.ResponseController, 
 		if err != nil {
 			if ctx.Err() == nil {
 				s.logger.LogAttrs(ctx, slog.LevelWarn, "sheenhttp: build stream: reading missed events failed",
-					slog.String("build_id", h.key.buildID), slog.String("error", err.Error()))
+					slog.String("build_id", h.key.buildID), slog.String("error", wire.RedactedError(err)))
 			}
 			return cursor, false
 		}
@@ -471,7 +536,7 @@ func (s *BuildStream) catchUp(ctx context.Context, rc *http.ResponseController, 
 		if next == cursor { // the source no longer has them
 			return through, true
 		}
-		if !s.write(rc, w, chunks...) {
+		if !s.write(ctx, rc, w, chunks...) {
 			return cursor, false
 		}
 		cursor = next

@@ -157,14 +157,14 @@ func headerUser(r *http.Request) (string, error) {
 	return "", errors.New("not signed in")
 }
 
-// newTestStream makes a BuildStream over src, on a client that never
-// reaches a worker; the readers poll once an hour, so only the source's
-// notifications move them.
-func newTestStream(t *testing.T, src sheen.EventSource, cfg BuildStreamConfig) *BuildStream {
+// newTestStream makes a BuildStream over src, on a client (with opts) that
+// never reaches a worker; the readers poll once an hour, so only the
+// source's notifications move them.
+func newTestStream(t *testing.T, src sheen.EventSource, cfg BuildStreamConfig, opts ...sheen.Option) *BuildStream {
 	t.Helper()
 	c := newTestClient(t, roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		return nil, errors.New("no worker in this test")
-	}))
+	}), opts...)
 	if cfg.Authorize == nil {
 		cfg.Authorize = headerUser
 	}
