@@ -98,9 +98,10 @@ const (
 //     waiting long, and a WithRateLimit that fits all your users.
 //   - Bodies over 1 MiB answer 413 FST_ERR_CTP_BODY_TOO_LARGE, as the worker
 //     would. Responses are streamed, with their status, Content-Type (JSON
-//     only; anything else is served as text/plain), X-Correlation-Id,
-//     Retry-After and rate-limit headers; no other worker header reaches the
-//     browser, and every response is marked Cache-Control: no-store.
+//     only; anything else, or none, is served as text/plain),
+//     X-Correlation-Id, Retry-After and rate-limit headers; no other worker
+//     header reaches the browser, and every response is marked
+//     Cache-Control: no-store and X-Content-Type-Options: nosniff.
 //
 // Errors the proxy answers itself have JSON bodies like the worker's:
 // {"error": message, "code": code}, with codes UNAUTHORIZED (401),

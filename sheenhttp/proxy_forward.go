@@ -145,9 +145,11 @@ func pathOnly(target string) string {
 }
 
 // copyAnswerHeaders sets the headers the browser gets: the worker's
-// Content-Length, Content-Type (JSON only; anything else is served as plain
-// text), X-Correlation-Id, Retry-After and rate-limit headers, and nothing
-// else of the worker's. Every answer is marked no-store and nosniff.
+// Content-Length, Content-Type (JSON only; anything else, and an answer
+// without one, is served as plain text, never with a type net/http would
+// sniff from the body), X-Correlation-Id, Retry-After and rate-limit
+// headers, and nothing else of the worker's. Every answer is marked
+// no-store and nosniff.
 func copyAnswerHeaders(h http.Header, resp *http.Response) {
 	for k, vs := range resp.Header {
 		// The response and its header map are the proxy's alone: the
@@ -157,12 +159,10 @@ func copyAnswerHeaders(h http.Header, resp *http.Response) {
 			h[k] = vs
 		}
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		if isJSONMediaType(ct) {
-			h.Set("Content-Type", ct)
-		} else {
-			h.Set("Content-Type", "text/plain; charset=utf-8")
-		}
+	if ct := resp.Header.Get("Content-Type"); isJSONMediaType(ct) {
+		h.Set("Content-Type", ct)
+	} else {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
 	}
 	// The body goes on byte for byte, so its length does too; the browser
 	// then also sees a cut answer as cut.

@@ -132,6 +132,36 @@ func TestProxyResponseHeaders(t *testing.T) {
 	}
 }
 
+// An answer without a Content-Type (from the worker, or something in front
+// of it) reaches the browser as plain text, never with the type net/http
+// would sniff from the body (text/html for an HTML error page).
+func TestProxyServesUntypedAnswersAsPlainText(t *testing.T) {
+	worker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = nil // no Content-Type, and no sniffing on the worker's side
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = io.WriteString(w, "<html><script>alert(document.cookie)</script></html>")
+	}))
+	defer worker.Close()
+	front := httptest.NewServer(pxDefaultProxy(t, worker.URL))
+	defer front.Close()
+	req, _ := http.NewRequest("GET", front.URL+"/v1/billing/balance/"+pxAlice, nil)
+	req.AddCookie(&http.Cookie{Name: "session", Value: "sess-alice"})
+	resp, err := front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusBadGateway || ct != "text/plain; charset=utf-8" ||
+		resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("got %d, Content-Type %q, X-Content-Type-Options %q; want 502 as nosniff plain text",
+			resp.StatusCode, ct, resp.Header.Get("X-Content-Type-Options"))
+	}
+	if !strings.Contains(string(body), "<script>") {
+		t.Errorf("body %q, want the worker's, byte for byte", body)
+	}
+}
+
 // Requests pass through the client's rate limiter: once its quota is used
 // up and the wait is longer than the client allows, the proxy answers 429
 // itself and the worker sees nothing more.
