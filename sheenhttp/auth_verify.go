@@ -55,7 +55,8 @@ type Verifier struct {
 	// Nonces remembers the nonces of timestamped requests, to refuse
 	// replays; nil means an in-memory store that keeps each nonce for
 	// DefaultNonceTTL (or twice Skew, if longer) and at most 100,000 of
-	// them (under a larger flood the oldest are forgotten first). Share a store (Redis, a table) between
+	// them (under a larger flood the oldest are forgotten first); a nonce
+	// is at most 128 bytes (see Verify). Share a store (Redis, a table) between
 	// instances of a service behind a load balancer: sheenredis.NonceStore
 	// is one, a NonceChecker.
 	Nonces NonceStore
@@ -158,7 +159,11 @@ func (v *Verifier) checkConfig() error {
 //
 // As on the deployed worker, the timestamp is checked first, then the nonce,
 // then the signature; the nonce is used up before the signature is checked,
-// so a request with a bad signature still burns its nonce.
+// so a request with a bad signature still burns its nonce. A nonce longer
+// than 128 bytes or with a byte outside [0-9A-Za-z_-] is refused 403
+// INVALID_SIGNATURE without being recorded, so unsigned requests cannot
+// fill the nonce store with large values (the SDK's nonces are 32
+// lowercase hex characters).
 func (v *Verifier) Verify(method, target string, h http.Header, body []byte) error {
 	if v == nil {
 		return sheen.ErrNotConfigured

@@ -791,3 +791,116 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// byteCountingNonces is a MemoryNonceStore that counts the bytes of the
+// nonces it is asked to record.
+type byteCountingNonces struct {
+	*MemoryNonceStore
+	mu    sync.Mutex
+	calls int
+	bytes int
+}
+
+func (s *byteCountingNonces) Seen(nonce string, now time.Time) bool {
+	s.mu.Lock()
+	s.calls++
+	s.bytes += len(nonce)
+	s.mu.Unlock()
+	return s.MemoryNonceStore.Seen(nonce, now)
+}
+
+// A flood of unsigned requests with huge nonces is refused 403 before any
+// nonce is recorded: the store holds nothing of them. Nonces the spec's
+// senders use (32 hex characters, and anything up to 128 bytes of
+// [0-9A-Za-z_-]) are still recorded.
+func TestVerifierNonceFloodKeepsStoreBounded(t *testing.T) {
+	store := &byteCountingNonces{MemoryNonceStore: NewMemoryNonceStore(0, 0)}
+	v := &Verifier{Secret: mwSecret, Scheme: sheen.SigningDual, Nonces: store}
+	h := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	const n, size = 2000, 64 << 10
+	codes := map[int]int{}
+	for i := range n {
+		r := httptest.NewRequest(http.MethodGet, "/v1/x", nil)
+		r.Header.Set(sheen.HeaderTimestamp, strconv.FormatInt(time.Now().Unix(), 10))
+		r.Header.Set(sheen.HeaderNonce, strconv.Itoa(i)+strings.Repeat("n", size))
+		r.Header.Set(sheen.HeaderSignatureV2, zeroSig)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		codes[rec.Code]++
+	}
+	if codes[http.StatusForbidden] != n {
+		t.Errorf("answers %v, want %d × 403", codes, n)
+	}
+	if store.calls != 0 || store.bytes != 0 || store.Len() != 0 {
+		t.Errorf("the store was given %d nonces (%d bytes) and holds %d; want none", store.calls, store.bytes, store.Len())
+	}
+
+	// The same flood with the longest nonces accepted: each is recorded
+	// (and burnt), at most 128 bytes apiece.
+	for i := range n {
+		r := httptest.NewRequest(http.MethodGet, "/v1/x", nil)
+		r.Header.Set(sheen.HeaderTimestamp, strconv.FormatInt(time.Now().Unix(), 10))
+		nonce := strconv.Itoa(i) + "-"
+		r.Header.Set(sheen.HeaderNonce, nonce+strings.Repeat("n", signing.MaxNonceLength-len(nonce)))
+		r.Header.Set(sheen.HeaderSignatureV2, zeroSig)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	if store.calls != n || store.bytes != n*signing.MaxNonceLength {
+		t.Errorf("the store was given %d nonces of %d bytes in all; want %d of %d", store.calls, store.bytes, n, n*signing.MaxNonceLength)
+	}
+}
+
+// A nonce longer than 128 bytes or with a byte outside [0-9A-Za-z_-] is
+// refused as an invalid signature, even when correctly signed, and not
+// recorded; the timestamp is still checked first.
+func TestVerifierRefusesMalformedNonces(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	ts := "1800000000"
+	key := signing.NewKey([]byte(mwSecret))
+	signed := func(nonce string) http.Header {
+		return http.Header{sheen.HeaderTimestamp: {ts}, sheen.HeaderNonce: {nonce},
+			sheen.HeaderSignatureV2: {signing.SignV2(key, "GET", "/v1/x", ts, nonce, nil)}}
+	}
+	sdkNonce, err := signing.NewNonce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, nonce string
+		status      int
+	}{
+		{"the SDK's own", sdkNonce, 0},
+		{"uuid", "1b4e28ba-2fa1-41d2-883f-0e1f2c3d4e5f", 0},
+		{"base64url, 128 bytes", strings.Repeat("aZ09_-", 21) + "ab", 0},
+		{"129 bytes", strings.Repeat("a", 129), 403},
+		{"a dot", "abc.def", 403},
+		{"a space", "abc def", 403},
+		{"base64 padding", "YWJj=", 403},
+		{"a NUL", "abc\x00", 403},
+		{"non-ASCII", "nonce-é", 403},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			store := &byteCountingNonces{MemoryNonceStore: NewMemoryNonceStore(0, 0)}
+			v := &Verifier{Secret: mwSecret, Scheme: sheen.SigningDual, Nonces: store, Now: func() time.Time { return now }}
+			err := v.Verify("GET", "/v1/x", signed(c.nonce), nil)
+			if c.status == 0 {
+				if err != nil || store.calls != 1 {
+					t.Fatalf("got %v with %d nonces recorded; want accepted and recorded", err, store.calls)
+				}
+				return
+			}
+			var ae *sheen.AuthError
+			if !errors.As(err, &ae) || ae.StatusCode != c.status || ae.Code != sheen.CodeInvalidSignature {
+				t.Fatalf("got %v; want %d %s", err, c.status, sheen.CodeInvalidSignature)
+			}
+			if store.calls != 0 {
+				t.Errorf("the malformed nonce was recorded")
+			}
+			stale := signed(c.nonce)
+			stale.Set(sheen.HeaderTimestamp, "1700000000")
+			if err := v.Verify("GET", "/v1/x", stale, nil); !errors.As(err, &ae) || ae.StatusCode != http.StatusRequestTimeout {
+				t.Errorf("stale with a malformed nonce: %v; want 408 first", err)
+			}
+		})
+	}
+}

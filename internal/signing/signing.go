@@ -175,11 +175,32 @@ type Checker struct {
 	Seen func(nonce string, at time.Time) (bool, error)
 }
 
+// MaxNonceLength is the longest nonce Check accepts, in bytes. The SDK's
+// nonces (NewNonce) are 32: 16 random bytes in lowercase hex.
+const MaxNonceLength = 128
+
+// ValidNonce reports whether a nonce is one Check lets reach Seen: at most
+// MaxNonceLength bytes of [0-9A-Za-z_-]. Anything else could only make a
+// nonce store hold more than a nonce's worth of bytes, unsigned.
+func ValidNonce(nonce string) bool {
+	if len(nonce) > MaxNonceLength {
+		return false
+	}
+	for i := 0; i < len(nonce); i++ {
+		c := nonce[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // Check checks the signature headers h of a request with the given method,
 // request target (as on the wire) and body, at now. As on the deployed
 // worker, the timestamp is checked first, then the nonce, then the
-// signature; the nonce is used up before the signature is checked. The
-// error is Seen's, with Accepted.
+// signature; the nonce is used up before the signature is checked. A
+// nonce that is not ValidNonce is refused as Invalid before Seen is
+// called, so it is never recorded. The error is Seen's, with Accepted.
 func (c *Checker) Check(method, target string, h http.Header, body []byte, now time.Time) (Failure, error) {
 	sig, sigV2 := h.Get(HeaderSignature), h.Get(HeaderSignatureV2)
 	if sig == "" && (c.Scheme != Dual || sigV2 == "") {
@@ -195,6 +216,9 @@ func (c *Checker) Check(method, target string, h http.Header, body []byte, now t
 	sent, ok := ParseUnixSeconds(ts)
 	if !ok || sent.Sub(now).Abs() > c.Skew {
 		return Stale, nil
+	}
+	if !ValidNonce(nonce) {
+		return Invalid, nil
 	}
 	if nonce != "" && c.Seen != nil {
 		seen, err := c.Seen(nonce, now)
