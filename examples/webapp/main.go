@@ -53,38 +53,69 @@ import (
 var static embed.FS
 
 func main() {
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
 	flag.Parse()
 
 	w, err := newWorker(os.Stdout, sheentest.PaceTimed, 700*time.Millisecond)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer w.close()
 	a, err := newApp(w)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
-	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
-	// Shutdown waits for connections to go idle, and a build stream is
-	// never idle: end the streams first (browsers reconnect elsewhere).
-	srv.RegisterOnShutdown(a.stream.Close)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
-	go func() {
-		<-ctx.Done()
-		shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
-		defer done()
-		_ = srv.Shutdown(shutdown)
-	}()
 	fmt.Printf("Open http://%s and sign in as alice or bob (Ctrl-C to stop)\n", ln.Addr())
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Fatal(err)
+	return serve(ctx, newServer(a), ln, a.stream, 5*time.Second)
+}
+
+// newServer is the app's HTTP server. Shutdown waits for connections to go
+// idle, and a build stream is never idle: the streams are ended first
+// (browsers reconnect, to another instance during a deploy).
+func newServer(a *app) *http.Server {
+	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(a.stream.Close)
+	return srv
+}
+
+// serve serves on ln until ctx ends (Ctrl-C), then shuts down gracefully:
+// it stops accepting, ends the build streams, lets the requests under way
+// (a proxied POST that starts a build) finish for up to grace, closes what
+// is left after that, and returns once the streams' upstream readers have
+// stopped. The error is Serve's when it fails, or says that requests were
+// cut when grace ran out.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, stream *sheenhttp.BuildStream, grace time.Duration) error {
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served: // Serve failed before any shutdown
+		stream.Close()
+		return err
+	case <-ctx.Done():
 	}
+	shutdown, done := context.WithTimeout(context.Background(), grace)
+	defer done()
+	err := srv.Shutdown(shutdown) // also starts stream.Close (RegisterOnShutdown), without waiting for it
+	if err != nil {
+		err = fmt.Errorf("requests still under way after %s were cut: %w", grace, errors.Join(err, srv.Close()))
+	}
+	stream.Close() // waits for the upstream readers to stop
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
 }
 
 // worker is the worker the app talks to, with two clients: the proxy's,

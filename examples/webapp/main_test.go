@@ -2,14 +2,17 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -136,5 +139,108 @@ func TestWebappAgainstFakeWorker(t *testing.T) {
 	resp, body = bob.do("POST", "/api/worker/v1/billing/check-sufficient", `{"operationType":"main_build","projectSize":"small","isUpdate":false}`)
 	if resp.StatusCode != 402 || !strings.Contains(string(body), `"suggestions":[`) {
 		t.Errorf("bob's check: %d %s", resp.StatusCode, body)
+	}
+}
+
+// After Ctrl-C, serve ends the build streams but lets a request under way
+// (a proxied POST) finish, and returns only once it has, with the stream
+// closed. A request that outlasts the grace period is cut, and serve says
+// so.
+func TestServeShutsDownGracefully(t *testing.T) {
+	t.Setenv(sheen.EnvBaseURL, "")
+	for _, outlasts := range []bool{false, true} {
+		t.Run(map[bool]string{false: "within grace", true: "outlasting grace"}[outlasts], func(t *testing.T) {
+			w, err := newWorker(io.Discard, sheentest.PaceInstant, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.close()
+			a, err := newApp(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := newServer(a)
+			entered, release := make(chan struct{}), make(chan struct{})
+			defer func() {
+				select {
+				case <-release:
+				default:
+					close(release)
+				}
+			}()
+			srv.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/slow" { // a request under way when the signal comes
+					close(entered)
+					<-release
+					_, _ = io.WriteString(rw, "done")
+					return
+				}
+				a.ServeHTTP(rw, r)
+			})
+			shuttingDown := make(chan struct{})
+			srv.RegisterOnShutdown(func() { close(shuttingDown) })
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			grace := time.Minute
+			if outlasts {
+				grace = time.Millisecond
+			}
+			served := make(chan error, 1)
+			go func() { served <- serve(ctx, srv, ln, a.stream, grace) }()
+
+			client := &http.Client{Transport: &http.Transport{}}
+			defer client.CloseIdleConnections()
+			type answer struct {
+				status int
+				body   string
+				err    error
+			}
+			slow := make(chan answer, 1)
+			go func() {
+				resp, err := client.Get("http://" + ln.Addr().String() + "/slow")
+				if err != nil {
+					slow <- answer{err: err}
+					return
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				slow <- answer{resp.StatusCode, string(b), err}
+			}()
+			<-entered
+			cancel() // Ctrl-C
+			<-shuttingDown
+			if outlasts {
+				// The request is still held: serve gives up on it after grace.
+				if err := <-served; err == nil || !strings.Contains(err.Error(), "cut") {
+					t.Errorf("serve: %v; want an error that says requests were cut", err)
+				}
+				if got := <-slow; got.err == nil {
+					t.Errorf("the cut request got %d %q and no error", got.status, got.body)
+				}
+			} else {
+				select {
+				case err := <-served:
+					t.Fatalf("serve returned (%v) while a request was under way", err)
+				default:
+				}
+				close(release)
+				if got := <-slow; got.err != nil || got.status != http.StatusOK || got.body != "done" {
+					t.Errorf("the request under way got %d %q, %v; want it answered whole", got.status, got.body, got.err)
+				}
+				if err := <-served; err != nil {
+					t.Errorf("serve: %v", err)
+				}
+			}
+			// The stream is closed: it refuses new browsers.
+			rec := httptest.NewRecorder()
+			a.stream.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/app/builds/b1/events", nil))
+			if rec.Code != http.StatusServiceUnavailable {
+				t.Errorf("the stream after serve returned: %d, want 503", rec.Code)
+			}
+		})
 	}
 }
