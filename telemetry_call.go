@@ -66,9 +66,12 @@ func (t *telemetry) startCallTo(ctx context.Context, route, method, userID strin
 	if !tracing && !metrics {
 		return ctx, nil
 	}
-	o := &callObs{t: t, op: operationName(route), route: routePath(route), method: method, start: time.Now(), metrics: metrics, server: server}
+	o := &callObs{t: t, op: operationName(route), route: routePath(route), method: knownMethod(method), start: time.Now(), metrics: metrics, server: server}
 	if o.server == nil {
 		o.server = t.server
+	}
+	if o.method != method {
+		o.server = append(append([]attribute.KeyValue(nil), o.server...), semconv.HTTPRequestMethodOriginal(method))
 	}
 	o.opSet = attribute.NewSet(attrOperation.String(o.op))
 	if tracing {
@@ -76,6 +79,19 @@ func (t *telemetry) startCallTo(ctx context.Context, route, method, userID strin
 		ctx, o.span = t.tracer.Start(ctx, o.op, trace.WithAttributes(t.userAttrs(attrs, userID)...))
 	}
 	return context.WithValue(ctx, callObsKey{}, o), o
+}
+
+// knownMethod is method as http.request.method records it: one of the
+// methods of RFC 9110 and PATCH, else "_OTHER" (the semantic conventions'
+// rule, which keeps the attribute's values few; the original goes in
+// http.request.method_original).
+func knownMethod(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete,
+		http.MethodConnect, http.MethodOptions, http.MethodTrace, http.MethodPatch:
+		return method
+	}
+	return "_OTHER"
 }
 
 // httpAttrs are the semantic-convention attributes of the call's requests.
@@ -89,13 +105,17 @@ func (o *callObs) httpAttrs() []attribute.KeyValue {
 }
 
 // attemptName is the name of an attempt's span: "METHOD /path/{template}",
-// or the method alone when the template is unknown (semantic conventions
-// for HTTP client spans).
+// or the method alone when the template is unknown, "HTTP" for a method
+// outside knownMethod (semantic conventions for HTTP client spans).
 func (o *callObs) attemptName() string {
-	if o.route == "" {
-		return o.method
+	method := o.method
+	if method == "_OTHER" {
+		method = "HTTP"
 	}
-	return o.method + " " + o.route
+	if o.route == "" {
+		return method
+	}
+	return method + " " + o.route
 }
 
 // beginAttempt opens the telemetry of an attempt of the call observed in

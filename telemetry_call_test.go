@@ -235,3 +235,20 @@ func TestTelemetryDoSpan(t *testing.T) {
 		}
 	}
 }
+
+// A method outside HTTP's own (Do takes any token) is recorded as the
+// semantic conventions say, so that it cannot grow the attribute's values:
+// http.request.method "_OTHER", the span named "HTTP ...".
+func TestUnknownMethodsAreOther(t *testing.T) {
+	for _, tc := range []struct{ method, want, name string }{
+		{"GET", "GET", "GET /v1/x/{id}"},
+		{"PATCH", "PATCH", "PATCH /v1/x/{id}"},
+		{"PURGE", "_OTHER", "HTTP /v1/x/{id}"},
+		{"get", "_OTHER", "HTTP /v1/x/{id}"},
+	} {
+		o := &callObs{method: knownMethod(tc.method), route: "/v1/x/{id}"}
+		if o.method != tc.want || o.attemptName() != tc.name {
+			t.Errorf("%s: method %q, span %q; want %q, %q", tc.method, o.method, o.attemptName(), tc.want, tc.name)
+		}
+	}
+}
