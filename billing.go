@@ -25,8 +25,11 @@ type BillingService service
 // Balance returns userID's balance, from the cache when a value younger
 // than the cache TTL is held. Concurrent calls for one user that miss the
 // cache share one request, made with the CallOptions of the caller that
-// started it (the others' WithResponse reports Cached). The result is the
-// caller's own copy; on error it is the zero Balance.
+// started it (the others' WithResponse reports Cached), except
+// WithCallTimeout and WithCallAttempts: each caller's WithCallTimeout
+// bounds only its own wait, and the shared request, tried as the client's
+// RetryConfig says, runs until the last caller waiting for it leaves. The
+// result is the caller's own copy; on error it is the zero Balance.
 func (s *BillingService) Balance(ctx context.Context, userID string, opts ...CallOption) (Balance, error) {
 	if err := ready((*service)(s)); err != nil {
 		return Balance{}, err

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -343,4 +344,84 @@ func TestBillingBalanceSharedLoadResponses(t *testing.T) {
 	if requested != 1 || mock.GetTotalCallCount() != 1 {
 		t.Errorf("%d callers report the request (%d requests made); want 1, the others Cached", requested, mock.GetTotalCallCount())
 	}
+}
+
+// slowWorker answers every request after d, or fails it when its context
+// ends first; started hears of each request.
+func slowWorker(d time.Duration, body func() string, started chan<- struct{}) httpmock.Responder {
+	return func(r *http.Request) (*http.Response, error) {
+		started <- struct{}{}
+		select {
+		case <-time.After(d):
+			return httpmock.NewStringResponse(200, body()), nil
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+}
+
+// TestBillingBalanceSharedLoadOutlivesFirstCallersTimeout is issue #11's
+// rule: the caller that starts a shared load gives it no deadline, so a
+// patient caller that joined it gets the worker's answer after the first
+// caller's WithCallTimeout has ended that caller's wait.
+func TestBillingBalanceSharedLoadOutlivesFirstCallersTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, mock := newMockClient(t)
+		started := make(chan struct{}, 4)
+		mock.RegisterNoResponder(slowWorker(200*time.Millisecond, func() string { return billingTotalBody(600) }, started))
+		first := make(chan error, 1)
+		go func() {
+			_, err := c.Billing.Balance(context.Background(), "u1", WithCallTimeout(50*time.Millisecond))
+			first <- err
+		}()
+		<-started
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b, err := c.Billing.Balance(ctx, "u1")
+		if err != nil || b.Total != 10*time.Minute {
+			t.Fatalf("the patient caller: %v, %v", b.Total, err)
+		}
+		if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("the first caller, WithCallTimeout(50ms): %v", err)
+		}
+		if n := len(started); n != 0 {
+			t.Errorf("%d more requests, want the one shared", n)
+		}
+	})
+}
+
+// TestBillingBalanceSharedLoadIgnoresFirstCallersAttempts: one caller's
+// WithCallAttempts(1) does not stop the shared request from being retried
+// for the others, by the client's RetryConfig.
+func TestBillingBalanceSharedLoadIgnoresFirstCallersAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mock := httpmock.NewMockTransport()
+		c := newTestClient(t, mock, WithRetry(RetryConfig{MaxAttempts: 2}))
+		started := make(chan struct{}, 4)
+		var n atomic.Int32
+		mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
+			started <- struct{}{}
+			time.Sleep(100 * time.Millisecond) // the second caller joins meanwhile
+			if n.Add(1) == 1 {
+				return httpmock.NewStringResponse(503, `{"error":"busy"}`), nil
+			}
+			return httpmock.NewStringResponse(200, billingTotalBody(600)), nil
+		})
+		first := make(chan error, 1)
+		go func() {
+			_, err := c.Billing.Balance(context.Background(), "u1", WithCallAttempts(1))
+			first <- err
+		}()
+		<-started
+		b, err := c.Billing.Balance(context.Background(), "u1")
+		if err != nil || b.Total != 10*time.Minute {
+			t.Fatalf("the caller that joined: %v, %v", b.Total, err)
+		}
+		if err := <-first; err != nil {
+			t.Errorf("the first caller: %v", err)
+		}
+		if got := n.Load(); got != 2 {
+			t.Errorf("the worker saw %d requests, want 2 (one retry)", got)
+		}
+	})
 }

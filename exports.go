@@ -37,7 +37,11 @@ type linkRequest struct {
 // margin (1 hour by default) left; concurrent calls for the same link make
 // one request. WithResponse describes the request the call made; when it
 // made none (a cached link, or one shared with a concurrent call) the
-// Response has Cached set.
+// Response has Cached set. A shared request carries the options of the
+// caller that started it except WithCallTimeout and WithCallAttempts: each
+// caller's WithCallTimeout bounds only its own wait, and the request, tried
+// as the client's RetryConfig says, runs until the last caller waiting for
+// it leaves.
 //
 // Failures: *ValidationError for a bad ID; *ArtifactMissingError when the
 // archive is gone; *PayloadTooLargeError when it is over the worker's 2 GiB
@@ -124,12 +128,19 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 		return DownloadLink{}, err
 	}
 	st := &s.client.exports
+	// The caller's WithCallTimeout bounds its own wait, never the shared
+	// request (sharedRequestOptions).
+	if cc.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cc.timeout)
+		defer cancel()
+	}
 	// The loader may run on past this caller (who may stop waiting), so it
 	// records its Response in a place of its own, read here only once the
 	// load has answered.
 	// Its own copy of the options, too: the caller's stay on its stack.
 	ld := &linkLoad{}
-	ld.opts = append(append(make([]CallOption, 0, len(opts)+1), opts...), WithResponse(&ld.resp))
+	ld.opts = sharedRequestOptions(opts, &ld.resp)
 	load := func(ctx context.Context) (*DownloadLink, time.Time, error) {
 		ld.ran = true
 		l, err := s.fetch(ctx, r, ld.opts)
@@ -166,7 +177,7 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 
 // linkLoad is what one caller's loader learnt, for that caller.
 type linkLoad struct {
-	opts []CallOption // the caller's, then WithResponse(&resp)
+	opts []CallOption // sharedRequestOptions: the caller's, unbounded
 	ran  bool
 	resp Response
 }
