@@ -425,3 +425,16 @@ func TestBillingBalanceSharedLoadIgnoresFirstCallersAttempts(t *testing.T) {
 		}
 	})
 }
+
+// TestBillingBalanceLoaderPanicDoesNotCrash: a panic under a shared load
+// (here the transport's) whose caller can leave runs on the cache's own
+// goroutine: Balance returns an error instead of the program crashing.
+func TestBillingBalanceLoaderPanicDoesNotCrash(t *testing.T) {
+	c := newTestClient(t, roundTripFunc(func(*http.Request) (*http.Response, error) { panic("transport bug") }))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := c.Billing.Balance(ctx, "u1")
+	if !errors.Is(err, errLoadAborted) || !strings.Contains(err.Error(), "transport bug") {
+		t.Fatalf("Balance after the transport panicked: %v", err)
+	}
+}

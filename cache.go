@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -110,6 +111,21 @@ type flight[V any] struct {
 // errLoadAborted is what callers sharing a load get when the loader panicked
 // or exited its goroutine instead of returning.
 var errLoadAborted = errors.New("sheen: cache: the load ended without an answer")
+
+// loadPanicError is what callers sharing a load get when the loader
+// panicked: it matches errLoadAborted and names the panic value (any URL
+// query in it redacted: a signed link's is a credential).
+type loadPanicError struct{ value string }
+
+func (e *loadPanicError) Error() string {
+	return errLoadAborted.Error() + ": the load panicked: " + e.value
+}
+
+func (e *loadPanicError) Unwrap() error { return errLoadAborted }
+
+func newLoadPanicError(p any) error {
+	return &loadPanicError{value: scrubURLQueries(fmt.Sprint(p))}
+}
 
 func newTTLCache[V any](clock Clock, max int) *ttlCache[V] {
 	if max <= 0 {
@@ -360,9 +376,9 @@ func (c *ttlCache[V]) Fetch(ctx context.Context, key string, load func(context.C
 
 	if first {
 		if ctx.Done() == nil {
-			c.run(key, f, load) // this caller cannot leave before the load ends
+			c.run(key, f, load, true) // this caller cannot leave before the load ends
 		} else {
-			go c.run(key, f, load)
+			go c.run(key, f, load, false)
 		}
 	}
 	select {
@@ -395,13 +411,23 @@ func (c *ttlCache[V]) startLocked(ctx context.Context, key string) *flight[V] {
 
 // run performs f's load, stores its value unless the key was invalidated or
 // the load abandoned meanwhile, and hands the answer to f's waiters.
-func (c *ttlCache[V]) run(key string, f *flight[V], load func(context.Context) (V, time.Time, error)) {
+//
+// A loader that panics hands every waiter a *loadPanicError. On a goroutine
+// of the cache's own (inline false) the panic stops there: no caller could
+// recover it, and it would end the program. Run inline, on the first
+// caller's goroutine, it goes on to that caller, as it would without a
+// cache.
+func (c *ttlCache[V]) run(key string, f *flight[V], load func(context.Context) (V, time.Time, error), inline bool) {
 	var (
 		v       V
 		expires time.Time
 		err     = errLoadAborted // unless load returns
 	)
 	defer func() {
+		p := recover()
+		if p != nil {
+			err = newLoadPanicError(p)
+		}
 		if err != nil {
 			var zero V
 			v = zero
@@ -418,6 +444,9 @@ func (c *ttlCache[V]) run(key string, f *flight[V], load func(context.Context) (
 		c.mu.Unlock()
 		f.cancel()
 		close(f.done)
+		if p != nil && inline {
+			panic(p)
+		}
 	}()
 	v, expires, err = load(f.ctx)
 }
