@@ -261,10 +261,13 @@ func (s *sharedValues[V]) set(ctx context.Context, k string, v V, expires time.T
 	return err == nil
 }
 
-// delete drops k from the shared cache. It does no more than the shared
-// cache's own timeout allows; an invalidation it could not deliver is the
-// shared cache's to retry.
+// delete drops k from the shared cache, and makes sure that this client's
+// callers from now on do not join a fetch of k started before (those
+// already waiting for it still get its answer). It does no more than the
+// shared cache's own timeout allows; an invalidation it could not deliver
+// is the shared cache's to retry.
 func (s *sharedValues[V]) delete(k string) {
+	s.flights.Delete(k)
 	_ = s.shared.Delete(context.Background(), s.key(k))
 }
 
