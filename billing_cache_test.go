@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"reflect"
@@ -436,5 +437,17 @@ func TestBillingBalanceLoaderPanicDoesNotCrash(t *testing.T) {
 	_, err := c.Billing.Balance(ctx, "u1")
 	if !errors.Is(err, errLoadAborted) || !strings.Contains(err.Error(), "transport bug") {
 		t.Fatalf("Balance after the transport panicked: %v", err)
+	}
+}
+
+// TestBillingBalanceHugeTotalClamped: a total beyond time.Duration's range
+// reads as the longest duration, not as a negative one (9999999999 s once
+// gave -292 years, which a caller would read as "nothing left").
+func TestBillingBalanceHugeTotalClamped(t *testing.T) {
+	c, mock := newMockClient(t)
+	mock.RegisterNoResponder(httpmock.NewStringResponder(200, billingTotalBody(9999999999)))
+	b, err := c.Billing.Balance(context.Background(), "u1")
+	if err != nil || b.Total != time.Duration(math.MaxInt64) || b.Bonus != b.Total {
+		t.Fatalf("Balance: total %s, bonus %s, %v", b.Total, b.Bonus, err)
 	}
 }
