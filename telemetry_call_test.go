@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jarcoal/httpmock"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -233,5 +234,85 @@ func TestTelemetryDoSpan(t *testing.T) {
 				t.Errorf("%s has %s = %s: Do's path may hold IDs", s.Name(), a.Key, a.Value.String())
 			}
 		}
+	}
+}
+
+// meterWith is a meter provider reading into a manual reader, with views.
+func meterWith(t *testing.T, views ...sdkmetric.View) (*sdkmetric.MeterProvider, *sdkmetric.ManualReader) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithView(views...))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	return mp, reader
+}
+
+// dropView drops the instrument named name.
+func dropView(name string) sdkmetric.View {
+	return sdkmetric.NewView(sdkmetric.Instrument{Name: name}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}})
+}
+
+// metricTotals is what reader holds, by instrument ("name{cache}" for the
+// caches'): a counter's sum, a histogram's count, over every data point.
+func metricTotals(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range d.DataPoints {
+					name := m.Name
+					if v, ok := dp.Attributes.Value("sheen.cache"); ok {
+						name += "{" + v.AsString() + "}"
+					}
+					got[name] += dp.Value
+				}
+			case metricdata.Histogram[float64]:
+				for _, dp := range d.DataPoints {
+					got[m.Name] += int64(dp.Count)
+				}
+			}
+		}
+	}
+	return got
+}
+
+// TestTelemetryDroppedInstrumentLeavesOthersOn: a view that drops one of
+// the client's instruments drops that one alone.
+func TestTelemetryDroppedInstrumentLeavesOthersOn(t *testing.T) {
+	all := map[string]int64{
+		"sheen.client.call.duration":  1,
+		"sheen.client.attempts":       1,
+		"sheen.client.limiter.wait":   1,
+		"sheen.cache.hits{balance}":   2,
+		"sheen.cache.misses{balance}": 1,
+	}
+	for _, drop := range []string{"", "sheen.client.call.duration", "sheen.client.attempts", "sheen.cache.hits", "sheen.cache.misses"} {
+		t.Run(drop, func(t *testing.T) {
+			var views []sdkmetric.View
+			if drop != "" {
+				views = append(views, dropView(drop))
+			}
+			mp, reader := meterWith(t, views...)
+			c, mock := newMockClient(t, WithTelemetry(TelemetryConfig{MeterProvider: mp}))
+			mock.RegisterNoResponder(httpmock.NewStringResponder(200, billingTotalBody(600)))
+			for range 3 {
+				if _, err := c.Billing.Balance(context.Background(), "u1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := map[string]int64{}
+			for name, v := range all {
+				if name != drop && !strings.HasPrefix(name, drop+"{") {
+					want[name] = v
+				}
+			}
+			if got := metricTotals(t, reader); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("with %q dropped, recorded %v, want %v", drop, got, want)
+			}
+		})
 	}
 }
