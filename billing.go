@@ -34,12 +34,18 @@ func (s *BillingService) Balance(ctx context.Context, userID string, opts ...Cal
 	if err := ready((*service)(s)); err != nil {
 		return Balance{}, err
 	}
+	if ctx == nil { // refused before the cache, so a hit and a miss answer alike
+		return Balance{}, nilContextError()
+	}
 	cc, err := newCallConfig(opts)
 	if err != nil {
 		return Balance{}, err
 	}
-	b, ok := s.client.billing.cached(userID)
-	s.client.core.tel.cacheLookup(ctx, RouteBalance, cacheBalance, userID, ok)
+	st := &s.client.billing
+	b, ok := st.cached(userID)
+	if st.ttl > 0 && st.shared == nil { // a shared cache's lookups are counted once answered
+		s.client.core.tel.cacheLookup(ctx, RouteBalance, cacheBalance, userID, ok)
+	}
 	if ok {
 		cc.recordCached()
 		// The caller's copy is a value in its frame, sharing the cache's
@@ -47,7 +53,11 @@ func (s *BillingService) Balance(ctx context.Context, userID string, opts ...Cal
 		// allocates nothing.
 		return *b, nil
 	}
-	return s.loadBalance(ctx, userID, &cc, opts)
+	v, hit, err := s.loadBalance(ctx, userID, &cc, opts)
+	if st.ttl > 0 && st.shared != nil {
+		s.client.core.tel.cacheLookup(ctx, RouteBalance, cacheBalance, userID, hit)
+	}
+	return v, err
 }
 
 // RefreshBalance asks the worker for userID's balance, ignoring any cached
@@ -57,12 +67,16 @@ func (s *BillingService) RefreshBalance(ctx context.Context, userID string, opts
 	if err := ready((*service)(s)); err != nil {
 		return Balance{}, err
 	}
+	if ctx == nil { // refused before the cached balance is dropped
+		return Balance{}, nilContextError()
+	}
 	cc, err := newCallConfig(opts)
 	if err != nil {
 		return Balance{}, err
 	}
 	s.client.billing.invalidate(userID)
-	return s.loadBalance(ctx, userID, &cc, opts)
+	b, _, err := s.loadBalance(ctx, userID, &cc, opts)
+	return b, err
 }
 
 // LegacyBalance reads userID's balance from /v1/billing/legacy-balance,

@@ -78,11 +78,13 @@ func (s *billingState) cached(userID string) (*Balance, bool) {
 // Callers missing on one user at once share one request (the cache's
 // load), made with the CallOptions of the caller that started it but
 // bounded by none of theirs (see sharedRequestOptions); each waits no
-// longer than its own context and WithCallTimeout allow.
-func (s *BillingService) loadBalance(ctx context.Context, userID string, cc *callConfig, opts []CallOption) (Balance, error) {
+// longer than its own context and WithCallTimeout allow. hit reports an
+// answer from a cache for which this client asked the worker nothing.
+func (s *BillingService) loadBalance(ctx context.Context, userID string, cc *callConfig, opts []CallOption) (_ Balance, hit bool, _ error) {
 	st := &s.client.billing
-	if st.ttl <= 0 || ctx == nil { // nothing to cache or share; the core refuses a nil ctx
-		return s.fetchBalance(ctx, RouteBalance, userID, opts)
+	if st.ttl <= 0 { // nothing to cache or share
+		b, err := s.fetchBalance(ctx, RouteBalance, userID, opts)
+		return b, false, err
 	}
 	if cc.timeout > 0 {
 		var cancel context.CancelFunc
@@ -95,21 +97,22 @@ func (s *BillingService) loadBalance(ctx context.Context, userID string, cc *cal
 	own.opts = sharedRequestOptions(opts, &own.resp)
 	load := own.loader(s, userID)
 	var (
-		b      *Balance
-		shared bool
-		err    error
+		b              *Balance
+		loaded, shared bool
+		err            error
 	)
 	if st.shared != nil {
-		b, shared, err = st.shared.fetch(ctx, userID, load)
+		b, loaded, shared, err = st.shared.fetch(ctx, userID, load)
+		hit = err == nil && !loaded
 	}
 	if !shared {
-		b, err = st.cache.Fetch(ctx, userID, load)
+		b, hit, err = st.cache.fetch(ctx, userID, load)
 	}
 	own.report(cc, err)
 	if err != nil {
-		return Balance{}, err
+		return Balance{}, false, err
 	}
-	return *b, nil // b is the cache's, and every waiter's: the caller gets a copy
+	return *b, hit, nil // b is the cache's, and every waiter's: the caller gets a copy
 }
 
 // balanceLoad is one caller's loader for the balance cache. The load may

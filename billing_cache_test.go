@@ -451,3 +451,27 @@ func TestBillingBalanceHugeTotalClamped(t *testing.T) {
 		t.Fatalf("Balance: total %s, bonus %s, %v", b.Total, b.Bonus, err)
 	}
 }
+
+// TestBillingBalanceNilContext: a nil context is refused whether or not
+// the balance is cached, and RefreshBalance refuses it before dropping the
+// cached one.
+func TestBillingBalanceNilContext(t *testing.T) {
+	c, mock := newMockClient(t)
+	mock.RegisterNoResponder(httpmock.NewStringResponder(200, billingTotalBody(600)))
+	if _, err := c.Billing.Balance(context.Background(), "u1"); err != nil {
+		t.Fatal(err)
+	}
+	var ve *ValidationError
+	//lint:ignore SA1012 the nil context is the point
+	if _, err := c.Billing.Balance(nil, "u1"); !errors.As(err, &ve) {
+		t.Errorf("Balance(nil ctx) with a cached balance: %v, want a *ValidationError", err)
+	}
+	//lint:ignore SA1012 the nil context is the point
+	if _, err := c.Billing.RefreshBalance(nil, "u1"); !errors.As(err, &ve) {
+		t.Errorf("RefreshBalance(nil ctx): %v, want a *ValidationError", err)
+	}
+	var resp Response
+	if _, err := c.Billing.Balance(context.Background(), "u1", WithResponse(&resp)); err != nil || !resp.Cached {
+		t.Errorf("after RefreshBalance(nil ctx) the balance is no longer cached: %+v, %v", resp, err)
+	}
+}

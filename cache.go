@@ -355,16 +355,23 @@ func (c *ttlCache[V]) Len() int {
 // on every call: it escapes, as the load may outlive its caller. Callers
 // that care check Get first.
 func (c *ttlCache[V]) Fetch(ctx context.Context, key string, load func(context.Context) (V, time.Time, error)) (V, error) {
+	v, _, err := c.fetch(ctx, key, load)
+	return v, err
+}
+
+// fetch is Fetch that also reports a hit: the value was held, and no load
+// was started or joined.
+func (c *ttlCache[V]) fetch(ctx context.Context, key string, load func(context.Context) (V, time.Time, error)) (V, bool, error) {
 	now := c.lookupNow()
 	c.mu.Lock()
 	if v, ok := c.getLocked(key, now); ok {
 		c.mu.Unlock()
-		return v, nil
+		return v, true, nil
 	}
 	if err := ctx.Err(); err != nil {
 		c.mu.Unlock()
 		var zero V
-		return zero, err // do not start a load for a caller already gone
+		return zero, false, err // do not start a load for a caller already gone
 	}
 	f := c.flights[key]
 	first := f == nil
@@ -383,17 +390,17 @@ func (c *ttlCache[V]) Fetch(ctx context.Context, key string, load func(context.C
 	}
 	select {
 	case <-f.done:
-		return f.value, f.err
+		return f.value, false, f.err
 	case <-ctx.Done():
 	}
 	select {
 	case <-f.done: // landed meanwhile: take it
-		return f.value, f.err
+		return f.value, false, f.err
 	default:
 	}
 	c.leave(key, f)
 	var zero V
-	return zero, ctx.Err()
+	return zero, false, ctx.Err()
 }
 
 // startLocked registers a new load of key on ctx's values.

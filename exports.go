@@ -103,13 +103,18 @@ func (s *ExportsService) link(ctx context.Context, r linkRequest, opts []CallOpt
 	if st.shared == nil { // a shared cache is read by load
 		var buf [256]byte
 		l, ok := st.links.GetBytes(r.appendKey(buf[:0]))
-		s.client.core.tel.cacheLookup(ctx, r.route(), cacheLinks, r.userID, ok)
+		if !st.noCache {
+			s.client.core.tel.cacheLookup(ctx, r.route(), cacheLinks, r.userID, ok)
+		}
 		if ok {
 			cc.recordCached()
 			return *l, nil // the caller's copy, in its frame
 		}
 	}
-	l, err := s.load(ctx, r, opts, &cc)
+	l, hit, err := s.load(ctx, r, opts, &cc)
+	if st.shared != nil && !st.noCache {
+		s.client.core.tel.cacheLookup(ctx, r.route(), cacheLinks, r.userID, hit)
+	}
 	if err != nil {
 		return DownloadLink{}, err
 	}
@@ -119,13 +124,14 @@ func (s *ExportsService) link(ctx context.Context, r linkRequest, opts []CallOpt
 // load fetches r's link through the cache, sharing the request with
 // concurrent callers for the same link. The request carries this caller's
 // options only when it is this caller's: a caller whose loader did not run
-// made no request, and its Response says Cached.
-func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOption, cc *callConfig) (DownloadLink, error) {
+// made no request, and its Response says Cached. hit reports a link from a
+// cache for which this client asked the worker nothing.
+func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOption, cc *callConfig) (_ DownloadLink, hit bool, _ error) {
 	// The query's userId is checked like an ID: the path's IDs are
 	// checked by the route, and a userId without control characters keeps
 	// the cache's keys apart.
 	if _, err := escapeID("userId", r.userID); err != nil {
-		return DownloadLink{}, err
+		return DownloadLink{}, false, err
 	}
 	st := &s.client.exports
 	// The caller's WithCallTimeout bounds its own wait, never the shared
@@ -150,18 +156,19 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 		return &l, st.cacheUntil(l), nil
 	}
 	var (
-		l      *DownloadLink
-		shared bool
-		err    error
+		l              *DownloadLink
+		loaded, shared bool
+		err            error
 	)
 	if st.shared != nil {
-		l, shared, err = st.shared.fetch(ctx, r.key(), load)
+		l, loaded, shared, err = st.shared.fetch(ctx, r.key(), load)
+		hit = err == nil && !loaded
 	}
 	if !shared {
-		l, err = st.links.Fetch(ctx, r.key(), load)
+		l, hit, err = st.links.fetch(ctx, r.key(), load)
 	}
 	if ctx.Err() != nil && err == ctx.Err() {
-		return DownloadLink{}, err // gone before the answer: ld may still be written
+		return DownloadLink{}, false, err // gone before the answer: ld may still be written
 	}
 	switch {
 	case !ld.ran:
@@ -170,9 +177,9 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 		*cc.response = ld.resp
 	}
 	if err != nil {
-		return DownloadLink{}, err
+		return DownloadLink{}, false, err
 	}
-	return *l, nil
+	return *l, hit, nil
 }
 
 // linkLoad is what one caller's loader learnt, for that caller.

@@ -316,3 +316,88 @@ func TestTelemetryDroppedInstrumentLeavesOthersOn(t *testing.T) {
 		})
 	}
 }
+
+// TestTelemetryCacheLookupsWithSharedCache: with a shared cache (or the
+// local one it falls back to while down) a call answered without this
+// client asking the worker counts a hit, with its span, and one that
+// asked counts a miss, for balances and links alike.
+func TestTelemetryCacheLookupsWithSharedCache(t *testing.T) {
+	for _, down := range []bool{false, true} {
+		t.Run(fmt.Sprintf("down=%v", down), func(t *testing.T) {
+			mp, reader := meterWith(t)
+			spans := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+			shared := &memShared{values: map[string][]byte{}, down: down}
+			c, mock := newMockClient(t, WithTelemetry(TelemetryConfig{MeterProvider: mp, TracerProvider: tp}), WithCache(CacheConfig{Shared: shared}))
+			mock.RegisterResponder("GET", "https://worker.test/base/v1/billing/balance/u1", httpmock.NewStringResponder(200, billingTotalBody(600)))
+			mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(time.Now().Add(24*time.Hour)))))
+			ctx := context.Background()
+			for range 3 {
+				if _, err := c.Billing.Balance(ctx, "u1"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Exports.ProjectLink(ctx, "p1", "u1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := mock.GetTotalCallCount(); n != 2 {
+				t.Fatalf("%d requests, want 2", n)
+			}
+			got := metricTotals(t, reader)
+			want := map[string]int64{
+				"sheen.cache.hits{balance}": 2, "sheen.cache.misses{balance}": 1,
+				"sheen.cache.hits{export_link}": 2, "sheen.cache.misses{export_link}": 1,
+			}
+			for name, v := range want {
+				if got[name] != v {
+					t.Errorf("%s = %d, want %d (all: %v)", name, got[name], v, got)
+				}
+			}
+			hitSpans := map[string]int{}
+			for _, s := range spans.Ended() {
+				for _, kv := range s.Attributes() {
+					if kv.Key == attrCacheHit && kv.Value.AsBool() {
+						hitSpans[s.Name()]++
+					}
+				}
+			}
+			if fmt.Sprint(hitSpans) != "map[sheen.Billing.Balance:2 sheen.Exports.ProjectLink:2]" {
+				t.Errorf("cache hit spans: %v, want 2 of each", hitSpans)
+			}
+		})
+	}
+}
+
+// TestTelemetryNoLookupsWithCachesOff: with the caches turned off no call
+// is a lookup: nothing is counted, rather than a miss for every call.
+func TestTelemetryNoLookupsWithCachesOff(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
+			mp, reader := meterWith(t)
+			cfg := CacheConfig{BalanceTTL: -1, MaxLinks: -1}
+			if shared {
+				cfg.Shared = &memShared{values: map[string][]byte{}}
+			}
+			c, mock := newMockClient(t, WithTelemetry(TelemetryConfig{MeterProvider: mp}), WithCache(cfg))
+			mock.RegisterResponder("GET", "https://worker.test/base/v1/billing/balance/u1", httpmock.NewStringResponder(200, billingTotalBody(600)))
+			mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(time.Now().Add(24*time.Hour)))))
+			for range 2 {
+				if _, err := c.Billing.Balance(context.Background(), "u1"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Exports.ProjectLink(context.Background(), "p1", "u1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := metricTotals(t, reader)
+			if got["sheen.client.attempts"] != 4 {
+				t.Fatalf("attempts %v, want 4: the caches are off", got)
+			}
+			for name := range got {
+				if strings.HasPrefix(name, "sheen.cache.") {
+					t.Errorf("%s = %d with the caches off", name, got[name])
+				}
+			}
+		})
+	}
+}
