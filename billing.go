@@ -25,18 +25,27 @@ type BillingService service
 // Balance returns userID's balance, from the cache when a value younger
 // than the cache TTL is held. Concurrent calls for one user that miss the
 // cache share one request, made with the CallOptions of the caller that
-// started it (the others' WithResponse reports Cached). The result is the
-// caller's own copy; on error it is the zero Balance.
+// started it (the others' WithResponse reports Cached), except
+// WithCallTimeout and WithCallAttempts: each caller's WithCallTimeout
+// bounds only its own wait, and the shared request, tried as the client's
+// RetryConfig says, runs until the last caller waiting for it leaves. The
+// result is the caller's own copy; on error it is the zero Balance.
 func (s *BillingService) Balance(ctx context.Context, userID string, opts ...CallOption) (Balance, error) {
 	if err := ready((*service)(s)); err != nil {
 		return Balance{}, err
+	}
+	if ctx == nil { // refused before the cache, so a hit and a miss answer alike
+		return Balance{}, nilContextError()
 	}
 	cc, err := newCallConfig(opts)
 	if err != nil {
 		return Balance{}, err
 	}
-	b, ok := s.client.billing.cached(userID)
-	s.client.core.tel.cacheLookup(ctx, RouteBalance, cacheBalance, userID, ok)
+	st := &s.client.billing
+	b, ok := st.cached(userID)
+	if st.ttl > 0 && st.shared == nil { // a shared cache's lookups are counted once answered
+		s.client.core.tel.cacheLookup(ctx, RouteBalance, cacheBalance, userID, ok)
+	}
 	if ok {
 		cc.recordCached()
 		// The caller's copy is a value in its frame, sharing the cache's
@@ -44,7 +53,11 @@ func (s *BillingService) Balance(ctx context.Context, userID string, opts ...Cal
 		// allocates nothing.
 		return *b, nil
 	}
-	return s.loadBalance(ctx, userID, &cc, opts)
+	v, hit, err := s.loadBalance(ctx, userID, &cc, opts)
+	if st.ttl > 0 && st.shared != nil {
+		s.client.core.tel.cacheLookup(ctx, RouteBalance, cacheBalance, userID, hit)
+	}
+	return v, err
 }
 
 // RefreshBalance asks the worker for userID's balance, ignoring any cached
@@ -54,12 +67,16 @@ func (s *BillingService) RefreshBalance(ctx context.Context, userID string, opts
 	if err := ready((*service)(s)); err != nil {
 		return Balance{}, err
 	}
+	if ctx == nil { // refused before the cached balance is dropped
+		return Balance{}, nilContextError()
+	}
 	cc, err := newCallConfig(opts)
 	if err != nil {
 		return Balance{}, err
 	}
 	s.client.billing.invalidate(userID)
-	return s.loadBalance(ctx, userID, &cc, opts)
+	b, _, err := s.loadBalance(ctx, userID, &cc, opts)
+	return b, err
 }
 
 // LegacyBalance reads userID's balance from /v1/billing/legacy-balance,

@@ -76,12 +76,15 @@ func (s *billingState) cached(userID string) (*Balance, bool) {
 
 // loadBalance asks the worker for userID's balance and caches the answer.
 // Callers missing on one user at once share one request (the cache's
-// load), made with the CallOptions of the caller that started it; each
-// waits no longer than its own context and WithCallTimeout allow.
-func (s *BillingService) loadBalance(ctx context.Context, userID string, cc *callConfig, opts []CallOption) (Balance, error) {
+// load), made with the CallOptions of the caller that started it but
+// bounded by none of theirs (see sharedRequestOptions); each waits no
+// longer than its own context and WithCallTimeout allow. hit reports an
+// answer from a cache for which this client asked the worker nothing.
+func (s *BillingService) loadBalance(ctx context.Context, userID string, cc *callConfig, opts []CallOption) (_ Balance, hit bool, _ error) {
 	st := &s.client.billing
-	if st.ttl <= 0 || ctx == nil { // nothing to cache or share; the core refuses a nil ctx
-		return s.fetchBalance(ctx, RouteBalance, userID, opts)
+	if st.ttl <= 0 { // nothing to cache or share
+		b, err := s.fetchBalance(ctx, RouteBalance, userID, opts)
+		return b, false, err
 	}
 	if cc.timeout > 0 {
 		var cancel context.CancelFunc
@@ -91,31 +94,32 @@ func (s *BillingService) loadBalance(ctx context.Context, userID string, cc *cal
 	// The load records its Response apart (see balanceLoad); its own copy
 	// of opts keeps the caller's slice off the heap on the hit path.
 	own := &balanceLoad{}
-	own.opts = append(append(make([]CallOption, 0, len(opts)+1), opts...), WithResponse(&own.resp))
+	own.opts = sharedRequestOptions(opts, &own.resp)
 	load := own.loader(s, userID)
 	var (
-		b      *Balance
-		shared bool
-		err    error
+		b              *Balance
+		loaded, shared bool
+		err            error
 	)
 	if st.shared != nil {
-		b, shared, err = st.shared.fetch(ctx, userID, load)
+		b, loaded, shared, err = st.shared.fetch(ctx, userID, load)
+		hit = err == nil && !loaded
 	}
 	if !shared {
-		b, err = st.cache.Fetch(ctx, userID, load)
+		b, hit, err = st.cache.fetch(ctx, userID, load)
 	}
 	own.report(cc, err)
 	if err != nil {
-		return Balance{}, err
+		return Balance{}, false, err
 	}
-	return *b, nil // b is the cache's, and every waiter's: the caller gets a copy
+	return *b, hit, nil // b is the cache's, and every waiter's: the caller gets a copy
 }
 
 // balanceLoad is one caller's loader for the balance cache. The load may
 // outlive the caller that started it (others may still wait for it), so it
 // records its Response here, never straight into the caller's.
 type balanceLoad struct {
-	opts []CallOption // the caller's, then WithResponse(&resp)
+	opts []CallOption // sharedRequestOptions: the caller's, unbounded
 	resp Response
 	done atomic.Bool // the load ran to its end: resp is final
 }
@@ -143,4 +147,23 @@ func (l *balanceLoad) report(cc *callConfig, err error) {
 	case err == nil:
 		cc.recordCached()
 	}
+}
+
+// sharedRequestOptions are the CallOptions of a request that callers share
+// (a cache's load): those of the caller that starts it, which say what the
+// request carries (WithHeader, WithCorrelationID), then resp for its
+// Response (the load may outlive that caller), without the caller's
+// WithCallTimeout and WithCallAttempts. Those say how long and how hard
+// that caller waits; on a request others wait for too they would end it for
+// everyone (issue #11: a shared load lives until the last waiting caller
+// leaves). The request runs by the client's RetryConfig and per-attempt
+// timeout; each caller's WithCallTimeout bounds its own wait instead.
+func sharedRequestOptions(opts []CallOption, resp *Response) []CallOption {
+	return append(append(make([]CallOption, 0, len(opts)+2), opts...), unbounded, WithResponse(resp))
+}
+
+// unbounded undoes WithCallTimeout and WithCallAttempts (see
+// sharedRequestOptions).
+func unbounded(c *callConfig) {
+	c.timeout, c.timeoutSet, c.maxAttempts, c.attemptsSet = 0, false, 0, false
 }

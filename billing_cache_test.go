@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -342,5 +344,134 @@ func TestBillingBalanceSharedLoadResponses(t *testing.T) {
 	}
 	if requested != 1 || mock.GetTotalCallCount() != 1 {
 		t.Errorf("%d callers report the request (%d requests made); want 1, the others Cached", requested, mock.GetTotalCallCount())
+	}
+}
+
+// slowWorker answers every request after d, or fails it when its context
+// ends first; started hears of each request.
+func slowWorker(d time.Duration, body func() string, started chan<- struct{}) httpmock.Responder {
+	return func(r *http.Request) (*http.Response, error) {
+		started <- struct{}{}
+		select {
+		case <-time.After(d):
+			return httpmock.NewStringResponse(200, body()), nil
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+}
+
+// TestBillingBalanceSharedLoadOutlivesFirstCallersTimeout is issue #11's
+// rule: the caller that starts a shared load gives it no deadline, so a
+// patient caller that joined it gets the worker's answer after the first
+// caller's WithCallTimeout has ended that caller's wait.
+func TestBillingBalanceSharedLoadOutlivesFirstCallersTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, mock := newMockClient(t)
+		started := make(chan struct{}, 4)
+		mock.RegisterNoResponder(slowWorker(200*time.Millisecond, func() string { return billingTotalBody(600) }, started))
+		first := make(chan error, 1)
+		go func() {
+			_, err := c.Billing.Balance(context.Background(), "u1", WithCallTimeout(50*time.Millisecond))
+			first <- err
+		}()
+		<-started
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b, err := c.Billing.Balance(ctx, "u1")
+		if err != nil || b.Total != 10*time.Minute {
+			t.Fatalf("the patient caller: %v, %v", b.Total, err)
+		}
+		if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("the first caller, WithCallTimeout(50ms): %v", err)
+		}
+		if n := len(started); n != 0 {
+			t.Errorf("%d more requests, want the one shared", n)
+		}
+	})
+}
+
+// TestBillingBalanceSharedLoadIgnoresFirstCallersAttempts: one caller's
+// WithCallAttempts(1) does not stop the shared request from being retried
+// for the others, by the client's RetryConfig.
+func TestBillingBalanceSharedLoadIgnoresFirstCallersAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mock := httpmock.NewMockTransport()
+		c := newTestClient(t, mock, WithRetry(RetryConfig{MaxAttempts: 2}))
+		started := make(chan struct{}, 4)
+		var n atomic.Int32
+		mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
+			started <- struct{}{}
+			time.Sleep(100 * time.Millisecond) // the second caller joins meanwhile
+			if n.Add(1) == 1 {
+				return httpmock.NewStringResponse(503, `{"error":"busy"}`), nil
+			}
+			return httpmock.NewStringResponse(200, billingTotalBody(600)), nil
+		})
+		first := make(chan error, 1)
+		go func() {
+			_, err := c.Billing.Balance(context.Background(), "u1", WithCallAttempts(1))
+			first <- err
+		}()
+		<-started
+		b, err := c.Billing.Balance(context.Background(), "u1")
+		if err != nil || b.Total != 10*time.Minute {
+			t.Fatalf("the caller that joined: %v, %v", b.Total, err)
+		}
+		if err := <-first; err != nil {
+			t.Errorf("the first caller: %v", err)
+		}
+		if got := n.Load(); got != 2 {
+			t.Errorf("the worker saw %d requests, want 2 (one retry)", got)
+		}
+	})
+}
+
+// TestBillingBalanceLoaderPanicDoesNotCrash: a panic under a shared load
+// (here the transport's) whose caller can leave runs on the cache's own
+// goroutine: Balance returns an error instead of the program crashing.
+func TestBillingBalanceLoaderPanicDoesNotCrash(t *testing.T) {
+	c := newTestClient(t, roundTripFunc(func(*http.Request) (*http.Response, error) { panic("transport bug") }))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := c.Billing.Balance(ctx, "u1")
+	if !errors.Is(err, errLoadAborted) || !strings.Contains(err.Error(), "transport bug") {
+		t.Fatalf("Balance after the transport panicked: %v", err)
+	}
+}
+
+// TestBillingBalanceHugeTotalClamped: a total beyond time.Duration's range
+// reads as the longest duration, not as a negative one (9999999999 s once
+// gave -292 years, which a caller would read as "nothing left").
+func TestBillingBalanceHugeTotalClamped(t *testing.T) {
+	c, mock := newMockClient(t)
+	mock.RegisterNoResponder(httpmock.NewStringResponder(200, billingTotalBody(9999999999)))
+	b, err := c.Billing.Balance(context.Background(), "u1")
+	if err != nil || b.Total != time.Duration(math.MaxInt64) || b.Bonus != b.Total {
+		t.Fatalf("Balance: total %s, bonus %s, %v", b.Total, b.Bonus, err)
+	}
+}
+
+// TestBillingBalanceNilContext: a nil context is refused whether or not
+// the balance is cached, and RefreshBalance refuses it before dropping the
+// cached one.
+func TestBillingBalanceNilContext(t *testing.T) {
+	c, mock := newMockClient(t)
+	mock.RegisterNoResponder(httpmock.NewStringResponder(200, billingTotalBody(600)))
+	if _, err := c.Billing.Balance(context.Background(), "u1"); err != nil {
+		t.Fatal(err)
+	}
+	var ve *ValidationError
+	//lint:ignore SA1012 the nil context is the point
+	if _, err := c.Billing.Balance(nil, "u1"); !errors.As(err, &ve) {
+		t.Errorf("Balance(nil ctx) with a cached balance: %v, want a *ValidationError", err)
+	}
+	//lint:ignore SA1012 the nil context is the point
+	if _, err := c.Billing.RefreshBalance(nil, "u1"); !errors.As(err, &ve) {
+		t.Errorf("RefreshBalance(nil ctx): %v, want a *ValidationError", err)
+	}
+	var resp Response
+	if _, err := c.Billing.Balance(context.Background(), "u1", WithResponse(&resp)); err != nil || !resp.Cached {
+		t.Errorf("after RefreshBalance(nil ctx) the balance is no longer cached: %+v, %v", resp, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -110,6 +111,21 @@ type flight[V any] struct {
 // errLoadAborted is what callers sharing a load get when the loader panicked
 // or exited its goroutine instead of returning.
 var errLoadAborted = errors.New("sheen: cache: the load ended without an answer")
+
+// loadPanicError is what callers sharing a load get when the loader
+// panicked: it matches errLoadAborted and names the panic value (any URL
+// query in it redacted: a signed link's is a credential).
+type loadPanicError struct{ value string }
+
+func (e *loadPanicError) Error() string {
+	return errLoadAborted.Error() + ": the load panicked: " + e.value
+}
+
+func (e *loadPanicError) Unwrap() error { return errLoadAborted }
+
+func newLoadPanicError(p any) error {
+	return &loadPanicError{value: scrubURLQueries(fmt.Sprint(p))}
+}
 
 func newTTLCache[V any](clock Clock, max int) *ttlCache[V] {
 	if max <= 0 {
@@ -339,16 +355,23 @@ func (c *ttlCache[V]) Len() int {
 // on every call: it escapes, as the load may outlive its caller. Callers
 // that care check Get first.
 func (c *ttlCache[V]) Fetch(ctx context.Context, key string, load func(context.Context) (V, time.Time, error)) (V, error) {
+	v, _, err := c.fetch(ctx, key, load)
+	return v, err
+}
+
+// fetch is Fetch that also reports a hit: the value was held, and no load
+// was started or joined.
+func (c *ttlCache[V]) fetch(ctx context.Context, key string, load func(context.Context) (V, time.Time, error)) (V, bool, error) {
 	now := c.lookupNow()
 	c.mu.Lock()
 	if v, ok := c.getLocked(key, now); ok {
 		c.mu.Unlock()
-		return v, nil
+		return v, true, nil
 	}
 	if err := ctx.Err(); err != nil {
 		c.mu.Unlock()
 		var zero V
-		return zero, err // do not start a load for a caller already gone
+		return zero, false, err // do not start a load for a caller already gone
 	}
 	f := c.flights[key]
 	first := f == nil
@@ -360,24 +383,24 @@ func (c *ttlCache[V]) Fetch(ctx context.Context, key string, load func(context.C
 
 	if first {
 		if ctx.Done() == nil {
-			c.run(key, f, load) // this caller cannot leave before the load ends
+			c.run(key, f, load, true) // this caller cannot leave before the load ends
 		} else {
-			go c.run(key, f, load)
+			go c.run(key, f, load, false)
 		}
 	}
 	select {
 	case <-f.done:
-		return f.value, f.err
+		return f.value, false, f.err
 	case <-ctx.Done():
 	}
 	select {
 	case <-f.done: // landed meanwhile: take it
-		return f.value, f.err
+		return f.value, false, f.err
 	default:
 	}
 	c.leave(key, f)
 	var zero V
-	return zero, ctx.Err()
+	return zero, false, ctx.Err()
 }
 
 // startLocked registers a new load of key on ctx's values.
@@ -395,13 +418,23 @@ func (c *ttlCache[V]) startLocked(ctx context.Context, key string) *flight[V] {
 
 // run performs f's load, stores its value unless the key was invalidated or
 // the load abandoned meanwhile, and hands the answer to f's waiters.
-func (c *ttlCache[V]) run(key string, f *flight[V], load func(context.Context) (V, time.Time, error)) {
+//
+// A loader that panics hands every waiter a *loadPanicError. On a goroutine
+// of the cache's own (inline false) the panic stops there: no caller could
+// recover it, and it would end the program. Run inline, on the first
+// caller's goroutine, it goes on to that caller, as it would without a
+// cache.
+func (c *ttlCache[V]) run(key string, f *flight[V], load func(context.Context) (V, time.Time, error), inline bool) {
 	var (
 		v       V
 		expires time.Time
 		err     = errLoadAborted // unless load returns
 	)
 	defer func() {
+		p := recover()
+		if p != nil {
+			err = newLoadPanicError(p)
+		}
 		if err != nil {
 			var zero V
 			v = zero
@@ -418,6 +451,9 @@ func (c *ttlCache[V]) run(key string, f *flight[V], load func(context.Context) (
 		c.mu.Unlock()
 		f.cancel()
 		close(f.done)
+		if p != nil && inline {
+			panic(p)
+		}
 	}()
 	v, expires, err = load(f.ctx)
 }

@@ -284,10 +284,50 @@ func TestCacheLoaderPanic(t *testing.T) {
 		if p := <-recovered; p != "loader bug" {
 			t.Fatalf("the first caller's panic: %v", p)
 		}
-		if err := <-joined; !errors.Is(err, errLoadAborted) {
+		if err := <-joined; !errors.Is(err, errLoadAborted) || !strings.Contains(err.Error(), "panicked: loader bug") {
 			t.Fatalf("the caller sharing the load: %v", err)
 		}
 		v, err := c.Fetch(context.Background(), "k", func(context.Context) (int, time.Time, error) {
+			return 5, time.Now().Add(time.Minute), nil
+		})
+		if err != nil || v != 5 {
+			t.Fatalf("after the panic: %d, %v", v, err)
+		}
+	})
+}
+
+// TestCacheLoaderPanicOnItsOwnGoroutine: a load whose first caller can
+// leave runs on a goroutine of the cache's, where nobody could recover a
+// panic: the program must not crash, and every caller waiting gets an
+// error naming the panic, without a URL's query.
+func TestCacheLoaderPanicOnItsOwnGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTTLCache[int](systemClock{}, 10)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		release := make(chan struct{})
+		errs := make(chan error, 2)
+		go func() {
+			_, err := c.Fetch(ctx, "k", func(context.Context) (int, time.Time, error) {
+				<-release
+				panic(errors.New("loader bug at https://store.test/a.zip?sig=SECRET"))
+			})
+			errs <- err
+		}()
+		synctest.Wait()
+		go func() { _, err := c.Fetch(ctx, "k", nil); errs <- err }()
+		synctest.Wait()
+		close(release)
+		for range 2 {
+			err := <-errs
+			if !errors.Is(err, errLoadAborted) || !strings.Contains(err.Error(), "panicked: loader bug at https://store.test/a.zip?REDACTED") {
+				t.Errorf("a caller of the load that panicked: %v", err)
+			}
+			if err != nil && strings.Contains(err.Error(), "SECRET") {
+				t.Errorf("the error shows the URL's query: %v", err)
+			}
+		}
+		v, err := c.Fetch(ctx, "k", func(context.Context) (int, time.Time, error) {
 			return 5, time.Now().Add(time.Minute), nil
 		})
 		if err != nil || v != 5 {

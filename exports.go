@@ -37,7 +37,11 @@ type linkRequest struct {
 // margin (1 hour by default) left; concurrent calls for the same link make
 // one request. WithResponse describes the request the call made; when it
 // made none (a cached link, or one shared with a concurrent call) the
-// Response has Cached set.
+// Response has Cached set. A shared request carries the options of the
+// caller that started it except WithCallTimeout and WithCallAttempts: each
+// caller's WithCallTimeout bounds only its own wait, and the request, tried
+// as the client's RetryConfig says, runs until the last caller waiting for
+// it leaves.
 //
 // Failures: *ValidationError for a bad ID; *ArtifactMissingError when the
 // archive is gone; *PayloadTooLargeError when it is over the worker's 2 GiB
@@ -99,13 +103,18 @@ func (s *ExportsService) link(ctx context.Context, r linkRequest, opts []CallOpt
 	if st.shared == nil { // a shared cache is read by load
 		var buf [256]byte
 		l, ok := st.links.GetBytes(r.appendKey(buf[:0]))
-		s.client.core.tel.cacheLookup(ctx, r.route(), cacheLinks, r.userID, ok)
+		if !st.noCache {
+			s.client.core.tel.cacheLookup(ctx, r.route(), cacheLinks, r.userID, ok)
+		}
 		if ok {
 			cc.recordCached()
 			return *l, nil // the caller's copy, in its frame
 		}
 	}
-	l, err := s.load(ctx, r, opts, &cc)
+	l, hit, err := s.load(ctx, r, opts, &cc)
+	if st.shared != nil && !st.noCache {
+		s.client.core.tel.cacheLookup(ctx, r.route(), cacheLinks, r.userID, hit)
+	}
 	if err != nil {
 		return DownloadLink{}, err
 	}
@@ -115,21 +124,29 @@ func (s *ExportsService) link(ctx context.Context, r linkRequest, opts []CallOpt
 // load fetches r's link through the cache, sharing the request with
 // concurrent callers for the same link. The request carries this caller's
 // options only when it is this caller's: a caller whose loader did not run
-// made no request, and its Response says Cached.
-func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOption, cc *callConfig) (DownloadLink, error) {
+// made no request, and its Response says Cached. hit reports a link from a
+// cache for which this client asked the worker nothing.
+func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOption, cc *callConfig) (_ DownloadLink, hit bool, _ error) {
 	// The query's userId is checked like an ID: the path's IDs are
 	// checked by the route, and a userId without control characters keeps
 	// the cache's keys apart.
 	if _, err := escapeID("userId", r.userID); err != nil {
-		return DownloadLink{}, err
+		return DownloadLink{}, false, err
 	}
 	st := &s.client.exports
+	// The caller's WithCallTimeout bounds its own wait, never the shared
+	// request (sharedRequestOptions).
+	if cc.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cc.timeout)
+		defer cancel()
+	}
 	// The loader may run on past this caller (who may stop waiting), so it
 	// records its Response in a place of its own, read here only once the
 	// load has answered.
 	// Its own copy of the options, too: the caller's stay on its stack.
 	ld := &linkLoad{}
-	ld.opts = append(append(make([]CallOption, 0, len(opts)+1), opts...), WithResponse(&ld.resp))
+	ld.opts = sharedRequestOptions(opts, &ld.resp)
 	load := func(ctx context.Context) (*DownloadLink, time.Time, error) {
 		ld.ran = true
 		l, err := s.fetch(ctx, r, ld.opts)
@@ -139,18 +156,19 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 		return &l, st.cacheUntil(l), nil
 	}
 	var (
-		l      *DownloadLink
-		shared bool
-		err    error
+		l              *DownloadLink
+		loaded, shared bool
+		err            error
 	)
 	if st.shared != nil {
-		l, shared, err = st.shared.fetch(ctx, r.key(), load)
+		l, loaded, shared, err = st.shared.fetch(ctx, r.key(), load)
+		hit = err == nil && !loaded
 	}
 	if !shared {
-		l, err = st.links.Fetch(ctx, r.key(), load)
+		l, hit, err = st.links.fetch(ctx, r.key(), load)
 	}
 	if ctx.Err() != nil && err == ctx.Err() {
-		return DownloadLink{}, err // gone before the answer: ld may still be written
+		return DownloadLink{}, false, err // gone before the answer: ld may still be written
 	}
 	switch {
 	case !ld.ran:
@@ -159,14 +177,14 @@ func (s *ExportsService) load(ctx context.Context, r linkRequest, opts []CallOpt
 		*cc.response = ld.resp
 	}
 	if err != nil {
-		return DownloadLink{}, err
+		return DownloadLink{}, false, err
 	}
-	return *l, nil
+	return *l, hit, nil
 }
 
 // linkLoad is what one caller's loader learnt, for that caller.
 type linkLoad struct {
-	opts []CallOption // the caller's, then WithResponse(&resp)
+	opts []CallOption // sharedRequestOptions: the caller's, unbounded
 	ran  bool
 	resp Response
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -819,4 +820,52 @@ func TestExportsNilContext(t *testing.T) {
 	if n := mock.GetTotalCallCount(); n != 2 {
 		t.Errorf("%d requests reached the worker, want the 2 made with a context", n)
 	}
+}
+
+// TestExportsLinkCallTimeoutBoundsOnlyItsCaller is issue #11's rule for
+// links: a joiner's WithCallTimeout ends its own wait, and the first
+// caller's ends neither the shared request nor a patient joiner's wait.
+func TestExportsLinkCallTimeoutBoundsOnlyItsCaller(t *testing.T) {
+	body := func() string { return exportsLinkBody(1, iso(time.Now().Add(24*time.Hour))) }
+	t.Run("joiner", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, mock := newMockClient(t)
+			started := make(chan struct{}, 4)
+			mock.RegisterResponder("GET", exportsProjectURL, slowWorker(time.Second, body, started))
+			first := make(chan error, 1)
+			go func() { _, err := c.Exports.ProjectLink(context.Background(), "p1", "u1"); first <- err }()
+			<-started
+			t0 := time.Now()
+			_, err := c.Exports.ProjectLink(context.Background(), "p1", "u1", WithCallTimeout(50*time.Millisecond))
+			if !errors.Is(err, context.DeadlineExceeded) || time.Since(t0) != 50*time.Millisecond {
+				t.Errorf("the joiner with WithCallTimeout(50ms): %v after %s", err, time.Since(t0))
+			}
+			if err := <-first; err != nil {
+				t.Errorf("the first caller: %v", err)
+			}
+		})
+	})
+	t.Run("first", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, mock := newMockClient(t)
+			started := make(chan struct{}, 4)
+			mock.RegisterResponder("GET", exportsProjectURL, slowWorker(200*time.Millisecond, body, started))
+			first := make(chan error, 1)
+			go func() {
+				_, err := c.Exports.ProjectLink(context.Background(), "p1", "u1", WithCallTimeout(50*time.Millisecond))
+				first <- err
+			}()
+			<-started
+			l, err := c.Exports.ProjectLink(context.Background(), "p1", "u1")
+			if err != nil || l.SignedURL() == "" {
+				t.Fatalf("the patient joiner: %v", err)
+			}
+			if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("the first caller, WithCallTimeout(50ms): %v", err)
+			}
+			if n := len(started); n != 0 {
+				t.Errorf("%d more requests, want the one shared", n)
+			}
+		})
+	})
 }

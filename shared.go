@@ -157,7 +157,7 @@ type sharedValues[V any] struct {
 	local  *ttlCache[V] // the fallback; emptied when the shared cache answers again
 	// flights shares one shared Fetch per key among this client's callers;
 	// it stores nothing.
-	flights  *ttlCache[V]
+	flights  *ttlCache[sharedAnswer[V]]
 	clock    Clock // the client's: expiries are on it
 	encode   func(V) ([]byte, error)
 	decode   func([]byte) (V, error)
@@ -168,29 +168,37 @@ func newSharedValues[V any](c SharedCache, kind string, local *ttlCache[V], cloc
 	if c == nil {
 		return nil
 	}
-	return &sharedValues[V]{shared: c, kind: kind, local: local, flights: newTTLCache[V](clock, 1), clock: clock, encode: encode, decode: decode}
+	return &sharedValues[V]{shared: c, kind: kind, local: local, flights: newTTLCache[sharedAnswer[V]](clock, 1), clock: clock, encode: encode, decode: decode}
 }
 
 // key is the shared cache's key for the local key k.
 func (s *sharedValues[V]) key(k string) string { return s.kind + "\x00" + k }
 
+// sharedAnswer is what one shared Fetch gave this client's callers.
+type sharedAnswer[V any] struct {
+	v      V
+	loaded bool // this client asked the worker for v: the shared cache had none
+}
+
 // fetch returns k's value from the shared cache, loading it with load when
-// no client holds it. ok is false when the shared cache cannot answer: the
-// caller then uses the local cache.
-func (s *sharedValues[V]) fetch(ctx context.Context, k string, load func(context.Context) (V, time.Time, error)) (v V, ok bool, err error) {
-	v, err = s.flights.Fetch(ctx, k, func(ctx context.Context) (V, time.Time, error) {
-		v, err := s.fetchShared(ctx, k, load)
-		return v, time.Time{}, err // nothing stored here
+// no client holds it. loaded reports that this client asked the worker
+// (with the load of this caller or of the one whose fetch it shared). ok
+// is false when the shared cache cannot answer: the caller then uses the
+// local cache.
+func (s *sharedValues[V]) fetch(ctx context.Context, k string, load func(context.Context) (V, time.Time, error)) (v V, loaded, ok bool, err error) {
+	a, err := s.flights.Fetch(ctx, k, func(ctx context.Context) (sharedAnswer[V], time.Time, error) {
+		v, loaded, err := s.fetchShared(ctx, k, load)
+		return sharedAnswer[V]{v, loaded}, time.Time{}, err // nothing stored here
 	})
 	if errors.Is(err, ErrSharedUnavailable) {
 		s.fellBack.Store(true)
 		var zero V
-		return zero, false, nil
+		return zero, false, false, nil
 	}
 	if err == nil {
 		s.answered()
 	}
-	return v, true, err
+	return a.v, a.loaded, true, err
 }
 
 // answered notes that the shared cache answered: what the local cache
@@ -201,19 +209,20 @@ func (s *sharedValues[V]) answered() {
 	}
 }
 
-// fetchShared is one shared Fetch of k. A value this version cannot read
-// (written by another version of the SDK) counts as a miss.
-func (s *sharedValues[V]) fetchShared(ctx context.Context, k string, load func(context.Context) (V, time.Time, error)) (V, error) {
+// fetchShared is one shared Fetch of k; loaded reports that load ran (the
+// shared cache had no value). A value this version cannot read (written by
+// another version of the SDK) counts as a miss.
+func (s *sharedValues[V]) fetchShared(ctx context.Context, k string, load func(context.Context) (V, time.Time, error)) (v V, loaded bool, err error) {
 	var (
-		loaded V
-		ran    bool
+		fresh V
+		ran   bool
 	)
 	raw, err := s.shared.Fetch(ctx, s.key(k), func(ctx context.Context) ([]byte, time.Duration, error) {
 		v, expires, err := load(ctx)
 		if err != nil {
 			return nil, 0, err
 		}
-		loaded, ran = v, true
+		fresh, ran = v, true
 		b, err := s.encode(v)
 		if err != nil {
 			return nil, 0, nil // handed to this caller, stored nowhere
@@ -223,21 +232,21 @@ func (s *sharedValues[V]) fetchShared(ctx context.Context, k string, load func(c
 	var zero V
 	switch {
 	case ran:
-		return loaded, nil
+		return fresh, true, nil
 	case err != nil:
-		return zero, err
+		return zero, false, err
 	}
 	if v, err := s.decode(raw); err == nil {
-		return v, nil
+		return v, false, nil
 	}
 	v, expires, err := load(ctx)
 	if err != nil {
-		return zero, err
+		return zero, true, err
 	}
 	if b, err := s.encode(v); err == nil {
 		_ = s.shared.Set(ctx, s.key(k), b, s.ttl(expires))
 	}
-	return v, nil
+	return v, true, nil
 }
 
 // ttl is how long a value that expires then stays: none for a zero time.
@@ -261,10 +270,13 @@ func (s *sharedValues[V]) set(ctx context.Context, k string, v V, expires time.T
 	return err == nil
 }
 
-// delete drops k from the shared cache. It does no more than the shared
-// cache's own timeout allows; an invalidation it could not deliver is the
-// shared cache's to retry.
+// delete drops k from the shared cache, and makes sure that this client's
+// callers from now on do not join a fetch of k started before (those
+// already waiting for it still get its answer). It does no more than the
+// shared cache's own timeout allows; an invalidation it could not deliver
+// is the shared cache's to retry.
 func (s *sharedValues[V]) delete(k string) {
+	s.flights.Delete(k)
 	_ = s.shared.Delete(context.Background(), s.key(k))
 }
 

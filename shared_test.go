@@ -12,9 +12,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jarcoal/httpmock"
 )
 
 // fakeSharedLimiter lets every request leave (or answers err) and keeps
@@ -324,5 +326,41 @@ func TestSharedLinkCodec(t *testing.T) {
 		if l, err := decodeLink([]byte(bad)); err == nil || l != nil {
 			t.Errorf("decodeLink(%q) = %v, %v; want no link and an error", bad, l, err)
 		}
+	}
+}
+
+// TestSharedCacheInvalidateDuringLoad: with a shared cache as without, a
+// caller after InvalidateBalance does not join a request started before
+// it, whose answer may be the balance as it was: it asks the worker again.
+func TestSharedCacheInvalidateDuringLoad(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var opts []Option
+				if shared {
+					opts = append(opts, WithCache(CacheConfig{Shared: &memShared{values: map[string][]byte{}}}))
+				}
+				c, mock := newMockClient(t, opts...)
+				var n atomic.Int32
+				release := make(chan struct{})
+				mock.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {
+					k := n.Add(1)
+					<-release
+					return httpmock.NewStringResponse(200, billingTotalBody(int(60*k))), nil // the first: the old balance
+				})
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				go c.Billing.Balance(ctx, "u1")
+				synctest.Wait()
+				c.Billing.InvalidateBalance("u1") // the balance changed: a build started
+				done := make(chan Balance, 1)
+				go func() { b, _ := c.Billing.Balance(ctx, "u1"); done <- b }()
+				synctest.Wait()
+				close(release)
+				if b := <-done; b.Total != 2*time.Minute || n.Load() != 2 {
+					t.Errorf("the caller after InvalidateBalance got %s after %d requests, want 2m0s from a second request", b.Total, n.Load())
+				}
+			})
+		})
 	}
 }

@@ -22,7 +22,8 @@ import (
 // downloads and the proxy.
 //
 // Nothing here runs when no provider records: each hook asks first (a
-// comparison for the tracer, an atomic load for the meter) and allocates
+// comparison for the tracer, an atomic load per instrument for the meter)
+// and allocates
 // only when the answer is yes.
 
 // instrumentationName names the tracer and the meter.
@@ -149,9 +150,27 @@ func (t *telemetry) tracing() bool {
 	return true
 }
 
-// metering reports whether the client's metrics are recorded.
-func (t *telemetry) metering(ctx context.Context) bool {
-	return t != nil && t.inst.callDuration.Enabled(ctx)
+// Each hook asks whether the instruments it records to are enabled, each
+// for itself: a view that drops one instrument leaves the others on.
+
+// callMetering reports whether any instrument of calls records.
+func (t *telemetry) callMetering(ctx context.Context) bool {
+	if t == nil {
+		return false
+	}
+	i := &t.inst
+	return i.callDuration.Enabled(ctx) || i.attempts.Enabled(ctx) || i.retries.Enabled(ctx) ||
+		i.rateLimited.Enabled(ctx) || i.limiterWait.Enabled(ctx)
+}
+
+// followMetering reports whether Follow's and Wait's instrument records.
+func (t *telemetry) followMetering(ctx context.Context) bool {
+	return t != nil && t.inst.eventLatency.Enabled(ctx)
+}
+
+// downloadMetering reports whether any instrument of downloads records.
+func (t *telemetry) downloadMetering(ctx context.Context) bool {
+	return t != nil && (t.inst.downloadBytes.Enabled(ctx) || t.inst.downloadThroughput.Enabled(ctx))
 }
 
 // serverAttrs are the worker's server.address and server.port.

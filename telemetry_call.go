@@ -62,7 +62,7 @@ func (t *telemetry) startGenerate(ctx context.Context, endpoint string) (context
 // startCallTo is startCall for a server other than the worker's base URL
 // (nil: the worker's).
 func (t *telemetry) startCallTo(ctx context.Context, route, method, userID string, server []attribute.KeyValue) (context.Context, *callObs) {
-	tracing, metrics := t.tracing(), t.metering(ctx)
+	tracing, metrics := t.tracing(), t.callMetering(ctx)
 	if !tracing && !metrics {
 		return ctx, nil
 	}

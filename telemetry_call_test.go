@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jarcoal/httpmock"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -250,5 +251,170 @@ func TestUnknownMethodsAreOther(t *testing.T) {
 		if o.method != tc.want || o.attemptName() != tc.name {
 			t.Errorf("%s: method %q, span %q; want %q, %q", tc.method, o.method, o.attemptName(), tc.want, tc.name)
 		}
+	}
+}
+
+// meterWith is a meter provider reading into a manual reader, with views.
+func meterWith(t *testing.T, views ...sdkmetric.View) (*sdkmetric.MeterProvider, *sdkmetric.ManualReader) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithView(views...))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	return mp, reader
+}
+
+// dropView drops the instrument named name.
+func dropView(name string) sdkmetric.View {
+	return sdkmetric.NewView(sdkmetric.Instrument{Name: name}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}})
+}
+
+// metricTotals is what reader holds, by instrument ("name{cache}" for the
+// caches'): a counter's sum, a histogram's count, over every data point.
+func metricTotals(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range d.DataPoints {
+					name := m.Name
+					if v, ok := dp.Attributes.Value("sheen.cache"); ok {
+						name += "{" + v.AsString() + "}"
+					}
+					got[name] += dp.Value
+				}
+			case metricdata.Histogram[float64]:
+				for _, dp := range d.DataPoints {
+					got[m.Name] += int64(dp.Count)
+				}
+			}
+		}
+	}
+	return got
+}
+
+// TestTelemetryDroppedInstrumentLeavesOthersOn: a view that drops one of
+// the client's instruments drops that one alone.
+func TestTelemetryDroppedInstrumentLeavesOthersOn(t *testing.T) {
+	all := map[string]int64{
+		"sheen.client.call.duration":  1,
+		"sheen.client.attempts":       1,
+		"sheen.client.limiter.wait":   1,
+		"sheen.cache.hits{balance}":   2,
+		"sheen.cache.misses{balance}": 1,
+	}
+	for _, drop := range []string{"", "sheen.client.call.duration", "sheen.client.attempts", "sheen.cache.hits", "sheen.cache.misses"} {
+		t.Run(drop, func(t *testing.T) {
+			var views []sdkmetric.View
+			if drop != "" {
+				views = append(views, dropView(drop))
+			}
+			mp, reader := meterWith(t, views...)
+			c, mock := newMockClient(t, WithTelemetry(TelemetryConfig{MeterProvider: mp}))
+			mock.RegisterNoResponder(httpmock.NewStringResponder(200, billingTotalBody(600)))
+			for range 3 {
+				if _, err := c.Billing.Balance(context.Background(), "u1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := map[string]int64{}
+			for name, v := range all {
+				if name != drop && !strings.HasPrefix(name, drop+"{") {
+					want[name] = v
+				}
+			}
+			if got := metricTotals(t, reader); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("with %q dropped, recorded %v, want %v", drop, got, want)
+			}
+		})
+	}
+}
+
+// TestTelemetryCacheLookupsWithSharedCache: with a shared cache (or the
+// local one it falls back to while down) a call answered without this
+// client asking the worker counts a hit, with its span, and one that
+// asked counts a miss, for balances and links alike.
+func TestTelemetryCacheLookupsWithSharedCache(t *testing.T) {
+	for _, down := range []bool{false, true} {
+		t.Run(fmt.Sprintf("down=%v", down), func(t *testing.T) {
+			mp, reader := meterWith(t)
+			spans := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+			shared := &memShared{values: map[string][]byte{}, down: down}
+			c, mock := newMockClient(t, WithTelemetry(TelemetryConfig{MeterProvider: mp, TracerProvider: tp}), WithCache(CacheConfig{Shared: shared}))
+			mock.RegisterResponder("GET", "https://worker.test/base/v1/billing/balance/u1", httpmock.NewStringResponder(200, billingTotalBody(600)))
+			mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(time.Now().Add(24*time.Hour)))))
+			ctx := context.Background()
+			for range 3 {
+				if _, err := c.Billing.Balance(ctx, "u1"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Exports.ProjectLink(ctx, "p1", "u1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := mock.GetTotalCallCount(); n != 2 {
+				t.Fatalf("%d requests, want 2", n)
+			}
+			got := metricTotals(t, reader)
+			want := map[string]int64{
+				"sheen.cache.hits{balance}": 2, "sheen.cache.misses{balance}": 1,
+				"sheen.cache.hits{export_link}": 2, "sheen.cache.misses{export_link}": 1,
+			}
+			for name, v := range want {
+				if got[name] != v {
+					t.Errorf("%s = %d, want %d (all: %v)", name, got[name], v, got)
+				}
+			}
+			hitSpans := map[string]int{}
+			for _, s := range spans.Ended() {
+				for _, kv := range s.Attributes() {
+					if kv.Key == attrCacheHit && kv.Value.AsBool() {
+						hitSpans[s.Name()]++
+					}
+				}
+			}
+			if fmt.Sprint(hitSpans) != "map[sheen.Billing.Balance:2 sheen.Exports.ProjectLink:2]" {
+				t.Errorf("cache hit spans: %v, want 2 of each", hitSpans)
+			}
+		})
+	}
+}
+
+// TestTelemetryNoLookupsWithCachesOff: with the caches turned off no call
+// is a lookup: nothing is counted, rather than a miss for every call.
+func TestTelemetryNoLookupsWithCachesOff(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
+			mp, reader := meterWith(t)
+			cfg := CacheConfig{BalanceTTL: -1, MaxLinks: -1}
+			if shared {
+				cfg.Shared = &memShared{values: map[string][]byte{}}
+			}
+			c, mock := newMockClient(t, WithTelemetry(TelemetryConfig{MeterProvider: mp}), WithCache(cfg))
+			mock.RegisterResponder("GET", "https://worker.test/base/v1/billing/balance/u1", httpmock.NewStringResponder(200, billingTotalBody(600)))
+			mock.RegisterResponder("GET", exportsProjectURL, httpmock.NewStringResponder(200, exportsLinkBody(1, iso(time.Now().Add(24*time.Hour)))))
+			for range 2 {
+				if _, err := c.Billing.Balance(context.Background(), "u1"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Exports.ProjectLink(context.Background(), "p1", "u1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := metricTotals(t, reader)
+			if got["sheen.client.attempts"] != 4 {
+				t.Fatalf("attempts %v, want 4: the caches are off", got)
+			}
+			for name := range got {
+				if strings.HasPrefix(name, "sheen.cache.") {
+					t.Errorf("%s = %d with the caches off", name, got[name])
+				}
+			}
+		})
 	}
 }

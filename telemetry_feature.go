@@ -33,12 +33,12 @@ func (t *telemetry) cacheLookup(ctx context.Context, route, cache, userID string
 	if cache == cacheLinks {
 		set = t.linkCache
 	}
-	if t.metering(ctx) {
-		if hit {
-			t.inst.cacheHits.Add(ctx, 1, metric.WithAttributeSet(set))
-		} else {
-			t.inst.cacheMisses.Add(ctx, 1, metric.WithAttributeSet(set))
-		}
+	counter := t.inst.cacheMisses
+	if hit {
+		counter = t.inst.cacheHits
+	}
+	if counter.Enabled(ctx) {
+		counter.Add(ctx, 1, metric.WithAttributeSet(set))
 	}
 	if !hit || !t.tracing() {
 		return
@@ -57,7 +57,7 @@ func (t *telemetry) evictions(cache string) func() {
 	}
 	return func() {
 		ctx := context.Background()
-		if t.metering(ctx) {
+		if t.inst.cacheEvictions.Enabled(ctx) {
 			t.inst.cacheEvictions.Add(ctx, 1, metric.WithAttributeSet(set))
 		}
 	}
@@ -83,7 +83,7 @@ func noFollowEnd() {}
 // with, and the function that closes it.
 func (f *follower) traced(ctx context.Context, yield func(BuildEvent, error) bool) (context.Context, func(BuildEvent, error) bool, func()) {
 	t := f.tel
-	tracing, metrics := t.tracing(), t.metering(ctx)
+	tracing, metrics := t.tracing(), t.followMetering(ctx)
 	if !tracing && !metrics {
 		return ctx, yield, noFollowEnd
 	}
@@ -179,7 +179,7 @@ type downloadObs struct {
 // startDownload starts the telemetry of a download: nil, and ctx as it is,
 // when no provider records.
 func (t *telemetry) startDownload(ctx context.Context) (context.Context, *downloadObs) {
-	tracing, metrics := t.tracing(), t.metering(ctx)
+	tracing, metrics := t.tracing(), t.downloadMetering(ctx)
 	if !tracing && !metrics {
 		return ctx, nil
 	}
@@ -296,7 +296,7 @@ type proxyObs struct {
 // as they are, and nil, when no provider records.
 func (t *telemetry) startProxy(w http.ResponseWriter, r *http.Request, route, userID string) (http.ResponseWriter, *http.Request, *proxyObs) {
 	ctx := r.Context()
-	tracing, metrics := t.tracing(), t.metering(ctx)
+	tracing, metrics := t.tracing(), t.callMetering(ctx)
 	if !tracing && !metrics {
 		return w, r, nil
 	}

@@ -108,15 +108,33 @@ func (n Number) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, n.Float, 'f', -1, 64), nil
 }
 
-// Int returns the number truncated to an int64.
-func (n Number) Int() int64 { return int64(n.Float) }
+// Int returns the number truncated to an int64; one beyond int64's range
+// gives its bound (math.MaxInt64 or math.MinInt64).
+func (n Number) Int() int64 { return clampInt64(n.Float) }
 
-// Seconds returns the number read as seconds.
+// Seconds returns the number read as seconds; a duration beyond
+// time.Duration's range (about 292 years) gives its bound.
 func (n Number) Seconds() time.Duration {
-	return time.Duration(n.Float * float64(time.Second))
+	return time.Duration(clampInt64(n.Float * float64(time.Second)))
 }
 
-// Minutes returns the number read as minutes.
+// Minutes returns the number read as minutes; a duration beyond
+// time.Duration's range gives its bound.
 func (n Number) Minutes() time.Duration {
-	return time.Duration(n.Float * float64(time.Minute))
+	return time.Duration(clampInt64(n.Float * float64(time.Minute)))
+}
+
+// clampInt64 truncates f to an int64, giving the nearest bound for a value
+// beyond the range (Go's conversion gives an unspecified value there) and 0
+// for NaN, which JSON cannot spell.
+func clampInt64(f float64) int64 {
+	switch {
+	case math.IsNaN(f):
+		return 0
+	case f >= math.MaxInt64: // 2^63 as a float64: beyond the range
+		return math.MaxInt64
+	case f <= math.MinInt64:
+		return math.MinInt64
+	}
+	return int64(f)
 }
