@@ -34,6 +34,9 @@ const (
 // Redis answers again.
 const maxPendingDeletes = 10_000
 
+// deleteBatch is how many queued deletions one pipeline delivers.
+const deleteBatch = 1000
+
 // CacheOptions configures a Cache.
 type CacheOptions struct {
 	Options
@@ -55,12 +58,15 @@ type CacheOptions struct {
 // One replica loads a missing key while holding a claim (SET NX PX, renewed
 // while it loads); the others poll for its value. Delete drops the value
 // and the claim in one command, so a load under way is not stored.
+//
+// Close it when done with it (see Close).
 type Cache struct {
-	rdb  redis.UniversalClient
-	o    CacheOptions
-	h    *health
-	aead cipher.AEAD
-	mac  []byte // HMAC key of key names
+	rdb   redis.UniversalClient
+	o     CacheOptions
+	h     *health
+	flush *flusher
+	aead  cipher.AEAD
+	mac   []byte // HMAC key of key names
 
 	mu      sync.Mutex
 	pending map[string]struct{} // value keys to delete when Redis answers again
@@ -105,7 +111,8 @@ func NewCache(rdb redis.UniversalClient, secret string, o CacheOptions) (*Cache,
 		return nil, err
 	}
 	c := &Cache{rdb: rdb, o: o, aead: aead, mac: macKey, pending: make(map[string]struct{})}
-	c.h = &health{what: "cache", fallback: "using each replica's own cache", retry: o.RetryEvery, logger: o.Logger, recovered: c.flush}
+	c.flush = newFlusher(c.deliver)
+	c.h = &health{what: "cache", fallback: "using each replica's own cache", retry: o.RetryEvery, logger: o.Logger, recovered: c.flush.start}
 	return c, nil
 }
 
@@ -279,7 +286,7 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 // Delete implements sheen.SharedCache. The value and any claim go in one
 // command, so a load under way on any replica is not stored. When Redis
 // cannot answer, the deletion is kept (up to 10,000 of them) and delivered
-// when it answers again.
+// when it answers again, in the background (kept again if that fails).
 func (c *Cache) Delete(ctx context.Context, key string) error {
 	n := c.names(key)
 	err := c.h.run(ctx, c.o.Timeout, func(ctx context.Context) error { return c.rdb.Del(ctx, n.value, n.claim).Err() })
@@ -289,28 +296,63 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 			c.pending[n.value] = struct{}{}
 		}
 		c.mu.Unlock()
+		if c.h.up() {
+			// Redis answered another call meanwhile, which may have
+			// started the delivery before this deletion was queued.
+			c.flush.start()
+		}
 	}
 	return err
 }
 
-// flush delivers the deletions Redis missed while it was down.
-func (c *Cache) flush() {
-	c.mu.Lock()
-	pending := c.pending
-	c.pending = make(map[string]struct{})
-	c.mu.Unlock()
-	if len(pending) == 0 {
-		return
-	}
-	_ = c.h.run(context.Background(), c.o.Timeout*10, func(ctx context.Context) error {
-		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for value := range pending {
-				p.Del(ctx, value, value[:len(value)-1]+"l")
+// Close stops delivering the deletions of an outage, ends a delivery
+// under way and waits for it; it does not close the Redis client. The
+// cache still works after Close, but deletions made during later outages
+// are not delivered. It always returns nil, and may be called more than
+// once.
+func (c *Cache) Close() error {
+	c.flush.close()
+	return nil
+}
+
+// deliver delivers the deletions Redis missed while it was down. What it
+// could not deliver stays queued for the next time Redis answers.
+func (c *Cache) deliver(ctx context.Context) {
+	for {
+		batch := make([]string, 0, deleteBatch)
+		c.mu.Lock()
+		for value := range c.pending {
+			if len(batch) == deleteBatch {
+				break
 			}
-			return nil
+			batch = append(batch, value)
+			delete(c.pending, value)
+		}
+		c.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		err := c.h.run(ctx, c.o.Timeout*10, func(ctx context.Context) error {
+			_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, value := range batch {
+					p.Del(ctx, value, value[:len(value)-1]+"l")
+				}
+				return nil
+			})
+			return err
 		})
-		return err
-	})
+		if err != nil {
+			// Deleting again is harmless: put the whole batch back.
+			c.mu.Lock()
+			for _, value := range batch {
+				if len(c.pending) < maxPendingDeletes {
+					c.pending[value] = struct{}{}
+				}
+			}
+			c.mu.Unlock()
+			return
+		}
+	}
 }
 
 // newToken is a random claim token.

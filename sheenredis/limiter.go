@@ -64,11 +64,12 @@ type LimiterOptions struct {
 // every replica's requests and answers go through one Lua script each, so
 // that together they follow the worker's window as one client would. In a
 // replica, requests wait in line and only the first asks Redis. It is safe
-// for concurrent use.
+// for concurrent use. Close it when done with it (see Close).
 type Limiter struct {
 	rdb      redis.UniversalClient
 	o        LimiterOptions
 	h        *health
+	flush    *flusher
 	keys     []string
 	interval string // the pace's interval, ms
 	id       string // this Limiter's part of request ids
@@ -79,7 +80,7 @@ type Limiter struct {
 	hardUntil atomic.Int64  // when a wait sure to last ends (UnixNano on the clock), 0 when none
 
 	mu      sync.Mutex
-	pending [][]any // releases Redis missed, to report when it answers again
+	pending [][]any // releases Redis missed (releaseScript's or unadmitScript's ARGV), to report when it answers again
 }
 
 // NewLimiter makes a Limiter on rdb, which must have ContextTimeoutEnabled
@@ -120,7 +121,8 @@ func NewLimiter(rdb redis.UniversalClient, o LimiterOptions) (*Limiter, error) {
 		line:     make(chan struct{}, 1),
 		kick:     make(chan struct{}, 1),
 	}
-	l.h = &health{what: "limiter", fallback: "each replica paces itself with its own limiter", retry: o.RetryEvery, logger: o.Logger, recovered: l.flush}
+	l.flush = newFlusher(l.deliver)
+	l.h = &health{what: "limiter", fallback: "each replica paces itself with its own limiter", retry: o.RetryEvery, logger: o.Logger, recovered: l.flush.start}
 	return l, nil
 }
 
@@ -216,6 +218,12 @@ func (l *Limiter) decide(ctx context.Context) (decision, string, error) {
 	}
 	switch {
 	case len(res) >= 2 && res[0] == 1:
+		if err := ctx.Err(); err != nil {
+			// The caller is gone: the request will not leave, so it must
+			// not count in flight (its pace slot is spent).
+			l.unadmit(ctx, member)
+			return decision{}, "", err
+		}
 		return decision{admitted: true, probe: res[1] == 1}, member, nil
 	case len(res) >= 7:
 		d := decision{wait: time.Duration(res[2]) * time.Microsecond, kind: res[3], limit: res[4], rem: res[5]}
@@ -262,13 +270,7 @@ func (l *Limiter) releaser(member string) func(sheen.RateAnswer) {
 			answered = "1"
 		}
 		args := []any{member, ms(a.At), answered, a.Limit, a.Remaining, ms(a.Reset), msd(a.ResetPrecision), ms(a.PauseUntil), idleExpiry.Milliseconds()}
-		if err := l.release(context.Background(), args); errors.Is(err, sheen.ErrSharedUnavailable) {
-			l.mu.Lock()
-			if len(l.pending) < maxPendingReleases {
-				l.pending = append(l.pending, args)
-			}
-			l.mu.Unlock()
-		}
+		l.report(context.Background(), args)
 		select {
 		case l.kick <- struct{}{}:
 		default:
@@ -276,21 +278,82 @@ func (l *Limiter) releaser(member string) func(sheen.RateAnswer) {
 	}
 }
 
+// unadmitScript takes back a request that acquireScript admitted but that
+// will not leave, without learning anything from it.
+//
+// ARGV: member.
+var unadmitScript = redis.NewScript(`
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+`)
+
+// unadmit takes back the admission of member, whose caller's ctx ended.
+func (l *Limiter) unadmit(ctx context.Context, member string) {
+	l.report(context.WithoutCancel(ctx), []any{member})
+}
+
+// report sends one release (releaseScript's ARGV, or unadmitScript's), or
+// keeps it to send when Redis answers again.
+func (l *Limiter) report(ctx context.Context, args []any) {
+	if err := l.release(ctx, args); !errors.Is(err, sheen.ErrSharedUnavailable) {
+		return
+	}
+	l.mu.Lock()
+	if len(l.pending) < maxPendingReleases {
+		l.pending = append(l.pending, args)
+	}
+	l.mu.Unlock()
+	if l.h.up() {
+		// Redis answered another call meanwhile, which may have started
+		// the delivery before this release was queued.
+		l.flush.start()
+	}
+}
+
 func (l *Limiter) release(ctx context.Context, args []any) error {
+	script := releaseScript
+	if len(args) == 1 {
+		script = unadmitScript
+	}
 	return l.h.run(ctx, l.o.Timeout, func(ctx context.Context) error {
-		return releaseScript.Run(ctx, l.rdb, l.keys, args...).Err()
+		return script.Run(ctx, l.rdb, l.keys, args...).Err()
 	})
 }
 
-// flush reports the releases Redis missed while it was down, so that the
-// requests they end stop counting in flight before their leases run out.
-func (l *Limiter) flush() {
-	l.mu.Lock()
-	pending := l.pending
-	l.pending = nil
-	l.mu.Unlock()
-	for _, args := range pending {
-		if l.release(context.Background(), args) != nil {
+// Close stops reporting the releases Redis missed during an outage, ends
+// a report under way and waits for it; it does not close the Redis
+// client. The limiter still works after Close, but releases missed during
+// later outages are left to their leases. It always returns nil, and may
+// be called more than once.
+func (l *Limiter) Close() error {
+	l.flush.close()
+	return nil
+}
+
+// deliver reports the releases Redis missed while it was down, so that
+// the requests they end stop counting in flight before their leases run
+// out. It stops at the first failure; what it did not report stays queued
+// for the next time Redis answers.
+func (l *Limiter) deliver(ctx context.Context) {
+	for {
+		l.mu.Lock()
+		if len(l.pending) == 0 {
+			l.pending = nil
+			l.mu.Unlock()
+			return
+		}
+		args := l.pending[0]
+		l.pending = l.pending[1:]
+		l.mu.Unlock()
+		if err := l.release(ctx, args); err != nil {
+			// It may have run all the same: an unanswered release
+			// reported twice lowers the remaining count twice, which
+			// errs on the side of the worker's quota.
+			l.mu.Lock()
+			l.pending = append([][]any{args}, l.pending...)
+			l.pending = l.pending[:min(len(l.pending), maxPendingReleases)]
+			l.mu.Unlock()
 			return
 		}
 	}

@@ -18,37 +18,48 @@ import (
 // to Redis when it answers again.
 const maxPendingNonces = 100_000
 
+// nonceBatch is how many queued nonces one pipeline writes to Redis.
+const nonceBatch = 1000
+
 // NonceOptions configures a NonceStore.
 type NonceOptions struct {
 	Options
 	// TTL is how long a nonce is remembered (default sheen.DefaultNonceTTL,
-	// 600 s, as the deployed worker). Keep it above twice the Verifier's
-	// Skew: a request is refused for its timestamp once that much time has
-	// passed.
+	// 600 s, as the deployed worker). Keep it at least twice the
+	// Verifier's Skew (DefaultSkew, 120 s, unless set): a request is
+	// refused for its timestamp only once that much time has passed, so a
+	// replay sent after a shorter TTL passes. The Verifier checks this for
+	// a MemoryNonceStore; it cannot for a NonceStore, so the rule is
+	// yours to keep.
 	TTL time.Duration
 	// FailOpen, while Redis cannot answer, checks nonces against Local
-	// instead of refusing the request. Every nonce the replica accepts is
-	// recorded in Local as well as in Redis, so during an outage a replay
-	// to the same replica is refused, whether its nonce was first used
-	// before the outage or during it; a replay sent to another replica
-	// during the outage is accepted. Off by default: the Verifier refuses
-	// signed requests it cannot check (Middleware answers 503).
+	// instead of refusing the request. Every nonce the replica checks is
+	// recorded in Local, which is asked first, so a replay to the same
+	// replica is refused before, during and after an outage (also while
+	// the nonces of the outage are being written to Redis); a replay sent
+	// to another replica during the outage is accepted. Off by default:
+	// the Verifier refuses signed requests it cannot check (Middleware
+	// answers 503).
 	FailOpen bool
 	// Local is the replica's own store with FailOpen (default an in-memory
 	// store keeping each nonce for TTL, at most 100,000 of them: beyond
-	// that many per TTL, the oldest are forgotten first).
+	// that many per TTL, the oldest are forgotten first). It must be safe
+	// for concurrent use, and its Seen must record and answer in one step,
+	// as MemoryNonceStore's does.
 	Local sheenhttp.NonceStore
 }
 
 // NonceStore is a sheenhttp.NonceChecker on Redis: SET NX with an expiry, so a
 // nonce used on one replica is refused on every other. Use it as a
-// Verifier's Nonces. It is safe for concurrent use.
+// Verifier's Nonces. It is safe for concurrent use. With FailOpen, Close
+// it when done with it (see Close).
 type NonceStore struct {
-	rdb  redis.UniversalClient
-	o    NonceOptions
-	h    *health
-	mu   sync.Mutex
-	seen []pendingNonce // seen on Local while failing open, for Redis
+	rdb   redis.UniversalClient
+	o     NonceOptions
+	h     *health
+	flush *flusher
+	mu    sync.Mutex
+	seen  []pendingNonce // seen on Local while failing open, for Redis
 }
 
 // pendingNonce is a nonce checked locally during an outage.
@@ -80,12 +91,13 @@ func NewNonceStore(rdb redis.UniversalClient, o NonceOptions) (*NonceStore, erro
 	if o.FailOpen {
 		fallback = "checking nonces on this replica alone (fail open: a replay to another replica is not caught)"
 	}
-	s.h = &health{what: "nonce store", fallback: fallback, retry: o.RetryEvery, logger: o.Logger, recovered: s.flush}
+	s.flush = newFlusher(s.deliver)
+	s.h = &health{what: "nonce store", fallback: fallback, retry: o.RetryEvery, logger: o.Logger, recovered: s.flush.start}
 	return s, nil
 }
 
-// key is nonce's key: its digest, so that neither its length nor its bytes
-// reach Redis.
+// key is nonce's key: its SHA-256 digest (not keyed: the store has no
+// secret), so that neither its length nor its bytes reach Redis.
 func (s *NonceStore) key(nonce string) string {
 	sum := sha256.Sum256([]byte(nonce))
 	return s.o.Prefix + ":n:" + hex.EncodeToString(sum[:16])
@@ -94,8 +106,16 @@ func (s *NonceStore) key(nonce string) string {
 // Check implements sheenhttp.NonceChecker: it records nonce as used and reports
 // whether it had been used within TTL, on any replica. When Redis cannot
 // answer it fails (wrapping sheen.ErrSharedUnavailable), or with FailOpen
-// answers from Local, where it also records every nonce Redis accepts.
+// answers from Local. With FailOpen, Local is asked first and records
+// every nonce checked, so the replica refuses a replay of a nonce it
+// accepted even while Redis does not know it yet.
 func (s *NonceStore) Check(nonce string, now time.Time) (bool, error) {
+	if s.o.FailOpen && s.o.Local.Seen(nonce, now) {
+		// Accepted here before (or being checked right now): a replay,
+		// whatever Redis says, which after an outage may not have been
+		// told yet.
+		return true, nil
+	}
 	key := s.key(nonce)
 	var fresh bool
 	err := s.h.run(context.Background(), s.o.Timeout, func(ctx context.Context) error {
@@ -103,26 +123,23 @@ func (s *NonceStore) Check(nonce string, now time.Time) (bool, error) {
 		fresh, err = s.rdb.SetNX(ctx, key, 1, s.o.TTL).Result()
 		return err
 	})
-	if err == nil {
-		if fresh && s.o.FailOpen {
-			// So that Local, should Redis stop answering, still knows
-			// the nonces this replica accepted before.
-			s.o.Local.Seen(nonce, now)
-		}
+	switch {
+	case err == nil:
 		return !fresh, nil
-	}
-	if !s.o.FailOpen {
+	case !s.o.FailOpen:
 		return false, err
 	}
-	seen := s.o.Local.Seen(nonce, now)
-	if !seen {
-		s.mu.Lock()
-		if len(s.seen) < maxPendingNonces {
-			s.seen = append(s.seen, pendingNonce{key, time.Now()})
-		}
-		s.mu.Unlock()
+	s.mu.Lock()
+	if len(s.seen) < maxPendingNonces {
+		s.seen = append(s.seen, pendingNonce{key, time.Now()})
 	}
-	return seen, nil
+	s.mu.Unlock()
+	if s.h.up() {
+		// Redis answered another call meanwhile, which may have started
+		// the delivery before this nonce was queued.
+		s.flush.start()
+	}
+	return false, nil
 }
 
 // Seen implements sheenhttp.NonceStore for callers that cannot take an error:
@@ -133,27 +150,50 @@ func (s *NonceStore) Seen(nonce string, now time.Time) bool {
 	return seen || err != nil
 }
 
-// flush writes the nonces seen on Local during an outage to Redis, so that
-// their replays are refused everywhere for the rest of their TTL.
-func (s *NonceStore) flush() {
-	s.mu.Lock()
-	pending := s.seen
-	s.seen = nil
-	s.mu.Unlock()
-	if len(pending) == 0 {
-		return
-	}
-	_ = s.h.run(context.Background(), s.o.Timeout*10, func(ctx context.Context) error {
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, n := range pending {
-				if left := s.o.TTL - time.Since(n.at); left > 0 {
-					p.SetNX(ctx, n.key, 1, left)
+// Close stops writing the nonces of an outage to Redis, ends a write
+// under way and waits for it; it does not close the Redis client. Checks
+// still work after Close, but the nonces of later outages stay on this
+// replica. It always returns nil, and may be called more than once.
+func (s *NonceStore) Close() error {
+	s.flush.close()
+	return nil
+}
+
+// deliver writes the nonces seen on Local during an outage to Redis, so
+// that their replays are refused everywhere for the rest of their TTL.
+// What it could not write stays queued for the next time Redis answers.
+func (s *NonceStore) deliver(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		batch := s.seen[:min(len(s.seen), nonceBatch)]
+		s.seen = s.seen[len(batch):]
+		if len(s.seen) == 0 {
+			s.seen = nil
+		}
+		s.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		err := s.h.run(ctx, s.o.Timeout*10, func(ctx context.Context) error {
+			_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, n := range batch {
+					if left := s.o.TTL - time.Since(n.at); left > 0 {
+						p.SetNX(ctx, n.key, 1, left)
+					}
 				}
-			}
-			return nil
+				return nil
+			})
+			return err
 		})
-		return err
-	})
+		if err != nil {
+			// SET NX again is harmless: put the whole batch back.
+			s.mu.Lock()
+			s.seen = append(batch[:len(batch):len(batch)], s.seen...)
+			s.seen = s.seen[:min(len(s.seen), maxPendingNonces)]
+			s.mu.Unlock()
+			return
+		}
+	}
 }
 
 var _ sheenhttp.NonceChecker = (*NonceStore)(nil)

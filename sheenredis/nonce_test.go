@@ -110,6 +110,9 @@ func TestNonceStoreFailOpenChecksLocallyAndTellsRedisAfterwards(t *testing.T) {
 	eventually(t, "a's store answers again", func() bool {
 		return send(a, "probe-"+strconv.FormatInt(time.Now().UnixNano(), 10)).Code == http.StatusForbidden && logs.count(slog.LevelInfo) > 0
 	})
+	// a writes what it saw in the background.
+	key := a.Nonces.(*NonceStore).key("nonce-1")
+	eventually(t, "a tells Redis what it saw", func() bool { return rdb.Exists(context.Background(), key).Val() == 1 })
 	if rec := send(b, "nonce-1"); rec.Code != http.StatusConflict {
 		t.Fatalf("replay to another replica after the outage: %d; want 409 (a told Redis what it saw)", rec.Code)
 	}

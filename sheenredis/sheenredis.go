@@ -34,17 +34,27 @@
 // Options.RetryEvery (1 s) tries it again, the others fall back at once, so
 // an outage costs no latency. No call waits on Redis past its context.
 //
+// What a piece could not tell Redis during an outage (the cache's
+// deletions, the limiter's releases, a failing-open NonceStore's nonces)
+// is kept, bounded, and delivered when Redis answers again, on a goroutine
+// of the piece's own, so that the call that finds Redis back does not wait
+// for it; a delivery that fails keeps what it could not send for the next
+// one. Close a piece when done with it, so that no delivery outlives it.
+//
 // The NonceStore refuses signed requests while Redis is down (fail closed:
 // the Verifier's Middleware answers 503 NONCE_STORE_UNAVAILABLE), unless
 // NonceOptions.FailOpen checks them on a store of the replica's own, which
-// holds every nonce the replica accepted, before the outage too: a replay
-// to the same replica is refused, one to another replica is not. The
-// nonces it saw meanwhile are written to Redis when it answers again.
+// holds every nonce the replica checked and is asked first: a replay to
+// the same replica is refused before, during and after an outage, one to
+// another replica during the outage is not. Keep NonceOptions.TTL at
+// least twice the Verifier's Skew (the defaults do): the Verifier cannot
+// check that for a NonceStore as it does for a MemoryNonceStore.
 //
 // # What Redis holds
 //
-// Key names carry no user, project or version IDs and no nonce: they are
-// HMAC-SHA-256 digests (the cache's keyed by the shared secret). Cached
+// Key names carry no user, project or version IDs and no nonce: the
+// cache's are HMAC-SHA-256 digests keyed by the shared secret, the
+// NonceStore's SHA-256 digests of the nonce (it has no secret). Cached
 // values are sealed with AES-256-GCM under a key derived from the shared
 // secret with HKDF-SHA-256, bound to their key name, so neither a MONITOR
 // log, a dump nor another tenant of the Redis sees a signed URL, a balance
@@ -147,7 +157,8 @@ type health struct {
 	retry    time.Duration
 	logger   *slog.Logger
 	// recovered, when set, runs (on the caller's goroutine) when Redis
-	// answers again after an outage.
+	// answers again after an outage. It must not block: it only starts
+	// the delivery of what the outage queued (flusher.start).
 	recovered func()
 
 	mu      sync.Mutex
@@ -225,6 +236,13 @@ func (h *health) ok() {
 	}
 }
 
+// up reports whether Redis answered the last command (no outage).
+func (h *health) up() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.down
+}
+
 // run runs one Redis command under the timeout. A failure that is not the
 // caller's (its ctx ended) marks Redis down and wraps
 // sheen.ErrSharedUnavailable; redis.Nil is an answer.
@@ -246,4 +264,64 @@ func (h *health) run(ctx context.Context, timeout time.Duration, cmd func(contex
 		return ctx.Err()
 	}
 	return h.failed(err)
+}
+
+// flusher delivers what a piece queued while Redis was down (deletions,
+// nonces, releases) on a goroutine of its own, one at a time per piece, so
+// that the call whose success ends an outage does not wait for it. deliver
+// sends the queue under ctx until it is empty or a command fails, and puts
+// back what it could not send. close ends a delivery under way and waits
+// for it.
+type flusher struct {
+	deliver func(ctx context.Context)
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu                  sync.Mutex
+	busy, again, closed bool
+}
+
+func newFlusher(deliver func(context.Context)) *flusher {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &flusher{deliver: deliver, ctx: ctx, cancel: cancel}
+}
+
+// start delivers the queue in the background, unless a delivery is under
+// way: that one then goes round once more, for what was queued meanwhile.
+func (f *flusher) start() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.closed:
+	case f.busy:
+		f.again = true
+	default:
+		f.busy = true
+		f.wg.Go(f.loop)
+	}
+}
+
+func (f *flusher) loop() {
+	for {
+		f.deliver(f.ctx)
+		f.mu.Lock()
+		if !f.again || f.closed {
+			f.busy, f.again = false, false
+			f.mu.Unlock()
+			return
+		}
+		f.again = false
+		f.mu.Unlock()
+	}
+}
+
+// close ends a delivery under way (what it did not send stays queued),
+// waits for it, and starts no more. It is safe to call more than once.
+func (f *flusher) close() {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	f.cancel()
+	f.wg.Wait()
 }
