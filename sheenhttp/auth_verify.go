@@ -58,7 +58,10 @@ type Verifier struct {
 	// them (under a larger flood the oldest are forgotten first); a nonce
 	// is at most 128 bytes (see Verify). Share a store (Redis, a table) between
 	// instances of a service behind a load balancer: sheenredis.NonceStore
-	// is one, a NonceChecker.
+	// is one, a NonceChecker. A store with a NonceTTL() time.Duration
+	// method (MemoryNonceStore, sheenredis.NonceStore) must keep nonces for
+	// at least twice Skew, or the Verifier refuses to run: a replay after
+	// that would pass.
 	Nonces NonceStore
 	// MaxBody caps the request body VerifyRequest and Middleware read, in
 	// bytes; zero means MaxRequestBody (1 MiB). Larger bodies are refused
@@ -143,6 +146,10 @@ func (v *Verifier) checkConfig() error {
 			return fmt.Errorf("sheenhttp: Verifier.Nonces: %w", err)
 		}
 		if skew := cmp.Or(v.Skew, sheen.DefaultSkew); ttl < 2*skew {
+			return fmt.Errorf("sheenhttp: Verifier.Nonces keeps each nonce for %s, less than twice Skew (%s): a request replayed after that would pass", ttl, 2*skew)
+		}
+	} else if s, ok := v.Nonces.(interface{ NonceTTL() time.Duration }); ok && v.Scheme != sheen.SigningBodyPath {
+		if ttl, skew := s.NonceTTL(), cmp.Or(v.Skew, sheen.DefaultSkew); ttl < 2*skew {
 			return fmt.Errorf("sheenhttp: Verifier.Nonces keeps each nonce for %s, less than twice Skew (%s): a request replayed after that would pass", ttl, 2*skew)
 		}
 	}

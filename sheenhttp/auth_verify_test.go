@@ -904,3 +904,25 @@ func TestVerifierRefusesMalformedNonces(t *testing.T) {
 		})
 	}
 }
+
+// ttlStore is a shared nonce store (as sheenredis.NonceStore is) that says
+// how long it keeps nonces.
+type ttlStore struct{ ttl time.Duration }
+
+func (ttlStore) Seen(string, time.Time) bool { return false }
+func (s ttlStore) NonceTTL() time.Duration { return s.ttl }
+
+// Any store that says how long it keeps nonces is held to the rule the
+// memory store is: at least twice Skew, or a replay after that passes.
+func TestVerifierChecksAStoresNonceTTL(t *testing.T) {
+	v := &Verifier{Secret: testSecret, Scheme: sheen.SigningDual, Nonces: ttlStore{time.Minute}}
+	err := v.Verify("GET", "/v1/x", http.Header{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "keeps each nonce for 1m0s, less than twice Skew (4m0s)") {
+		t.Errorf("a store keeping nonces 1m under the default 2m Skew: %v; want a configuration error", err)
+	}
+	v = &Verifier{Secret: testSecret, Scheme: sheen.SigningDual, Nonces: ttlStore{10 * time.Minute}}
+	var ae *sheen.AuthError
+	if err := v.Verify("GET", "/v1/x", http.Header{}, nil); !errors.As(err, &ae) {
+		t.Errorf("a store keeping nonces 10m: %v; want the request's own refusal (no signature), not a configuration error", err)
+	}
+}

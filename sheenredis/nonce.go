@@ -28,9 +28,8 @@ type NonceOptions struct {
 	// 600 s, as the deployed worker). Keep it at least twice the
 	// Verifier's Skew (DefaultSkew, 120 s, unless set): a request is
 	// refused for its timestamp only once that much time has passed, so a
-	// replay sent after a shorter TTL passes. The Verifier checks this for
-	// a MemoryNonceStore; it cannot for a NonceStore, so the rule is
-	// yours to keep.
+	// replay sent after a shorter TTL passes. A Verifier refuses to run
+	// with a store that keeps nonces for less (it reads NonceTTL).
 	TTL time.Duration
 	// FailOpen, while Redis cannot answer, checks nonces against Local
 	// instead of refusing the request. Every nonce the replica checks is
@@ -149,6 +148,11 @@ func (s *NonceStore) Seen(nonce string, now time.Time) bool {
 	seen, err := s.Check(nonce, now)
 	return seen || err != nil
 }
+
+// NonceTTL returns how long the store remembers a nonce (NonceOptions.TTL,
+// with its default applied): what a sheenhttp.Verifier checks against
+// twice its Skew.
+func (s *NonceStore) NonceTTL() time.Duration { return s.o.TTL }
 
 // Close stops writing the nonces of an outage to Redis, ends a write
 // under way and waits for it; it does not close the Redis client. Checks

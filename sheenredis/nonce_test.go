@@ -155,3 +155,7 @@ func TestNonceStoreFailClosedKeepsNoLocalCopy(t *testing.T) {
 		t.Errorf("the local store holds %d nonce(s) although FailOpen is off", n)
 	}
 }
+
+// A sheenhttp.Verifier reads how long the store keeps nonces through this
+// method, to refuse a TTL under twice its Skew.
+var _ interface{ NonceTTL() time.Duration } = (*NonceStore)(nil)
