@@ -910,7 +910,7 @@ func TestVerifierRefusesMalformedNonces(t *testing.T) {
 type ttlStore struct{ ttl time.Duration }
 
 func (ttlStore) Seen(string, time.Time) bool { return false }
-func (s ttlStore) NonceTTL() time.Duration { return s.ttl }
+func (s ttlStore) NonceTTL() time.Duration   { return s.ttl }
 
 // Any store that says how long it keeps nonces is held to the rule the
 // memory store is: at least twice Skew, or a replay after that passes.
