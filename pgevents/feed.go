@@ -154,7 +154,9 @@ func FeedLease(d time.Duration) FeedOption {
 }
 
 // FeedMaxAttempts sets how many runs of a handling may fail before it is
-// parked as a dead letter (default 5).
+// parked as a dead letter (default 5). Only the handler's failures count:
+// when the database cannot give the build's events, the handling is tried
+// again after the first retry backoff without spending an attempt.
 func FeedMaxAttempts(n int) FeedOption {
 	return func(f *Feed) {
 		if n > 0 {
@@ -937,6 +939,13 @@ func (r *feedRun) claim(ctx context.Context, n int) ([]claim, time.Duration, err
 	return claims, max(time.Duration(*secs*float64(time.Second)), 0), nil
 }
 
+// readError is a database error while reading a build's events for its
+// handling: the database's failure, not the handler's.
+type readError struct{ err error }
+
+func (e readError) Error() string { return e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
+
 var (
 	errClaimLost    = errors.New("pgevents: the claim was taken over (its lease ran out)")
 	errLeaseExpired = errors.New("pgevents: the claim's lease could not be renewed in time")
@@ -951,10 +960,20 @@ func (r *feedRun) handle(base context.Context, c claim) {
 	var inTx atomic.Bool
 	stopLease := r.keepLease(ctx, cancel, c, &inTx)
 	comp, until, err := r.load(ctx, c)
+	var unreadable readError
 	switch {
 	case err == nil && !until.IsZero():
 		stopLease()
 		r.record(log, c, feedPostpone, until)
+		return
+	case errors.As(err, &unreadable) && ctx.Err() == nil:
+		// The database failed, not the handler, which did not run: try
+		// again later without spending one of the build's attempts, so
+		// that a database blip cannot park it as a dead letter.
+		stopLease()
+		log.LogAttrs(context.Background(), slog.LevelWarn, "pgevents: could not read the build's events; trying again without counting an attempt",
+			slog.Duration("wait", f.backoffMin), slog.String("error", err.Error()))
+		r.record(log, c, feedPostpone, time.Now().Add(f.backoffMin))
 		return
 	case err != nil:
 		err = fmt.Errorf("pgevents: reading the build's events: %w", err)
@@ -1095,11 +1114,11 @@ func (r *feedRun) load(ctx context.Context, c claim) (Completion, time.Time, err
 	f := r.f
 	rows, err := f.pool.Query(ctx, feedReadBuild, c.build, c.user)
 	if err != nil {
-		return Completion{}, time.Time{}, err
+		return Completion{}, time.Time{}, readError{err}
 	}
 	events, err := collectEvents(rows)
 	if err != nil {
-		return Completion{}, time.Time{}, err
+		return Completion{}, time.Time{}, readError{err}
 	}
 	res, ended, err := sheen.BuildOutcome(c.build, events)
 	comp := Completion{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,10 +59,20 @@ type replica struct {
 // newReplica makes a replica of feed (not running yet).
 func newReplica(t *testing.T, db *testDB, feed, name string, opts ...FeedOption) *replica {
 	t.Helper()
+	return newReplicaTuned(t, db, feed, name, nil, opts...)
+}
+
+// newReplicaTuned is newReplica with its pool's configuration changed by
+// tune first (nil: none).
+func newReplicaTuned(t *testing.T, db *testDB, feed, name string, tune func(*pgxpool.Config), opts ...FeedOption) *replica {
+	t.Helper()
 	r := &replica{name: name}
 	cfg, err := pgxpool.ParseConfig(db.connString)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(cfg)
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "feed-" + name
 	cfg.MaxConns = 8
@@ -720,4 +731,86 @@ func TestFeedParksABuildWhoseLastAttemptLostItsReplica(t *testing.T) {
 	if n := calls.Load(); n != 0 {
 		t.Errorf("the handler ran %d times, want 0", n)
 	}
+}
+
+// A database that cannot give a build's events fails the reading, not the
+// handler: the handling is tried again without spending an attempt, so a
+// blip cannot park a build as a dead letter. The blip: the replica's reads
+// of one build's events fail twice, after the handler's first run failed.
+func TestFeedReadErrorsDoNotSpendAttempts(t *testing.T) {
+	db := newFeedDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	user := uuid.NewString()
+	db.finishBuild(t, "01JBLIP", user, false)
+	logs := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
+	blip := &readBlip{}
+	h := &handled{}
+	r := newReplicaTuned(t, db, "blip", "r", func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = blip },
+		FeedMaxAttempts(2), FeedRetryBackoff(50*time.Millisecond, 50*time.Millisecond),
+		FeedMetadataWait(0, 0), FeedLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	if err := r.feed.OnFinished(func(ctx context.Context, c Completion) error {
+		h.add("r", c)
+		if c.Attempt == 1 {
+			blip.failNext.Store(2)
+			return errors.New("mail server says no")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.run(t)
+	waitFor(t, ctx, "the build done", func() bool { return db.countState(t, "blip", "done") == 1 })
+	if n := strings.Count(logs.String(), "could not read the build's events"); n != 2 {
+		t.Errorf("%d failed readings logged, want 2", n)
+	}
+	var attempts []int
+	for _, run := range h.of("01JBLIP") {
+		attempts = append(attempts, run.c.Attempt)
+	}
+	if fmt.Sprint(attempts) != "[1 2]" {
+		t.Errorf("attempts %v, want [1 2]: the failed readings must not count", attempts)
+	}
+	if n := db.countState(t, "blip", "dead"); n != 0 {
+		t.Errorf("%d dead letter(s); want none", n)
+	}
+}
+
+// readBlip fails the next failNext readings of a build's events (the
+// feed's feedReadBuild query), as a database blip would.
+type readBlip struct{ failNext atomic.Int32 }
+
+func (b *readBlip) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if data.SQL == feedReadBuild && b.failNext.Add(-1) >= 0 {
+		ctx, cancel := context.WithCancelCause(ctx)
+		cancel(errors.New("database blip"))
+		return ctx
+	}
+	return ctx
+}
+
+func (*readBlip) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// syncBuffer is a log sink the feed's goroutines may write while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
