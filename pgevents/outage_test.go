@@ -302,6 +302,10 @@ func TestOutOfOrderCommits(t *testing.T) {
 		if got := rec.get(); len(got) != 0 {
 			t.Fatalf("delivered %v while id %d was uncommitted: a cursor past it would never see it", got, late)
 		}
+		// A reader of its own is told rows wait behind the gap.
+		if events, more, err := src.FetchEvents(ctx, build, user, 0); err != nil || len(events) != 0 || !more {
+			t.Errorf("FetchEvents behind the gap: %d events, more %v, err %v; want none, more, no error", len(events), more, err)
+		}
 		if err := tx.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}

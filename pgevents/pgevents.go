@@ -426,7 +426,7 @@ func (s *Source) fetch(ctx context.Context, buildID, userID string, after int64)
 			continue
 		}
 		if !now.Before(waitUntil) {
-			return nil, false, false, nil
+			return nil, true, false, nil // rows still wait behind the gap
 		}
 		t := time.NewTimer(min(gapRecheck, waitUntil.Sub(now)))
 		select {
