@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,7 +21,6 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
-	sheen "github.com/sheenapps/sheen-go"
 	"github.com/sheenapps/sheen-go/sheentest"
 )
 
@@ -162,17 +160,7 @@ func (p *tab) phases() []string {
 // download the archive, and run out of AI time.
 func TestBrowser(t *testing.T) {
 	exe := browserPath(t)
-	t.Setenv(sheen.EnvBaseURL, "")
-	w, err := newWorker(io.Discard, sheentest.PaceManual, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.close()
-	a, err := newApp(w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.stream.Close()
+	w, a := newTestApp(t, sheentest.PaceManual)
 	tap := &streamTap{}
 	front := httptest.NewUnstartedServer(tap.wrap(a))
 	front.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) }

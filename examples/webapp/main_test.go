@@ -86,17 +86,7 @@ func (u *user) events(buildID string) (int, []string) {
 // their own builds; a build's stream runs from its first event to its end;
 // a user without AI time gets the 402 with suggestions.
 func TestWebappAgainstFakeWorker(t *testing.T) {
-	t.Setenv(sheen.EnvBaseURL, "")
-	w, err := newWorker(io.Discard, sheentest.PaceInstant, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.close()
-	a, err := newApp(w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.stream.Close()
+	w, a := newTestApp(t, sheentest.PaceInstant)
 	front := httptest.NewServer(a)
 	defer front.Close()
 
@@ -150,15 +140,7 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	t.Setenv(sheen.EnvBaseURL, "")
 	for _, outlasts := range []bool{false, true} {
 		t.Run(map[bool]string{false: "within grace", true: "outlasting grace"}[outlasts], func(t *testing.T) {
-			w, err := newWorker(io.Discard, sheentest.PaceInstant, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer w.close()
-			a, err := newApp(w)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, a := newTestApp(t, sheentest.PaceInstant)
 			srv := newServer(a)
 			entered, release := make(chan struct{}), make(chan struct{})
 			defer func() {
@@ -243,4 +225,22 @@ func TestServeShutsDownGracefully(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newTestApp is the web app over the embedded fake worker at pace, both
+// closed when the test ends (the app's build stream first).
+func newTestApp(t *testing.T, pace sheentest.BuildPace) (*worker, *app) {
+	t.Helper()
+	t.Setenv(sheen.EnvBaseURL, "")
+	w, err := newWorker(io.Discard, pace, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.close)
+	a, err := newApp(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.stream.Close)
+	return w, a
 }
